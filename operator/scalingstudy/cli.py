@@ -1,0 +1,261 @@
+"""The ``scalingstudy`` command. Bad input exits 2 with one line on stderr, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+EXIT_BAD_INPUT = 2
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"scalingstudy: error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _sizes(text: str) -> list[float]:
+    values = []
+    for part in text.split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r} is not a number") from None
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{part!r} must be a finite number > 0")
+        values.append(value)
+    return values
+
+
+def _positive(text: str) -> float:
+    return _sizes(text)[0]
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+def _interval(values: Sequence[float] | None, digits: int = 3) -> str:
+    if not values:
+        return ""
+    lo, hi = values
+    return f" [{_fmt(lo, digits)}, {_fmt(hi, digits)}]"
+
+
+def format_fit(fit: dict[str, Any]) -> str:
+    """The fit as a readable table."""
+    lc = fit["learning_curve"]
+    conf = round(100 * lc.get("confidence", 0.9))
+    lines = [
+        f"Learning curve ({lc['form']}): loss = {_fmt(lc['alpha'])} * m^{lc['beta']:.4f}"
+        f" + {_fmt(lc['gamma'])}",
+        f"  beta_g = {lc['beta']:.4f}{_interval(lc['beta_interval'], 4)}"
+        f"{f' ({conf}% CI)' if lc['beta_interval'] else ''}   R^2(log) = {lc['r2_log']:.4f}"
+        f"   points = {lc['n_points']}   power-law range = {lc['power_law_range']}",
+    ]
+    ms = fit.get("model_size")
+    if ms:
+        lines.append(
+            f"Model size: parameters = {_fmt(ms['alpha'])} * m^{ms['beta']:.4f}"
+            f"   beta_p = {ms['beta']:.4f}{_interval(ms['beta_interval'], 4)}"
+        )
+    lines.append("Best model per data size:")
+    lines.append(f"  {'data_size':>12} {'model_size':>11} {'parameters':>11} {'loss':>10}")
+    for b in fit["best"]:
+        lines.append(
+            f"  {b['data_size']:>12g} {_fmt(b['model_size']):>11} {_fmt(b.get('parameters')):>11}"
+            f" {b['loss']:>10.5g}"
+        )
+    for p in fit.get("predictions", []):
+        lines.append(
+            f"Predicted loss at m = {p['data_size']:g}: {p['loss']:.5g}"
+            f"{_interval(p['interval'], 4)}"
+        )
+    target = fit.get("data_for_target")
+    if target:
+        if target["data_size"] is None:
+            lines.append(
+                f"Target loss {target['target_loss']:g} lies below the fitted "
+                "irreducible error: no data size reaches it"
+            )
+        else:
+            lo, hi = target["interval"] or (None, None)
+            lines.append(
+                f"Data for target loss {target['target_loss']:g}: {target['data_size']:g}"
+                f" [{'-' if lo is None else f'{lo:g}'}, {'unbounded' if hi is None else f'{hi:g}'}]"
+            )
+    for w in fit.get("warnings", []):
+        lines.append(f"warning: {w}")
+    return "\n".join(lines)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from scalingstudy.fitting import FitError, FitOptions, fit_points
+    from scalingstudy.pointsfile import PointsFileError, read_points
+
+    try:
+        points = read_points(args.points)
+        report = fit_points(
+            points,
+            FitOptions(
+                form=args.form,
+                confidence=args.confidence,
+                bootstrap=args.bootstrap,
+                predict_at=tuple(args.predict_at or ()),
+                target_loss=args.target_loss,
+            ),
+        )
+    except (PointsFileError, FitError) as exc:
+        _fail(str(exc))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_fit(report))
+    return 0
+
+
+def cmd_crd(args: argparse.Namespace) -> int:
+    from scalingstudy.crd import crd_yaml
+
+    sys.stdout.write(crd_yaml())
+    return 0
+
+
+def _preflight(study: Any) -> None:
+    """Catch a wrong task name or option once, before every trial fails with it."""
+    if study.spec.trainer.command:
+        return
+    from scalingstudy_trainer.errors import ConfigError
+    from scalingstudy_trainer.tasks import get_task
+
+    try:
+        get_task(study.spec.task.name)(study.spec.task.options, study.spec.task.data_seed)
+    except ConfigError as exc:
+        _fail(f"spec.task: {exc}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from scalingstudy.local.runner import run_study
+    from scalingstudy.local.store import StoreError
+    from scalingstudy.spec import SpecError, load_study
+
+    try:
+        study = load_study(args.study)
+    except SpecError as exc:
+        for problem in exc.problems:
+            print(f"scalingstudy: error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    _preflight(study)
+    out = Path(args.out or f"scalingstudy-{study.metadata.name}")
+    try:
+        outcome = run_study(study, out, workers=args.workers, progress=not args.quiet)
+    except StoreError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: finished trials are kept; run the same command to resume "
+            f"(--out {out})",
+            file=sys.stderr,
+        )
+        return 130
+    succeeded = sum(r.status == "Succeeded" for r in outcome.records.values())
+    failed = sum(r.status == "Failed" for r in outcome.records.values())
+    print(
+        f"Study {study.metadata.name}: {succeeded}/{len(outcome.planned)} trials succeeded, "
+        f"{failed} failed; {outcome.ran} run now, {outcome.wall_seconds:.1f} s"
+    )
+    for rec in sorted(outcome.records.values(), key=lambda r: r.trial):
+        if rec.status == "Failed":
+            print(
+                f"  failed {rec.trial}: {rec.reason}: {(rec.message or '').splitlines()[-1:]}",
+                file=sys.stderr,
+            )
+    if outcome.fit is not None:
+        print(format_fit(outcome.fit))
+    else:
+        print(f"no fit: {outcome.fit_error}", file=sys.stderr)
+    for label, path in outcome.files.items():
+        print(f"wrote {label}: {path}")
+    if outcome.failed_reason:
+        print(f"study failed: {outcome.failed_reason}", file=sys.stderr)
+        return 1
+    return 0 if outcome.fit is not None else 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line too, with the hint where to look."""
+
+    def error(self, message: str) -> NoReturn:
+        _fail(f"{message} (see {self.prog} --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from scalingstudy import __version__
+
+    parser = _Parser(
+        prog="scalingstudy",
+        description="Measure how deep-learning models scale with data and model size.",
+    )
+    parser.add_argument("--version", action="version", version=f"scalingstudy {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a study on this machine")
+    run.add_argument("study", help="study YAML (the same file kubectl apply takes)")
+    run.add_argument(
+        "--out", help="output directory; re-running with it resumes (default: scalingstudy-NAME)"
+    )
+    run.add_argument(
+        "--workers", type=int, default=None, help="trials at once (default: CPU count)"
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=cmd_run)
+
+    fit = sub.add_parser("fit", help="fit the power laws to a CSV of trial results")
+    fit.add_argument(
+        "points", help="CSV with columns data_size, loss [, model_size, seed, parameters]"
+    )
+    fit.add_argument(
+        "--predict-at", type=_sizes, metavar="M[,M...]", help="data sizes to predict the loss at"
+    )
+    fit.add_argument(
+        "--target-loss",
+        type=_positive,
+        metavar="L",
+        help="report the data size needed to reach this loss",
+    )
+    fit.add_argument(
+        "--form", choices=["auto", "power-law", "power-law-plus-constant"], default="auto"
+    )
+    fit.add_argument("--confidence", type=float, default=0.9)
+    fit.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    fit.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    fit.set_defaults(func=cmd_fit)
+
+    crd = sub.add_parser("crd", help="print the CustomResourceDefinition YAML")
+    crd.set_defaults(func=cmd_crd)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (
+        getattr(args, "confidence", 0.5) is not None
+        and not 0 < getattr(args, "confidence", 0.5) < 1
+    ):
+        _fail(f"--confidence must lie in (0, 1) (got {args.confidence})")
+    if getattr(args, "bootstrap", 0) < 0:
+        _fail(f"--bootstrap must be >= 0 (got {args.bootstrap})")
+    if getattr(args, "workers", None) is not None and args.workers < 1:
+        _fail(f"--workers must be >= 1 (got {args.workers})")
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

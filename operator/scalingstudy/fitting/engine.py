@@ -1,0 +1,294 @@
+"""The fit API every caller uses (CLI, local runner, operator): points in, report out.
+
+The report is a plain JSON-ready dict in the shape of DESIGN §5, so the CLI can
+print it, the runner can write it and the operator can copy it into status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from scalingstudy.fitting.curve import (
+    BETA_MAX,
+    CurveFit,
+    PowerLaw,
+    fit_log_linear,
+    fit_power_law,
+)
+from scalingstudy.fitting.points import (
+    BestPoint,
+    FitError,
+    Point,
+    best_from_cells,
+    cells,
+    validate,
+)
+
+Form = Literal["auto", "power-law", "power-law-plus-constant"]
+FORM_NAMES = {False: "power-law", True: "power-law-plus-constant"}
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    form: Form = "auto"
+    confidence: float = 0.9
+    bootstrap: int = 200
+    predict_at: Sequence[float] = ()
+    target_loss: float | None = None
+    random_seed: int = 0
+
+
+@dataclass
+class _Sample:
+    """One bootstrap replicate's fits."""
+
+    law: PowerLaw
+    size_beta: float | None
+    size_alpha: float | None
+
+
+@dataclass
+class _Bootstrap:
+    samples: list[_Sample] = field(default_factory=list)
+    failed: int = 0
+
+
+def _select_form(m: np.ndarray, y: np.ndarray, form: Form) -> tuple[CurveFit, list[str]]:
+    warnings: list[str] = []
+    if form == "power-law":
+        return fit_power_law(m, y, with_gamma=False), warnings
+    if form == "power-law-plus-constant":
+        return fit_power_law(m, y, with_gamma=True), warnings
+    plain = fit_power_law(m, y, with_gamma=False)
+    with_gamma = fit_power_law(m, y, with_gamma=True)
+    if len(m) < 5:
+        warnings.append(
+            f"only {len(m)} data sizes: the irreducible error cannot be identified, "
+            "gamma fixed at 0"
+        )
+        return plain, warnings
+    return (with_gamma if with_gamma.aicc < plain.aicc else plain), warnings
+
+
+def _size_law(best: Sequence[BestPoint]) -> tuple[float, float, float] | None:
+    sized = [b for b in best if b.size is not None]
+    if len(sized) < 3:
+        return None
+    return fit_log_linear(
+        np.array([b.data_size for b in sized]),
+        np.array([float(b.size) for b in sized]),  # type: ignore[arg-type]
+    )
+
+
+def _interval(values: Sequence[float], confidence: float) -> list[float] | None:
+    finite = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
+    if len(finite) < 2:
+        return None
+    tail = (1.0 - confidence) / 2.0
+    return [float(np.quantile(finite, tail)), float(np.quantile(finite, 1.0 - tail))]
+
+
+def _resampler(
+    points: Sequence[Point], best: Sequence[BestPoint], law: PowerLaw, rng: np.random.Generator
+) -> Callable[[], list[BestPoint]]:
+    """How to draw a replicate: over trials when configurations have several seeds (the
+    design's bootstrap over trials), else over the curve's log residuals."""
+    grouped = cells(points)
+    if any(len(members) > 1 for members in grouped.values()):
+        keys = list(grouped)
+
+        def over_trials() -> list[BestPoint]:
+            drawn = {
+                k: [grouped[k][j] for j in rng.integers(0, len(grouped[k]), len(grouped[k]))]
+                for k in keys
+            }
+            return best_from_cells(drawn)
+
+        return over_trials
+
+    m = np.array([b.data_size for b in best])
+    fitted = law(m)
+    residuals = np.log([b.loss for b in best]) - np.log(fitted)
+    n = len(residuals)
+    residuals = (residuals - residuals.mean()) * np.sqrt(n / max(n - 2, 1))
+    sizes = [b.size for b in best]
+    size_fit = _size_law(best)
+    size_res: np.ndarray | None = None
+    if size_fit is not None and all(s is not None for s in sizes):
+        pred = size_fit[0] * m ** size_fit[1]
+        size_res = np.log(np.array(sizes, dtype=float)) - np.log(pred)
+        size_res = (size_res - size_res.mean()) * np.sqrt(n / max(n - 2, 1))
+
+    def over_residuals() -> list[BestPoint]:
+        loss = fitted * np.exp(rng.choice(residuals, n))
+        if size_res is not None and size_fit is not None:
+            new_sizes = size_fit[0] * m ** size_fit[1] * np.exp(rng.choice(size_res, n))
+        else:
+            new_sizes = np.array([np.nan if s is None else s for s in sizes], dtype=float)
+        return [
+            BestPoint(
+                b.data_size,
+                float(loss[i]),
+                b.model_size,
+                None if np.isnan(new_sizes[i]) else float(new_sizes[i]),
+                b.seeds,
+            )
+            for i, b in enumerate(best)
+        ]
+
+    return over_residuals
+
+
+def _bootstrap(
+    points: Sequence[Point], best: Sequence[BestPoint], fit: CurveFit, options: FitOptions
+) -> _Bootstrap:
+    rng = np.random.default_rng(options.random_seed)
+    draw = _resampler(points, best, fit.law, rng)
+    with_gamma = fit.k == 3
+    out = _Bootstrap()
+    for _ in range(options.bootstrap):
+        replicate = draw()
+        if len(replicate) < 3:
+            out.failed += 1
+            continue
+        m = np.array([b.data_size for b in replicate])
+        y = np.array([b.loss for b in replicate])
+        law = fit_power_law(m, y, with_gamma=with_gamma, polish=False).law
+        size = _size_law(replicate)
+        out.samples.append(
+            _Sample(law, None if size is None else size[1], None if size is None else size[0])
+        )
+    return out
+
+
+def _falls(law: PowerLaw, m: np.ndarray) -> bool:
+    """Whether the fitted curve improves by more than 0.5% over the measured range."""
+    drop = float(np.log(law(m.min())) - np.log(law(m.max())))
+    return law.beta < BETA_MAX * 10 and drop > 5e-3
+
+
+def _r2_log(m: np.ndarray, y: np.ndarray, law: PowerLaw) -> float:
+    ly = np.log(y)
+    sst = float(np.sum((ly - ly.mean()) ** 2))
+    sse = float(np.sum((ly - np.log(law(m))) ** 2))
+    return 1.0 - sse / sst if sst > 0 else 0.0
+
+
+def _number(x: float) -> float | int:
+    return int(x) if float(x).is_integer() else float(x)
+
+
+def fit_points(points: Sequence[Point], options: FitOptions | None = None) -> dict[str, Any]:
+    """Fit the learning curve and the model-size law; predict. Raises FitError on bad input."""
+    options = options or FitOptions()
+    if not 0 < options.confidence < 1:
+        raise FitError(f"confidence must lie in (0, 1) (got {options.confidence})")
+    for at in options.predict_at:
+        if not np.isfinite(at) or at <= 0:
+            raise FitError(f"prediction data size must be a finite number > 0 (got {at!r})")
+    if options.target_loss is not None and not (
+        np.isfinite(options.target_loss) and options.target_loss > 0
+    ):
+        raise FitError(f"target loss must be a finite number > 0 (got {options.target_loss!r})")
+    validate(points)
+
+    best = best_from_cells(cells(points))
+    m = np.array([b.data_size for b in best])
+    y = np.array([b.loss for b in best])
+    fit, warnings = _select_form(m, y, options.form)
+    if not _falls(fit.law, m):
+        # alpha ~ 0 leaves beta undetermined: report the plain log-log slope (about 0).
+        fit = fit_power_law(m, y, with_gamma=False)
+        warnings.append(
+            "the learning curve does not fall with more data (fitted beta is about 0): "
+            "check training, or the data sizes may all be in the irreducible-error region"
+        )
+    law = fit.law
+    if len(best) < 5:
+        warnings.append(f"only {len(best)} data sizes: exponents and intervals are rough")
+
+    boot = _bootstrap(points, best, fit, options) if options.bootstrap > 0 else _Bootstrap()
+    if options.bootstrap and boot.failed:
+        warnings.append(
+            f"{boot.failed} of {options.bootstrap} bootstrap replicates could not be fitted"
+        )
+    laws = [s.law for s in boot.samples]
+    conf = options.confidence
+
+    report: dict[str, Any] = {
+        "learning_curve": {
+            "form": FORM_NAMES[fit.k == 3],
+            "alpha": law.alpha,
+            "beta": law.beta,
+            "gamma": law.gamma,
+            "beta_interval": _interval([s.beta for s in laws], conf),
+            "alpha_interval": _interval([s.alpha for s in laws], conf),
+            "gamma_interval": _interval([s.gamma for s in laws], conf) if fit.k == 3 else None,
+            "r2_log": _r2_log(m, y, law),
+            "n_points": len(best),
+            "power_law_range": [_number(m.min()), _number(m.max())],
+            "confidence": conf,
+        },
+        "model_size": None,
+        "best": [
+            {
+                "data_size": _number(b.data_size),
+                "model_size": None if b.model_size is None else _number(b.model_size),
+                "loss": b.loss,
+                "parameters": None if b.size is None else _number(b.size),
+                "seeds": b.seeds,
+            }
+            for b in best
+        ],
+        "predictions": [
+            {
+                "data_size": _number(at),
+                "loss": float(law(at)),
+                "interval": _interval([float(s(at)) for s in laws], conf),
+            }
+            for at in options.predict_at
+        ],
+        "warnings": warnings,
+    }
+    size = _size_law(best)
+    if size is not None:
+        report["model_size"] = {
+            "alpha": size[0],
+            "beta": size[1],
+            "beta_interval": _interval(
+                [s.size_beta for s in boot.samples if s.size_beta is not None], conf
+            ),
+            "r2_log": size[2],
+        }
+    if options.target_loss is not None:
+        report["data_for_target"] = _data_for_target(law, laws, options.target_loss, conf, size)
+    return report
+
+
+def _data_for_target(
+    law: PowerLaw,
+    laws: Sequence[PowerLaw],
+    target: float,
+    confidence: float,
+    size: tuple[float, float, float] | None,
+) -> dict[str, Any]:
+    needed = law.data_for(target)
+    interval: list[float | None] | None = None
+    if laws:
+        draws = [s.data_for(target) for s in laws]
+        values = np.array([np.inf if d is None else d for d in draws])
+        tail = (1.0 - confidence) / 2.0
+        lo, hi = (np.quantile(values, q, method="inverted_cdf") for q in (tail, 1.0 - tail))
+        interval = [None if not np.isfinite(v) else _number(round(v)) for v in (lo, hi)]
+    out: dict[str, Any] = {
+        "target_loss": target,
+        "data_size": None if needed is None else _number(round(needed)),
+        "interval": interval,
+    }
+    if needed is not None and size is not None:
+        out["parameters"] = size[0] * needed ** size[1]
+    return out

@@ -1,0 +1,1 @@
+"""The local executor: trials as processes on this machine, results on disk."""

@@ -1,0 +1,104 @@
+"""Results of a local run on disk, written so that a killed run loses nothing.
+
+Each finished trial is one small JSON file, written to a temporary name and
+renamed into place: a reader sees either the whole record or none. The study's
+result-relevant settings are kept beside them so a resume with a changed task
+or training setup is refused instead of mixing incompatible results.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from scalingstudy.results import CSV_COLUMNS, TrialRecord
+
+
+class StoreError(Exception):
+    """An output directory that cannot be used for this study."""
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ResultStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.trials_dir = root / "trials"
+        self.logs_dir = root / "logs"
+        self.work_dir = root / "work"
+
+    def open(self, study: str, identity: dict[str, Any]) -> None:
+        """Create the directory, or check that it holds results of the same study setup."""
+        for d in (self.trials_dir, self.logs_dir, self.work_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        marker = self.root / "study.json"
+        wanted = {"study": study, "identity": identity}
+        if marker.exists():
+            try:
+                found = json.loads(marker.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise StoreError(f"{marker}: unreadable ({exc}); use another --out") from None
+            if found != wanted:
+                raise StoreError(
+                    f"{self.root} holds results of a different study setup (name, task, training "
+                    "or metric changed); use another --out, or delete the directory to start over"
+                )
+            return
+        write_atomic(marker, json.dumps(wanted, indent=2, sort_keys=True))
+
+    def record(self, rec: TrialRecord) -> None:
+        write_atomic(self.trials_dir / f"{rec.trial}.json", json.dumps(rec.to_json(), indent=1))
+
+    def forget(self, trial: str) -> None:
+        (self.trials_dir / f"{trial}.json").unlink(missing_ok=True)
+
+    def load(self) -> dict[str, TrialRecord]:
+        records: dict[str, TrialRecord] = {}
+        if not self.trials_dir.is_dir():
+            return records
+        for path in sorted(self.trials_dir.glob("*.json")):
+            try:
+                rec = TrialRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, json.JSONDecodeError, TypeError):
+                continue  # a foreign or damaged file: the trial simply runs again
+            records[rec.trial] = rec
+        return records
+
+    def write_results_csv(self, records: Iterable[TrialRecord]) -> Path:
+        """The fit CSV (DESIGN §5) plus columns: succeeded trials only."""
+        rows = sorted(
+            (r for r in records if r.status == "Succeeded"),
+            key=lambda r: (r.data_size, r.model_size, r.seed),
+        )
+        path = self.root / "results.csv"
+        import io
+
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow(r.csv_row())
+        write_atomic(path, buffer.getvalue())
+        return path
+
+    def write_json(self, name: str, payload: Any) -> Path:
+        path = self.root / name
+        write_atomic(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+        return path

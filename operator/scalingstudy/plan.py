@@ -1,0 +1,59 @@
+"""Trial planning: a spec becomes the list of trials, each with a stable name.
+
+Names are derived only from the study name and the trial's coordinates, so
+every process (local runner, each operator restart) computes the same names;
+the operator creates a Job only when one with that name is absent, which is
+what makes restarts free of duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from scalingstudy.spec import ScalingStudySpec
+
+MAX_NAME = 63
+
+
+@dataclass(frozen=True, order=True)
+class Trial:
+    """One training run: a model size on a nested data subset with one seed."""
+
+    data_size: int
+    model_size: int
+    seed: int
+    name: str
+
+    @property
+    def coordinates(self) -> tuple[int, int, int]:
+        return (self.data_size, self.model_size, self.seed)
+
+
+def trial_name(study: str, data_size: int, model_size: int, seed: int) -> str:
+    """A DNS-1123 label of at most 63 characters, unique per coordinates within a study.
+
+    Long study names are shortened and a hash of the full name keeps them distinct.
+    """
+    suffix = f"d{data_size}-m{model_size}-s{seed}"
+    name = f"{study}-{suffix}"
+    if len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(study.encode()).hexdigest()[:8]
+    room = MAX_NAME - len(suffix) - len(digest) - 2
+    if room < 1:
+        # Absurd coordinates (very large sizes): hash everything, still deterministic.
+        full = hashlib.sha256(name.encode()).hexdigest()
+        return f"t-{full[: MAX_NAME - 2]}"
+    prefix = study[:room].rstrip("-") or "s"
+    return f"{prefix}-{digest}-{suffix}"
+
+
+def plan_trials(study: str, spec: ScalingStudySpec) -> list[Trial]:
+    """Every trial of the study, smallest data sizes first (so early fits come soon)."""
+    return [
+        Trial(data, model, seed, trial_name(study, data, model, seed))
+        for data in spec.data_sizes.sizes()
+        for model in spec.model_sizes.sizes()
+        for seed in range(spec.seeds)
+    ]

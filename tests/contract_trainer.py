@@ -1,0 +1,44 @@
+"""A custom trainer for runner tests: honours the trainer contract, trains nothing.
+
+It is a real program run as a real subprocess (the way a user's own image runs);
+only the learning is replaced by a known curve, so tests run in milliseconds and
+know the answer. FAIL_TRIALS lists trials that fail; CALLS_LOG records every start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def main() -> int:
+    trial = os.environ["SCALINGSTUDY_TRIAL"]
+    data = int(os.environ["SCALINGSTUDY_DATA_SIZE"])
+    model = int(os.environ["SCALINGSTUDY_MODEL_SIZE"])
+    log = os.environ.get("CALLS_LOG")
+    if log:
+        with Path(log).open("a") as handle:
+            handle.write(trial + "\n")
+    time.sleep(float(os.environ.get("TRIAL_SECONDS", "0")))
+    if trial in os.environ.get("FAIL_TRIALS", "").split(","):
+        print("loading data...", file=sys.stderr)
+        print("RuntimeError: CUDA out of memory (pretend)", file=sys.stderr)
+        return 3
+    best = 4 * (data / 100) ** 0.5
+    loss = (2.0 * data**-0.4 + 0.01) * (1 + 0.05 * abs(__import__("math").log(model / best)))
+    result = {
+        "validation_loss": loss,
+        "parameters": model * 100,
+        "train_loss": loss * 0.9,
+        "steps": data,
+        "samples_seen": data * 10,
+    }
+    Path(os.environ["SCALINGSTUDY_RESULT_FILE"]).write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The fit engine on curves with a known answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scalingstudy.fitting import FitError, FitOptions, Point, best_per_data_size, fit_points
+from scalingstudy.fitting.curve import PowerLaw, fit_power_law
+
+
+def _curve(
+    alpha: float,
+    beta: float,
+    gamma: float,
+    noise: float,
+    seed: int = 0,
+    sizes: np.ndarray | None = None,
+) -> list[Point]:
+    rng = np.random.default_rng(seed)
+    m = np.geomspace(1000, 256000, 9) if sizes is None else sizes
+    y = (alpha * m**beta + gamma) * np.exp(noise * rng.standard_normal(len(m)))
+    return [Point(float(a), float(b)) for a, b in zip(m, y, strict=True)]
+
+
+@pytest.mark.parametrize("beta", [-0.07, -0.3, -0.7])
+def test_recovers_a_planted_exponent_without_noise(beta: float) -> None:
+    pts = _curve(5.0, beta, 0.0, 0.0)
+    report = fit_points(pts, FitOptions(form="power-law", bootstrap=0))
+    assert report["learning_curve"]["beta"] == pytest.approx(beta, abs=1e-6)
+    assert report["learning_curve"]["alpha"] == pytest.approx(5.0, rel=1e-5)
+
+
+def test_recovers_exponent_and_irreducible_error() -> None:
+    law = fit_power_law(
+        np.geomspace(100, 1e6, 12),
+        PowerLaw(3.0, -0.5, 0.05)(np.geomspace(100, 1e6, 12)),
+        with_gamma=True,
+    ).law
+    assert law.beta == pytest.approx(-0.5, abs=1e-4)
+    assert law.gamma == pytest.approx(0.05, rel=1e-3)
+
+
+def test_interval_covers_truth_and_excludes_zero_with_noise() -> None:
+    report = fit_points(
+        _curve(2.0, -0.3, 0.0, 0.03, seed=4),
+        FitOptions(form="power-law", bootstrap=300, confidence=0.95),
+    )
+    lo, hi = report["learning_curve"]["beta_interval"]
+    assert lo < -0.3 < hi
+    assert hi < 0
+
+
+def test_best_model_per_data_size_averages_seeds() -> None:
+    pts = [
+        Point(100, 1.0, 4, "0"),
+        Point(100, 3.0, 4, "1"),  # mean 2.0
+        Point(100, 1.5, 8, "0"),
+        Point(100, 1.5, 8, "1"),  # mean 1.5: best, though 1.0 < 1.5
+    ]
+    (best,) = best_per_data_size(pts)
+    assert best.model_size == 8
+    assert best.loss == pytest.approx(1.5)
+    assert best.seeds == 2
+
+
+def test_model_size_exponent() -> None:
+    pts = []
+    for m in [1000, 2000, 4000, 8000, 16000]:
+        for size in [10, 20, 40, 80, 160]:
+            best_size = 10 * (m / 1000) ** 1.0
+            pts.append(
+                Point(m, 1.0 + abs(np.log(size / best_size)) + m**-0.3, size, parameters=size * 100)
+            )
+    report = fit_points(pts, FitOptions(bootstrap=0))
+    assert report["model_size"]["beta"] == pytest.approx(1.0, abs=0.01)
+    assert [b["model_size"] for b in report["best"]] == [10, 20, 40, 80, 160]
+
+
+def test_predictions_and_target() -> None:
+    pts = _curve(2.0, -0.3, 0.1, 0.0)
+    report = fit_points(
+        pts,
+        FitOptions(
+            form="power-law-plus-constant", bootstrap=50, predict_at=(1e7,), target_loss=0.12
+        ),
+    )
+    (pred,) = report["predictions"]
+    assert pred["loss"] == pytest.approx(2.0 * 1e7**-0.3 + 0.1, rel=1e-3)
+    needed = report["data_for_target"]["data_size"]
+    assert needed == pytest.approx((0.02 / 2.0) ** (1 / -0.3), rel=1e-2)
+    below = fit_points(
+        pts, FitOptions(form="power-law-plus-constant", bootstrap=20, target_loss=0.05)
+    )
+    assert below["data_for_target"]["data_size"] is None
+
+
+@pytest.mark.parametrize(
+    ("points", "fragment"),
+    [
+        ([Point(1, 1), Point(2, 1)], "at least 3 distinct data sizes"),
+        ([Point(1, 1), Point(1, 2), Point(1, 3)], "at least 3 distinct data sizes"),
+        ([Point(1, 1), Point(2, float("nan")), Point(3, 1)], "point 1: loss"),
+        ([Point(1, 1), Point(2, 1), Point(-3, 1)], "point 2: data_size"),
+        ([Point(1, 1), Point(2, 1), Point(3, 0)], "point 2: loss"),
+        ([Point(1, 1), Point(2, 1), Point(3, float("inf"))], "point 2: loss"),
+    ],
+)
+def test_bad_points_raise_fit_error(points: list[Point], fragment: str) -> None:
+    with pytest.raises(FitError, match=fragment):
+        fit_points(points, FitOptions(bootstrap=0))
+
+
+def test_flat_or_rising_curve_warns_instead_of_a_nonsense_exponent() -> None:
+    flat = [Point(m, 0.5) for m in (100, 200, 400, 800, 1600)]
+    report = fit_points(flat, FitOptions(bootstrap=10))
+    assert any("does not fall" in w for w in report["warnings"])
+    rising = [Point(m, 0.1 * m**0.2) for m in (100, 200, 400, 800, 1600)]
+    report = fit_points(rising, FitOptions(bootstrap=10))
+    assert report["learning_curve"]["beta"] <= 0
+    assert any("does not fall" in w for w in report["warnings"])

@@ -1,0 +1,189 @@
+"""`scalingstudy run`: results recorded as trials end, resume after a kill, failures kept."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import run_cli
+
+HERE = Path(__file__).resolve().parent
+
+
+def _study(
+    tmp_path: Path, *, env: dict[str, str] | None = None, name: str = "fake", **spec: Any
+) -> Path:
+    doc = {
+        "apiVersion": "scalingstudy.io/v1alpha1",
+        "kind": "ScalingStudy",
+        "metadata": {"name": name},
+        "spec": {
+            "task": {"name": "known-curve"},
+            "trainer": {
+                "command": [sys.executable, str(HERE / "contract_trainer.py")],
+                "env": [{"name": k, "value": v} for k, v in (env or {}).items()],
+            },
+            "dataSizes": {"min": 100, "max": 3200, "factor": 2},
+            "modelSizes": {"values": [2, 8, 32]},
+            "fit": {"bootstrap": 50},
+            **spec,
+        },
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _calls(log: Path) -> list[str]:
+    return log.read_text().split() if log.exists() else []
+
+
+def test_run_writes_results_fit_and_plot(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_cli("run", str(_study(tmp_path)), "--out", str(out), "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 18
+    fit = json.loads((out / "fit.json").read_text())
+    assert -0.45 < fit["learning_curve"]["beta"] < -0.35
+    assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert "beta_g" in result.stdout and "beta_p" in result.stdout
+    # the results CSV is valid input of `scalingstudy fit`
+    refit = run_cli("fit", str(out / "results.csv"), "--json", "--bootstrap", "0")
+    assert refit.returncode == 0, refit.stderr
+    assert json.loads(refit.stdout)["learning_curve"]["beta"] == pytest.approx(
+        fit["learning_curve"]["beta"], abs=1e-6
+    )
+
+
+def test_killed_run_resumes_without_rerunning_or_losing_trials(tmp_path: Path) -> None:
+    calls = tmp_path / "calls.log"
+    study = _study(tmp_path, env={"CALLS_LOG": str(calls), "TRIAL_SECONDS": "0.3"})
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "scalingstudy.cli",
+        "run",
+        str(study),
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--quiet",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(list((out / "trials").glob("*.json"))) < 5:
+        assert time.monotonic() < deadline, "no trial finished in time"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished_before = {p.stem for p in (out / "trials").glob("*.json")}
+    assert 5 <= len(finished_before) < 18
+
+    resumed = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    finished_after = {p.stem for p in (out / "trials").glob("*.json")}
+    assert len(finished_after) == 18
+    assert finished_before <= finished_after
+    starts = _calls(calls)
+    rerun = {t for t in starts if starts.count(t) > 1}
+    # a trial that had finished is never started again; one cut off mid-run may be
+    assert not (set(rerun) & finished_before)
+    assert set(starts) == finished_after
+    # no trainer outlives the killed runner
+    time.sleep(0.5)
+    leftover = subprocess.run(
+        ["pgrep", "-f", str(HERE / "contract_trainer.py")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert leftover.stdout.strip() == ""
+
+
+def test_failed_trial_is_recorded_and_others_continue(tmp_path: Path) -> None:
+    study = _study(tmp_path, env={"FAIL_TRIALS": "fake-d200-m8-s0"})
+    out = tmp_path / "out"
+    result = run_cli("run", str(study), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    record = json.loads((out / "trials" / "fake-d200-m8-s0.json").read_text())
+    assert record["status"] == "Failed"
+    assert record["reason"] == "ExitCode3"
+    assert "CUDA out of memory" in record["message"]
+    assert len(list(csv.DictReader((out / "results.csv").open()))) == 17
+    assert "failed fake-d200-m8-s0" in result.stderr
+
+
+def test_too_many_failures_fail_the_study(tmp_path: Path) -> None:
+    failing = ",".join(f"fake-d100-m{m}-s0" for m in (2, 8, 32))
+    study = _study(tmp_path, env={"FAIL_TRIALS": failing}, maxFailedTrials=2, parallelism=1)
+    result = run_cli("run", str(study), "--out", str(tmp_path / "out"), "--workers", "1")
+    assert result.returncode == 1
+    assert "3 trials failed (maxFailedTrials is 2)" in result.stderr
+
+
+def test_resume_refuses_a_changed_task(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert run_cli("run", str(_study(tmp_path)), "--out", str(out)).returncode == 0
+    changed = _study(tmp_path, training={"learningRate": 0.1})
+    result = run_cli("run", str(changed), "--out", str(out))
+    assert result.returncode == 2
+    assert "different study setup" in result.stderr
+
+
+def test_invalid_study_file_exits_2_naming_fields(tmp_path: Path) -> None:
+    path = _study(tmp_path, seeds=0, parallelism=0)
+    result = run_cli("run", str(path))
+    assert result.returncode == 2
+    assert "spec.seeds" in result.stderr and "spec.parallelism" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_real_training_study_end_to_end(tmp_path: Path) -> None:
+    """The built-in trainer (real PyTorch) on a small teacher-student grid."""
+    doc = {
+        "apiVersion": "scalingstudy.io/v1alpha1",
+        "kind": "ScalingStudy",
+        "metadata": {"name": "mini"},
+        "spec": {
+            "task": {
+                "name": "teacher-student",
+                "options": {"inputDim": 8, "teacherWidth": 16, "noise": 0.02},
+            },
+            "dataSizes": {"values": [64, 256, 1024]},
+            "modelSizes": {"values": [4, 32]},
+            "training": {
+                "minSteps": 100,
+                "maxSteps": 600,
+                "epochs": 20,
+                "evalEvery": 50,
+                "learningRate": 0.005,
+            },
+            "fit": {"bootstrap": 50},
+        },
+    }
+    path = tmp_path / "mini.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "out"
+    result = run_cli("run", str(path), "--out", str(out), "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 6
+    assert all(float(r["loss"]) > 0 and int(r["parameters"]) > 0 for r in rows)
+    fit = json.loads((out / "fit.json").read_text())
+    assert fit["learning_curve"]["beta"] < 0
+    log_lines = (out / "logs" / "mini-d64-m4-s0.log").read_text().splitlines()
+    assert json.loads(log_lines[-1])["event"] == "result"
+    assert (out / "learning_curve.png").stat().st_size > 1000

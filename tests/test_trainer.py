@@ -1,0 +1,75 @@
+"""The built-in trainer as a process: contract in, result out, config errors distinct."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scalingstudy.contract import EXIT_CONFIG_ERROR, parse_result
+
+
+def _run(tmp_path: Path, **overrides: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    result = tmp_path / "result.json"
+    env = {
+        **os.environ,
+        "SCALINGSTUDY_TASK": json.dumps({"name": "teacher-student",
+                                         "options": {"inputDim": 4, "teacherWidth": 8}}),
+        "SCALINGSTUDY_TRAINING": json.dumps({"minSteps": 20, "maxSteps": 40, "evalEvery": 10}),
+        "SCALINGSTUDY_DATA_SIZE": "128",
+        "SCALINGSTUDY_MODEL_SIZE": "8",
+        "SCALINGSTUDY_SEED": "0",
+        "SCALINGSTUDY_RESULT_FILE": str(result),
+        "OMP_NUM_THREADS": "1",
+        **overrides,
+    }
+    proc = subprocess.run([sys.executable, "-m", "scalingstudy_trainer"], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    return proc, result
+
+
+def test_trains_and_reports_the_contract_result(tmp_path: Path) -> None:
+    proc, result = _run(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    raw = json.loads(result.read_text())
+    parsed = parse_result(result.read_text())
+    assert parsed.loss == raw["validation_loss"] > 0
+    assert raw["parameters"] == 4 * 8 + 8 + 8 * 8 + 8 + 8 + 1
+    assert raw["steps"] <= 40 and raw["samples_seen"] == raw["steps"] * 64
+    events = [json.loads(line)["event"] for line in proc.stdout.splitlines()]
+    assert events[0] == "start" and events[-1] == "result" and "eval" in events
+
+
+def test_same_seed_same_result(tmp_path: Path) -> None:
+    a = json.loads(_run(tmp_path)[1].read_text())
+    b = json.loads(_run(tmp_path)[1].read_text())
+    assert a["validation_loss"] == b["validation_loss"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"SCALINGSTUDY_TASK": '{"name": "no-such-task"}'}, "unknown task 'no-such-task'"),
+        ({"SCALINGSTUDY_TASK": '{"name": "teacher-student", "options": {"inputDims": 3}}'},
+         "options.inputDims"),
+        ({"SCALINGSTUDY_TASK": '{"name": "teacher-student", "options": {"noise": -1}}'},
+         "options.noise"),
+        ({"SCALINGSTUDY_TASK": "{not json"}, "SCALINGSTUDY_TASK is not valid JSON"),
+        ({"SCALINGSTUDY_TASK": ""}, "SCALINGSTUDY_TASK is not set"),
+        ({"SCALINGSTUDY_DATA_SIZE": "ten"}, "SCALINGSTUDY_DATA_SIZE must be an integer"),
+        ({"SCALINGSTUDY_MODEL_SIZE": "0"}, "SCALINGSTUDY_MODEL_SIZE must be >= 1"),
+        ({"SCALINGSTUDY_TRAINING": '{"maxSteps": 0}'}, "maxSteps"),
+    ],
+)
+def test_configuration_errors_exit_78_with_one_line(
+    tmp_path: Path, overrides: dict[str, str], fragment: str
+) -> None:
+    proc, result = _run(tmp_path, **overrides)
+    assert proc.returncode == EXIT_CONFIG_ERROR
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], lines
+    assert not result.exists()

@@ -1,0 +1,5 @@
+import sys
+
+from scalingstudy_trainer.main import main
+
+sys.exit(main())

@@ -1,0 +1,79 @@
+"""The trial's configuration, read from the trainer contract's environment (DESIGN §5)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from scalingstudy import contract
+from scalingstudy.spec import SpecError, TaskSpec, TrainingSpec, problems_of
+from scalingstudy_trainer.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    study: str
+    namespace: str
+    trial: str
+    data_size: int
+    model_size: int
+    seed: int
+    task: TaskSpec
+    training: TrainingSpec
+    metric: str
+    result_file: str
+    pushgateway: str
+    checkpoint_dir: str
+
+
+def _int(env: Mapping[str, str], name: str, minimum: int) -> int:
+    raw = env.get(name, "")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer (got {raw!r})") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum} (got {value})")
+    return value
+
+
+def _json(env: Mapping[str, str], name: str, default: Any) -> Any:
+    raw = env.get(name, "")
+    if not raw:
+        return default
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{name} is not valid JSON: {exc.msg}") from None
+
+
+def read_config(env: Mapping[str, str] | None = None) -> TrialConfig:
+    env = os.environ if env is None else env
+    if not env.get(contract.ENV_TASK):
+        raise ConfigError(
+            f'{contract.ENV_TASK} is not set (the task as JSON, e.g. {{"name": "teacher-student"}})'
+        )
+    try:
+        task = TaskSpec.model_validate(_json(env, contract.ENV_TASK, {}))
+        training = TrainingSpec.model_validate(_json(env, contract.ENV_TRAINING, {}))
+    except ValidationError as exc:
+        raise ConfigError(str(SpecError(problems_of(exc)))) from None
+    return TrialConfig(
+        study=env.get(contract.ENV_STUDY, "local"),
+        namespace=env.get(contract.ENV_NAMESPACE, ""),
+        trial=env.get(contract.ENV_TRIAL, "trial"),
+        data_size=_int(env, contract.ENV_DATA_SIZE, 1),
+        model_size=_int(env, contract.ENV_MODEL_SIZE, 1),
+        seed=_int(env, contract.ENV_SEED, 0),
+        task=task,
+        training=training,
+        metric=env.get(contract.ENV_METRIC, "validation_loss") or "validation_loss",
+        result_file=env.get(contract.ENV_RESULT_FILE, ""),
+        pushgateway=env.get(contract.ENV_PUSHGATEWAY, ""),
+        checkpoint_dir=env.get(contract.ENV_CHECKPOINT_DIR, ""),
+    )

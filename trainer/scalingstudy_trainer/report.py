@@ -1,0 +1,92 @@
+"""Reporting a trial's result: the result file (always) and the Pushgateway (when given).
+
+Custom trainers may import ``report_result`` to honour the contract in one call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from scalingstudy import contract
+
+GAUGES = {
+    "validation_loss": "scalingstudy_trial_validation_loss",
+    "train_loss": "scalingstudy_trial_train_loss",
+    "parameters": "scalingstudy_trial_parameters",
+    "samples_seen": "scalingstudy_trial_samples_seen",
+    "steps": "scalingstudy_trial_step",
+}
+
+
+def write_result_file(path: str, result: Mapping[str, Any]) -> None:
+    """Write the result JSON; atomically where the directory allows (never half a file
+    for the local runner), directly for the kubelet's termination-message path."""
+    text = json.dumps(result, sort_keys=True, separators=(",", ":"))
+    target = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    except OSError:
+        target.write_text(text, encoding="utf-8")
+        return
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    Path(tmp).replace(target)
+
+
+def push_result(gateway: str, result: Mapping[str, Any], env: Mapping[str, str]) -> None:
+    """Push the final numbers as gauges; one group per trial, so the operator can delete it."""
+    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+
+    registry = CollectorRegistry()
+    labels = {
+        "data_size": env.get(contract.ENV_DATA_SIZE, ""),
+        "model_size": env.get(contract.ENV_MODEL_SIZE, ""),
+        "seed": env.get(contract.ENV_SEED, ""),
+    }
+    for key, metric in GAUGES.items():
+        if isinstance(result.get(key), int | float):
+            gauge = Gauge(
+                metric, f"Final {key} of a scaling-study trial", list(labels), registry=registry
+            )
+            gauge.labels(**labels).set(float(result[key]))
+    push_to_gateway(
+        gateway,
+        job="scalingstudy",
+        registry=registry,
+        grouping_key={
+            "namespace": env.get(contract.ENV_NAMESPACE, ""),
+            "study": env.get(contract.ENV_STUDY, ""),
+            "trial": env.get(contract.ENV_TRIAL, ""),
+        },
+        timeout=10,
+    )
+
+
+def report_result(result: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:
+    """Honour the trainer contract: write SCALINGSTUDY_RESULT_FILE, push to the Pushgateway.
+
+    A failed push is logged and not fatal: the operator falls back to the result file.
+    """
+    env = os.environ if env is None else env
+    path = env.get(contract.ENV_RESULT_FILE, "")
+    if path:
+        write_result_file(path, result)
+    gateway = env.get(contract.ENV_PUSHGATEWAY, "")
+    if gateway:
+        for attempt in range(3):
+            try:
+                push_result(gateway, result, env)
+                break
+            except OSError as exc:
+                print(
+                    json.dumps({"event": "push_failed", "attempt": attempt + 1, "error": str(exc)}),
+                    file=sys.stderr,
+                )
