@@ -23,8 +23,7 @@ def main() -> int:
     parser.add_argument("--study", default=str(ROOT / "examples" / "quickstart.yaml"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "scalingstudy.cli", "run", args.study, "--out", tmp,
-               "--quiet"]
+        cmd = [sys.executable, "-m", "scalingstudy.cli", "run", args.study, "--out", tmp, "--quiet"]
         if args.workers:
             cmd += ["--workers", str(args.workers)]
         started = time.monotonic()
@@ -42,8 +41,10 @@ def main() -> int:
     print(f"r2_log              {lc['r2_log']:8.4f}")
     if ms:
         print(f"beta_p              {ms['beta']:8.4f}  interval {ms['beta_interval']}")
-    print("best model size per data size:",
-          ", ".join(f"{b['data_size']}:{b['model_size']}" for b in fit["best"]))
+    print(
+        "best model size per data size:",
+        ", ".join(f"{b['data_size']}:{b['model_size']}" for b in fit["best"]),
+    )
     return 0
 
 

@@ -119,3 +119,46 @@ def test_flat_or_rising_curve_warns_instead_of_a_nonsense_exponent() -> None:
     report = fit_points(rising, FitOptions(bootstrap=10))
     assert report["learning_curve"]["beta"] <= 0
     assert any("does not fall" in w for w in report["warnings"])
+
+
+def test_pure_power_law_keeps_every_point() -> None:
+    pts = _curve(3.0, -0.3, 0.0, 0.02, seed=9, sizes=np.geomspace(100, 100 * 2**9, 10))
+    report = fit_points(pts, FitOptions(bootstrap=0))
+    assert report["learning_curve"]["power_law_range"] == [100, 100 * 2**9]
+    assert report["learning_curve"]["n_points"] == 10
+
+
+def test_small_data_region_is_excluded() -> None:
+    """A flat start (error near the best-guess level) is cut away, not fitted."""
+    m = 100.0 * 2.0 ** np.arange(11)
+    power = 20.0 * m**-0.4
+    y = np.minimum(power, 1.0)  # first points saturate at the best-guess error 1.0
+    y[0], y[1] = 1.0, 0.99
+    report = fit_points(
+        [Point(float(a), float(b)) for a, b in zip(m, y, strict=True)],
+        FitOptions(bootstrap=0, form="power-law"),
+    )
+    lc = report["learning_curve"]
+    assert lc["power_law_range"][0] >= 400
+    assert lc["beta"] == pytest.approx(-0.4, abs=0.01)
+    assert any("small-data" in w for w in report["warnings"])
+
+
+def test_irreducible_region_is_excluded_from_a_pure_power_law() -> None:
+    m = 100.0 * 2.0 ** np.arange(10)
+    y = 5.0 * m**-0.5
+    y[-2:] = y[-3] * np.array([0.99, 0.985])  # the curve stops falling
+    report = fit_points(
+        [Point(float(a), float(b)) for a, b in zip(m, y, strict=True)],
+        FitOptions(bootstrap=0, form="power-law"),
+    )
+    lc = report["learning_curve"]
+    assert lc["power_law_range"][1] <= m[-3]
+    assert lc["beta"] == pytest.approx(-0.5, abs=0.01)
+
+
+def test_per_model_size_curves() -> None:
+    pts = [Point(m, (1 + 8 / w) * m**-0.3, w) for m in (100, 200, 400, 800) for w in (4, 16)]
+    per = fit_points(pts, FitOptions(bootstrap=0))["per_model_size"]
+    assert [p["model_size"] for p in per] == [4, 16]
+    assert all(p["beta"] == pytest.approx(-0.3, abs=1e-3) for p in per)

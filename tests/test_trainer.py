@@ -17,8 +17,9 @@ def _run(tmp_path: Path, **overrides: str) -> tuple[subprocess.CompletedProcess[
     result = tmp_path / "result.json"
     env = {
         **os.environ,
-        "SCALINGSTUDY_TASK": json.dumps({"name": "teacher-student",
-                                         "options": {"inputDim": 4, "teacherWidth": 8}}),
+        "SCALINGSTUDY_TASK": json.dumps(
+            {"name": "teacher-student", "options": {"inputDim": 4, "teacherWidth": 8}}
+        ),
         "SCALINGSTUDY_TRAINING": json.dumps({"minSteps": 20, "maxSteps": 40, "evalEvery": 10}),
         "SCALINGSTUDY_DATA_SIZE": "128",
         "SCALINGSTUDY_MODEL_SIZE": "8",
@@ -27,8 +28,14 @@ def _run(tmp_path: Path, **overrides: str) -> tuple[subprocess.CompletedProcess[
         "OMP_NUM_THREADS": "1",
         **overrides,
     }
-    proc = subprocess.run([sys.executable, "-m", "scalingstudy_trainer"], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "scalingstudy_trainer"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     return proc, result
 
 
@@ -54,10 +61,14 @@ def test_same_seed_same_result(tmp_path: Path) -> None:
     ("overrides", "fragment"),
     [
         ({"SCALINGSTUDY_TASK": '{"name": "no-such-task"}'}, "unknown task 'no-such-task'"),
-        ({"SCALINGSTUDY_TASK": '{"name": "teacher-student", "options": {"inputDims": 3}}'},
-         "options.inputDims"),
-        ({"SCALINGSTUDY_TASK": '{"name": "teacher-student", "options": {"noise": -1}}'},
-         "options.noise"),
+        (
+            {"SCALINGSTUDY_TASK": '{"name": "teacher-student", "options": {"inputDims": 3}}'},
+            "options.inputDims",
+        ),
+        (
+            {"SCALINGSTUDY_TASK": '{"name": "teacher-student", "options": {"noise": -1}}'},
+            "options.noise",
+        ),
         ({"SCALINGSTUDY_TASK": "{not json"}, "SCALINGSTUDY_TASK is not valid JSON"),
         ({"SCALINGSTUDY_TASK": ""}, "SCALINGSTUDY_TASK is not set"),
         ({"SCALINGSTUDY_DATA_SIZE": "ten"}, "SCALINGSTUDY_DATA_SIZE must be an integer"),

@@ -27,6 +27,7 @@ from scalingstudy.fitting.points import (
     cells,
     validate,
 )
+from scalingstudy.fitting.region import find_region
 
 Form = Literal["auto", "power-law", "power-law-plus-constant"]
 FORM_NAMES = {False: "power-law", True: "power-law-plus-constant"}
@@ -93,7 +94,11 @@ def _interval(values: Sequence[float], confidence: float) -> list[float] | None:
 
 
 def _resampler(
-    points: Sequence[Point], best: Sequence[BestPoint], law: PowerLaw, rng: np.random.Generator
+    points: Sequence[Point],
+    best: Sequence[BestPoint],
+    law: PowerLaw,
+    window: tuple[int, int],
+    rng: np.random.Generator,
 ) -> Callable[[], list[BestPoint]]:
     """How to draw a replicate: over trials when configurations have several seeds (the
     design's bootstrap over trials), else over the curve's log residuals."""
@@ -111,10 +116,18 @@ def _resampler(
         return over_trials
 
     m = np.array([b.data_size for b in best])
-    fitted = law(m)
-    residuals = np.log([b.loss for b in best]) - np.log(fitted)
-    n = len(residuals)
-    residuals = (residuals - residuals.mean()) * np.sqrt(n / max(n - 2, 1))
+    observed = np.array([b.loss for b in best])
+    n = len(m)
+    lo, hi = window
+    # Residuals of the power-law region only; points outside it keep their values.
+    residuals = np.log(observed[lo:hi]) - np.log(law(m[lo:hi]))
+    residuals = (residuals - residuals.mean()) * np.sqrt(
+        len(residuals) / max(len(residuals) - 2, 1)
+    )
+    fitted = observed.copy()
+    fitted[lo:hi] = law(m[lo:hi])
+    inside = np.zeros(n, dtype=bool)
+    inside[lo:hi] = True
     sizes = [b.size for b in best]
     size_fit = _size_law(best)
     size_res: np.ndarray | None = None
@@ -124,7 +137,7 @@ def _resampler(
         size_res = (size_res - size_res.mean()) * np.sqrt(n / max(n - 2, 1))
 
     def over_residuals() -> list[BestPoint]:
-        loss = fitted * np.exp(rng.choice(residuals, n))
+        loss = np.where(inside, fitted * np.exp(rng.choice(residuals, n)), observed)
         if size_res is not None and size_fit is not None:
             new_sizes = size_fit[0] * m ** size_fit[1] * np.exp(rng.choice(size_res, n))
         else:
@@ -144,10 +157,15 @@ def _resampler(
 
 
 def _bootstrap(
-    points: Sequence[Point], best: Sequence[BestPoint], fit: CurveFit, options: FitOptions
+    points: Sequence[Point],
+    best: Sequence[BestPoint],
+    fit: CurveFit,
+    window: tuple[int, int],
+    options: FitOptions,
 ) -> _Bootstrap:
     rng = np.random.default_rng(options.random_seed)
-    draw = _resampler(points, best, fit.law, rng)
+    lo, hi = window
+    draw = _resampler(points, best, fit.law, window, rng)
     with_gamma = fit.k == 3
     out = _Bootstrap()
     for _ in range(options.bootstrap):
@@ -155,8 +173,8 @@ def _bootstrap(
         if len(replicate) < 3:
             out.failed += 1
             continue
-        m = np.array([b.data_size for b in replicate])
-        y = np.array([b.loss for b in replicate])
+        m = np.array([b.data_size for b in replicate])[lo:hi]
+        y = np.array([b.loss for b in replicate])[lo:hi]
         law = fit_power_law(m, y, with_gamma=with_gamma, polish=False).law
         size = _size_law(replicate)
         out.samples.append(
@@ -182,6 +200,60 @@ def _number(x: float) -> float | int:
     return int(x) if float(x).is_integer() else float(x)
 
 
+def _learning_curve(
+    m: np.ndarray, y: np.ndarray, form: Form
+) -> tuple[CurveFit, int, int, list[str]]:
+    """Find the power-law region, then choose the form on the points inside it.
+
+    With form auto the region is searched with the constant included (the more
+    flexible curve), so a flattening tail is modelled by gamma rather than cut
+    away, and only points that even gamma cannot explain are excluded.
+    """
+    search_with_gamma = form != "power-law"
+    region = find_region(m, y, lambda a, b: fit_power_law(a, b, with_gamma=search_with_gamma))
+    lo, hi = region.lo, region.hi
+    fit, warnings = _select_form(m[lo:hi], y[lo:hi], form)
+    if lo or hi < len(m):
+        warnings.append(
+            f"fitted over the power-law region [{m[lo]:g}, {m[hi - 1]:g}]; "
+            f"{lo} small-data and {len(m) - hi} irreducible-region point(s) excluded"
+        )
+    if not _falls(fit.law, m[lo:hi]):
+        # alpha ~ 0 leaves beta undetermined: report the plain log-log slope (about 0).
+        lo, hi = 0, len(m)
+        fit = fit_power_law(m, y, with_gamma=False)
+        warnings.append(
+            "the learning curve does not fall with more data (fitted beta is about 0): "
+            "check training, or the data sizes may all be in the irreducible-error region"
+        )
+    return fit, lo, hi, warnings
+
+
+def _per_model_size(points: Sequence[Point], with_gamma: bool) -> list[dict[str, Any]]:
+    """The learning curve of each model size on its own (mean over seeds)."""
+    by_model: dict[float, dict[float, list[float]]] = {}
+    for p in points:
+        if p.model_size is not None:
+            by_model.setdefault(p.model_size, {}).setdefault(p.data_size, []).append(p.loss)
+    out = []
+    for model, curve in sorted(by_model.items()):
+        if len(curve) < 3:
+            continue
+        m = np.array(sorted(curve))
+        y = np.array([float(np.mean(curve[k])) for k in sorted(curve)])
+        law = fit_power_law(m, y, with_gamma=with_gamma and len(m) >= 5).law
+        out.append(
+            {
+                "model_size": _number(model),
+                "alpha": law.alpha,
+                "beta": law.beta,
+                "gamma": law.gamma,
+                "n_points": len(m),
+            }
+        )
+    return out
+
+
 def fit_points(points: Sequence[Point], options: FitOptions | None = None) -> dict[str, Any]:
     """Fit the learning curve and the model-size law; predict. Raises FitError on bad input."""
     options = options or FitOptions()
@@ -199,19 +271,14 @@ def fit_points(points: Sequence[Point], options: FitOptions | None = None) -> di
     best = best_from_cells(cells(points))
     m = np.array([b.data_size for b in best])
     y = np.array([b.loss for b in best])
-    fit, warnings = _select_form(m, y, options.form)
-    if not _falls(fit.law, m):
-        # alpha ~ 0 leaves beta undetermined: report the plain log-log slope (about 0).
-        fit = fit_power_law(m, y, with_gamma=False)
-        warnings.append(
-            "the learning curve does not fall with more data (fitted beta is about 0): "
-            "check training, or the data sizes may all be in the irreducible-error region"
-        )
+    fit, lo, hi, warnings = _learning_curve(m, y, options.form)
     law = fit.law
-    if len(best) < 5:
-        warnings.append(f"only {len(best)} data sizes: exponents and intervals are rough")
+    if hi - lo < 5:
+        warnings.append(f"only {hi - lo} data sizes in the fit: exponents and intervals are rough")
 
-    boot = _bootstrap(points, best, fit, options) if options.bootstrap > 0 else _Bootstrap()
+    boot = (
+        _bootstrap(points, best, fit, (lo, hi), options) if options.bootstrap > 0 else _Bootstrap()
+    )
     if options.bootstrap and boot.failed:
         warnings.append(
             f"{boot.failed} of {options.bootstrap} bootstrap replicates could not be fitted"
@@ -228,9 +295,9 @@ def fit_points(points: Sequence[Point], options: FitOptions | None = None) -> di
             "beta_interval": _interval([s.beta for s in laws], conf),
             "alpha_interval": _interval([s.alpha for s in laws], conf),
             "gamma_interval": _interval([s.gamma for s in laws], conf) if fit.k == 3 else None,
-            "r2_log": _r2_log(m, y, law),
-            "n_points": len(best),
-            "power_law_range": [_number(m.min()), _number(m.max())],
+            "r2_log": _r2_log(m[lo:hi], y[lo:hi], law),
+            "n_points": hi - lo,
+            "power_law_range": [_number(m[lo]), _number(m[hi - 1])],
             "confidence": conf,
         },
         "model_size": None,
@@ -244,6 +311,7 @@ def fit_points(points: Sequence[Point], options: FitOptions | None = None) -> di
             }
             for b in best
         ],
+        "per_model_size": _per_model_size(points, fit.k == 3),
         "predictions": [
             {
                 "data_size": _number(at),
