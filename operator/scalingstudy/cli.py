@@ -87,6 +87,13 @@ def format_fit(fit: dict[str, Any]) -> str:
                 f"Data for target loss {target['target_loss']:g}: {target['data_size']:g}"
                 f" [{'-' if lo is None else f'{lo:g}'}, {'unbounded' if hi is None else f'{hi:g}'}]"
             )
+    joint = fit.get("joint")
+    if joint:
+        lines.append(
+            f"Joint fit: L(N, D) = {joint['E']:.4g} + {joint['A']:.4g}/N^{joint['alpha_N']:.4f}"
+            f" + {joint['B']:.4g}/D^{joint['beta_D']:.4f}   compute-optimal N ~ C^"
+            f"{joint['compute_optimal']['a']:.3f}, D ~ C^{joint['compute_optimal']['b']:.3f}"
+        )
     for w in fit.get("warnings", []):
         lines.append(f"warning: {w}")
     return "\n".join(lines)
@@ -106,6 +113,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 bootstrap=args.bootstrap,
                 predict_at=tuple(args.predict_at or ()),
                 target_loss=args.target_loss,
+                joint=args.joint,
             ),
         )
     except (PointsFileError, FitError) as exc:
@@ -231,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--confidence", type=float, default=0.9)
     fit.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    fit.add_argument(
+        "--joint",
+        action="store_true",
+        help="also fit L(N, D) = E + A/N^alpha + B/D^beta (Hoffmann et al. 2022)",
+    )
     fit.add_argument("--json", action="store_true", help="one JSON object on stdout")
     fit.set_defaults(func=cmd_fit)
 

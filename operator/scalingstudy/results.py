@@ -115,7 +115,8 @@ def points_of(records: Iterable[TrialRecord]) -> list[Point]:
 
 
 def fit_options(spec: ScalingStudySpec) -> FitOptions:
-    """The study's fit settings; without predictAt, predict at 10x the largest data size."""
+    """The study's fit settings; without predictAt, predict at 10x the largest data size.
+    The joint fit in model size and data needs a grid of at least 3 x 3."""
     predict_at = spec.fit.predict_at or [10 * spec.data_sizes.sizes()[-1]]
     return FitOptions(
         form=spec.fit.form,
@@ -123,6 +124,7 @@ def fit_options(spec: ScalingStudySpec) -> FitOptions:
         bootstrap=spec.fit.bootstrap,
         predict_at=tuple(float(x) for x in predict_at),
         target_loss=spec.fit.target_loss,
+        joint=len(spec.model_sizes.sizes()) >= 3,
     )
 
 

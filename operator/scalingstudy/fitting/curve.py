@@ -89,7 +89,16 @@ def _solve_alpha_gamma(x: Array, y: Array, w: Array) -> tuple[Array, Array]:
 
 
 def profile(m: Array, y: Array, betas: Array, *, with_gamma: bool) -> tuple[Array, Array, Array]:
-    """For each exponent: the best (alpha, gamma) and the log-space error (variable projection)."""
+    """For each exponent: the best (alpha, gamma) and the log-space error (variable projection).
+
+    Extreme inputs (1e300) overflow on the way; such exponents get an infinite error
+    and are never chosen, so the floating-point warnings carry no information.
+    """
+    with np.errstate(all="ignore"):
+        return _profile(m, y, betas, with_gamma=with_gamma)
+
+
+def _profile(m: Array, y: Array, betas: Array, *, with_gamma: bool) -> tuple[Array, Array, Array]:
     x = np.power(m[None, :], betas[:, None])  # (G, n)
     yy = np.broadcast_to(y, x.shape)
     w = 1.0 / (yy * yy)
@@ -120,7 +129,20 @@ def fit_power_law(m: Array, y: Array, *, with_gamma: bool, polish: bool = True) 
         return float(profile(m, y, np.array([beta]), with_gamma=with_gamma)[2][0])
 
     best_beta, best_sse = float(BETA_GRID[i]), float(sse[i])
-    if hi > lo:
+    if not polish and 0 < i < len(BETA_GRID) - 1 and np.all(np.isfinite(sse[i - 1 : i + 2])):
+        # Bootstrap replicates: the vertex of the parabola through the grid minimum and
+        # its neighbours is accurate enough, and 20x cheaper than a scalar search.
+        best_beta = _vertex(BETA_GRID[i - 1 : i + 2], sse[i - 1 : i + 2], best_beta)
+        a1, c1, s1 = profile(m, y, np.array([best_beta]), with_gamma=with_gamma)
+        if s1[0] <= best_sse:
+            return CurveFit(
+                PowerLaw(float(a1[0]), best_beta, float(c1[0])),
+                float(s1[0]),
+                len(m),
+                3 if with_gamma else 2,
+            )
+        best_beta = float(BETA_GRID[i])
+    elif hi > lo:
         res = minimize_scalar(objective, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6})
         if res.fun < best_sse:
             best_beta, best_sse = float(res.x), float(res.fun)
@@ -129,6 +151,16 @@ def fit_power_law(m: Array, y: Array, *, with_gamma: bool, polish: bool = True) 
     if polish and with_gamma and law.alpha > 0:
         law, best_sse = _polish(m, y, law, best_sse)
     return CurveFit(law, best_sse, len(m), 3 if with_gamma else 2)
+
+
+def _vertex(x: Array, f: Array, fallback: float) -> float:
+    """Minimum of the parabola through three points; the fallback when it is not convex."""
+    d1, d2 = (f[1] - f[0]) / (x[1] - x[0]), (f[2] - f[1]) / (x[2] - x[1])
+    curvature = (d2 - d1) / (x[2] - x[0])
+    if curvature <= 0:
+        return fallback
+    vertex = 0.5 * (x[0] + x[1]) - d1 / (2 * curvature)
+    return float(np.clip(vertex, x[0], x[2]))
 
 
 def _polish(m: Array, y: Array, law: PowerLaw, sse: float) -> tuple[PowerLaw, float]:

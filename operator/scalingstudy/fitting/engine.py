@@ -19,6 +19,7 @@ from scalingstudy.fitting.curve import (
     fit_log_linear,
     fit_power_law,
 )
+from scalingstudy.fitting.joint import bootstrap_joint, fit_joint
 from scalingstudy.fitting.points import (
     BestPoint,
     FitError,
@@ -41,6 +42,9 @@ class FitOptions:
     predict_at: Sequence[float] = ()
     target_loss: float | None = None
     random_seed: int = 0
+    joint: bool = False
+    #: Bootstrap replicates of the joint fit (each is an L-BFGS run over all rows).
+    joint_bootstrap: int = 50
 
 
 @dataclass
@@ -334,7 +338,37 @@ def fit_points(points: Sequence[Point], options: FitOptions | None = None) -> di
         }
     if options.target_loss is not None:
         report["data_for_target"] = _data_for_target(law, laws, options.target_loss, conf, size)
+    if options.joint:
+        report["joint"] = _joint(points, options, warnings)
     return report
+
+
+def _joint(
+    points: Sequence[Point], options: FitOptions, warnings: list[str]
+) -> dict[str, Any] | None:
+    rows = [p for p in points if p.size is not None]
+    n = np.array([p.size for p in rows], dtype=float)
+    d = np.array([p.data_size for p in rows], dtype=float)
+    loss = np.array([p.loss for p in rows], dtype=float)
+    if len(set(n)) < 3 or len(set(d)) < 3:
+        warnings.append(
+            "joint fit skipped: it needs at least 3 model sizes and 3 data sizes "
+            f"(got {len(set(n))} and {len(set(d))})"
+        )
+        return None
+    law = fit_joint(n, d, loss)
+    replicates = min(options.bootstrap, options.joint_bootstrap)
+    draws = bootstrap_joint(n, d, loss, law, replicates, np.random.default_rng(options.random_seed))
+    names = {"E": "E", "A": "A", "B": "B", "alpha_N": "alpha", "beta_D": "beta"}
+    return {
+        **{key: getattr(law, attr) for key, attr in names.items()},
+        "intervals": {
+            key: _interval([getattr(s, attr) for s in draws], options.confidence)
+            for key, attr in names.items()
+        },
+        "compute_optimal": law.compute_optimal,
+        "n_points": len(rows),
+    }
 
 
 def _data_for_target(

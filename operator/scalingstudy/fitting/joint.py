@@ -1,0 +1,139 @@
+"""Loss as a function of model size and data: ``L(N, D) = E + A / N**alpha + B / D**beta``.
+
+Fitted as in Hoffmann et al. (2022, approach 3) and the replication of
+Besiroglu et al. (2024): a Huber loss on the residuals of log L, with
+``E, A, B`` as exponentials of free parameters so the sum is a log-sum-exp,
+minimised by L-BFGS from the best points of a grid of starts. The whole grid
+is evaluated at once (vectorised), and only its best starts are refined.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import logsumexp
+
+from scalingstudy.fitting.curve import Array
+
+HUBER_DELTA = 1e-3
+#: Grid of Hoffmann et al. (2022), Appendix D.2: exponents 0..2, log-scales 0..25, log E -1..1.5.
+GRID = np.array(
+    list(
+        itertools.product(
+            np.arange(-1.0, 1.51, 0.5),  # e = log E
+            np.arange(0.0, 25.1, 5.0),  # a = log A
+            np.arange(0.0, 25.1, 5.0),  # b = log B
+            np.arange(0.0, 2.01, 0.5),  # alpha
+            np.arange(0.0, 2.01, 0.5),  # beta
+        )
+    )
+)
+REFINED_STARTS = 12
+
+
+@dataclass(frozen=True)
+class JointLaw:
+    E: float
+    A: float
+    B: float
+    alpha: float
+    beta: float
+
+    def __call__(self, n: Array | float, d: Array | float) -> Array:
+        return np.asarray(
+            self.E + self.A / np.power(n, self.alpha) + self.B / np.power(d, self.beta)
+        )
+
+    @property
+    def compute_optimal(self) -> dict[str, float]:
+        """Exponents of N_opt ~ C**a and D_opt ~ C**b under C = 6 N D."""
+        total = self.alpha + self.beta
+        return {"a": self.beta / total, "b": self.alpha / total}
+
+
+def _huber(r: Array) -> tuple[Array, Array]:
+    small = np.abs(r) <= HUBER_DELTA
+    value = np.where(small, 0.5 * r * r, HUBER_DELTA * (np.abs(r) - 0.5 * HUBER_DELTA))
+    slope = np.where(small, r, HUBER_DELTA * np.sign(r))
+    return value, slope
+
+
+def _terms(theta: Array, log_n: Array, log_d: Array) -> Array:
+    """The three log-terms (log E, log A/N^alpha, log B/D^beta); theta rows are starts."""
+    e, a, b, alpha, beta = (theta[..., i : i + 1] for i in range(5))
+    return np.stack(np.broadcast_arrays(e, a - alpha * log_n, b - beta * log_d), axis=-1)
+
+
+def objective(theta: Array, log_n: Array, log_d: Array, log_l: Array) -> Array:
+    """Huber loss summed over points, for one theta or a stack of them."""
+    pred = logsumexp(_terms(theta, log_n, log_d), axis=-1)
+    value, _ = _huber(pred - log_l)
+    return np.asarray(value.sum(axis=-1))
+
+
+def _value_and_grad(theta: Array, log_n: Array, log_d: Array, log_l: Array) -> tuple[float, Array]:
+    terms = _terms(theta, log_n, log_d)
+    pred = logsumexp(terms, axis=-1)
+    weights = np.exp(terms - pred[..., None])  # softmax: d pred / d term
+    value, slope = _huber(pred - log_l)
+    grad = np.array(
+        [
+            np.sum(slope * weights[:, 0]),
+            np.sum(slope * weights[:, 1]),
+            np.sum(slope * weights[:, 2]),
+            np.sum(slope * weights[:, 1] * -log_n),
+            np.sum(slope * weights[:, 2] * -log_d),
+        ]
+    )
+    return float(value.sum()), grad
+
+
+def _refine(
+    start: Array, log_n: Array, log_d: Array, log_l: Array, tol: float = 1e-14
+) -> tuple[Array, float]:
+    res = minimize(
+        _value_and_grad,
+        start,
+        args=(log_n, log_d, log_l),
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": 1000, "gtol": tol * 1e4, "ftol": tol},
+    )
+    return np.asarray(res.x), float(res.fun)
+
+
+def fit_joint(
+    n: Array, d: Array, loss: Array, starts: Array | None = None, tol: float = 1e-14
+) -> JointLaw:
+    """Fit L(N, D); ``starts`` (rows of e, a, b, alpha, beta) replaces the grid's best."""
+    log_n, log_d, log_l = np.log(n), np.log(d), np.log(loss)
+    if starts is None:
+        values = objective(GRID, log_n, log_d, log_l)
+        starts = GRID[np.argsort(values)[:REFINED_STARTS]]
+    best_theta, best_value = starts[0], np.inf
+    for start in starts:
+        theta, value = _refine(start, log_n, log_d, log_l, tol)
+        if value < best_value:
+            best_theta, best_value = theta, value
+    e, a, b, alpha, beta = best_theta
+    return JointLaw(float(np.exp(e)), float(np.exp(a)), float(np.exp(b)), float(alpha), float(beta))
+
+
+def theta_of(law: JointLaw) -> Array:
+    return np.array([np.log(law.E), np.log(law.A), np.log(law.B), law.alpha, law.beta])
+
+
+def bootstrap_joint(
+    n: Array, d: Array, loss: Array, law: JointLaw, replicates: int, rng: np.random.Generator
+) -> list[JointLaw]:
+    """Refits on rows resampled with replacement, each started at the full-data answer."""
+    start = theta_of(law)[None, :]
+    out = []
+    for _ in range(replicates):
+        idx = rng.integers(0, len(n), len(n))
+        # A replicate starts next to its answer; a looser tolerance is enough there.
+        out.append(fit_joint(n[idx], d[idx], loss[idx], starts=start, tol=1e-10))
+    return out
