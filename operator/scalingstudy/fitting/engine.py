@@ -97,6 +97,13 @@ def _interval(values: Sequence[float], confidence: float) -> list[float] | None:
     return [float(np.quantile(finite, tail)), float(np.quantile(finite, 1.0 - tail))]
 
 
+def _centred_log_residuals(observed: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Log residuals, centred and inflated for the two fitted parameters (a residual
+    bootstrap draws from them)."""
+    r = np.log(observed) - np.log(predicted)
+    return np.asarray((r - r.mean()) * np.sqrt(len(r) / max(len(r) - 2, 1)))
+
+
 def _resampler(
     points: Sequence[Point],
     best: Sequence[BestPoint],
@@ -123,25 +130,20 @@ def _resampler(
     observed = np.array([b.loss for b in best])
     n = len(m)
     lo, hi = window
-    # Residuals of the power-law region only; points outside it keep their values.
-    residuals = np.log(observed[lo:hi]) - np.log(law(m[lo:hi]))
-    residuals = (residuals - residuals.mean()) * np.sqrt(
-        len(residuals) / max(len(residuals) - 2, 1)
-    )
-    fitted = observed.copy()
-    fitted[lo:hi] = law(m[lo:hi])
-    inside = np.zeros(n, dtype=bool)
-    inside[lo:hi] = True
+    # Only the power-law region is resampled; points outside it keep their values.
+    region_fit = law(m[lo:hi])
+    residuals = _centred_log_residuals(observed[lo:hi], region_fit)
     sizes = [b.size for b in best]
     size_fit = _size_law(best)
     size_res: np.ndarray | None = None
     if size_fit is not None and all(s is not None for s in sizes):
-        pred = size_fit[0] * m ** size_fit[1]
-        size_res = np.log(np.array(sizes, dtype=float)) - np.log(pred)
-        size_res = (size_res - size_res.mean()) * np.sqrt(n / max(n - 2, 1))
+        size_res = _centred_log_residuals(
+            np.array(sizes, dtype=float), size_fit[0] * m ** size_fit[1]
+        )
 
     def over_residuals() -> list[BestPoint]:
-        loss = np.where(inside, fitted * np.exp(rng.choice(residuals, n)), observed)
+        loss = observed.copy()
+        loss[lo:hi] = region_fit * np.exp(rng.choice(residuals, hi - lo))
         if size_res is not None and size_fit is not None:
             new_sizes = size_fit[0] * m ** size_fit[1] * np.exp(rng.choice(size_res, n))
         else:
