@@ -2,7 +2,8 @@
 
 It is a real program run as a real subprocess (the way a user's own image runs);
 only the learning is replaced by a known curve, so tests run in milliseconds and
-know the answer. FAIL_TRIALS lists trials that fail; CALLS_LOG records every start.
+know the answer. FAIL_TRIALS lists trials that fail (* for all); CALLS_LOG records
+every start.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+from scalingstudy_trainer.report import report_result
 
 
 def main() -> int:
@@ -23,7 +26,8 @@ def main() -> int:
         with Path(log).open("a") as handle:
             handle.write(trial + "\n")
     time.sleep(float(os.environ.get("TRIAL_SECONDS", "0")))
-    if trial in os.environ.get("FAIL_TRIALS", "").split(","):
+    failing = os.environ.get("FAIL_TRIALS", "").split(",")
+    if trial in failing or "*" in failing:
         print("loading data...", file=sys.stderr)
         print("RuntimeError: CUDA out of memory (pretend)", file=sys.stderr)
         return 3
@@ -36,7 +40,8 @@ def main() -> int:
         "steps": data,
         "samples_seen": data * 10,
     }
-    Path(os.environ["SCALINGSTUDY_RESULT_FILE"]).write_text(json.dumps(result))
+    # The helper a user's own trainer imports: result file, and the Pushgateway if given.
+    report_result(result)
     return 0
 
 

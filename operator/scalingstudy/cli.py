@@ -249,7 +249,60 @@ def build_parser() -> argparse.ArgumentParser:
 
     crd = sub.add_parser("crd", help="print the CustomResourceDefinition YAML")
     crd.set_defaults(func=cmd_crd)
+
+    op = sub.add_parser("operator", help="run the Kubernetes operator (current kubeconfig)")
+    scope = op.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable)"
+    )
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")
+    op.add_argument("--prometheus-url", default="", help="Prometheus to read trial results from")
+    op.add_argument(
+        "--pushgateway-url", default="", help="Pushgateway that trainers push results to"
+    )
+    op.add_argument("--metrics-port", type=int, default=8080, help="/metrics and /healthz")
+    op.add_argument("--trainer-image", default=None, help="image of the built-in trainer")
+    op.add_argument("--kubeconfig", default=None, help="default: KUBECONFIG or in-cluster")
+    op.add_argument(
+        "--resync-seconds", type=float, default=30.0, help="pass every study this often"
+    )
+    op.add_argument("--fit-interval", type=float, default=10.0, help="refit at most this often")
+    op.add_argument(
+        "--result-grace",
+        type=float,
+        default=15.0,
+        help="seconds to wait for Prometheus to scrape a result before the termination message",
+    )
+    op.set_defaults(func=cmd_operator)
     return parser
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    from scalingstudy.cluster.controller import ControllerConfig
+    from scalingstudy.cluster.manifests import JobSettings
+    from scalingstudy.cluster.run import OperatorOptions, run
+
+    if not (args.all_namespaces or args.namespace):
+        _fail("say which namespaces to watch: --namespace NS (repeatable) or --all-namespaces")
+    job = JobSettings(pushgateway_url=args.pushgateway_url)
+    if args.trainer_image:
+        job = JobSettings(trainer_image=args.trainer_image, pushgateway_url=args.pushgateway_url)
+    run(
+        OperatorOptions(
+            namespaces=tuple(args.namespace),
+            all_namespaces=args.all_namespaces,
+            prometheus_url=args.prometheus_url,
+            metrics_port=args.metrics_port,
+            kubeconfig=args.kubeconfig,
+            controller=ControllerConfig(
+                job=job,
+                resync_seconds=args.resync_seconds,
+                fit_interval=args.fit_interval,
+                result_grace=args.result_grace,
+            ),
+        )
+    )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,6 +33,18 @@ EXIT_PREEMPTED = 143
 
 RESULT_KEYS = ("validation_loss", "parameters", "train_loss", "steps", "samples_seen")
 
+#: Result key -> the Pushgateway gauge a trainer pushes it as (DESIGN §5 metric names).
+TRIAL_GAUGES = {
+    "validation_loss": "scalingstudy_trial_validation_loss",
+    "train_loss": "scalingstudy_trial_train_loss",
+    "parameters": "scalingstudy_trial_parameters",
+    "samples_seen": "scalingstudy_trial_samples_seen",
+    "steps": "scalingstudy_trial_step",
+}
+#: Labels of every trial gauge; namespace, study and trial also form the push group.
+TRIAL_LABELS = ("namespace", "study", "trial", "data_size", "model_size", "seed")
+PUSH_JOB = "scalingstudy"
+
 
 def trial_environment(
     study: str,

@@ -58,6 +58,16 @@ def _resolve(schema: Schema, defs: dict[str, Schema]) -> Schema:
     return schema
 
 
+def _materialised_default(prop: Schema) -> dict[str, Any]:
+    """An object's default with every nested default filled in: the API server checks a
+    default against the CEL rules as written, without defaulting inside it first."""
+    out: dict[str, Any] = {}
+    for name, sub in prop.get("properties", {}).items():
+        if "default" in sub:
+            out[name] = sub["default"]
+    return out
+
+
 def structural(schema: Schema, defs: dict[str, Schema]) -> Schema:
     schema = _resolve(schema, defs)
     out: Schema = {}
@@ -76,7 +86,7 @@ def structural(schema: Schema, defs: dict[str, Schema]) -> Schema:
                     and "default" not in prop
                     and not prop.get("_optional")
                 ):
-                    prop["default"] = {}
+                    prop["default"] = _materialised_default(prop)
                 prop.pop("_optional", None)
                 props[name] = prop
             out["properties"] = props
@@ -146,7 +156,7 @@ def openapi_schema() -> Schema:
         "properties": {
             "apiVersion": {"type": "string", "description": "APIVersion of the object."},
             "kind": {"type": "string", "description": "Kind of the object."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            "metadata": {"type": "object"},
             "spec": spec,
             "status": status,
         },

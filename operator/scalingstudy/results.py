@@ -45,9 +45,16 @@ class TrialRecord:
     duration_seconds: float | None = None
     reason: str | None = None
     message: str | None = None
+    source: str | None = None  # where the result was read: prometheus, termination-message, file
 
     @classmethod
-    def succeeded(cls, trial: Trial, result: TrialResult, duration: float | None) -> TrialRecord:
+    def succeeded(
+        cls,
+        trial: Trial,
+        result: TrialResult,
+        duration: float | None,
+        source: str | None = None,
+    ) -> TrialRecord:
         return cls(
             trial=trial.name,
             data_size=trial.data_size,
@@ -60,6 +67,7 @@ class TrialRecord:
             steps=result.steps,
             samples_seen=result.samples_seen,
             duration_seconds=None if duration is None else round(duration, 3),
+            source=source,
         )
 
     @classmethod

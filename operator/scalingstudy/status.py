@@ -77,6 +77,8 @@ class ResultRow(_Status):
     """Why a trial failed (exit code, OOMKilled, DeadlineExceeded, ...)."""
     message: str | None = None
     """Tail of the failed trial's message."""
+    source: str | None = None
+    """Where the result was read: prometheus, termination-message or file."""
 
 
 class LearningCurveStatus(_Status):
@@ -114,6 +116,8 @@ class FitStatus(_Status):
 
     final: bool = False
     """True once every trial has finished."""
+    based_on_results: int | None = None
+    """How many succeeded trials the fit used."""
     learning_curve: LearningCurveStatus | None = None
     """Learning-curve fit."""
     model_size: ModelSizeStatus | None = None

@@ -15,13 +15,7 @@ from typing import Any
 
 from scalingstudy import contract
 
-GAUGES = {
-    "validation_loss": "scalingstudy_trial_validation_loss",
-    "train_loss": "scalingstudy_trial_train_loss",
-    "parameters": "scalingstudy_trial_parameters",
-    "samples_seen": "scalingstudy_trial_samples_seen",
-    "steps": "scalingstudy_trial_step",
-}
+GAUGES = contract.TRIAL_GAUGES
 
 
 def write_result_file(path: str, result: Mapping[str, Any]) -> None:
@@ -34,11 +28,16 @@ def write_result_file(path: str, result: Mapping[str, Any]) -> None:
     except OSError:
         target.write_text(text, encoding="utf-8")
         return
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    Path(tmp).replace(target)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(target)
+    except OSError:
+        # The termination-message path is a bind mount: it cannot be renamed over.
+        Path(tmp).unlink(missing_ok=True)
+        target.write_text(text, encoding="utf-8")
 
 
 def push_result(gateway: str, result: Mapping[str, Any], env: Mapping[str, str]) -> None:
@@ -51,7 +50,11 @@ def push_result(gateway: str, result: Mapping[str, Any], env: Mapping[str, str])
         "model_size": env.get(contract.ENV_MODEL_SIZE, ""),
         "seed": env.get(contract.ENV_SEED, ""),
     }
-    for key, metric in GAUGES.items():
+    gauges = dict(GAUGES)
+    custom = env.get(contract.ENV_METRIC, "")
+    if custom and custom not in gauges:
+        gauges[custom] = f"scalingstudy_trial_{custom}"
+    for key, metric in gauges.items():
         if isinstance(result.get(key), int | float):
             gauge = Gauge(
                 metric, f"Final {key} of a scaling-study trial", list(labels), registry=registry
@@ -59,7 +62,7 @@ def push_result(gateway: str, result: Mapping[str, Any], env: Mapping[str, str])
             gauge.labels(**labels).set(float(result[key]))
     push_to_gateway(
         gateway,
-        job="scalingstudy",
+        job=contract.PUSH_JOB,
         registry=registry,
         grouping_key={
             "namespace": env.get(contract.ENV_NAMESPACE, ""),

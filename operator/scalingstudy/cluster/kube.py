@@ -1,0 +1,161 @@
+"""The Kubernetes API as the operator uses it: a handful of REST calls on plain dicts.
+
+It rides on the official client for configuration (kubeconfig or in-cluster service
+account, TLS, token refresh) and sends raw requests, so objects stay the same dicts the
+pure core builds and reads, and no generated model classes are instantiated. Every
+request is counted by verb (benchmarks and the operator's metrics use the counts).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+from kubernetes import client, config
+
+from scalingstudy.cluster.decision import Event
+from scalingstudy.cluster.manifests import GROUP, PLURAL, VERSION, StudyRef
+
+Obj = dict[str, Any]
+WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+class ApiError(RuntimeError):
+    def __init__(self, status: int, method: str, path: str, body: str) -> None:
+        self.status = status
+        try:
+            detail = json.loads(body).get("message", body)
+        except (json.JSONDecodeError, AttributeError):
+            detail = body
+        super().__init__(f"{method} {path}: HTTP {status}: {str(detail)[:500]}")
+
+
+def load_config(kubeconfig: str | None = None) -> client.ApiClient:
+    """In a pod the service account; elsewhere the kubeconfig (KUBECONFIG or ~/.kube)."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        return client.ApiClient()
+    except config.ConfigException:
+        api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig
+        )
+        return api
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient, user_agent: str = "scalingstudy-operator") -> None:
+        self.api = api
+        self.api.user_agent = user_agent
+        self.requests: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        ok: tuple[int, ...] = (200, 201, 202),
+    ) -> tuple[int, Obj]:
+        """One REST call; statuses outside ``ok`` raise ApiError."""
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        params = self.api.param_serialize(
+            method,
+            path,
+            query_params=list((query or {}).items()),
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        with self._lock:
+            self.requests[method] += 1
+        resp = self.api.call_api(*params, _request_timeout=(10, 60))
+        raw = resp.read() or b"{}"  # type: ignore[no-untyped-call]
+        if resp.status not in ok:
+            raise ApiError(resp.status, method, path, raw.decode(errors="replace"))
+        data: Obj = json.loads(raw)
+        return resp.status, data
+
+    # -- studies ---------------------------------------------------------------------
+    @staticmethod
+    def study_path(namespace: str, name: str) -> str:
+        return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+
+    def get_study(self, namespace: str, name: str) -> Obj | None:
+        status, obj = self.request("GET", self.study_path(namespace, name), ok=(200, 404))
+        return obj if status == 200 else None
+
+    def patch_study_status(self, namespace: str, name: str, status: Obj) -> None:
+        self.request(
+            "PATCH",
+            self.study_path(namespace, name) + "/status",
+            body={"status": status},
+            content_type="application/merge-patch+json",
+            ok=(200, 404),
+        )
+
+    # -- jobs and pods -----------------------------------------------------------------
+    def list_jobs(self, namespace: str, selector: str) -> list[Obj]:
+        _, obj = self.request(
+            "GET", f"/apis/batch/v1/namespaces/{namespace}/jobs", query={"labelSelector": selector}
+        )
+        items: list[Obj] = obj.get("items", [])
+        return items
+
+    def list_pods(self, namespace: str, selector: str) -> list[Obj]:
+        _, obj = self.request(
+            "GET", f"/api/v1/namespaces/{namespace}/pods", query={"labelSelector": selector}
+        )
+        items: list[Obj] = obj.get("items", [])
+        return items
+
+    def create_job(self, manifest: Obj) -> bool:
+        """Create unless a Job of that name exists (False then): names are deterministic,
+        so this is what keeps a restarted operator from starting a trial twice."""
+        ns = manifest["metadata"]["namespace"]
+        status, _ = self.request(
+            "POST", f"/apis/batch/v1/namespaces/{ns}/jobs", body=manifest, ok=(201, 409)
+        )
+        return status == 201
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        self.request(
+            "DELETE",
+            f"/apis/batch/v1/namespaces/{namespace}/jobs/{quote(name)}",
+            body={"propagationPolicy": "Background"},
+            ok=(200, 202, 404),
+        )
+
+    # -- events --------------------------------------------------------------------------
+    def emit(self, study: StudyRef, event: Event, now: str) -> None:
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{study.name}.", "namespace": study.namespace},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "ScalingStudy",
+                "name": study.name,
+                "namespace": study.namespace,
+                "uid": study.uid,
+            },
+            "type": event.type,
+            "reason": event.reason,
+            "message": event.message[:1024],
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "source": {"component": "scalingstudy-operator"},
+            "reportingComponent": "scalingstudy.io/operator",
+            "reportingInstance": "scalingstudy-operator",
+        }
+        self.request("POST", f"/api/v1/namespaces/{study.namespace}/events", body=body)
+
+    def writes(self) -> int:
+        return sum(self.requests[v] for v in WRITE_VERBS)

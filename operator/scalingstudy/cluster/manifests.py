@@ -1,0 +1,209 @@
+"""The Job of one trial, as a plain manifest. Pure: study, trial and settings in, dict out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from scalingstudy.contract import EXIT_CONFIG_ERROR, trial_environment
+from scalingstudy.plan import Trial
+from scalingstudy.spec import ScalingStudySpec
+
+GROUP = "scalingstudy.io"
+VERSION = "v1alpha1"
+PLURAL = "scalingstudies"
+KIND = "ScalingStudy"
+
+LABEL_STUDY = f"{GROUP}/study"
+LABEL_TRIAL = f"{GROUP}/trial"
+LABEL_DATA_SIZE = f"{GROUP}/data-size"
+LABEL_MODEL_SIZE = f"{GROUP}/model-size"
+LABEL_SEED = f"{GROUP}/seed"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "scalingstudy-operator"
+KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
+KUEUE_PRIORITY = "kueue.x-k8s.io/priority-class"
+
+CONTAINER = "trainer"
+#: The kubelet mounts a writable file here even on a read-only root filesystem.
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+TMP_VOLUME = "scalingstudy-tmp"
+DEFAULT_COMMAND = ("scalingstudy-trainer",)
+
+
+@dataclass(frozen=True)
+class StudyRef:
+    """What a Job needs to know of its study: identity for names, labels and ownership."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """Operator-wide settings that shape every Job (flags of `scalingstudy operator`)."""
+
+    trainer_image: str = "scalingstudy/trainer:0.1.0"
+    pushgateway_url: str = ""
+    run_as_user: int = 1000
+
+
+def trial_labels(study: str, trial: Trial) -> dict[str, str]:
+    return {
+        LABEL_STUDY: study,
+        LABEL_TRIAL: trial.name,
+        LABEL_DATA_SIZE: str(trial.data_size),
+        LABEL_MODEL_SIZE: str(trial.model_size),
+        LABEL_SEED: str(trial.seed),
+        LABEL_MANAGED_BY: MANAGER,
+    }
+
+
+def owner_reference(study: StudyRef) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "name": study.name,
+        "uid": study.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _container(spec: ScalingStudySpec, env: dict[str, str], image: str) -> dict[str, Any]:
+    trainer = spec.trainer
+    dump = {"by_alias": True, "exclude_none": True, "mode": "json"}
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": trainer.image or image,
+        "command": list(trainer.command or DEFAULT_COMMAND),
+        "env": [{"name": k, "value": v} for k, v in env.items()]
+        + [e.model_dump(**dump) for e in trainer.env],  # type: ignore[arg-type]
+        "resources": trainer.resources.model_dump(**dump),  # type: ignore[arg-type]
+        "volumeMounts": [
+            m.model_dump(**dump)  # type: ignore[arg-type]
+            for m in trainer.volume_mounts
+        ]
+        + [{"name": TMP_VOLUME, "mountPath": "/tmp"}],
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        # A trainer that dies before writing its result still leaves the log tail there.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    if trainer.args:
+        container["args"] = list(trainer.args)
+    if trainer.image_pull_policy:
+        container["imagePullPolicy"] = trainer.image_pull_policy
+    return container
+
+
+def _pod_spec(spec: ScalingStudySpec, container: dict[str, Any], uid: int) -> dict[str, Any]:
+    trainer = spec.trainer
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [container],
+        "volumes": [*trainer.volumes, {"name": TMP_VOLUME, "emptyDir": {}}],
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": uid,
+            "runAsGroup": uid,
+            "fsGroup": uid,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "enableServiceLinks": False,
+    }
+    if trainer.node_selector:
+        pod["nodeSelector"] = dict(trainer.node_selector)
+    if trainer.tolerations:
+        pod["tolerations"] = [
+            t.model_dump(by_alias=True, exclude_none=True) for t in trainer.tolerations
+        ]
+    if trainer.affinity:
+        pod["affinity"] = trainer.affinity
+    if trainer.service_account_name:
+        pod["serviceAccountName"] = trainer.service_account_name
+    if trainer.priority_class_name:
+        pod["priorityClassName"] = trainer.priority_class_name
+    if trainer.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": s.name} for s in trainer.image_pull_secrets]
+    return pod
+
+
+def job_manifest(
+    study: StudyRef, spec: ScalingStudySpec, trial: Trial, settings: JobSettings
+) -> dict[str, Any]:
+    """The trial's Job: deterministic name, labels, controller ownerReference, contract env.
+
+    Disruptions (eviction, preemption: the DisruptionTarget pod condition) do not count
+    against backoffLimit; the trainer's configuration-error exit code fails the Job at once.
+    With a Kueue queue the Job starts suspended and Kueue alone un-suspends it.
+    """
+    env = trial_environment(
+        study.name,
+        study.namespace,
+        trial,
+        spec,
+        result_file=TERMINATION_MESSAGE_PATH,
+        pushgateway=settings.pushgateway_url,
+        checkpoint_dir=_checkpoint_dir(spec, trial),
+    )
+    labels = trial_labels(study.name, trial)
+    job_labels = dict(labels)
+    if spec.queue_name:
+        job_labels[KUEUE_QUEUE] = spec.queue_name
+        if spec.trainer.priority_class_name:
+            job_labels[KUEUE_PRIORITY] = spec.trainer.priority_class_name
+    job_spec: dict[str, Any] = {
+        "backoffLimit": spec.trainer.backoff_limit,
+        "completions": 1,
+        "parallelism": 1,
+        "podFailurePolicy": {
+            "rules": [
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {
+                        "containerName": CONTAINER,
+                        "operator": "In",
+                        "values": [EXIT_CONFIG_ERROR],
+                    },
+                },
+            ]
+        },
+        "template": {
+            "metadata": {"labels": labels},
+            "spec": _pod_spec(
+                spec, _container(spec, env, settings.trainer_image), settings.run_as_user
+            ),
+        },
+    }
+    if spec.trainer.active_deadline_seconds:
+        job_spec["activeDeadlineSeconds"] = spec.trainer.active_deadline_seconds
+    if spec.queue_name:
+        job_spec["suspend"] = True
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": trial.name,
+            "namespace": study.namespace,
+            "labels": job_labels,
+            "ownerReferences": [owner_reference(study)],
+        },
+        "spec": job_spec,
+    }
+
+
+def _checkpoint_dir(spec: ScalingStudySpec, trial: Trial) -> str:
+    """A mount named `checkpoints` (a PVC, so it outlives the pod) holds per-trial folders;
+    without one the trainer checkpoints nowhere and a retry starts over."""
+    for mount in spec.trainer.volume_mounts:
+        if mount.name == "checkpoints":
+            return f"{mount.mount_path.rstrip('/')}/{trial.name}"
+    return ""

@@ -1,0 +1,141 @@
+"""The operator's own metrics (DESIGN §5) and its liveness endpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+STATES = ("pending", "running", "succeeded", "failed")
+PHASES = ("Pending", "Running", "Fitting", "Succeeded", "Failed")
+
+
+class OperatorMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        study = ["namespace", "study"]
+        self.trials = Gauge(
+            "scalingstudy_trials", "Trials of a study by state", [*study, "state"], registry=r
+        )
+        self.phase = Gauge(
+            "scalingstudy_study_phase",
+            "1 for the study's current phase",
+            [*study, "phase"],
+            registry=r,
+        )
+        self.beta_g = Gauge(
+            "scalingstudy_fit_beta_g", "Fitted learning-curve exponent", study, registry=r
+        )
+        self.beta_g_lower = Gauge(
+            "scalingstudy_fit_beta_g_lower", "Lower end of beta_g's interval", study, registry=r
+        )
+        self.beta_g_upper = Gauge(
+            "scalingstudy_fit_beta_g_upper", "Upper end of beta_g's interval", study, registry=r
+        )
+        self.beta_p = Gauge(
+            "scalingstudy_fit_beta_p", "Fitted model-size exponent", study, registry=r
+        )
+        self.beta_p_lower = Gauge(
+            "scalingstudy_fit_beta_p_lower", "Lower end of beta_p's interval", study, registry=r
+        )
+        self.beta_p_upper = Gauge(
+            "scalingstudy_fit_beta_p_upper", "Upper end of beta_p's interval", study, registry=r
+        )
+        self.gamma = Gauge("scalingstudy_fit_gamma", "Fitted irreducible loss", study, registry=r)
+        self.trial_seconds = Histogram(
+            "scalingstudy_trial_duration_seconds",
+            "Wall time of finished trials",
+            [*study, "status"],
+            buckets=(1, 10, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400),
+            registry=r,
+        )
+        self.reconciles = Counter(
+            "scalingstudy_reconcile_total", "Reconcile passes", ["result"], registry=r
+        )
+        self.reconcile_seconds = Histogram(
+            "scalingstudy_reconcile_duration_seconds", "Duration of a reconcile pass", registry=r
+        )
+        self.fit_seconds = Histogram(
+            "scalingstudy_fit_duration_seconds", "Duration of one fit", registry=r,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )  # fmt: skip
+        self.api_requests = Counter(
+            "scalingstudy_api_requests_total",
+            "Kubernetes API requests by verb",
+            ["verb"],
+            registry=r,
+        )
+        self.result_source = Counter(
+            "scalingstudy_results_total", "Recorded trial results by where they came from",
+            ["source"], registry=r,
+        )  # fmt: skip
+        self.last_pass = Gauge(
+            "scalingstudy_last_reconcile_timestamp_seconds", "When the last pass ended", registry=r
+        )
+
+    def observe_study(self, namespace: str, study: str, status: Mapping[str, Any]) -> None:
+        counts = status.get("trials") or {}
+        for state in STATES:
+            self.trials.labels(namespace, study, state).set(counts.get(state, 0))
+        for phase in PHASES:
+            self.phase.labels(namespace, study, phase).set(1 if status.get("phase") == phase else 0)
+        fit = status.get("fit") or {}
+        pairs = (
+            (fit.get("learningCurve") or {}, self.beta_g, self.beta_g_lower, self.beta_g_upper),
+            (fit.get("modelSize") or {}, self.beta_p, self.beta_p_lower, self.beta_p_upper),
+        )
+        for part, value, lower, upper in pairs:
+            if part.get("beta") is not None:
+                value.labels(namespace, study).set(part["beta"])
+            interval = part.get("betaInterval") or []
+            if len(interval) == 2:
+                lower.labels(namespace, study).set(interval[0])
+                upper.labels(namespace, study).set(interval[1])
+        gamma = (fit.get("learningCurve") or {}).get("gamma")
+        if gamma is not None:
+            self.gamma.labels(namespace, study).set(gamma)
+
+    def forget_study(self, namespace: str, study: str) -> None:
+        per_study: list[tuple[Gauge, tuple[str, ...]]] = [
+            (g, ()) for g in (self.beta_g, self.beta_g_lower, self.beta_g_upper, self.beta_p,
+                              self.beta_p_lower, self.beta_p_upper, self.gamma)
+        ]  # fmt: skip
+        per_study += [(self.trials, (state,)) for state in STATES]
+        per_study += [(self.phase, (phase,)) for phase in PHASES]
+        for gauge, extra in per_study:
+            with contextlib.suppress(KeyError):
+                gauge.remove(namespace, study, *extra)
+
+
+def metrics_app(
+    metrics: OperatorMetrics, heartbeat: list[float], stale_after: float
+) -> web.Application:
+    """/metrics, and /healthz that fails when the reconcile loop has stopped beating."""
+
+    async def serve_metrics(_: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def healthz(_: web.Request) -> web.Response:
+        age = time.monotonic() - heartbeat[0]
+        if age > stale_after:
+            return web.Response(status=503, text=f"no reconcile heartbeat for {age:.0f} s\n")
+        return web.Response(text="ok\n")
+
+    app = web.Application()
+    app.router.add_get("/metrics", serve_metrics)
+    app.router.add_get("/healthz", healthz)
+    return app

@@ -1,0 +1,156 @@
+"""What the cluster says about a trial, read from its Job and pod objects. Pure."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from scalingstudy.cluster.manifests import (
+    CONTAINER,
+    LABEL_DATA_SIZE,
+    LABEL_MODEL_SIZE,
+    LABEL_SEED,
+    LABEL_TRIAL,
+)
+from scalingstudy.contract import EXIT_CONFIG_ERROR
+from scalingstudy.plan import Trial
+
+JobPhase = Literal["queued", "active", "succeeded", "failed"]
+Obj = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class JobState:
+    trial: str
+    name: str
+    phase: JobPhase
+    started: dt.datetime | None = None
+    finished: dt.datetime | None = None
+    reason: str | None = None
+    message: str | None = None
+    deleting: bool = False
+    coordinates: tuple[int, int, int] | None = None  # data size, model size, seed (labels)
+
+    @property
+    def as_trial(self) -> Trial | None:
+        if self.coordinates is None:
+            return None
+        return Trial(*self.coordinates, name=self.trial)
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None or self.finished is None:
+            return None
+        return (self.finished - self.started).total_seconds()
+
+
+def parse_time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _condition(job: Obj, kind: str) -> Obj | None:
+    for cond in job.get("status", {}).get("conditions") or []:
+        if cond.get("type") == kind and cond.get("status") == "True":
+            return dict(cond)
+    return None
+
+
+def job_state(job: Obj) -> JobState:
+    """Complete/Failed are terminal; a suspended Job without active pods is queued (Kueue
+    has not admitted it, or took it back) and never counts as failed."""
+    meta, spec, status = job["metadata"], job.get("spec", {}), job.get("status", {})
+    trial = meta.get("labels", {}).get(LABEL_TRIAL, meta["name"])
+    started = parse_time(status.get("startTime"))
+    labels = meta.get("labels", {})
+    try:
+        coords: tuple[int, int, int] | None = (
+            int(labels[LABEL_DATA_SIZE]), int(labels[LABEL_MODEL_SIZE]), int(labels[LABEL_SEED])
+        )  # fmt: skip
+    except (KeyError, ValueError):
+        coords = None
+    common = {"trial": trial, "name": meta["name"], "started": started,
+              "deleting": bool(meta.get("deletionTimestamp")), "coordinates": coords}  # fmt: skip
+    if _condition(job, "Complete"):
+        return JobState(
+            phase="succeeded", finished=parse_time(status.get("completionTime")), **common
+        )
+    failed = _condition(job, "Failed")
+    if failed:
+        finished = parse_time(failed.get("lastTransitionTime"))
+        return JobState(
+            phase="failed",
+            finished=finished,
+            reason=failed.get("reason") or "Failed",
+            message=failed.get("message"),
+            **common,
+        )
+    if spec.get("suspend") and not status.get("active"):
+        return JobState(phase="queued", **common)
+    return JobState(phase="active", **common)
+
+
+@dataclass(frozen=True)
+class PodOutcome:
+    """The trainer container's end as the kubelet reported it."""
+
+    exit_code: int | None
+    reason: str | None
+    message: str
+    finished: dt.datetime | None
+
+
+def pod_outcome(pod: Obj) -> PodOutcome | None:
+    for cs in pod.get("status", {}).get("containerStatuses") or []:
+        if cs.get("name") != CONTAINER:
+            continue
+        term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get(
+            "terminated"
+        )
+        if term:
+            return PodOutcome(
+                exit_code=term.get("exitCode"),
+                reason=term.get("reason"),
+                message=term.get("message") or "",
+                finished=parse_time(term.get("finishedAt")),
+            )
+    return None
+
+
+def last_outcome(pods: Iterable[Obj]) -> PodOutcome | None:
+    """The most recently finished attempt (a Job may have retried)."""
+    outcomes = [o for o in (pod_outcome(p) for p in pods) if o is not None]
+    if not outcomes:
+        return None
+    epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
+    return max(outcomes, key=lambda o: o.finished or epoch)
+
+
+def success_message(pods: Iterable[Obj]) -> str | None:
+    """The termination message of the pod that succeeded: the trainer's result JSON."""
+    for pod in pods:
+        outcome = pod_outcome(pod)
+        if outcome is not None and outcome.exit_code == 0:
+            return outcome.message
+    return None
+
+
+def failure_reason(job: JobState, outcome: PodOutcome | None) -> tuple[str, str]:
+    """A short CamelCase reason and a message: what failed and the trainer's last words."""
+    parts = [job.message or ""]
+    reason = job.reason or "Failed"
+    if outcome is not None:
+        if outcome.reason == "OOMKilled":
+            reason = "OOMKilled"
+        elif outcome.exit_code == EXIT_CONFIG_ERROR:
+            reason = "ConfigError"
+        elif job.reason not in ("DeadlineExceeded",) and outcome.exit_code is not None:
+            reason = f"ExitCode{outcome.exit_code}"
+        if outcome.exit_code is not None:
+            parts.append(f"exit code {outcome.exit_code}")
+        if outcome.message.strip():
+            parts.append(outcome.message.strip()[-1000:])
+    return reason, "; ".join(p for p in parts if p)

@@ -1,0 +1,108 @@
+"""`scalingstudy operator`: kopf watches studies and their Jobs and wakes the controller.
+
+Only event handlers are registered (no create/update/daemon handlers), so kopf stores
+nothing on the objects (no annotations, no finalizers): all state is in the cluster
+(Jobs, status.results) and the controller recomputes it on every pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from aiohttp import web
+
+from scalingstudy.cluster.controller import Controller, ControllerConfig
+from scalingstudy.cluster.kube import Kube, load_config
+from scalingstudy.cluster.manifests import GROUP, LABEL_STUDY, PLURAL, VERSION
+from scalingstudy.cluster.metrics import OperatorMetrics, metrics_app
+from scalingstudy.cluster.prometheus import Prometheus
+
+log = logging.getLogger("scalingstudy.operator")
+
+
+@dataclass(frozen=True)
+class OperatorOptions:
+    namespaces: tuple[str, ...] = ()
+    all_namespaces: bool = False
+    prometheus_url: str = ""
+    metrics_port: int = 8080
+    metrics_host: str = "0.0.0.0"
+    kubeconfig: str | None = None
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
+
+
+def build_registry(controller: Controller) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def study_event(type: str, name: str, namespace: str | None, **_: Any) -> None:
+        if namespace is None:
+            return
+        if type == "DELETED":
+            controller.drop(namespace, name)
+        else:
+            controller.poke(namespace, name)
+
+    @kopf.on.event("batch", "v1", "jobs", labels={LABEL_STUDY: kopf.PRESENT}, registry=registry)
+    async def job_event(labels: Mapping[str, str], namespace: str | None, **_: Any) -> None:
+        if namespace is not None:
+            controller.poke(namespace, labels[LABEL_STUDY])
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # The same credentials as the API client: the pod's service account, else KUBECONFIG.
+        info = kopf.login_with_service_account(**kwargs)
+        return info or kopf.login_with_kubeconfig(**kwargs)
+
+    @kopf.on.startup(registry=registry)
+    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.posting.level = logging.WARNING
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.networking.request_timeout = 60
+
+    @kopf.on.cleanup(registry=registry)
+    async def shutdown(**_: Any) -> None:
+        await controller.stop()
+
+    return registry
+
+
+async def serve(options: OperatorOptions) -> None:
+    if options.kubeconfig:
+        os.environ["KUBECONFIG"] = options.kubeconfig
+    kube = Kube(load_config(options.kubeconfig))
+    prometheus = Prometheus(options.prometheus_url, options.controller.job.pushgateway_url)
+    metrics = OperatorMetrics()
+    controller = Controller(kube, prometheus, metrics, options.controller)
+    stale_after = 3 * options.controller.resync_seconds + 60
+    runner = web.AppRunner(metrics_app(metrics, controller.heartbeat, stale_after))
+    await runner.setup()
+    site = web.TCPSite(runner, options.metrics_host, options.metrics_port)
+    await site.start()
+    log.info("metrics and /healthz on port %s", options.metrics_port)
+    try:
+        await kopf.operator(
+            registry=build_registry(controller),
+            standalone=True,
+            clusterwide=options.all_namespaces,
+            namespaces=list(options.namespaces),
+        )
+    finally:
+        await runner.cleanup()
+
+
+def run(options: OperatorOptions) -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # Per-request and per-handler INFO lines drown what matters at cluster scale.
+    for noisy in ("httpx", "kopf.objects", "kopf.activities.startup"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    asyncio.run(serve(options))

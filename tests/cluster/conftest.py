@@ -1,0 +1,211 @@
+"""Session fixtures: one real control plane per test session, a fresh namespace per test.
+
+Every test here is marked `cluster` and grouped onto one xdist worker (loadgroup), so a
+parallel run starts one control plane, not one per worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.harness import cluster as harness
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = ROOT / "crds" / "scalingstudies.yaml"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/cluster/" in str(item.path).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.cluster)
+            item.add_marker(pytest.mark.xdist_group("cluster"))
+
+
+@dataclass
+class Cluster:
+    dir: Path
+    env: dict[str, str]
+
+    @property
+    def bin(self) -> Path:
+        return Path(self.env["TESTBIN"])
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run(
+            [str(self.bin / "kubectl"), f"--kubeconfig={self.env['KUBECONFIG']}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and out.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {out.stderr.strip()}")
+        return out
+
+    def get(self, kind: str, name: str, namespace: str) -> dict[str, Any]:
+        obj: dict[str, Any] = json.loads(
+            self.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout
+        )
+        return obj
+
+    def items(self, kind: str, namespace: str, *selector: str) -> list[dict[str, Any]]:
+        args = ["get", kind, "-n", namespace, "-o", "json", *(f"-l{s}" for s in selector)]
+        items: list[dict[str, Any]] = json.loads(self.kubectl(*args).stdout)["items"]
+        return items
+
+    def apply(self, doc: dict[str, Any] | str, namespace: str) -> subprocess.CompletedProcess[str]:
+        text = doc if isinstance(doc, str) else yaml.safe_dump(doc)
+        return self.kubectl("apply", "-n", namespace, "-f", "-", input=text, check=False)
+
+    def prometheus_down(self) -> None:
+        harness.stop(self.dir, "prometheus")
+
+    def prometheus_up(self) -> None:
+        ports = self.env["PROMETHEUS_URL"].rsplit(":", 1)[1], self.env["PUSHGATEWAY_URL"].rsplit(
+            ":", 1
+        )[1]
+        harness.start_prometheus(self.dir, int(ports[0]), int(ports[1]))
+
+
+def wait_until(
+    what: str, check: Callable[[], Any], timeout: float = 120, every: float = 0.5
+) -> Any:
+    """Poll until check() returns something truthy; fail with `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    dir = tmp_path_factory.mktemp("testcluster")
+    env = harness.up(dir)
+    try:
+        c = Cluster(dir, env)
+        c.kubectl("apply", "-f", str(CRD))
+        c.kubectl("wait", "--for=condition=established", "crd/scalingstudies.scalingstudy.io")
+        yield c
+    finally:
+        harness.down(dir)
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", name)
+    wait_until(
+        "the namespace's default service account",
+        lambda: cluster.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0,
+        timeout=60,
+    )
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+class Operator:
+    """`scalingstudy operator` as a real subprocess, killable and restartable."""
+
+    def __init__(self, cluster: Cluster, namespaces: Sequence[str], log: Path, *extra: str) -> None:
+        self.cluster = cluster
+        self.namespaces = list(namespaces)
+        self.log = log
+        self.extra = list(extra)
+        self.metrics_port = harness.free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self, prometheus: bool = True) -> None:
+        env = {**os.environ, "KUBECONFIG": self.cluster.env["KUBECONFIG"]}
+        args = [sys.executable, "-m", "scalingstudy.cli", "operator"]
+        for ns in self.namespaces:
+            args += ["--namespace", ns]
+        args += [
+            f"--prometheus-url={self.cluster.env['PROMETHEUS_URL']}",
+            f"--pushgateway-url={self.cluster.env['PUSHGATEWAY_URL']}",
+            f"--metrics-port={self.metrics_port}",
+            "--result-grace=5",
+            "--fit-interval=2",
+            "--resync-seconds=5",
+            *self.extra,
+        ]
+        handle = self.log.open("ab")
+        self.proc = subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, env=env)
+        handle.close()
+        self.starts += 1
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up handler runs, as when a node dies."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@pytest.fixture
+def operator_factory(
+    cluster: Cluster, tmp_path: Path
+) -> Iterator[Callable[..., Operator]]:
+    made: list[Operator] = []
+
+    def make(*namespaces: str, extra: Sequence[str] = ()) -> Operator:
+        op = Operator(cluster, namespaces, tmp_path / f"operator-{len(made)}.log", *extra)
+        made.append(op)
+        return op
+
+    yield make
+    for op in made:
+        op.stop()
+
+
+def study_doc(name: str, **spec: Any) -> dict[str, Any]:
+    """A small study with the contract trainer (a real process that trains nothing)."""
+    base: dict[str, Any] = {
+        "task": {"name": "teacher-student"},
+        "trainer": {
+            "command": [sys.executable, str(ROOT / "tests" / "contract_trainer.py")],
+            "env": [{"name": "PYTHONPATH", "value": f"{ROOT / 'operator'}:{ROOT / 'trainer'}"}],
+            "backoffLimit": 0,
+        },
+        "dataSizes": {"values": [100, 200, 400, 800, 1600]},
+        "modelSizes": {"values": [4, 16]},
+        "fit": {"bootstrap": 50},
+        "parallelism": 4,
+    }
+    base.update(spec)
+    return {
+        "apiVersion": "scalingstudy.io/v1alpha1",
+        "kind": "ScalingStudy",
+        "metadata": {"name": name},
+        "spec": base,
+    }

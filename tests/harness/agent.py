@@ -1,0 +1,519 @@
+"""A test node agent: the kubelet's part of the pod lifecycle, with local processes.
+
+There is no kubelet and no container runtime on our machines. This agent registers one
+Node (with CPU, memory and `nvidia.com/gpu` capacity), binds pending pods to it, runs
+each pod's single container `command` + `args` with its `env` as a process in this
+Python environment, and reports back what a kubelet would: Running, then the exit code,
+the termination message and the phase. Deleting a pod (Job suspend, Job deletion,
+garbage collection) terminates its process with SIGTERM, then SIGKILL after the grace
+period. The image is ignored.
+
+Paths inside the "container" are mapped onto the state folder: the termination-message
+path becomes a per-pod file and every volume mount a folder (emptyDir per pod, a
+persistentVolumeClaim per claim so a retried pod sees its checkpoint, hostPath as is);
+env values and args that name such a path are rewritten.
+
+Test-only; nothing here ships in the product.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import datetime as dt
+import json
+import os
+import queue
+import re
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+NODE = "scalingstudy-test-node"
+CAPACITY = {"cpu": "16", "memory": "64Gi", "pods": "110", "nvidia.com/gpu": "8"}
+MESSAGE_LIMIT = 4096
+Pod = dict[str, Any]
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def client_from_kubeconfig(path: Path) -> httpx.Client:
+    cfg = yaml.safe_load(path.read_text())
+    cluster = cfg["clusters"][0]["cluster"]
+    user = cfg["users"][0]["user"]
+    tls = ssl.create_default_context(cafile=cluster["certificate-authority"])
+    tls.load_cert_chain(user["client-certificate"], user["client-key"])
+    return httpx.Client(base_url=cluster["server"], verify=tls, timeout=30)
+
+
+def _die_with_agent() -> None:  # pragma: no cover - runs in the child
+    """A pod's process must not outlive a killed agent (a kubelet's would not either)."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class Proc:
+    pod: Pod
+    popen: subprocess.Popen[bytes]
+    dir: Path
+    message_file: Path
+    started: str
+    stop_at: float | None = None  # SIGKILL deadline once terminating
+    deleting: bool = False
+
+
+@dataclass
+class Agent:
+    api: httpx.Client
+    state: Path
+    slots: int
+    pods: dict[str, Pod] = field(default_factory=dict)  # uid -> latest object
+    procs: dict[str, Proc] = field(default_factory=dict)
+    done: set[str] = field(default_factory=set)  # uids whose terminal status we wrote
+    bound: set[str] = field(default_factory=set)
+    deleted: set[str] = field(default_factory=set)  # uids we finalised (finalizers may linger)
+    wake: threading.Event = field(default_factory=threading.Event)
+    events: queue.Queue[tuple[str, Pod]] = field(default_factory=queue.Queue)
+
+    # -- node ------------------------------------------------------------------------
+    def register(self) -> None:
+        body = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE}},
+        }
+        r = self.api.post("/api/v1/nodes", json=body)
+        if r.status_code not in (201, 409):
+            raise SystemExit(f"agent: cannot register the node: HTTP {r.status_code}: {r.text}")
+        status = {
+            "status": {
+                "capacity": CAPACITY,
+                "allocatable": CAPACITY,
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "reason": "TestAgentReady",
+                        "message": "test node agent runs pods as local processes",
+                        "lastHeartbeatTime": now(),
+                        "lastTransitionTime": now(),
+                    }
+                ],
+                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                "nodeInfo": {
+                    "architecture": "amd64",
+                    "operatingSystem": "linux",
+                    "kubeletVersion": "test-agent",
+                    "containerRuntimeVersion": "local-process://0",
+                    "bootID": "",
+                    "kernelVersion": "",
+                    "kubeProxyVersion": "",
+                    "machineID": "",
+                    "osImage": "",
+                    "systemUUID": "",
+                },
+            }
+        }
+        self.patch(f"/api/v1/nodes/{NODE}/status", status)
+
+    def patch(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        return self.api.patch(
+            path, content=json.dumps(body), headers={"Content-Type": "application/merge-patch+json"}
+        )
+
+    # -- watch -----------------------------------------------------------------------
+    def watch_forever(self, kubeconfig: Path) -> None:
+        """List then watch all pods; on any break, list again (level-triggered)."""
+        api = client_from_kubeconfig(kubeconfig)
+        while True:
+            try:
+                listing = api.get("/api/v1/pods").raise_for_status().json()
+                seen = set()
+                for pod in listing["items"]:
+                    seen.add(pod["metadata"]["uid"])
+                    self.events.put(("MODIFIED", pod))
+                self.events.put(("SYNC", {"uids": sorted(seen)}))
+                self.wake.set()
+                rv = listing["metadata"]["resourceVersion"]
+                params = {"watch": "1", "resourceVersion": rv, "allowWatchBookmarks": "true",
+                          "timeoutSeconds": "120"}  # fmt: skip
+                with api.stream("GET", "/api/v1/pods", params=params, timeout=None) as r:
+                    r.raise_for_status()
+                    for line in r.iter_lines():
+                        if not line:
+                            continue
+                        ev = json.loads(line)
+                        if ev["type"] == "ERROR":
+                            break
+                        if ev["type"] != "BOOKMARK":
+                            self.events.put((ev["type"], ev["object"]))
+                            self.wake.set()
+            except (httpx.HTTPError, json.JSONDecodeError, KeyError) as e:
+                print(f"agent: watch restarts after {e!r}", flush=True)
+                time.sleep(0.5)
+
+    def drain_events(self) -> None:
+        while True:
+            try:
+                kind, obj = self.events.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "SYNC":
+                for uid in set(self.pods) - set(obj["uids"]):
+                    self.forget(uid)
+            elif kind == "DELETED":
+                self.forget(obj["metadata"]["uid"])
+            else:
+                self.pods[obj["metadata"]["uid"]] = obj
+
+    def forget(self, uid: str) -> None:
+        self.pods.pop(uid, None)
+        proc = self.procs.get(uid)
+        if proc is not None and proc.stop_at is None:
+            self.terminate(proc, grace=0)
+        if proc is None:
+            self.done.discard(uid)
+            self.bound.discard(uid)
+            self.deleted.discard(uid)
+
+    # -- the pod lifecycle -------------------------------------------------------------
+    def step(self) -> None:
+        self.drain_events()
+        for uid, pod in list(self.pods.items()):
+            try:
+                self.handle(uid, pod)
+            except httpx.HTTPError as e:
+                print(f"agent: {pod['metadata']['name']}: {e!r}", flush=True)
+        self.reap()
+
+    def handle(self, uid: str, pod: Pod) -> None:
+        meta, spec, status = pod["metadata"], pod["spec"], pod.get("status", {})
+        path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
+        if not spec.get("nodeName"):
+            if uid not in self.bound and not meta.get("deletionTimestamp"):
+                self.bind(pod, path)
+            return
+        if spec["nodeName"] != NODE:
+            return
+        proc = self.procs.get(uid)
+        if meta.get("deletionTimestamp"):
+            if proc is not None:
+                if proc.stop_at is None:
+                    self.terminate(proc, grace=spec.get("terminationGracePeriodSeconds", 30))
+                    proc.deleting = True
+                return
+            if uid not in self.deleted:
+                options = {"gracePeriodSeconds": 0, "preconditions": {"uid": uid}}
+                r = self.api.request("DELETE", path, json=options)
+                if r.status_code not in (200, 404, 409):
+                    r.raise_for_status()
+                self.deleted.add(uid)
+            return
+        if status.get("phase") in ("Succeeded", "Failed") or uid in self.done or proc:
+            if proc and self.deadline_passed(proc):
+                self.terminate(proc, grace=0)
+            return
+        running = sum(1 for p in self.procs.values() if p.stop_at is None)
+        if running < self.slots:
+            self.launch(uid, pod, path)
+
+    def bind(self, pod: Pod, path: str) -> None:
+        meta = pod["metadata"]
+        binding = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": NODE},
+        }
+        r = self.api.post(f"{path}/binding", json=binding)
+        if r.status_code in (201, 409):
+            self.bound.add(meta["uid"])
+        elif r.status_code != 404:
+            r.raise_for_status()
+
+    def deadline_passed(self, proc: Proc) -> bool:
+        limit = proc.pod["spec"].get("activeDeadlineSeconds")
+        if limit is None:
+            return False
+        started = dt.datetime.strptime(proc.started, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+        return (dt.datetime.now(dt.UTC) - started).total_seconds() > limit
+
+    def launch(self, uid: str, pod: Pod, path: str) -> None:
+        meta, spec = pod["metadata"], pod["spec"]
+        container = spec["containers"][0]
+        pod_dir = self.state / meta["namespace"] / f"{meta['name']}-{uid[:8]}"
+        pod_dir.mkdir(parents=True, exist_ok=True)
+        message_file = pod_dir / "termination-log"
+        message_file.write_text("")
+        mounts = self.mount_map(pod, container, pod_dir)
+        mounts[container.get("terminationMessagePath", "/dev/termination-log")] = str(message_file)
+        env = self.environment(pod, container, mounts)
+        argv = [*container.get("command", []), *container.get("args", [])]
+        argv = [expand(remap(a, mounts), env) for a in argv]
+        started = now()
+        if not argv:
+            message_file.write_text("test agent: the container has no command; set one")
+            self.write_terminated(path, pod, 127, started, message_file, pod_dir / "log")
+            self.done.add(uid)
+            return
+        workdir = remap(container.get("workingDir", ""), mounts) or str(pod_dir)
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        log = (pod_dir / "log").open("ab")
+        try:
+            popen = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_agent,
+            )
+        except OSError as e:
+            message_file.write_text(f"test agent: cannot start {argv[0]!r}: {e.strerror}")
+            self.write_terminated(path, pod, 127, started, message_file, pod_dir / "log")
+            self.done.add(uid)
+            return
+        finally:
+            log.close()
+        self.procs[uid] = Proc(pod, popen, pod_dir, message_file, started)
+        self.patch(path + "/status", {"status": self.pod_status(pod, started, running=True)})
+
+    def mount_map(self, pod: Pod, container: dict[str, Any], pod_dir: Path) -> dict[str, str]:
+        volumes = {v["name"]: v for v in pod["spec"].get("volumes", [])}
+        out: dict[str, str] = {}
+        for m in container.get("volumeMounts", []):
+            vol = volumes.get(m["name"], {})
+            if "hostPath" in vol:
+                local = Path(vol["hostPath"]["path"])
+            elif "persistentVolumeClaim" in vol:
+                claim = vol["persistentVolumeClaim"]["claimName"]
+                local = self.state / pod["metadata"]["namespace"] / "pvc" / claim
+            else:
+                local = pod_dir / "volumes" / m["name"]
+            if m.get("subPath"):
+                local = local / m["subPath"]
+            local.mkdir(parents=True, exist_ok=True)
+            out[m["mountPath"]] = str(local)
+        return out
+
+    def environment(
+        self, pod: Pod, container: dict[str, Any], mounts: dict[str, str]
+    ) -> dict[str, str]:
+        env = {
+            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "HOME": os.environ.get("HOME", "/root"),
+            "HOSTNAME": pod["metadata"]["name"],
+            "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+        }
+        for k in ("PYTHONPATH", "LANG", "TMPDIR"):
+            if k in os.environ:
+                env[k] = os.environ[k]
+        for item in container.get("env", []):
+            if "value" in item:
+                value = expand(item["value"], env)
+            elif "valueFrom" in item:
+                value = self.value_from(pod, item["valueFrom"])
+            else:
+                value = ""
+            env[item["name"]] = remap(value, mounts)
+        return env
+
+    def value_from(self, pod: Pod, ref: dict[str, Any]) -> str:
+        meta = pod["metadata"]
+        if "fieldRef" in ref:
+            path = ref["fieldRef"]["fieldPath"]
+            simple = {
+                "metadata.name": meta["name"],
+                "metadata.namespace": meta["namespace"],
+                "metadata.uid": meta["uid"],
+                "spec.nodeName": NODE,
+                "spec.serviceAccountName": pod["spec"].get("serviceAccountName", ""),
+                "status.podIP": "127.0.0.1",
+                "status.hostIP": "127.0.0.1",
+            }
+            if path in simple:
+                return str(simple[path])
+            m = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
+            if m:
+                return str(meta.get(m.group(1), {}).get(m.group(2), ""))
+            return ""
+        for kind, resource in (("configMapKeyRef", "configmaps"), ("secretKeyRef", "secrets")):
+            if kind in ref:
+                r = self.api.get(
+                    f"/api/v1/namespaces/{meta['namespace']}/{resource}/{ref[kind]['name']}"
+                )
+                data = r.json().get("data", {}) if r.status_code == 200 else {}
+                value = data.get(ref[kind]["key"], "")
+                if kind == "secretKeyRef" and value:
+                    import base64
+
+                    value = base64.b64decode(value).decode()
+                return str(value)
+        return "1" if "resourceFieldRef" in ref else ""
+
+    def terminate(self, proc: Proc, grace: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.popen.pid, signal.SIGTERM if grace > 0 else signal.SIGKILL)
+        proc.stop_at = time.monotonic() + grace
+
+    def reap(self) -> None:
+        for uid, proc in list(self.procs.items()):
+            code = proc.popen.poll()
+            if code is None:
+                if proc.stop_at is not None and time.monotonic() > proc.stop_at:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.popen.pid, signal.SIGKILL)
+                continue
+            # Whatever the exit, no process of the pod's group may linger.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.popen.pid, signal.SIGKILL)
+            del self.procs[uid]
+            self.done.add(uid)
+            exit_code = code if code >= 0 else 128 - code
+            meta = proc.pod["metadata"]
+            path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
+            if uid not in self.pods:
+                continue  # already gone from the API server
+            try:
+                self.write_terminated(
+                    path, proc.pod, exit_code, proc.started, proc.message_file, proc.dir / "log"
+                )
+            except httpx.HTTPError as e:
+                print(f"agent: status of {meta['name']}: {e!r}", flush=True)
+            self.wake.set()
+
+    def write_terminated(
+        self, path: str, pod: Pod, exit_code: int, started: str, message_file: Path, log: Path
+    ) -> None:
+        container = pod["spec"]["containers"][0]
+        message = read_tail(message_file, MESSAGE_LIMIT)
+        if (
+            not message
+            and exit_code != 0
+            and container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
+        ):
+            message = read_tail(log, 2048)
+        status = self.pod_status(pod, started, running=False)
+        status["phase"] = "Succeeded" if exit_code == 0 else "Failed"
+        status["containerStatuses"][0]["state"] = {
+            "terminated": {
+                "exitCode": exit_code,
+                "reason": "Completed" if exit_code == 0 else "Error",
+                "message": message,
+                "startedAt": started,
+                "finishedAt": now(),
+                "containerID": f"local-process://{pod['metadata']['uid']}",
+            }
+        }
+        r = self.patch(path + "/status", {"status": status})
+        if r.status_code != 404:
+            r.raise_for_status()
+
+    def pod_status(self, pod: Pod, started: str, *, running: bool) -> dict[str, Any]:
+        container = pod["spec"]["containers"][0]
+        ready = "True" if running else "False"
+        conditions = [
+            {"type": t, "status": s, "lastTransitionTime": now()}
+            for t, s in (
+                ("PodScheduled", "True"),
+                ("Initialized", "True"),
+                ("ContainersReady", ready),
+                ("Ready", ready),
+            )
+        ]
+        return {
+            "phase": "Running",
+            "conditions": conditions,
+            "hostIP": "127.0.0.1",
+            "hostIPs": [{"ip": "127.0.0.1"}],
+            "podIP": "127.0.0.1",
+            "podIPs": [{"ip": "127.0.0.1"}],
+            "startTime": started,
+            "containerStatuses": [
+                {
+                    "name": container["name"],
+                    "image": container.get("image", ""),
+                    "imageID": "",
+                    "ready": running,
+                    "started": running,
+                    "restartCount": 0,
+                    "state": {"running": {"startedAt": started}},
+                }
+            ],
+        }
+
+
+def read_tail(path: Path, limit: int) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return ""
+    return data[-limit:].decode(errors="replace")
+
+
+def remap(value: str, mounts: dict[str, str]) -> str:
+    """A container path under a mount becomes the local folder that stands for it."""
+    for inside, local in sorted(mounts.items(), key=lambda kv: -len(kv[0])):
+        if value == inside or value.startswith(inside.rstrip("/") + "/"):
+            return local + value[len(inside) :]
+    return value
+
+
+def expand(value: str, env: dict[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion in env values and args; $$ escapes."""
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        return env.get(m.group(1), m.group(0))
+
+    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)", sub, value)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--kubeconfig", type=Path, required=True)
+    parser.add_argument("--state", type=Path, required=True)
+    parser.add_argument("--slots", type=int, default=16, help="pods run at once")
+    args = parser.parse_args()
+    agent = Agent(client_from_kubeconfig(args.kubeconfig), args.state, args.slots)
+    args.state.mkdir(parents=True, exist_ok=True)
+    stopping = threading.Event()
+
+    def on_term(signum: int, frame: object) -> None:
+        stopping.set()
+        agent.wake.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    agent.register()
+    threading.Thread(target=agent.watch_forever, args=(args.kubeconfig,), daemon=True).start()
+    print("agent: node registered; running pods", flush=True)
+    while not stopping.is_set():
+        agent.wake.wait(0.5)
+        agent.wake.clear()
+        agent.step()
+    for proc in agent.procs.values():
+        agent.terminate(proc, grace=0)
+    for proc in agent.procs.values():
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.popen.wait(5)
+
+
+if __name__ == "__main__":
+    main()
