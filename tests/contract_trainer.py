@@ -8,7 +8,6 @@ every start.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time

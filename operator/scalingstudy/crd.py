@@ -72,6 +72,9 @@ def structural(schema: Schema, defs: dict[str, Schema]) -> Schema:
     schema = _resolve(schema, defs)
     out: Schema = {}
     for key, value in schema.items():
+        if key == "const":
+            out["enum"] = [value]  # a one-value Literal: structural schemas have no const
+            continue
         if key in _DROP:
             continue
         if key == "properties":

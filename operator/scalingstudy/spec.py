@@ -255,7 +255,7 @@ class SizeGrid(_Model):
     factor: Annotated[float, Field(gt=1, le=1000)] = 2.0
     """Ratio between neighbouring sizes of a range (the paper steps by about 2)."""
     values: list[Annotated[int, Field(ge=1)]] | None = Field(
-        default=None, max_length=MAX_LIST_SIZES
+        default=None, min_length=1, max_length=MAX_LIST_SIZES
     )
     """Explicit sizes, instead of a range."""
 
@@ -399,6 +399,18 @@ class ScalingStudySpec(_Model):
                     "self.metric == oldSelf.metric",
                     "spec.metric is immutable: results depend on it",
                     ".metric",
+                ),
+                _cel(
+                    "!has(self.dataSizes.values) || size(self.dataSizes.values) >= 3",
+                    "dataSizes needs at least 3 sizes: a learning curve is fitted to them",
+                    ".dataSizes",
+                ),
+                _cel(
+                    "has(self.dataSizes.values) || !has(self.dataSizes.min) || "
+                    "!has(self.dataSizes.max) || double(self.dataSizes.max) * 1.000000001 >= "
+                    "double(self.dataSizes.min) * self.dataSizes.factor * self.dataSizes.factor",
+                    "dataSizes needs at least 3 sizes: max must reach min * factor^2",
+                    ".dataSizes",
                 ),
                 _cel(
                     "!has(self.dataSizes.values) || !has(self.modelSizes.values) || "

@@ -77,9 +77,10 @@ class Cluster:
         harness.stop(self.dir, "prometheus")
 
     def prometheus_up(self) -> None:
-        ports = self.env["PROMETHEUS_URL"].rsplit(":", 1)[1], self.env["PUSHGATEWAY_URL"].rsplit(
-            ":", 1
-        )[1]
+        ports = (
+            self.env["PROMETHEUS_URL"].rsplit(":", 1)[1],
+            self.env["PUSHGATEWAY_URL"].rsplit(":", 1)[1],
+        )
         harness.start_prometheus(self.dir, int(ports[0]), int(ports[1]))
 
 
@@ -173,9 +174,7 @@ class Operator:
 
 
 @pytest.fixture
-def operator_factory(
-    cluster: Cluster, tmp_path: Path
-) -> Iterator[Callable[..., Operator]]:
+def operator_factory(cluster: Cluster, tmp_path: Path) -> Iterator[Callable[..., Operator]]:
     made: list[Operator] = []
 
     def make(*namespaces: str, extra: Sequence[str] = ()) -> Operator:

@@ -10,6 +10,7 @@ PUSHGATEWAY_URL) and `dir/pids`; `down(dir)` stops exactly the processes recorde
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -123,6 +124,37 @@ def _http_ok(url: str, **kwargs: object) -> Callable[[], bool]:
     return lambda: httpx.get(url, timeout=2, **kwargs).status_code == 200  # type: ignore[arg-type]
 
 
+# Tests count what was really written: every write to Jobs and ScalingStudies, by whom.
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {
+            "level": "Metadata",
+            "verbs": ["create", "update", "patch", "delete"],
+            "resources": [
+                {"group": "batch", "resources": ["jobs"]},
+                {
+                    "group": "scalingstudy.io",
+                    "resources": ["scalingstudies", "scalingstudies/status"],
+                },
+                {"group": "", "resources": ["events"]},
+            ],
+        },
+        {"level": "None"},
+    ],
+}
+
+
+def audit_events(dir: Path) -> list[dict[str, object]]:
+    """The API server's audit log: one dict per completed write request."""
+    path = dir / "audit.log"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def prometheus_config(pushgateway: str) -> str:
     return yaml.safe_dump(
         {
@@ -210,6 +242,8 @@ def _start_all(
         "--web.enable-admin-api",
         "--log.level=warn",
     ])  # fmt: skip
+    policy = dir / "audit-policy.yaml"
+    policy.write_text(yaml.safe_dump(AUDIT_POLICY))
     launcher.start(
         "kube-apiserver",
         [
@@ -233,6 +267,9 @@ def _start_all(
             # The endpoints of the `kubernetes` Service may not be a loopback address.
             "--endpoint-reconciler-type=none",
             "--allow-privileged=true",
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={dir / 'audit.log'}",
+            "--audit-log-format=json",
             "--v=1",
         ],
     )

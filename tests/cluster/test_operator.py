@@ -1,0 +1,274 @@
+"""The operator end to end on the real control plane: Jobs, trainers, Pushgateway,
+Prometheus, status, Events, restarts (issue 5)."""
+
+from __future__ import annotations
+
+import collections
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.cluster.conftest import ROOT, Cluster, Operator, study_doc, wait_until
+from tests.harness.cluster import audit_events
+
+
+def study(c: Cluster, name: str, ns: str) -> dict[str, Any]:
+    obj: dict[str, Any] = c.get("scalingstudy", name, ns)
+    return obj
+
+
+def phase_is(c: Cluster, name: str, ns: str, *phases: str) -> dict[str, Any] | None:
+    obj = study(c, name, ns)
+    return obj if obj.get("status", {}).get("phase") in phases else None
+
+
+def events(c: Cluster, ns: str, name: str) -> list[dict[str, Any]]:
+    return [
+        e for e in c.items("events", ns) if e["involvedObject"].get("kind") == "ScalingStudy"
+        and e["involvedObject"]["name"] == name
+    ]  # fmt: skip
+
+
+def job_creations(c: Cluster, ns: str) -> collections.Counter[str]:
+    """Successful Job creates in the namespace, from the API server's audit log."""
+    made: collections.Counter[str] = collections.Counter()
+    for e in audit_events(c.dir):
+        ref = e.get("objectRef") or {}
+        if (
+            e.get("verb") == "create"
+            and ref.get("resource") == "jobs"
+            and ref.get("namespace") == ns
+            and (e.get("responseStatus") or {}).get("code") == 201
+        ):
+            made[ref.get("name", "")] += 1
+    return made
+
+
+def test_quickstart_example_end_to_end(
+    cluster: Cluster, namespace: str, operator_factory: Any
+) -> None:
+    """The example file, the built-in trainer as the pod's process, results through the
+    real Pushgateway and Prometheus, a fitted negative exponent with its interval."""
+    op: Operator = operator_factory(namespace)
+    op.start()
+    out = cluster.kubectl(
+        "apply", "-n", namespace, "-f", str(ROOT / "examples" / "quickstart-k8s.yaml")
+    )
+    assert "created" in out.stdout
+    done = wait_until(
+        "the quickstart study to finish",
+        lambda: phase_is(cluster, "quickstart-k8s", namespace, "Succeeded", "Failed"),
+        timeout=600,
+        every=2,
+    )
+    status = done["status"]
+    assert status["phase"] == "Succeeded", status.get("conditions")
+    assert status["trials"] == {
+        "total": 21,
+        "pending": 0,
+        "running": 0,
+        "succeeded": 21,
+        "failed": 0,
+    }
+    assert status["progress"] == "21/21"
+    assert status["observedGeneration"] == done["metadata"]["generation"]
+    lc = status["fit"]["learningCurve"]
+    assert status["fit"]["final"] is True
+    assert lc["beta"] < 0 and lc["betaInterval"][0] <= lc["beta"] <= lc["betaInterval"][1]
+    assert status["fit"]["modelSize"]["beta"] is not None
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conditions["Complete"] == "True" and conditions["Failed"] == "False"
+    # Results passed through the Pushgateway and Prometheus (the fallback is tested apart).
+    sources = collections.Counter(r["source"] for r in status["results"])
+    assert sources["prometheus"] >= 15, sources
+    assert all(r["loss"] > 0 and r["parameters"] > 0 for r in status["results"])
+    # Recorded groups were deleted from the Pushgateway.
+    groups = httpx.get(f"{cluster.env['PUSHGATEWAY_URL']}/api/v1/metrics").json()["data"]
+    assert not [g for g in groups if g["labels"].get("study") == "quickstart-k8s"]
+    # `kubectl get scalingstudies` columns are filled.
+    row = cluster.kubectl("get", "scalingstudies", "-n", namespace).stdout.splitlines()[1].split()
+    assert row[:3] == ["quickstart-k8s", "Succeeded", "21/21"]
+    assert float(row[3]) == lc["beta"] and float(row[4]) == status["fit"]["modelSize"]["beta"]
+    reasons = {e["reason"] for e in events(cluster, namespace, "quickstart-k8s")}
+    assert {"TrialsStarted", "TrialsSucceeded", "FitUpdated", "StudySucceeded"} <= reasons
+    # The operator exports the fit and its own health.
+    metrics = httpx.get(f"http://127.0.0.1:{op.metrics_port}/metrics").text
+    assert f'scalingstudy_fit_beta_g{{namespace="{namespace}",study="quickstart-k8s"}}' in metrics
+    assert httpx.get(f"http://127.0.0.1:{op.metrics_port}/healthz").status_code == 200
+
+
+def test_trial_jobs_have_the_promised_shape(
+    cluster: Cluster, namespace: str, operator_factory: Any
+) -> None:
+    op: Operator = operator_factory(namespace)
+    op.start()
+    doc = study_doc("shape", parallelism=1, dataSizes={"values": [100, 200, 400]},
+                    modelSizes={"values": [4]})  # fmt: skip
+    doc["spec"]["trainer"].update(
+        resources={"limits": {"nvidia.com/gpu": "1", "memory": "1Gi"}},
+        nodeSelector={"kubernetes.io/hostname": "scalingstudy-test-node"},
+        tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    )
+    cluster.apply(doc, namespace)
+    (job,) = wait_until("the first Job", lambda: cluster.items("jobs", namespace), timeout=60)
+    uid = study(cluster, "shape", namespace)["metadata"]["uid"]
+    meta, spec = job["metadata"], job["spec"]
+    assert meta["name"] == "shape-d100-m4-s0"
+    assert meta["labels"]["scalingstudy.io/study"] == "shape"
+    assert meta["labels"]["scalingstudy.io/data-size"] == "100"
+    (owner,) = meta["ownerReferences"]
+    assert owner["uid"] == uid and owner["controller"] is True
+    assert spec["backoffLimit"] == 0 and spec["template"]["spec"]["restartPolicy"] == "Never"
+    rules = spec["podFailurePolicy"]["rules"]
+    assert rules[0] == {
+        "action": "Ignore",
+        "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+    }
+    assert rules[1]["action"] == "FailJob" and rules[1]["onExitCodes"]["values"] == [78]
+    container = spec["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["SCALINGSTUDY_RESULT_FILE"] == container["terminationMessagePath"]
+    assert env["SCALINGSTUDY_PUSHGATEWAY"] == cluster.env["PUSHGATEWAY_URL"]
+    assert spec["template"]["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+
+
+def test_sigkill_at_random_moments_creates_no_duplicate_and_loses_nothing(
+    cluster: Cluster, namespace: str, operator_factory: Any, tmp_path: Path
+) -> None:
+    calls = tmp_path / "calls.log"
+    op: Operator = operator_factory(namespace)
+    op.start()
+    doc = study_doc(
+        "restarts",
+        dataSizes={"values": [100, 200, 400, 800, 1600]},
+        modelSizes={"values": [2, 4, 8, 16]},
+        parallelism=4,
+    )
+    # Every trainer start is logged to a hostPath volume (pods' /tmp is their own).
+    doc["spec"]["trainer"]["volumes"] = [{"name": "calls", "hostPath": {"path": str(tmp_path)}}]
+    doc["spec"]["trainer"]["volumeMounts"] = [{"name": "calls", "mountPath": "/calls"}]
+    doc["spec"]["trainer"]["env"] += [
+        {"name": "CALLS_LOG", "value": "/calls/calls.log"},
+        {"name": "TRIAL_SECONDS", "value": "1"},
+    ]
+    cluster.apply(doc, namespace)
+    rng = random.Random(20261124)
+    for _ in range(10):
+        time.sleep(rng.uniform(0.3, 3.0))
+        op.kill()
+        time.sleep(rng.uniform(0.0, 1.0))
+        op.start()
+    assert op.starts == 11
+    done = wait_until(
+        "the study to finish",
+        lambda: phase_is(cluster, "restarts", namespace, "Succeeded", "Failed"),
+        timeout=300,
+    )
+    status = done["status"]
+    assert status["phase"] == "Succeeded", status.get("conditions")
+    names = sorted(r["trial"] for r in status["results"])
+    assert len(names) == 20 and len(set(names)) == 20
+    creations = job_creations(cluster, namespace)
+    assert len(creations) == 20 and set(creations.values()) == {1}, creations
+    started = collections.Counter(calls.read_text().split())
+    assert set(started) == set(names) and set(started.values()) == {1}, started
+
+
+def test_results_come_from_termination_messages_when_prometheus_is_down(
+    cluster: Cluster, namespace: str, operator_factory: Any
+) -> None:
+    cluster.prometheus_down()
+    try:
+        op: Operator = operator_factory(namespace)
+        op.start()
+        cluster.apply(study_doc("noprom"), namespace)
+        done = wait_until(
+            "the study to finish",
+            lambda: phase_is(cluster, "noprom", namespace, "Succeeded", "Failed"),
+            timeout=240,
+        )
+    finally:
+        cluster.prometheus_up()
+    status = done["status"]
+    assert status["phase"] == "Succeeded"
+    assert len(status["results"]) == 10
+    assert {r["source"] for r in status["results"]} == {"termination-message"}
+    assert status["fit"]["learningCurve"]["beta"] < 0
+
+
+def test_failing_study_fails_with_reason_and_neighbour_is_unaffected(
+    cluster: Cluster, namespace: str, operator_factory: Any
+) -> None:
+    op: Operator = operator_factory(namespace)
+    op.start()
+    broken = study_doc("broken", maxFailedTrials=2, parallelism=2)
+    broken["spec"]["trainer"]["env"].append({"name": "FAIL_TRIALS", "value": "*"})
+    healthy = study_doc("healthy")
+    # Passes the schema, fails full validation: reported in status, touches nothing else.
+    invalid = study_doc("unmounted")
+    invalid["spec"]["trainer"]["volumeMounts"] = [{"name": "nowhere", "mountPath": "/data"}]
+    for doc in (broken, healthy, invalid):
+        assert cluster.apply(doc, namespace).returncode == 0
+    failed = wait_until(
+        "the broken study to fail",
+        lambda: phase_is(cluster, "broken", namespace, "Failed", "Succeeded"),
+        timeout=180,
+    )["status"]
+    assert failed["phase"] == "Failed"
+    cond = next(c for c in failed["conditions"] if c["type"] == "Failed")
+    assert cond["status"] == "True" and cond["reason"] == "TooManyFailedTrials"
+    assert "trials failed (maxFailedTrials is 2)" in cond["message"]
+    assert "ExitCode3" in cond["message"]
+    assert all(r["status"] == "Failed" and r["reason"] == "ExitCode3" for r in failed["results"])
+    assert "CUDA out of memory" in failed["results"][0]["message"]
+    ok = wait_until(
+        "the healthy study to finish",
+        lambda: phase_is(cluster, "healthy", namespace, "Succeeded", "Failed"),
+        timeout=240,
+    )["status"]
+    assert ok["phase"] == "Succeeded" and ok["trials"]["succeeded"] == 10
+    bad_spec = wait_until(
+        "the invalid study's status",
+        lambda: phase_is(cluster, "unmounted", namespace, "Failed"),
+        timeout=60,
+    )["status"]
+    spec_cond = next(c for c in bad_spec["conditions"] if c["type"] == "SpecValid")
+    assert spec_cond["status"] == "False" and "nowhere" in spec_cond["message"]
+    assert not cluster.items("jobs", namespace, "scalingstudy.io/study=unmounted")
+    # The broken study stopped creating Jobs once it failed.
+    assert len(cluster.items("jobs", namespace, "scalingstudy.io/study=broken")) <= 4
+    assert op.alive()
+    reasons = {e["reason"] for e in events(cluster, namespace, "broken")}
+    assert {"TrialFailed", "StudyFailed"} <= reasons
+
+
+def test_growing_the_grid_adds_trials_and_keeps_results(
+    cluster: Cluster, namespace: str, operator_factory: Any
+) -> None:
+    op: Operator = operator_factory(namespace)
+    op.start()
+    doc = study_doc("grow", dataSizes={"values": [100, 200, 400]}, modelSizes={"values": [4]})
+    cluster.apply(doc, namespace)
+    first = wait_until(
+        "3 trials", lambda: phase_is(cluster, "grow", namespace, "Succeeded"), timeout=120
+    )
+    before = {r["trial"]: r for r in first["status"]["results"]}
+    doc["spec"]["dataSizes"]["values"] += [800, 1600]
+    cluster.apply(doc, namespace)
+
+    def regrown() -> dict[str, Any] | None:
+        obj = phase_is(cluster, "grow", namespace, "Succeeded")
+        if obj and obj["status"]["observedGeneration"] == obj["metadata"]["generation"]:
+            return obj if obj["status"]["trials"]["total"] == 5 else None
+        return None
+
+    after = wait_until("the grown study", regrown, timeout=120)["status"]
+    assert after["progress"] == "5/5"
+    assert {r["trial"]: r for r in after["results"] if r["trial"] in before} == before
+    assert sum(job_creations(cluster, namespace).values()) == 5

@@ -1,0 +1,121 @@
+"""Malformed studies never reach the operator: the API server rejects them at
+`kubectl apply`, and the message names the field at fault (CRD schema and CEL rules)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from tests.cluster.conftest import Cluster, study_doc
+
+
+def _set(doc: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    node = doc
+    for key in parents:
+        node = node.setdefault(key, {}) if not key.isdigit() else node[int(key)]
+    if value is _DELETE:
+        del node[last]
+    elif last.isdigit():
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+_DELETE = object()
+BASE = study_doc("base")["spec"]
+MOUNT = {"name": "data", "mountPath": "relative/path"}
+
+# (what is set, value, the field the error must name)
+INVALID = [
+    ("spec.parallelism", 0, "spec.parallelism"),
+    ("spec.parallelism", 5000, "spec.parallelism"),
+    ("spec.seeds", 0, "spec.seeds"),
+    ("spec.seeds", 33, "spec.seeds"),
+    ("spec.task", _DELETE, "spec.task"),
+    ("spec.task.name", "Bad_Name", "spec.task.name"),
+    ("spec.dataSizes", _DELETE, "spec.dataSizes"),
+    ("spec.dataSizes", {"min": 10, "max": 100, "factor": 1}, "spec.dataSizes.factor"),
+    ("spec.dataSizes", {"values": [0, 10, 20]}, "spec.dataSizes.values[0]"),
+    ("spec.dataSizes", {"min": 10, "max": 100, "values": [10, 20, 40]}, "spec.dataSizes"),
+    ("spec.dataSizes", {"values": [10, 20]}, "spec.dataSizes"),
+    ("spec.dataSizes", {"min": 10, "max": 30, "factor": 2}, "spec.dataSizes"),
+    ("spec.dataSizes", {"values": [10, 20, 20, 40]}, "spec.dataSizes.values[2]"),
+    ("spec.modelSizes", {"values": []}, "spec.modelSizes"),
+    ("spec.training", {"learningRate": 0}, "spec.training.learningRate"),
+    ("spec.training", {"minSteps": 500, "maxSteps": 100}, "spec.training"),
+    ("spec.training", {"batchSize": 0}, "spec.training.batchSize"),
+    ("spec.metric", {"goal": "maximize"}, "spec.metric.goal"),
+    ("spec.fit", {"confidence": 0.2}, "spec.fit.confidence"),
+    ("spec.fit", {"form": "linear"}, "spec.fit.form"),
+    ("spec.fit", {"bootstrap": -1}, "spec.fit.bootstrap"),
+    ("spec.maxFailedTrials", -1, "spec.maxFailedTrials"),
+    ("spec.queueName", "Not A Label", "spec.queueName"),
+    ("spec.trainer.backoffLimit", 11, "spec.trainer.backoffLimit"),
+    (
+        "spec.trainer.tolerations",
+        [{"key": "gpu", "operator": "Maybe"}],
+        "spec.trainer.tolerations[0].operator",
+    ),
+    ("spec.trainer.env", [{"name": "1BAD", "value": "x"}], "spec.trainer.env[0].name"),
+    ("spec.trainer.volumeMounts", [MOUNT], "spec.trainer.volumeMounts[0].mountPath"),
+    ("spec.unknownField", 1, "unknownField"),
+    # 40 data sizes x 51 model sizes = 2,040 trials: over the limit of 2,000 (CEL on spec).
+    (
+        "spec",
+        {
+            **BASE,
+            "dataSizes": {"values": list(range(1, 41))},
+            "modelSizes": {"values": list(range(1, 52))},
+        },
+        "at most 2000 trials",
+    ),
+    ("metadata.name", "x" * 64, "metadata.name"),
+]
+
+
+@pytest.fixture(scope="module")
+def ns(cluster: Cluster) -> str:
+    name = "validation"
+    cluster.kubectl("create", "namespace", name, check=False)
+    return name
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"), INVALID, ids=[f"{p}={str(v)[:20]}" for p, v, _ in INVALID]
+)
+def test_invalid_study_is_rejected_naming_the_field(
+    cluster: Cluster, ns: str, path: str, value: Any, field: str
+) -> None:
+    doc = study_doc("invalid")
+    _set(doc, path, value if value is _DELETE else copy.deepcopy(value))
+    out = cluster.apply(doc, ns)
+    if out.returncode == 0:
+        cluster.kubectl("delete", "scalingstudy", "--all", "-n", ns)
+    assert out.returncode != 0, f"accepted: {path}={value!r}"
+    assert field in out.stderr, out.stderr
+
+
+def test_at_least_twenty_kinds_of_invalid_study() -> None:
+    assert len(INVALID) >= 20
+
+
+def test_immutable_fields_cannot_change_after_creation(cluster: Cluster, namespace: str) -> None:
+    doc = study_doc("frozen")
+    assert cluster.apply(doc, namespace).returncode == 0
+    for path, value in (
+        ("spec.task", {"name": "char-lm"}),
+        ("spec.training", {"maxSteps": 77}),
+        ("spec.metric", {"name": "validation_error"}),
+    ):
+        changed = copy.deepcopy(doc)
+        _set(changed, path, value)
+        out = cluster.apply(changed, namespace)
+        assert out.returncode != 0
+        assert f"{path} is immutable" in out.stderr, out.stderr
+    # Growing the grid is allowed: results so far stay valid.
+    grown = copy.deepcopy(doc)
+    grown["spec"]["dataSizes"]["values"].append(3200)
+    assert cluster.apply(grown, namespace).returncode == 0
