@@ -38,7 +38,9 @@ def test_every_field_has_a_description() -> None:
     missing = [
         path
         for path, node in _walk(_schema(), "")
-        if path and not path.endswith(("[]", "{}")) and not node.get("description")
+        if path
+        and not path.endswith(("[]", "{}"))
+        and not node.get("description")
         # The API server forbids anything but type on metadata (it documents it itself).
         and path != ".metadata"
     ]

@@ -78,7 +78,13 @@ def plan_pass(
     by_trial = {j.trial: j for j in jobs}
     # Queued (suspended) Jobs occupy a parallelism slot too: Kueue decides when they run.
     active = {j.trial for j in jobs if j.phase in ("active", "queued") and j.trial not in records}
-    decision = decide(planned, records, active, parallelism, max_failed)
+    # Finished Jobs whose result could not be read yet (waiting for a scrape) hold no slot
+    # and are not started again; the study is not finished while any remain.
+    uncollected = {
+        j.trial for j in jobs if j.phase in ("succeeded", "failed") and j.trial not in records
+    } & planned_names
+    startable = [t for t in planned if t.name not in uncollected]
+    decision = decide(startable, records, active, parallelism, max_failed)
     # A Job exists for these already (finished but not collected, or being deleted).
     create = tuple(t for t in decision.start if t.name not in by_trial)
     delete = tuple(
@@ -101,9 +107,9 @@ def plan_pass(
     counts["pending"] = max(
         counts["total"] - counts["succeeded"] - counts["failed"] - counts["running"], 0
     )
-    finished = decision.finished or decision.failed
+    finished = (decision.finished and not uncollected) or decision.failed
     needs_fit = fittable(relevant) and (
-        fitted_results != len(succeeded) or (decision.finished and not final_fit)
+        fitted_results != len(succeeded) or (finished and not decision.failed and not final_fit)
     )
     events: list[Event] = []
     if create:

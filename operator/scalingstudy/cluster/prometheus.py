@@ -43,7 +43,7 @@ def samples_by_trial(result: Mapping[str, Any]) -> dict[str, dict[str, float]]:
         name, trial = labels.get("__name__", ""), labels.get("trial")
         if not trial or not (name.startswith(PREFIX) or name == PUSH_TIME):
             continue
-        key = KEY_OF_METRIC.get(name, name[len(PREFIX) :])
+        key = name if name == PUSH_TIME else KEY_OF_METRIC.get(name, name[len(PREFIX) :])
         try:
             out.setdefault(trial, {})[key] = float(sample["value"][1])
         except (KeyError, IndexError, TypeError, ValueError):

@@ -1,0 +1,310 @@
+"""The operator's pure core: Job manifests, observations, the pass decision, status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from scalingstudy.cluster.decision import (
+    conditions_for,
+    fit_status,
+    phase_of,
+    plan_pass,
+    to_collect,
+)
+from scalingstudy.cluster.manifests import JobSettings, StudyRef, job_manifest
+from scalingstudy.cluster.observe import (
+    JobState,
+    failure_reason,
+    job_state,
+    last_outcome,
+    success_message,
+)
+from scalingstudy.cluster.prometheus import promql_string, samples_by_trial, study_query
+from scalingstudy.plan import plan_trials
+from scalingstudy.results import TrialRecord
+from scalingstudy.spec import parse_spec
+
+REF = StudyRef("demo", "ml", "uid-1")
+
+
+def spec(**extra: Any) -> Any:
+    return parse_spec(
+        {
+            "task": {"name": "teacher-student"},
+            "dataSizes": {"values": [100, 200, 400]},
+            "modelSizes": {"values": [4, 8]},
+            **extra,
+        }
+    )
+
+
+# -- manifests ----------------------------------------------------------------------------
+
+
+def test_job_manifest_carries_contract_labels_owner_and_safety() -> None:
+    s = spec(trainer={"resources": {"limits": {"nvidia.com/gpu": 1}}, "priorityClassName": "low"})
+    trial = plan_trials("demo", s)[0]
+    job = job_manifest(REF, s, trial, JobSettings(pushgateway_url="http://pgw:9091"))
+    meta, pod = job["metadata"], job["spec"]["template"]["spec"]
+    assert meta["name"] == trial.name == "demo-d100-m4-s0"
+    assert meta["labels"]["scalingstudy.io/model-size"] == "4"
+    assert meta["ownerReferences"][0]["uid"] == "uid-1"
+    assert meta["ownerReferences"][0]["controller"] is True
+    container = pod["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["SCALINGSTUDY_RESULT_FILE"] == container["terminationMessagePath"]
+    assert env["SCALINGSTUDY_PUSHGATEWAY"] == "http://pgw:9091"
+    assert env["SCALINGSTUDY_DATA_SIZE"] == "100"
+    assert container["command"] == ["scalingstudy-trainer"]
+    assert container["resources"] == {"limits": {"nvidia.com/gpu": 1}, "requests": {}}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["priorityClassName"] == "low"
+    assert {"name": "scalingstudy-tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert "suspend" not in job["spec"]
+    assert "kueue.x-k8s.io/queue-name" not in meta["labels"]
+
+
+def test_kueue_jobs_start_suspended_with_queue_and_priority_labels() -> None:
+    s = spec(queueName="gpus", trainer={"priorityClassName": "research"})
+    job = job_manifest(REF, s, plan_trials("demo", s)[0], JobSettings())
+    assert job["spec"]["suspend"] is True
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpus"
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "research"
+    # Kueue's labels stay on the Job: pods are not workloads.
+    assert "kueue.x-k8s.io/queue-name" not in job["spec"]["template"]["metadata"]["labels"]
+
+
+def test_custom_trainer_command_and_checkpoint_volume() -> None:
+    s = spec(
+        trainer={
+            "image": "me/trainer:1",
+            "command": ["python", "train.py"],
+            "args": ["--fast"],
+            "volumes": [{"name": "checkpoints", "persistentVolumeClaim": {"claimName": "ckpt"}}],
+            "volumeMounts": [{"name": "checkpoints", "mountPath": "/ckpt"}],
+        }
+    )
+    trial = plan_trials("demo", s)[0]
+    container = job_manifest(REF, s, trial, JobSettings())["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert container["image"] == "me/trainer:1"
+    assert container["command"] == ["python", "train.py"] and container["args"] == ["--fast"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["SCALINGSTUDY_CHECKPOINT_DIR"] == f"/ckpt/{trial.name}"
+
+
+# -- observations -------------------------------------------------------------------------
+
+
+def job_obj(phase: str, **status: Any) -> dict[str, Any]:
+    conditions = {
+        "complete": [{"type": "Complete", "status": "True"}],
+        "failed": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                    "message": "Job has reached the specified backoff limit",
+                    "lastTransitionTime": "2026-01-01T00:01:00Z"}],
+        "running": [],
+    }[phase]  # fmt: skip
+    return {
+        "metadata": {
+            "name": "demo-d100-m4-s0",
+            "labels": {
+                "scalingstudy.io/trial": "demo-d100-m4-s0",
+                "scalingstudy.io/data-size": "100",
+                "scalingstudy.io/model-size": "4",
+                "scalingstudy.io/seed": "0",
+            },
+        },
+        "spec": {"suspend": status.pop("suspend", False)},
+        "status": {"conditions": conditions, "startTime": "2026-01-01T00:00:00Z",
+                   "completionTime": "2026-01-01T00:00:30Z", **status},
+    }  # fmt: skip
+
+
+def test_job_states() -> None:
+    done = job_state(job_obj("complete"))
+    assert done.phase == "succeeded" and done.duration == 30.0
+    assert done.as_trial is not None and done.as_trial.coordinates == (100, 4, 0)
+    assert job_state(job_obj("failed")).phase == "failed"
+    assert job_state(job_obj("running", active=1)).phase == "active"
+    # Suspended by Kueue and not admitted: queued, not failed.
+    assert job_state(job_obj("running", suspend=True)).phase == "queued"
+
+
+def pod(
+    code: int, message: str, reason: str = "Error", finished: str = "2026-01-01T00:00:10Z"
+) -> dict[str, Any]:
+    term = {"exitCode": code, "reason": reason, "message": message, "finishedAt": finished}
+    return {"status": {"containerStatuses": [{"name": "trainer", "state": {"terminated": term}}]}}
+
+
+def test_failure_reasons() -> None:
+    job = job_state(job_obj("failed"))
+    first, last = pod(1, "old"), pod(137, "", "OOMKilled", "2026-01-01T00:00:50Z")
+    reason, message = failure_reason(job, last_outcome([first, last]))
+    assert reason == "OOMKilled" and "exit code 137" in message
+    reason, message = failure_reason(job, last_outcome([pod(78, "unknown task 'x'")]))
+    assert reason == "ConfigError" and "unknown task 'x'" in message
+    reason, _ = failure_reason(job, last_outcome([pod(3, "Traceback ...")]))
+    assert reason == "ExitCode3"
+    reason, message = failure_reason(job, None)
+    assert reason == "BackoffLimitExceeded" and "backoff limit" in message
+    assert (
+        success_message([pod(1, "x"), pod(0, '{"validation_loss": 1}')]) == '{"validation_loss": 1}'
+    )
+
+
+# -- the pass -------------------------------------------------------------------------------
+
+
+def state(trial: str, phase: str) -> JobState:
+    return JobState(trial=trial, name=trial, phase=phase)  # type: ignore[arg-type]
+
+
+def ok(trial: str, data: int = 100, loss: float = 1.0) -> TrialRecord:
+    return TrialRecord(trial, data, 4, 0, "Succeeded", loss=loss)
+
+
+def test_pass_creates_only_missing_jobs_up_to_parallelism() -> None:
+    s = spec(parallelism=3)
+    planned = plan_trials("demo", s)
+    jobs = [state(planned[0].name, "active"), state(planned[1].name, "succeeded")]
+    p = plan_pass(
+        planned, jobs, {}, [], parallelism=3, max_failed=3, fitted_results=None, final_fit=False
+    )
+    # One slot taken by the active Job; the finished one is awaiting collection, not re-created.
+    assert [t.name for t in p.create] == [planned[2].name, planned[3].name]
+    assert to_collect(jobs, {}) == [jobs[1]]
+    assert p.counts == {"total": 6, "succeeded": 0, "failed": 0, "running": 3, "pending": 3}
+    assert p.events[0].reason == "TrialsStarted"
+
+
+def test_pass_records_collected_results_and_asks_for_a_fit() -> None:
+    planned = plan_trials("demo", spec())
+    recorded = {t.name: ok(t.name, t.data_size) for t in planned[:4]}
+    collected = [ok(planned[4].name, 400)]
+    p = plan_pass(
+        planned,
+        [],
+        recorded,
+        collected,
+        parallelism=2,
+        max_failed=1,
+        fitted_results=4,
+        final_fit=False,
+    )
+    assert p.new_records == tuple(collected) and len(p.records) == 5
+    assert p.needs_fit  # 5 results now, the fit in status used 4
+    assert [e.reason for e in p.events] == ["TrialsStarted", "TrialsSucceeded"]
+    same = plan_pass(
+        planned, [], p.records, [], parallelism=2, max_failed=1, fitted_results=5, final_fit=False
+    )
+    assert not same.needs_fit and not same.new_records
+
+
+def test_pass_stops_after_too_many_failures() -> None:
+    planned = plan_trials("demo", spec())
+    failed = [
+        TrialRecord(t.name, t.data_size, 4, 0, "Failed", reason="ExitCode1") for t in planned[:2]
+    ]
+    p = plan_pass(
+        planned, [], {}, failed, parallelism=4, max_failed=1, fitted_results=None, final_fit=False
+    )
+    assert p.failed_reason and "2 trials failed" in p.failed_reason
+    assert p.create == () and p.finished
+    assert phase_of(p, None, None, False) == ("Failed", p.failed_reason)
+
+
+def test_pass_deletes_active_jobs_dropped_from_the_grid() -> None:
+    planned = plan_trials("demo", spec())
+    jobs = [state("demo-d9999-m4-s0", "active"), state(planned[0].name, "active")]
+    p = plan_pass(
+        planned, jobs, {}, [], parallelism=1, max_failed=1, fitted_results=None, final_fit=False
+    )
+    assert p.delete == ("demo-d9999-m4-s0",) and p.create == ()
+
+
+def test_finished_pass_needs_the_final_fit_once() -> None:
+    planned = plan_trials("demo", spec())
+    records = {t.name: ok(t.name, t.data_size) for t in planned}
+    p = plan_pass(
+        planned, [], records, [], parallelism=2, max_failed=1, fitted_results=6, final_fit=False
+    )
+    assert p.finished and p.needs_fit
+    assert phase_of(p, None, None, False)[0] == "Fitting"
+    assert phase_of(p, None, None, True)[0] == "Succeeded"
+    done = plan_pass(
+        planned, [], records, [], parallelism=2, max_failed=1, fitted_results=6, final_fit=True
+    )
+    assert not done.needs_fit
+
+
+def test_conditions_keep_transition_times_while_unchanged() -> None:
+    first = conditions_for("Running", None, [], 1, "t0", None)
+    again = conditions_for("Running", None, first, 2, "t1", None)
+    assert {c["lastTransitionTime"] for c in again} == {"t0"}
+    assert {c["observedGeneration"] for c in again} == {2}
+    done = {c["type"]: c for c in conditions_for("Succeeded", None, again, 2, "t2", None)}
+    assert done["Complete"]["status"] == "True" and done["Complete"]["lastTransitionTime"] == "t2"
+    assert done["Progressing"]["status"] == "False"
+    bad = {
+        c["type"]: c for c in conditions_for("Failed", "spec.x: bad", [], 3, "t3", "spec.x: bad")
+    }
+    assert bad["SpecValid"]["status"] == "False" and bad["Failed"]["reason"] == "InvalidSpec"
+
+
+def test_fit_status_is_camel_case_and_rounded() -> None:
+    fit = {
+        "learning_curve": {"form": "power-law", "alpha": 3.14159265, "beta": -0.123456789,
+                           "gamma": 0.0, "beta_interval": [-0.2, -0.05], "r2_log": 0.99,
+                           "power_law_range": [100, 400]},
+        "model_size": {"alpha": 2.0, "beta": 0.7, "beta_interval": [0.5, 0.9]},
+        "predictions": [{"data_size": 4000, "loss": 0.1234567, "interval": [0.1, 0.2]}],
+    }  # fmt: skip
+    out = fit_status(fit, final=True, n_results=6)
+    assert out["learningCurve"]["beta"] == -0.1235 and out["learningCurve"]["betaInterval"] == [
+        -0.2,
+        -0.05,
+    ]
+    assert out["modelSize"]["beta"] == 0.7 and out["basedOnResults"] == 6 and out["final"] is True
+    assert out["predictions"][0]["loss"] == 0.1235
+
+
+# -- Prometheus --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ['a"b', "back\\slash", "new\nline", "plain"])
+def test_promql_strings_are_escaped(value: str) -> None:
+    literal = promql_string(value)
+    assert literal.startswith('"') and literal.endswith('"')
+    inner = literal[1:-1]
+    assert "\n" not in inner
+    unescaped = inner.replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
+    assert unescaped == value
+
+
+def sample(name: str, trial: str | None, value: str) -> dict[str, Any]:
+    labels = {"__name__": name, **({"trial": trial} if trial else {})}
+    return {"metric": labels, "value": [1, value]}
+
+
+def test_study_query_and_answer_parsing() -> None:
+    assert 'study="s\\"x"' in study_query("ns", 's"x')
+    answer = {
+        "status": "success",
+        "data": {
+            "result": [
+                sample("scalingstudy_trial_validation_loss", "t1", "0.5"),
+                sample("scalingstudy_trial_step", "t1", "300"),
+                sample("push_time_seconds", "t1", "1700000000"),
+                sample("scalingstudy_trial_validation_loss", None, "9"),
+                sample("other", "t2", "1"),
+            ]
+        },
+    }  # fmt: skip
+    assert samples_by_trial(answer) == {
+        "t1": {"validation_loss": 0.5, "steps": 300.0, "push_time_seconds": 1.7e9}
+    }
