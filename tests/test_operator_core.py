@@ -308,3 +308,17 @@ def test_study_query_and_answer_parsing() -> None:
     assert samples_by_trial(answer) == {
         "t1": {"validation_loss": 0.5, "steps": 300.0, "push_time_seconds": 1.7e9}
     }
+
+
+# -- fits in a child process -----------------------------------------------------------
+
+
+def test_fit_in_child_process_matches_the_in_process_fit() -> None:
+    from scalingstudy.cluster.fitproc import run_fit
+    from scalingstudy.fitting import FitError, FitOptions, Point, fit_points
+
+    points = [Point(float(d), 3.0 * d**-0.3, 4.0, "0") for d in (100, 200, 400, 800, 1600)]
+    options = FitOptions(bootstrap=30, predict_at=(10_000.0,))
+    assert run_fit(points, options) == fit_points(points, options)
+    with pytest.raises(FitError, match="3 distinct data sizes"):
+        run_fit(points[:2], options)

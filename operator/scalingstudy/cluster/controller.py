@@ -27,6 +27,7 @@ from scalingstudy.cluster.decision import (
     summary_event,
     to_collect,
 )
+from scalingstudy.cluster.fitproc import run_fit
 from scalingstudy.cluster.kube import Kube, Obj
 from scalingstudy.cluster.manifests import (
     LABEL_STUDY,
@@ -45,7 +46,7 @@ from scalingstudy.cluster.observe import (
 )
 from scalingstudy.cluster.prometheus import Prometheus, PrometheusUnavailableError
 from scalingstudy.contract import ResultError, parse_result
-from scalingstudy.fitting import FitError, fit_points
+from scalingstudy.fitting import FitError
 from scalingstudy.plan import plan_trials
 from scalingstudy.results import TrialRecord, fit_options, points_of
 from scalingstudy.spec import ScalingStudySpec, SpecError, parse_spec
@@ -302,7 +303,7 @@ class Controller:
         relevant = [r for n, r in p.records.items() if n in names]
         started = time.monotonic()
         try:
-            fit = fit_points(points_of(relevant), fit_options(spec))
+            fit = run_fit(points_of(relevant), fit_options(spec))
         except FitError as exc:
             self.last_fit[key] = time.monotonic()
             return previous, str(exc), None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from scalingstudy.fitting.curve import (
     fit_power_law,
 )
 from scalingstudy.fitting.joint import bootstrap_joint, fit_joint
+from scalingstudy.fitting.options import FitOptions, Form
 from scalingstudy.fitting.points import (
     BestPoint,
     FitError,
@@ -30,21 +31,7 @@ from scalingstudy.fitting.points import (
 )
 from scalingstudy.fitting.region import find_region
 
-Form = Literal["auto", "power-law", "power-law-plus-constant"]
 FORM_NAMES = {False: "power-law", True: "power-law-plus-constant"}
-
-
-@dataclass(frozen=True)
-class FitOptions:
-    form: Form = "auto"
-    confidence: float = 0.9
-    bootstrap: int = 200
-    predict_at: Sequence[float] = ()
-    target_loss: float | None = None
-    random_seed: int = 0
-    joint: bool = False
-    #: Bootstrap replicates of the joint fit (each is an L-BFGS run over all rows).
-    joint_bootstrap: int = 50
 
 
 @dataclass

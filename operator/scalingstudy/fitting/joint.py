@@ -32,6 +32,9 @@ GRID = np.array(
     )
 )
 REFINED_STARTS = 12
+#: Grid starts x points evaluated at once: bounds the temporaries to a few MB however
+#: many rows a study has (the whole 5,400-start grid on 1,000 rows would take 1 GB).
+GRID_CHUNK_CELLS = 250_000
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,10 @@ def fit_joint(
     """Fit L(N, D); ``starts`` (rows of e, a, b, alpha, beta) replaces the grid's best."""
     log_n, log_d, log_l = np.log(n), np.log(d), np.log(loss)
     if starts is None:
-        values = objective(GRID, log_n, log_d, log_l)
+        step = max(GRID_CHUNK_CELLS // max(len(log_n), 1), 1)
+        values = np.concatenate(
+            [objective(GRID[i : i + step], log_n, log_d, log_l) for i in range(0, len(GRID), step)]
+        )
         starts = GRID[np.argsort(values)[:REFINED_STARTS]]
     best_theta, best_value = starts[0], np.inf
     for start in starts:

@@ -1,0 +1,23 @@
+"""What a fit is asked for: plain data, importable without numpy or scipy (the operator
+builds these; the fitting itself runs in a child process)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+Form = Literal["auto", "power-law", "power-law-plus-constant"]
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    form: Form = "auto"
+    confidence: float = 0.9
+    bootstrap: int = 200
+    predict_at: Sequence[float] = ()
+    target_loss: float | None = None
+    random_seed: int = 0
+    joint: bool = False
+    #: Bootstrap replicates of the joint fit (each is an L-BFGS run over all rows).
+    joint_bootstrap: int = 50
