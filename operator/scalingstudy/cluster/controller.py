@@ -201,6 +201,11 @@ class Controller:
                 self.metrics.trial_seconds.labels(namespace, name, rec.status).observe(
                     rec.duration_seconds
                 )
+                gpus = gpus_per_trial(spec)
+                if gpus:
+                    self.metrics.gpu_seconds.labels(namespace, name).inc(
+                        gpus * rec.duration_seconds
+                    )
             self.prometheus.delete_group(namespace, name, rec.trial)
         for job_name in p.delete:
             self.kube.delete_job(namespace, job_name)
@@ -363,6 +368,15 @@ class Controller:
         )
         self.kube.patch_study_status(ref.namespace, ref.name, status)
         self.kube.emit(ref, Event("Warning", "InvalidSpec", error), now_rfc3339())
+
+
+def gpus_per_trial(spec: ScalingStudySpec) -> float:
+    limits = spec.trainer.resources.limits
+    raw = limits.get("nvidia.com/gpu", spec.trainer.resources.requests.get("nvidia.com/gpu", 0))
+    try:
+        return float(str(raw))
+    except ValueError:
+        return 0.0
 
 
 def _owned_by(job: Obj, uid: str) -> bool:

@@ -61,6 +61,12 @@ class OperatorMetrics:
             buckets=(1, 10, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400),
             registry=r,
         )
+        self.gpu_seconds = Counter(
+            "scalingstudy_trial_gpu_seconds",
+            "GPU time of finished trials (duration x nvidia.com/gpu limit)",
+            study,
+            registry=r,
+        )
         self.reconciles = Counter(
             "scalingstudy_reconcile_total", "Reconcile passes", ["result"], registry=r
         )

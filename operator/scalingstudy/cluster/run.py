@@ -37,7 +37,7 @@ class OperatorOptions:
     controller: ControllerConfig = field(default_factory=ControllerConfig)
 
 
-def build_registry(controller: Controller) -> kopf.OperatorRegistry:
+def build_registry(controller: Controller, namespaced: bool) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
@@ -66,6 +66,9 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         settings.networking.request_timeout = 60
+        # A namespaced install has no right to list namespaces (least privilege): serve
+        # exactly the named ones, with the fully specified resources of the handlers.
+        settings.scanning.disabled = namespaced
 
     @kopf.on.cleanup(registry=registry)
     async def shutdown(**_: Any) -> None:
@@ -89,7 +92,7 @@ async def serve(options: OperatorOptions) -> None:
     log.info("metrics and /healthz on port %s", options.metrics_port)
     try:
         await kopf.operator(
-            registry=build_registry(controller),
+            registry=build_registry(controller, namespaced=not options.all_namespaces),
             standalone=True,
             clusterwide=options.all_namespaces,
             namespaces=list(options.namespaces),
