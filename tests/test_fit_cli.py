@@ -143,3 +143,43 @@ def test_bad_flags_exit_2_with_one_line(tmp_path: Path, flags: list[str], fragme
 def test_directory_is_bad_input(tmp_path: Path) -> None:
     out = run_cli("fit", str(tmp_path))
     assert out.returncode == 2 and "directory" in out.stderr
+
+
+def test_plot_from_results_csv_and_from_fit_json(tmp_path: Path) -> None:
+    csv_path = _good_csv(tmp_path)
+    png, svg = tmp_path / "curve.png", tmp_path / "curve.svg"
+    out = run_cli("plot", str(csv_path), "-o", str(png), "--predict-at", "1000000")
+    assert out.returncode == 0, out.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fit = run_cli("fit", str(csv_path), "--json", "--predict-at", "1000000")
+    band = json.loads(fit.stdout)["learning_curve"]["band"]
+    # The band spans the data and the extrapolation, and holds the fitted curve.
+    assert band[-1]["data_size"] == pytest.approx(1000000)
+    assert all(b["interval"][0] <= b["loss"] <= b["interval"][1] for b in band)
+    fit_json = _write(tmp_path, fit.stdout, "fit.json")
+    out = run_cli("plot", str(fit_json), "-o", str(svg))
+    assert out.returncode == 0, out.stderr
+    assert "<svg" in svg.read_text()[:2000]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["-o", "out.gif"], "must end in .png, .svg or .pdf"),
+        (["-o", "out.png", "--bootstrap", "-1"], "--bootstrap must be >= 0"),
+    ],
+)
+def test_plot_bad_arguments_exit_2(tmp_path: Path, args: list[str], fragment: str) -> None:
+    out = run_cli(
+        "plot",
+        str(_good_csv(tmp_path)),
+        *[str(tmp_path / a) if a.startswith("out") else a for a in args],
+    )
+    assert out.returncode == 2 and fragment in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_plot_rejects_a_json_that_is_no_fit(tmp_path: Path) -> None:
+    bogus = _write(tmp_path, '{"hello": 1}', "x.json")
+    out = run_cli("plot", str(bogus), "-o", str(tmp_path / "x.png"))
+    assert out.returncode == 2 and "not a fit report" in out.stderr

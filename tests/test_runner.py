@@ -103,13 +103,23 @@ def test_killed_run_resumes_without_rerunning_or_losing_trials(tmp_path: Path) -
     assert set(starts) == finished_after
     # no trainer outlives the killed runner
     time.sleep(0.5)
-    leftover = subprocess.run(
-        ["pgrep", "-f", str(HERE / "contract_trainer.py")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert leftover.stdout.strip() == ""
+    assert _processes_with(f"CALLS_LOG={calls}") == []
+
+
+def _processes_with(env_entry: str) -> list[int]:
+    """Live processes of this test only (other tests run the same trainer script)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if env_entry.encode() in environ and state != "Z":
+            found.append(int(entry.name))
+    return found
 
 
 def test_failed_trial_is_recorded_and_others_continue(tmp_path: Path) -> None:

@@ -125,6 +125,36 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    """A results CSV is fitted first; a fit JSON (from `fit --json` or a run's fit.json)
+    is drawn as it is, without the individual trials."""
+    from scalingstudy.fitting import FitError, FitOptions, fit_points
+    from scalingstudy.plot import plot_study
+    from scalingstudy.pointsfile import PointsFileError, read_points
+
+    source, out = Path(args.input), Path(args.output)
+    if out.suffix.lower() not in (".png", ".svg", ".pdf"):
+        _fail(f"-o {out}: the file name must end in .png, .svg or .pdf")
+    points = []
+    try:
+        if source.suffix.lower() == ".json":
+            try:
+                fit = json.loads(source.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                _fail(f"{source}: not a readable fit JSON ({exc})")
+            if not isinstance(fit, dict) or "learning_curve" not in fit or "best" not in fit:
+                _fail(f"{source}: not a fit report (no learning_curve and best)")
+        else:
+            points = read_points(str(source))
+            options = FitOptions(bootstrap=args.bootstrap, predict_at=tuple(args.predict_at or ()))
+            fit = fit_points(points, options)
+    except (PointsFileError, FitError) as exc:
+        _fail(str(exc))
+    plot_study(points, fit, out, title=args.title or source.stem)
+    print(out)
+    return 0
+
+
 def cmd_crd(args: argparse.Namespace) -> int:
     from scalingstudy.crd import crd_yaml
 
@@ -246,6 +276,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--json", action="store_true", help="one JSON object on stdout")
     fit.set_defaults(func=cmd_fit)
+
+    plot = sub.add_parser("plot", help="draw the learning curve of a results CSV or fit JSON")
+    plot.add_argument("input", help="results.csv (fitted first) or a fit JSON")
+    plot.add_argument("-o", "--output", required=True, help="out.png, out.svg or out.pdf")
+    plot.add_argument("--predict-at", type=_sizes, metavar="M[,M...]", help="extrapolate to")
+    plot.add_argument("--bootstrap", type=int, default=500, help="resamples for the band")
+    plot.add_argument("--title", default=None)
+    plot.set_defaults(func=cmd_plot)
 
     crd = sub.add_parser("crd", help="print the CustomResourceDefinition YAML")
     crd.set_defaults(func=cmd_crd)

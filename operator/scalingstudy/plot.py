@@ -26,7 +26,7 @@ def plot_study(points: Sequence[Point], fit: dict[str, Any], path: Path, title: 
     by_model: dict[float | None, list[Point]] = defaultdict(list)
     for p in points:
         by_model[p.model_size].append(p)
-    colours = plt.get_cmap("viridis")(np.linspace(0.1, 0.9, max(len(by_model), 1)))
+    colours = plt.get_cmap("viridis")(np.linspace(0.1, 0.9, len(by_model)))
     for colour, (model, pts) in zip(
         colours, sorted(by_model.items(), key=lambda kv: kv[0] or 0), strict=True
     ):
@@ -63,6 +63,18 @@ def plot_study(points: Sequence[Point], fit: dict[str, Any], path: Path, title: 
     if interval:
         label += f" [{interval[0]:.3f}, {interval[1]:.3f}]"
     ax.plot(grid, curve, "r-", lw=2, label=label)
+    band = lc.get("band") or []
+    if band:
+        conf = round(100 * lc.get("confidence", 0.9))
+        ax.fill_between(
+            [b["data_size"] for b in band],
+            [b["interval"][0] for b in band],
+            [b["interval"][1] for b in band],
+            color="red",
+            alpha=0.15,
+            lw=0,
+            label=f"{conf}% band (bootstrap)",
+        )
     if m_far > m_max:
         ext = np.geomspace(m_max, m_far, 50)
         ax.plot(

@@ -259,17 +259,18 @@ class Agent:
         message_file = pod_dir / "termination-log"
         message_file.write_text("")
         mounts = self.mount_map(pod, container, pod_dir)
-        mounts[container.get("terminationMessagePath", "/dev/termination-log")] = str(message_file)
-        env = self.environment(pod, container, mounts)
+        message_path = container.get("terminationMessagePath", "/dev/termination-log")
+        mounts[message_path] = str(message_file)
+        env = self.environment(pod, container, mounts, message_path)
         argv = [*container.get("command", []), *container.get("args", [])]
-        argv = [expand(remap(a, mounts), env) for a in argv]
+        argv = [expand(remap(a, mounts, message_path), env) for a in argv]
         started = now()
         if not argv:
             message_file.write_text("test agent: the container has no command; set one")
             self.write_terminated(path, pod, 127, started, message_file, pod_dir / "log")
             self.done.add(uid)
             return
-        workdir = remap(container.get("workingDir", ""), mounts) or str(pod_dir)
+        workdir = remap(container.get("workingDir", ""), mounts, message_path) or str(pod_dir)
         Path(workdir).mkdir(parents=True, exist_ok=True)
         log = (pod_dir / "log").open("ab")
         try:
@@ -312,7 +313,7 @@ class Agent:
         return out
 
     def environment(
-        self, pod: Pod, container: dict[str, Any], mounts: dict[str, str]
+        self, pod: Pod, container: dict[str, Any], mounts: dict[str, str], message_path: str
     ) -> dict[str, str]:
         env = {
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
@@ -330,7 +331,7 @@ class Agent:
                 value = self.value_from(pod, item["valueFrom"])
             else:
                 value = ""
-            env[item["name"]] = remap(value, mounts)
+            env[item["name"]] = remap(value, mounts, message_path)
         return env
 
     def value_from(self, pod: Pod, ref: dict[str, Any]) -> str:
@@ -466,8 +467,19 @@ def read_tail(path: Path, limit: int) -> str:
     return data[-limit:].decode(errors="replace")
 
 
-def remap(value: str, mounts: dict[str, str]) -> str:
-    """A container path under a mount becomes the local folder that stands for it."""
+def remap(value: str, mounts: dict[str, str], always: str = "") -> str:
+    """A container path under a mount becomes the local folder that stands for it.
+
+    Pods here share the machine's file system, so a path that exists on it (the project
+    checkout, the interpreter; a clone may well live under /tmp) is the machine's own and
+    stays; one that does not is a container path. Colon-separated lists map per element.
+    """
+    if always and value == always:  # the termination-message path is never the host's
+        return mounts[always]
+    if ":" in value and not value.startswith(("http:", "https:")):
+        return ":".join(remap(part, mounts, always) for part in value.split(":"))
+    if not value.startswith("/") or Path(value).exists():
+        return value
     for inside, local in sorted(mounts.items(), key=lambda kv: -len(kv[0])):
         if value == inside or value.startswith(inside.rstrip("/") + "/"):
             return local + value[len(inside) :]

@@ -292,6 +292,7 @@ def fit_points(points: Sequence[Point], options: FitOptions | None = None) -> di
             "n_points": hi - lo,
             "power_law_range": [_number(m[lo]), _number(m[hi - 1])],
             "confidence": conf,
+            "band": _band(m, options.predict_at, law, laws, conf),
         },
         "model_size": None,
         "best": [
@@ -330,6 +331,25 @@ def fit_points(points: Sequence[Point], options: FitOptions | None = None) -> di
     if options.joint:
         report["joint"] = _joint(points, options, warnings)
     return report
+
+
+BAND_POINTS = 24
+
+
+def _band(
+    m: np.ndarray, predict_at: Sequence[float], law: Any, laws: Sequence[Any], conf: float
+) -> list[dict[str, Any]]:
+    """The curve's confidence band (bootstrap quantiles) from the smallest data size to the
+    farthest prediction: what a plot shades around the fitted curve."""
+    if len(laws) < 2:
+        return []
+    top = max([float(m.max()), *predict_at])
+    out = []
+    for at in np.geomspace(float(m.min()), top, BAND_POINTS):
+        interval = _interval([float(s(at)) for s in laws], conf)
+        if interval is not None:
+            out.append({"data_size": float(at), "loss": float(law(at)), "interval": interval})
+    return out
 
 
 def _joint(
