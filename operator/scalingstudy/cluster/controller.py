@@ -178,9 +178,8 @@ class Controller:
             final_fit=bool(fit_before.get("final")),
         )
         fit, fit_error, fit_wake = self._maybe_fit((namespace, name), spec, planned, p, fit_before)
-        for wake in (fit_wake,):
-            if wake is not None:
-                wake_in = min(wake_in or wake, wake)
+        if fit_wake is not None:
+            wake_in = min(wake_in or fit_wake, fit_wake)
         new_status = self._status(p, spec, generation, status, fit, fit_error)
         events = list(p.events)
         if fit is not None and fit is not fit_before:

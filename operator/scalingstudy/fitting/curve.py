@@ -189,6 +189,40 @@ def _polish(m: Array, y: Array, law: PowerLaw, sse: float) -> tuple[PowerLaw, fl
     return law, sse
 
 
+PROFILE_GRID = np.linspace(BETA_MIN, BETA_MAX, 3000)
+
+
+def profile_interval(m: Array, y: Array, fit: CurveFit, confidence: float) -> list[float] | None:
+    """Profile-likelihood interval of beta: every exponent whose best (alpha, gamma) fits the
+    log data not significantly worse than the optimum (F test, n - k degrees of freedom).
+
+    With the 5 to 10 points of a learning curve a bootstrap alone is too narrow (it
+    resamples from residuals that the fit already shrank, and beta and gamma trade off
+    along a long valley); profiling alpha and gamma out follows that valley exactly.
+    """
+    from scipy.stats import f as f_dist
+
+    dof = fit.n - fit.k
+    if dof < 1:
+        return None
+    _, _, sse = profile(m, y, PROFILE_GRID, with_gamma=fit.k == 3)
+    best = min(fit.sse_log, float(np.nanmin(sse)))
+    limit = best * (1.0 + float(f_dist.ppf(confidence, 1, dof)) / dof)
+    inside = np.nan_to_num(sse, nan=np.inf) <= limit
+    centre = int(np.argmin(np.abs(PROFILE_GRID - fit.law.beta)))
+    if not inside[centre]:
+        centre = int(np.nanargmin(sse))
+    left = right = centre
+    while left > 0 and inside[left - 1]:
+        left -= 1
+    while right < len(PROFILE_GRID) - 1 and inside[right + 1]:
+        right += 1
+    return [
+        float(min(PROFILE_GRID[left], fit.law.beta)),
+        float(max(PROFILE_GRID[right], fit.law.beta)),
+    ]
+
+
 def fit_log_linear(x: Array, y: Array) -> tuple[float, float, float]:
     """``y = alpha * x**beta`` by least squares on logs; returns (alpha, beta, r2)."""
     lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
