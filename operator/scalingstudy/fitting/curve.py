@@ -70,12 +70,25 @@ def _sse_log(y_log: Array, f: Array) -> Array:
 
 
 def _solve_alpha_gamma(x: Array, y: Array, w: Array) -> tuple[Array, Array]:
-    """Weighted least squares of y ~ a*x + c with a >= 0, c >= 0, batched over rows of x."""
-    sw = w.sum(-1)
-    sx = (w * x).sum(-1)
-    sy = (w * y).sum(-1)
-    sxx = (w * x * x).sum(-1)
-    sxy = (w * x * y).sum(-1)
+    """Weighted least squares of y ~ a*x + c with a >= 0, c >= 0, batched over rows of x.
+
+    ``y`` is one curve (n,), shared by every row; ``w`` is (n,) or per row (G, n). The
+    sums are matrix-vector products: this runs once per bootstrap replicate and exponent.
+    """
+    if w.ndim == 1:
+        wy = w * y
+        sw = np.full(x.shape[0], w.sum())
+        sy = np.full(x.shape[0], wy.sum())
+        sx = x @ w
+        sxx = (x * x) @ w
+        sxy = x @ wy
+    else:
+        wx = w * x
+        sw = w.sum(-1)
+        sy = w @ y
+        sx = wx.sum(-1)
+        sxx = np.einsum("ij,ij->i", wx, x)
+        sxy = wx @ y
     det = sw * sxx - sx * sx
     with np.errstate(divide="ignore", invalid="ignore"):
         a = (sw * sxy - sx * sy) / det
@@ -84,7 +97,7 @@ def _solve_alpha_gamma(x: Array, y: Array, w: Array) -> tuple[Array, Array]:
     bad = ~np.isfinite(a) | ~np.isfinite(c) | (c < 0)
     a = np.where(bad, a_only, a)
     c = np.where(bad, 0.0, c)
-    a = np.clip(np.nan_to_num(a, nan=0.0), 0.0, None)
+    a = np.where(np.isnan(a), 0.0, np.clip(a, 0.0, None))
     return a, c
 
 
@@ -100,20 +113,18 @@ def profile(m: Array, y: Array, betas: Array, *, with_gamma: bool) -> tuple[Arra
 
 def _profile(m: Array, y: Array, betas: Array, *, with_gamma: bool) -> tuple[Array, Array, Array]:
     x = np.power(m[None, :], betas[:, None])  # (G, n)
-    yy = np.broadcast_to(y, x.shape)
-    w = 1.0 / (yy * yy)
     if with_gamma:
-        a, c = _solve_alpha_gamma(x, yy, w)
+        a, c = _solve_alpha_gamma(x, y, 1.0 / (y * y))
         for _ in range(2):  # re-weight by the fitted curve: approaches the log-space optimum
             f = a[:, None] * x + c[:, None]
-            w = np.where(f > 0, 1.0 / np.maximum(f, 1e-300) ** 2, w)
-            a, c = _solve_alpha_gamma(x, yy, w)
+            w = np.where(f > 0, 1.0 / np.maximum(f, 1e-300) ** 2, 1.0 / (y * y))
+            a, c = _solve_alpha_gamma(x, y, w)
     else:
         # Pure power law: log a is the mean log residual of log y - b log m.
-        log_a = np.mean(np.log(yy) - np.log(x), axis=-1)
+        log_a = np.mean(np.log(y)[None, :] - np.log(x), axis=-1)
         a, c = np.exp(log_a), np.zeros_like(log_a)
     f = a[:, None] * x + c[:, None]
-    return a, c, _sse_log(np.log(yy), f)
+    return a, c, _sse_log(np.log(y), f)
 
 
 def fit_power_law(m: Array, y: Array, *, with_gamma: bool, polish: bool = True) -> CurveFit:
@@ -228,7 +239,10 @@ def fit_log_linear(x: Array, y: Array) -> tuple[float, float, float]:
     lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
     if np.ptp(lx) == 0:
         return float(np.exp(ly.mean())), 0.0, 0.0
-    beta, intercept = np.polyfit(lx, ly, 1)
+    # Closed-form simple regression (np.polyfit's lstsq costs more in bootstrap loops).
+    dx = lx - lx.mean()
+    beta = float(dx @ (ly - ly.mean()) / (dx @ dx))
+    intercept = float(ly.mean() - beta * lx.mean())
     pred = intercept + beta * lx
     sst = float(np.sum((ly - ly.mean()) ** 2))
     r2 = 1.0 - float(np.sum((ly - pred) ** 2)) / sst if sst > 0 else 1.0

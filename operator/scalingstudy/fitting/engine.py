@@ -77,6 +77,18 @@ def _size_law(best: Sequence[BestPoint]) -> tuple[float, float, float] | None:
     )
 
 
+#: A bootstrap replicate as arrays: data sizes, losses, model sizes (nan: unknown).
+Replicate = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _arrays(best: Sequence[BestPoint]) -> Replicate:
+    return (
+        np.array([b.data_size for b in best], dtype=float),
+        np.array([b.loss for b in best], dtype=float),
+        np.array([np.nan if b.size is None else b.size for b in best], dtype=float),
+    )
+
+
 def _interval(values: Sequence[float], confidence: float) -> list[float] | None:
     finite = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
     if len(finite) < 2:
@@ -125,19 +137,19 @@ def _resampler(
     law: PowerLaw,
     window: tuple[int, int],
     rng: np.random.Generator,
-) -> Callable[[], list[BestPoint]]:
+) -> Callable[[], Replicate]:
     """How to draw a replicate: over trials when configurations have several seeds (the
     design's bootstrap over trials), else over the curve's log residuals."""
     grouped = cells(points)
     if any(len(members) > 1 for members in grouped.values()):
         keys = list(grouped)
 
-        def over_trials() -> list[BestPoint]:
+        def over_trials() -> Replicate:
             drawn = {
                 k: [grouped[k][j] for j in rng.integers(0, len(grouped[k]), len(grouped[k]))]
                 for k in keys
             }
-            return best_from_cells(drawn)
+            return _arrays(best_from_cells(drawn))
 
         return over_trials
 
@@ -149,6 +161,7 @@ def _resampler(
     region_fit = law(m[lo:hi])
     residuals = _centred_log_residuals(observed[lo:hi], region_fit)
     sizes = [b.size for b in best]
+    fixed_sizes = np.array([np.nan if v is None else v for v in sizes], dtype=float)
     size_fit = _size_law(best)
     size_res: np.ndarray | None = None
     if size_fit is not None and all(s is not None for s in sizes):
@@ -156,23 +169,14 @@ def _resampler(
             np.array(sizes, dtype=float), size_fit[0] * m ** size_fit[1]
         )
 
-    def over_residuals() -> list[BestPoint]:
+    def over_residuals() -> Replicate:
         loss = observed.copy()
         loss[lo:hi] = region_fit * np.exp(rng.choice(residuals, hi - lo))
         if size_res is not None and size_fit is not None:
             new_sizes = size_fit[0] * m ** size_fit[1] * np.exp(rng.choice(size_res, n))
         else:
-            new_sizes = np.array([np.nan if s is None else s for s in sizes], dtype=float)
-        return [
-            BestPoint(
-                b.data_size,
-                float(loss[i]),
-                b.model_size,
-                None if np.isnan(new_sizes[i]) else float(new_sizes[i]),
-                b.seeds,
-            )
-            for i, b in enumerate(best)
-        ]
+            new_sizes = fixed_sizes
+        return m, loss, new_sizes
 
     return over_residuals
 
@@ -190,14 +194,13 @@ def _bootstrap(
     with_gamma = fit.k == 3
     out = _Bootstrap()
     for _ in range(options.bootstrap):
-        replicate = draw()
-        if len(replicate) < 3:
+        m_all, y_all, sizes = draw()
+        if len(m_all) < 3:
             out.failed += 1
             continue
-        m = np.array([b.data_size for b in replicate])[lo:hi]
-        y = np.array([b.loss for b in replicate])[lo:hi]
-        law = fit_power_law(m, y, with_gamma=with_gamma, polish=False).law
-        size = _size_law(replicate)
+        law = fit_power_law(m_all[lo:hi], y_all[lo:hi], with_gamma=with_gamma, polish=False).law
+        sized = np.isfinite(sizes)
+        size = fit_log_linear(m_all[sized], sizes[sized]) if sized.sum() >= 3 else None
         out.samples.append(
             _Sample(law, None if size is None else size[1], None if size is None else size[0])
         )
