@@ -322,3 +322,16 @@ def test_fit_in_child_process_matches_the_in_process_fit() -> None:
     assert run_fit(points, options) == fit_points(points, options)
     with pytest.raises(FitError, match="3 distinct data sizes"):
         run_fit(points[:2], options)
+
+
+def test_trial_pods_declare_the_metrics_port_the_trainer_serves() -> None:
+    s = spec()
+    trial = plan_trials("demo", s)[0]
+    container = job_manifest(REF, s, trial, JobSettings(metrics_port=9090))["spec"]["template"][
+        "spec"
+    ]["containers"][0]
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9090, "protocol": "TCP"}]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["SCALINGSTUDY_METRICS_PORT"] == "9090"
+    none = job_manifest(REF, s, trial, JobSettings(metrics_port=0))["spec"]["template"]["spec"]
+    assert "ports" not in none["containers"][0]

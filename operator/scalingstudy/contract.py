@@ -24,6 +24,8 @@ ENV_TASK = "SCALINGSTUDY_TASK"
 ENV_TRAINING = "SCALINGSTUDY_TRAINING"
 ENV_METRIC = "SCALINGSTUDY_METRIC"
 ENV_CHECKPOINT_DIR = "SCALINGSTUDY_CHECKPOINT_DIR"
+#: Port of the trainer's /metrics (progress while training); unset or 0: not served.
+ENV_METRICS_PORT = "SCALINGSTUDY_METRICS_PORT"
 
 #: Exit status of a trainer whose configuration cannot work (bad task, missing corpus):
 #: retrying cannot help, so the operator fails the trial at once (EX_CONFIG of sysexits.h).

@@ -102,7 +102,13 @@ def train(
             last_train = train_loss_sum / train_loss_n
             train_loss_sum, train_loss_n = 0.0, 0
             val = evaluate(task, model, validation)  # type: ignore[arg-type]
-            log("eval", step=step, train_loss=last_train, validation_loss=val)
+            log(
+                "eval",
+                step=step,
+                samples_seen=step * batch_size,
+                train_loss=last_train,
+                validation_loss=val,
+            )
             if val < best - training.early_stopping.min_delta:
                 best, best_step, stale = val, step, 0
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from scalingstudy.contract import EXIT_CONFIG_ERROR, trial_environment
+from scalingstudy.contract import ENV_METRICS_PORT, EXIT_CONFIG_ERROR, trial_environment
 from scalingstudy.plan import Trial
 from scalingstudy.spec import ScalingStudySpec
 
@@ -47,6 +47,8 @@ class JobSettings:
     trainer_image: str = "scalingstudy/trainer:0.1.0"
     pushgateway_url: str = ""
     run_as_user: int = 1000
+    #: The trainer's /metrics port (declared as container port `metrics`); 0: none.
+    metrics_port: int = 9090
 
 
 def trial_labels(study: str, trial: Trial) -> dict[str, str]:
@@ -71,7 +73,9 @@ def owner_reference(study: StudyRef) -> dict[str, Any]:
     }
 
 
-def _container(spec: ScalingStudySpec, env: dict[str, str], image: str) -> dict[str, Any]:
+def _container(
+    spec: ScalingStudySpec, env: dict[str, str], image: str, metrics_port: int
+) -> dict[str, Any]:
     trainer = spec.trainer
     dump = {"by_alias": True, "exclude_none": True, "mode": "json"}
     container: dict[str, Any] = {
@@ -98,6 +102,8 @@ def _container(spec: ScalingStudySpec, env: dict[str, str], image: str) -> dict[
     }
     if trainer.args:
         container["args"] = list(trainer.args)
+    if metrics_port:
+        container["ports"] = [{"name": "metrics", "containerPort": metrics_port, "protocol": "TCP"}]
     if trainer.image_pull_policy:
         container["imagePullPolicy"] = trainer.image_pull_policy
     return container
@@ -153,6 +159,8 @@ def job_manifest(
         pushgateway=settings.pushgateway_url,
         checkpoint_dir=_checkpoint_dir(spec, trial),
     )
+    if settings.metrics_port:
+        env[ENV_METRICS_PORT] = str(settings.metrics_port)
     labels = trial_labels(study.name, trial)
     job_labels = dict(labels)
     if spec.queue_name:
@@ -179,7 +187,9 @@ def job_manifest(
         "template": {
             "metadata": {"labels": labels},
             "spec": _pod_spec(
-                spec, _container(spec, env, settings.trainer_image), settings.run_as_user
+                spec,
+                _container(spec, env, settings.trainer_image, settings.metrics_port),
+                settings.run_as_user,
             ),
         },
     }
