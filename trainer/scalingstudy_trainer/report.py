@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from scalingstudy import contract
+from scalingstudy.local.store import write_atomic
 
 GAUGES = contract.TRIAL_GAUGES
 
@@ -24,19 +24,10 @@ def write_result_file(path: str, result: Mapping[str, Any]) -> None:
     text = json.dumps(result, sort_keys=True, separators=(",", ":"))
     target = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        write_atomic(target, text)
     except OSError:
-        target.write_text(text, encoding="utf-8")
-        return
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(target)
-    except OSError:
-        # The termination-message path is a bind mount: it cannot be renamed over.
-        Path(tmp).unlink(missing_ok=True)
+        # The termination-message path is a bind mount in a directory a non-root trainer
+        # cannot write: it can be neither created beside nor renamed over.
         target.write_text(text, encoding="utf-8")
 
 

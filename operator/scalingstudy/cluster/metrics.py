@@ -21,6 +21,32 @@ STATES = ("pending", "running", "succeeded", "failed")
 PHASES = ("Pending", "Running", "Fitting", "Succeeded", "Failed")
 
 
+class Exponent:
+    """A fitted exponent with the two ends of its interval, per study."""
+
+    def __init__(self, name: str, what: str, registry: CollectorRegistry) -> None:
+        labels = ["namespace", "study"]
+        self.value = Gauge(f"scalingstudy_fit_{name}", f"Fitted {what}", labels, registry=registry)
+        self.lower = Gauge(
+            f"scalingstudy_fit_{name}_lower", f"Lower end of {name}'s interval", labels,
+            registry=registry,
+        )  # fmt: skip
+        self.upper = Gauge(
+            f"scalingstudy_fit_{name}_upper", f"Upper end of {name}'s interval", labels,
+            registry=registry,
+        )  # fmt: skip
+        self.gauges = (self.value, self.lower, self.upper)
+
+    def observe(self, namespace: str, study: str, part: Mapping[str, Any]) -> None:
+        """``part`` is status.fit.learningCurve or .modelSize (beta, betaInterval)."""
+        if part.get("beta") is not None:
+            self.value.labels(namespace, study).set(part["beta"])
+        interval = part.get("betaInterval") or []
+        if len(interval) == 2:
+            self.lower.labels(namespace, study).set(interval[0])
+            self.upper.labels(namespace, study).set(interval[1])
+
+
 class OperatorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -35,24 +61,8 @@ class OperatorMetrics:
             [*study, "phase"],
             registry=r,
         )
-        self.beta_g = Gauge(
-            "scalingstudy_fit_beta_g", "Fitted learning-curve exponent", study, registry=r
-        )
-        self.beta_g_lower = Gauge(
-            "scalingstudy_fit_beta_g_lower", "Lower end of beta_g's interval", study, registry=r
-        )
-        self.beta_g_upper = Gauge(
-            "scalingstudy_fit_beta_g_upper", "Upper end of beta_g's interval", study, registry=r
-        )
-        self.beta_p = Gauge(
-            "scalingstudy_fit_beta_p", "Fitted model-size exponent", study, registry=r
-        )
-        self.beta_p_lower = Gauge(
-            "scalingstudy_fit_beta_p_lower", "Lower end of beta_p's interval", study, registry=r
-        )
-        self.beta_p_upper = Gauge(
-            "scalingstudy_fit_beta_p_upper", "Upper end of beta_p's interval", study, registry=r
-        )
+        self.beta_g = Exponent("beta_g", "learning-curve exponent", r)
+        self.beta_p = Exponent("beta_p", "model-size exponent", r)
         self.gamma = Gauge("scalingstudy_fit_gamma", "Fitted irreducible loss", study, registry=r)
         self.trial_seconds = Histogram(
             "scalingstudy_trial_duration_seconds",
@@ -98,26 +108,16 @@ class OperatorMetrics:
         for phase in PHASES:
             self.phase.labels(namespace, study, phase).set(1 if status.get("phase") == phase else 0)
         fit = status.get("fit") or {}
-        pairs = (
-            (fit.get("learningCurve") or {}, self.beta_g, self.beta_g_lower, self.beta_g_upper),
-            (fit.get("modelSize") or {}, self.beta_p, self.beta_p_lower, self.beta_p_upper),
-        )
-        for part, value, lower, upper in pairs:
-            if part.get("beta") is not None:
-                value.labels(namespace, study).set(part["beta"])
-            interval = part.get("betaInterval") or []
-            if len(interval) == 2:
-                lower.labels(namespace, study).set(interval[0])
-                upper.labels(namespace, study).set(interval[1])
+        self.beta_g.observe(namespace, study, fit.get("learningCurve") or {})
+        self.beta_p.observe(namespace, study, fit.get("modelSize") or {})
         gamma = (fit.get("learningCurve") or {}).get("gamma")
         if gamma is not None:
             self.gamma.labels(namespace, study).set(gamma)
 
     def forget_study(self, namespace: str, study: str) -> None:
         per_study: list[tuple[Gauge, tuple[str, ...]]] = [
-            (g, ()) for g in (self.beta_g, self.beta_g_lower, self.beta_g_upper, self.beta_p,
-                              self.beta_p_lower, self.beta_p_upper, self.gamma)
-        ]  # fmt: skip
+            (g, ()) for g in (*self.beta_g.gauges, *self.beta_p.gauges, self.gamma)
+        ]
         per_study += [(self.trials, (state,)) for state in STATES]
         per_study += [(self.phase, (phase,)) for phase in PHASES]
         for gauge, extra in per_study:
