@@ -1,19 +1,30 @@
-"""The training loop: a budget that grows with the subset, early stopping on validation loss."""
+"""The training loop: a budget that grows with the subset, early stopping on validation
+loss, checkpoints that survive preemption, and the GPU kept busy.
+
+Minibatches are a pure function of (seed, step), so a run resumed from a checkpoint
+draws exactly the batches the uninterrupted run would have: on a CPU the two end
+bit for bit the same.
+"""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from scalingstudy.spec import TrainingSpec
-from scalingstudy_trainer.tasks.base import Task, parameter_count
+from scalingstudy_trainer.checkpoint import Checkpoints, Preempted
+from scalingstudy_trainer.tasks.base import Batch, Task, parameter_count
 
 Log = Callable[..., None]
+
+#: Data smaller than this share of free GPU memory lives on the GPU for the whole run.
+RESIDENT_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -23,109 +34,326 @@ class Outcome:
     steps: int
     samples_seen: int
     parameters: int
+    non_embedding_parameters: int | None
     best_step: int
     seconds: float
+    items: int
+    batch_size: int
+    resumed_from_step: int
 
 
-def step_budget(training: TrainingSpec, data_size: int, batch_size: int) -> int:
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how fast to train; never changes what is computed on a CPU."""
+
+    device: torch.device
+    bf16: bool
+    compile: bool
+
+    @classmethod
+    def choose(cls, task: Task, device: torch.device | None = None) -> Runtime:
+        device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        cuda = device.type == "cuda"
+        precision = task.options.precision
+        bf16 = precision == "bf16" or (
+            precision == "auto" and cuda and torch.cuda.is_bf16_supported()
+        )
+        mode = task.options.compile
+        compiled = mode == "on" or (mode == "auto" and cuda and task.compile_helps)
+        return cls(device=device, bf16=bf16, compile=compiled)
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        if not self.bf16:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+
+def step_budget(training: TrainingSpec, items: int, batch_size: int) -> int:
     """Steps for ``epochs`` passes over the subset, within [minSteps, maxSteps]."""
-    wanted = math.ceil(training.epochs * data_size / batch_size)
+    wanted = math.ceil(training.epochs * items / batch_size)
     return max(training.min_steps, min(training.max_steps, wanted))
 
 
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+class StepSampler:
+    """Indices of the minibatch of a step: epoch e is a permutation seeded by (seed, e),
+    cut into whole batches (the remainder waits for a later epoch's shuffle)."""
+
+    def __init__(self, items: int, batch_size: int, seed: int) -> None:
+        self.items, self.batch_size, self.seed = items, batch_size, seed
+        self.per_epoch = max(items // batch_size, 1)
+        self._epoch = -1
+        self._order = torch.empty(0, dtype=torch.long)
+
+    def indices(self, step: int) -> torch.Tensor:
+        epoch, position = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            generator = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63)
+            self._order = torch.randperm(self.items, generator=generator)
+            self._epoch = epoch
+        start = position * self.batch_size
+        return self._order[start : start + self.batch_size]
+
+
+class Feeder:
+    """Batches on the training device. Data that fits stays on the GPU (gathering a batch
+    is one kernel); larger data waits in pinned host memory and is copied asynchronously,
+    so the copy of the next batch overlaps the current step."""
+
+    def __init__(self, data: Batch, device: torch.device) -> None:
+        self.device = device
+        nbytes = sum(t.numel() * t.element_size() for t in data)
+        resident = device.type != "cuda" or nbytes <= RESIDENT_SHARE * _free_gpu_bytes(device)
+        self.data = tuple(t.to(device) for t in data) if resident else data
+        self.resident = resident
+        self.items = int(data[0].shape[0])
+
+    def batch(self, indices: torch.Tensor) -> Batch:
+        if self.resident:
+            idx = indices.to(self.device, non_blocking=True)
+            x, y = (t.index_select(0, idx) for t in self.data)
+            return x, y
+        x, y = (t.index_select(0, indices).pin_memory() for t in self.data)
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def slices(self, size: int, limit: int | None = None) -> list[Batch]:
+        end = self.items if limit is None else min(limit, self.items)
+        out = []
+        for start in range(0, end, size):
+            idx = torch.arange(start, min(start + size, end))
+            out.append(self.batch(idx))
+        return out
+
+
+def _free_gpu_bytes(device: torch.device) -> int:
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(free)
 
 
 @torch.no_grad()
 def evaluate(
     task: Task,
     model: torch.nn.Module,
-    data: tuple[torch.Tensor, torch.Tensor],
-    batch_size: int = 8192,
+    feeder: Feeder,
+    runtime: Runtime,
+    batch_size: int,
+    limit: int | None = None,
 ) -> float:
+    """Mean loss over (the first ``limit`` items of) the data, summed on the device."""
     model.eval()
-    inputs, targets = data
-    total, count = 0.0, 0
-    for start in range(0, inputs.shape[0], batch_size):
-        x, y = inputs[start : start + batch_size], targets[start : start + batch_size]
-        total += float(task.loss(model, x, y)) * x.shape[0]
+    total = torch.zeros((), device=runtime.device, dtype=torch.float64)
+    count = 0
+    for x, y in feeder.slices(batch_size, limit):
+        with runtime.autocast():
+            loss = task.loss(model, x, y)
+        total += loss.double() * x.shape[0]
         count += x.shape[0]
     model.train()
-    return total / count
+    return float(total) / count
+
+
+class Trainer:
+    """One trial's optimisation, with the state a checkpoint must hold."""
+
+    def __init__(
+        self,
+        task: Task,
+        data_size: int,
+        model_size: int,
+        seed: int,
+        training: TrainingSpec,
+        runtime: Runtime,
+    ) -> None:
+        self.task, self.training, self.runtime = task, training, runtime
+        torch.manual_seed(seed)
+        self.train_data = Feeder(task.train_subset(data_size), runtime.device)
+        self.validation = Feeder(task.validation_set(), runtime.device)
+        self.model = task.build_model(model_size).to(runtime.device)
+        self.parameters = parameter_count(self.model)
+        self.run_model: torch.nn.Module = (
+            cast(torch.nn.Module, torch.compile(self.model)) if runtime.compile else self.model
+        )
+        cuda = runtime.device.type == "cuda"
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=training.learning_rate,
+            weight_decay=training.weight_decay,
+            fused=cuda or None,
+        )
+        self.batch_size = min(training.batch_size, self.train_data.items)
+        self.micro_batch = self.batch_size
+        self.budget = step_budget(training, self.train_data.items, self.batch_size)
+        self.sampler = StepSampler(self.train_data.items, self.batch_size, seed)
+        self.eval_batch = max(self.batch_size, 1024)
+        # The state a checkpoint holds besides the weights and the optimiser.
+        self.step = 0
+        self.best = math.inf
+        self.best_step = 0
+        self.stale = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.train_sum = torch.zeros((), device=runtime.device, dtype=torch.float64)
+        self.train_n = 0
+
+    # ------------------------------------------------------------------ checkpoints
+    def state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "best": self.best,
+            "best_step": self.best_step,
+            "stale": self.stale,
+            "train_sum": float(self.train_sum),
+            "train_n": self.train_n,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "best_state": self.best_state,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.best_step, self.stale = state["step"], state["best_step"], state["stale"]
+        self.best = float(state["best"])
+        self.train_sum.fill_(float(state["train_sum"]))
+        self.train_n = int(state["train_n"])
+        best = state["best_state"]
+        self.best_state = (
+            None if best is None else {k: v.to(self.runtime.device) for k, v in best.items()}
+        )
+
+    # ------------------------------------------------------------------ one step
+    def _update(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One optimiser step on the batch, in micro-batches with accumulated gradients.
+        A micro-batch that does not fit in GPU memory is halved and the step redone: the
+        batch size (a hyperparameter) never changes, only how it is cut."""
+        n = x.shape[0]
+        while True:
+            try:
+                self.optimizer.zero_grad(set_to_none=True)
+                total = torch.zeros((), device=x.device)
+                chunks = zip(
+                    torch.split(x, self.micro_batch), torch.split(y, self.micro_batch), strict=True
+                )
+                for xs, ys in chunks:
+                    with self.runtime.autocast():
+                        loss = self.task.loss(self.run_model, xs, ys)
+                    share = xs.shape[0] / n
+                    (loss * share).backward()
+                    total += loss.detach().float() * share
+                self.optimizer.step()
+                return total
+            except torch.OutOfMemoryError:
+                if self.micro_batch == 1:
+                    raise
+                self.micro_batch = max(self.micro_batch // 2, 1)
+                self.optimizer.zero_grad(set_to_none=True)
+                torch.cuda.empty_cache()
+
+    def _evaluate(self) -> float:
+        return evaluate(self.task, self.run_model, self.validation, self.runtime, self.eval_batch)
+
+    # ------------------------------------------------------------------ the run
+    def run(self, log: Log, checkpoints: Checkpoints, stop: Callable[[], bool]) -> Outcome:
+        started = time.monotonic()
+        resumed_from = self.step
+        window_start, window_step = time.monotonic(), self.step
+        while self.step < self.budget:
+            if stop():
+                saved = checkpoints.save(self.state())
+                log("preempted", step=self.step, checkpoint_saved=saved)
+                raise Preempted
+            x, y = self.train_data.batch(self.sampler.indices(self.step))
+            self.train_sum += self._update(x, y).double()
+            self.train_n += 1
+            self.step += 1
+            if self.step % self.training.eval_every and self.step != self.budget:
+                continue
+            train_loss = float(self.train_sum) / self.train_n
+            self.train_sum.zero_()
+            self.train_n = 0
+            validation_loss = self._evaluate()
+            now = time.monotonic()
+            log(
+                "eval",
+                step=self.step,
+                samples_seen=self.step * self.batch_size,
+                train_loss=train_loss,
+                validation_loss=validation_loss,
+                samples_per_second=round(
+                    (self.step - window_step) * self.batch_size / max(now - window_start, 1e-9), 1
+                ),
+                micro_batch=self.micro_batch,
+            )
+            window_start, window_step = time.monotonic(), self.step
+            if validation_loss < self.best - self.training.early_stopping.min_delta:
+                self.best, self.best_step, self.stale = validation_loss, self.step, 0
+                self.best_state = {
+                    k: v.detach().clone() for k, v in self.model.state_dict().items()
+                }
+            else:
+                self.stale += 1
+                if self.stale >= self.training.early_stopping.patience:
+                    log("early_stop", step=self.step, best_step=self.best_step)
+                    break
+            if checkpoints.due():
+                checkpoints.save(self.state())
+                log("checkpoint", step=self.step)
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        # The training loss of the best weights, on as many training items as the
+        # validation set has (all of a small subset), so large subsets stay cheap.
+        train_loss = evaluate(
+            self.task,
+            self.run_model,
+            self.train_data,
+            self.runtime,
+            self.eval_batch,
+            limit=self.validation.items,
+        )
+        return Outcome(
+            validation_loss=self.best,
+            train_loss=train_loss,
+            steps=self.step,
+            samples_seen=self.step * self.batch_size,
+            parameters=self.parameters,
+            non_embedding_parameters=self.task.non_embedding_parameters(self.model),
+            best_step=self.best_step,
+            seconds=time.monotonic() - started,
+            items=self.train_data.items,
+            batch_size=self.batch_size,
+            resumed_from_step=resumed_from,
+        )
 
 
 def train(
-    task: Task, data_size: int, model_size: int, seed: int, training: TrainingSpec, log: Log
+    task: Task,
+    data_size: int,
+    model_size: int,
+    seed: int,
+    training: TrainingSpec,
+    log: Log,
+    checkpoints: Checkpoints | None = None,
+    stop: Callable[[], bool] = lambda: False,
+    runtime: Runtime | None = None,
 ) -> Outcome:
-    started = time.monotonic()
-    device = pick_device()
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    subset = tuple(t.to(device) for t in task.train_subset(data_size))
-    validation = tuple(t.to(device) for t in task.validation_set())
-    model = task.build_model(model_size).to(device)
-    params = parameter_count(model)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay
-    )
-    batch_size = min(training.batch_size, data_size)
-    budget = step_budget(training, data_size, batch_size)
+    runtime = runtime or Runtime.choose(task)
+    checkpoints = checkpoints or Checkpoints("", {})
+    trainer = Trainer(task, data_size, model_size, seed, training, runtime)
+    state, why = checkpoints.load()
+    if state is not None:
+        trainer.restore(state)
     log(
         "start",
         data_size=data_size,
         model_size=model_size,
         seed=seed,
-        parameters=params,
-        step_budget=budget,
-        batch_size=batch_size,
-        device=str(device),
+        parameters=trainer.parameters,
+        non_embedding_parameters=task.non_embedding_parameters(trainer.model),
+        items=trainer.train_data.items,
+        step_budget=trainer.budget,
+        batch_size=trainer.batch_size,
+        device=str(runtime.device),
+        bf16=runtime.bf16,
+        compiled=runtime.compile,
+        resumed_from_step=trainer.step,
+        checkpoint=why if checkpoints.enabled else "disabled",
     )
-
-    best = math.inf
-    best_step = 0
-    best_state: dict[str, Any] | None = None
-    stale = 0
-    train_loss_sum, train_loss_n, last_train = 0.0, 0, math.nan
-    step = 0
-    batches = task.batches(subset, batch_size, generator)  # type: ignore[arg-type]
-    while step < budget:
-        x, y = next(batches)
-        loss = task.loss(model, x, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
-        optimizer.step()
-        step += 1
-        train_loss_sum += float(loss.detach())
-        train_loss_n += 1
-        if step % training.eval_every == 0 or step == budget:
-            last_train = train_loss_sum / train_loss_n
-            train_loss_sum, train_loss_n = 0.0, 0
-            val = evaluate(task, model, validation)  # type: ignore[arg-type]
-            log(
-                "eval",
-                step=step,
-                samples_seen=step * batch_size,
-                train_loss=last_train,
-                validation_loss=val,
-            )
-            if val < best - training.early_stopping.min_delta:
-                best, best_step, stale = val, step, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                stale += 1
-                if stale >= training.early_stopping.patience:
-                    log("early_stop", step=step, best_step=best_step)
-                    break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    train_full = evaluate(task, model, subset)  # type: ignore[arg-type]
-    return Outcome(
-        validation_loss=best,
-        train_loss=train_full,
-        steps=step,
-        samples_seen=step * batch_size,
-        parameters=params,
-        best_step=best_step,
-        seconds=time.monotonic() - started,
-    )
+    return trainer.run(log, checkpoints, stop)

@@ -1,4 +1,10 @@
-"""Entry point of the built-in trainer (``python -m scalingstudy_trainer``)."""
+"""Entry point of the built-in trainer (``python -m scalingstudy_trainer``).
+
+Exit status: 0 with a result reported; EXIT_CONFIG_ERROR (78) with one line on
+stderr when the configuration cannot work (retrying is pointless); EXIT_PREEMPTED
+(143) after SIGTERM, with a checkpoint saved when a checkpoint folder is set (the
+retry resumes); anything else is a crash the Job may retry.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,8 @@ import sys
 import time
 from typing import Any
 
-from scalingstudy.contract import ENV_METRICS_PORT, EXIT_CONFIG_ERROR
-from scalingstudy_trainer.config import read_config
+from scalingstudy.contract import ENV_METRICS_PORT, EXIT_CONFIG_ERROR, EXIT_PREEMPTED
+from scalingstudy_trainer.config import TrialConfig, read_config
 from scalingstudy_trainer.errors import ConfigError
 from scalingstudy_trainer.report import report_result
 
@@ -38,29 +44,45 @@ def progress_log() -> Any:
     return log_and_export
 
 
-def main() -> int:
-    try:
-        config = read_config()
-        from scalingstudy_trainer.loop import train
-        from scalingstudy_trainer.tasks import get_task
+def identity(config: TrialConfig) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: the trial and everything that shapes it."""
+    dump: dict[str, Any] = {"mode": "json", "by_alias": True}
+    return {
+        "data_size": config.data_size,
+        "model_size": config.model_size,
+        "seed": config.seed,
+        "task": config.task.model_dump(**dump),
+        "training": config.training.model_dump(**dump),
+    }
 
-        threads = os.environ.get("OMP_NUM_THREADS")
-        if threads and threads.isdigit():
-            import torch
 
-            torch.set_num_threads(int(threads))
-        task = get_task(config.task.name)(config.task.options, config.task.data_seed)
-        outcome = train(
-            task,
-            config.data_size,
-            config.model_size,
-            config.seed,
-            config.training,
-            progress_log(),
-        )
-    except ConfigError as exc:
-        print(f"scalingstudy-trainer: configuration error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG_ERROR
+def run_trial(config: TrialConfig, stop: Any) -> dict[str, Any]:
+    """Train (or resume, or recall a finished run) and return the result."""
+    from scalingstudy_trainer.checkpoint import Checkpoints
+    from scalingstudy_trainer.loop import train
+    from scalingstudy_trainer.tasks import get_task
+
+    checkpoints = Checkpoints(config.checkpoint_dir, identity(config))
+    finished = checkpoints.load_result()
+    if finished is not None:
+        log("finished_before", checkpoint_dir=config.checkpoint_dir)
+        return finished
+    threads = os.environ.get("OMP_NUM_THREADS")
+    if threads and threads.isdigit():
+        import torch
+
+        torch.set_num_threads(int(threads))
+    task = get_task(config.task.name)(config.task.options, config.task.data_seed)
+    outcome = train(
+        task,
+        config.data_size,
+        config.model_size,
+        config.seed,
+        config.training,
+        progress_log(),
+        checkpoints=checkpoints,
+        stop=lambda: bool(stop),
+    )
     result = {
         config.metric: outcome.validation_loss,
         "validation_loss": outcome.validation_loss,
@@ -69,9 +91,30 @@ def main() -> int:
         "steps": outcome.steps,
         "samples_seen": outcome.samples_seen,
         "best_step": outcome.best_step,
+        "batch_size": outcome.batch_size,
         "seconds": round(outcome.seconds, 3),
+        "resumed_from_step": outcome.resumed_from_step,
         "data_unit": task.unit,
+        **task.describe(config.data_size),
     }
+    if outcome.non_embedding_parameters is not None:
+        result["non_embedding_parameters"] = outcome.non_embedding_parameters
+    checkpoints.save_result(result)
+    return result
+
+
+def main() -> int:
+    from scalingstudy_trainer.checkpoint import Preempted, StopSignal
+
+    stop = StopSignal().install()
+    try:
+        config = read_config()
+        result = run_trial(config, stop)
+    except ConfigError as exc:
+        print(f"scalingstudy-trainer: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    except Preempted:
+        return EXIT_PREEMPTED
     report_result(result)
     log("result", **result)
     return 0

@@ -1,14 +1,15 @@
 """The task interface: what a built-in task provides to the training loop.
 
 A new task is one new module in this package that defines a subclass of
-``Task`` decorated with ``@register``; nothing else changes.
+``Task`` decorated with ``@register``; nothing else changes. A task holds data as
+tensors whose first dimension indexes items (examples, sequences); the loop
+draws minibatches from them, so tasks never see the optimiser or the device.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -20,20 +21,30 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class TaskOptions(BaseModel):
-    """Base of every task's options: camelCase keys as in the study file, unknown keys rejected."""
+    """Base of every task's options: camelCase keys as in the study file, unknown keys rejected.
+
+    ``precision`` and ``compile`` tune speed only; ``auto`` means bf16 autocast and
+    ``torch.compile`` (for tasks where it was measured to help) on a GPU, plain fp32 on
+    a CPU, where results must be reproducible bit for bit.
+    """
 
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
     )
 
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    compile: Literal["auto", "on", "off"] = "auto"
+
 
 class Task(ABC):
-    """A dataset stream with nested subsets, a validation set and a model family."""
+    """A dataset with nested subsets, a fixed validation set and a model family."""
 
     name: ClassVar[str]
     unit: ClassVar[str] = "examples"
-    """What a data size counts (examples, characters, ...); stated in every result."""
+    """What a data size counts (examples, bytes, ...); stated in every result."""
     options_model: ClassVar[type[TaskOptions]] = TaskOptions
+    compile_helps: ClassVar[bool] = False
+    """Whether ``compile: auto`` compiles the model on a GPU."""
 
     def __init__(self, options: dict[str, Any], data_seed: int) -> None:
         try:
@@ -46,7 +57,8 @@ class Task(ABC):
 
     @abstractmethod
     def train_subset(self, data_size: int) -> Batch:
-        """The first ``data_size`` training examples (nested: a prefix of a fixed order)."""
+        """The training items of the first ``data_size`` units (a prefix of a fixed order,
+        so nested); raises ConfigError when the data holds fewer."""
 
     @abstractmethod
     def validation_set(self) -> Batch:
@@ -62,17 +74,21 @@ class Task(ABC):
     ) -> torch.Tensor:
         """Mean loss of a batch (the metric reported as validation_loss)."""
 
-    def batches(
-        self, subset: Batch, batch_size: int, generator: torch.Generator
-    ) -> Iterator[Batch]:
-        """Endless random minibatches of the subset; seeded per trial."""
-        inputs, targets = subset
-        n = inputs.shape[0]
-        while True:
-            order = torch.randperm(n, generator=generator)
-            for start in range(0, n - batch_size + 1, batch_size):
-                idx = order[start : start + batch_size]
-                yield inputs[idx], targets[idx]
+    def check_data_size(self, data_size: int) -> None:
+        """Raise ConfigError when a subset of this size cannot be drawn (loads the data)."""
+        self.train_subset(data_size)
+
+    def non_embedding_parameters(self, model: torch.nn.Module) -> int | None:
+        """Parameters outside embedding tables (Kaplan et al.'s N); None for non-LMs."""
+        return None
+
+    def describe(self, data_size: int) -> dict[str, Any]:
+        """Extra result fields: what the data was, how much of it a subset really used."""
+        return {}
+
+    def flops_per_item(self, model: torch.nn.Module) -> float | None:
+        """Training FLOPs (forward + backward) per item, for MFU; None when unknown."""
+        return None
 
 
 REGISTRY: dict[str, type[Task]] = {}
@@ -86,6 +102,3 @@ def register(cls: T) -> T:
 
 def parameter_count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-Factory = Callable[[dict[str, Any], int], Task]
