@@ -32,3 +32,11 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> None:
+    """pytest-xdist runs a test per core already: torch's own threads would oversubscribe."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)

@@ -74,6 +74,18 @@ def test_same_seed_same_result(tmp_path: Path) -> None:
         ({"SCALINGSTUDY_DATA_SIZE": "ten"}, "SCALINGSTUDY_DATA_SIZE must be an integer"),
         ({"SCALINGSTUDY_MODEL_SIZE": "0"}, "SCALINGSTUDY_MODEL_SIZE must be >= 1"),
         ({"SCALINGSTUDY_TRAINING": '{"maxSteps": 0}'}, "maxSteps"),
+        (
+            {"SCALINGSTUDY_TASK": '{"name": "char-lm", "options": {"corpus": "/no/such"}}'},
+            "corpus: '/no/such' does not exist",
+        ),
+        (
+            {"SCALINGSTUDY_TASK": '{"name": "char-lm"}', "SCALINGSTUDY_DATA_SIZE": "999999999"},
+            "use data sizes up to",
+        ),
+        (
+            {"SCALINGSTUDY_TASK": '{"name": "image-classification", "options": {"model": "vit"}}'},
+            "options.model",
+        ),
     ],
 )
 def test_configuration_errors_exit_78_with_one_line(

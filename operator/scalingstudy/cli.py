@@ -163,14 +163,18 @@ def cmd_crd(args: argparse.Namespace) -> int:
 
 
 def _preflight(study: Any) -> None:
-    """Catch a wrong task name or option once, before every trial fails with it."""
+    """Catch a wrong task name or option, a missing corpus or one too small for the
+    largest subset once, before every trial fails with it."""
     if study.spec.trainer.command:
         return
+    from scalingstudy.plan import plan_trials
     from scalingstudy_trainer.errors import ConfigError
     from scalingstudy_trainer.tasks import get_task
 
+    largest = max(t.data_size for t in plan_trials(study.metadata.name, study.spec))
     try:
-        get_task(study.spec.task.name)(study.spec.task.options, study.spec.task.data_seed)
+        task = get_task(study.spec.task.name)(study.spec.task.options, study.spec.task.data_seed)
+        task.check_data_size(largest)
     except ConfigError as exc:
         _fail(f"spec.task: {exc}")
 

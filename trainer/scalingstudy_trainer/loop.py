@@ -236,7 +236,7 @@ class Trainer:
                     with self.runtime.autocast():
                         loss = self.task.loss(self.run_model, xs, ys)
                     share = xs.shape[0] / n
-                    (loss * share).backward()
+                    (loss * share).backward()  # type: ignore[no-untyped-call]
                     total += loss.detach().float() * share
                 self.optimizer.step()
                 return total
