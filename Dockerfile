@@ -14,8 +14,9 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator/ operator/
 COPY trainer/ trainer/
-# The project's wheel and those of its (non-torch) dependencies.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# The project's wheel and those of its (non-torch) dependencies, scikit-learn included
+# (the trainer's built-in digits dataset).
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[datasets]"
 
 # ---------------------------------------------------------------- operator (no torch)
 FROM ${PYTHON_IMAGE} AS operator
@@ -41,7 +42,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MPLCONFIGDIR=/tmp/matplotlib
 # torch comes with the base image; the wheel's own dependencies come from the wheel stage.
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels "scalingstudy==${VERSION}" \
+    pip install --no-index --find-links=/wheels "scalingstudy[datasets]==${VERSION}" \
     && useradd --uid 1000 --no-create-home --shell /usr/sbin/nologin trainer
 # The uid the operator's trial pods run as (runAsUser 1000).
 USER 1000:1000

@@ -42,5 +42,9 @@ def test_progress_is_served_with_trial_labels() -> None:
     assert f"scalingstudy_trial_validation_loss{{{labels}}} 0.75" in text
     assert f"scalingstudy_trial_samples_seen{{{labels}}} 1600.0" in text
     assert "scalingstudy_trial_samples_per_second{" in text
+    # The built-in trainer logs its rate since the last evaluation (right after a resume too).
+    progress.on_event("eval", {"step": 100, "samples_seen": 3200, "samples_per_second": 123.5})
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert f"scalingstudy_trial_samples_per_second{{{labels}}} 123.5" in text
     # A second trainer on the same port (pods sharing a host here) loses only the view.
     assert not Progress(ENV).serve(port)

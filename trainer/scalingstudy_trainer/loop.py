@@ -164,6 +164,10 @@ class Trainer:
         runtime: Runtime,
     ) -> None:
         self.task, self.training, self.runtime = task, training, runtime
+        if runtime.device.type == "cuda":
+            # fp32 leftovers (LSTM, norms) on tensor cores; bf16 autocast does the rest.
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
         torch.manual_seed(seed)
         self.train_data = Feeder(task.train_subset(data_size), runtime.device)
         self.validation = Feeder(task.validation_set(), runtime.device)

@@ -39,7 +39,9 @@ class Progress:
         self.samples = gauge("samples_seen", "Training examples processed so far")
         self.train_loss = gauge("train_loss", "Mean training loss since the last evaluation")
         self.validation_loss = gauge("validation_loss", "Last validation loss")
-        self.throughput = gauge("samples_per_second", "Training throughput since the start")
+        self.throughput = gauge(
+            "samples_per_second", "Training throughput since the last evaluation"
+        )
         self.started = time.monotonic()
 
     def serve(self, port: int) -> bool:
@@ -63,7 +65,10 @@ class Progress:
         for gauge, value in values.items():
             if isinstance(value, int | float):
                 gauge.labels(**self.labels).set(float(value))
-        seen = fields.get("samples_seen")
-        elapsed = time.monotonic() - self.started
-        if isinstance(seen, int | float) and elapsed > 0:
-            self.throughput.labels(**self.labels).set(seen / elapsed)
+        rate = fields.get("samples_per_second")
+        if not isinstance(rate, int | float):  # a trainer that logs no rate: the mean so far
+            seen = fields.get("samples_seen")
+            elapsed = time.monotonic() - self.started
+            rate = seen / elapsed if isinstance(seen, int | float) and elapsed > 0 else None
+        if rate is not None:
+            self.throughput.labels(**self.labels).set(float(rate))

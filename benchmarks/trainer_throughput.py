@@ -1,0 +1,151 @@
+"""Trainer throughput per task and model size, and on a GPU the model FLOPs utilisation.
+
+Usage:
+  python benchmarks/trainer_throughput.py            # CPU-sized grid on a CPU, GPU grid on a GPU
+  python benchmarks/trainer_throughput.py --grid gpu --peak-tflops 989
+Times optimiser steps of the real training loop (the same Trainer a trial runs, with
+its bf16 / compile / fused-AdamW choices) after warm-up steps, synchronising the
+device around the timed window. MFU = training FLOPs per second / the device's dense
+bf16 peak (known H100/H200/A100 values, or --peak-tflops). Goal (issue 6): >= 45% on
+an H100 for the largest default char-LM transformer (width 1024, 16 layers, context 1024).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from scalingstudy.spec import TrainingSpec
+from scalingstudy_trainer.loop import Runtime, Trainer
+from scalingstudy_trainer.tasks import get_task
+
+#: Dense bf16 tensor-core peaks in TFLOP/s (vendor data sheets, without sparsity).
+PEAKS = {
+    "H200": 989.4,
+    "H100 SXM": 989.4,
+    "H100 80GB HBM3": 989.4,
+    "H100 PCIe": 756.5,
+    "H100": 989.4,
+    "A100": 312.0,
+    "L40S": 362.1,
+    "L4": 121.0,
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    task: str
+    options: dict[str, Any]
+    data_size: int
+    model_size: int
+    batch_size: int
+
+
+def grid(kind: str) -> list[Case]:
+    if kind == "gpu":
+        lm = {"context": 1024, "validationBytes": 1 << 20}
+        return [
+            *(Case("char-lm", lm, 8 << 20, w, 32) for w in (256, 512, 768, 1024)),
+            Case("char-lm", {**lm, "model": "lstm"}, 8 << 20, 1024, 32),
+            Case("image-classification", {"model": "resnet"}, 1400, 64, 256),
+            Case("teacher-student", {}, 1 << 16, 1024, 1024),
+        ]
+    lm = {"context": 128, "validationBytes": 65536}
+    return [
+        *(Case("char-lm", lm, 1 << 20, w, 32) for w in (64, 128, 256)),
+        Case("char-lm", {**lm, "model": "lstm"}, 1 << 20, 128, 32),
+        Case("image-classification", {"model": "mlp"}, 1400, 256, 64),
+        Case("image-classification", {"model": "resnet"}, 1400, 16, 64),
+        Case("teacher-student", {}, 1 << 14, 256, 64),
+    ]
+
+
+def peak_tflops(device: torch.device, override: float | None) -> float | None:
+    if override:
+        return override
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAKS.items() if k in name), None)
+
+
+def measure(case: Case, steps: int, warmup: int, device: torch.device) -> dict[str, Any]:
+    task = get_task(case.task)(case.options, 0)
+    training = TrainingSpec.model_validate({"batchSize": case.batch_size, "maxSteps": 10**6})
+    runtime = Runtime.choose(task, device)
+    trainer = Trainer(task, case.data_size, case.model_size, 0, training, runtime)
+
+    def run(first: int, count: int) -> None:
+        for step in range(first, first + count):
+            trainer._update(*trainer.train_data.batch(trainer.sampler.indices(step)))
+
+    run(0, warmup)  # compilation, autotuning, allocator warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    run(warmup, steps)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - started
+    items_per_second = steps * trainer.batch_size / seconds
+    flops = task.flops_per_item(trainer.model)
+    return {
+        "case": case,
+        "parameters": trainer.parameters,
+        "items_per_second": items_per_second,
+        "tokens_per_second": items_per_second * case.options["context"]
+        if case.task == "char-lm"
+        else None,
+        "tflops": None if flops is None else flops * items_per_second / 1e12,
+        "runtime": runtime,
+        "micro_batch": trainer.micro_batch,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--grid", choices=["cpu", "gpu"], default=None)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--peak-tflops", type=float, default=None)
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    kind = args.grid or ("gpu" if device.type == "cuda" else "cpu")
+    steps = args.steps or (50 if device.type == "cuda" else 20)
+    warmup = args.warmup or (10 if device.type == "cuda" else 3)
+    peak = peak_tflops(device, args.peak_tflops)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(
+        f"device {name}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+        f"peak {peak or 'n/a'} TFLOP/s, {steps} timed steps after {warmup}"
+    )
+    header = (
+        f"{'task':22s} {'family':12s} {'size':>5s} {'params':>11s} {'batch':>5s} "
+        f"{'items/s':>10s} {'tokens/s':>11s} {'TFLOP/s':>8s} {'MFU':>6s}  runtime"
+    )
+    print(header)
+    print("-" * len(header))
+    for case in grid(kind):
+        row = measure(case, steps, warmup, device)
+        family = case.options.get("model", "transformer" if case.task == "char-lm" else "mlp")
+        tokens = row["tokens_per_second"]
+        tflops = row["tflops"]
+        mfu = f"{100 * tflops / peak:5.1f}%" if peak and tflops else "   n/a"
+        rt = row["runtime"]
+        print(
+            f"{case.task:22s} {family:12s} {case.model_size:5d} {row['parameters']:11,d} "
+            f"{case.batch_size:5d} {row['items_per_second']:10.1f} "
+            f"{'' if tokens is None else f'{tokens:,.0f}':>11s} "
+            f"{'' if tflops is None else f'{tflops:.3f}':>8s} {mfu}  "
+            f"{'bf16' if rt.bf16 else 'fp32'}{' compiled' if rt.compile else ''}"
+            f" micro={row['micro_batch']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
