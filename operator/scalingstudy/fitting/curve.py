@@ -127,23 +127,34 @@ def _profile(m: Array, y: Array, betas: Array, *, with_gamma: bool) -> tuple[Arr
     return a, c, _sse_log(np.log(y), f)
 
 
-def fit_power_law(m: Array, y: Array, *, with_gamma: bool, polish: bool = True) -> CurveFit:
+def local_grid(beta: float, half_width: float) -> Array:
+    """The part of the exponent grid near ``beta``: bootstrap replicates search there
+    first (a third of the work) and widen to the whole grid when they hit its edge."""
+    near = BETA_GRID[np.abs(BETA_GRID - beta) <= half_width]
+    return near if near.size >= 5 else BETA_GRID
+
+
+def fit_power_law(
+    m: Array, y: Array, *, with_gamma: bool, polish: bool = True, grid: Array = BETA_GRID
+) -> CurveFit:
     """Fit ``alpha * m**beta (+ gamma)`` to positive points in log space."""
     m = np.asarray(m, dtype=float)
     y = np.asarray(y, dtype=float)
-    _, _, sse = profile(m, y, BETA_GRID, with_gamma=with_gamma)
+    _, _, sse = profile(m, y, grid, with_gamma=with_gamma)
     i = int(np.argmin(sse))
-    lo = BETA_GRID[max(i - 1, 0)]
-    hi = BETA_GRID[min(i + 1, len(BETA_GRID) - 1)]
+    if grid is not BETA_GRID and (i == 0 or i == len(grid) - 1):
+        return fit_power_law(m, y, with_gamma=with_gamma, polish=polish)
+    lo = grid[max(i - 1, 0)]
+    hi = grid[min(i + 1, len(grid) - 1)]
 
     def objective(beta: float) -> float:
         return float(profile(m, y, np.array([beta]), with_gamma=with_gamma)[2][0])
 
-    best_beta, best_sse = float(BETA_GRID[i]), float(sse[i])
-    if not polish and 0 < i < len(BETA_GRID) - 1 and np.all(np.isfinite(sse[i - 1 : i + 2])):
+    best_beta, best_sse = float(grid[i]), float(sse[i])
+    if not polish and 0 < i < len(grid) - 1 and np.all(np.isfinite(sse[i - 1 : i + 2])):
         # Bootstrap replicates: the vertex of the parabola through the grid minimum and
         # its neighbours is accurate enough, and 20x cheaper than a scalar search.
-        best_beta = _vertex(BETA_GRID[i - 1 : i + 2], sse[i - 1 : i + 2], best_beta)
+        best_beta = _vertex(grid[i - 1 : i + 2], sse[i - 1 : i + 2], best_beta)
         a1, c1, s1 = profile(m, y, np.array([best_beta]), with_gamma=with_gamma)
         if s1[0] <= best_sse:
             return CurveFit(
@@ -152,7 +163,7 @@ def fit_power_law(m: Array, y: Array, *, with_gamma: bool, polish: bool = True) 
                 len(m),
                 3 if with_gamma else 2,
             )
-        best_beta = float(BETA_GRID[i])
+        best_beta = float(grid[i])
     elif hi > lo:
         res = minimize_scalar(objective, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6})
         if res.fun < best_sse:

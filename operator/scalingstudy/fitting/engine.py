@@ -18,6 +18,7 @@ from scalingstudy.fitting.curve import (
     PowerLaw,
     fit_log_linear,
     fit_power_law,
+    local_grid,
     profile_interval,
 )
 from scalingstudy.fitting.joint import bootstrap_joint, fit_joint
@@ -192,13 +193,16 @@ def _bootstrap(
     lo, hi = window
     draw = _resampler(points, best, fit.law, window, rng)
     with_gamma = fit.k == 3
+    grid = local_grid(fit.law.beta, max(0.05, 0.5 * abs(fit.law.beta)))
     out = _Bootstrap()
     for _ in range(options.bootstrap):
         m_all, y_all, sizes = draw()
         if len(m_all) < 3:
             out.failed += 1
             continue
-        law = fit_power_law(m_all[lo:hi], y_all[lo:hi], with_gamma=with_gamma, polish=False).law
+        law = fit_power_law(
+            m_all[lo:hi], y_all[lo:hi], with_gamma=with_gamma, polish=False, grid=grid
+        ).law
         sized = np.isfinite(sizes)
         size = fit_log_linear(m_all[sized], sizes[sized]) if sized.sum() >= 3 else None
         out.samples.append(
