@@ -23,7 +23,7 @@ THRESHOLD = 3.0
 #: Relative noise assumed at least present (trial-to-trial variation of a trained
 #: model is rarely below 2%); keeps a nearly exact fit from dropping points for
 #: tiny misses.
-MIN_SIGMA = 0.05
+MIN_SIGMA = 0.02
 MIN_POINTS = 6  # a constant term needs at least 6 points to be told apart (AICc)
 
 Fitter = Callable[[Array, Array], CurveFit]
