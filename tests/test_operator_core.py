@@ -85,12 +85,13 @@ def test_custom_trainer_command_and_checkpoint_volume() -> None:
             "args": ["--fast"],
             "volumes": [{"name": "checkpoints", "persistentVolumeClaim": {"claimName": "ckpt"}}],
             "volumeMounts": [{"name": "checkpoints", "mountPath": "/ckpt"}],
+            "terminationGracePeriodSeconds": 300,
         }
     )
     trial = plan_trials("demo", s)[0]
-    container = job_manifest(REF, s, trial, JobSettings())["spec"]["template"]["spec"][
-        "containers"
-    ][0]
+    pod = job_manifest(REF, s, trial, JobSettings())["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["terminationGracePeriodSeconds"] == 300
     assert container["image"] == "me/trainer:1"
     assert container["command"] == ["python", "train.py"] and container["args"] == ["--fast"]
     env = {e["name"]: e["value"] for e in container["env"]}

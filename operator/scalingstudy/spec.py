@@ -211,6 +211,10 @@ class TrainerSpec(_Model):
     backoff_limit: Annotated[int, Field(ge=0, le=10)] = 2
     """Retries of a failed trial pod before the trial counts as failed
     (disruptions do not count)."""
+    termination_grace_period_seconds: Annotated[int, Field(ge=1, le=3600)] | None = None
+    """Time a trial pod gets after SIGTERM (eviction, preemption) to save its checkpoint
+    before it is killed; Kubernetes' default is 30 s. Raise it for models whose
+    checkpoint takes longer to write."""
 
     @model_validator(mode="after")
     def _mounts_name_volumes(self) -> TrainerSpec:

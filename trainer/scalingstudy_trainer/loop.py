@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, cast
@@ -115,13 +115,10 @@ class Feeder:
         x, y = (t.index_select(0, indices).pin_memory() for t in self.data)
         return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
-    def slices(self, size: int, limit: int | None = None) -> list[Batch]:
+    def slices(self, size: int, limit: int | None = None) -> Iterator[Batch]:
         end = self.items if limit is None else min(limit, self.items)
-        out = []
         for start in range(0, end, size):
-            idx = torch.arange(start, min(start + size, end))
-            out.append(self.batch(idx))
-        return out
+            yield self.batch(torch.arange(start, min(start + size, end)))
 
 
 def _free_gpu_bytes(device: torch.device) -> int:

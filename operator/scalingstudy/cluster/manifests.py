@@ -138,6 +138,8 @@ def _pod_spec(spec: ScalingStudySpec, container: dict[str, Any], uid: int) -> di
         pod["priorityClassName"] = trainer.priority_class_name
     if trainer.image_pull_secrets:
         pod["imagePullSecrets"] = [{"name": s.name} for s in trainer.image_pull_secrets]
+    if trainer.termination_grace_period_seconds:
+        pod["terminationGracePeriodSeconds"] = trainer.termination_grace_period_seconds
     return pod
 
 
