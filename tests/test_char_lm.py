@@ -13,6 +13,7 @@ import torch
 from scalingstudy_trainer.corpus import read_corpus
 from scalingstudy_trainer.errors import ConfigError
 from scalingstudy_trainer.tasks.char_lm import CharLM, TransformerLM, transformer_shape
+from tests.training import descend
 
 WORDS = [
     "alpha",
@@ -99,12 +100,7 @@ def test_both_families_learn_and_count_parameters(corpus: Path, family: str) -> 
     x, y = t.train_subset(33 * 16)
     before = float(t.loss(model, x, y).detach())
     assert abs(before - np.log(256)) < 0.5  # near uniform over bytes at initialisation
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for _ in range(30):
-        loss = t.loss(model, x, y)
-        optimizer.zero_grad()
-        loss.backward()  # type: ignore[no-untyped-call]
-        optimizer.step()
+    descend(t, model, x, y, steps=30, lr=1e-2)
     assert float(t.loss(model, x, y).detach()) < before - 1.0
     total = sum(p.numel() for p in model.parameters())
     non_embedding = t.non_embedding_parameters(model)

@@ -12,6 +12,7 @@ from PIL import Image
 
 from scalingstudy_trainer.errors import ConfigError
 from scalingstudy_trainer.tasks.image_classification import ImageClassification
+from tests.training import descend
 
 
 def test_digits_subsets_are_nested_and_disjoint_from_validation() -> None:
@@ -35,12 +36,7 @@ def test_both_families_learn_digits(family: str, width: int) -> None:
     x, y = t.train_subset(256)
     vx, vy = t.validation_set()
     before = float(t.loss(model, vx, vy).detach())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(40):
-        loss = t.loss(model, x, y)
-        optimizer.zero_grad()
-        loss.backward()  # type: ignore[no-untyped-call]
-        optimizer.step()
+    descend(t, model, x, y, steps=40, lr=3e-3)
     model.eval()
     with torch.no_grad():
         after = float(t.loss(model, vx, vy))

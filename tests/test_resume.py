@@ -164,6 +164,17 @@ def _trainer(env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
+def _run_to_end(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scalingstudy_trainer"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 def _events(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
@@ -182,26 +193,12 @@ def test_sigterm_saves_exits_143_and_the_retry_finishes_the_same(tmp_path: Path)
     assert saved and saved[0]["checkpoint_saved"] is True and saved[0]["step"] >= 200
     assert not (tmp_path / "preempted.json").exists()
 
-    retry = subprocess.run(
-        [sys.executable, "-m", "scalingstudy_trainer"],
-        env=_env(tmp_path, ckpt, "retry.json"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    retry = _run_to_end(_env(tmp_path, ckpt, "retry.json"))
     assert retry.returncode == 0, retry.stderr
     start = next(e for e in _events(retry.stdout) if e["event"] == "start")
     assert start["resumed_from_step"] == saved[0]["step"]
 
-    whole = subprocess.run(
-        [sys.executable, "-m", "scalingstudy_trainer"],
-        env=_env(tmp_path, "", "whole.json"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    whole = _run_to_end(_env(tmp_path, "", "whole.json"))
     resumed = json.loads((tmp_path / "retry.json").read_text())
     uninterrupted = json.loads((tmp_path / "whole.json").read_text())
     assert resumed["validation_loss"] == uninterrupted["validation_loss"]
@@ -209,14 +206,7 @@ def test_sigterm_saves_exits_143_and_the_retry_finishes_the_same(tmp_path: Path)
     assert resumed["resumed_from_step"] == saved[0]["step"]
 
     # A pod that died after finishing: the next attempt reports the kept result at once.
-    again = subprocess.run(
-        [sys.executable, "-m", "scalingstudy_trainer"],
-        env=_env(tmp_path, ckpt, "again.json"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    again = _run_to_end(_env(tmp_path, ckpt, "again.json"))
     assert again.returncode == 0
     assert [e["event"] for e in _events(again.stdout)] == ["finished_before", "result"]
     assert json.loads((tmp_path / "again.json").read_text()) == resumed
