@@ -65,3 +65,19 @@ def test_joint_needs_three_model_sizes() -> None:
     report = fit_points(points, FitOptions(joint=True, bootstrap=0))
     assert report["joint"] is None
     assert any("joint fit skipped" in w for w in report["warnings"])
+
+
+def test_bigger_models_that_are_not_better_give_a_warning_not_a_step_function() -> None:
+    """Undertrained large models (as in a CPU-sized study) make the loss rise with N at
+    some data sizes; unbounded, the fit turned the N term into a step (alpha_N ~ 1000)."""
+    rng = np.random.default_rng(0)
+    points = []
+    for d in (1e4, 3e4, 1e5, 3e5, 1e6):
+        for n, penalty in ((1e4, 0.0), (1e5, -0.05), (4e5, 0.15)):
+            loss = (1.2 + 30 * d**-0.3 + penalty) * np.exp(0.01 * rng.standard_normal())
+            points.append(Point(d, loss, parameters=n))
+    report = fit_points(points, FitOptions(bootstrap=50, joint=True))
+    assert report["joint"] is None
+    assert any("joint fit not reported: alpha_N" in w for w in report["warnings"]), report[
+        "warnings"
+    ]

@@ -21,7 +21,7 @@ from scalingstudy.fitting.curve import (
     local_grid,
     profile_interval,
 )
-from scalingstudy.fitting.joint import bootstrap_joint, fit_joint
+from scalingstudy.fitting.joint import bootstrap_joint, fit_joint, unidentified
 from scalingstudy.fitting.options import FitOptions, Form
 from scalingstudy.fitting.points import (
     BestPoint,
@@ -401,6 +401,10 @@ def _joint(
         )
         return None
     law = fit_joint(n, d, loss)
+    problem = unidentified(law)
+    if problem is not None:
+        warnings.append(f"joint fit not reported: {problem}")
+        return None
     replicates = min(options.bootstrap, options.joint_bootstrap)
     draws = bootstrap_joint(n, d, loss, law, replicates, np.random.default_rng(options.random_seed))
     names = {"E": "E", "A": "A", "B": "B", "alpha_N": "alpha", "beta_D": "beta"}

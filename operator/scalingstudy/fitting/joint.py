@@ -31,6 +31,11 @@ GRID = np.array(
         )
     )
 )
+#: Bounds of (log E, log A, log B, alpha, beta). An exponent at a bound means the data
+#: do not pin that term down (for example bigger models that are not better): the
+#: fit is then reported as unidentified rather than as a step function.
+BOUNDS = [(-25.0, 10.0), (-25.0, 60.0), (-25.0, 60.0), (0.0, 3.0), (0.0, 3.0)]
+EXPONENT_MAX = BOUNDS[3][1]
 REFINED_STARTS = 12
 #: Grid starts x points evaluated at once: bounds the temporaries to a few MB however
 #: many rows a study has (the whole 5,400-start grid on 1,000 rows would take 1 GB).
@@ -97,14 +102,16 @@ def _value_and_grad(theta: Array, log_n: Array, log_d: Array, log_l: Array) -> t
 def _refine(
     start: Array, log_n: Array, log_d: Array, log_l: Array, tol: float = 1e-14
 ) -> tuple[Array, float]:
-    res = minimize(
-        _value_and_grad,
-        start,
-        args=(log_n, log_d, log_l),
-        jac=True,
-        method="L-BFGS-B",
-        options={"maxiter": 1000, "gtol": tol * 1e4, "ftol": tol},
-    )
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        res = minimize(
+            _value_and_grad,
+            np.clip(start, [lo for lo, _ in BOUNDS], [hi for _, hi in BOUNDS]),
+            args=(log_n, log_d, log_l),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=BOUNDS,
+            options={"maxiter": 1000, "gtol": tol * 1e4, "ftol": tol},
+        )
     return np.asarray(res.x), float(res.fun)
 
 
@@ -126,6 +133,20 @@ def fit_joint(
             best_theta, best_value = theta, value
     e, a, b, alpha, beta = best_theta
     return JointLaw(float(np.exp(e)), float(np.exp(a)), float(np.exp(b)), float(alpha), float(beta))
+
+
+def unidentified(law: JointLaw) -> str | None:
+    """Why the fitted law is not a usable answer, or None when it is."""
+    for name, value in (("alpha_N", law.alpha), ("beta_D", law.beta)):
+        if value >= EXPONENT_MAX - 1e-6:
+            term = "model size" if name == "alpha_N" else "data size"
+            return (
+                f"{name} reached its bound {EXPONENT_MAX:g}: the loss does not fall "
+                f"steadily with {term} in these trials"
+            )
+        if value <= 1e-6:
+            return f"{name} is 0: the data do not separate that term from E"
+    return None
 
 
 def theta_of(law: JointLaw) -> Array:
