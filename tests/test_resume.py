@@ -96,6 +96,22 @@ def test_checkpoint_of_another_trial_is_not_resumed(tmp_path: Path, corpus: Path
     assert outcome.resumed_from_step == 0 and outcome.steps == 60
 
 
+def test_periodic_checkpoints_bound_what_a_sigkill_loses(
+    tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Besides on SIGTERM, the state is saved at an evaluation once the interval has
+    passed (10 minutes in production; zero here so every evaluation saves)."""
+    monkeypatch.setattr("scalingstudy_trainer.checkpoint.SAVE_INTERVAL_SECONDS", 0.0)
+    events: list[tuple[str, dict[str, Any]]] = []
+    checkpoints = Checkpoints(str(tmp_path), {"trial": "periodic"})
+    task = tasks(corpus)["teacher-student"]
+    train(task, 300, 8, 0, TRAINING, lambda e, **f: events.append((e, f)), checkpoints, runtime=CPU)
+    saved_at = [f["step"] for e, f in events if e == "checkpoint"]
+    assert saved_at == [10, 20, 30, 40, 50, 60]
+    state, why = checkpoints.load()
+    assert why == "resumed" and state is not None and state["step"] == 60
+
+
 def test_micro_batches_accumulate_to_the_full_batch_gradient(corpus: Path) -> None:
     task = tasks(corpus)["teacher-student"]
     runs = []
