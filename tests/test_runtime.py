@@ -44,3 +44,9 @@ def test_bf16_autocast_trains_to_a_close_result() -> None:
     assert math.isfinite(bf16.validation_loss)
     assert bf16.validation_loss != fp32.validation_loss  # the autocast path really ran
     assert abs(bf16.validation_loss - fp32.validation_loss) < 0.2 * fp32.validation_loss
+
+
+def test_only_the_transformer_is_compiled_by_default() -> None:
+    assert CharLM({"model": "transformer"}, 0).compile_helps()
+    assert not CharLM({"model": "lstm"}, 0).compile_helps()
+    assert not TeacherStudent({}, 0).compile_helps()

@@ -59,7 +59,7 @@ class Runtime:
             precision == "auto" and cuda and torch.cuda.is_bf16_supported()
         )
         mode = task.options.compile
-        compiled = mode == "on" or (mode == "auto" and cuda and task.compile_helps)
+        compiled = mode == "on" or (mode == "auto" and cuda and task.compile_helps())
         return cls(device=device, bf16=bf16, compile=compiled)
 
     def autocast(self) -> AbstractContextManager[Any]:

@@ -43,8 +43,6 @@ class Task(ABC):
     unit: ClassVar[str] = "examples"
     """What a data size counts (examples, bytes, ...); stated in every result."""
     options_model: ClassVar[type[TaskOptions]] = TaskOptions
-    compile_helps: ClassVar[bool] = False
-    """Whether ``compile: auto`` compiles the model on a GPU."""
 
     def __init__(self, options: dict[str, Any], data_seed: int) -> None:
         try:
@@ -73,6 +71,10 @@ class Task(ABC):
         self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
         """Mean loss of a batch (the metric reported as validation_loss)."""
+
+    def compile_helps(self) -> bool:
+        """Whether ``compile: auto`` compiles the model on a GPU."""
+        return False
 
     def check_data_size(self, data_size: int) -> None:
         """Raise ConfigError when a subset of this size cannot be drawn (loads the data)."""

@@ -135,7 +135,11 @@ class CharLM(Task):
     unit = "bytes"
     options_model = CharLMOptions
     options: CharLMOptions
-    compile_helps = True
+
+    def compile_helps(self) -> bool:
+        # Fused attention/MLP kernels pay off for the transformer; cuDNN's LSTM is
+        # already one kernel and the recurrence would break the graph.
+        return self.options.model == "transformer"
 
     @property
     def sequence(self) -> int:
