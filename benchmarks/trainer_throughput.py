@@ -79,15 +79,15 @@ def measure(case: Case, steps: int, warmup: int, device: torch.device) -> dict[s
     runtime = Runtime.choose(task, device)
     trainer = Trainer(task, case.data_size, case.model_size, 0, training, runtime)
 
-    def run(first: int, count: int) -> None:
-        for step in range(first, first + count):
-            trainer._update(*trainer.train_data.batch(trainer.sampler.indices(step)))
+    def run(count: int) -> None:
+        for _ in range(count):
+            trainer.advance()
 
-    run(0, warmup)  # compilation, autotuning, allocator warm-up
+    run(warmup)  # compilation, autotuning, allocator warm-up
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     started = time.perf_counter()
-    run(warmup, steps)
+    run(steps)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from scalingstudy_trainer.loop import Runtime, Trainer, train
 from scalingstudy_trainer.tasks.base import Task
 from scalingstudy_trainer.tasks.char_lm import CharLM
 from scalingstudy_trainer.tasks.teacher_student import TeacherStudent
+from tests.training import TRAINER, run_trainer
 
 TRAINING = TrainingSpec.model_validate(
     {"minSteps": 60, "maxSteps": 60, "evalEvery": 10, "batchSize": 16, "learningRate": 3e-3}
@@ -118,8 +118,8 @@ def test_micro_batches_accumulate_to_the_full_batch_gradient(corpus: Path) -> No
     for micro in (16, 5):
         trainer = Trainer(task, 300, 8, 0, TRAINING, CPU)
         trainer.micro_batch = micro
-        for step in range(5):
-            trainer._update(*trainer.train_data.batch(trainer.sampler.indices(step)))
+        for _ in range(5):
+            trainer.advance()
         runs.append(torch.cat([p.detach().flatten() for p in trainer.model.parameters()]))
     assert torch.allclose(runs[0], runs[1], atol=1e-6)
 
@@ -172,22 +172,11 @@ def _env(tmp_path: Path, checkpoint_dir: str, result: str) -> dict[str, str]:
 
 def _trainer(env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "scalingstudy_trainer"],
+        TRAINER,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-
-
-def _run_to_end(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scalingstudy_trainer"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
     )
 
 
@@ -209,12 +198,12 @@ def test_sigterm_saves_exits_143_and_the_retry_finishes_the_same(tmp_path: Path)
     assert saved and saved[0]["checkpoint_saved"] is True and saved[0]["step"] >= 200
     assert not (tmp_path / "preempted.json").exists()
 
-    retry = _run_to_end(_env(tmp_path, ckpt, "retry.json"))
+    retry = run_trainer(_env(tmp_path, ckpt, "retry.json"))
     assert retry.returncode == 0, retry.stderr
     start = next(e for e in _events(retry.stdout) if e["event"] == "start")
     assert start["resumed_from_step"] == saved[0]["step"]
 
-    whole = _run_to_end(_env(tmp_path, "", "whole.json"))
+    whole = run_trainer(_env(tmp_path, "", "whole.json"))
     resumed = json.loads((tmp_path / "retry.json").read_text())
     uninterrupted = json.loads((tmp_path / "whole.json").read_text())
     assert resumed["validation_loss"] == uninterrupted["validation_loss"]
@@ -222,7 +211,7 @@ def test_sigterm_saves_exits_143_and_the_retry_finishes_the_same(tmp_path: Path)
     assert resumed["resumed_from_step"] == saved[0]["step"]
 
     # A pod that died after finishing: the next attempt reports the kept result at once.
-    again = _run_to_end(_env(tmp_path, ckpt, "again.json"))
+    again = run_trainer(_env(tmp_path, ckpt, "again.json"))
     assert again.returncode == 0
     assert [e["event"] for e in _events(again.stdout)] == ["finished_before", "result"]
     assert json.loads((tmp_path / "again.json").read_text()) == resumed

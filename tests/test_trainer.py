@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from scalingstudy.contract import EXIT_CONFIG_ERROR, parse_result
+from tests.training import run_trainer
 
 
 def _run(tmp_path: Path, **overrides: str) -> tuple[subprocess.CompletedProcess[str], Path]:
@@ -28,15 +28,7 @@ def _run(tmp_path: Path, **overrides: str) -> tuple[subprocess.CompletedProcess[
         "OMP_NUM_THREADS": "1",
         **overrides,
     }
-    proc = subprocess.run(
-        [sys.executable, "-m", "scalingstudy_trainer"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    return proc, result
+    return run_trainer(env, timeout=120), result
 
 
 def test_trains_and_reports_the_contract_result(tmp_path: Path) -> None:

@@ -12,9 +12,7 @@ identity: a checkpoint of a different trial, task or training setting is ignored
 from __future__ import annotations
 
 import json
-import os
 import signal
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +20,8 @@ from types import FrameType
 from typing import Any
 
 import torch
+
+from scalingstudy.local.store import write_atomic, write_atomic_with
 
 STATE_FILE = "checkpoint.pt"
 RESULT_FILE = "result.json"
@@ -53,17 +53,6 @@ class StopSignal:
         return self.signal is not None
 
 
-def _atomic(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class Checkpoints:
     """The trial's checkpoint folder; a no-op when the trial has none."""
 
@@ -76,17 +65,13 @@ class Checkpoints:
     def enabled(self) -> bool:
         return self.directory is not None
 
-    def _path(self, name: str) -> Path | None:
-        if self.directory is None:
-            return None
-        self.directory.mkdir(parents=True, exist_ok=True)
-        return self.directory / name
-
     def save(self, state: dict[str, Any]) -> bool:
-        path = self._path(STATE_FILE)
-        if path is None:
+        if self.directory is None:
             return False
-        _atomic(path, lambda tmp: torch.save({"identity": self.identity, **state}, tmp))
+        write_atomic_with(
+            self.directory / STATE_FILE,
+            lambda handle: torch.save({"identity": self.identity, **state}, handle),
+        )
         self.saved_at = time.monotonic()
         return True
 
@@ -108,12 +93,11 @@ class Checkpoints:
         return state, "resumed"
 
     def save_result(self, result: Mapping[str, Any]) -> None:
-        path = self._path(RESULT_FILE)
-        if path is None:
+        if self.directory is None:
             return
         text = json.dumps({"identity": self.identity, "result": dict(result)}, sort_keys=True)
-        _atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-        (path.parent / STATE_FILE).unlink(missing_ok=True)
+        write_atomic(self.directory / RESULT_FILE, text)
+        (self.directory / STATE_FILE).unlink(missing_ok=True)
 
     def load_result(self) -> dict[str, Any] | None:
         if self.directory is None:

@@ -37,7 +37,6 @@ class Outcome:
     non_embedding_parameters: int | None
     best_step: int
     seconds: float
-    items: int
     batch_size: int
     resumed_from_step: int
 
@@ -161,7 +160,8 @@ class Trainer:
         runtime: Runtime,
     ) -> None:
         self.task, self.training, self.runtime = task, training, runtime
-        if runtime.device.type == "cuda":
+        cuda = runtime.device.type == "cuda"
+        if cuda:
             # fp32 leftovers (LSTM, norms) on tensor cores; bf16 autocast does the rest.
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -170,10 +170,10 @@ class Trainer:
         self.validation = Feeder(task.validation_set(), runtime.device)
         self.model = task.build_model(model_size).to(runtime.device)
         self.parameters = parameter_count(self.model)
+        self.non_embedding_parameters = task.non_embedding_parameters(self.model)
         self.run_model: torch.nn.Module = (
             cast(torch.nn.Module, torch.compile(self.model)) if runtime.compile else self.model
         )
-        cuda = runtime.device.type == "cuda"
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
             lr=training.learning_rate,
@@ -248,6 +248,13 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 torch.cuda.empty_cache()
 
+    def advance(self) -> None:
+        """One optimiser step on the step's minibatch; its loss joins the running mean."""
+        x, y = self.train_data.batch(self.sampler.indices(self.step))
+        self.train_sum += self._update(x, y).double()
+        self.train_n += 1
+        self.step += 1
+
     def _evaluate(self) -> float:
         return evaluate(self.task, self.run_model, self.validation, self.runtime, self.eval_batch)
 
@@ -261,10 +268,7 @@ class Trainer:
                 saved = checkpoints.save(self.state())
                 log("preempted", step=self.step, checkpoint_saved=saved)
                 raise Preempted
-            x, y = self.train_data.batch(self.sampler.indices(self.step))
-            self.train_sum += self._update(x, y).double()
-            self.train_n += 1
-            self.step += 1
+            self.advance()
             if self.step % self.training.eval_every and self.step != self.budget:
                 continue
             train_loss = float(self.train_sum) / self.train_n
@@ -315,10 +319,9 @@ class Trainer:
             steps=self.step,
             samples_seen=self.step * self.batch_size,
             parameters=self.parameters,
-            non_embedding_parameters=self.task.non_embedding_parameters(self.model),
+            non_embedding_parameters=self.non_embedding_parameters,
             best_step=self.best_step,
             seconds=time.monotonic() - started,
-            items=self.train_data.items,
             batch_size=self.batch_size,
             resumed_from_step=resumed_from,
         )
@@ -347,7 +350,7 @@ def train(
         model_size=model_size,
         seed=seed,
         parameters=trainer.parameters,
-        non_embedding_parameters=task.non_embedding_parameters(trainer.model),
+        non_embedding_parameters=trainer.non_embedding_parameters,
         items=trainer.train_data.items,
         step_budget=trainer.budget,
         batch_size=trainer.batch_size,

@@ -194,13 +194,13 @@ class Controller:
             # loses nothing, and one before it only repeats the collection.
             self.kube.patch_study_status(namespace, name, new_status)
         self.metrics.observe_study(namespace, name, new_status)
+        gpus = gpus_per_trial(spec)
         for rec in p.new_records:
             self.metrics.result_source.labels(rec.source or "none").inc()
             if rec.duration_seconds is not None:
                 self.metrics.trial_seconds.labels(namespace, name, rec.status).observe(
                     rec.duration_seconds
                 )
-                gpus = gpus_per_trial(spec)
                 if gpus:
                     self.metrics.gpu_seconds.labels(namespace, name).inc(
                         gpus * rec.duration_seconds

@@ -35,6 +35,7 @@ GRID = np.array(
 #: do not pin that term down (for example bigger models that are not better): the
 #: fit is then reported as unidentified rather than as a step function.
 BOUNDS = [(-25.0, 10.0), (-25.0, 60.0), (-25.0, 60.0), (0.0, 3.0), (0.0, 3.0)]
+LOWER, UPPER = np.array(BOUNDS).T
 EXPONENT_MAX = BOUNDS[3][1]
 REFINED_STARTS = 12
 #: Grid starts x points evaluated at once: bounds the temporaries to a few MB however
@@ -105,7 +106,7 @@ def _refine(
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         res = minimize(
             _value_and_grad,
-            np.clip(start, [lo for lo, _ in BOUNDS], [hi for _, hi in BOUNDS]),
+            np.clip(start, LOWER, UPPER),
             args=(log_n, log_d, log_l),
             jac=True,
             method="L-BFGS-B",

@@ -12,9 +12,9 @@ import csv
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from scalingstudy.results import CSV_COLUMNS, TrialRecord
 
@@ -23,18 +23,24 @@ class StoreError(Exception):
     """An output directory that cannot be used for this study."""
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic_with(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Let ``write`` fill a temporary file beside ``path``, sync it, rename it into place:
+    a reader (or a restart after a crash) sees the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: Path, text: str) -> None:
+    write_atomic_with(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 class ResultStore:
