@@ -21,6 +21,7 @@ from scalingstudy.fitting.curve import (
     local_grid,
     profile_interval,
 )
+from scalingstudy.fitting.extrapolation import extrapolate
 from scalingstudy.fitting.joint import bootstrap_joint, fit_joint, unidentified
 from scalingstudy.fitting.options import FitOptions, Form
 from scalingstudy.fitting.points import (
@@ -29,11 +30,42 @@ from scalingstudy.fitting.points import (
     Point,
     best_from_cells,
     cells,
+    number,
     validate,
+)
+from scalingstudy.fitting.predict import (
+    Predictor,
+    extrapolation_report,
+    quantile_interval,
+    reach_warnings,
 )
 from scalingstudy.fitting.region import find_region
 
 FORM_NAMES = {False: "power-law", True: "power-law-plus-constant"}
+
+#: What each interval in the report means (the report carries this too).
+INTERVAL_METHODS = {
+    "learning_curve.beta_interval": (
+        "confidence interval of beta_g: bootstrap over trials (or the curve's residuals) "
+        "joined with the profile-likelihood interval (F test), also under the curve with "
+        "gamma when form auto drops it"
+    ),
+    "predictions[].interval": (
+        "prediction interval of the loss a trial at that data size would measure: the "
+        "form chosen by a rolling-origin backtest, its log error modelled from that "
+        "backtest as growing with the distance past the largest fitted size, never "
+        "narrower than noise plus the bootstrap spread"
+    ),
+    "predictions[].parametric_interval": (
+        "bootstrap interval of the power law alone: noise only, no error of the form"
+    ),
+    "learning_curve.band": "the prediction interval along the curve",
+    "data_for_target.interval": (
+        "data sizes at which the ends of the prediction interval reach the target; "
+        "null upper end: may be unreachable"
+    ),
+    "model_size.beta_interval": "bootstrap interval of beta_p",
+}
 
 
 @dataclass
@@ -90,14 +122,6 @@ def _arrays(best: Sequence[BestPoint]) -> Replicate:
     )
 
 
-def _interval(values: Sequence[float], confidence: float) -> list[float] | None:
-    finite = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
-    if len(finite) < 2:
-        return None
-    tail = (1.0 - confidence) / 2.0
-    return [float(np.quantile(finite, tail)), float(np.quantile(finite, 1.0 - tail))]
-
-
 def _beta_interval(
     m: np.ndarray, y: np.ndarray, fit: CurveFit, laws: Sequence[PowerLaw], options: FitOptions
 ) -> list[float] | None:
@@ -108,7 +132,7 @@ def _beta_interval(
     if not options.bootstrap:
         return None
     candidates = [
-        _interval([s.beta for s in laws], options.confidence),
+        quantile_interval([s.beta for s in laws], options.confidence),
         profile_interval(m, y, fit, options.confidence),
     ]
     if options.form == "auto" and fit.k == 2 and len(m) > 3:
@@ -224,10 +248,6 @@ def _r2_log(m: np.ndarray, y: np.ndarray, law: PowerLaw) -> float:
     return 1.0 - sse / sst if sst > 0 else 0.0
 
 
-def _number(x: float) -> float | int:
-    return int(x) if float(x).is_integer() else float(x)
-
-
 def _learning_curve(
     m: np.ndarray, y: np.ndarray, form: Form
 ) -> tuple[CurveFit, int, int, list[str]]:
@@ -272,7 +292,7 @@ def _per_model_size(points: Sequence[Point], with_gamma: bool) -> list[dict[str,
         law = fit_power_law(m, y, with_gamma=with_gamma and len(m) >= 5).law
         out.append(
             {
-                "model_size": _number(model),
+                "model_size": number(model),
                 "alpha": law.alpha,
                 "beta": law.beta,
                 "gamma": law.gamma,
@@ -313,6 +333,11 @@ def fit_points(points: Sequence[Point], options: FitOptions | None = None) -> di
         )
     laws = [s.law for s in boot.samples]
     conf = options.confidence
+    # Predictions use every point: the forms that predict can bend (M4 from the
+    # small-data plateau, M2 and M4 into the irreducible error), and the backtest
+    # judges the ones that cannot.
+    predictor = Predictor(extrapolate(m, y, conf), law, laws, conf)
+    warnings.extend(reach_warnings(predictor, options.predict_at))
 
     report: dict[str, Any] = {
         "learning_curve": {
@@ -321,34 +346,31 @@ def fit_points(points: Sequence[Point], options: FitOptions | None = None) -> di
             "beta": law.beta,
             "gamma": law.gamma,
             "beta_interval": _beta_interval(m[lo:hi], y[lo:hi], fit, laws, options),
-            "alpha_interval": _interval([s.alpha for s in laws], conf),
-            "gamma_interval": _interval([s.gamma for s in laws], conf) if fit.k == 3 else None,
+            "alpha_interval": quantile_interval([s.alpha for s in laws], conf),
+            "gamma_interval": (
+                quantile_interval([s.gamma for s in laws], conf) if fit.k == 3 else None
+            ),
             "r2_log": _r2_log(m[lo:hi], y[lo:hi], law),
             "n_points": hi - lo,
-            "power_law_range": [_number(m[lo]), _number(m[hi - 1])],
+            "power_law_range": [number(m[lo]), number(m[hi - 1])],
             "confidence": conf,
-            "band": _band(m, options.predict_at, law, laws, conf),
+            "band": predictor.band(float(m.min()), max([float(m.max()), *options.predict_at])),
         },
         "model_size": None,
         "best": [
             {
-                "data_size": _number(b.data_size),
-                "model_size": None if b.model_size is None else _number(b.model_size),
+                "data_size": number(b.data_size),
+                "model_size": None if b.model_size is None else number(b.model_size),
                 "loss": b.loss,
-                "parameters": None if b.size is None else _number(b.size),
+                "parameters": None if b.size is None else number(b.size),
                 "seeds": b.seeds,
             }
             for b in best
         ],
         "per_model_size": _per_model_size(points, fit.k == 3),
-        "predictions": [
-            {
-                "data_size": _number(at),
-                "loss": float(law(at)),
-                "interval": _interval([float(s(at)) for s in laws], conf),
-            }
-            for at in options.predict_at
-        ],
+        "predictions": [predictor.prediction(at) for at in options.predict_at],
+        "extrapolation": extrapolation_report(predictor.ex),
+        "interval_methods": INTERVAL_METHODS,
         "warnings": warnings,
     }
     size = _size_law(best)
@@ -356,35 +378,19 @@ def fit_points(points: Sequence[Point], options: FitOptions | None = None) -> di
         report["model_size"] = {
             "alpha": size[0],
             "beta": size[1],
-            "beta_interval": _interval(
+            "beta_interval": quantile_interval(
                 [s.size_beta for s in boot.samples if s.size_beta is not None], conf
             ),
             "r2_log": size[2],
         }
     if options.target_loss is not None:
-        report["data_for_target"] = _data_for_target(law, laws, options.target_loss, conf, size)
+        target = predictor.data_for_target(options.target_loss)
+        if target["data_size"] is not None and size is not None:
+            target["parameters"] = size[0] * target["data_size"] ** size[1]
+        report["data_for_target"] = target
     if options.joint:
         report["joint"] = _joint(points, options, warnings)
     return report
-
-
-BAND_POINTS = 24
-
-
-def _band(
-    m: np.ndarray, predict_at: Sequence[float], law: Any, laws: Sequence[Any], conf: float
-) -> list[dict[str, Any]]:
-    """The curve's confidence band (bootstrap quantiles) from the smallest data size to the
-    farthest prediction: what a plot shades around the fitted curve."""
-    if len(laws) < 2:
-        return []
-    top = max([float(m.max()), *predict_at])
-    out = []
-    for at in np.geomspace(float(m.min()), top, BAND_POINTS):
-        interval = _interval([float(s(at)) for s in laws], conf)
-        if interval is not None:
-            out.append({"data_size": float(at), "loss": float(law(at)), "interval": interval})
-    return out
 
 
 def _joint(
@@ -411,34 +417,9 @@ def _joint(
     return {
         **{key: getattr(law, attr) for key, attr in names.items()},
         "intervals": {
-            key: _interval([getattr(s, attr) for s in draws], options.confidence)
+            key: quantile_interval([getattr(s, attr) for s in draws], options.confidence)
             for key, attr in names.items()
         },
         "compute_optimal": law.compute_optimal,
         "n_points": len(rows),
     }
-
-
-def _data_for_target(
-    law: PowerLaw,
-    laws: Sequence[PowerLaw],
-    target: float,
-    confidence: float,
-    size: tuple[float, float, float] | None,
-) -> dict[str, Any]:
-    needed = law.data_for(target)
-    interval: list[float | None] | None = None
-    if laws:
-        draws = [s.data_for(target) for s in laws]
-        values = np.array([np.inf if d is None else d for d in draws])
-        tail = (1.0 - confidence) / 2.0
-        lo, hi = (np.quantile(values, q, method="inverted_cdf") for q in (tail, 1.0 - tail))
-        interval = [None if not np.isfinite(v) else _number(round(v)) for v in (lo, hi)]
-    out: dict[str, Any] = {
-        "target_loss": target,
-        "data_size": None if needed is None else _number(round(needed)),
-        "interval": interval,
-    }
-    if needed is not None and size is not None:
-        out["parameters"] = size[0] * needed ** size[1]
-    return out

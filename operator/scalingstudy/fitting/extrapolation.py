@@ -185,7 +185,7 @@ def extrapolate(x: Array, y: Array, confidence: float) -> Extrapolation:
         if n < form.min_points:
             continue
         done = _backtest(form, x, y, _origins(n, max(half, form.min_points)))
-        if len(done) >= 2:
+        if done:
             tests[form.name] = done
     if not tests and n >= 4:
         # Too short for the later half: backtest the simplest form from its minimum.
@@ -210,16 +210,14 @@ def extrapolate(x: Array, y: Array, confidence: float) -> Extrapolation:
             FormScore(nm, w, float("nan"), 0) for nm, w in zip(names, weights, strict=True)
         )
         return Extrapolation(tuple(fits), weights, scores, None, float(x[0]), float(x[-1]))
-    mse = np.array(
-        [np.mean([np.mean(tests[nm][k].error ** 2) for k in shared]) for nm in names]
-    )
+    mse = np.array([np.mean([np.mean(tests[nm][k].error ** 2) for k in shared]) for nm in names])
     # The first of the best: FORMS lists the forms from the fewest parameters up.
     chosen = int(np.argmin(mse))
     weights = tuple(1.0 if i == chosen else 0.0 for i in range(len(names)))
-    combined = np.concatenate(
-        [sum(w * tests[nm][k].error for w, nm in zip(weights, names, strict=True)) for k in shared]
-    )
-    distance = np.concatenate([tests[names[0]][k].distance for k in shared])
+    # The error model uses every origin of the chosen form, not only the shared ones.
+    own = list(tests[names[chosen]].values())
+    combined = np.concatenate([b.error for b in own])
+    distance = np.concatenate([b.distance for b in own])
     residual = np.log(_average(fits, weights, x)) - np.log(y)
     k_eff = float(sum(w * f.k for w, f in zip(weights, fits, strict=True)))
     noise = float(np.sqrt(np.sum(residual**2) / max(n - k_eff, 1.0)))
@@ -228,8 +226,8 @@ def extrapolate(x: Array, y: Array, confidence: float) -> Extrapolation:
     model = ErrorModel(
         noise=noise,
         growth=growth,
-        t_quantile=float(student_t.ppf(tail, df=len(shared))),
-        origins=len(shared),
+        t_quantile=float(student_t.ppf(tail, df=len(own))),
+        origins=len(own),
         n_backtests=len(combined),
         max_distance=float(distance.max()),
     )

@@ -8,6 +8,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 
+def number(x: float) -> float | int:
+    """A data size or count as JSON shows it: an int when it is whole."""
+    return int(x) if float(x).is_integer() else float(x)
+
+
 class FitError(ValueError):
     """Input the fit cannot use; the message says which point and why."""
 

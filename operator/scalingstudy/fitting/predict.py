@@ -1,0 +1,208 @@
+"""The report's predictions: loss at given data sizes, the band a plot shades, and the
+data needed for a target loss, each with its calibrated interval (`extrapolation.py`).
+
+The bootstrap over the power law (`engine.py`) stays in as the parametric part: a
+prediction's log-space standard deviation is the larger of the backtest error model
+and noise plus the bootstrap spread at that size, so an interval is never narrower
+than the noise-only interval it replaces. Without a backtest (fewer than about six
+data sizes) the bootstrap interval is all there is, and a warning says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from scalingstudy.fitting.curve import PowerLaw
+from scalingstudy.fitting.extrapolation import Extrapolation
+from scalingstudy.fitting.points import number
+
+BAND_POINTS = 24
+#: How far data_for_target searches, as a multiple of the largest fitted size.
+TARGET_HORIZON = 1e6
+_Z90 = 1.6448536269514722  # normal 95% quantile: bootstrap spread -> standard deviation
+
+
+def quantile_interval(values: Sequence[float], confidence: float) -> list[float] | None:
+    """The central ``confidence`` range of finite values (None with fewer than two)."""
+    finite = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
+    if len(finite) < 2:
+        return None
+    tail = (1.0 - confidence) / 2.0
+    return [float(np.quantile(finite, tail)), float(np.quantile(finite, 1.0 - tail))]
+
+
+def _parametric_sigma(laws: Sequence[PowerLaw], x: np.ndarray) -> np.ndarray:
+    """Log-space spread of the bootstrap curves at x, as a standard deviation."""
+    if len(laws) < 2:
+        return np.zeros_like(x)
+    with np.errstate(all="ignore"):
+        logs = np.log(np.maximum(np.stack([law(x) for law in laws]), 1e-300))
+    lo, hi = np.nanquantile(logs, [0.05, 0.95], axis=0)
+    return np.asarray(np.nan_to_num((hi - lo) / (2 * _Z90), nan=0.0))
+
+
+class Predictor:
+    """Point predictions and intervals at any data size for one fit."""
+
+    def __init__(
+        self,
+        extrapolation: Extrapolation,
+        law: PowerLaw,
+        laws: Sequence[PowerLaw],
+        confidence: float,
+    ) -> None:
+        self.ex = extrapolation
+        self.law = law
+        self.laws = laws
+        self.confidence = confidence
+
+    @property
+    def calibrated(self) -> bool:
+        return self.ex.errors is not None
+
+    def loss(self, x: np.ndarray) -> np.ndarray:
+        return self.ex.loss(x) if self.calibrated else np.asarray(self.law(x))
+
+    def sigma(self, x: np.ndarray) -> np.ndarray | None:
+        return self.ex.sigma(x, _parametric_sigma(self.laws, x))
+
+    def intervals(self, x: np.ndarray) -> list[list[float] | None]:
+        """Per size: [low, high] of the loss a trial there would measure."""
+        sigma = self.sigma(x)
+        if sigma is None or self.ex.errors is None:
+            return [
+                quantile_interval([float(s(at)) for s in self.laws], self.confidence) for at in x
+            ]
+        centre = self.loss(x)
+        half = self.ex.errors.t_quantile * sigma
+        return [
+            [float(c * math.exp(-h)), float(c * math.exp(h))]
+            for c, h in zip(centre, half, strict=True)
+        ]
+
+    def prediction(self, at: float) -> dict[str, Any]:
+        x = np.array([at])
+        out: dict[str, Any] = {
+            "data_size": number(at),
+            "loss": float(self.loss(x)[0]),
+            "interval": self.intervals(x)[0],
+            "distance_ratio": float(at / self.ex.x_last),
+            "parametric_interval": quantile_interval(
+                [float(s(at)) for s in self.laws], self.confidence
+            ),
+        }
+        if self.ex.errors is not None:
+            errors = self.ex.errors
+            out["form"] = self.ex.fits[int(np.argmax(self.ex.weights))].form
+            out["sigma_log"] = float(self.sigma(x)[0])  # type: ignore[index]
+            out["backtest_sigma_log"] = float(errors.sigma(self.ex.distance(x))[0])
+            out["supported"] = bool(self.ex.distance(x)[0] <= errors.max_distance + 1e-12)
+        return out
+
+    def band(self, m_min: float, top: float) -> list[dict[str, Any]]:
+        """The prediction band from the smallest data size to the farthest prediction."""
+        if not self.calibrated and len(self.laws) < 2:
+            return []
+        x = np.geomspace(m_min, top, BAND_POINTS)
+        centre = self.loss(x)
+        return [
+            {"data_size": float(at), "loss": float(c), "interval": iv}
+            for at, c, iv in zip(x, centre, self.intervals(x), strict=True)
+            if iv is not None
+        ]
+
+    def data_for_target(self, target: float) -> dict[str, Any]:
+        """Where the prediction (and each end of its interval) first reaches the target.
+
+        The interval's upper end is None when even the pessimistic curve does not get
+        there within TARGET_HORIZON times the largest fitted size: the target may be
+        unreachable."""
+        if not self.calibrated:
+            return self._bootstrap_target(target)
+        x = np.geomspace(self.ex.x_first, self.ex.x_last * TARGET_HORIZON, 2000)
+        centre = self.loss(x)
+        ivs = self.intervals(x)
+        low = np.array([iv[0] if iv else np.nan for iv in ivs])
+        high = np.array([iv[1] if iv else np.nan for iv in ivs])
+
+        def first(curve: np.ndarray) -> float | None:
+            hit = np.nonzero(curve <= target)[0]
+            return None if hit.size == 0 else float(x[hit[0]])
+
+        needed, optimistic, pessimistic = first(centre), first(low), first(high)
+        return {
+            "target_loss": target,
+            "data_size": None if needed is None else number(round(needed)),
+            "interval": [
+                None if optimistic is None else number(round(optimistic)),
+                None if pessimistic is None else number(round(pessimistic)),
+            ],
+            "distance_ratio": None if needed is None else needed / self.ex.x_last,
+        }
+
+    def _bootstrap_target(self, target: float) -> dict[str, Any]:
+        needed = self.law.data_for(target)
+        interval: list[float | int | None] | None = None
+        if self.laws:
+            values = np.array(
+                [np.inf if d is None else d for d in (s.data_for(target) for s in self.laws)]
+            )
+            tail = (1.0 - self.confidence) / 2.0
+            ends = (np.quantile(values, q, method="inverted_cdf") for q in (tail, 1.0 - tail))
+            interval = [None if not np.isfinite(v) else number(round(v)) for v in ends]
+        return {
+            "target_loss": target,
+            "data_size": None if needed is None else number(round(needed)),
+            "interval": interval,
+        }
+
+
+def extrapolation_report(ex: Extrapolation) -> dict[str, Any]:
+    """How the prediction intervals were made: the forms' backtests and the error model."""
+    chosen = ex.fits[int(np.argmax(ex.weights))].form
+    out: dict[str, Any] = {
+        "method": "rolling-origin backtest" if ex.errors else "bootstrap only (too few data sizes)",
+        "form": chosen,
+        "forms": [
+            {
+                "form": s.form,
+                "weight": s.weight,
+                "backtest_rmse_log": None if math.isnan(s.backtest_rmse) else s.backtest_rmse,
+                "n_backtests": s.n_backtests,
+            }
+            for s in ex.scores
+        ],
+    }
+    if ex.errors is not None:
+        out.update(
+            noise_sigma_log=ex.errors.noise,
+            error_growth=ex.errors.growth,
+            t_quantile=ex.errors.t_quantile,
+            origins=ex.errors.origins,
+            n_backtests=ex.errors.n_backtests,
+            reach_ratio=ex.reach,
+        )
+    return out
+
+
+def reach_warnings(predictor: Predictor, predict_at: Sequence[float]) -> list[str]:
+    ex = predictor.ex
+    if ex.errors is None:
+        return [
+            "too few data sizes to backtest the extrapolation: prediction intervals "
+            "cover the noise around the fitted curve only, not the error of its form"
+        ]
+    out = []
+    reach = ex.reach or 1.0
+    for at in predict_at:
+        if at / ex.x_last > reach * (1 + 1e-9):
+            out.append(
+                f"prediction at {at:g} is {at / ex.x_last:.3g}x the largest fitted data size; "
+                f"the backtest reaches only {reach:.3g}x: its interval is extrapolated "
+                "from the backtest's error growth"
+            )
+    return out
