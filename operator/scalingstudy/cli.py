@@ -69,10 +69,25 @@ def format_fit(fit: dict[str, Any]) -> str:
             f"  {b['data_size']:>12g} {_fmt(b['model_size']):>11} {_fmt(b.get('parameters')):>11}"
             f" {b['loss']:>10.5g}"
         )
+    ms_line = (
+        f"  (continuous optimum, {sum(1 for e in ms.get('estimates', []) if e['censored'])}"
+        f" censored; best grid points give {ms['grid_beta']:.4f})"
+        if ms and ms.get("method", "").startswith("continuous")
+        else ""
+    )
+    if ms_line:
+        lines.insert(3, ms_line)
+    ex = fit.get("extrapolation") or {}
     for p in fit.get("predictions", []):
         lines.append(
             f"Predicted loss at m = {p['data_size']:g}: {p['loss']:.5g}"
-            f"{_interval(p['interval'], 4)}"
+            f"{_interval(p['interval'], 4)} ({conf}% prediction interval; "
+            f"{p['distance_ratio']:.3g}x the largest data size, form {p.get('form', lc['form'])})"
+        )
+    if ex.get("reach_ratio"):
+        lines.append(
+            f"  intervals from a backtest over {ex['origins']} origins "
+            f"(reach {ex['reach_ratio']:.3g}x, noise {ex['noise_sigma_log']:.3g} in log loss)"
         )
     target = fit.get("data_for_target")
     if target:

@@ -73,13 +73,20 @@ def plot_study(points: Sequence[Point], fit: dict[str, Any], path: Path, title: 
             color="red",
             alpha=0.15,
             lw=0,
-            label=f"{conf}% band (bootstrap)",
+            label=f"{conf}% prediction band",
         )
     if m_far > m_max:
-        ext = np.geomspace(m_max, m_far, 50)
-        ax.plot(
-            ext, lc["alpha"] * ext ** lc["beta"] + lc["gamma"], "r--", lw=1.5, label="extrapolation"
-        )
+        # The band follows the form that predicts (chosen by the backtest), which past the
+        # data may bend away from the exponent's power law.
+        beyond = [b for b in band if b["data_size"] >= m_max]
+        if len(beyond) >= 2:
+            ext_x = np.array([b["data_size"] for b in beyond])
+            ext_y = np.array([b["loss"] for b in beyond])
+        else:
+            ext_x = np.geomspace(m_max, m_far, 50)
+            ext_y = lc["alpha"] * ext_x ** lc["beta"] + lc["gamma"]
+        form = (fit.get("extrapolation") or {}).get("form", "power law")
+        ax.plot(ext_x, ext_y, "r--", lw=1.5, label=f"prediction ({form})")
     for pred in fit.get("predictions", []):
         err = pred.get("interval")
         if err:
@@ -111,7 +118,24 @@ def plot_study(points: Sequence[Point], fit: dict[str, Any], path: Path, title: 
         ax2 = axes[0][1]
         sized = [b for b in best if b.get("parameters") is not None]
         xs = np.array([b["data_size"] for b in sized], dtype=float)
-        ax2.plot(xs, [b["parameters"] for b in sized], "ko", label="best model per data size")
+        ax2.plot(
+            xs, [b["parameters"] for b in sized], "o", color="grey", ms=4, label="best grid point"
+        )
+        estimates = ms.get("estimates") or []
+        for kind, marker, label in (
+            (None, "ko", "estimated optimum"),
+            ("above", "k^", "optimum above (largest size best)"),
+            ("below", "kv", "optimum below (smallest size best)"),
+        ):
+            chosen = [e for e in estimates if e.get("censored") == kind]
+            if chosen:
+                ax2.plot(
+                    [e["data_size"] for e in chosen],
+                    [e["parameters"] for e in chosen],
+                    marker,
+                    ms=7,
+                    label=label,
+                )
         g = np.geomspace(xs.min(), xs.max(), 100)
         ax2.plot(g, ms["alpha"] * g ** ms["beta"], "r-", label=f"fit: β_p = {ms['beta']:.3f}")
         ax2.set_xscale("log")

@@ -23,6 +23,7 @@ from scalingstudy.fitting.curve import (
 )
 from scalingstudy.fitting.extrapolation import extrapolate
 from scalingstudy.fitting.joint import bootstrap_joint, fit_joint, unidentified
+from scalingstudy.fitting.model_size import edge_warnings, fit_size_law, optima
 from scalingstudy.fitting.options import FitOptions, Form
 from scalingstudy.fitting.points import (
     BestPoint,
@@ -64,7 +65,10 @@ INTERVAL_METHODS = {
         "data sizes at which the ends of the prediction interval reach the target; "
         "null upper end: may be unreachable"
     ),
-    "model_size.beta_interval": "bootstrap interval of beta_p",
+    "model_size.beta_interval": (
+        "profile-likelihood interval of beta_p from the continuous optima, censored ones "
+        "as bounds (bootstrap over the best grid points when the optima are too few)"
+    ),
 }
 
 
@@ -373,24 +377,68 @@ def fit_points(points: Sequence[Point], options: FitOptions | None = None) -> di
         "interval_methods": INTERVAL_METHODS,
         "warnings": warnings,
     }
-    size = _size_law(best)
-    if size is not None:
-        report["model_size"] = {
-            "alpha": size[0],
-            "beta": size[1],
-            "beta_interval": quantile_interval(
-                [s.size_beta for s in boot.samples if s.size_beta is not None], conf
-            ),
-            "r2_log": size[2],
-        }
+    size = _model_size(points, best, boot, conf, warnings)
+    report["model_size"] = size
     if options.target_loss is not None:
         target = predictor.data_for_target(options.target_loss)
         if target["data_size"] is not None and size is not None:
-            target["parameters"] = size[0] * target["data_size"] ** size[1]
+            target["parameters"] = size["alpha"] * target["data_size"] ** size["beta"]
         report["data_for_target"] = target
     if options.joint:
         report["joint"] = _joint(points, options, warnings)
     return report
+
+
+def _model_size(
+    points: Sequence[Point],
+    best: Sequence[BestPoint],
+    boot: _Bootstrap,
+    confidence: float,
+    warnings: list[str],
+) -> dict[str, Any] | None:
+    """beta_p through the continuous optima (censored at the grid's edges); the law
+    through the best grid points when there are too few optima for it."""
+    grid_law = _size_law(best)
+    if grid_law is None:
+        return None
+    estimates = optima(points)
+    warnings.extend(edge_warnings(estimates))
+    law = fit_size_law(estimates, confidence)
+    out: dict[str, Any] = {
+        "grid_beta": grid_law[1],
+        "r2_log": grid_law[2],
+        "estimates": [
+            {
+                "data_size": number(e.data_size),
+                "parameters": e.parameters,
+                "censored": e.censored,
+                "grid_best": number(e.grid_best),
+            }
+            for e in estimates
+        ],
+    }
+    if law is None:
+        out.update(
+            method="best grid point",
+            alpha=grid_law[0],
+            beta=grid_law[1],
+            beta_interval=quantile_interval(
+                [s.size_beta for s in boot.samples if s.size_beta is not None], confidence
+            ),
+        )
+        if estimates:
+            warnings.append(
+                "model-size law through the best grid points (a step function): fewer than "
+                "2 data sizes have their best model inside the grid of model sizes"
+            )
+        return out
+    out.update(
+        method="continuous optimum (censored fit)",
+        alpha=law.alpha,
+        beta=law.beta,
+        beta_interval=law.interval,
+    )
+    return out
 
 
 def _joint(

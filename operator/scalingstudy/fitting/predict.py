@@ -23,6 +23,7 @@ from scalingstudy.fitting.points import number
 BAND_POINTS = 24
 #: How far data_for_target searches, as a multiple of the largest fitted size.
 TARGET_HORIZON = 1e6
+_LARGEST = float(np.finfo(float).max)
 _Z90 = 1.6448536269514722  # normal 95% quantile: bootstrap spread -> standard deviation
 
 
@@ -79,10 +80,10 @@ class Predictor:
             ]
         centre = self.loss(x)
         half = self.ex.errors.t_quantile * sigma
-        return [
-            [float(c * math.exp(-h)), float(c * math.exp(h))]
-            for c, h in zip(centre, half, strict=True)
-        ]
+        with np.errstate(over="ignore"):  # absurd inputs: the interval ends saturate
+            low = np.minimum(centre * np.exp(-half), _LARGEST)
+            high = np.minimum(centre * np.exp(half), _LARGEST)
+        return [[float(a), float(b)] for a, b in zip(low, high, strict=True)]
 
     def prediction(self, at: float) -> dict[str, Any]:
         x = np.array([at])

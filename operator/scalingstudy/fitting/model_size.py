@@ -1,0 +1,182 @@
+"""The best model size between grid points, and beta_p fitted with censoring.
+
+Taking the best grid point per data size makes ``params(m)`` a step function when
+the grid is coarse: a quickstart whose best width is 64 from m = 200 on says
+little about beta_p. Per data size this module fits a parabola in log(parameters)
+to the log loss of the best model and its two neighbours; its vertex (kept
+between the neighbours) estimates the optimum. When the best model is the
+smallest or the largest trained there, the optimum is only known to lie beyond
+the midpoint (in log size) between that edge and its neighbour: the point is
+*censored* (an upper or a lower bound), not a value.
+
+beta_p is then the slope of ``log params = log alpha_p + beta_p * log m + e``,
+e ~ N(0, s**2), by maximum likelihood with censored points entering through the
+normal tail probability (a Tobit regression; without censoring it is ordinary
+least squares). Its interval is the profile-likelihood interval with the F
+threshold that is exact for least squares, ``n * log(1 + F(1, n - 2) / (n - 2))``,
+so censoring widens it honestly instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.stats import f as f_dist
+from scipy.stats import norm
+
+from scalingstudy.fitting.points import Point
+
+Censoring = Literal["above", "below"] | None
+
+
+@dataclass(frozen=True)
+class Optimum:
+    """The estimated best parameter count at one data size."""
+
+    data_size: float
+    parameters: float
+    #: "above": the largest model trained was best, the optimum is at least this bound;
+    #: "below": the smallest was best, the optimum is at most this bound.
+    censored: Censoring
+    grid_best: float
+
+
+@dataclass(frozen=True)
+class SizeLaw:
+    alpha: float
+    beta: float
+    interval: list[float] | None
+    sigma: float
+
+
+def optima(points: Sequence[Point]) -> list[Optimum]:
+    """One estimate per data size that trained at least two model sizes."""
+    table: dict[float, dict[float, list[tuple[float, float]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for p in points:
+        if p.model_size is not None and p.size is not None:
+            table[p.data_size][p.model_size].append((p.size, p.loss))
+    out = []
+    for data_size in sorted(table):
+        rows = sorted(
+            (float(np.mean([s for s, _ in v])), float(np.mean([loss for _, loss in v])))
+            for v in table[data_size].values()
+        )
+        if len(rows) < 2:
+            continue
+        size = np.log([s for s, _ in rows])
+        loss = np.log([loss for _, loss in rows])
+        i = int(np.argmin(loss))
+        best = float(math.exp(size[i]))
+        if i == 0 or i == len(rows) - 1:
+            # With a loss convex in log size, a best model at the edge puts the optimum
+            # on the outer side of the midpoint between it and its neighbour.
+            j = 1 if i == 0 else i - 1
+            bound = float(math.exp(0.5 * (size[i] + size[j])))
+            out.append(Optimum(data_size, bound, "below" if i == 0 else "above", best))
+            continue
+        vertex = _vertex(size[i - 1 : i + 2], loss[i - 1 : i + 2])
+        out.append(Optimum(data_size, math.exp(vertex), None, best))
+    return out
+
+
+def _vertex(x: np.ndarray, y: np.ndarray) -> float:
+    """Vertex of the parabola through three points, kept within them (x ascending)."""
+    a, b, _ = np.polyfit(x, y, 2)
+    if a <= 0:
+        return float(x[1])
+    return float(np.clip(-b / (2 * a), x[0], x[2]))
+
+
+def _loglik(theta: np.ndarray, lx: np.ndarray, ly: np.ndarray, cens: np.ndarray) -> float:
+    intercept, slope, log_s = theta
+    s = math.exp(log_s)
+    z = (ly - intercept - slope * lx) / s
+    exact = cens == 0
+    ll = np.sum(norm.logpdf(z[exact]) - log_s)
+    # "above": true optimum >= bound -> P(e >= bound - mean) = sf(z); "below": cdf(z).
+    ll += np.sum(norm.logsf(z[cens == 1])) + np.sum(norm.logcdf(z[cens == -1]))
+    return float(ll)
+
+
+def _fit(
+    lx: np.ndarray, ly: np.ndarray, cens: np.ndarray, slope: float | None = None
+) -> tuple[np.ndarray, float]:
+    """Maximum likelihood; with ``slope`` given, the intercept and scale only (profile)."""
+    exact = cens == 0
+    b0, a0 = np.polyfit(
+        lx[exact] if exact.sum() >= 2 else lx, ly[exact] if exact.sum() >= 2 else ly, 1
+    )
+    if slope is not None:
+        b0 = slope
+        a0 = float(np.mean(ly - slope * lx))
+    resid = ly - a0 - b0 * lx
+    s0 = max(float(np.std(resid)), 0.05)
+    if slope is None:
+        res = minimize(
+            lambda t: -_loglik(t, lx, ly, cens),
+            np.array([a0, b0, math.log(s0)]),
+            method="Nelder-Mead",
+            options={"xatol": 1e-7, "fatol": 1e-9, "maxiter": 4000},
+        )
+        return np.asarray(res.x), -float(res.fun)
+    res = minimize(
+        lambda t: -_loglik(np.array([t[0], slope, t[1]]), lx, ly, cens),
+        np.array([a0, math.log(s0)]),
+        method="Nelder-Mead",
+        options={"xatol": 1e-7, "fatol": 1e-9, "maxiter": 2000},
+    )
+    return np.array([res.x[0], slope, res.x[1]]), -float(res.fun)
+
+
+def fit_size_law(estimates: Sequence[Optimum], confidence: float) -> SizeLaw | None:
+    """beta_p from the estimates; None with fewer than two uncensored ones or three in all."""
+    exact = [e for e in estimates if e.censored is None]
+    if len(estimates) < 3 or len(exact) < 2:
+        return None
+    lx = np.log([e.data_size for e in estimates])
+    ly = np.log([e.parameters for e in estimates])
+    cens = np.array(
+        [0 if e.censored is None else (1 if e.censored == "above" else -1) for e in estimates]
+    )
+    theta, best = _fit(lx, ly, cens)
+    n = len(estimates)
+    interval = None
+    if n > 2:
+        limit = n * math.log(1.0 + float(f_dist.ppf(confidence, 1, n - 2)) / (n - 2))
+        slope = float(theta[1])
+        grid = slope + np.linspace(-3.0, 3.0, 601)
+        inside = np.array([2 * (best - _fit(lx, ly, cens, float(b))[1]) <= limit for b in grid])
+        centre = int(np.argmin(np.abs(grid - slope)))
+        left = right = centre
+        while left > 0 and inside[left - 1]:
+            left -= 1
+        while right < len(grid) - 1 and inside[right + 1]:
+            right += 1
+        interval = [float(min(grid[left], slope)), float(max(grid[right], slope))]
+    return SizeLaw(float(math.exp(theta[0])), float(theta[1]), interval, float(math.exp(theta[2])))
+
+
+def edge_warnings(estimates: Sequence[Optimum]) -> list[str]:
+    """Say when the grid of model sizes stops short of the optimum at an end of the curve."""
+    out = []
+    tail = 0
+    while tail < len(estimates) and estimates[-1 - tail].censored == "above":
+        tail += 1
+    if tail:
+        start = estimates[len(estimates) - tail].data_size
+        out.append(f"the largest model size is best from m = {start:g} on: add larger model sizes")
+    head = 0
+    while head < len(estimates) and estimates[head].censored == "below":
+        head += 1
+    if head:
+        end = estimates[head - 1].data_size
+        out.append(f"the smallest model size is best up to m = {end:g}: add smaller model sizes")
+    return out
