@@ -108,7 +108,18 @@ class ModelSizeStatus(_Status):
     beta: float | None = None
     """Model-size exponent beta_p."""
     beta_interval: list[float] | None = None
-    """Bootstrap confidence interval of beta_p."""
+    """Confidence interval of beta_p (profile likelihood over the continuous optima)."""
+    method: str | None = None
+    """continuous optimum (censored fit), or best grid point when optima are too few."""
+    grid_beta: float | None = None
+    """beta_p through the best grid point per data size (the step-function estimate)."""
+    estimates: list[dict[str, Any]] = Field(
+        default_factory=list,
+        json_schema_extra={
+            "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        },
+    )
+    """Best parameter count per data size between grid points; censored: above/below."""
 
 
 class FitStatus(_Status):
@@ -128,7 +139,12 @@ class FitStatus(_Status):
             "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
         },
     )
-    """Loss predicted at larger data sizes, with intervals."""
+    """Loss predicted at larger data sizes: interval (backtest-calibrated prediction
+    interval), distanceRatio, form, sigmaLog, parametricInterval, supported."""
+    extrapolation: dict[str, Any] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    """How the prediction intervals were made: the forms' backtest errors, the error model."""
     data_for_target: dict[str, Any] | None = Field(
         default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
     )

@@ -258,7 +258,12 @@ def _fit_status(fit: Mapping[str, Any], final: bool, n_results: int) -> dict[str
             "alpha": ms.get("alpha"),
             "beta": ms.get("beta"),
             "betaInterval": ms.get("beta_interval"),
+            "method": ms.get("method"),
+            "gridBeta": ms.get("grid_beta"),
+            "estimates": list(ms.get("estimates") or []),
         }
+    if fit.get("extrapolation"):
+        out["extrapolation"] = fit["extrapolation"]
     if fit.get("data_for_target"):
         out["dataForTarget"] = fit["data_for_target"]
     if fit.get("joint"):
