@@ -202,8 +202,10 @@ def _backtest(form: Form, x: Array, y: Array, origins: Sequence[int]) -> dict[in
         fitted = form.fit(x[:k], y[:k], warm)
         if fitted is None:
             continue
-        warm = fitted.params
         predicted = fitted(x[k:])
+        if not np.all(np.isfinite(predicted) & (predicted > 0)):
+            continue
+        warm = fitted.params
         span = math.log(x[k - 1]) - math.log(x[0])
         out[k] = _Backtest(
             k,
@@ -253,7 +255,7 @@ def _extrapolate(x: Array, y: Array, confidence: float) -> Extrapolation:
     fits: list[Fitted] = []
     for name in names:
         fitted = by_name[name].fit(x, y, None)
-        if fitted is not None:
+        if fitted is not None and np.all(np.isfinite(fitted(x)) & (fitted(x) > 0)):
             fits.append(fitted)
     if not fits:  # the power law always fits; the others may not
         fits = [FORMS[0].fit(x, y, None)]  # type: ignore[list-item]

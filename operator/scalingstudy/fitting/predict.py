@@ -63,7 +63,10 @@ class Predictor:
 
     @property
     def calibrated(self) -> bool:
-        return self.ex.errors is not None
+        """Whether the backtest gave an error model (and the chosen form predicts here)."""
+        return self.ex.errors is not None and bool(
+            np.all(np.isfinite(self.ex.loss(self.ex.x_last)))
+        )
 
     def loss(self, x: np.ndarray) -> np.ndarray:
         return self.ex.loss(x) if self.calibrated else np.asarray(self.law(x))
@@ -73,16 +76,15 @@ class Predictor:
 
     def intervals(self, x: np.ndarray) -> list[list[float] | None]:
         """Per size: [low, high] of the loss a trial there would measure."""
-        sigma = self.sigma(x)
-        if sigma is None or self.ex.errors is None:
+        ends = None
+        if self.calibrated:
+            with np.errstate(all="ignore"):  # absurd inputs: the interval ends saturate
+                ends = self.ex.interval(x, _parametric_sigma(self.laws, x), self.confidence)
+        if ends is None:
             return [
                 quantile_interval([float(s(at)) for s in self.laws], self.confidence) for at in x
             ]
-        centre = self.loss(x)
-        half = self.ex.errors.t_quantile * sigma
-        with np.errstate(over="ignore"):  # absurd inputs: the interval ends saturate
-            low = np.minimum(centre * np.exp(-half), _LARGEST)
-            high = np.minimum(centre * np.exp(half), _LARGEST)
+        low, high = (np.minimum(np.nan_to_num(e, nan=_LARGEST), _LARGEST) for e in ends)
         return [[float(a), float(b)] for a, b in zip(low, high, strict=True)]
 
     def prediction(self, at: float) -> dict[str, Any]:
