@@ -48,6 +48,20 @@ def main() -> int:
         "learning curve, 10 sizes x 5 seeds, 1000 resamples (trials)",
         lambda: fit_points(trials, FitOptions(bootstrap=1000)),
     )
+    grid = [
+        Point(
+            float(d),
+            float((2 * d**-0.3 + 0.1) * (1 + 0.3 * np.log(n / (30 * d**0.6)) ** 2)),
+            model_size=float(n),
+            parameters=float(n),
+        )
+        for d in 1e3 * 2.0 ** np.arange(7)
+        for n in 1e3 * 4.0 ** np.arange(5)
+    ]
+    timed(
+        "grid study, 7 sizes x 5 models, 1000 resamples, beta_p",
+        lambda: fit_points(grid, FitOptions(bootstrap=1000, predict_at=(6.4e5,), target_loss=0.2)),
+    )
     truth = JointLaw(1.7, 400.0, 400.0, 0.34, 0.28)
     n = np.exp(rng.uniform(np.log(1e7), np.log(1e10), 250))
     d = np.exp(rng.uniform(np.log(1e9), np.log(1e12), 250))

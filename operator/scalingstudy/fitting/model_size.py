@@ -106,34 +106,39 @@ def _loglik(theta: np.ndarray, lx: np.ndarray, ly: np.ndarray, cens: np.ndarray)
     return float(ll)
 
 
-def _fit(
-    lx: np.ndarray, ly: np.ndarray, cens: np.ndarray, slope: float | None = None
-) -> tuple[np.ndarray, float]:
-    """Maximum likelihood; with ``slope`` given, the intercept and scale only (profile)."""
+def _start(lx: np.ndarray, ly: np.ndarray, slope: float) -> tuple[float, float]:
+    """Intercept and log scale of the least-squares line of the given slope."""
+    intercept = float(np.mean(ly - slope * lx))
+    return intercept, math.log(max(float(np.std(ly - intercept - slope * lx)), 0.05))
+
+
+def _fit(lx: np.ndarray, ly: np.ndarray, cens: np.ndarray) -> tuple[np.ndarray, float]:
+    """Maximum likelihood (intercept, slope, log scale), from the uncensored points' line."""
     exact = cens == 0
-    b0, a0 = np.polyfit(
-        lx[exact] if exact.sum() >= 2 else lx, ly[exact] if exact.sum() >= 2 else ly, 1
+    slope, intercept = np.polyfit(lx[exact], ly[exact], 1)
+    spread = max(float(np.std(ly - intercept - slope * lx)), 0.05)
+    res = minimize(
+        lambda t: -_loglik(t, lx, ly, cens),
+        np.array([intercept, slope, math.log(spread)]),
+        method="Nelder-Mead",
+        options={"xatol": 1e-7, "fatol": 1e-9, "maxiter": 4000},
     )
-    if slope is not None:
-        b0 = slope
-        a0 = float(np.mean(ly - slope * lx))
-    resid = ly - a0 - b0 * lx
-    s0 = max(float(np.std(resid)), 0.05)
-    if slope is None:
-        res = minimize(
-            lambda t: -_loglik(t, lx, ly, cens),
-            np.array([a0, b0, math.log(s0)]),
-            method="Nelder-Mead",
-            options={"xatol": 1e-7, "fatol": 1e-9, "maxiter": 4000},
-        )
-        return np.asarray(res.x), -float(res.fun)
+    return np.asarray(res.x), -float(res.fun)
+
+
+def _profile(lx: np.ndarray, ly: np.ndarray, cens: np.ndarray, slope: float) -> float:
+    """The log likelihood maximised over intercept and scale at a fixed slope."""
     res = minimize(
         lambda t: -_loglik(np.array([t[0], slope, t[1]]), lx, ly, cens),
-        np.array([a0, math.log(s0)]),
+        np.array(_start(lx, ly, slope)),
         method="Nelder-Mead",
         options={"xatol": 1e-7, "fatol": 1e-9, "maxiter": 2000},
     )
-    return np.array([res.x[0], slope, res.x[1]]), -float(res.fun)
+    return -float(res.fun)
+
+
+#: Slopes the profile interval is read on: beta_p +- 3 in steps of 0.01.
+_OFFSETS = np.linspace(-3.0, 3.0, 601)
 
 
 def fit_size_law(estimates: Sequence[Optimum], confidence: float) -> SizeLaw | None:
@@ -148,19 +153,22 @@ def fit_size_law(estimates: Sequence[Optimum], confidence: float) -> SizeLaw | N
     )
     theta, best = _fit(lx, ly, cens)
     n = len(estimates)
-    interval = None
-    if n > 2:
-        limit = n * math.log(1.0 + float(f_dist.ppf(confidence, 1, n - 2)) / (n - 2))
-        slope = float(theta[1])
-        grid = slope + np.linspace(-3.0, 3.0, 601)
-        inside = np.array([2 * (best - _fit(lx, ly, cens, float(b))[1]) <= limit for b in grid])
-        centre = int(np.argmin(np.abs(grid - slope)))
-        left = right = centre
-        while left > 0 and inside[left - 1]:
-            left -= 1
-        while right < len(grid) - 1 and inside[right + 1]:
-            right += 1
-        interval = [float(min(grid[left], slope)), float(max(grid[right], slope))]
+    limit = n * math.log(1.0 + float(f_dist.ppf(confidence, 1, n - 2)) / (n - 2))
+    slope = float(theta[1])
+    grid = slope + _OFFSETS
+    centre = int(np.argmin(np.abs(_OFFSETS)))
+
+    def inside(i: int) -> bool:
+        return 2 * (best - _profile(lx, ly, cens, float(grid[i]))) <= limit
+
+    # Walk out from the estimate: each grid point costs an optimisation, and only the
+    # contiguous run around the estimate is the interval.
+    left = right = centre
+    while left > 0 and inside(left - 1):
+        left -= 1
+    while right < len(grid) - 1 and inside(right + 1):
+        right += 1
+    interval = [float(min(grid[left], slope)), float(max(grid[right], slope))]
     return SizeLaw(float(math.exp(theta[0])), float(theta[1]), interval, float(math.exp(theta[2])))
 
 
