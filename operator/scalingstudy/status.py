@@ -10,6 +10,21 @@ from pydantic.alias_generators import to_camel
 Phase = Literal["Pending", "Running", "Fitting", "Succeeded", "Failed"]
 
 
+def _open_objects() -> Any:
+    """A list of objects whose keys the API server keeps as they are (fit report parts)."""
+    return Field(
+        default_factory=list,
+        json_schema_extra={
+            "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        },
+    )
+
+
+def _open_object() -> Any:
+    """An optional object whose keys the API server keeps as they are."""
+    return Field(default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+
+
 class _Status(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, use_attribute_docstrings=True
@@ -113,12 +128,7 @@ class ModelSizeStatus(_Status):
     """continuous optimum (censored fit), or best grid point when optima are too few."""
     grid_beta: float | None = None
     """beta_p through the best grid point per data size (the step-function estimate)."""
-    estimates: list[dict[str, Any]] = Field(
-        default_factory=list,
-        json_schema_extra={
-            "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-        },
-    )
+    estimates: list[dict[str, Any]] = _open_objects()
     """Best parameter count per data size between grid points; censored: above/below."""
 
 
@@ -133,25 +143,14 @@ class FitStatus(_Status):
     """Learning-curve fit."""
     model_size: ModelSizeStatus | None = None
     """Model-size fit."""
-    predictions: list[dict[str, Any]] = Field(
-        default_factory=list,
-        json_schema_extra={
-            "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-        },
-    )
+    predictions: list[dict[str, Any]] = _open_objects()
     """Loss predicted at larger data sizes: interval (backtest-calibrated prediction
     interval), distanceRatio, form, sigmaLog, parametricInterval, supported."""
-    extrapolation: dict[str, Any] | None = Field(
-        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
-    )
+    extrapolation: dict[str, Any] | None = _open_object()
     """How the prediction intervals were made: the forms' backtest errors, the error model."""
-    data_for_target: dict[str, Any] | None = Field(
-        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
-    )
+    data_for_target: dict[str, Any] | None = _open_object()
     """Data size needed for spec.fit.targetLoss."""
-    joint: dict[str, Any] | None = Field(
-        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
-    )
+    joint: dict[str, Any] | None = _open_object()
     """Joint fit of loss in model size and data, when the grid allows."""
     warnings: list[str] = Field(default_factory=list)
     """Caveats of the fit."""

@@ -53,9 +53,10 @@ INTERVAL_METHODS = {
     ),
     "predictions[].interval": (
         "prediction interval of the loss a trial at that data size would measure: the "
-        "form chosen by a rolling-origin backtest, its log error modelled from that "
-        "backtest as growing with the distance past the largest fitted size, never "
-        "narrower than noise plus the bootstrap spread"
+        "central range of a mixture over the curve forms (weighted by their rolling-origin "
+        "backtest error), each with its log error modelled from its backtest as growing "
+        "with the distance past the largest fitted size, never narrower than noise plus "
+        "the bootstrap spread; the point prediction is the form the backtest chose"
     ),
     "predictions[].parametric_interval": (
         "bootstrap interval of the power law alone: noise only, no error of the form"

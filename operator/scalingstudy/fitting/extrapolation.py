@@ -16,22 +16,20 @@ here measures that error on the study's own curve:
    so errors are compared in these units.
 2. **The form chosen by its backtest.** The prediction comes from the form with the
    smallest mean squared log error over the origins every candidate shares (each
-   origin counts once). Averaging the forms weighted by the inverse of that error
-   (Bates and Granger 1969) was tried and extrapolated the shared real curves worse
-   (RMSE of log loss NMT 0.027, LM 0.00093, against 0.0145 and 0.00079 chosen),
-   because a form that is right only with many points (M4) is diluted by forms that
-   are wrong at every size; the report keeps every form's backtest error, and
-   `Extrapolation` keeps weights so an average remains a one-line change.
-3. **An error model fitted to the backtest.** The averaged prediction's backtest
-   errors are modelled as normal in log loss with variance
-   ``noise**2 + (growth * d)**2``: ``noise`` is the scatter of the points around
-   the averaged fit (degrees of freedom corrected), ``growth`` (maximum likelihood)
-   how fast the error grows with the relative distance. The interval of a
-   prediction at distance d is ``loss * exp(+-t * sigma(d))`` with t the Student-t
-   quantile on one degree of freedom per backtest origin (the errors of one origin
-   are not independent) and ``sigma(d)**2`` the larger of the backtest variance and
-   the parametric (bootstrap) variance at that size. It is a prediction interval
-   for the loss a trial at that size would measure, noise included.
+   origin counts once). Averaging the point predictions weighted by the inverse of
+   that error (Bates and Granger 1969) was tried and extrapolated the shared real
+   curves worse (RMSE of log loss NMT 0.027, LM 0.00093, against 0.0145 and 0.00079
+   chosen), because a form that is right only with many points (M4) is diluted by
+   forms that are wrong at every size; the report keeps every form's backtest error.
+3. **An error model per form, fitted to its backtest.** A form's backtest errors
+   (every origin it was fitted at) are modelled as Student-t in log loss, one degree
+   of freedom per origin (the errors of one origin are not independent), with scale
+   ``sqrt(noise**2 + (growth * d)**2)``: ``noise`` is the scatter of the points
+   around the form's fit (degrees of freedom corrected), ``growth`` (maximum
+   likelihood) how fast the error grows with the relative distance. The scale is
+   never below noise plus the parametric (bootstrap) spread at that size. It is a
+   prediction interval for the loss a trial at that size would measure, noise
+   included.
    The backtest can choose among near-equals by luck (on noisy synthetic curves the
    pure power law won often and then missed the floor), so the interval is not the
    chosen form's alone: it is the central range of a mixture over the forms, each
@@ -77,7 +75,7 @@ class FormScore:
 
 @dataclass(frozen=True)
 class ErrorModel:
-    """Log-space error of the averaged prediction as a function of relative distance."""
+    """Log-space error of one form's predictions as a function of relative distance."""
 
     noise: float
     growth: float
@@ -90,24 +88,38 @@ class ErrorModel:
         d = np.maximum(np.asarray(distance, dtype=float), 0.0)
         return np.asarray(np.sqrt(self.noise**2 + (self.growth * d) ** 2))
 
+    def scale(self, distance: Array, parametric: Array | float) -> Array:
+        """The backtest scale, never below noise plus the parametric spread."""
+        return np.asarray(
+            np.sqrt(np.maximum(self.sigma(distance) ** 2, self.noise**2 + np.square(parametric)))
+        )
+
 
 @dataclass(frozen=True)
 class Extrapolation:
-    """The chosen form fitted to the whole curve (weights: one-hot over the candidates),
-    with the error model of its backtest."""
+    """The candidate forms fitted to the whole curve, the one chosen by the backtest, and
+    each form's error model and share of the predictive mixture."""
 
     fits: tuple[Fitted, ...]
-    weights: tuple[float, ...]
+    chosen: int
     scores: tuple[FormScore, ...]
-    errors: ErrorModel | None  # the chosen form's; None: too few data sizes to backtest
+    #: One per fit, in the same order; empty when there was no backtest to model.
+    models: tuple[ErrorModel, ...]
+    mixture: tuple[float, ...]
     x_first: float
     x_last: float
-    #: Per form: its own backtest error model, and its share of the predictive mixture.
-    models: tuple[ErrorModel | None, ...] = ()
-    mixture: tuple[float, ...] = ()
+
+    @property
+    def form(self) -> str:
+        return self.fits[self.chosen].form
+
+    @property
+    def errors(self) -> ErrorModel | None:
+        """The chosen form's error model; None: too few data sizes to backtest."""
+        return self.models[self.chosen] if self.models else None
 
     def loss(self, x: Array | float) -> Array:
-        return _average(self.fits, self.weights, np.atleast_1d(np.asarray(x, dtype=float)))
+        return self.fits[self.chosen](x)
 
     @property
     def reach(self) -> float | None:
@@ -126,10 +138,7 @@ class Extrapolation:
         """Log-space standard deviation of a measured loss at x; None without a backtest."""
         if self.errors is None:
             return None
-        backtest = self.errors.sigma(self.distance(x))
-        return np.asarray(
-            np.sqrt(np.maximum(backtest**2, self.errors.noise**2 + np.square(parametric)))
-        )
+        return self.errors.scale(self.distance(x), parametric)
 
     def interval(
         self, x: Array, parametric: Array, confidence: float
@@ -138,15 +147,14 @@ class Extrapolation:
         mixture over forms (inverse backtest MSE weights) of each form's prediction with
         its own scaled Student-t error. The chosen form gives the point prediction; the
         mixture keeps the interval honest when the backtest chose among near-equals."""
-        if self.errors is None:
+        if not self.models:
             return None
         d = self.distance(x)
-        parts = []
-        for fit, share, model in zip(self.fits, self.mixture, self.models, strict=True):
-            if share <= 0 or model is None:
-                continue
-            scale = np.sqrt(np.maximum(model.sigma(d) ** 2, model.noise**2 + np.square(parametric)))
-            parts.append((share, np.log(np.maximum(fit(x), 1e-300)), scale, model.origins))
+        parts = [
+            (share, np.log(np.maximum(fit(x), 1e-300)), model.scale(d, parametric), model.origins)
+            for fit, share, model in zip(self.fits, self.mixture, self.models, strict=True)
+            if share > 0
+        ]
         lows = np.min([c - 60 * s for _, c, s, _ in parts], axis=0)
         highs = np.max([c + 60 * s for _, c, s, _ in parts], axis=0)
         total = sum(w for w, *_ in parts)
@@ -167,14 +175,6 @@ class Extrapolation:
                 hi = np.where(below, hi, mid)
             ends.append(np.exp(0.5 * (lo + hi)))
         return ends[0], ends[1]
-
-
-def _average(fits: Sequence[Fitted], weights: Sequence[float], x: Array) -> Array:
-    total = np.zeros_like(x)
-    for f, w in zip(fits, weights, strict=True):
-        if w > 0:
-            total = total + w * np.log(np.maximum(f(x), 1e-300))
-    return np.asarray(np.exp(total))
 
 
 def _origins(n: int, start: int) -> list[int]:
@@ -257,34 +257,30 @@ def _extrapolate(x: Array, y: Array, confidence: float) -> Extrapolation:
         fitted = by_name[name].fit(x, y, None)
         if fitted is not None and np.all(np.isfinite(fitted(x)) & (fitted(x) > 0)):
             fits.append(fitted)
-    if not fits:  # the power law always fits; the others may not
-        fits = [FORMS[0].fit(x, y, None)]  # type: ignore[list-item]
-        names = [FORMS[0].name]
     names = [f.form for f in fits]
-    shared = sorted(set.intersection(*(set(tests.get(nm, {})) for nm in names))) if tests else []
+    shared = sorted(set.intersection(*(set(tests.get(nm, {})) for nm in names))) if fits else []
     if not shared:
-        weights = tuple(1.0 if i == 0 else 0.0 for i in range(len(fits)))
+        # No backtest to model: a form is reported, the interval is the bootstrap's.
+        # Without any usable fit the power law stands in (it may not predict: the
+        # engine's own power law is used then).
+        fits = fits or [FORMS[0].fit(x, y, None)]  # type: ignore[list-item]
         scores = tuple(
-            FormScore(nm, w, float("nan"), 0) for nm, w in zip(names, weights, strict=True)
+            FormScore(f.form, 1.0 if i == 0 else 0.0, float("nan"), 0) for i, f in enumerate(fits)
         )
-        return Extrapolation(tuple(fits), weights, scores, None, float(x[0]), float(x[-1]))
+        return Extrapolation(tuple(fits), 0, scores, (), (), float(x[0]), float(x[-1]))
     mse = np.array([np.mean([np.mean(tests[nm][k].error ** 2) for k in shared]) for nm in names])
     # The first of the best: FORMS lists the forms from the fewest parameters up.
     chosen = int(np.argmin(mse))
-    weights = tuple(1.0 if i == chosen else 0.0 for i in range(len(names)))
     inverse = 1.0 / np.maximum(mse, 1e-12)
     mixture = tuple(float(w) for w in inverse / inverse.sum())
     models = tuple(
         _error_model(tests[nm], f, x, y, confidence) for nm, f in zip(names, fits, strict=True)
     )
-    model = models[chosen]
     scores = tuple(
         FormScore(nm, w, float(np.sqrt(e)), sum(len(b.error) for b in tests[nm].values()))
         for nm, w, e in zip(names, mixture, mse, strict=True)
     )
-    return Extrapolation(
-        tuple(fits), weights, scores, model, float(x[0]), float(x[-1]), models, mixture
-    )
+    return Extrapolation(tuple(fits), chosen, scores, models, mixture, float(x[0]), float(x[-1]))
 
 
 def _error_model(

@@ -42,7 +42,6 @@ class Fitted:
 @dataclass(frozen=True)
 class Form:
     name: str
-    k: int
     #: Fewest points a fit is attempted on (more than k, so residuals say something).
     min_points: int
     fit: Callable[[Array, Array, tuple[float, ...] | None], Fitted | None]
@@ -214,7 +213,7 @@ def _fit_m4(x: Array, y: Array, warm: tuple[float, ...] | None = None) -> Fitted
     starts = [np.clip(st, _LOWER, _UPPER) for st in starts]
     if not starts:
         return None
-    # Polish the few best starts only: each polish is a trust-region run.
+    # Each start is polished by a (bounded, short) trust-region run; the best wins.
     with np.errstate(all="ignore"):
         best: tuple[float, Array] | None = None
         for start in starts:
@@ -236,16 +235,11 @@ def _fit_m4(x: Array, y: Array, warm: tuple[float, ...] | None = None) -> Fitted
     if best is None:
         return None
     law = _m4_from(best[1], y_min, y_max, log_x0)
-    return Fitted(
-        "m4",
-        tuple(float(v) for v in best[1]),
-        5,
-        lambda q: law.loss(q),
-    )
+    return Fitted("m4", tuple(float(v) for v in best[1]), 5, law.loss)
 
 
 FORMS = (
-    Form("power-law", 2, 3, _fit_m1),
-    Form("power-law-plus-constant", 3, 5, _fit_m2),
-    Form("m4", 5, 6, _fit_m4),
+    Form("power-law", 3, _fit_m1),
+    Form("power-law-plus-constant", 5, _fit_m2),
+    Form("m4", 6, _fit_m4),
 )

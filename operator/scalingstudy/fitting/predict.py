@@ -61,12 +61,8 @@ class Predictor:
         self.laws = laws
         self.confidence = confidence
 
-    @property
-    def calibrated(self) -> bool:
-        """Whether the backtest gave an error model (and the chosen form predicts here)."""
-        return self.ex.errors is not None and bool(
-            np.all(np.isfinite(self.ex.loss(self.ex.x_last)))
-        )
+        #: Whether the backtest gave an error model; else the bootstrap is all there is.
+        self.calibrated = extrapolation.errors is not None
 
     def loss(self, x: np.ndarray) -> np.ndarray:
         return self.ex.loss(x) if self.calibrated else np.asarray(self.law(x))
@@ -74,18 +70,25 @@ class Predictor:
     def sigma(self, x: np.ndarray) -> np.ndarray | None:
         return self.ex.sigma(x, _parametric_sigma(self.laws, x))
 
+    def _ends(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Both ends of the calibrated interval at each x; None without a backtest."""
+        if not self.calibrated:
+            return None
+        with np.errstate(all="ignore"):  # absurd inputs: the interval ends saturate
+            ends = self.ex.interval(x, _parametric_sigma(self.laws, x), self.confidence)
+        if ends is None:
+            return None
+        low, high = (np.minimum(np.nan_to_num(e, nan=_LARGEST), _LARGEST) for e in ends)
+        return low, high
+
     def intervals(self, x: np.ndarray) -> list[list[float] | None]:
         """Per size: [low, high] of the loss a trial there would measure."""
-        ends = None
-        if self.calibrated:
-            with np.errstate(all="ignore"):  # absurd inputs: the interval ends saturate
-                ends = self.ex.interval(x, _parametric_sigma(self.laws, x), self.confidence)
+        ends = self._ends(x)
         if ends is None:
             return [
                 quantile_interval([float(s(at)) for s in self.laws], self.confidence) for at in x
             ]
-        low, high = (np.minimum(np.nan_to_num(e, nan=_LARGEST), _LARGEST) for e in ends)
-        return [[float(a), float(b)] for a, b in zip(low, high, strict=True)]
+        return [[float(a), float(b)] for a, b in zip(*ends, strict=True)]
 
     def prediction(self, at: float) -> dict[str, Any]:
         x = np.array([at])
@@ -100,7 +103,7 @@ class Predictor:
         }
         if self.ex.errors is not None:
             errors = self.ex.errors
-            out["form"] = self.ex.fits[int(np.argmax(self.ex.weights))].form
+            out["form"] = self.ex.form
             out["sigma_log"] = float(self.sigma(x)[0])  # type: ignore[index]
             out["backtest_sigma_log"] = float(errors.sigma(self.ex.distance(x))[0])
             out["supported"] = bool(self.ex.distance(x)[0] <= errors.max_distance + 1e-12)
@@ -124,13 +127,12 @@ class Predictor:
         The interval's upper end is None when even the pessimistic curve does not get
         there within TARGET_HORIZON times the largest fitted size: the target may be
         unreachable."""
-        if not self.calibrated:
-            return self._bootstrap_target(target)
         x = np.geomspace(self.ex.x_first, self.ex.x_last * TARGET_HORIZON, 2000)
+        ends = self._ends(x)
+        if ends is None:
+            return self._bootstrap_target(target)
         centre = self.loss(x)
-        ivs = self.intervals(x)
-        low = np.array([iv[0] if iv else np.nan for iv in ivs])
-        high = np.array([iv[1] if iv else np.nan for iv in ivs])
+        low, high = ends
 
         def first(curve: np.ndarray) -> float | None:
             hit = np.nonzero(curve <= target)[0]
@@ -166,10 +168,9 @@ class Predictor:
 
 def extrapolation_report(ex: Extrapolation) -> dict[str, Any]:
     """How the prediction intervals were made: the forms' backtests and the error model."""
-    chosen = ex.fits[int(np.argmax(ex.weights))].form
     out: dict[str, Any] = {
         "method": "rolling-origin backtest" if ex.errors else "bootstrap only (too few data sizes)",
-        "form": chosen,
+        "form": ex.form,
         "forms": [
             {
                 "form": s.form,
