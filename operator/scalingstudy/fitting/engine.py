@@ -338,10 +338,9 @@ def fit_points(points: Sequence[Point], options: FitOptions | None = None) -> di
         )
     laws = [s.law for s in boot.samples]
     conf = options.confidence
-    # Predictions use every point: the forms that predict can bend (M4 from the
-    # small-data plateau, M2 and M4 into the irreducible error), and the backtest
-    # judges the ones that cannot.
-    predictor = Predictor(extrapolate(m, y, conf), law, laws, conf)
+    # Predictions use the flattening tail too (M2 and M4 bend into the irreducible
+    # error); the small-data plateau only where a form can model it (M4).
+    predictor = Predictor(extrapolate(m, y, conf, plateau_end=lo), law, laws, conf)
     warnings.extend(reach_warnings(predictor, options.predict_at))
 
     report: dict[str, Any] = {

@@ -195,11 +195,13 @@ class _Backtest:
     distance: Array
 
 
-def _backtest(form: Form, x: Array, y: Array, origins: Sequence[int]) -> dict[int, _Backtest]:
+def _backtest(
+    form: Form, x: Array, y: Array, origins: Sequence[int], first: int
+) -> dict[int, _Backtest]:
     out: dict[int, _Backtest] = {}
     warm: tuple[float, ...] | None = None
     for k in origins:
-        fitted = form.fit(x[:k], y[:k], warm)
+        fitted = form.fit(x[first:k], y[first:k], warm)
         if fitted is None:
             continue
         predicted = fitted(x[k:])
@@ -226,36 +228,45 @@ def _growth(errors: Array, distance: Array, noise: float) -> float:
     return max(math.exp(float(res.x)), MIN_GROWTH)
 
 
-def extrapolate(x: Array, y: Array, confidence: float) -> Extrapolation:
+def extrapolate(x: Array, y: Array, confidence: float, plateau_end: int = 0) -> Extrapolation:
     """Fit the candidate forms to the curve (x ascending), backtest them, choose one.
+
+    The first ``plateau_end`` points (the small-data region the exponent's fit found)
+    are left out of the forms that cannot model that plateau; every form predicts,
+    and is judged on, the same later points.
 
     Absurd inputs (losses of 1e300) overflow on the way; the forms that overflow
     lose the backtest, so the floating-point warnings carry no information."""
     with np.errstate(all="ignore"):
-        return _extrapolate(x, y, confidence)
+        return _extrapolate(x, y, confidence, plateau_end)
 
 
-def _extrapolate(x: Array, y: Array, confidence: float) -> Extrapolation:
+def _extrapolate(x: Array, y: Array, confidence: float, plateau_end: int) -> Extrapolation:
     n = len(x)
     half = (n + 1) // 2
+    first = {f.name: 0 if f.plateau else plateau_end for f in FORMS}
     tests: dict[str, dict[int, _Backtest]] = {}
     for form in FORMS:
-        if n < form.min_points:
+        start = first[form.name] + form.min_points
+        if n < start:
             continue
-        done = _backtest(form, x, y, _origins(n, max(half, form.min_points)))
+        done = _backtest(form, x, y, _origins(n, max(half, start)), first[form.name])
         if done:
             tests[form.name] = done
-    if not tests and n >= 4:
+    simplest = FORMS[0]
+    if not tests and n >= first[simplest.name] + 4:
         # Too short for the later half: backtest the simplest form from its minimum.
-        done = _backtest(FORMS[0], x, y, _origins(n, FORMS[0].min_points))
+        start = first[simplest.name] + simplest.min_points
+        done = _backtest(simplest, x, y, _origins(n, start), first[simplest.name])
         if done:
-            tests[FORMS[0].name] = done
-    names = list(tests) or [FORMS[0].name]
+            tests[simplest.name] = done
+    names = list(tests) or [simplest.name]
     by_name = {f.name: f for f in FORMS}
     fits: list[Fitted] = []
     for name in names:
-        fitted = by_name[name].fit(x, y, None)
-        if fitted is not None and np.all(np.isfinite(fitted(x)) & (fitted(x) > 0)):
+        i = first[name]
+        fitted = by_name[name].fit(x[i:], y[i:], None)
+        if fitted is not None and np.all(np.isfinite(fitted(x[i:])) & (fitted(x[i:]) > 0)):
             fits.append(fitted)
     names = [f.form for f in fits]
     shared = sorted(set.intersection(*(set(tests.get(nm, {})) for nm in names))) if fits else []
@@ -263,7 +274,8 @@ def _extrapolate(x: Array, y: Array, confidence: float) -> Extrapolation:
         # No backtest to model: a form is reported, the interval is the bootstrap's.
         # Without any usable fit the power law stands in (it may not predict: the
         # engine's own power law is used then).
-        fits = fits or [FORMS[0].fit(x, y, None)]  # type: ignore[list-item]
+        i = first[simplest.name]
+        fits = fits or [simplest.fit(x[i:], y[i:], None)]  # type: ignore[list-item]
         scores = tuple(
             FormScore(f.form, 1.0 if i == 0 else 0.0, float("nan"), 0) for i, f in enumerate(fits)
         )
@@ -274,7 +286,8 @@ def _extrapolate(x: Array, y: Array, confidence: float) -> Extrapolation:
     inverse = 1.0 / np.maximum(mse, 1e-12)
     mixture = tuple(float(w) for w in inverse / inverse.sum())
     models = tuple(
-        _error_model(tests[nm], f, x, y, confidence) for nm, f in zip(names, fits, strict=True)
+        _error_model(tests[nm], f, x[first[nm] :], y[first[nm] :], confidence)
+        for nm, f in zip(names, fits, strict=True)
     )
     scores = tuple(
         FormScore(nm, w, float(np.sqrt(e)), sum(len(b.error) for b in tests[nm].values()))

@@ -45,6 +45,9 @@ class Form:
     #: Fewest points a fit is attempted on (more than k, so residuals say something).
     min_points: int
     fit: Callable[[Array, Array, tuple[float, ...] | None], Fitted | None]
+    #: Whether the form models the small-data plateau; the others are fitted from the
+    #: power-law region on (points of the plateau would bend them the wrong way).
+    plateau: bool = False
 
 
 def _fit_m1(x: Array, y: Array, _: tuple[float, ...] | None = None) -> Fitted:
@@ -241,5 +244,5 @@ def _fit_m4(x: Array, y: Array, warm: tuple[float, ...] | None = None) -> Fitted
 FORMS = (
     Form("power-law", 3, _fit_m1),
     Form("power-law-plus-constant", 5, _fit_m2),
-    Form("m4", 6, _fit_m4),
+    Form("m4", 6, _fit_m4, plateau=True),
 )
