@@ -65,10 +65,10 @@ def main() -> int:
                     bootstrap=args.bootstrap, confidence=0.9, random_seed=int(rng.integers(1 << 30))
                 ),
             )
-            lc = report["learning_curve"]
-            errors.append(abs(lc["beta"] - beta))
-            if lc["beta_interval"]:
-                lo, hi = lc["beta_interval"]
+            lc = report.learning_curve
+            errors.append(abs(lc.beta - beta))
+            if lc.beta_interval:
+                lo, hi = lc.beta_interval
                 covered.append(lo <= beta <= hi)
             # extrapolation: fit on the smallest 60% of the log range
             cut = np.log(m[0]) + 0.6 * (np.log(m[-1]) - np.log(m[0]))
@@ -79,9 +79,10 @@ def main() -> int:
                     [p for p, k in zip(points, keep, strict=True) if k],
                     FitOptions(bootstrap=0, predict_at=(float(m[-1]),)),
                 )
-                pred = part["predictions"][0]
-                extrap.append(abs(pred["loss"] - truth) / truth)
-                inside.append(pred["interval"][0] <= y[-1] <= pred["interval"][1])
+                pred = part.predictions[0]
+                extrap.append(abs(pred.loss - truth) / truth)
+                if pred.interval:
+                    inside.append(pred.interval[0] <= y[-1] <= pred.interval[1])
             except ValueError:
                 extrap.append(np.nan)
             naive.append(abs(naive_extrapolation(m[keep], y[keep], m[-1]) - truth) / truth)

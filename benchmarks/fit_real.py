@@ -88,24 +88,24 @@ def main() -> int:
         report = fit_points(
             points, FitOptions(bootstrap=args.bootstrap, predict_at=tuple(float(v) for v in hx))
         )
-        preds = report["predictions"]
-        loss = np.array([p["loss"] for p in preds])
-        lo = np.array([p["interval"][0] for p in preds])
-        hi = np.array([p["interval"][1] for p in preds])
+        preds = report.predictions
+        loss = np.array([p.loss for p in preds])
+        lo = np.array([p.interval[0] if p.interval else np.nan for p in preds])
+        hi = np.array([p.interval[1] if p.interval else np.nan for p in preds])
         inside = (hy >= lo) & (hy <= hi)
         s = stats[domain]
         s["inside"].append(float(inside.sum()))
         s["held"].append(float(len(hy)))
         s["width"].extend(np.log(hi / lo).tolist())
         s["ours"].append(rmse(loss, hy))
-        old = np.array([p["parametric_interval"] or [np.nan, np.nan] for p in preds])
+        old = np.array([p.parametric_interval or [np.nan, np.nan] for p in preds])
         s["old_inside"].append(float(((hy >= old[:, 0]) & (hy <= old[:, 1])).sum()))
         for label, form in (("m4", forms["m4"]), ("m2", forms["power-law-plus-constant"])):
             fitted = form.fit(fx, fy, None)
             s[label].append(rmse(fitted(hx), hy) if fitted is not None else np.nan)
         if args.verbose:
             print(
-                f"  {domain:4s} {name:34s} form {report['extrapolation']['form']:24s} "
+                f"  {domain:4s} {name:34s} form {report.extrapolation.form:24s} "
                 f"inside {int(inside.sum())}/{len(hy)} rmse {s['ours'][-1]:.4f} "
                 f"m4 {s['m4'][-1]:.4f}"
             )

@@ -49,14 +49,14 @@ def test_a_bending_curve_gets_an_interval_that_holds_the_truth_and_is_wider_than
     y = truth.loss(m) * np.exp(0.01 * rng.standard_normal(len(m)))
     at = 4e6
     report = fit_points(_points(m, y), FitOptions(bootstrap=200, predict_at=(at,)))
-    pred = report["predictions"][0]
-    lo, hi = pred["interval"]
+    pred = report.predictions[0]
+    lo, hi = pred.interval
     assert lo <= float(truth.loss(np.array([at]))[0]) <= hi
-    p_lo, p_hi = pred["parametric_interval"]
+    p_lo, p_hi = pred.parametric_interval
     assert not p_lo <= float(truth.loss(np.array([at]))[0]) <= p_hi
-    assert pred["distance_ratio"] == pytest.approx(4.0)
-    assert report["extrapolation"]["method"] == "rolling-origin backtest"
-    assert set(report["interval_methods"]) >= {
+    assert pred.distance_ratio == pytest.approx(4.0)
+    assert report.extrapolation.method == "rolling-origin backtest"
+    assert set(report.interval_methods) >= {
         "predictions[].interval",
         "learning_curve.beta_interval",
     }
@@ -84,31 +84,31 @@ def test_prediction_beyond_the_backtest_reach_warns() -> None:
     report = fit_points(
         _points(m, 3 * m**-0.3 + 0.01), FitOptions(bootstrap=50, predict_at=(2e5, 1e8))
     )
-    reach = report["extrapolation"]["reach_ratio"]
+    reach = report.extrapolation.reach_ratio
     assert 1 < reach < 1e8 / 6.4e4
-    beyond = [w for w in report["warnings"] if "the backtest reaches only" in w]
+    beyond = [w for w in report.warnings if "the backtest reaches only" in w]
     assert len(beyond) == 1 and "prediction at 1e+08" in beyond[0]
-    assert report["predictions"][1]["supported"] is False
+    assert report.predictions[1].supported is False
 
 
 def test_too_few_sizes_for_a_backtest_fall_back_to_the_bootstrap_and_say_so() -> None:
     m = np.array([1e3, 2e3, 4e3])
     report = fit_points(_points(m, 2 * m**-0.3), FitOptions(bootstrap=50, predict_at=(1e4,)))
-    assert any("too few data sizes to backtest" in w for w in report["warnings"])
-    assert report["extrapolation"]["method"].startswith("bootstrap only")
+    assert any("too few data sizes to backtest" in w for w in report.warnings)
+    assert report.extrapolation.method.startswith("bootstrap only")
 
 
 def test_data_for_target_brackets_its_answer_and_is_open_when_unreachable() -> None:
     m = np.geomspace(1e3, 2.56e5, 9)
     y = 2 * (m / 1e3) ** -0.4 + 0.2
     reachable = fit_points(_points(m, y), FitOptions(bootstrap=50, target_loss=0.3))
-    target = reachable["data_for_target"]
-    lo, hi = target["interval"]
-    assert lo <= target["data_size"] and (hi is None or target["data_size"] <= hi)
-    assert target["data_size"] > m[-1]
+    target = reachable.data_for_target
+    lo, hi = target.interval
+    assert lo <= target.data_size and (hi is None or target.data_size <= hi)
+    assert target.data_size > m[-1]
     below_floor = fit_points(_points(m, y), FitOptions(bootstrap=50, target_loss=0.1))
-    assert below_floor["data_for_target"]["data_size"] is None
-    assert below_floor["data_for_target"]["interval"][1] is None
+    assert below_floor.data_for_target.data_size is None
+    assert below_floor.data_for_target.interval[1] is None
 
 
 def _grid_study(optimum_at: float = 30.0, exponent: float = 0.6) -> list[Point]:
@@ -125,27 +125,27 @@ def _grid_study(optimum_at: float = 30.0, exponent: float = 0.6) -> list[Point]:
 
 def test_best_model_size_between_grid_points_is_recovered() -> None:
     report = fit_points(_grid_study(), FitOptions(bootstrap=50))
-    ms = report["model_size"]
-    assert ms["method"].startswith("continuous")
-    for e in ms["estimates"]:
-        if e["censored"] is None:
-            assert e["parameters"] == pytest.approx(30.0 * e["data_size"] ** 0.6, rel=0.15)
-    assert ms["beta"] == pytest.approx(0.6, rel=0.15)
-    lo, hi = ms["beta_interval"]
+    ms = report.model_size
+    assert ms.method.startswith("continuous")
+    for e in ms.estimates:
+        if e.censored is None:
+            assert e.parameters == pytest.approx(30.0 * e.data_size**0.6, rel=0.15)
+    assert ms.beta == pytest.approx(0.6, rel=0.15)
+    lo, hi = ms.beta_interval
     assert lo <= 0.6 <= hi
     # The grid's step function is further off than the continuous estimate.
-    assert abs(ms["grid_beta"] - 0.6) > abs(ms["beta"] - 0.6)
+    assert abs(ms.grid_beta - 0.6) > abs(ms.beta - 0.6)
 
 
 def test_grid_edges_are_censored_and_warned_about() -> None:
     # Optimum grows fast: the largest model is best for the larger data sizes.
     report = fit_points(_grid_study(optimum_at=3.0, exponent=1.2), FitOptions(bootstrap=20))
-    ms = report["model_size"]
-    assert ms["estimates"][-1]["censored"] == "above"
-    assert any("largest model size is best from m =" in w for w in report["warnings"])
+    ms = report.model_size
+    assert ms.estimates[-1].censored == "above"
+    assert any("largest model size is best from m =" in w for w in report.warnings)
     small = fit_points(_grid_study(optimum_at=0.05, exponent=0.9), FitOptions(bootstrap=20))
-    assert small["model_size"]["estimates"][0]["censored"] == "below"
-    assert any("add smaller model sizes" in w for w in small["warnings"])
+    assert small.model_size.estimates[0].censored == "below"
+    assert any("add smaller model sizes" in w for w in small.warnings)
 
 
 def _real_curves(domain: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
@@ -171,7 +171,7 @@ def test_real_language_model_curves_held_out_losses_fall_inside_the_intervals() 
     inside = total = 0
     for fx, fy, hx, hy in _real_curves("LM"):
         report = fit_points(_points(fx, fy), FitOptions(bootstrap=50, predict_at=tuple(hx)))
-        for p, truth in zip(report["predictions"], hy, strict=True):
-            inside += p["interval"][0] <= truth <= p["interval"][1]
+        for p, truth in zip(report.predictions, hy, strict=True):
+            inside += p.interval[0] <= truth <= p.interval[1]
             total += 1
     assert 0.8 <= inside / total <= 0.97

@@ -29,11 +29,11 @@ def test_any_input_gives_a_report_or_a_fit_error(
     except FitError as exc:
         assert str(exc)
         return
-    lc = report["learning_curve"]
-    assert lc["beta"] < 0
-    assert lc["alpha"] >= 0 and lc["gamma"] >= 0
+    lc = report.learning_curve
+    assert lc.beta < 0
+    assert lc.alpha >= 0 and lc.gamma >= 0
     assert all(math.isfinite(lc[k]) for k in ("alpha", "beta", "gamma", "r2_log"))
-    assert isinstance(report["warnings"], list)
+    assert isinstance(report.warnings, list)
 
 
 @settings(max_examples=60, deadline=None)
@@ -46,9 +46,9 @@ def test_any_input_gives_a_report_or_a_fit_error(
 def test_exact_power_laws_are_recovered(beta: float, alpha: float, start: float, n: int) -> None:
     m = start * 2.0 ** np.arange(n)
     points = [Point(float(x), float(alpha * x**beta)) for x in m]
-    lc = fit_points(points, FitOptions(form="power-law", bootstrap=0))["learning_curve"]
-    assert abs(lc["beta"] - beta) < 1e-3
-    assert lc["n_points"] == n
+    lc = fit_points(points, FitOptions(form="power-law", bootstrap=0)).learning_curve
+    assert abs(lc.beta - beta) < 1e-3
+    assert lc.n_points == n
 
 
 @settings(max_examples=60, deadline=None)
@@ -60,8 +60,8 @@ def test_predictions_lie_within_their_intervals(losses: list[float], factor: flo
     m = [100 * factor**i for i in range(len(losses))]
     points = [Point(x, y) for x, y in zip(m, sorted(losses, reverse=True), strict=True)]
     report = fit_points(points, FitOptions(bootstrap=30, predict_at=(m[-1] * 10,)))
-    for pred in report["predictions"]:
-        assert math.isfinite(pred["loss"]) and pred["loss"] > 0
-        if pred["interval"]:
-            lo, hi = pred["interval"]
+    for pred in report.predictions:
+        assert math.isfinite(pred.loss) and pred.loss > 0
+        if pred.interval:
+            lo, hi = pred.interval
             assert lo <= hi

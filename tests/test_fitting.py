@@ -27,8 +27,8 @@ def _curve(
 def test_recovers_a_planted_exponent_without_noise(beta: float) -> None:
     pts = _curve(5.0, beta, 0.0, 0.0)
     report = fit_points(pts, FitOptions(form="power-law", bootstrap=0))
-    assert report["learning_curve"]["beta"] == pytest.approx(beta, abs=1e-6)
-    assert report["learning_curve"]["alpha"] == pytest.approx(5.0, rel=1e-5)
+    assert report.learning_curve.beta == pytest.approx(beta, abs=1e-6)
+    assert report.learning_curve.alpha == pytest.approx(5.0, rel=1e-5)
 
 
 def test_recovers_exponent_and_irreducible_error() -> None:
@@ -46,7 +46,7 @@ def test_interval_covers_truth_and_excludes_zero_with_noise() -> None:
         _curve(2.0, -0.3, 0.0, 0.03, seed=4),
         FitOptions(form="power-law", bootstrap=300, confidence=0.95),
     )
-    lo, hi = report["learning_curve"]["beta_interval"]
+    lo, hi = report.learning_curve.beta_interval
     assert lo < -0.3 < hi
     assert hi < 0
 
@@ -73,8 +73,8 @@ def test_model_size_exponent() -> None:
                 Point(m, 1.0 + abs(np.log(size / best_size)) + m**-0.3, size, parameters=size * 100)
             )
     report = fit_points(pts, FitOptions(bootstrap=0))
-    assert report["model_size"]["beta"] == pytest.approx(1.0, abs=0.01)
-    assert [b["model_size"] for b in report["best"]] == [10, 20, 40, 80, 160]
+    assert report.model_size.beta == pytest.approx(1.0, abs=0.01)
+    assert [b.model_size for b in report.best] == [10, 20, 40, 80, 160]
 
 
 def test_predictions_and_target() -> None:
@@ -85,14 +85,14 @@ def test_predictions_and_target() -> None:
             form="power-law-plus-constant", bootstrap=50, predict_at=(1e7,), target_loss=0.12
         ),
     )
-    (pred,) = report["predictions"]
-    assert pred["loss"] == pytest.approx(2.0 * 1e7**-0.3 + 0.1, rel=1e-3)
-    needed = report["data_for_target"]["data_size"]
+    (pred,) = report.predictions
+    assert pred.loss == pytest.approx(2.0 * 1e7**-0.3 + 0.1, rel=1e-3)
+    needed = report.data_for_target.data_size
     assert needed == pytest.approx((0.02 / 2.0) ** (1 / -0.3), rel=1e-2)
     below = fit_points(
         pts, FitOptions(form="power-law-plus-constant", bootstrap=20, target_loss=0.05)
     )
-    assert below["data_for_target"]["data_size"] is None
+    assert below.data_for_target.data_size is None
 
 
 @pytest.mark.parametrize(
@@ -114,18 +114,18 @@ def test_bad_points_raise_fit_error(points: list[Point], fragment: str) -> None:
 def test_flat_or_rising_curve_warns_instead_of_a_nonsense_exponent() -> None:
     flat = [Point(m, 0.5) for m in (100, 200, 400, 800, 1600)]
     report = fit_points(flat, FitOptions(bootstrap=10))
-    assert any("does not fall" in w for w in report["warnings"])
+    assert any("does not fall" in w for w in report.warnings)
     rising = [Point(m, 0.1 * m**0.2) for m in (100, 200, 400, 800, 1600)]
     report = fit_points(rising, FitOptions(bootstrap=10))
-    assert report["learning_curve"]["beta"] <= 0
-    assert any("does not fall" in w for w in report["warnings"])
+    assert report.learning_curve.beta <= 0
+    assert any("does not fall" in w for w in report.warnings)
 
 
 def test_pure_power_law_keeps_every_point() -> None:
     pts = _curve(3.0, -0.3, 0.0, 0.02, seed=9, sizes=np.geomspace(100, 100 * 2**9, 10))
     report = fit_points(pts, FitOptions(bootstrap=0))
-    assert report["learning_curve"]["power_law_range"] == [100, 100 * 2**9]
-    assert report["learning_curve"]["n_points"] == 10
+    assert report.learning_curve.power_law_range == [100, 100 * 2**9]
+    assert report.learning_curve.n_points == 10
 
 
 def test_small_data_region_is_excluded() -> None:
@@ -138,10 +138,10 @@ def test_small_data_region_is_excluded() -> None:
         [Point(float(a), float(b)) for a, b in zip(m, y, strict=True)],
         FitOptions(bootstrap=0, form="power-law"),
     )
-    lc = report["learning_curve"]
-    assert lc["power_law_range"][0] >= 400
-    assert lc["beta"] == pytest.approx(-0.4, abs=0.01)
-    assert any("small-data" in w for w in report["warnings"])
+    lc = report.learning_curve
+    assert lc.power_law_range[0] >= 400
+    assert lc.beta == pytest.approx(-0.4, abs=0.01)
+    assert any("small-data" in w for w in report.warnings)
 
 
 def test_irreducible_region_is_excluded_from_a_pure_power_law() -> None:
@@ -152,13 +152,13 @@ def test_irreducible_region_is_excluded_from_a_pure_power_law() -> None:
         [Point(float(a), float(b)) for a, b in zip(m, y, strict=True)],
         FitOptions(bootstrap=0, form="power-law"),
     )
-    lc = report["learning_curve"]
-    assert lc["power_law_range"][1] <= m[-3]
-    assert lc["beta"] == pytest.approx(-0.5, abs=0.01)
+    lc = report.learning_curve
+    assert lc.power_law_range[1] <= m[-3]
+    assert lc.beta == pytest.approx(-0.5, abs=0.01)
 
 
 def test_per_model_size_curves() -> None:
     pts = [Point(m, (1 + 8 / w) * m**-0.3, w) for m in (100, 200, 400, 800) for w in (4, 16)]
-    per = fit_points(pts, FitOptions(bootstrap=0))["per_model_size"]
-    assert [p["model_size"] for p in per] == [4, 16]
-    assert all(p["beta"] == pytest.approx(-0.3, abs=1e-3) for p in per)
+    per = fit_points(pts, FitOptions(bootstrap=0)).per_model_size
+    assert [p.model_size for p in per] == [4, 16]
+    assert all(p.beta == pytest.approx(-0.3, abs=1e-3) for p in per)

@@ -49,22 +49,22 @@ def test_planted_law_off_grid_rows() -> None:
         for nn, dd, ll in zip(n, d, loss, strict=True)
     ]
     report = fit_points(points, FitOptions(joint=True, bootstrap=20, joint_bootstrap=20))
-    joint = report["joint"]
-    assert joint["alpha_N"] == pytest.approx(0.4, abs=0.03)
-    assert joint["beta_D"] == pytest.approx(0.3, abs=0.03)
-    assert joint["E"] == pytest.approx(0.5, abs=0.05)
-    lo, hi = joint["intervals"]["alpha_N"]
-    assert lo <= joint["alpha_N"] <= hi
-    a, b = joint["compute_optimal"]["a"], joint["compute_optimal"]["b"]
+    joint = report.joint
+    assert joint.alpha_N == pytest.approx(0.4, abs=0.03)
+    assert joint.beta_D == pytest.approx(0.3, abs=0.03)
+    assert joint.E == pytest.approx(0.5, abs=0.05)
+    lo, hi = joint.intervals["alpha_N"]
+    assert lo <= joint.alpha_N <= hi
+    a, b = joint.compute_optimal.a, joint.compute_optimal.b
     assert a + b == pytest.approx(1.0)
-    assert a == pytest.approx(joint["beta_D"] / (joint["alpha_N"] + joint["beta_D"]))
+    assert a == pytest.approx(joint.beta_D / (joint.alpha_N + joint.beta_D))
 
 
 def test_joint_needs_three_model_sizes() -> None:
     points = [Point(m, m**-0.3 + 1 / s, s) for m in (100, 200, 400) for s in (4, 8)]
     report = fit_points(points, FitOptions(joint=True, bootstrap=0))
-    assert report["joint"] is None
-    assert any("joint fit skipped" in w for w in report["warnings"])
+    assert report.joint is None
+    assert any("joint fit skipped" in w for w in report.warnings)
 
 
 def test_bigger_models_that_are_not_better_give_a_warning_not_a_step_function() -> None:
@@ -77,7 +77,5 @@ def test_bigger_models_that_are_not_better_give_a_warning_not_a_step_function() 
             loss = (1.2 + 30 * d**-0.3 + penalty) * np.exp(0.01 * rng.standard_normal())
             points.append(Point(d, loss, parameters=n))
     report = fit_points(points, FitOptions(bootstrap=50, joint=True))
-    assert report["joint"] is None
-    assert any("joint fit not reported: alpha_N" in w for w in report["warnings"]), report[
-        "warnings"
-    ]
+    assert report.joint is None
+    assert any("joint fit not reported: alpha_N" in w for w in report.warnings), report["warnings"]

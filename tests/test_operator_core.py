@@ -6,13 +6,6 @@ from typing import Any
 
 import pytest
 
-from scalingstudy.cluster.decision import (
-    conditions_for,
-    fit_status,
-    phase_of,
-    plan_pass,
-    to_collect,
-)
 from scalingstudy.cluster.manifests import JobSettings, StudyRef, job_manifest
 from scalingstudy.cluster.observe import (
     JobState,
@@ -22,9 +15,16 @@ from scalingstudy.cluster.observe import (
     success_message,
 )
 from scalingstudy.cluster.prometheus import promql_string, samples_by_trial, study_query
-from scalingstudy.plan import plan_trials
-from scalingstudy.results import TrialRecord
+from scalingstudy.cluster.reconcile import (
+    conditions_for,
+    decide,
+    fit_due,
+    phase_of,
+    to_collect,
+)
+from scalingstudy.plan import Plan, plan_trials
 from scalingstudy.spec import parse_spec
+from scalingstudy.status import FitStatus, TrialCounts, TrialRecord
 
 REF = StudyRef("demo", "ml", "uid-1")
 
@@ -166,112 +166,103 @@ def state(trial: str, phase: str) -> JobState:
 
 
 def ok(trial: str, data: int = 100, loss: float = 1.0) -> TrialRecord:
-    return TrialRecord(trial, data, 4, 0, "Succeeded", loss=loss)
+    return TrialRecord(
+        trial=trial, data_size=data, model_size=4, seed=0, status="Succeeded", loss=loss
+    )
+
+
+def fitted(results: int, final: bool = False) -> FitStatus:
+    return FitStatus(based_on_results=results, final=final)
+
+
+def pass_of(
+    planned: Plan,
+    jobs: list[JobState],
+    recorded: dict[str, TrialRecord],
+    collected: list[TrialRecord],
+    parallelism: int = 2,
+    max_failed: int = 1,
+    fit: FitStatus | None = None,
+) -> Any:
+    return decide(
+        planned, jobs, recorded, collected, parallelism=parallelism, max_failed=max_failed, fit=fit
+    )
 
 
 def test_pass_creates_only_missing_jobs_up_to_parallelism() -> None:
     s = spec(parallelism=3)
-    planned = plan_trials("demo", s)
-    jobs = [state(planned[0].name, "active"), state(planned[1].name, "succeeded")]
-    p = plan_pass(
-        planned, jobs, {}, [], parallelism=3, max_failed=3, fitted_results=None, final_fit=False
-    )
+    planned = Plan.of("demo", s)
+    trials = planned.trials
+    jobs = [state(trials[0].name, "active"), state(trials[1].name, "succeeded")]
+    p = pass_of(planned, jobs, {}, [], parallelism=3, max_failed=3)
     # One slot taken by the active Job; the finished one is awaiting collection, not re-created.
-    assert [t.name for t in p.create] == [planned[2].name, planned[3].name]
+    assert [t.name for t in p.create] == [trials[2].name, trials[3].name]
     assert to_collect(jobs, {}) == [jobs[1]]
-    assert p.counts == {"total": 6, "succeeded": 0, "failed": 0, "running": 3, "pending": 3}
+    assert p.counts == TrialCounts(total=6, succeeded=0, failed=0, running=3, pending=3)
     assert p.events[0].reason == "TrialsStarted"
 
 
 def test_pass_records_collected_results_and_asks_for_a_fit() -> None:
-    planned = plan_trials("demo", spec())
-    recorded = {t.name: ok(t.name, t.data_size) for t in planned[:4]}
-    collected = [ok(planned[4].name, 400)]
-    p = plan_pass(
-        planned,
-        [],
-        recorded,
-        collected,
-        parallelism=2,
-        max_failed=1,
-        fitted_results=4,
-        final_fit=False,
-    )
+    planned = Plan.of("demo", spec())
+    recorded = {t.name: ok(t.name, t.data_size) for t in planned.trials[:4]}
+    collected = [ok(planned.trials[4].name, 400)]
+    p = pass_of(planned, [], recorded, collected, fit=fitted(4))
     assert p.new_records == tuple(collected) and len(p.records) == 5
     assert p.needs_fit  # 5 results now, the fit in status used 4
     assert [e.reason for e in p.events] == ["TrialsStarted", "TrialsSucceeded"]
-    same = plan_pass(
-        planned, [], p.records, [], parallelism=2, max_failed=1, fitted_results=5, final_fit=False
-    )
+    same = pass_of(planned, [], p.records, [], fit=fitted(5))
     assert not same.needs_fit and not same.new_records
 
 
 def test_pass_stops_after_too_many_failures() -> None:
-    planned = plan_trials("demo", spec())
-    failed = [
-        TrialRecord(t.name, t.data_size, 4, 0, "Failed", reason="ExitCode1") for t in planned[:2]
-    ]
-    p = plan_pass(
-        planned, [], {}, failed, parallelism=4, max_failed=1, fitted_results=None, final_fit=False
-    )
+    planned = Plan.of("demo", spec())
+    failed = [TrialRecord.failed(t, "ExitCode1", "boom", None) for t in planned.trials[:2]]
+    p = pass_of(planned, [], {}, failed, parallelism=4)
     assert p.failed_reason and "2 trials failed" in p.failed_reason
-    assert p.create == () and p.finished
-    assert phase_of(p, None, None, False) == ("Failed", p.failed_reason)
+    assert p.create == () and p.finished and not p.final
+    assert phase_of(p, None, False) == ("Failed", p.failed_reason)
 
 
 def test_pass_deletes_active_jobs_dropped_from_the_grid() -> None:
-    planned = plan_trials("demo", spec())
-    jobs = [state("demo-d9999-m4-s0", "active"), state(planned[0].name, "active")]
-    p = plan_pass(
-        planned, jobs, {}, [], parallelism=1, max_failed=1, fitted_results=None, final_fit=False
-    )
+    planned = Plan.of("demo", spec())
+    jobs = [state("demo-d9999-m4-s0", "active"), state(planned.trials[0].name, "active")]
+    p = pass_of(planned, jobs, {}, [], parallelism=1)
     assert p.delete == ("demo-d9999-m4-s0",) and p.create == ()
 
 
 def test_finished_pass_needs_the_final_fit_once() -> None:
-    planned = plan_trials("demo", spec())
+    planned = Plan.of("demo", spec())
     records = {t.name: ok(t.name, t.data_size) for t in planned}
-    p = plan_pass(
-        planned, [], records, [], parallelism=2, max_failed=1, fitted_results=6, final_fit=False
-    )
-    assert p.finished and p.needs_fit
-    assert phase_of(p, None, None, False)[0] == "Fitting"
-    assert phase_of(p, None, None, True)[0] == "Succeeded"
-    done = plan_pass(
-        planned, [], records, [], parallelism=2, max_failed=1, fitted_results=6, final_fit=True
-    )
-    assert not done.needs_fit
+    p = pass_of(planned, [], records, [], fit=fitted(6))
+    assert p.finished and p.final and p.needs_fit
+    assert phase_of(p, None, False)[0] == "Fitting"
+    assert phase_of(p, None, True)[0] == "Succeeded"
+    assert not pass_of(planned, [], records, [], fit=fitted(6, final=True)).needs_fit
+
+
+def test_fits_are_throttled_except_the_final_one() -> None:
+    planned = Plan.of("demo", spec())
+    records = {t.name: ok(t.name, t.data_size) for t in planned.trials[:5]}  # 3 data sizes
+    interim = pass_of(planned, [], records, [], fit=fitted(3))
+    assert fit_due(interim, since_last_fit=2.0, interval=10.0) == (False, 8.0)
+    assert fit_due(interim, since_last_fit=12.0, interval=10.0) == (True, None)
+    everything = {t.name: ok(t.name, t.data_size) for t in planned}
+    final = pass_of(planned, [], everything, [], fit=fitted(4))
+    assert fit_due(final, since_last_fit=0.1, interval=10.0) == (True, None)
+    settled = pass_of(planned, [], everything, [], fit=fitted(6, final=True))
+    assert fit_due(settled, since_last_fit=99.0, interval=10.0) == (False, None)
 
 
 def test_conditions_keep_transition_times_while_unchanged() -> None:
-    first = conditions_for("Running", None, [], 1, "t0", None)
-    again = conditions_for("Running", None, first, 2, "t1", None)
-    assert {c["lastTransitionTime"] for c in again} == {"t0"}
-    assert {c["observedGeneration"] for c in again} == {2}
-    done = {c["type"]: c for c in conditions_for("Succeeded", None, again, 2, "t2", None)}
-    assert done["Complete"]["status"] == "True" and done["Complete"]["lastTransitionTime"] == "t2"
-    assert done["Progressing"]["status"] == "False"
-    bad = {
-        c["type"]: c for c in conditions_for("Failed", "spec.x: bad", [], 3, "t3", "spec.x: bad")
-    }
-    assert bad["SpecValid"]["status"] == "False" and bad["Failed"]["reason"] == "InvalidSpec"
-
-
-def test_fit_status_is_camel_case_and_rounded() -> None:
-    fit = {
-        "learning_curve": {"form": "power-law", "alpha": 3.14159265, "beta": -0.123456789,
-                           "gamma": 0.0, "beta_interval": [-0.2, -0.05], "r2_log": 0.99,
-                           "power_law_range": [100, 400]},
-        "model_size": {"alpha": 2.0, "beta": 0.7, "beta_interval": [0.5, 0.9]},
-        "predictions": [{"data_size": 4000, "loss": 0.1234567, "interval": [0.1, 0.2]}],
-    }  # fmt: skip
-    out = fit_status(fit, final=True, n_results=6)
-    assert out["learningCurve"]["beta"] == -0.1235 and out["learningCurve"]["betaInterval"] == [
-        -0.2,
-        -0.05,
-    ]
-    assert out["modelSize"]["beta"] == 0.7 and out["basedOnResults"] == 6 and out["final"] is True
-    assert out["predictions"][0]["loss"] == 0.1235
+    first = conditions_for("Running", None, [], 1, "t0")
+    again = conditions_for("Running", None, first, 2, "t1")
+    assert {c.last_transition_time for c in again} == {"t0"}
+    assert {c.observed_generation for c in again} == {2}
+    done = {c.type: c for c in conditions_for("Succeeded", None, again, 2, "t2")}
+    assert done["Complete"].status == "True" and done["Complete"].last_transition_time == "t2"
+    assert done["Progressing"].status == "False"
+    bad = {c.type: c for c in conditions_for("Failed", "spec.x: bad", [], 3, "t3", "spec.x: bad")}
+    assert bad["SpecValid"].status == "False" and bad["Failed"].reason == "InvalidSpec"
 
 
 # -- Prometheus --------------------------------------------------------------------------
@@ -320,7 +311,7 @@ def test_fit_in_child_process_matches_the_in_process_fit() -> None:
 
     points = [Point(float(d), 3.0 * d**-0.3, 4.0, "0") for d in (100, 200, 400, 800, 1600)]
     options = FitOptions(bootstrap=30, predict_at=(10_000.0,))
-    assert run_fit(points, options) == fit_points(points, options)
+    assert run_fit(points, options).to_json() == fit_points(points, options).to_json()
     with pytest.raises(FitError, match="3 distinct data sizes"):
         run_fit(points[:2], options)
 

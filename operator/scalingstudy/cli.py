@@ -7,7 +7,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from scalingstudy.report_table import format_fit
+
+if TYPE_CHECKING:
+    from scalingstudy.fitting.report import FitReport
 
 EXIT_BAD_INPUT = 2
 
@@ -34,86 +39,6 @@ def _positive(text: str) -> float:
     return _sizes(text)[0]
 
 
-def _fmt(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:.{digits}g}"
-
-
-def _interval(values: Sequence[float] | None, digits: int = 3) -> str:
-    if not values:
-        return ""
-    lo, hi = values
-    return f" [{_fmt(lo, digits)}, {_fmt(hi, digits)}]"
-
-
-def format_fit(fit: dict[str, Any]) -> str:
-    """The fit as a readable table."""
-    lc = fit["learning_curve"]
-    conf = round(100 * lc.get("confidence", 0.9))
-    lines = [
-        f"Learning curve ({lc['form']}): loss = {_fmt(lc['alpha'])} * m^{lc['beta']:.4f}"
-        f" + {_fmt(lc['gamma'])}",
-        f"  beta_g = {lc['beta']:.4f}{_interval(lc['beta_interval'], 4)}"
-        f"{f' ({conf}% CI)' if lc['beta_interval'] else ''}   R^2(log) = {lc['r2_log']:.4f}"
-        f"   points = {lc['n_points']}   power-law range = {lc['power_law_range']}",
-    ]
-    ms = fit.get("model_size")
-    if ms:
-        lines.append(
-            f"Model size: parameters = {_fmt(ms['alpha'])} * m^{ms['beta']:.4f}"
-            f"   beta_p = {ms['beta']:.4f}{_interval(ms['beta_interval'], 4)}"
-        )
-    lines.append("Best model per data size:")
-    lines.append(f"  {'data_size':>12} {'model_size':>11} {'parameters':>11} {'loss':>10}")
-    for b in fit["best"]:
-        lines.append(
-            f"  {b['data_size']:>12g} {_fmt(b['model_size']):>11} {_fmt(b.get('parameters')):>11}"
-            f" {b['loss']:>10.5g}"
-        )
-    ms_line = (
-        f"  (continuous optimum, {sum(1 for e in ms.get('estimates', []) if e['censored'])}"
-        f" censored; best grid points give {ms['grid_beta']:.4f})"
-        if ms and ms.get("method", "").startswith("continuous")
-        else ""
-    )
-    if ms_line:
-        lines.insert(3, ms_line)
-    ex = fit.get("extrapolation") or {}
-    for p in fit.get("predictions", []):
-        lines.append(
-            f"Predicted loss at m = {p['data_size']:g}: {p['loss']:.5g}"
-            f"{_interval(p['interval'], 4)} ({conf}% prediction interval; "
-            f"{p['distance_ratio']:.3g}x the largest data size, form {p.get('form', lc['form'])})"
-        )
-    if ex.get("reach_ratio"):
-        lines.append(
-            f"  intervals from a backtest over {ex['origins']} origins "
-            f"(reach {ex['reach_ratio']:.3g}x, noise {ex['noise_sigma_log']:.3g} in log loss)"
-        )
-    target = fit.get("data_for_target")
-    if target:
-        if target["data_size"] is None:
-            lines.append(
-                f"Target loss {target['target_loss']:g} lies below the fitted "
-                "irreducible error: no data size reaches it"
-            )
-        else:
-            lo, hi = target["interval"] or (None, None)
-            lines.append(
-                f"Data for target loss {target['target_loss']:g}: {target['data_size']:g}"
-                f" [{'-' if lo is None else f'{lo:g}'}, {'unbounded' if hi is None else f'{hi:g}'}]"
-            )
-    joint = fit.get("joint")
-    if joint:
-        lines.append(
-            f"Joint fit: L(N, D) = {joint['E']:.4g} + {joint['A']:.4g}/N^{joint['alpha_N']:.4f}"
-            f" + {joint['B']:.4g}/D^{joint['beta_D']:.4f}   compute-optimal N ~ C^"
-            f"{joint['compute_optimal']['a']:.3f}, D ~ C^{joint['compute_optimal']['b']:.3f}"
-        )
-    for w in fit.get("warnings", []):
-        lines.append(f"warning: {w}")
-    return "\n".join(lines)
-
-
 def cmd_fit(args: argparse.Namespace) -> int:
     from scalingstudy.fitting import FitError, FitOptions, fit_points
     from scalingstudy.pointsfile import PointsFileError, read_points
@@ -134,10 +59,29 @@ def cmd_fit(args: argparse.Namespace) -> int:
     except (PointsFileError, FitError) as exc:
         _fail(str(exc))
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report.to_json(), indent=2))
     else:
         print(format_fit(report))
     return 0
+
+
+def _read_fit_json(source: Path) -> FitReport:
+    from pydantic import ValidationError
+
+    from scalingstudy.fitting.report import FitReport
+
+    try:
+        raw = json.loads(source.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        _fail(f"{source}: not a readable fit JSON ({exc})")
+    if not isinstance(raw, dict) or "learning_curve" not in raw or "best" not in raw:
+        _fail(f"{source}: not a fit report (no learning_curve and best)")
+    try:
+        return FitReport.from_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        _fail(f"{source}: not a fit report: {where}: {first['msg']}")
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -153,12 +97,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     points = []
     try:
         if source.suffix.lower() == ".json":
-            try:
-                fit = json.loads(source.read_text())
-            except (OSError, json.JSONDecodeError) as exc:
-                _fail(f"{source}: not a readable fit JSON ({exc})")
-            if not isinstance(fit, dict) or "learning_curve" not in fit or "best" not in fit:
-                _fail(f"{source}: not a fit report (no learning_curve and best)")
+            fit = _read_fit_json(source)
         else:
             points = read_points(str(source))
             options = FitOptions(bootstrap=args.bootstrap, predict_at=tuple(args.predict_at or ()))
@@ -179,19 +118,34 @@ def cmd_crd(args: argparse.Namespace) -> int:
 
 def _preflight(study: Any) -> None:
     """Catch a wrong task name or option, a missing corpus or one too small for the
-    largest subset once, before every trial fails with it."""
+    largest subset once, before every trial fails with it: the built-in trainer checks
+    the largest trial's environment (`scalingstudy-trainer --check`), so this process
+    never loads torch or the data."""
     if study.spec.trainer.command:
         return
-    from scalingstudy.plan import plan_trials
-    from scalingstudy_trainer.errors import ConfigError
-    from scalingstudy_trainer.tasks import get_task
+    import os
+    import subprocess
 
-    largest = max(t.data_size for t in plan_trials(study.metadata.name, study.spec))
-    try:
-        task = get_task(study.spec.task.name)(study.spec.task.options, study.spec.task.data_seed)
-        task.check_data_size(largest)
-    except ConfigError as exc:
-        _fail(f"spec.task: {exc}")
+    from scalingstudy.contract import EXIT_CONFIG_ERROR, trial_environment
+    from scalingstudy.local.processes import trainer_command
+    from scalingstudy.plan import plan_trials
+
+    largest = max(plan_trials(study.metadata.name, study.spec), key=lambda t: t.data_size)
+    env = trial_environment(
+        study.metadata.name, study.metadata.namespace or "", largest, study.spec, result_file=""
+    )
+    checked = subprocess.run(
+        [*trainer_command(None, None), "--check"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if checked.returncode == EXIT_CONFIG_ERROR:
+        _fail(f"spec.task: {checked.stderr.strip().splitlines()[-1]}")
+    if checked.returncode != 0:
+        tail = (checked.stderr.strip().splitlines() or [f"exit status {checked.returncode}"])[-1]
+        print(f"scalingstudy: warning: the trainer's check failed: {tail}", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

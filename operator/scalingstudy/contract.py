@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
 
 from scalingstudy.plan import Trial
 from scalingstudy.spec import ScalingStudySpec
@@ -33,7 +35,8 @@ EXIT_CONFIG_ERROR = 78
 #: Exit status after SIGTERM with a checkpoint saved: the retry resumes from it.
 EXIT_PREEMPTED = 143
 
-RESULT_KEYS = ("validation_loss", "parameters", "train_loss", "steps", "samples_seen")
+#: The metric a built-in trainer reports, and the default of spec.metric.name.
+METRIC = "validation_loss"
 
 #: Result key -> the Pushgateway gauge a trainer pushes it as (DESIGN §5 metric names).
 TRIAL_GAUGES = {
@@ -80,16 +83,54 @@ class ResultError(ValueError):
     """A trainer's result that cannot be used (missing, not JSON, no finite metric)."""
 
 
-@dataclass(frozen=True)
-class TrialResult:
-    """A trainer's final report."""
+class ResultFields(BaseModel):
+    """The numbers a trainer reports (DESIGN §5), declared once: the trainer's result, a
+    trial's record, the status row and the results CSV all take them from here."""
+
+    model_config = ConfigDict(
+        frozen=True, alias_generator=to_camel, populate_by_name=True, use_attribute_docstrings=True
+    )
+
+    loss: float | None = None
+    """The study's metric (validation loss) of a succeeded trial."""
+    parameters: int | float | None = None
+    """Parameter count of the trained model (an int when whole)."""
+    train_loss: float | None = None
+    """Final training loss."""
+    steps: int | None = None
+    """Optimiser steps taken."""
+    samples_seen: int | None = None
+    """Training examples processed."""
+
+
+class TrialResult(ResultFields):
+    """A trainer's final report: the metric is required, other keys are kept as extras."""
+
+    model_config = ConfigDict(extra="allow")
 
     loss: float
-    parameters: float | None
-    train_loss: float | None
-    steps: int | None
-    samples_seen: int | None
-    extra: dict[str, Any]
+    """The study's metric; in the JSON under the metric's name."""
+
+    def to_json(self, metric: str = METRIC) -> dict[str, Any]:
+        """The result file's JSON: the metric under its own name (and as validation_loss)."""
+        return {metric: self.loss, METRIC: self.loss, **self.model_dump(exclude={"loss"})}
+
+
+#: Keys of the result JSON the contract defines.
+RESULT_KEYS = (METRIC, *(f for f in ResultFields.model_fields if f != "loss"))
+
+#: Exit status -> the failure reason both executors record (a trainer's own code otherwise
+#: reads ExitCodeN, a signal SignalN).
+EXIT_REASONS = {EXIT_CONFIG_ERROR: "ConfigError"}
+#: The trainer exited 0 but its result is missing or unusable.
+REASON_BAD_RESULT = "BadResult"
+
+
+def exit_reason(code: int) -> str:
+    """The failure reason of a trainer that exited with ``code`` (negative: a signal)."""
+    if code in EXIT_REASONS:
+        return EXIT_REASONS[code]
+    return f"Signal{-code}" if code < 0 else f"ExitCode{code}"
 
 
 def _optional_number(raw: dict[str, Any], key: str) -> float | int | None:
@@ -101,7 +142,7 @@ def _optional_number(raw: dict[str, Any], key: str) -> float | int | None:
     return value
 
 
-def parse_result(text: str, metric: str = "validation_loss") -> TrialResult:
+def parse_result(text: str, metric: str = METRIC) -> TrialResult:
     """Parse a trainer's result JSON; the metric must be a finite positive number."""
     try:
         raw = json.loads(text)
@@ -116,12 +157,12 @@ def parse_result(text: str, metric: str = "validation_loss") -> TrialResult:
         raise ResultError(f"result {metric!r} must be positive (got {loss!r})")
     steps = _optional_number(raw, "steps")
     seen = _optional_number(raw, "samples_seen")
-    known = {metric, *RESULT_KEYS}
+    known = {metric, *RESULT_KEYS, *ResultFields.model_fields}
     return TrialResult(
         loss=loss,
         parameters=_optional_number(raw, "parameters"),
         train_loss=_optional_number(raw, "train_loss"),
         steps=None if steps is None else int(steps),
         samples_seen=None if seen is None else int(seen),
-        extra={k: v for k, v in raw.items() if k not in known},
+        **{k: v for k, v in raw.items() if k not in known},
     )

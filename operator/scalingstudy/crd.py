@@ -51,6 +51,8 @@ def _resolve(schema: Schema, defs: dict[str, Schema]) -> Schema:
             schema = inner
         elif types == ["integer", "string"]:
             schema["x-kubernetes-int-or-string"] = True
+        elif types == ["integer", "number"]:
+            schema["type"] = "number"  # int | float: a whole number stays an int in JSON
         else:  # pragma: no cover - a model change the translation does not know yet
             raise ValueError(f"cannot express anyOf {options} in a structural schema")
     if schema.get("default", 0) is None:
@@ -65,6 +67,15 @@ def _materialised_default(prop: Schema) -> dict[str, Any]:
     for name, sub in prop.get("properties", {}).items():
         if "default" in sub:
             out[name] = sub["default"]
+    return out
+
+
+def _element(schema: Schema, defs: dict[str, Schema]) -> Schema:
+    """A list item or map value. A null there is kept, not pruned as a null field is: the
+    schema must allow it (an interval end that may be unbounded)."""
+    out = structural(schema, defs)
+    if any(o.get("type") == "null" for o in schema.get("anyOf", [])):
+        out["nullable"] = True
     return out
 
 
@@ -94,12 +105,12 @@ def structural(schema: Schema, defs: dict[str, Schema]) -> Schema:
                 props[name] = prop
             out["properties"] = props
         elif key == "items":
-            out["items"] = structural(value, defs)
+            out["items"] = _element(value, defs)
         elif key == "additionalProperties":
             if value is True or value == {}:
                 out["x-kubernetes-preserve-unknown-fields"] = True
             elif isinstance(value, dict):
-                out["additionalProperties"] = structural(value, defs)
+                out["additionalProperties"] = _element(value, defs)
             # False: structural schemas prune unknown fields instead.
         elif key in {"exclusiveMinimum", "exclusiveMaximum"} and not isinstance(value, bool):
             bound = "minimum" if key == "exclusiveMinimum" else "maximum"

@@ -9,11 +9,14 @@ what makes restarts free of duplicates.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 from scalingstudy.spec import ScalingStudySpec
 
 MAX_NAME = 63
+Record = TypeVar("Record")
 
 
 @dataclass(frozen=True, order=True)
@@ -57,3 +60,32 @@ def plan_trials(study: str, spec: ScalingStudySpec) -> list[Trial]:
         for model in spec.model_sizes.sizes()
         for seed in range(spec.seeds)
     ]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A study's trials in plan order, computed once per pass; what is recorded for a trial
+    no longer planned (a spec change) is kept but not relevant."""
+
+    trials: tuple[Trial, ...]
+    names: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", frozenset(t.name for t in self.trials))
+
+    @classmethod
+    def of(cls, study: str, spec: ScalingStudySpec) -> Plan:
+        return cls(tuple(plan_trials(study, spec)))
+
+    def __iter__(self) -> Iterator[Trial]:
+        return iter(self.trials)
+
+    def __len__(self) -> int:
+        return len(self.trials)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names
+
+    def relevant(self, records: Mapping[str, Record]) -> dict[str, Record]:
+        """The records of planned trials."""
+        return {name: r for name, r in records.items() if name in self.names}

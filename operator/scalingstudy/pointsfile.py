@@ -18,7 +18,7 @@ class PointsFileError(ValueError):
     """A CSV the fit cannot use; str() is the one line for stderr."""
 
 
-def _number(text: str, row: int, column: str, *, required: bool) -> float | None:
+def _parse_number(text: str, row: int, column: str, *, required: bool) -> float | None:
     cell = text.strip()
     if not cell:
         if required:
@@ -69,15 +69,19 @@ def parse_points(text: str, source: str = "input") -> list[Point]:
             def get(column: str, row: list[str] = row) -> str:
                 return row[index[column]] if column in index else ""
 
-            data_size = _number(get("data_size"), row_number, "data_size", required=True)
-            loss = _number(get("loss"), row_number, "loss", required=True)
+            data_size = _parse_number(get("data_size"), row_number, "data_size", required=True)
+            loss = _parse_number(get("loss"), row_number, "loss", required=True)
             assert data_size is not None and loss is not None
             points.append(
                 Point(
                     data_size=data_size,
                     loss=loss,
-                    model_size=_number(get("model_size"), row_number, "model_size", required=False),
-                    parameters=_number(get("parameters"), row_number, "parameters", required=False),
+                    model_size=_parse_number(
+                        get("model_size"), row_number, "model_size", required=False
+                    ),
+                    parameters=_parse_number(
+                        get("parameters"), row_number, "parameters", required=False
+                    ),
                     seed=get("seed").strip() or None,
                 )
             )

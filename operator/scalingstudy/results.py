@@ -1,111 +1,16 @@
-"""Finished trials as records, and what the fit makes of them: shared by the local
-runner (records on disk) and the operator (records in status.results)."""
+"""What the fit makes of finished trials: shared by the local runner (records on disk)
+and the operator (records in status.results)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from collections.abc import Iterable
 
-from scalingstudy.contract import TrialResult
 from scalingstudy.fitting import FitOptions, Point
-from scalingstudy.plan import Trial
 from scalingstudy.spec import ScalingStudySpec
+from scalingstudy.status import TrialRecord
 
-Status = Literal["Succeeded", "Failed"]
-
-CSV_COLUMNS = (
-    "trial",
-    "data_size",
-    "model_size",
-    "seed",
-    "loss",
-    "parameters",
-    "train_loss",
-    "steps",
-    "samples_seen",
-    "duration_seconds",
-)
-
-
-@dataclass(frozen=True)
-class TrialRecord:
-    """One finished trial; ``loss`` is set exactly when it succeeded."""
-
-    trial: str
-    data_size: int
-    model_size: int
-    seed: int
-    status: Status
-    loss: float | None = None
-    parameters: float | None = None
-    train_loss: float | None = None
-    steps: int | None = None
-    samples_seen: int | None = None
-    duration_seconds: float | None = None
-    reason: str | None = None
-    message: str | None = None
-    source: str | None = None  # where the result was read: prometheus, termination-message, file
-
-    @classmethod
-    def succeeded(
-        cls,
-        trial: Trial,
-        result: TrialResult,
-        duration: float | None,
-        source: str | None = None,
-    ) -> TrialRecord:
-        return cls(
-            trial=trial.name,
-            data_size=trial.data_size,
-            model_size=trial.model_size,
-            seed=trial.seed,
-            status="Succeeded",
-            loss=result.loss,
-            parameters=result.parameters,
-            train_loss=result.train_loss,
-            steps=result.steps,
-            samples_seen=result.samples_seen,
-            duration_seconds=None if duration is None else round(duration, 3),
-            source=source,
-        )
-
-    @classmethod
-    def failed(cls, trial: Trial, reason: str, message: str, duration: float | None) -> TrialRecord:
-        return cls(
-            trial=trial.name,
-            data_size=trial.data_size,
-            model_size=trial.model_size,
-            seed=trial.seed,
-            status="Failed",
-            reason=reason,
-            message=message[-2000:],
-            duration_seconds=None if duration is None else round(duration, 3),
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """camelCase, without empty fields: the shape of a status.results row."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is not None:
-                head, *rest = f.name.split("_")
-                out[head + "".join(p.title() for p in rest)] = value
-        return out
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> TrialRecord:
-        names = {f.name for f in fields(cls)}
-        kwargs = {}
-        for key, value in raw.items():
-            snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
-            if snake in names:
-                kwargs[snake] = value
-        return cls(**kwargs)
-
-    def csv_row(self) -> dict[str, Any]:
-        row = asdict(self)
-        return {c: "" if row.get(c) is None else row[c] for c in CSV_COLUMNS}
+#: Why a finished study has no fit, in both executors.
+NOT_FITTABLE = "fewer than 3 data sizes have a succeeded trial"
 
 
 def points_of(records: Iterable[TrialRecord]) -> list[Point]:

@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
+from scalingstudy.contract import ResultFields, TrialResult
+from scalingstudy.fitting.report import (
+    DataForTarget,
+    ExtrapolationReport,
+    FitReport,
+    JointLawReport,
+    LearningCurve,
+    ModelSizeLaw,
+    Prediction,
+)
+from scalingstudy.plan import Trial
+
 Phase = Literal["Pending", "Running", "Fitting", "Succeeded", "Failed"]
-
-
-def _open_objects() -> Any:
-    """A list of objects whose keys the API server keeps as they are (fit report parts)."""
-    return Field(
-        default_factory=list,
-        json_schema_extra={
-            "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-        },
-    )
-
-
-def _open_object() -> Any:
-    """An optional object whose keys the API server keeps as they are."""
-    return Field(default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+log = logging.getLogger("scalingstudy.status")
 
 
 class _Status(BaseModel):
@@ -63,8 +63,10 @@ class TrialCounts(_Status):
     """Finished without a result."""
 
 
-class ResultRow(_Status):
-    """One finished trial."""
+class TrialCoordinates(BaseModel):
+    """Which trial: its name and where it sits in the grid."""
+
+    model_config = ResultFields.model_config
 
     trial: str
     """Trial (and Job) name."""
@@ -74,18 +76,14 @@ class ResultRow(_Status):
     """Model-size knob."""
     seed: int
     """Initialisation seed."""
+
+
+class TrialRecord(ResultFields, TrialCoordinates):
+    """One finished trial, from the executor that saw it end to status.results, the local
+    run's record files and results.csv. ``loss`` is set exactly when it succeeded."""
+
     status: Literal["Succeeded", "Failed"]
     """Outcome."""
-    loss: float | None = None
-    """The study's metric (validation loss) of a succeeded trial."""
-    parameters: float | None = None
-    """Parameter count of the trained model."""
-    train_loss: float | None = None
-    """Final training loss."""
-    steps: int | None = None
-    """Optimiser steps taken."""
-    samples_seen: int | None = None
-    """Training examples processed."""
     duration_seconds: float | None = None
     """Wall time of the trial."""
     reason: str | None = None
@@ -95,65 +93,97 @@ class ResultRow(_Status):
     source: str | None = None
     """Where the result was read: prometheus, termination-message or file."""
 
+    @classmethod
+    def succeeded(
+        cls, trial: Trial, result: TrialResult, duration: float | None, source: str | None = None
+    ) -> TrialRecord:
+        measured = {f: getattr(result, f) for f in ResultFields.model_fields}
+        return cls(
+            **_coordinates(trial),
+            status="Succeeded",
+            duration_seconds=_seconds(duration),
+            source=source,
+            **measured,
+        )
 
-class LearningCurveStatus(_Status):
-    """eps(m) = alpha * m**beta + gamma over the power-law region."""
+    @classmethod
+    def failed(cls, trial: Trial, reason: str, message: str, duration: float | None) -> TrialRecord:
+        return cls(
+            **_coordinates(trial),
+            status="Failed",
+            reason=reason,
+            message=message[-2000:],
+            duration_seconds=_seconds(duration),
+        )
 
-    form: str | None = None
-    """power-law or power-law-plus-constant."""
-    alpha: float | None = None
-    """Scale."""
-    beta: float | None = None
-    """Learning-curve exponent beta_g (negative)."""
-    gamma: float | None = None
-    """Irreducible error."""
-    beta_interval: list[float] | None = None
-    """Bootstrap confidence interval of beta."""
-    r2_log: float | None = None
-    """R^2 in log space."""
-    power_law_range: list[float] | None = None
-    """Data sizes of the power-law region used for the exponent."""
+    def to_json(self) -> dict[str, Any]:
+        """camelCase, without empty fields: the shape of a status.results row."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+    @classmethod
+    def from_json(cls, raw: Any) -> TrialRecord:
+        return cls.model_validate(raw)
+
+    def csv_row(self) -> dict[str, Any]:
+        return {c: "" if getattr(self, c) is None else getattr(self, c) for c in CSV_COLUMNS}
 
 
-class ModelSizeStatus(_Status):
-    """s(m) = alpha * m**beta: parameters of the best model per data size."""
+#: The results CSV (the fit CSV of DESIGN §5 plus columns): coordinates, the reported
+#: numbers and the duration; outcome and failure details stay in the records.
+CSV_COLUMNS = tuple(
+    f for f in TrialRecord.model_fields if f not in ("status", "reason", "message", "source")
+)
 
-    alpha: float | None = None
-    """Scale."""
-    beta: float | None = None
-    """Model-size exponent beta_p."""
-    beta_interval: list[float] | None = None
-    """Confidence interval of beta_p (profile likelihood over the continuous optima)."""
-    method: str | None = None
-    """continuous optimum (censored fit), or best grid point when optima are too few."""
-    grid_beta: float | None = None
-    """beta_p through the best grid point per data size (the step-function estimate)."""
-    estimates: list[dict[str, Any]] = _open_objects()
-    """Best parameter count per data size between grid points; censored: above/below."""
+
+def _coordinates(trial: Trial) -> dict[str, Any]:
+    return {
+        "trial": trial.name,
+        "data_size": trial.data_size,
+        "model_size": trial.model_size,
+        "seed": trial.seed,
+    }
+
+
+def _seconds(duration: float | None) -> float | None:
+    return None if duration is None else round(duration, 3)
 
 
 class FitStatus(_Status):
-    """The fitted laws; refitted as results arrive."""
+    """The fit report's status view (camelCase); refitted as results arrive."""
 
     final: bool = False
     """True once every trial has finished."""
     based_on_results: int | None = None
     """How many succeeded trials the fit used."""
-    learning_curve: LearningCurveStatus | None = None
+    learning_curve: LearningCurve | None = None
     """Learning-curve fit."""
-    model_size: ModelSizeStatus | None = None
+    model_size: ModelSizeLaw | None = None
     """Model-size fit."""
-    predictions: list[dict[str, Any]] = _open_objects()
-    """Loss predicted at larger data sizes: interval (backtest-calibrated prediction
-    interval), distanceRatio, form, sigmaLog, parametricInterval, supported."""
-    extrapolation: dict[str, Any] | None = _open_object()
+    predictions: list[Prediction] = Field(default_factory=list)
+    """Loss predicted at larger data sizes, with backtest-calibrated prediction intervals."""
+    extrapolation: ExtrapolationReport | None = None
     """How the prediction intervals were made: the forms' backtest errors, the error model."""
-    data_for_target: dict[str, Any] | None = _open_object()
+    data_for_target: DataForTarget | None = None
     """Data size needed for spec.fit.targetLoss."""
-    joint: dict[str, Any] | None = _open_object()
+    joint: JointLawReport | None = None
     """Joint fit of loss in model size and data, when the grid allows."""
     warnings: list[str] = Field(default_factory=list)
     """Caveats of the fit."""
+
+    @classmethod
+    def of(cls, report: FitReport, final: bool, based_on_results: int) -> FitStatus:
+        """The report's parts a study's reader needs (the trials are in status.results),
+        every number to 4 significant digits (`kubectl get` columns stay narrow)."""
+        parts = report.model_dump(
+            include={
+                "learning_curve", "model_size", "predictions", "extrapolation",
+                "data_for_target", "joint", "warnings",
+            },
+            exclude_unset=True,
+        )  # fmt: skip
+        return cls.model_validate(
+            {"final": final, "based_on_results": based_on_results, **_rounded(parts)}
+        )
 
 
 class ScalingStudyStatus(_Status):
@@ -172,7 +202,52 @@ class ScalingStudyStatus(_Status):
     """Trials by state."""
     progress: str | None = None
     """Finished/total trials, e.g. 12/32."""
-    results: list[ResultRow] = Field(default_factory=list)
+    results: list[TrialRecord] = Field(default_factory=list)
     """One row per finished trial; kept across operator restarts and spec changes."""
     fit: FitStatus | None = None
     """Fitted scaling laws."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The status as the API server stores it: camelCase, without empty fields."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+    @classmethod
+    def lenient(cls, raw: Mapping[str, Any]) -> ScalingStudyStatus:
+        """The status as found, part by part: a result row, condition or fit that does not
+        parse (written by an older operator, or edited by hand) is dropped, not fatal. A
+        dropped row's trial runs again; a dropped fit is refitted."""
+        try:
+            return cls.model_validate(raw)
+        except ValidationError:
+            pass
+        parts: dict[str, Any] = {}
+        for name, info in cls.model_fields.items():
+            key = info.alias or name
+            if key not in raw:
+                continue
+            value, adapter = raw[key], TypeAdapter[Any](info.annotation or Any)
+            if isinstance(value, list):
+                kept = []
+                for item in value:
+                    try:
+                        kept += adapter.validate_python([item])
+                    except ValidationError:
+                        log.warning("status.%s: dropped an entry that does not parse", key)
+                parts[name] = kept
+                continue
+            try:
+                parts[name] = adapter.validate_python(value)
+            except ValidationError:
+                log.warning("status.%s does not parse; ignored", key)
+        return cls.model_validate(parts)
+
+
+def _rounded(value: Any, digits: int = 4) -> Any:
+    """Significant digits a reader can use."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, list):
+        return [_rounded(v, digits) for v in value]
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    return value

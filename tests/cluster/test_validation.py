@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
 
+from scalingstudy.status import ScalingStudyStatus
 from tests.cluster.conftest import Cluster, study_doc
+from tests.status_samples import full_status
 
 
 def _set(doc: dict[str, Any], path: str, value: Any) -> None:
@@ -119,3 +122,19 @@ def test_immutable_fields_cannot_change_after_creation(cluster: Cluster, namespa
     grown = copy.deepcopy(doc)
     grown["spec"]["dataSizes"]["values"].append(3200)
     assert cluster.apply(grown, namespace).returncode == 0
+
+
+def test_the_status_a_pass_writes_is_stored_exactly_as_written(
+    cluster: Cluster, namespace: str
+) -> None:
+    """The real API server prunes status keys its schema does not declare and rejects
+    wrong types: a full status from a real pass and fit must come back unchanged."""
+    assert cluster.apply(study_doc("status-round-trip"), namespace).returncode == 0
+    written = full_status().to_json()
+    cluster.kubectl(
+        "patch", "scalingstudy", "status-round-trip", "-n", namespace, "--subresource=status",
+        "--type=merge", "-p", json.dumps({"status": written}),
+    )  # fmt: skip
+    stored = cluster.get("scalingstudy", "status-round-trip", namespace)["status"]
+    assert stored == written
+    assert ScalingStudyStatus.model_validate(stored).to_json() == written

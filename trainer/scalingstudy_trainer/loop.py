@@ -28,7 +28,7 @@ RESIDENT_SHARE = 0.25
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Trained:
     validation_loss: float
     train_loss: float
     steps: int
@@ -259,7 +259,7 @@ class Trainer:
         return evaluate(self.task, self.run_model, self.validation, self.runtime, self.eval_batch)
 
     # ------------------------------------------------------------------ the run
-    def run(self, log: Log, checkpoints: Checkpoints, stop: Callable[[], bool]) -> Outcome:
+    def run(self, log: Log, checkpoints: Checkpoints, stop: Callable[[], bool]) -> Trained:
         started = time.monotonic()
         resumed_from = self.step
         window_start, window_step = time.monotonic(), self.step
@@ -313,7 +313,7 @@ class Trainer:
             self.eval_batch,
             limit=self.validation.items,
         )
-        return Outcome(
+        return Trained(
             validation_loss=self.best,
             train_loss=train_loss,
             steps=self.step,
@@ -337,7 +337,7 @@ def train(
     checkpoints: Checkpoints | None = None,
     stop: Callable[[], bool] = lambda: False,
     runtime: Runtime | None = None,
-) -> Outcome:
+) -> Trained:
     runtime = runtime or Runtime.choose(task)
     checkpoints = checkpoints or Checkpoints("", {})
     trainer = Trainer(task, data_size, model_size, seed, training, runtime)

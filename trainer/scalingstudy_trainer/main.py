@@ -14,7 +14,12 @@ import sys
 import time
 from typing import Any
 
-from scalingstudy.contract import ENV_METRICS_PORT, EXIT_CONFIG_ERROR, EXIT_PREEMPTED
+from scalingstudy.contract import (
+    ENV_METRICS_PORT,
+    EXIT_CONFIG_ERROR,
+    EXIT_PREEMPTED,
+    TrialResult,
+)
 from scalingstudy_trainer.config import TrialConfig, read_config
 from scalingstudy_trainer.errors import ConfigError
 from scalingstudy_trainer.report import report_result
@@ -83,13 +88,7 @@ def run_trial(config: TrialConfig, stop: Any) -> dict[str, Any]:
         checkpoints=checkpoints,
         stop=lambda: bool(stop),
     )
-    result = {
-        config.metric: outcome.validation_loss,
-        "validation_loss": outcome.validation_loss,
-        "train_loss": outcome.train_loss,
-        "parameters": outcome.parameters,
-        "steps": outcome.steps,
-        "samples_seen": outcome.samples_seen,
+    extras: dict[str, Any] = {
         "best_step": outcome.best_step,
         "batch_size": outcome.batch_size,
         "seconds": round(outcome.seconds, 3),
@@ -98,14 +97,40 @@ def run_trial(config: TrialConfig, stop: Any) -> dict[str, Any]:
         **task.describe(config.data_size),
     }
     if outcome.non_embedding_parameters is not None:
-        result["non_embedding_parameters"] = outcome.non_embedding_parameters
+        extras["non_embedding_parameters"] = outcome.non_embedding_parameters
+    result = TrialResult(
+        loss=outcome.validation_loss,
+        train_loss=outcome.train_loss,
+        parameters=outcome.parameters,
+        steps=outcome.steps,
+        samples_seen=outcome.samples_seen,
+        **extras,
+    ).to_json(config.metric)
     checkpoints.save_result(result)
     return result
 
 
-def main() -> int:
+def check(config: TrialConfig) -> None:
+    """What `--check` verifies before a study starts: the task and its options exist and
+    the data holds a subset of this trial's size (loads the data, trains nothing)."""
+    from scalingstudy_trainer.tasks import get_task
+
+    task = get_task(config.task.name)(config.task.options, config.task.data_seed)
+    task.check_data_size(config.data_size)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train the trial of the environment; with ``--check`` only check its configuration
+    (exit 0, or EXIT_CONFIG_ERROR with the problem on stderr)."""
     from scalingstudy_trainer.checkpoint import Preempted, StopSignal
 
+    if "--check" in (sys.argv[1:] if argv is None else argv):
+        try:
+            check(read_config())
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_CONFIG_ERROR
+        return 0
     stop = StopSignal().install()
     try:
         config = read_config()

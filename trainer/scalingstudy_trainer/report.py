@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from scalingstudy import contract
-from scalingstudy.local.store import write_atomic
+from scalingstudy.atomic import write_atomic
 
 GAUGES = contract.TRIAL_GAUGES
 

@@ -16,12 +16,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from scalingstudy.fitting import FitError, FitOptions, Point
+from scalingstudy.fitting.report import FitReport
 
 FIT_TIMEOUT = 600.0
 
 
-def run_fit(points: Sequence[Point], options: FitOptions, timeout: float = FIT_TIMEOUT) -> Any:
-    """The fit JSON; raises FitError for data that cannot be fitted or a failed child."""
+def run_fit(
+    points: Sequence[Point], options: FitOptions, timeout: float = FIT_TIMEOUT
+) -> FitReport:
+    """The fit report; raises FitError for data that cannot be fitted or a failed child."""
     request = {
         "points": [dataclasses.asdict(p) for p in points],
         "options": dataclasses.asdict(options),
@@ -43,7 +46,7 @@ def run_fit(points: Sequence[Point], options: FitOptions, timeout: float = FIT_T
     answer = json.loads(out.stdout)
     if "error" in answer:
         raise FitError(str(answer["error"]))
-    return answer["fit"]
+    return FitReport.from_json(answer["fit"])
 
 
 def main() -> int:
@@ -55,7 +58,7 @@ def main() -> int:
     raw["predict_at"] = tuple(raw.get("predict_at") or ())
     options = FitOptions(**raw)
     try:
-        answer: dict[str, Any] = {"fit": fit_points(points, options)}
+        answer: dict[str, Any] = {"fit": fit_points(points, options).to_json()}
     except FitError as exc:
         answer = {"error": str(exc)}
     json.dump(answer, sys.stdout)

@@ -17,10 +17,10 @@ from urllib.parse import quote
 
 from kubernetes import client, config
 
-from scalingstudy.cluster.decision import Event
-from scalingstudy.cluster.manifests import GROUP, PLURAL, VERSION, StudyRef
+from scalingstudy.cluster.manifests import Obj, StudyRef
+from scalingstudy.cluster.reconcile import Event
+from scalingstudy.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
-Obj = dict[str, Any]
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
 
 
@@ -139,8 +139,8 @@ class Kube:
             "kind": "Event",
             "metadata": {"generateName": f"{study.name}.", "namespace": study.namespace},
             "involvedObject": {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "ScalingStudy",
+                "apiVersion": API_VERSION,
+                "kind": KIND,
                 "name": study.name,
                 "namespace": study.namespace,
                 "uid": study.uid,

@@ -7,12 +7,10 @@ from typing import Any
 
 from scalingstudy.contract import ENV_METRICS_PORT, EXIT_CONFIG_ERROR, trial_environment
 from scalingstudy.plan import Trial
-from scalingstudy.spec import ScalingStudySpec
+from scalingstudy.spec import API_VERSION, GROUP, KIND, ScalingStudySpec
 
-GROUP = "scalingstudy.io"
-VERSION = "v1alpha1"
-PLURAL = "scalingstudies"
-KIND = "ScalingStudy"
+#: A Kubernetes object as JSON: what the API returns and what the pure core builds.
+Obj = dict[str, Any]
 
 LABEL_STUDY = f"{GROUP}/study"
 LABEL_TRIAL = f"{GROUP}/trial"
@@ -64,7 +62,7 @@ def trial_labels(study: str, trial: Trial) -> dict[str, str]:
 
 def owner_reference(study: StudyRef) -> dict[str, Any]:
     return {
-        "apiVersion": f"{GROUP}/{VERSION}",
+        "apiVersion": API_VERSION,
         "kind": KIND,
         "name": study.name,
         "uid": study.uid,

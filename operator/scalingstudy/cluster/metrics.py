@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
 
 from aiohttp import web
 from prometheus_client import (
@@ -16,6 +15,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+from scalingstudy.fitting.report import LearningCurve, ModelSizeLaw
+from scalingstudy.status import ScalingStudyStatus, TrialCounts, TrialRecord
 
 STATES = ("pending", "running", "succeeded", "failed")
 PHASES = ("Pending", "Running", "Fitting", "Succeeded", "Failed")
@@ -37,19 +39,21 @@ class Exponent:
         )  # fmt: skip
         self.gauges = (self.value, self.lower, self.upper)
 
-    def observe(self, namespace: str, study: str, part: Mapping[str, Any]) -> None:
-        """``part`` is status.fit.learningCurve or .modelSize (beta, betaInterval)."""
-        if part.get("beta") is not None:
-            self.value.labels(namespace, study).set(part["beta"])
-        interval = part.get("betaInterval") or []
-        if len(interval) == 2:
-            self.lower.labels(namespace, study).set(interval[0])
-            self.upper.labels(namespace, study).set(interval[1])
+    def observe(
+        self, namespace: str, study: str, part: LearningCurve | ModelSizeLaw | None
+    ) -> None:
+        if part is None:
+            return
+        self.value.labels(namespace, study).set(part.beta)
+        if part.beta_interval and len(part.beta_interval) == 2:
+            self.lower.labels(namespace, study).set(part.beta_interval[0])
+            self.upper.labels(namespace, study).set(part.beta_interval[1])
 
 
 class OperatorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._exported: dict[str, int] = {}
         r = self.registry
         study = ["namespace", "study"]
         self.trials = Gauge(
@@ -101,18 +105,41 @@ class OperatorMetrics:
             "scalingstudy_last_reconcile_timestamp_seconds", "When the last pass ended", registry=r
         )
 
-    def observe_study(self, namespace: str, study: str, status: Mapping[str, Any]) -> None:
-        counts = status.get("trials") or {}
+    def observe_study(self, namespace: str, study: str, status: ScalingStudyStatus) -> None:
+        counts = status.trials or TrialCounts()
         for state in STATES:
-            self.trials.labels(namespace, study, state).set(counts.get(state, 0))
+            self.trials.labels(namespace, study, state).set(getattr(counts, state))
         for phase in PHASES:
-            self.phase.labels(namespace, study, phase).set(1 if status.get("phase") == phase else 0)
-        fit = status.get("fit") or {}
-        self.beta_g.observe(namespace, study, fit.get("learningCurve") or {})
-        self.beta_p.observe(namespace, study, fit.get("modelSize") or {})
-        gamma = (fit.get("learningCurve") or {}).get("gamma")
-        if gamma is not None:
-            self.gamma.labels(namespace, study).set(gamma)
+            self.phase.labels(namespace, study, phase).set(1 if status.phase == phase else 0)
+        fit = status.fit
+        if fit is None:
+            return
+        self.beta_g.observe(namespace, study, fit.learning_curve)
+        self.beta_p.observe(namespace, study, fit.model_size)
+        if fit.learning_curve is not None:
+            self.gamma.labels(namespace, study).set(fit.learning_curve.gamma)
+
+    def record_trials(
+        self, namespace: str, study: str, records: Iterable[TrialRecord], gpus: float
+    ) -> None:
+        """Newly recorded trials: where their result came from, their time and GPU time."""
+        for rec in records:
+            self.result_source.labels(rec.source or "none").inc()
+            if rec.duration_seconds is None:
+                continue
+            self.trial_seconds.labels(namespace, study, rec.status).observe(rec.duration_seconds)
+            if gpus:
+                self.gpu_seconds.labels(namespace, study).inc(gpus * rec.duration_seconds)
+
+    def pass_done(self, seconds: float, requests: Mapping[str, int]) -> None:
+        """A reconcile pass ended: its duration, and the API requests made since the last."""
+        self.reconcile_seconds.observe(seconds)
+        self.last_pass.set(time.time())
+        for verb, count in list(requests.items()):
+            delta = count - self._exported.get(verb, 0)
+            if delta > 0:
+                self.api_requests.labels(verb).inc(delta)
+                self._exported[verb] = count
 
     def forget_study(self, namespace: str, study: str) -> None:
         per_study: list[tuple[Gauge, tuple[str, ...]]] = [

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from scalingstudy.cluster.manifests import (
     CONTAINER,
@@ -13,12 +13,12 @@ from scalingstudy.cluster.manifests import (
     LABEL_MODEL_SIZE,
     LABEL_SEED,
     LABEL_TRIAL,
+    Obj,
 )
-from scalingstudy.contract import EXIT_CONFIG_ERROR
+from scalingstudy.contract import EXIT_REASONS
 from scalingstudy.plan import Trial
 
 JobPhase = Literal["queued", "active", "succeeded", "failed"]
-Obj = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def job_state(job: Obj) -> JobState:
 
 
 @dataclass(frozen=True)
-class PodOutcome:
+class ContainerEnd:
     """The trainer container's end as the kubelet reported it."""
 
     exit_code: int | None
@@ -103,7 +103,7 @@ class PodOutcome:
     finished: dt.datetime | None
 
 
-def pod_outcome(pod: Obj) -> PodOutcome | None:
+def pod_outcome(pod: Obj) -> ContainerEnd | None:
     for cs in pod.get("status", {}).get("containerStatuses") or []:
         if cs.get("name") != CONTAINER:
             continue
@@ -111,7 +111,7 @@ def pod_outcome(pod: Obj) -> PodOutcome | None:
             "terminated"
         )
         if term:
-            return PodOutcome(
+            return ContainerEnd(
                 exit_code=term.get("exitCode"),
                 reason=term.get("reason"),
                 message=term.get("message") or "",
@@ -120,7 +120,7 @@ def pod_outcome(pod: Obj) -> PodOutcome | None:
     return None
 
 
-def last_outcome(pods: Iterable[Obj]) -> PodOutcome | None:
+def last_outcome(pods: Iterable[Obj]) -> ContainerEnd | None:
     """The most recently finished attempt (a Job may have retried)."""
     outcomes = [o for o in (pod_outcome(p) for p in pods) if o is not None]
     if not outcomes:
@@ -138,15 +138,15 @@ def success_message(pods: Iterable[Obj]) -> str | None:
     return None
 
 
-def failure_reason(job: JobState, outcome: PodOutcome | None) -> tuple[str, str]:
+def failure_reason(job: JobState, outcome: ContainerEnd | None) -> tuple[str, str]:
     """A short CamelCase reason and a message: what failed and the trainer's last words."""
     parts = [job.message or ""]
     reason = job.reason or "Failed"
     if outcome is not None:
         if outcome.reason == "OOMKilled":
             reason = "OOMKilled"
-        elif outcome.exit_code == EXIT_CONFIG_ERROR:
-            reason = "ConfigError"
+        elif outcome.exit_code in EXIT_REASONS:
+            reason = EXIT_REASONS[outcome.exit_code]
         elif job.reason not in ("DeadlineExceeded",) and outcome.exit_code is not None:
             reason = f"ExitCode{outcome.exit_code}"
         if outcome.exit_code is not None:

@@ -19,9 +19,10 @@ from aiohttp import web
 
 from scalingstudy.cluster.controller import Controller, ControllerConfig
 from scalingstudy.cluster.kube import Kube, load_config
-from scalingstudy.cluster.manifests import GROUP, LABEL_STUDY, PLURAL, VERSION
+from scalingstudy.cluster.manifests import LABEL_STUDY
 from scalingstudy.cluster.metrics import OperatorMetrics, metrics_app
 from scalingstudy.cluster.prometheus import Prometheus
+from scalingstudy.spec import GROUP, PLURAL, VERSION
 
 log = logging.getLogger("scalingstudy.operator")
 

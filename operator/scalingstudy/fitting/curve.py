@@ -10,6 +10,7 @@ the fitted curve, which makes it the first-order equivalent of the log fit.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -258,3 +259,12 @@ def fit_log_linear(x: Array, y: Array) -> tuple[float, float, float]:
     sst = float(np.sum((ly - ly.mean()) ** 2))
     r2 = 1.0 - float(np.sum((ly - pred) ** 2)) / sst if sst > 0 else 1.0
     return float(np.exp(intercept)), float(beta), r2
+
+
+def quantile_interval(values: Sequence[float], confidence: float) -> list[float] | None:
+    """The central ``confidence`` range of finite values (None with fewer than two)."""
+    finite = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
+    if len(finite) < 2:
+        return None
+    tail = (1.0 - confidence) / 2.0
+    return [float(np.quantile(finite, tail)), float(np.quantile(finite, 1.0 - tail))]

@@ -10,13 +10,17 @@ is evaluated at once (vectorised), and only its best starts are refined.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import logsumexp
 
-from scalingstudy.fitting.curve import Array
+from scalingstudy.fitting.curve import Array, quantile_interval
+from scalingstudy.fitting.options import FitOptions
+from scalingstudy.fitting.points import Point
+from scalingstudy.fitting.report import ComputeOptimal, JointLawReport
 
 HUBER_DELTA = 1e-3
 #: Grid of Hoffmann et al. (2022), Appendix D.2: exponents 0..2, log-scales 0..25, log E -1..1.5.
@@ -165,3 +169,42 @@ def bootstrap_joint(
         # A replicate starts next to its answer; a looser tolerance is enough there.
         out.append(fit_joint(n[idx], d[idx], loss[idx], starts=start, tol=1e-10))
     return out
+
+
+def joint_report(
+    points: Sequence[Point], options: FitOptions, warnings: list[str]
+) -> JointLawReport | None:
+    """The joint law over every trial with a parameter count, with bootstrap intervals;
+    None (and a warning) when the grid is too small or the law is not identified."""
+    rows = [p for p in points if p.size is not None]
+    n = np.array([p.size for p in rows], dtype=float)
+    d = np.array([p.data_size for p in rows], dtype=float)
+    loss = np.array([p.loss for p in rows], dtype=float)
+    if len(set(n)) < 3 or len(set(d)) < 3:
+        warnings.append(
+            "joint fit skipped: it needs at least 3 model sizes and 3 data sizes "
+            f"(got {len(set(n))} and {len(set(d))})"
+        )
+        return None
+    law = fit_joint(n, d, loss)
+    problem = unidentified(law)
+    if problem is not None:
+        warnings.append(f"joint fit not reported: {problem}")
+        return None
+    replicates = min(options.bootstrap, options.joint_bootstrap)
+    draws = bootstrap_joint(n, d, loss, law, replicates, np.random.default_rng(options.random_seed))
+    names = {"E": "E", "A": "A", "B": "B", "alpha_N": "alpha", "beta_D": "beta"}
+    optimal = law.compute_optimal
+    return JointLawReport(
+        E=law.E,
+        A=law.A,
+        B=law.B,
+        alpha_N=law.alpha,
+        beta_D=law.beta,
+        intervals={
+            key: quantile_interval([getattr(s, attr) for s in draws], options.confidence)
+            for key, attr in names.items()
+        },
+        compute_optimal=ComputeOptimal(a=optimal["a"], b=optimal["b"]),
+        n_points=len(rows),
+    )

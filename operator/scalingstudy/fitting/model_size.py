@@ -30,7 +30,9 @@ from scipy.optimize import minimize
 from scipy.stats import f as f_dist
 from scipy.stats import norm
 
-from scalingstudy.fitting.points import Point
+from scalingstudy.fitting.curve import fit_log_linear
+from scalingstudy.fitting.points import BestPoint, Point, number
+from scalingstudy.fitting.report import Interval, ModelSizeLaw, SizeEstimate
 
 Censoring = Literal["above", "below"] | None
 
@@ -188,3 +190,60 @@ def edge_warnings(estimates: Sequence[Optimum]) -> list[str]:
         end = estimates[head - 1].data_size
         out.append(f"the smallest model size is best up to m = {end:g}: add smaller model sizes")
     return out
+
+
+def grid_size_law(best: Sequence[BestPoint]) -> tuple[float, float, float] | None:
+    """(alpha, beta, R^2 in log space) through the best grid point per data size; None
+    with fewer than three data sizes whose best model has a parameter count."""
+    sized = [b for b in best if b.size is not None]
+    if len(sized) < 3:
+        return None
+    return fit_log_linear(
+        np.array([b.data_size for b in sized]),
+        np.array([float(b.size) for b in sized]),  # type: ignore[arg-type]
+    )
+
+
+def model_size_law(
+    points: Sequence[Point],
+    best: Sequence[BestPoint],
+    grid_interval: Interval | None,
+    confidence: float,
+    warnings: list[str],
+) -> ModelSizeLaw | None:
+    """beta_p through the continuous optima (censored at the grid's edges); the law through
+    the best grid points, with ``grid_interval`` (from the bootstrap), when there are too
+    few optima. None without parameter counts."""
+    grid_law = grid_size_law(best)
+    if grid_law is None:
+        return None
+    estimates = optima(points)
+    warnings.extend(edge_warnings(estimates))
+    law = fit_size_law(estimates, confidence)
+    if law is None and estimates:
+        warnings.append(
+            "model-size law through the best grid points (a step function): fewer than "
+            "2 data sizes have their best model inside the grid of model sizes"
+        )
+    if law is None:
+        method, alpha, beta, interval = "best grid point", grid_law[0], grid_law[1], grid_interval
+    else:
+        method = "continuous optimum (censored fit)"
+        alpha, beta, interval = law.alpha, law.beta, law.interval
+    return ModelSizeLaw(
+        method=method,
+        alpha=alpha,
+        beta=beta,
+        beta_interval=interval,
+        grid_beta=grid_law[1],
+        r2_log=grid_law[2],
+        estimates=[
+            SizeEstimate(
+                data_size=number(e.data_size),
+                parameters=e.parameters,
+                censored=e.censored,
+                grid_best=number(e.grid_best),
+            )
+            for e in estimates
+        ],
+    )

@@ -12,28 +12,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
-from scalingstudy.fitting.curve import PowerLaw
+from scalingstudy.fitting.curve import PowerLaw, quantile_interval
 from scalingstudy.fitting.extrapolation import Extrapolation
 from scalingstudy.fitting.points import number
+from scalingstudy.fitting.report import (
+    BandPoint,
+    DataForTarget,
+    ExtrapolationReport,
+    FormBacktest,
+    Prediction,
+)
 
 BAND_POINTS = 24
 #: How far data_for_target searches, as a multiple of the largest fitted size.
 TARGET_HORIZON = 1e6
 _LARGEST = float(np.finfo(float).max)
+#: A loss is positive: an absurd extrapolation (a steep exponent fitted over a sliver of
+#: data sizes, pushed far out) underflows to 0 and is held at the smallest positive float.
+_SMALLEST = float(np.finfo(float).tiny)
 _Z90 = 1.6448536269514722  # normal 95% quantile: bootstrap spread -> standard deviation
-
-
-def quantile_interval(values: Sequence[float], confidence: float) -> list[float] | None:
-    """The central ``confidence`` range of finite values (None with fewer than two)."""
-    finite = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
-    if len(finite) < 2:
-        return None
-    tail = (1.0 - confidence) / 2.0
-    return [float(np.quantile(finite, tail)), float(np.quantile(finite, 1.0 - tail))]
 
 
 def _parametric_sigma(laws: Sequence[PowerLaw], x: np.ndarray) -> np.ndarray:
@@ -65,7 +65,8 @@ class Predictor:
         self.calibrated = extrapolation.errors is not None
 
     def loss(self, x: np.ndarray) -> np.ndarray:
-        return self.ex.loss(x) if self.calibrated else np.asarray(self.law(x))
+        centre = self.ex.loss(x) if self.calibrated else np.asarray(self.law(x))
+        return np.maximum(centre, _SMALLEST)
 
     def sigma(self, x: np.ndarray) -> np.ndarray | None:
         return self.ex.sigma(x, _parametric_sigma(self.laws, x))
@@ -90,9 +91,9 @@ class Predictor:
             ]
         return [[float(a), float(b)] for a, b in zip(*ends, strict=True)]
 
-    def prediction(self, at: float) -> dict[str, Any]:
+    def prediction(self, at: float) -> Prediction:
         x = np.array([at])
-        out: dict[str, Any] = {
+        common = {
             "data_size": number(at),
             "loss": float(self.loss(x)[0]),
             "interval": self.intervals(x)[0],
@@ -101,27 +102,33 @@ class Predictor:
                 [float(s(at)) for s in self.laws], self.confidence
             ),
         }
-        if self.ex.errors is not None:
-            errors = self.ex.errors
-            out["form"] = self.ex.form
-            out["sigma_log"] = float(self.sigma(x)[0])  # type: ignore[index]
-            out["backtest_sigma_log"] = float(errors.sigma(self.ex.distance(x))[0])
-            out["supported"] = bool(self.ex.distance(x)[0] <= errors.max_distance + 1e-12)
-        return out
+        errors = self.ex.errors
+        if errors is None:
+            return Prediction.model_validate(common)
+        distance = float(self.ex.distance(x)[0])
+        return Prediction.model_validate(
+            {
+                **common,
+                "form": self.ex.form,
+                "sigma_log": float(self.sigma(x)[0]),  # type: ignore[index]
+                "backtest_sigma_log": float(errors.sigma(distance)),
+                "supported": bool(distance <= errors.max_distance + 1e-12),
+            }
+        )
 
-    def band(self, m_min: float, top: float) -> list[dict[str, Any]]:
+    def band(self, m_min: float, top: float) -> list[BandPoint]:
         """The prediction band from the smallest data size to the farthest prediction."""
         if not self.calibrated and len(self.laws) < 2:
             return []
         x = np.geomspace(m_min, top, BAND_POINTS)
         centre = self.loss(x)
         return [
-            {"data_size": float(at), "loss": float(c), "interval": iv}
+            BandPoint(data_size=float(at), loss=float(c), interval=iv)
             for at, c, iv in zip(x, centre, self.intervals(x), strict=True)
             if iv is not None
         ]
 
-    def data_for_target(self, target: float) -> dict[str, Any]:
+    def data_for_target(self, target: float) -> DataForTarget:
         """Where the prediction (and each end of its interval) first reaches the target.
 
         The interval's upper end is None when even the pessimistic curve does not get
@@ -139,17 +146,14 @@ class Predictor:
             return None if hit.size == 0 else float(x[hit[0]])
 
         needed, optimistic, pessimistic = first(centre), first(low), first(high)
-        return {
-            "target_loss": target,
-            "data_size": None if needed is None else number(round(needed)),
-            "interval": [
-                None if optimistic is None else number(round(optimistic)),
-                None if pessimistic is None else number(round(pessimistic)),
-            ],
-            "distance_ratio": None if needed is None else needed / self.ex.x_last,
-        }
+        return DataForTarget(
+            target_loss=target,
+            data_size=_rounded_size(needed),
+            interval=[_rounded_size(optimistic), _rounded_size(pessimistic)],
+            distance_ratio=None if needed is None else needed / self.ex.x_last,
+        )
 
-    def _bootstrap_target(self, target: float) -> dict[str, Any]:
+    def _bootstrap_target(self, target: float) -> DataForTarget:
         needed = self.law.data_for(target)
         interval: list[float | int | None] | None = None
         if self.laws:
@@ -158,39 +162,41 @@ class Predictor:
             )
             tail = (1.0 - self.confidence) / 2.0
             ends = (np.quantile(values, q, method="inverted_cdf") for q in (tail, 1.0 - tail))
-            interval = [None if not np.isfinite(v) else number(round(v)) for v in ends]
-        return {
-            "target_loss": target,
-            "data_size": None if needed is None else number(round(needed)),
-            "interval": interval,
-        }
+            interval = [_rounded_size(v if np.isfinite(v) else None) for v in ends]
+        return DataForTarget(target_loss=target, data_size=_rounded_size(needed), interval=interval)
 
 
-def extrapolation_report(ex: Extrapolation) -> dict[str, Any]:
+def _rounded_size(x: float | None) -> int | float | None:
+    return None if x is None else number(round(x))
+
+
+def extrapolation_report(ex: Extrapolation) -> ExtrapolationReport:
     """How the prediction intervals were made: the forms' backtests and the error model."""
-    out: dict[str, Any] = {
-        "method": "rolling-origin backtest" if ex.errors else "bootstrap only (too few data sizes)",
-        "form": ex.form,
-        "forms": [
-            {
-                "form": s.form,
-                "weight": s.weight,
-                "backtest_rmse_log": None if math.isnan(s.backtest_rmse) else s.backtest_rmse,
-                "n_backtests": s.n_backtests,
-            }
-            for s in ex.scores
-        ],
-    }
-    if ex.errors is not None:
-        out.update(
-            noise_sigma_log=ex.errors.noise,
-            error_growth=ex.errors.growth,
-            t_quantile=ex.errors.t_quantile,
-            origins=ex.errors.origins,
-            n_backtests=ex.errors.n_backtests,
-            reach_ratio=ex.reach,
+    forms = [
+        FormBacktest(
+            form=s.form,
+            weight=s.weight,
+            backtest_rmse_log=None if math.isnan(s.backtest_rmse) else s.backtest_rmse,
+            n_backtests=s.n_backtests,
         )
-    return out
+        for s in ex.scores
+    ]
+    errors = ex.errors
+    if errors is None:
+        return ExtrapolationReport(
+            method="bootstrap only (too few data sizes)", form=ex.form, forms=forms
+        )
+    return ExtrapolationReport(
+        method="rolling-origin backtest",
+        form=ex.form,
+        forms=forms,
+        noise_sigma_log=errors.noise,
+        error_growth=errors.growth,
+        t_quantile=errors.t_quantile,
+        origins=errors.origins,
+        n_backtests=errors.n_backtests,
+        reach_ratio=ex.reach,
+    )
 
 
 def reach_warnings(predictor: Predictor, predict_at: Sequence[float]) -> list[str]:

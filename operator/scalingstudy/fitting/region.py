@@ -13,7 +13,6 @@ curve that is a power law throughout keeps every point.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,13 +26,6 @@ MIN_SIGMA = 0.02
 MIN_POINTS = 6  # a constant term needs at least 6 points to be told apart (AICc)
 
 Fitter = Callable[[Array, Array], CurveFit]
-
-
-@dataclass(frozen=True)
-class Region:
-    lo: int  # first index in the power-law region
-    hi: int  # one past the last
-    fit: CurveFit
 
 
 def _sigma(fit: CurveFit) -> float:
@@ -61,7 +53,7 @@ def _grow_left(m: Array, y: Array, fit: Fitter, hi: int, minimum: int) -> int:
     return lo
 
 
-def find_region(m: Array, y: Array, fit: Fitter) -> Region:
+def find_region(m: Array, y: Array, fit: Fitter) -> tuple[int, int]:
     """The widest window [lo, hi) whose end points both lie on the window's power law."""
     n = len(m)
     lo, hi = 0, n
@@ -87,4 +79,4 @@ def find_region(m: Array, y: Array, fit: Fitter) -> Region:
             fit(m[grown:hi], y[grown:hi])
         ):
             lo = grown
-    return Region(lo, hi, fit(m[lo:hi], y[lo:hi]))
+    return lo, hi

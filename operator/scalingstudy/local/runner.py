@@ -13,32 +13,34 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
 from scalingstudy.contract import (
-    EXIT_CONFIG_ERROR,
+    REASON_BAD_RESULT,
     ResultError,
+    exit_reason,
     parse_result,
     trial_environment,
 )
 from scalingstudy.fitting import FitError, fit_points
+from scalingstudy.fitting.report import FitReport
 from scalingstudy.local import processes
 from scalingstudy.local.store import ResultStore
-from scalingstudy.plan import Trial, plan_trials
-from scalingstudy.reconcile import decide
-from scalingstudy.results import TrialRecord, fit_options, fittable, points_of
-from scalingstudy.spec import ScalingStudy, spec_digest_fields
+from scalingstudy.plan import Plan, Trial
+from scalingstudy.results import NOT_FITTABLE, fit_options, fittable, points_of
+from scalingstudy.scheduling import schedule
+from scalingstudy.spec import ScalingStudy, ScalingStudySpec, spec_digest_fields
+from scalingstudy.status import TrialRecord
 
 POLL_SECONDS = 0.05
 
 
 @dataclass
-class RunOutcome:
+class LocalRun:
     records: dict[str, TrialRecord]
-    planned: list[Trial]
-    fit: dict[str, Any] | None
+    planned: Plan
+    fit: FitReport | None
     fit_error: str | None
     failed_reason: str | None
     wall_seconds: float
@@ -57,16 +59,14 @@ def _finish(running: processes.Running, metric: str) -> TrialRecord:
             return TrialRecord.succeeded(running.trial, parse_result(text, metric), duration)
         except FileNotFoundError:
             return TrialRecord.failed(
-                running.trial, "NoResult", "trainer exited 0 but wrote no result file", duration
-            )
+                running.trial, REASON_BAD_RESULT, "trainer exited 0 but wrote no result file",
+                duration,
+            )  # fmt: skip
         except ResultError as exc:
-            return TrialRecord.failed(running.trial, "BadResult", str(exc), duration)
-    reason = (
-        "ConfigurationError"
-        if code == EXIT_CONFIG_ERROR
-        else (f"Signal{-code}" if code < 0 else f"ExitCode{code}")
+            return TrialRecord.failed(running.trial, REASON_BAD_RESULT, str(exc), duration)
+    return TrialRecord.failed(
+        running.trial, exit_reason(code), processes.tail(running.stderr_path), duration
     )
-    return TrialRecord.failed(running.trial, reason, processes.tail(running.stderr_path), duration)
 
 
 def default_workers() -> int:
@@ -76,65 +76,90 @@ def default_workers() -> int:
     )
 
 
+def _resumable(store: ResultStore) -> dict[str, TrialRecord]:
+    """The records on disk; a failure may be transient, so a resumed run tries failed trials
+    again, never succeeded ones."""
+    records = store.load()
+    for rec in [r for r in records.values() if r.status == "Failed"]:
+        store.forget(rec.trial)
+        del records[rec.trial]
+    return records
+
+
+def _launcher(
+    study: ScalingStudy, store: ResultStore, workers: int
+) -> Callable[[Trial], processes.Running]:
+    """How to start one trial: the trainer command in the contract's environment."""
+    spec = study.spec
+    threads = str(max(default_workers() // workers, 1))
+    command = processes.trainer_command(spec.trainer.command, spec.trainer.args)
+    # The study's own variables; valueFrom needs a cluster (Secrets, fieldRefs) and is skipped.
+    user_env = {e.name: e.value for e in spec.trainer.env if e.value is not None}
+
+    def launch(trial: Trial) -> processes.Running:
+        result_file = store.work_dir / f"{trial.name}.result.json"
+        env = trial_environment(
+            study.metadata.name,
+            study.metadata.namespace or "",
+            trial,
+            spec,
+            result_file=str(result_file),
+            checkpoint_dir=str(store.work_dir / trial.name),
+        )
+        env = {**user_env, "OMP_NUM_THREADS": threads, **env}
+        return processes.start(trial, command, env, result_file, store.logs_dir)
+
+    return launch
+
+
+def _conclude(outcome: LocalRun, spec: ScalingStudySpec, store: ResultStore, title: str) -> None:
+    """results.csv always; the fit, fit.json and the plot when the results allow."""
+    relevant = outcome.records.values()
+    outcome.files["results"] = store.write_results_csv(relevant)
+    if not fittable(relevant):
+        outcome.fit_error = NOT_FITTABLE
+        return
+    try:
+        outcome.fit = fit_points(points_of(relevant), fit_options(spec))
+    except FitError as exc:
+        outcome.fit_error = str(exc)
+        return
+    outcome.files["fit"] = store.write_json("fit.json", outcome.fit.to_json())
+    from scalingstudy.plot import plot_study
+
+    outcome.files["plot"] = plot_study(
+        points_of(relevant), outcome.fit, store.root / "learning_curve.png", title=title
+    )
+
+
 def run_study(
     study: ScalingStudy,
     out: Path,
     workers: int | None = None,
     progress: bool = True,
     on_record: Callable[[TrialRecord], None] | None = None,
-) -> RunOutcome:
+) -> LocalRun:
     started = time.monotonic()
-    name = study.metadata.name
-    spec = study.spec
+    name, spec = study.metadata.name, study.spec
     store = ResultStore(out)
     store.open(name, spec_digest_fields(spec))
-    planned = plan_trials(name, spec)
-    records = store.load()
-    # A failure may be transient: a resumed run tries failed trials again, never succeeded ones.
-    for rec in [r for r in records.values() if r.status == "Failed"]:
-        store.forget(rec.trial)
-        del records[rec.trial]
+    plan = Plan.of(name, spec)
+    records = _resumable(store)
     workers = workers or default_workers()
-    threads = str(max(default_workers() // workers, 1))
-    command = processes.trainer_command(spec.trainer.command, spec.trainer.args)
-    # The study's own variables; valueFrom needs a cluster (Secrets, fieldRefs) and is skipped.
-    user_env = {e.name: e.value for e in spec.trainer.env if e.value is not None}
-    planned_names = {t.name for t in planned}
-    done_before = sum(1 for n in records if n in planned_names)
-
+    launch = _launcher(study, store, workers)
     running: dict[str, processes.Running] = {}
     ran = 0
     failed_reason: str | None = None
-    bar = tqdm(
-        total=len(planned),
-        initial=done_before,
-        disable=not progress,
-        unit="trial",
-        desc=name,
-        dynamic_ncols=True,
-    )
+    bar = tqdm(total=len(plan), initial=len(plan.relevant(records)), disable=not progress,
+               unit="trial", desc=name, dynamic_ncols=True)  # fmt: skip
     try:
         while True:
-            decision = decide(planned, records, running.keys(), workers, spec.max_failed_trials)
-            if decision.failed:
+            decision = schedule(plan, records, running.keys(), workers, spec.max_failed_trials)
+            if decision.finished:
                 failed_reason = decision.failed_reason
                 break
-            if decision.finished:
-                break
             for trial in decision.start:
-                result_file = store.work_dir / f"{trial.name}.result.json"
-                env = trial_environment(
-                    name,
-                    study.metadata.namespace or "",
-                    trial,
-                    spec,
-                    result_file=str(result_file),
-                    checkpoint_dir=str(store.work_dir / trial.name),
-                )
-                env = {**user_env, "OMP_NUM_THREADS": threads, **env}
-                running[trial.name] = processes.start(
-                    trial, command, env, result_file, store.logs_dir
-                )
+                running[trial.name] = launch(trial)
                 ran += 1
             time.sleep(POLL_SECONDS)
             for trial_name in [n for n, r in running.items() if r.process.poll() is not None]:
@@ -148,24 +173,8 @@ def run_study(
     finally:
         processes.stop_all(list(running.values()))
         bar.close()
-
-    relevant = {n: r for n, r in records.items() if n in planned_names}
-    outcome = RunOutcome(
-        relevant, planned, None, None, failed_reason, time.monotonic() - started, ran
+    outcome = LocalRun(
+        plan.relevant(records), plan, None, None, failed_reason, time.monotonic() - started, ran
     )
-    outcome.files["results"] = store.write_results_csv(relevant.values())
-    if fittable(relevant.values()):
-        try:
-            outcome.fit = fit_points(points_of(relevant.values()), fit_options(spec))
-        except FitError as exc:
-            outcome.fit_error = str(exc)
-    else:
-        outcome.fit_error = "fewer than 3 data sizes have a succeeded trial"
-    if outcome.fit is not None:
-        outcome.files["fit"] = store.write_json("fit.json", outcome.fit)
-        from scalingstudy.plot import plot_study
-
-        outcome.files["plot"] = plot_study(
-            points_of(relevant.values()), outcome.fit, out / "learning_curve.png", title=name
-        )
+    _conclude(outcome, spec, store, name)
     return outcome

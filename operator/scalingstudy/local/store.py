@@ -9,38 +9,18 @@ or training setup is refused instead of mixing incompatible results.
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-from scalingstudy.results import CSV_COLUMNS, TrialRecord
+from scalingstudy.atomic import write_atomic
+from scalingstudy.status import CSV_COLUMNS, TrialRecord
 
 
 class StoreError(Exception):
     """An output directory that cannot be used for this study."""
-
-
-def write_atomic_with(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Let ``write`` fill a temporary file beside ``path``, sync it, rename it into place:
-    a reader (or a restart after a crash) sees the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_atomic(path: Path, text: str) -> None:
-    write_atomic_with(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 class ResultStore:
@@ -94,8 +74,6 @@ class ResultStore:
             key=lambda r: (r.data_size, r.model_size, r.seed),
         )
         path = self.root / "results.csv"
-        import io
-
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
         writer.writeheader()

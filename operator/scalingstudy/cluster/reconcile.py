@@ -1,0 +1,329 @@
+"""One reconcile pass of a study, decided without I/O.
+
+The shell gathers the observed state (the study's Jobs, its status, the results it just
+collected for finished Jobs), calls `decide`, applies the actions, fits when `fit_due`
+says so, and writes `build_status`. Everything is recomputed from the cluster on every
+pass, so a restarted operator picks up exactly where the last one stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from scalingstudy.cluster.observe import JobState
+from scalingstudy.plan import Plan, Trial
+from scalingstudy.report_table import short
+from scalingstudy.results import NOT_FITTABLE, fittable
+from scalingstudy.scheduling import schedule
+from scalingstudy.status import (
+    Condition,
+    FitStatus,
+    Phase,
+    ScalingStudyStatus,
+    TrialCounts,
+    TrialRecord,
+)
+
+MAX_LISTED = 10  # trial names quoted in one aggregated Event
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Pass:
+    """The actions of one pass and the facts the status is built from."""
+
+    plan: Plan
+    records: dict[str, TrialRecord]
+    new_records: tuple[TrialRecord, ...]
+    create: tuple[Trial, ...]
+    delete: tuple[str, ...]
+    counts: TrialCounts
+    finished: bool
+    failed_reason: str | None
+    needs_fit: bool
+    #: Succeeded results of planned trials: what a fit now would be based on.
+    succeeded: int
+    events: list[Event] = field(default_factory=list)
+
+    def relevant(self) -> list[TrialRecord]:
+        """The records of planned trials (a spec change may leave others behind)."""
+        return list(self.plan.relevant(self.records).values())
+
+    @property
+    def final(self) -> bool:
+        """Every trial has finished and the study did not fail: the fit is the last one.
+        The one place that says so."""
+        return self.finished and not self.failed_reason
+
+
+def to_collect(jobs: Sequence[JobState], recorded: Mapping[str, TrialRecord]) -> list[JobState]:
+    """Finished Jobs whose result is not in status yet: the shell reads these results."""
+    return [j for j in jobs if j.phase in ("succeeded", "failed") and j.trial not in recorded]
+
+
+def _names(trials: Sequence[str]) -> str:
+    shown = ", ".join(trials[:MAX_LISTED])
+    more = len(trials) - MAX_LISTED
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def _trial_events(create: Sequence[Trial], new: Sequence[TrialRecord]) -> list[Event]:
+    events: list[Event] = []
+    if create:
+        started = _names([t.name for t in create])
+        events.append(
+            Event("Normal", "TrialsStarted", f"started {len(create)} trial(s): {started}")
+        )
+    ok = [r.trial for r in new if r.status == "Succeeded"]
+    if ok:
+        events.append(
+            Event("Normal", "TrialsSucceeded", f"{len(ok)} trial(s) succeeded: {_names(ok)}")
+        )
+    events += [
+        Event("Warning", "TrialFailed", f"{r.trial}: {r.reason}: {(r.message or '')[-400:]}")
+        for r in new
+        if r.status == "Failed"
+    ]
+    return events
+
+
+def decide(
+    plan: Plan,
+    jobs: Sequence[JobState],
+    recorded: Mapping[str, TrialRecord],
+    collected: Sequence[TrialRecord],
+    *,
+    parallelism: int,
+    max_failed: int,
+    fit: FitStatus | None,
+) -> Pass:
+    """Which Jobs to create or delete, what to record, whether to fit.
+
+    ``fit`` is the fit in status (None: none yet); a refit is needed when the number of
+    succeeded results it used changed, or when the study just finished and its fit is not
+    final yet.
+    """
+    records = dict(recorded)
+    new = [r for r in collected if r.trial not in records]
+    records.update({r.trial: r for r in new})
+    by_trial = {j.trial: j for j in jobs}
+    # Queued (suspended) Jobs occupy a parallelism slot too: Kueue decides when they run.
+    active = {j.trial for j in jobs if j.phase in ("active", "queued") and j.trial not in records}
+    # Finished Jobs whose result could not be read yet (waiting for a scrape) hold no slot
+    # and are not started again; the study is not finished while any remain.
+    uncollected = {
+        j.trial for j in jobs if j.phase in ("succeeded", "failed") and j.trial not in records
+    } & plan.names
+    decision = schedule(plan, records, active, parallelism, max_failed, hold=uncollected)
+    # Stop spending after too many failures: running trials finish, none start. A Job may
+    # exist already for a trial to start (finished but not collected, or being deleted).
+    create = () if decision.failed else tuple(t for t in decision.start if t.name not in by_trial)
+    delete = tuple(sorted(j.name for j in jobs if j.trial in active and j.trial not in plan))
+    relevant = list(plan.relevant(records).values())
+    succeeded = sum(1 for r in relevant if r.status == "Succeeded")
+    running = sum(1 for j in jobs if j.trial in plan and j.trial in active and j.phase == "active")
+    counts = TrialCounts(
+        total=len(plan),
+        succeeded=succeeded,
+        failed=len(relevant) - succeeded,
+        running=running + len(create),
+    )
+    counts.pending = max(counts.total - counts.succeeded - counts.failed - counts.running, 0)
+    finished = (decision.finished and not uncollected) or decision.failed
+    final = finished and not decision.failed
+    needs_fit = fittable(relevant) and (
+        fit is None or fit.based_on_results != succeeded or (final and not fit.final)
+    )
+    return Pass(
+        plan=plan,
+        records=records,
+        new_records=tuple(new),
+        create=create,
+        delete=delete,
+        counts=counts,
+        finished=finished,
+        failed_reason=decision.failed_reason,
+        needs_fit=needs_fit,
+        succeeded=succeeded,
+        events=_trial_events(create, new),
+    )
+
+
+def fit_due(p: Pass, since_last_fit: float, interval: float) -> tuple[bool, float | None]:
+    """Whether to fit now, and else when to come back: new results are fitted at most
+    every ``interval`` seconds, the final fit at once."""
+    if not p.needs_fit:
+        return False, None
+    if p.final or since_last_fit >= interval:
+        return True, None
+    return False, interval - since_last_fit
+
+
+def phase_of(p: Pass, fit_error: str | None, fit_final: bool) -> tuple[Phase, str | None]:
+    """The phase and, for Failed, the reason in one line."""
+    if p.failed_reason:
+        return "Failed", p.failed_reason
+    if p.finished:
+        if fit_error:
+            return "Failed", f"fit failed: {fit_error}"
+        return ("Succeeded", None) if fit_final else ("Fitting", None)
+    if p.counts.running or p.counts.succeeded or p.counts.failed:
+        return "Running", None
+    return "Pending", None
+
+
+_PROGRESSING_REASON: dict[Phase, str] = {
+    "Pending": "TrialsPending",
+    "Running": "TrialsRunning",
+    "Fitting": "Fitting",
+    "Succeeded": "Finished",
+    "Failed": "Stopped",
+}
+
+
+def conditions_for(
+    phase: Phase,
+    reason: str | None,
+    previous: Sequence[Condition],
+    generation: int,
+    now: str,
+    spec_error: str | None = None,
+) -> list[Condition]:
+    """Kubernetes-style conditions; lastTransitionTime moves only when status changes."""
+    failed_kind = (
+        "InvalidSpec"
+        if spec_error
+        else "FitFailed"
+        if reason and reason.startswith("fit failed")
+        else "TooManyFailedTrials"
+    )
+    failed = phase == "Failed"
+    wanted = [
+        Condition(
+            type="SpecValid",
+            status="False" if spec_error else "True",
+            reason="InvalidSpec" if spec_error else "Valid",
+            message=spec_error,
+        ),
+        Condition(
+            type="Progressing",
+            status="True" if phase in ("Pending", "Running", "Fitting") else "False",
+            reason=_PROGRESSING_REASON[phase],
+        ),
+        Condition(
+            type="Complete",
+            status="True" if phase == "Succeeded" else "False",
+            reason="StudySucceeded" if phase == "Succeeded" else "NotFinished",
+        ),
+        Condition(
+            type="Failed",
+            status="True" if failed else "False",
+            reason=failed_kind if failed else "NotFailed",
+            message=reason if failed else None,
+        ),
+    ]
+    before = {c.type: c for c in previous}
+    for cond in wanted:
+        old = before.get(cond.type)
+        same = old is not None and old.status == cond.status and old.last_transition_time
+        cond.last_transition_time = old.last_transition_time if same and old else now
+        cond.observed_generation = generation
+    return wanted
+
+
+def build_status(
+    p: Pass,
+    generation: int,
+    before: ScalingStudyStatus,
+    fit: FitStatus | None,
+    fit_error: str | None,
+    now: str,
+) -> ScalingStudyStatus:
+    """The status after a pass. ``fit`` is the new fit, or the one in status when none ran;
+    a fit is final only while the study still is (a spec change may add trials)."""
+    if fit is not None and fit.final and not p.final:
+        fit = fit.model_copy(update={"final": False})
+    final_error = fit_error if p.finished else None
+    if p.final and fit is None and not final_error:
+        final_error = NOT_FITTABLE
+    phase, reason = phase_of(p, final_error, bool(fit and fit.final))
+    order = {name: i for i, name in enumerate(p.records)}
+    rows = sorted(
+        p.records.values(), key=lambda r: (r.data_size, r.model_size, r.seed, order[r.trial])
+    )
+    done = p.counts.succeeded + p.counts.failed
+    return ScalingStudyStatus(
+        phase=phase,
+        observed_generation=generation,
+        conditions=conditions_for(phase, reason, before.conditions, generation, now),
+        trials=p.counts,
+        progress=f"{done}/{p.counts.total}",
+        results=rows,
+        fit=fit,
+    )
+
+
+def invalid_status(
+    before: ScalingStudyStatus, generation: int, error: str, now: str
+) -> ScalingStudyStatus | None:
+    """A spec the CRD schema let through but the full validation rejects: Failed with the
+    reason, every result kept. None when status says so already."""
+    if before.observed_generation == generation and before.phase == "Failed":
+        return None
+    conditions = conditions_for("Failed", error, before.conditions, generation, now, error)
+    return before.model_copy(
+        update={"phase": "Failed", "observed_generation": generation, "conditions": conditions}
+    )
+
+
+def status_changed(before: Mapping[str, object], after: ScalingStudyStatus) -> bool:
+    """Whether writing ``after`` changes anything but condition timestamps."""
+
+    def strip(status: Mapping[str, object]) -> dict[str, object]:
+        conds = status.get("conditions") or []
+        return {
+            **status,
+            "conditions": [
+                {k: v for k, v in c.items() if k != "lastTransitionTime"}
+                for c in conds  # type: ignore[attr-defined]
+            ],
+        }
+
+    new = after.to_json()
+    return strip({k: before.get(k) for k in new}) != strip(new)
+
+
+def status_events(
+    p: Pass, before: ScalingStudyStatus, after: ScalingStudyStatus, fitted: bool
+) -> list[Event]:
+    """The pass's trial Events, the fit's when one ran, and the study's end once."""
+    events = list(p.events)
+    fit = after.fit
+    if fitted and fit is not None:
+        lc, ms = fit.learning_curve, fit.model_size
+        events.append(
+            Event(
+                "Normal",
+                "FitUpdated",
+                f"{'final' if fit.final else 'interim'} fit of {fit.based_on_results} results: "
+                f"beta_g={short(lc.beta if lc else None, 3)} {lc.beta_interval if lc else None}, "
+                f"beta_p={short(ms.beta if ms else None, 3)}",
+            )
+        )
+    if after.phase == before.phase:
+        return events
+    if after.phase == "Succeeded":
+        beta = fit.learning_curve.beta if fit and fit.learning_curve else None  # 4 digits
+        events.append(Event("Normal", "StudySucceeded", f"all trials finished; beta_g = {beta}"))
+    elif after.phase == "Failed":
+        failed = next((c for c in after.conditions if c.type == "Failed"), None)
+        message = failed.message or failed.reason if failed else None
+        events.append(Event("Warning", "StudyFailed", message or "failed"))
+    return events

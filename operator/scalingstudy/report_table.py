@@ -1,0 +1,91 @@
+"""The fit report as a readable table: what `scalingstudy fit` and `scalingstudy run`
+print, and the numbers in the operator's Events."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from scalingstudy.fitting.report import DataForTarget, FitReport, ModelSizeLaw
+
+
+def short(value: float | None, digits: int = 4) -> str:
+    """A number to ``digits`` significant digits; - for none."""
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+def _bracketed(values: Sequence[float] | None, digits: int = 3) -> str:
+    if not values:
+        return ""
+    lo, hi = values
+    return f" [{short(lo, digits)}, {short(hi, digits)}]"
+
+
+def _model_size_lines(ms: ModelSizeLaw) -> list[str]:
+    lines = [
+        f"Model size: parameters = {short(ms.alpha)} * m^{ms.beta:.4f}"
+        f"   beta_p = {ms.beta:.4f}{_bracketed(ms.beta_interval, 4)}"
+    ]
+    if ms.method.startswith("continuous"):
+        censored = sum(1 for e in ms.estimates if e.censored)
+        lines.append(
+            f"  (continuous optimum, {censored} censored; best grid points give {ms.grid_beta:.4f})"
+        )
+    return lines
+
+
+def _target_line(target: DataForTarget) -> str:
+    if target.data_size is None:
+        return (
+            f"Target loss {target.target_loss:g} lies below the fitted "
+            "irreducible error: no data size reaches it"
+        )
+    lo, hi = target.interval or (None, None)
+    return (
+        f"Data for target loss {target.target_loss:g}: {target.data_size:g}"
+        f" [{'-' if lo is None else f'{lo:g}'}, {'unbounded' if hi is None else f'{hi:g}'}]"
+    )
+
+
+def format_fit(fit: FitReport) -> str:
+    """The fit as a readable table."""
+    lc = fit.learning_curve
+    conf = round(100 * lc.confidence)
+    lines = [
+        f"Learning curve ({lc.form}): loss = {short(lc.alpha)} * m^{lc.beta:.4f}"
+        f" + {short(lc.gamma)}",
+        f"  beta_g = {lc.beta:.4f}{_bracketed(lc.beta_interval, 4)}"
+        f"{f' ({conf}% CI)' if lc.beta_interval else ''}   R^2(log) = {lc.r2_log:.4f}"
+        f"   points = {lc.n_points}   power-law range = {lc.power_law_range}",
+    ]
+    if fit.model_size:
+        lines += _model_size_lines(fit.model_size)
+    lines.append("Best model per data size:")
+    lines.append(f"  {'data_size':>12} {'model_size':>11} {'parameters':>11} {'loss':>10}")
+    for b in fit.best:
+        lines.append(
+            f"  {b.data_size:>12g} {short(b.model_size):>11} {short(b.parameters):>11}"
+            f" {b.loss:>10.5g}"
+        )
+    ex = fit.extrapolation
+    for p in fit.predictions:
+        lines.append(
+            f"Predicted loss at m = {p.data_size:g}: {p.loss:.5g}"
+            f"{_bracketed(p.interval, 4)} ({conf}% prediction interval; "
+            f"{p.distance_ratio:.3g}x the largest data size, form {p.form or lc.form})"
+        )
+    if ex.reach_ratio:
+        lines.append(
+            f"  intervals from a backtest over {ex.origins} origins "
+            f"(reach {ex.reach_ratio:.3g}x, noise {ex.noise_sigma_log:.3g} in log loss)"
+        )
+    if fit.data_for_target:
+        lines.append(_target_line(fit.data_for_target))
+    joint = fit.joint
+    if joint:
+        lines.append(
+            f"Joint fit: L(N, D) = {joint.E:.4g} + {joint.A:.4g}/N^{joint.alpha_N:.4f}"
+            f" + {joint.B:.4g}/D^{joint.beta_D:.4f}   compute-optimal N ~ C^"
+            f"{joint.compute_optimal.a:.3f}, D ~ C^{joint.compute_optimal.b:.3f}"
+        )
+    lines += [f"warning: {w}" for w in fit.warnings]
+    return "\n".join(lines)

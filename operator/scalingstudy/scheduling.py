@@ -1,0 +1,50 @@
+"""The scheduling decision shared by every executor: which trials to start next, and
+whether the study is done or has failed. Pure: observed state in, schedule out."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+from scalingstudy.plan import Plan, Trial
+from scalingstudy.status import TrialRecord
+
+
+@dataclass(frozen=True)
+class Schedule:
+    start: tuple[Trial, ...]
+    finished: bool
+    failed_reason: str | None
+
+    @property
+    def failed(self) -> bool:
+        return self.failed_reason is not None
+
+
+def schedule(
+    plan: Plan,
+    records: Mapping[str, TrialRecord],
+    active: Collection[str],
+    parallelism: int,
+    max_failed: int,
+    hold: Collection[str] = (),
+) -> Schedule:
+    """Start trials in plan order up to ``parallelism`` active ones; stop once more than
+    ``max_failed`` have failed. Recorded trials are never started again, nor held ones
+    (finished, result not read yet)."""
+    failures = [r for r in plan.relevant(records).values() if r.status == "Failed"]
+    if len(failures) > max_failed:
+        reasons = sorted({f.reason or "Failed" for f in failures})
+        return Schedule(
+            (),
+            True,
+            f"{len(failures)} trials failed (maxFailedTrials is {max_failed}); "
+            f"reasons: {', '.join(reasons)}; last: {failures[-1].trial}: "
+            f"{(failures[-1].message or '').strip()[-300:]}",
+        )
+    waiting = [
+        t for t in plan if t.name not in records and t.name not in active and t.name not in hold
+    ]
+    running = [a for a in active if a in plan]
+    room = max(parallelism - len(running), 0)
+    return Schedule(tuple(waiting[:room]), not waiting and not running, None)

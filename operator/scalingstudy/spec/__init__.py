@@ -1,0 +1,273 @@
+"""The ScalingStudy resource as pydantic models: the one source of truth.
+
+The same models validate a study file for ``scalingstudy run`` and generate the
+CRD's OpenAPI schema (``scalingstudy.crd``), so a study that loads locally is a
+study the API server accepts. Rules that span fields are written twice on
+purpose: once as a pydantic validator (for the local runner and the operator)
+and once as a CEL rule (``x-kubernetes-validations``) so ``kubectl apply``
+rejects the object before it is stored; tests hold the two in agreement.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from scalingstudy.spec.base import (
+    API_VERSION,
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    ENV_NAME,
+    GROUP,
+    KIND,
+    MAX_LIST_SIZES,
+    MAX_TRIALS,
+    PLURAL,
+    RESERVED_ENV_PREFIX,
+    VERSION,
+    SpecError,
+    SpecModel,
+    cel,
+)
+from scalingstudy.spec.grid import SizeGrid
+from scalingstudy.spec.pod import (
+    EnvVar,
+    ObjectName,
+    Resources,
+    Toleration,
+    TrainerSpec,
+    VolumeMount,
+)
+from scalingstudy.spec.training import EarlyStopping, FitSpec, MetricSpec, TaskSpec, TrainingSpec
+
+# --------------------------------------------------------------------------- study
+
+
+class ScalingStudySpec(SpecModel):
+    """A scaling study: train every model size on every nested data subset, then fit power laws."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.task == oldSelf.task",
+                    "spec.task is immutable: results depend on it",
+                    ".task",
+                ),
+                cel(
+                    "self.training == oldSelf.training",
+                    "spec.training is immutable: results depend on it",
+                    ".training",
+                ),
+                cel(
+                    "self.metric == oldSelf.metric",
+                    "spec.metric is immutable: results depend on it",
+                    ".metric",
+                ),
+                cel(
+                    "!has(self.dataSizes.values) || size(self.dataSizes.values) >= 3",
+                    "dataSizes needs at least 3 sizes: a learning curve is fitted to them",
+                    ".dataSizes",
+                ),
+                cel(
+                    "has(self.dataSizes.values) || !has(self.dataSizes.min) || "
+                    "!has(self.dataSizes.max) || double(self.dataSizes.max) * 1.000000001 >= "
+                    "double(self.dataSizes.min) * self.dataSizes.factor * self.dataSizes.factor",
+                    "dataSizes needs at least 3 sizes: max must reach min * factor^2",
+                    ".dataSizes",
+                ),
+                cel(
+                    "!has(self.dataSizes.values) || !has(self.modelSizes.values) || "
+                    "size(self.dataSizes.values) * size(self.modelSizes.values) * self.seeds"
+                    f" <= {MAX_TRIALS}",
+                    f"dataSizes x modelSizes x seeds must be at most {MAX_TRIALS} trials",
+                ),
+            ]
+        }
+    )
+
+    task: TaskSpec
+    """What to train."""
+    trainer: TrainerSpec = Field(default_factory=TrainerSpec)
+    """Pod template parts for every trial."""
+    data_sizes: SizeGrid
+    """Training-subset sizes, in the task's unit (examples, or characters for language models)."""
+    model_sizes: SizeGrid
+    """Model-size knob values (width for MLPs; width and depth for transformers)."""
+    seeds: Annotated[int, Field(ge=1, le=32)] = 1
+    """Trials per (data size, model size) with different initialisation seeds."""
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    """Optimisation settings."""
+    metric: MetricSpec = Field(default_factory=MetricSpec)
+    """The result the curve is fitted to."""
+    fit: FitSpec = Field(default_factory=FitSpec)
+    """Fit and prediction settings."""
+    parallelism: Annotated[int, Field(ge=1, le=1000)] = 4
+    """Trials running at once."""
+    max_failed_trials: Annotated[int, Field(ge=0, le=MAX_TRIALS)] = 3
+    """The study fails once more trials than this have failed."""
+    queue_name: Annotated[str, Field(max_length=63, pattern=DNS_LABEL)] | None = None
+    """Kueue LocalQueue: Jobs carry kueue.x-k8s.io/queue-name and start suspended until admitted."""
+
+    @model_validator(mode="after")
+    def _bounded(self) -> ScalingStudySpec:
+        n_data = len(self.data_sizes.sizes())
+        if n_data < 3:
+            raise ValueError(f"dataSizes gives {n_data} sizes; a learning curve needs at least 3")
+        total = n_data * len(self.model_sizes.sizes()) * self.seeds
+        if total > MAX_TRIALS:
+            raise ValueError(
+                f"dataSizes x modelSizes x seeds = {total} trials; at most {MAX_TRIALS} are allowed"
+            )
+        return self
+
+    def trial_count(self) -> int:
+        return len(self.data_sizes.sizes()) * len(self.model_sizes.sizes()) * self.seeds
+
+
+class ObjectMeta(BaseModel):
+    """The parts of Kubernetes metadata a study uses; the rest passes through."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
+    namespace: str | None = None
+
+
+class ScalingStudy(BaseModel):
+    """A whole ScalingStudy object as written in a study file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    api_version: Literal["scalingstudy.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["ScalingStudy"]
+    metadata: ObjectMeta
+    spec: ScalingStudySpec
+    status: dict[str, Any] | None = None
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in {"int", "str"} or "[" in str(part):
+            continue  # union branch labels, not field names
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _describe(error: Any, prefix: str) -> str:
+    loc = _location(tuple(error["loc"]))
+    where = f"{prefix}.{loc}" if prefix and loc else (loc or prefix or "study")
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] in {"extra_forbidden"}:
+        return f"{where}: unknown field"
+    if error["type"] == "missing":
+        return f"{where}: required field is missing"
+    value = error.get("input")
+    shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
+    return f"{where}: {message}{shown}"
+
+
+def problems_of(exc: ValidationError, prefix: str = "") -> list[str]:
+    """One readable line per problem, naming the field in the file's own (camelCase) spelling."""
+    seen: list[str] = []
+    for error in exc.errors():
+        line = _describe(error, prefix)
+        if line not in seen:
+            seen.append(line)
+    return seen
+
+
+def parse_study(document: Any) -> ScalingStudy:
+    """Validate a parsed YAML/JSON document (a whole object) and raise SpecError on problems."""
+    if not isinstance(document, dict):
+        raise SpecError(
+            [
+                f"study: expected a mapping with apiVersion, kind, metadata and spec "
+                f"(got {type(document).__name__})"
+            ]
+        )
+    try:
+        return ScalingStudy.model_validate(document)
+    except ValidationError as exc:
+        raise SpecError(problems_of(exc)) from None
+
+
+def parse_spec(spec: Any) -> ScalingStudySpec:
+    """Validate only a spec (as the operator receives it) and raise SpecError on problems."""
+    try:
+        return ScalingStudySpec.model_validate(spec)
+    except ValidationError as exc:
+        raise SpecError(problems_of(exc, "spec")) from None
+
+
+def load_study(path: str | Path) -> ScalingStudy:
+    """Read a study file (YAML, one document) as ``kubectl apply`` would take it."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([f"{p}: cannot read study file: {exc}"]) from None
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise SpecError([f"{p}: not valid YAML: {exc}".replace("\n", " ")]) from None
+    if len(documents) != 1:
+        raise SpecError([f"{p}: expected exactly one YAML document, found {len(documents)}"])
+    return parse_study(documents[0])
+
+
+def spec_digest_fields(spec: ScalingStudySpec) -> dict[str, Any]:
+    """The parts of a spec that results depend on; changing them invalidates finished trials."""
+    return spec.model_dump(mode="json", by_alias=True, include={"task", "training", "metric"})
+
+
+__all__ = [
+    "API_VERSION",
+    "DNS_LABEL",
+    "DNS_SUBDOMAIN",
+    "ENV_NAME",
+    "GROUP",
+    "KIND",
+    "MAX_LIST_SIZES",
+    "MAX_TRIALS",
+    "PLURAL",
+    "RESERVED_ENV_PREFIX",
+    "VERSION",
+    "EarlyStopping",
+    "EnvVar",
+    "FitSpec",
+    "MetricSpec",
+    "ObjectMeta",
+    "ObjectName",
+    "Resources",
+    "ScalingStudy",
+    "ScalingStudySpec",
+    "SizeGrid",
+    "SpecError",
+    "TaskSpec",
+    "Toleration",
+    "TrainerSpec",
+    "TrainingSpec",
+    "VolumeMount",
+    "load_study",
+    "parse_spec",
+    "parse_study",
+    "problems_of",
+    "spec_digest_fields",
+]

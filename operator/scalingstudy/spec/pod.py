@@ -1,0 +1,156 @@
+"""The trainer pod of every trial: image, command, environment, resources and the
+scheduling and storage a GPU cluster needs (Kubernetes names and semantics)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from scalingstudy.spec.base import (
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    ENV_NAME,
+    RESERVED_ENV_PREFIX,
+    SpecModel,
+)
+
+# --------------------------------------------------------------------------- trainer pod
+
+
+class EnvVar(SpecModel):
+    """An environment variable for the trainer container.
+
+    Names starting SCALINGSTUDY_ are reserved for the trainer contract."""
+
+    name: Annotated[str, Field(min_length=1, max_length=256, pattern=ENV_NAME)]
+    """Variable name."""
+    value: str | None = None
+    """Literal value."""
+    value_from: dict[str, Any] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    """A Kubernetes EnvVarSource (secretKeyRef, configMapKeyRef, fieldRef, resourceFieldRef)."""
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name.startswith(RESERVED_ENV_PREFIX):
+            raise ValueError(
+                f"names starting with {RESERVED_ENV_PREFIX} are set by scalingstudy itself"
+            )
+        return name
+
+
+class Toleration(SpecModel):
+    """A Kubernetes toleration, for GPU node taints."""
+
+    key: str | None = None
+    """Taint key to tolerate; empty with operator Exists tolerates everything."""
+    operator: Literal["Exists", "Equal"] = "Equal"
+    """How key and value are compared."""
+    value: str | None = None
+    """Taint value to match with operator Equal."""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """Taint effect to match; empty matches all effects."""
+    toleration_seconds: int | None = None
+    """For NoExecute: how long the pod stays bound after the taint appears."""
+
+
+class VolumeMount(SpecModel):
+    """Where a volume from trainer.volumes appears in the trainer container."""
+
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
+    """Name of a volume in trainer.volumes."""
+    mount_path: Annotated[str, Field(min_length=1, pattern=r"^/")]
+    """Absolute path inside the container."""
+    read_only: bool = False
+    """Mount read-only."""
+    sub_path: str | None = None
+    """Mount only this path inside the volume."""
+
+
+class ObjectName(SpecModel):
+    """A reference to an object in the study's namespace by name."""
+
+    name: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)]
+    """Object name."""
+
+
+Quantity = int | Annotated[str, Field(pattern=r"^[0-9.+\-eEinumkKMGTP]+$")]
+
+
+class Resources(SpecModel):
+    """Compute resources of the trainer container, e.g. limits: {nvidia.com/gpu: 1}."""
+
+    limits: dict[str, Quantity] = Field(default_factory=dict)
+    """Maximum resources (cpu, memory, nvidia.com/gpu, ...)."""
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+    """Resources the scheduler reserves."""
+
+
+class TrainerSpec(SpecModel):
+    """The parts of every trial's pod that a user sets. The operator adds the rest:
+    environment contract, security context, labels and owner references."""
+
+    image: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+    """Trainer image. Empty: the operator's default trainer image (built-in tasks).
+    Ignored by the local runner, which runs the trainer in its own Python environment."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    """When the kubelet pulls the image."""
+    command: list[str] | None = Field(default=None, max_length=64)
+    """Entrypoint of a custom trainer (it must honour the trainer contract).
+    Empty: the built-in trainer."""
+    args: list[str] | None = Field(default=None, max_length=256)
+    """Arguments to the command."""
+    env: list[EnvVar] = Field(default_factory=list, max_length=128)
+    """Extra environment variables."""
+    resources: Resources = Field(default_factory=Resources)
+    """Container resources; GPUs as limits: {nvidia.com/gpu: N}."""
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    """Node labels the trial pods must match."""
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=64)
+    """Tolerations for tainted (for example GPU) nodes."""
+    affinity: dict[str, Any] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    """A Kubernetes Affinity object, passed through to the pod."""
+    volumes: list[dict[str, Any]] = Field(
+        default_factory=list,
+        max_length=64,
+        json_schema_extra={
+            "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        },
+    )
+    """Kubernetes Volume objects (datasets, corpora, checkpoint storage)."""
+    volume_mounts: list[VolumeMount] = Field(default_factory=list, max_length=64)
+    """Mounts of trainer.volumes into the trainer container."""
+    service_account_name: Annotated[str, Field(max_length=253, pattern=DNS_SUBDOMAIN)] | None = None
+    """Service account of trial pods (default: the namespace's default)."""
+    priority_class_name: Annotated[str, Field(max_length=253, pattern=DNS_SUBDOMAIN)] | None = None
+    """PriorityClass of trial pods; also labels Jobs for Kueue when queueName is set."""
+    image_pull_secrets: list[ObjectName] = Field(default_factory=list, max_length=16)
+    """Secrets for pulling the trainer image."""
+    active_deadline_seconds: Annotated[int, Field(ge=1, le=30 * 24 * 3600)] | None = None
+    """Wall-clock limit of one trial's Job; a trial over it fails with reason DeadlineExceeded."""
+    backoff_limit: Annotated[int, Field(ge=0, le=10)] = 2
+    """Retries of a failed trial pod before the trial counts as failed
+    (disruptions do not count)."""
+    termination_grace_period_seconds: Annotated[int, Field(ge=1, le=3600)] | None = None
+    """Time a trial pod gets after SIGTERM (eviction, preemption) to save its checkpoint
+    before it is killed; Kubernetes' default is 30 s. Raise it for models whose
+    checkpoint takes longer to write."""
+
+    @model_validator(mode="after")
+    def _mounts_name_volumes(self) -> TrainerSpec:
+        declared = {str(v.get("name")) for v in self.volumes}
+        for i, mount in enumerate(self.volume_mounts):
+            if mount.name not in declared:
+                raise ValueError(
+                    f"volumeMounts[{i}].name {mount.name!r} names no entry of trainer.volumes"
+                )
+        return self

@@ -1,0 +1,116 @@
+"""What each trial does and how its result is judged: the task, the training recipe,
+the metric and the fit settings."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    ConfigDict,
+    Field,
+    model_validator,
+)
+
+from scalingstudy.spec.base import (
+    DNS_LABEL,
+    SpecModel,
+    cel,
+)
+
+# --------------------------------------------------------------------------- task
+
+
+class TaskSpec(SpecModel):
+    """What to train: a built-in task of the trainer image, or a custom trainer's own name."""
+
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
+    """Task name. Built-in trainer tasks: teacher-student, char-lm, image-classification.
+    With a custom trainer (trainer.command set) any DNS-label name is passed through."""
+
+    data_seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+    """Seed of the fixed permutation whose prefixes are the nested training subsets.
+    Every trial of a study uses the same one, so each smaller subset lies inside every
+    larger one."""
+
+    options: dict[str, Any] = Field(
+        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    """Task-specific settings passed to the trainer as JSON (for example corpus path,
+    context length, model family). The trainer rejects unknown keys with a configuration error."""
+
+
+# --------------------------------------------------------------------------- training
+
+
+class EarlyStopping(SpecModel):
+    """Stop a trial when validation loss stops improving; the best value is its result."""
+
+    patience: Annotated[int, Field(ge=1, le=1000)] = 5
+    """Evaluations without an improvement of at least minDelta before stopping."""
+    min_delta: Annotated[float, Field(ge=0)] = 0.0
+    """Smallest decrease of validation loss that counts as an improvement."""
+
+
+class TrainingSpec(SpecModel):
+    """Optimisation settings shared by every trial (immutable once the study exists)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("self.minSteps <= self.maxSteps", "minSteps must not exceed maxSteps")
+            ]
+        }
+    )
+
+    epochs: Annotated[float, Field(gt=0, le=10000)] = 50.0
+    """Budget in passes over the trial's subset, so small subsets get few steps and large ones
+    many; clipped to [minSteps, maxSteps]. Early stopping usually ends a trial sooner."""
+    min_steps: Annotated[int, Field(ge=1, le=100_000_000)] = 200
+    """Fewest optimiser steps of any trial."""
+    max_steps: Annotated[int, Field(ge=1, le=100_000_000)] = 5000
+    """Most optimiser steps of any trial."""
+    batch_size: Annotated[int, Field(ge=1, le=65536)] = 64
+    """Examples (or sequences) per optimiser step; capped at the subset size."""
+    learning_rate: Annotated[float, Field(gt=0, le=10)] = 1e-3
+    """Peak learning rate of AdamW."""
+    weight_decay: Annotated[float, Field(ge=0, le=10)] = 0.0
+    """AdamW weight decay."""
+    eval_every: Annotated[int, Field(ge=1, le=1_000_000)] = 50
+    """Steps between validation evaluations."""
+    early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
+    """Early stopping on validation loss."""
+
+    @model_validator(mode="after")
+    def _steps_ordered(self) -> TrainingSpec:
+        if self.min_steps > self.max_steps:
+            raise ValueError(
+                f"minSteps must not exceed maxSteps (got minSteps={self.min_steps}, "
+                f"maxSteps={self.max_steps})"
+            )
+        return self
+
+
+class MetricSpec(SpecModel):
+    """The trial result the learning curve is made of."""
+
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z_][a-z0-9_]*$")] = (
+        "validation_loss"
+    )
+    """Key of the trainer's result JSON (and suffix of its scalingstudy_trial_ gauge)."""
+    goal: Literal["minimize"] = "minimize"
+    """Only minimize: the power law describes a falling error or loss."""
+
+
+class FitSpec(SpecModel):
+    """How the learning curve is fitted and what it predicts."""
+
+    form: Literal["auto", "power-law", "power-law-plus-constant"] = "auto"
+    """auto: choose by information criterion whether the irreducible error gamma is identified."""
+    confidence: Annotated[float, Field(ge=0.5, le=0.999)] = 0.9
+    """Level of the bootstrap confidence intervals."""
+    bootstrap: Annotated[int, Field(ge=0, le=10000)] = 200
+    """Bootstrap resamples (0: no intervals)."""
+    predict_at: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list, max_length=32)
+    """Data sizes to predict the loss at (default: 10 times the largest data size)."""
+    target_loss: Annotated[float, Field(gt=0)] | None = None
+    """Report the data size needed to reach this loss."""

@@ -1,0 +1,46 @@
+"""A study status with every part filled, produced by the real pass and a real fit: what
+the operator writes at the end of a grid study with a target loss, failures and the
+joint law. Shared by the schema test and the API-server round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scalingstudy.cluster.reconcile import build_status, decide
+from scalingstudy.fitting import FitOptions, fit_points
+from scalingstudy.plan import Plan
+from scalingstudy.results import points_of
+from scalingstudy.spec import parse_spec
+from scalingstudy.status import FitStatus, ScalingStudyStatus, TrialRecord
+
+
+def full_status() -> ScalingStudyStatus:
+    spec = parse_spec(
+        {
+            "task": {"name": "teacher-student"},
+            "dataSizes": {"min": 1000, "max": 64000, "factor": 2},
+            "modelSizes": {"values": [10000, 40000, 160000]},
+            "maxFailedTrials": 3,
+        }
+    )
+    plan = Plan.of("sample", spec)
+    rng = np.random.default_rng(0)
+    records: dict[str, TrialRecord] = {}
+    for t in plan:
+        if t.data_size == 1000 and t.model_size == 10000:
+            records[t.name] = TrialRecord.failed(t, "OOMKilled", "exit code 137", 12.5)
+            continue
+        loss = 1.7 + 400 * t.model_size**-0.34 + 900 * t.data_size**-0.28
+        records[t.name] = TrialRecord(
+            trial=t.name, data_size=t.data_size, model_size=t.model_size, seed=t.seed,
+            status="Succeeded", loss=float(loss * np.exp(rng.normal(0, 0.01))),
+            parameters=t.model_size, train_loss=float(loss * 0.9), steps=300,
+            samples_seen=300 * 32, duration_seconds=41.2, source="prometheus",
+        )  # fmt: skip
+    p = decide(plan, [], records, [], parallelism=4, max_failed=3, fit=None)
+    report = fit_points(
+        points_of(p.relevant()),
+        FitOptions(bootstrap=40, predict_at=(1e6, 1e7), target_loss=2.0, joint=True),
+    )
+    fit = FitStatus.of(report, final=p.final, based_on_results=p.succeeded)
+    return build_status(p, 1, ScalingStudyStatus(), fit, None, "2026-12-01T00:00:00Z")
