@@ -32,7 +32,7 @@ def test_any_input_gives_a_report_or_a_fit_error(
     lc = report.learning_curve
     assert lc.beta < 0
     assert lc.alpha >= 0 and lc.gamma >= 0
-    assert all(math.isfinite(lc[k]) for k in ("alpha", "beta", "gamma", "r2_log"))
+    assert all(math.isfinite(getattr(lc, k)) for k in ("alpha", "beta", "gamma", "r2_log"))
     assert isinstance(report.warnings, list)
 
 

@@ -6,12 +6,14 @@ from typing import Any
 
 import pytest
 
+from scalingstudy.cluster.collect import CollectPolicy, classify, from_pods
 from scalingstudy.cluster.manifests import JobSettings, StudyRef, job_manifest
 from scalingstudy.cluster.observe import (
     JobState,
     failure_reason,
     job_state,
     last_outcome,
+    parse_time,
     success_message,
 )
 from scalingstudy.cluster.prometheus import promql_string, samples_by_trial, study_query
@@ -327,3 +329,71 @@ def test_trial_pods_declare_the_metrics_port_the_trainer_serves() -> None:
     assert env["SCALINGSTUDY_METRICS_PORT"] == "9090"
     none = job_manifest(REF, s, trial, JobSettings(metrics_port=0))["spec"]["template"]["spec"]
     assert "ports" not in none["containers"][0]
+
+
+# -- collecting results ----------------------------------------------------------------
+
+
+def finished_job(phase: str, started: str = "2026-01-01T00:00:00Z") -> JobState:
+    return JobState(
+        trial="demo-d100-m4-s0",
+        name="demo-d100-m4-s0",
+        phase=phase,  # type: ignore[arg-type]
+        started=parse_time(started),
+        finished=parse_time("2026-01-01T00:00:30Z"),
+        coordinates=(100, 4, 0),
+    )
+
+
+NOW = parse_time("2026-01-01T00:00:40Z")
+PUSHED = {"validation_loss": 0.5, "steps": 300.0, "push_time_seconds": 1767225620.0}
+
+
+@pytest.mark.parametrize(
+    ("phase", "samples", "waits", "grace", "expected"),
+    [
+        # A fresh pushed result is used as it is.
+        ("succeeded", {"demo-d100-m4-s0": PUSHED}, True, 15.0, "prometheus"),
+        # Pushed before this Job started: a predecessor's numbers, never used; the retry's
+        # own push may still be scraped within the window, then the pod is read.
+        (
+            "succeeded",
+            {"demo-d100-m4-s0": {**PUSHED, "push_time_seconds": 1.0}},
+            True,
+            15.0,
+            "wait",
+        ),
+        ("succeeded", {"demo-d100-m4-s0": {**PUSHED, "push_time_seconds": 1.0}}, True, 5.0, "pods"),
+        # Not scraped yet, 10 s after the end: wait out the grace window.
+        ("succeeded", {}, True, 15.0, "wait"),
+        ("succeeded", {}, True, 5.0, "pods"),
+        # Prometheus unreachable (or no Pushgateway): straight to the termination message.
+        ("succeeded", {}, False, 15.0, "pods"),
+        ("failed", {"demo-d100-m4-s0": PUSHED}, True, 15.0, "pods"),
+    ],
+)  # fmt: skip
+def test_classify_trusts_prometheus_only_when_fresh(
+    phase: str, samples: dict[str, Any], waits: bool, grace: float, expected: str
+) -> None:
+    found = classify([finished_job(phase)], samples, NOW, CollectPolicy("validation_loss", waits,
+                     grace))  # fmt: skip
+    kinds = {
+        "prometheus": (1, 0, None),
+        "pods": (0, 1, None),
+        "wait": (0, 0, pytest.approx(5.0)),
+    }
+    assert (len(found.records), len(found.need_pods), found.wake_in) == kinds[expected]
+    if expected == "prometheus":
+        (rec,) = found.records
+        assert rec.source == "prometheus" and rec.loss == 0.5 and rec.steps == 300
+
+
+def test_records_from_pods_say_what_went_wrong() -> None:
+    good = from_pods(
+        finished_job("succeeded"), [pod(0, '{"validation_loss": 0.7}')], "validation_loss"
+    )
+    assert good.status == "Succeeded" and good.source == "termination-message" and good.loss == 0.7
+    silent = from_pods(finished_job("succeeded"), [], "validation_loss")
+    assert silent.status == "Failed" and silent.reason == "BadResult"
+    garbage = from_pods(finished_job("succeeded"), [pod(0, "not json")], "validation_loss")
+    assert garbage.reason == "BadResult" and "not JSON" in (garbage.message or "")

@@ -197,3 +197,40 @@ def test_real_training_study_end_to_end(tmp_path: Path) -> None:
     log_lines = (out / "logs" / "mini-d64-m4-s0.log").read_text().splitlines()
     assert json.loads(log_lines[-1])["event"] == "result"
     assert (out / "learning_curve.png").stat().st_size > 1000
+
+
+def test_a_task_that_cannot_work_is_refused_before_any_trial(tmp_path: Path) -> None:
+    """The preflight runs the built-in trainer's --check on the largest trial: a missing
+    corpus is one line naming spec.task, and no trial starts."""
+    doc = {
+        "apiVersion": "scalingstudy.io/v1alpha1",
+        "kind": "ScalingStudy",
+        "metadata": {"name": "no-corpus"},
+        "spec": {
+            "task": {"name": "char-lm", "options": {"corpus": str(tmp_path / "missing")}},
+            "dataSizes": {"values": [1024, 2048, 4096]},
+            "modelSizes": {"values": [8]},
+        },
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    result = run_cli("run", str(path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("scalingstudy: error: spec.task: ") and "missing" in line
+    assert not (tmp_path / "out" / "trials").exists()
+
+
+def test_the_preflight_never_loads_torch_into_the_cli() -> None:
+    code = (
+        "import sys\n"
+        "from scalingstudy.cli import _preflight\n"
+        "from scalingstudy.spec import load_study\n"
+        "_preflight(load_study('examples/quickstart.yaml'))\n"
+        "print('torch' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"

@@ -1,16 +1,10 @@
-"""The operator's shell: gather a study's state, call the pure pass, apply its actions.
-
-One worker task per study runs passes one at a time, woken by events on the study or its
-Jobs and at least every `resync_seconds`; events arriving together are coalesced into one
-pass (`batch_window`), which is what keeps API writes per trial low. A pass runs in a
-thread because the Kubernetes client and the fit are blocking. Every decision is made in
-`reconcile.py` and `collect.py`; this module reads, fits and writes.
+"""The operator's shell for one pass: gather a study's state, call the pure pass, apply
+its actions. Every decision is made in `reconcile.py` and `collect.py`; this module reads,
+fits and writes. When passes run is `workers.py`'s business.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import logging
 import time
@@ -42,6 +36,7 @@ from scalingstudy.cluster.reconcile import (
     status_events,
     to_collect,
 )
+from scalingstudy.cluster.workers import Key, Wake
 from scalingstudy.fitting import FitError
 from scalingstudy.plan import Plan
 from scalingstudy.results import fit_options, points_of
@@ -49,7 +44,6 @@ from scalingstudy.spec import ScalingStudySpec, SpecError, parse_spec
 from scalingstudy.status import FitStatus, ScalingStudyStatus, TrialRecord
 
 log = logging.getLogger("scalingstudy.operator")
-Key = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -67,14 +61,6 @@ def now_rfc3339() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass(frozen=True)
-class Wake:
-    """After a pass: whether the study still exists, and when to look again."""
-
-    exists: bool
-    in_seconds: float | None = None
-
-
 def _sooner(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else min(a, b)
 
@@ -87,59 +73,12 @@ class Controller:
         self.prometheus = prometheus
         self.metrics = metrics
         self.config = config
-        self.workers: dict[Key, asyncio.Task[None]] = {}
-        self.triggers: dict[Key, asyncio.Event] = {}
         self.last_fit: dict[Key, float] = {}
-        self.heartbeat = [time.monotonic()]
 
-    # -- the async side ------------------------------------------------------------------
-    def poke(self, namespace: str, name: str) -> None:
-        key = (namespace, name)
-        self.triggers.setdefault(key, asyncio.Event()).set()
-        if key not in self.workers or self.workers[key].done():
-            self.workers[key] = asyncio.create_task(self._work(key), name=f"study {key}")
-
-    def drop(self, namespace: str, name: str) -> None:
-        key = (namespace, name)
-        task = self.workers.pop(key, None)
-        if task is not None:
-            task.cancel()
-        self.triggers.pop(key, None)
-        self.last_fit.pop(key, None)
+    def forget(self, namespace: str, name: str) -> None:
+        """The study is gone: drop what this process remembers of it."""
+        self.last_fit.pop((namespace, name), None)
         self.metrics.forget_study(namespace, name)
-
-    async def stop(self) -> None:
-        tasks = list(self.workers.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-    async def _work(self, key: Key) -> None:
-        trigger, wait = self.triggers[key], 0.0
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(trigger.wait(), timeout=wait)
-            await asyncio.sleep(self.config.batch_window)
-            trigger.clear()
-            started = time.monotonic()
-            try:
-                wake = await asyncio.to_thread(self.reconcile, *key)
-                self.metrics.reconciles.labels("ok").inc()
-            except Exception:  # one study's trouble must never stop the others
-                log.exception("reconcile of %s/%s failed; retrying", *key)
-                self.metrics.reconciles.labels("error").inc()
-                wake = Wake(True, in_seconds=5.0)
-            finally:
-                self.metrics.pass_done(time.monotonic() - started, self.kube.requests)
-                self.heartbeat[0] = time.monotonic()
-            if not wake.exists:
-                self.triggers.pop(key, None)
-                self.workers.pop(key, None)
-                self.metrics.forget_study(*key)
-                return
-            wait = min(self.config.resync_seconds, wake.in_seconds or self.config.resync_seconds)
 
     # -- one pass (blocking, in a thread) ------------------------------------------------
     def reconcile(self, namespace: str, name: str) -> Wake:

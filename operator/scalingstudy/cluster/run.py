@@ -22,6 +22,7 @@ from scalingstudy.cluster.kube import Kube, load_config
 from scalingstudy.cluster.manifests import LABEL_STUDY
 from scalingstudy.cluster.metrics import OperatorMetrics, metrics_app
 from scalingstudy.cluster.prometheus import Prometheus
+from scalingstudy.cluster.workers import StudyWorkers
 from scalingstudy.spec import GROUP, PLURAL, VERSION
 
 log = logging.getLogger("scalingstudy.operator")
@@ -38,7 +39,7 @@ class OperatorOptions:
     controller: ControllerConfig = field(default_factory=ControllerConfig)
 
 
-def build_registry(controller: Controller, namespaced: bool) -> kopf.OperatorRegistry:
+def build_registry(workers: StudyWorkers, namespaced: bool) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
@@ -46,14 +47,14 @@ def build_registry(controller: Controller, namespaced: bool) -> kopf.OperatorReg
         if namespace is None:
             return
         if type == "DELETED":
-            controller.drop(namespace, name)
+            workers.drop(namespace, name)
         else:
-            controller.poke(namespace, name)
+            workers.poke(namespace, name)
 
     @kopf.on.event("batch", "v1", "jobs", labels={LABEL_STUDY: kopf.PRESENT}, registry=registry)
     async def job_event(labels: Mapping[str, str], namespace: str | None, **_: Any) -> None:
         if namespace is not None:
-            controller.poke(namespace, labels[LABEL_STUDY])
+            workers.poke(namespace, labels[LABEL_STUDY])
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -73,7 +74,7 @@ def build_registry(controller: Controller, namespaced: bool) -> kopf.OperatorReg
 
     @kopf.on.cleanup(registry=registry)
     async def shutdown(**_: Any) -> None:
-        await controller.stop()
+        await workers.stop()
 
     return registry
 
@@ -84,16 +85,21 @@ async def serve(options: OperatorOptions) -> None:
     kube = Kube(load_config(options.kubeconfig))
     prometheus = Prometheus(options.prometheus_url, options.controller.job.pushgateway_url)
     metrics = OperatorMetrics()
-    controller = Controller(kube, prometheus, metrics, options.controller)
-    stale_after = 3 * options.controller.resync_seconds + 60
-    runner = web.AppRunner(metrics_app(metrics, controller.heartbeat, stale_after))
+    config = options.controller
+    controller = Controller(kube, prometheus, metrics, config)
+    workers = StudyWorkers(
+        controller.reconcile, controller.forget, metrics, kube.requests,
+        config.resync_seconds, config.batch_window,
+    )  # fmt: skip
+    stale_after = 3 * config.resync_seconds + 60
+    runner = web.AppRunner(metrics_app(metrics, workers.heartbeat, stale_after))
     await runner.setup()
     site = web.TCPSite(runner, options.metrics_host, options.metrics_port)
     await site.start()
     log.info("metrics and /healthz on port %s", options.metrics_port)
     try:
         await kopf.operator(
-            registry=build_registry(controller, namespaced=not options.all_namespaces),
+            registry=build_registry(workers, namespaced=not options.all_namespaces),
             standalone=True,
             clusterwide=options.all_namespaces,
             namespaces=list(options.namespaces),
