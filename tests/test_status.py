@@ -134,3 +134,17 @@ def test_fit_report_json_round_trips_exactly(sizes: int) -> None:
     assert has_backtest == (sizes == 12)
     assert ("form" in raw["predictions"][0]) == has_backtest
     assert ("distance_ratio" in raw["data_for_target"]) == has_backtest
+
+
+def test_the_fit_does_not_depend_on_the_order_trials_ended() -> None:
+    """Records arrive in completion order (which varies run to run); the bootstrap draws
+    rows by position, so the fit's input is put in grid order first."""
+    import random
+
+    from scalingstudy.results import points_of
+
+    records = [r for r in full_status().results if r.status == "Succeeded"]
+    options = FitOptions(bootstrap=20, joint=True, joint_bootstrap=20)
+    first = fit_points(points_of(records), options).to_json()
+    random.Random(7).shuffle(records)
+    assert fit_points(points_of(records), options).to_json() == first

@@ -14,6 +14,10 @@ NOT_FITTABLE = "fewer than 3 data sizes have a succeeded trial"
 
 
 def points_of(records: Iterable[TrialRecord]) -> list[Point]:
+    """The fit's input from succeeded records, in grid order: the fit (its bootstrap draws
+    rows by position) is then a function of the results, not of the order trials ended
+    in, and the local runner and the operator agree on the same results."""
+    ordered = sorted(records, key=lambda r: (r.data_size, r.model_size, r.seed, r.trial))
     return [
         Point(
             data_size=float(r.data_size),
@@ -22,7 +26,7 @@ def points_of(records: Iterable[TrialRecord]) -> list[Point]:
             seed=str(r.seed),
             parameters=r.parameters,
         )
-        for r in records
+        for r in ordered
         if r.status == "Succeeded" and r.loss is not None
     ]
 
