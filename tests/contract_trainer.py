@@ -2,18 +2,24 @@
 
 It is a real program run as a real subprocess (the way a user's own image runs);
 only the learning is replaced by a known curve, so tests run in milliseconds and
-know the answer. FAIL_TRIALS lists trials that fail (* for all); CALLS_LOG records
-every start.
+know the answer (`expected_loss`). FAIL_TRIALS lists trials that fail (* for all);
+CALLS_LOG records every start.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
 from pathlib import Path
 
 from scalingstudy_trainer.report import report_result
+
+
+def expected_loss(data: int, model: int) -> float:
+    best = 4 * (data / 100) ** 0.5
+    return (2.0 * data**-0.4 + 0.01) * (1 + 0.05 * abs(math.log(model / best)))
 
 
 def main() -> int:
@@ -30,8 +36,7 @@ def main() -> int:
         print("loading data...", file=sys.stderr)
         print("RuntimeError: CUDA out of memory (pretend)", file=sys.stderr)
         return 3
-    best = 4 * (data / 100) ** 0.5
-    loss = (2.0 * data**-0.4 + 0.01) * (1 + 0.05 * abs(__import__("math").log(model / best)))
+    loss = expected_loss(data, model)
     result = {
         "validation_loss": loss,
         "parameters": model * 100,
@@ -39,8 +44,12 @@ def main() -> int:
         "steps": data,
         "samples_seen": data * 10,
     }
-    # The helper a user's own trainer imports: result file, and the Pushgateway if given.
-    report_result(result)
+    # The helper a user's own trainer imports: result file, and the Pushgateway if given
+    # (pushing is optional in the contract: NO_PUSH_TRIALS lists trials that do not).
+    env = dict(os.environ)
+    if trial in os.environ.get("NO_PUSH_TRIALS", "").split(","):
+        env["SCALINGSTUDY_PUSHGATEWAY"] = ""
+    report_result(result, env)
     return 0
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from scalingstudy.cluster.collect import CollectPolicy, classify, from_pods
+from scalingstudy.cluster.collect import CollectPolicy, collect, mismatch_events
 from scalingstudy.cluster.manifests import JobSettings, StudyRef, job_manifest
 from scalingstudy.cluster.observe import (
     JobState,
@@ -16,7 +16,14 @@ from scalingstudy.cluster.observe import (
     parse_time,
     success_message,
 )
-from scalingstudy.cluster.prometheus import promql_string, samples_by_trial, study_query
+from scalingstudy.cluster.prometheus import (
+    group_labels,
+    group_path,
+    promql_string,
+    samples_by_trial,
+    study_groups,
+    study_query,
+)
 from scalingstudy.cluster.reconcile import (
     conditions_for,
     decide,
@@ -304,6 +311,30 @@ def test_study_query_and_answer_parsing() -> None:
     }
 
 
+def test_every_group_with_the_study_labels_is_found_and_addressed_exactly() -> None:
+    answer = {
+        "status": "success",
+        "data": [
+            {"labels": {"job": "scalingstudy", "namespace": "ml", "study": "s", "trial": "t1"}},
+            {"labels": {"job": "scalingstudy", "namespace": "ml", "study": "s", "trial": "t1",
+                        "zzz": "x"}},
+            {"labels": {"job": "scalingstudy", "namespace": "ml", "study": "other", "trial": "t1"}},
+            {"labels": {"job": "node", "namespace": "ml", "study": "s", "trial": "t1"}},
+            {"labels": "garbage"},
+        ],
+    }  # fmt: skip
+    groups = group_labels(answer)
+    assert len(groups) == 4
+    found = study_groups(groups, "ml", "s", {"t1"})
+    assert [sorted(g) for g in found] == [
+        ["job", "namespace", "study", "trial"],
+        ["job", "namespace", "study", "trial", "zzz"],
+    ]
+    assert group_labels({"data": "notalist"}) == [] and group_labels([1, 2]) == []
+    path = group_path({"job": "scalingstudy", "trial": "a/b", "empty": ""})
+    assert path == "job@base64/c2NhbGluZ3N0dWR5/empty@base64/=/trial@base64/YS9i"
+
+
 # -- fits in a child process -----------------------------------------------------------
 
 
@@ -346,54 +377,63 @@ def finished_job(phase: str, started: str = "2026-01-01T00:00:00Z") -> JobState:
 
 
 NOW = parse_time("2026-01-01T00:00:40Z")
+TRIAL = "demo-d100-m4-s0"
 PUSHED = {"validation_loss": 0.5, "steps": 300.0, "push_time_seconds": 1767225620.0}
+STALE = {**PUSHED, "push_time_seconds": 1.0}  # pushed before this Job started
+MESSAGE = '{"validation_loss": 0.5, "steps": 300}'
 
 
-@pytest.mark.parametrize(
-    ("phase", "samples", "waits", "grace", "expected"),
-    [
-        # A fresh pushed result is used as it is.
-        ("succeeded", {"demo-d100-m4-s0": PUSHED}, True, 15.0, "prometheus"),
-        # Pushed before this Job started: a predecessor's numbers, never used; the retry's
-        # own push may still be scraped within the window, then the pod is read.
-        (
-            "succeeded",
-            {"demo-d100-m4-s0": {**PUSHED, "push_time_seconds": 1.0}},
-            True,
-            15.0,
-            "wait",
-        ),
-        ("succeeded", {"demo-d100-m4-s0": {**PUSHED, "push_time_seconds": 1.0}}, True, 5.0, "pods"),
-        # Not scraped yet, 10 s after the end: wait out the grace window.
-        ("succeeded", {}, True, 15.0, "wait"),
-        ("succeeded", {}, True, 5.0, "pods"),
-        # Prometheus unreachable (or no Pushgateway): straight to the termination message.
-        ("succeeded", {}, False, 15.0, "pods"),
-        ("failed", {"demo-d100-m4-s0": PUSHED}, True, 15.0, "pods"),
-    ],
-)  # fmt: skip
-def test_classify_trusts_prometheus_only_when_fresh(
-    phase: str, samples: dict[str, Any], waits: bool, grace: float, expected: str
-) -> None:
-    found = classify([finished_job(phase)], samples, NOW, CollectPolicy("validation_loss", waits,
-                     grace))  # fmt: skip
-    kinds = {
-        "prometheus": (1, 0, None),
-        "pods": (0, 1, None),
-        "wait": (0, 0, pytest.approx(5.0)),
-    }
-    assert (len(found.records), len(found.need_pods), found.wake_in) == kinds[expected]
-    if expected == "prometheus":
-        (rec,) = found.records
-        assert rec.source == "prometheus" and rec.loss == 0.5 and rec.steps == 300
+def collected(
+    phase: str, pods: list[dict[str, Any]], sample: dict[str, float] | None,
+    waits: bool = True, grace: float = 15.0,
+) -> Any:  # fmt: skip
+    return collect(
+        [finished_job(phase)],
+        {TRIAL: pods},
+        {TRIAL: sample} if sample else {},
+        NOW,
+        CollectPolicy("validation_loss", waits, grace),
+    )
+
+
+def test_the_termination_message_is_the_result_and_prometheus_is_checked_against_it() -> None:
+    agree = collected("succeeded", [pod(0, MESSAGE)], PUSHED)
+    (rec,) = agree.records
+    assert (rec.source, rec.verified, rec.loss, rec.steps) == (
+        "termination-message",
+        True,
+        0.5,
+        300,
+    )
+    assert agree.mismatches == ()
+    forged = collected("succeeded", [pod(0, MESSAGE)], {**PUSHED, "validation_loss": 0.000123})
+    assert forged.records[0].loss == 0.5 and forged.records[0].source == "termination-message"
+    assert [(m.message_value, m.prometheus_value) for m in forged.mismatches] == [(0.5, 0.000123)]
+    (event,) = mismatch_events(forged.mismatches, "validation_loss")
+    assert event.type == "Warning" and TRIAL in event.message and "0.000123" in event.message
+
+
+def test_prometheus_stands_in_unverified_only_when_no_pod_can_tell() -> None:
+    gone = collected("succeeded", [], PUSHED)
+    (rec,) = gone.records
+    assert (rec.source, rec.verified, rec.loss) == ("prometheus", False, 0.5)
+    # A stale sample is never used: wait while it may still be replaced, then fail.
+    assert collected("succeeded", [], STALE).records == ()
+    assert collected("succeeded", [], STALE).wake_in == pytest.approx(5.0)
+    late = collected("succeeded", [], STALE, grace=5.0).records[0]
+    assert late.status == "Failed" and late.reason == "BadResult"
+    # Prometheus unreachable (or no Pushgateway): no waiting.
+    assert collected("succeeded", [], None, waits=False).records[0].reason == "BadResult"
 
 
 def test_records_from_pods_say_what_went_wrong() -> None:
-    good = from_pods(
-        finished_job("succeeded"), [pod(0, '{"validation_loss": 0.7}')], "validation_loss"
-    )
-    assert good.status == "Succeeded" and good.source == "termination-message" and good.loss == 0.7
-    silent = from_pods(finished_job("succeeded"), [], "validation_loss")
-    assert silent.status == "Failed" and silent.reason == "BadResult"
-    garbage = from_pods(finished_job("succeeded"), [pod(0, "not json")], "validation_loss")
+    garbage = collected("succeeded", [pod(0, "not json")], PUSHED).records[0]
     assert garbage.reason == "BadResult" and "not JSON" in (garbage.message or "")
+    failed = collected("failed", [pod(137, "", "OOMKilled")], PUSHED).records[0]
+    assert failed.status == "Failed" and failed.reason == "OOMKilled"
+
+
+def test_messages_copied_into_status_are_bounded() -> None:
+    secret_and_more = "é" * 5000 + "the end"
+    failed = collected("failed", [pod(1, secret_and_more)], None).records[0]
+    assert len((failed.message or "").encode()) <= 400 and failed.message.endswith("the end")

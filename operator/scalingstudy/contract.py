@@ -124,6 +124,18 @@ RESULT_KEYS = (METRIC, *(f for f in ResultFields.model_fields if f != "loss"))
 EXIT_REASONS = {EXIT_CONFIG_ERROR: "ConfigError"}
 #: The trainer exited 0 but its result is missing or unusable.
 REASON_BAD_RESULT = "BadResult"
+#: How much of a failed trial's message (its last words) is recorded. Status is readable
+#: by whoever may read the study, so a trainer that prints a secret and fails leaks at
+#: most this much of its output; it also keeps a status of MAX_TRIALS failed rows small.
+MESSAGE_BYTES = 400
+
+
+def message_tail(text: str, limit: int = MESSAGE_BYTES) -> str:
+    """The last ``limit`` bytes of ``text`` (UTF-8), cut at a character boundary."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    return data[-limit:].decode("utf-8", errors="ignore")
 
 
 def exit_reason(code: int) -> str:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
-from scalingstudy.contract import ResultFields, TrialResult
+from scalingstudy.contract import ResultFields, TrialResult, message_tail
 from scalingstudy.fitting.report import (
     DataForTarget,
     ExtrapolationReport,
@@ -91,11 +91,20 @@ class TrialRecord(ResultFields, TrialCoordinates):
     message: str | None = None
     """Tail of the failed trial's message."""
     source: str | None = None
-    """Where the result was read: prometheus, termination-message or file."""
+    """Where the result was read: termination-message (or file, locally), or prometheus
+    when no termination message could be read."""
+    verified: bool | None = None
+    """False: the result came only from the Pushgateway, which anyone who can reach it may
+    write to; true: the trial's own container reported it."""
 
     @classmethod
     def succeeded(
-        cls, trial: Trial, result: TrialResult, duration: float | None, source: str | None = None
+        cls,
+        trial: Trial,
+        result: TrialResult,
+        duration: float | None,
+        source: str | None = None,
+        verified: bool = True,
     ) -> TrialRecord:
         measured = {f: getattr(result, f) for f in ResultFields.model_fields}
         return cls(
@@ -103,6 +112,7 @@ class TrialRecord(ResultFields, TrialCoordinates):
             status="Succeeded",
             duration_seconds=_seconds(duration),
             source=source,
+            verified=verified,
             **measured,
         )
 
@@ -112,7 +122,7 @@ class TrialRecord(ResultFields, TrialCoordinates):
             **_coordinates(trial),
             status="Failed",
             reason=reason,
-            message=message[-2000:],
+            message=message_tail(message),
             duration_seconds=_seconds(duration),
         )
 
@@ -131,7 +141,9 @@ class TrialRecord(ResultFields, TrialCoordinates):
 #: The results CSV (the fit CSV of DESIGN §5 plus columns): coordinates, the reported
 #: numbers and the duration; outcome and failure details stay in the records.
 CSV_COLUMNS = tuple(
-    f for f in TrialRecord.model_fields if f not in ("status", "reason", "message", "source")
+    f
+    for f in TrialRecord.model_fields
+    if f not in ("status", "reason", "message", "source", "verified")
 )
 
 

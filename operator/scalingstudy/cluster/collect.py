@@ -1,28 +1,39 @@
 """Which result of a finished trial to trust, decided without I/O.
 
-Prometheus first: the trainer pushed its numbers to the Pushgateway and Prometheus
-scraped them. A sample is used only when it is fresh (pushed after the Job started, so a
-retried trial never inherits its predecessor's numbers). When the Pushgateway path is on
-and Prometheus answers but has no sample yet, the result is waited for for a grace
-window (a few scrape intervals); after it, or when Prometheus is unreachable, the pod's
-termination message is read instead (the shell lists pods only for those Jobs).
+The trust model. The pod's termination message is written by the trial's own container
+and read through the API server by whoever may read pods: it is the trial's result.
+The Pushgateway accepts pushes from anyone who can reach it, so what Prometheus says is
+never taken over a termination message: it is compared with it (a disagreement is
+recorded as the message says, with a Warning Event and a metric), and used only when no
+message can be read (the pod is gone, or its message is empty), marked unverified. Even
+then a sample counts only when it is fresh: pushed after the Job started, so a retried
+trial never inherits its predecessor's numbers. While the Pushgateway path is on and a
+result may still be scraped, a finished Job without either is waited for for a grace
+window before it is recorded as failed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from scalingstudy.cluster.manifests import Obj
 from scalingstudy.cluster.observe import JobState, failure_reason, last_outcome, success_message
+from scalingstudy.cluster.reconcile import Event
 from scalingstudy.contract import REASON_BAD_RESULT, ResultError, parse_result
 from scalingstudy.status import TrialRecord
 
 #: A pushed sample counts as this Job's when pushed no earlier than this before it started
 #: (clock skew between the trainer's node and the API server).
 FRESH_SLACK_SECONDS = 5.0
+#: Relative difference above which the two sources of one result disagree (a float64
+#: passes through the Pushgateway and Prometheus unchanged; this is only for rounding).
+AGREE_REL = 1e-6
+SOURCE_MESSAGE = "termination-message"
+SOURCE_PROMETHEUS = "prometheus"
 
 #: Per trial: result key -> value as Prometheus has it (push_time_seconds included).
 Samples = Mapping[str, Mapping[str, float]]
@@ -31,18 +42,27 @@ Samples = Mapping[str, Mapping[str, float]]
 @dataclass(frozen=True)
 class CollectPolicy:
     metric: str
-    #: Prometheus answered and trainers push: a missing sample may only be late.
+    #: Prometheus answered and trainers push: a missing result may only be late.
     wait_for_scrape: bool
     grace_seconds: float
 
 
 @dataclass(frozen=True)
+class Mismatch:
+    """The two sources of one result disagree; the termination message's value is kept."""
+
+    trial: str
+    message_value: float
+    prometheus_value: float
+
+
+@dataclass(frozen=True)
 class Collected:
-    """Records read from Prometheus, the Jobs whose pods must be read, and when to come
-    back for the ones still inside the grace window."""
+    """Records of finished Jobs, the sources' disagreements, and when to come back for the
+    Jobs still inside the grace window."""
 
     records: tuple[TrialRecord, ...]
-    need_pods: tuple[JobState, ...]
+    mismatches: tuple[Mismatch, ...]
     wake_in: float | None
 
 
@@ -55,55 +75,92 @@ def _fresh(job: JobState, values: Mapping[str, float]) -> bool:
     )
 
 
-def _from_samples(job: JobState, values: Mapping[str, float], metric: str) -> TrialRecord | None:
+def _pushed_loss(job: JobState, values: Mapping[str, float], metric: str) -> float | None:
+    """The metric Prometheus has for this Job's own run, if any."""
+    value = values.get(metric)
+    if value is None or not _fresh(job, values) or not math.isfinite(value) or value <= 0:
+        return None
+    return float(value)
+
+
+def _agree(a: float, b: float) -> bool:
+    return abs(a - b) <= AGREE_REL * max(abs(a), abs(b))
+
+
+def _succeeded(
+    job: JobState,
+    pods: Sequence[Obj],
+    values: Mapping[str, float],
+    policy: CollectPolicy,
+    now: dt.datetime,
+) -> tuple[TrialRecord | None, Mismatch | None, float | None]:
+    """A succeeded Job's record (None: wait), a disagreement, and how long to wait."""
     trial = job.as_trial
-    if trial is None or job.phase != "succeeded" or metric not in values or not _fresh(job, values):
-        return None
-    try:
-        result = parse_result(json.dumps(dict(values)), metric)
-    except ResultError:
-        return None
-    return TrialRecord.succeeded(trial, result, job.duration, "prometheus")
+    assert trial is not None
+    message = success_message(pods)
+    pushed = _pushed_loss(job, values, policy.metric)
+    if message:
+        try:
+            result = parse_result(message, policy.metric)
+        except ResultError as exc:
+            return TrialRecord.failed(trial, REASON_BAD_RESULT, str(exc), job.duration), None, None
+        record = TrialRecord.succeeded(trial, result, job.duration, SOURCE_MESSAGE)
+        if pushed is not None and not _agree(result.loss, pushed):
+            return record, Mismatch(trial.name, result.loss, pushed), None
+        return record, None, None
+    if pushed is not None:
+        result = parse_result(json.dumps(dict(values)), policy.metric)
+        unverified = TrialRecord.succeeded(
+            trial, result, job.duration, SOURCE_PROMETHEUS, verified=False
+        )
+        return unverified, None, None
+    if policy.wait_for_scrape and job.finished is not None:
+        left = policy.grace_seconds - (now - job.finished).total_seconds()
+        if left > 0:
+            return None, None, left
+    reason = "no pod of the Job reported a termination message, and Prometheus has no result"
+    return TrialRecord.failed(trial, REASON_BAD_RESULT, reason, job.duration), None, None
 
 
-def classify(
-    done: Sequence[JobState], samples: Samples, now: dt.datetime, policy: CollectPolicy
+def collect(
+    done: Sequence[JobState],
+    pods: Mapping[str, Sequence[Obj]],
+    samples: Samples,
+    now: dt.datetime,
+    policy: CollectPolicy,
 ) -> Collected:
-    """Sort finished Jobs into results from Prometheus, Jobs to wait for, Jobs to read
-    from pods. Jobs without coordinate labels are not the operator's and are skipped."""
+    """Records of finished Jobs from their pods (by trial) and Prometheus's samples. Jobs
+    without coordinate labels are not the operator's and are skipped."""
     records: list[TrialRecord] = []
-    need_pods: list[JobState] = []
+    mismatches: list[Mismatch] = []
     wake_in: float | None = None
     for job in done:
-        if job.as_trial is None:
+        trial = job.as_trial
+        if trial is None:
             continue
-        record = _from_samples(job, samples.get(job.trial, {}), policy.metric)
+        own = pods.get(job.trial, ())
+        if job.phase != "succeeded":
+            reason, message = failure_reason(job, last_outcome(own))
+            records.append(TrialRecord.failed(trial, reason, message, job.duration))
+            continue
+        record, mismatch, wait = _succeeded(job, own, samples.get(job.trial, {}), policy, now)
         if record is not None:
             records.append(record)
-            continue
-        if job.phase == "succeeded" and policy.wait_for_scrape and job.finished is not None:
-            left = policy.grace_seconds - (now - job.finished).total_seconds()
-            if left > 0:
-                wake_in = left if wake_in is None else min(wake_in, left)
-                continue
-        need_pods.append(job)
-    return Collected(tuple(records), tuple(need_pods), wake_in)
+        if mismatch is not None:
+            mismatches.append(mismatch)
+        if wait is not None:
+            wake_in = wait if wake_in is None else min(wake_in, wait)
+    return Collected(tuple(records), tuple(mismatches), wake_in)
 
 
-def from_pods(job: JobState, pods: Sequence[Obj], metric: str) -> TrialRecord:
-    """The record of a finished Job read from its pods: the termination message of the
-    pod that succeeded, or why the last attempt failed."""
-    trial = job.as_trial
-    if trial is None:
-        raise ValueError(f"Job {job.name} has no trial coordinates")
-    if job.phase == "succeeded":
-        message = success_message(pods)
-        try:
-            if message is None:
-                raise ResultError("no pod of the Job reported a termination message")
-            result = parse_result(message, metric)
-        except ResultError as exc:
-            return TrialRecord.failed(trial, REASON_BAD_RESULT, str(exc), job.duration)
-        return TrialRecord.succeeded(trial, result, job.duration, "termination-message")
-    reason, message = failure_reason(job, last_outcome(pods))
-    return TrialRecord.failed(trial, reason, message, job.duration)
+def mismatch_events(mismatches: Sequence[Mismatch], metric: str) -> list[Event]:
+    return [
+        Event(
+            "Warning",
+            "ResultMismatch",
+            f"{m.trial}: the termination message says {metric} = {m.message_value:.6g}, "
+            f"Prometheus says {m.prometheus_value:.6g}; recorded the termination message's "
+            "value (the Pushgateway accepts pushes from anyone who can reach it)",
+        )
+        for m in mismatches
+    ]

@@ -8,10 +8,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from scalingstudy.cluster.collect import CollectPolicy, Samples, classify, from_pods
+from scalingstudy.cluster.collect import Collected, CollectPolicy, Samples, collect, mismatch_events
 from scalingstudy.cluster.fitproc import run_fit
 from scalingstudy.cluster.kube import Kube
 from scalingstudy.cluster.manifests import (
@@ -37,13 +37,16 @@ from scalingstudy.cluster.reconcile import (
     to_collect,
 )
 from scalingstudy.cluster.workers import Key, Wake
+from scalingstudy.contract import PUSH_JOB
 from scalingstudy.fitting import FitError
 from scalingstudy.plan import Plan
 from scalingstudy.results import fit_options, points_of
 from scalingstudy.spec import ScalingStudySpec, SpecError, parse_spec
-from scalingstudy.status import FitStatus, ScalingStudyStatus, TrialRecord
+from scalingstudy.status import FitStatus, ScalingStudyStatus
 
 log = logging.getLogger("scalingstudy.operator")
+#: Trials per pod list: a label selector of finished trials stays a short URL.
+POD_SELECTOR_CHUNK = 50
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class ControllerConfig:
     #: How long to wait for Prometheus to scrape a finished trial's pushed result before
     #: reading the termination message instead (a few scrape intervals).
     result_grace: float = 15.0
+    #: How often Pushgateway groups of deleted studies are looked for.
+    sweep_seconds: float = 300.0
 
 
 def now_rfc3339() -> str:
@@ -99,8 +104,8 @@ class Controller:
         recorded = {r.trial: r for r in before.results}
         jobs = [job_state(j) for j in self.kube.list_jobs(namespace, f"{LABEL_STUDY}={name}")
                 if _owned_by(j, ref.uid)]  # fmt: skip
-        collected, wake_in = self._collect(ref, spec, to_collect(jobs, recorded))
-        p = decide(Plan.of(name, spec), jobs, recorded, collected, parallelism=spec.parallelism,
+        found, found_events = self._collect(ref, spec, to_collect(jobs, recorded))
+        p = decide(Plan.of(name, spec), jobs, recorded, found.records, parallelism=spec.parallelism,
                    max_failed=spec.max_failed_trials, fit=before.fit)  # fmt: skip
         fit, fit_error, fit_wake = self._maybe_fit((namespace, name), spec, p)
         after = build_status(p, generation, before, fit or before.fit, fit_error, now_rfc3339())
@@ -108,15 +113,17 @@ class Controller:
             # Results reach status before anything else happens: a crash after this line
             # loses nothing, and one before it only repeats the collection.
             self.kube.patch_study_status(namespace, name, after.to_json())
-        self._act(ref, spec, p, status_events(p, before, after, fitted=fit is not None))
+        events = found_events + status_events(p, before, after, fitted=fit is not None)
+        self._act(ref, spec, p, events)
         self.metrics.observe_study(namespace, name, after)
-        return Wake(True, _sooner(wake_in, fit_wake))
+        return Wake(True, _sooner(found.wake_in, fit_wake))
 
     def _act(self, ref: StudyRef, spec: ScalingStudySpec, p: Pass, events: list[Event]) -> None:
         """After status is written: Pushgateway clean-up, Jobs, Events."""
         self.metrics.record_trials(ref.namespace, ref.name, p.new_records, gpus_per_trial(spec))
-        for rec in p.new_records:
-            self.prometheus.delete_group(ref.namespace, ref.name, rec.trial)
+        if p.new_records:
+            recorded = {rec.trial for rec in p.new_records}
+            self.prometheus.delete_groups(ref.namespace, ref.name, recorded)
         for job_name in p.delete:
             self.kube.delete_job(ref.namespace, job_name)
         for trial in p.create:
@@ -137,25 +144,37 @@ class Controller:
 
     def _collect(
         self, ref: StudyRef, spec: ScalingStudySpec, done: list[JobState]
-    ) -> tuple[list[TrialRecord], float | None]:
-        """Results of finished Jobs (`collect.classify`), pods listed only where needed."""
+    ) -> tuple[Collected, list[Event]]:
+        """Records of finished Jobs (`collect.collect`): their pods always, Prometheus's
+        samples to cross-check them and for when no pod can tell."""
         if not done:
-            return [], None
+            return Collected((), (), None), []
         samples, reachable = self._samples(ref, done)
         waits = bool(reachable and self.config.job.pushgateway_url)
         policy = CollectPolicy(spec.metric.name, waits, self.config.result_grace)
-        found = classify(done, samples, dt.datetime.now(dt.UTC), policy)
-        records = list(found.records)
-        if found.need_pods:
-            names = ",".join(sorted(j.trial for j in found.need_pods))
-            pods: dict[str, list[Obj]] = {}
-            for pod in self.kube.list_pods(
-                ref.namespace, f"{LABEL_STUDY}={ref.name},{LABEL_TRIAL} in ({names})"
-            ):
+        pods: dict[str, list[Obj]] = {}
+        names = sorted(j.trial for j in done)
+        for i in range(0, len(names), POD_SELECTOR_CHUNK):
+            chunk = ",".join(names[i : i + POD_SELECTOR_CHUNK])
+            selector = f"{LABEL_STUDY}={ref.name},{LABEL_TRIAL} in ({chunk})"
+            for pod in self.kube.list_pods(ref.namespace, selector):
                 pods.setdefault(pod["metadata"]["labels"].get(LABEL_TRIAL, ""), []).append(pod)
-            records += [from_pods(j, pods.get(j.trial, []), spec.metric.name)
-                        for j in found.need_pods]  # fmt: skip
-        return records, found.wake_in
+        found = collect(done, pods, samples, dt.datetime.now(dt.UTC), policy)
+        self.metrics.result_mismatches.labels(ref.namespace, ref.name).inc(len(found.mismatches))
+        return found, mismatch_events(found.mismatches, spec.metric.name)
+
+    def sweep_pushgateway(self, namespaces: Collection[str] | None) -> int:
+        """Delete the Pushgateway groups of studies that no longer exist (deleted while no
+        operator ran) in the served namespaces (None: all). Returns how many went."""
+        groups = [g for g in self.prometheus.push_groups() if g.get("job") == PUSH_JOB]
+        studies = {(g.get("namespace", ""), g.get("study", "")) for g in groups}
+        deleted = 0
+        for namespace, name in sorted(studies):
+            if namespaces is not None and namespace not in namespaces:
+                continue
+            if namespace and name and self.kube.get_study(namespace, name) is None:
+                deleted += self.prometheus.delete_groups(namespace, name)
+        return deleted
 
     def _maybe_fit(
         self, key: Key, spec: ScalingStudySpec, p: Pass

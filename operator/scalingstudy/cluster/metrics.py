@@ -101,6 +101,11 @@ class OperatorMetrics:
             "scalingstudy_results_total", "Recorded trial results by where they came from",
             ["source"], registry=r,
         )  # fmt: skip
+        self.result_mismatches = Counter(
+            "scalingstudy_result_mismatches_total",
+            "Results whose Prometheus value disagreed with the pod's termination message",
+            study, registry=r,
+        )  # fmt: skip
         self.last_pass = Gauge(
             "scalingstudy_last_reconcile_timestamp_seconds", "When the last pass ended", registry=r
         )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import base64
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -51,6 +52,45 @@ def samples_by_trial(result: Mapping[str, Any]) -> dict[str, dict[str, float]]:
     return out
 
 
+def group_labels(answer: Any) -> list[dict[str, str]]:
+    """The Pushgateway's /api/v1/metrics answer -> each group's labels (pure; an answer
+    of the wrong shape yields nothing)."""
+    data = answer.get("data") if isinstance(answer, dict) else None
+    out = []
+    for group in data if isinstance(data, list) else []:
+        labels = group.get("labels") if isinstance(group, dict) else None
+        if isinstance(labels, dict) and all(isinstance(v, str) for v in labels.values()):
+            out.append({str(k): v for k, v in labels.items()})
+    return out
+
+
+def study_groups(
+    groups: Iterable[Mapping[str, str]],
+    namespace: str,
+    study: str,
+    trials: Collection[str] | None = None,
+) -> list[Mapping[str, str]]:
+    return [
+        g
+        for g in groups
+        if g.get("job") == PUSH_JOB
+        and g.get("namespace") == namespace
+        and g.get("study") == study
+        and (trials is None or g.get("trial") in trials)
+    ]
+
+
+def group_path(labels: Mapping[str, str]) -> str:
+    """The Pushgateway path of a group: every label value base64url-encoded, so values
+    with '/' (or empty ones) address exactly that group."""
+
+    def encoded(value: str) -> str:
+        return base64.urlsafe_b64encode(value.encode()).decode() or "="
+
+    first = [("job", labels["job"]), *sorted((k, v) for k, v in labels.items() if k != "job")]
+    return "/".join(f"{quote(k, safe='')}@base64/{encoded(v)}" for k, v in first)
+
+
 class Prometheus:
     """Reads final trial metrics; POST keeps long selectors out of URLs and logs."""
 
@@ -74,21 +114,28 @@ class Prometheus:
             raise PrometheusUnavailableError(f"Prometheus query failed: {body.get('error')}")
         return samples_by_trial(body)
 
-    def delete_group(self, namespace: str, study: str, trial: str) -> bool:
-        """Forget the trial's pushed gauges (a recorded trial's group is dead weight)."""
+    def push_groups(self) -> list[dict[str, str]]:
+        """The grouping labels of every group on the Pushgateway ([] when unreachable)."""
         if not self.pushgateway:
-            return False
-        path = "/".join(
-            f"{k}/{quote(v, safe='')}"
-            for k, v in (
-                ("job", PUSH_JOB),
-                ("namespace", namespace),
-                ("study", study),
-                ("trial", trial),
-            )
-        )
+            return []
         try:
-            r = self.http.delete(f"{self.pushgateway}/metrics/{path}")
-        except httpx.HTTPError:
-            return False
-        return r.status_code in (200, 202)
+            r = self.http.get(f"{self.pushgateway}/api/v1/metrics")
+            r.raise_for_status()
+            return group_labels(r.json())
+        except (httpx.HTTPError, ValueError):
+            return []
+
+    def delete_groups(
+        self, namespace: str, study: str, trials: Collection[str] | None = None
+    ) -> int:
+        """Delete every group that carries the study's labels (of the given trials only,
+        when given), whatever other labels it has: a group pushed with an extra label is
+        not the trainer's and must not outlive the trial. Returns how many went."""
+        deleted = 0
+        for labels in study_groups(self.push_groups(), namespace, study, trials):
+            try:
+                r = self.http.delete(f"{self.pushgateway}/metrics/{group_path(labels)}")
+            except httpx.HTTPError:
+                continue
+            deleted += r.status_code in (200, 202)
+        return deleted

@@ -97,6 +97,8 @@ async def serve(options: OperatorOptions) -> None:
     site = web.TCPSite(runner, options.metrics_host, options.metrics_port)
     await site.start()
     log.info("metrics and /healthz on port %s", options.metrics_port)
+    served = None if options.all_namespaces else set(options.namespaces)
+    sweeper = asyncio.create_task(sweep_forever(controller, served, config.sweep_seconds))
     try:
         await kopf.operator(
             registry=build_registry(workers, namespaced=not options.all_namespaces),
@@ -105,7 +107,22 @@ async def serve(options: OperatorOptions) -> None:
             namespaces=list(options.namespaces),
         )
     finally:
+        sweeper.cancel()
         await runner.cleanup()
+
+
+async def sweep_forever(controller: Controller, served: set[str] | None, every: float) -> None:
+    """At start and then every ``every`` seconds: forget the Pushgateway groups of studies
+    that were deleted while no operator watched (their Jobs went with them, the groups
+    would stay forever)."""
+    while True:
+        try:
+            gone = await asyncio.to_thread(controller.sweep_pushgateway, served)
+            if gone:
+                log.info("deleted %d Pushgateway group(s) of studies that no longer exist", gone)
+        except Exception:  # the sweep is housekeeping: never let it stop the operator
+            log.exception("Pushgateway sweep failed; retrying later")
+        await asyncio.sleep(every)
 
 
 def run(options: OperatorOptions) -> None:
