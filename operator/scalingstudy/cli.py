@@ -260,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     crd = sub.add_parser("crd", help="print the CustomResourceDefinition YAML")
     crd.set_defaults(func=cmd_crd)
+    policy = sub.add_parser(
+        "admission-policy", help="print the ValidatingAdmissionPolicy that guards studies"
+    )
+    policy.add_argument("--helm", action="store_true", help="the chart's template instead")
+    policy.set_defaults(func=cmd_admission_policy)
 
     op = sub.add_parser("operator", help="run the Kubernetes operator (current kubeconfig)")
     scope = op.add_mutually_exclusive_group()
@@ -282,13 +287,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--result-grace",
         type=float,
         default=15.0,
-        help="seconds to wait for Prometheus to scrape a result before the termination message",
+        help="seconds a finished trial without a termination message waits for Prometheus",
     )
+    from scalingstudy.admission import DEFAULT_VOLUME_TYPES
+
+    rules = op.add_argument_group("what a study may ask for (as the admission policy)")
+    for flag, default, note in (
+        ("--allowed-volume-types", ",".join(DEFAULT_VOLUME_TYPES), ""),
+        ("--allowed-priority-classes", "", "default: none"),
+        ("--trusted-namespaces", "", "the allow-lists do not apply there"),
+    ):
+        rules.add_argument(flag, type=_names, default=default, metavar="A,B", help=note)
+    rules.add_argument("--allow-service-account-tokens", action="store_true")
     op.set_defaults(func=cmd_operator)
     return parser
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def cmd_admission_policy(args: argparse.Namespace) -> int:
+    from scalingstudy.admission import chart_template, policy_yaml
+
+    sys.stdout.write(chart_template() if args.helm else policy_yaml())
+    return 0
+
+
 def cmd_operator(args: argparse.Namespace) -> int:
+    from scalingstudy.admission import AdmissionRules
     from scalingstudy.cluster.controller import ControllerConfig
     from scalingstudy.cluster.manifests import JobSettings
     from scalingstudy.cluster.run import OperatorOptions, run
@@ -310,6 +337,13 @@ def cmd_operator(args: argparse.Namespace) -> int:
                 resync_seconds=args.resync_seconds,
                 fit_interval=args.fit_interval,
                 result_grace=args.result_grace,
+                admission=AdmissionRules(
+                    # argparse applies `type` to string defaults too: all are tuples.
+                    volume_types=args.allowed_volume_types,
+                    priority_classes=args.allowed_priority_classes,
+                    service_account_tokens=args.allow_service_account_tokens,
+                    trusted_namespaces=args.trusted_namespaces,
+                ),
             ),
         )
     )

@@ -32,6 +32,29 @@ def helm(c: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def test_the_charts_admission_policy_is_the_plain_manifest_with_its_values(
+    cluster: Cluster,
+) -> None:
+    def rendered(*values: str) -> list[Any]:
+        out = helm(cluster, "template", "t", str(CHART), "--kube-version=1.35.4", "--show-only",
+                   "templates/admission-policy.yaml", *values)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+    plain = [
+        d for d in yaml.safe_load_all((ROOT / "crds" / "admission-policy.yaml").read_text()) if d
+    ]
+    assert rendered() == plain
+    widened = rendered("--set", "admission.trustedNamespaces={lab}",
+                       "--set", "admission.allowedPriorityClasses={low,high}")  # fmt: skip
+    variables = {v["name"]: v["expression"] for v in widened[0]["spec"]["variables"]}
+    assert variables["trusted"] == 'request.namespace in ["lab"]'
+    assert variables["priorityClasses"] == '["low","high"]'
+    off = helm(cluster, "template", "t", str(CHART), "--kube-version=1.35.4",
+               "--set", "admission.enabled=false")  # fmt: skip
+    assert off.returncode == 0 and "ValidatingAdmissionPolicy" not in off.stdout
+
+
 def test_chart_copy_of_the_crd_is_current() -> None:
     assert (CHART / "files" / "crd.yaml").read_text() == (
         ROOT / "crds" / "scalingstudies.yaml"
@@ -123,7 +146,15 @@ def test_install_and_least_privilege(
     cluster: Cluster, namespace: str, tmp_path: Path, scope: str
 ) -> None:
     release = f"ss-{scope[:2]}-{namespace[-4:]}"
-    values = ["--set", "replicas=0", "--set", "crd.install=false"]
+    # The CRD and the admission policy are cluster-wide: installed once, not per release.
+    values = [
+        "--set",
+        "replicas=0",
+        "--set",
+        "crd.install=false",
+        "--set",
+        "admission.enabled=false",
+    ]
     if scope == "namespaced":
         values += ["--set", f"watchNamespaces={{{namespace}}}"]
     # replicas=0: the test agent cannot give a pod an in-cluster service-account token,

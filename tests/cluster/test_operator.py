@@ -144,7 +144,8 @@ def test_sigkill_at_random_moments_creates_no_duplicate_and_loses_nothing(
     cluster: Cluster, namespace: str, operator_factory: Any, tmp_path: Path
 ) -> None:
     calls = tmp_path / "calls.log"
-    op: Operator = operator_factory(namespace)
+    # The trainer log below is a hostPath volume: only a trusted namespace may have one.
+    op: Operator = operator_factory(namespace, extra=[f"--trusted-namespaces={namespace}"])
     op.start()
     doc = study_doc(
         "restarts",

@@ -11,6 +11,7 @@ import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
+from scalingstudy.admission import AdmissionRules, violations
 from scalingstudy.cluster.collect import Collected, CollectPolicy, Samples, collect, mismatch_events
 from scalingstudy.cluster.fitproc import run_fit
 from scalingstudy.cluster.kube import Kube
@@ -60,6 +61,8 @@ class ControllerConfig:
     result_grace: float = 15.0
     #: How often Pushgateway groups of deleted studies are looked for.
     sweep_seconds: float = 300.0
+    #: What a study may ask of the cluster (the admission policy's rules, checked again).
+    admission: AdmissionRules = field(default_factory=AdmissionRules)
 
 
 def now_rfc3339() -> str:
@@ -96,10 +99,11 @@ class Controller:
         try:
             spec = parse_spec(obj.get("spec"))
         except SpecError as exc:
-            invalid = invalid_status(before, generation, str(exc), now_rfc3339())
-            if invalid is not None:
-                self.kube.patch_study_status(namespace, name, invalid.to_json())
-                self.kube.emit(ref, Event("Warning", "InvalidSpec", str(exc)), now_rfc3339())
+            self._refuse(ref, generation, before, "InvalidSpec", str(exc))
+            return Wake(True)
+        forbidden = violations(spec, namespace, self.config.admission)
+        if forbidden:
+            self._refuse(ref, generation, before, "Forbidden", "; ".join(forbidden))
             return Wake(True)
         recorded = {r.trial: r for r in before.results}
         jobs = [job_state(j) for j in self.kube.list_jobs(namespace, f"{LABEL_STUDY}={name}")
@@ -117,6 +121,16 @@ class Controller:
         self._act(ref, spec, p, events)
         self.metrics.observe_study(namespace, name, after)
         return Wake(True, _sooner(found.wake_in, fit_wake))
+
+    def _refuse(
+        self, ref: StudyRef, generation: int, before: ScalingStudyStatus, why: str, error: str
+    ) -> None:
+        """A spec the schema let through but the operator will not run: say so in status
+        and a Warning Event, keep every result, touch nothing else."""
+        invalid = invalid_status(before, generation, error, now_rfc3339())
+        if invalid is not None:
+            self.kube.patch_study_status(ref.namespace, ref.name, invalid.to_json())
+            self.kube.emit(ref, Event("Warning", why, error), now_rfc3339())
 
     def _act(self, ref: StudyRef, spec: ScalingStudySpec, p: Pass, events: list[Event]) -> None:
         """After status is written: Pushgateway clean-up, Jobs, Events."""
