@@ -44,3 +44,21 @@ def full_status() -> ScalingStudyStatus:
     )
     fit = FitStatus.of(report, final=p.final, based_on_results=p.succeeded)
     return build_status(p, 1, ScalingStudyStatus(), fit, None, "2026-12-01T00:00:00Z")
+
+
+def largest_status() -> ScalingStudyStatus:
+    """The largest status a study can have: MAX_TRIALS trials, every one failed with the
+    longest name, the largest coordinates, the longest reason and a message of the worst
+    kind (multi-byte characters and newlines), and the full fit."""
+    from scalingstudy.contract import REASON_BYTES
+    from scalingstudy.plan import MAX_NAME, Trial
+    from scalingstudy.spec import MAX_TRIALS
+
+    full = full_status()
+    rows = []
+    for i in range(MAX_TRIALS):
+        name = f"{i:05d}-" + "x" * (MAX_NAME - 6)
+        trial = Trial(2**53 - i, 2**53 - 1, 31, name=name)
+        rows.append(TrialRecord.failed(trial, "R" * 200, ("é\n\x07" * 400) + "the end", 86_399.999))
+    assert len(rows[0].reason or "") == REASON_BYTES
+    return full.model_copy(update={"results": rows})

@@ -436,4 +436,4 @@ def test_records_from_pods_say_what_went_wrong() -> None:
 def test_messages_copied_into_status_are_bounded() -> None:
     secret_and_more = "é" * 5000 + "the end"
     failed = collected("failed", [pod(1, secret_and_more)], None).records[0]
-    assert len((failed.message or "").encode()) <= 400 and failed.message.endswith("the end")
+    assert len((failed.message or "").encode()) <= 256 and failed.message.endswith("the end")

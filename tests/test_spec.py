@@ -136,6 +136,31 @@ INVALID: list[tuple[str, Callable[[Doc], None], list[str]]] = [
         ["spec.trainer.volumeMounts[0].mountPath"],
     ),
     ("backoff 11", _set("spec.trainer.backoffLimit", 11), ["spec.trainer.backoffLimit"]),
+    (
+        "node selector value",
+        _set("spec.trainer.nodeSelector", {"gpu": "a value with spaces"}),
+        ["spec.trainer.nodeSelector.gpu"],
+    ),
+    (
+        "node selector key",
+        _set("spec.trainer.nodeSelector", {"bad key!": "x"}),
+        ["spec.trainer.nodeSelector", "not a label key"],
+    ),
+    (
+        "reserved volume",
+        _set("spec.trainer.volumes", [{"name": "scalingstudy-tmp", "emptyDir": {}}]),
+        ["spec.trainer", "operator's own"],
+    ),
+    (
+        "mount over /tmp",
+        _set("spec.trainer.volumeMounts", [{"name": "d", "mountPath": "/tmp"}]),
+        ["spec.trainer", "/tmp"],
+    ),
+    (
+        "huge task options",
+        _set("spec.task.options", {"blob": "x" * 20000}),
+        ["spec.task.options", "bytes as JSON"],
+    ),
     ("queue name", _set("spec.queueName", "Team Queue"), ["spec.queueName"]),
     ("wrong kind", _set("kind", "Job"), ["kind", "ScalingStudy"]),
     ("wrong apiVersion", _set("apiVersion", "scalingstudy.io/v1"), ["apiVersion"]),

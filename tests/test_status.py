@@ -4,6 +4,7 @@ into the same models, and a status that does not parse loses only the broken par
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -148,3 +149,21 @@ def test_the_fit_does_not_depend_on_the_order_trials_ended() -> None:
     first = fit_points(points_of(records), options).to_json()
     random.Random(7).shuffle(records)
     assert fit_points(points_of(records), options).to_json() == first
+
+
+def test_the_largest_possible_status_fits_in_one_object() -> None:
+    """MAX_TRIALS failed rows of the worst kind plus the full fit stay under the limit the
+    operator writes (and the API server stores it: tests/cluster/test_validation.py)."""
+    from scalingstudy.cluster.reconcile import within_limit
+    from scalingstudy.contract import STATUS_BYTES_MAX
+    from tests.status_samples import largest_status
+
+    status = largest_status()
+    size = len(json.dumps(status.to_json(), ensure_ascii=False, separators=(",", ":")).encode())
+    assert size <= STATUS_BYTES_MAX, size
+    assert within_limit(status, 1, "now") is status
+    doubled = status.model_copy(update={"results": status.results * 2})
+    failed = within_limit(doubled, 1, "now")
+    assert failed.phase == "Failed" and failed.fit is None
+    reason = next(c for c in failed.conditions if c.type == "Failed")
+    assert reason.reason == "StatusTooLarge" and "bytes" in (reason.message or "")

@@ -127,15 +127,24 @@ REASON_BAD_RESULT = "BadResult"
 #: How much of a failed trial's message (its last words) is recorded. Status is readable
 #: by whoever may read the study, so a trainer that prints a secret and fails leaks at
 #: most this much of its output; it also keeps a status of MAX_TRIALS failed rows small.
-MESSAGE_BYTES = 400
+MESSAGE_BYTES = 256
+#: A failure reason is a CamelCase word (ExitCode3, OOMKilled, DeadlineExceeded).
+REASON_BYTES = 63
+#: The largest status the operator writes: etcd refuses objects over 1.5 MiB, and the
+#: spec and metadata share the object.
+STATUS_BYTES_MAX = 1_300_000
 
 
 def message_tail(text: str, limit: int = MESSAGE_BYTES) -> str:
-    """The last ``limit`` bytes of ``text`` (UTF-8), cut at a character boundary."""
-    data = text.encode("utf-8")
-    if len(data) <= limit:
-        return text
-    return data[-limit:].decode("utf-8", errors="ignore")
+    """The end of ``text`` that takes at most ``limit`` bytes as UTF-8 and as JSON (control
+    characters other than newline and tab become spaces: escaped, they would take six)."""
+    clean = "".join(c if c in "\n\t" or c >= " " else " " for c in text[-4 * limit :])
+    data = clean.encode("utf-8")
+    if len(data) > limit:
+        clean = data[-limit:].decode("utf-8", errors="ignore")
+    while len(json.dumps(clean, ensure_ascii=False)) - 2 > limit:
+        clean = clean[1:]
+    return clean
 
 
 def exit_reason(code: int) -> str:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
-from scalingstudy.contract import ResultFields, TrialResult, message_tail
+from scalingstudy.contract import REASON_BYTES, ResultFields, TrialResult, message_tail
 from scalingstudy.fitting.report import (
     DataForTarget,
     ExtrapolationReport,
@@ -121,7 +121,7 @@ class TrialRecord(ResultFields, TrialCoordinates):
         return cls(
             **_coordinates(trial),
             status="Failed",
-            reason=reason,
+            reason=reason[:REASON_BYTES],
             message=message_tail(message),
             duration_seconds=_seconds(duration),
         )

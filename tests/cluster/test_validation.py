@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from scalingstudy.status import ScalingStudyStatus
 from tests.cluster.conftest import Cluster, study_doc
-from tests.status_samples import full_status
+from tests.status_samples import full_status, largest_status
 
 
 def _set(doc: dict[str, Any], path: str, value: Any) -> None:
@@ -64,6 +65,19 @@ INVALID = [
     ),
     ("spec.trainer.env", [{"name": "1BAD", "value": "x"}], "spec.trainer.env[0].name"),
     ("spec.trainer.volumeMounts", [MOUNT], "spec.trainer.volumeMounts[0].mountPath"),
+    ("spec.trainer.nodeSelector", {"gpu": "a value with spaces"}, "spec.trainer.nodeSelector"),
+    ("spec.trainer.nodeSelector", {"bad key!": "x"}, "spec.trainer.nodeSelector"),
+    (
+        "spec.trainer.volumes",
+        [{"name": "scalingstudy-tmp", "emptyDir": {}}],
+        "spec.trainer.volumes",
+    ),
+    (
+        "spec.trainer.volumeMounts",
+        [{"name": "d", "mountPath": "/tmp"}],
+        "spec.trainer.volumeMounts",
+    ),
+    ("spec.task.options", {f"k{i}": i for i in range(65)}, "spec.task.options"),
     ("spec.unknownField", 1, "unknownField"),
     # 40 data sizes x 51 model sizes = 2,040 trials: over the limit of 2,000 (CEL on spec).
     (
@@ -138,3 +152,20 @@ def test_the_status_a_pass_writes_is_stored_exactly_as_written(
     stored = cluster.get("scalingstudy", "status-round-trip", namespace)["status"]
     assert stored == written
     assert ScalingStudyStatus.model_validate(stored).to_json() == written
+
+
+def test_the_largest_status_a_study_can_have_is_stored(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """2,000 failed trials with the longest names, reasons and messages, and the full fit:
+    etcd takes it (a status over its limit used to make every later write fail)."""
+    assert cluster.apply(study_doc("largest"), namespace).returncode == 0
+    written = largest_status().to_json()
+    patch = tmp_path / "status.json"
+    patch.write_text(json.dumps({"status": written}))
+    cluster.kubectl(
+        "patch", "scalingstudy", "largest", "-n", namespace, "--subresource=status",
+        "--type=merge", f"--patch-file={patch}",
+    )  # fmt: skip
+    stored = cluster.get("scalingstudy", "largest", namespace)["status"]
+    assert len(stored["results"]) == 2000 and stored == written

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from scalingstudy.admission import AdmissionRules, violations
 from scalingstudy.cluster.collect import Collected, CollectPolicy, Samples, collect, mismatch_events
 from scalingstudy.cluster.fitproc import run_fit
-from scalingstudy.cluster.kube import Kube
+from scalingstudy.cluster.kube import ApiError, Kube
 from scalingstudy.cluster.manifests import (
     LABEL_STUDY,
     LABEL_TRIAL,
@@ -33,9 +33,11 @@ from scalingstudy.cluster.reconcile import (
     decide,
     fit_due,
     invalid_status,
+    refused,
     status_changed,
     status_events,
     to_collect,
+    within_limit,
 )
 from scalingstudy.cluster.workers import Key, Wake
 from scalingstudy.contract import PUSH_JOB
@@ -105,6 +107,8 @@ class Controller:
         if forbidden:
             self._refuse(ref, generation, before, "Forbidden", "; ".join(forbidden))
             return Wake(True)
+        if refused(before, generation):
+            return Wake(True)
         recorded = {r.trial: r for r in before.results}
         jobs = [job_state(j) for j in self.kube.list_jobs(namespace, f"{LABEL_STUDY}={name}")
                 if _owned_by(j, ref.uid)]  # fmt: skip
@@ -112,13 +116,16 @@ class Controller:
         p = decide(Plan.of(name, spec), jobs, recorded, found.records, parallelism=spec.parallelism,
                    max_failed=spec.max_failed_trials, fit=before.fit)  # fmt: skip
         fit, fit_error, fit_wake = self._maybe_fit((namespace, name), spec, p)
-        after = build_status(p, generation, before, fit or before.fit, fit_error, now_rfc3339())
+        built = build_status(p, generation, before, fit or before.fit, fit_error, now_rfc3339())
+        after = within_limit(built, generation, now_rfc3339())
         if status_changed(raw_status, after):
             # Results reach status before anything else happens: a crash after this line
             # loses nothing, and one before it only repeats the collection.
             self.kube.patch_study_status(namespace, name, after.to_json())
         events = found_events + status_events(p, before, after, fitted=fit is not None)
-        self._act(ref, spec, p, events)
+        rejected = self._act(ref, spec, p, events)
+        if rejected is not None:
+            self._refuse(ref, generation, after, "JobRejected", rejected)
         self.metrics.observe_study(namespace, name, after)
         return Wake(True, _sooner(found.wake_in, fit_wake))
 
@@ -132,19 +139,30 @@ class Controller:
             self.kube.patch_study_status(ref.namespace, ref.name, invalid.to_json())
             self.kube.emit(ref, Event("Warning", why, error), now_rfc3339())
 
-    def _act(self, ref: StudyRef, spec: ScalingStudySpec, p: Pass, events: list[Event]) -> None:
-        """After status is written: Pushgateway clean-up, Jobs, Events."""
+    def _act(
+        self, ref: StudyRef, spec: ScalingStudySpec, p: Pass, events: list[Event]
+    ) -> str | None:
+        """After status is written: Pushgateway clean-up, Jobs, Events. Returns why the API
+        server refused a trial's Job as invalid (nothing more is created then)."""
         self.metrics.record_trials(ref.namespace, ref.name, p.new_records, gpus_per_trial(spec))
         if p.new_records:
             recorded = {rec.trial for rec in p.new_records}
             self.prometheus.delete_groups(ref.namespace, ref.name, recorded)
         for job_name in p.delete:
             self.kube.delete_job(ref.namespace, job_name)
+        rejected = None
         for trial in p.create:
-            self.kube.create_job(job_manifest(ref, spec, trial, self.config.job))
+            try:
+                self.kube.create_job(job_manifest(ref, spec, trial, self.config.job))
+            except ApiError as exc:
+                if exc.status not in (400, 422):
+                    raise
+                rejected = f"the API server refused the Job of trial {trial.name}: {exc.detail}"
+                break
         stamp = now_rfc3339()
         for event in events:
             self.kube.emit(ref, event, stamp)
+        return rejected
 
     def _samples(self, ref: StudyRef, done: Sequence[JobState]) -> tuple[Samples, bool]:
         """Prometheus's samples of the study, and whether it answered."""

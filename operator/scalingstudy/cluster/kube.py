@@ -31,7 +31,9 @@ class ApiError(RuntimeError):
             detail = json.loads(body).get("message", body)
         except (json.JSONDecodeError, AttributeError):
             detail = body
-        super().__init__(f"{method} {path}: HTTP {status}: {str(detail)[:500]}")
+        #: The API server's own words (for a user: which field it refused, and why).
+        self.detail = str(detail)[:500]
+        super().__init__(f"{method} {path}: HTTP {status}: {self.detail}")
 
 
 def load_config(kubeconfig: str | None = None) -> client.ApiClient:

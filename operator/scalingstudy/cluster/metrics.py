@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from aiohttp import web
 from prometheus_client import (
@@ -157,10 +157,9 @@ class OperatorMetrics:
                 gauge.remove(namespace, study, *extra)
 
 
-def metrics_app(
-    metrics: OperatorMetrics, heartbeat: list[float], stale_after: float
-) -> web.Application:
-    """/metrics, and /healthz that fails when the reconcile loop has stopped beating."""
+def metrics_app(metrics: OperatorMetrics, problem: Callable[[], str | None]) -> web.Application:
+    """/metrics, and /healthz that fails while ``problem()`` names one (passes keep
+    failing); a blocked event loop cannot answer at all, which a probe counts as failed."""
 
     async def serve_metrics(_: web.Request) -> web.Response:
         return web.Response(
@@ -168,9 +167,9 @@ def metrics_app(
         )
 
     async def healthz(_: web.Request) -> web.Response:
-        age = time.monotonic() - heartbeat[0]
-        if age > stale_after:
-            return web.Response(status=503, text=f"no reconcile heartbeat for {age:.0f} s\n")
+        trouble = problem()
+        if trouble:
+            return web.Response(status=503, text=f"{trouble}\n")
         return web.Response(text="ok\n")
 
     app = web.Application()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -15,6 +16,10 @@ PREFIX = "scalingstudy_trial_"
 KEY_OF_METRIC = {metric: key for key, metric in TRIAL_GAUGES.items()}
 #: The Pushgateway's own per-group gauge: when the trial last pushed (stale-result guard).
 PUSH_TIME = "push_time_seconds"
+#: Circuit breaker waits after failed queries (seconds): a Prometheus that never answers
+#: costs one timeout per wait instead of one per pass of every study.
+BREAKER_MIN = 5.0
+BREAKER_MAX = 300.0
 
 
 class PrometheusUnavailableError(RuntimeError):
@@ -36,13 +41,24 @@ def study_query(namespace: str, study: str) -> str:
     )
 
 
-def samples_by_trial(result: Mapping[str, Any]) -> dict[str, dict[str, float]]:
-    """An instant-vector API answer -> {trial: {result key: value}} (pure)."""
+def samples_by_trial(answer: Any) -> dict[str, dict[str, float]]:
+    """An instant-vector API answer -> {trial: {result key: value}} (pure). An answer that
+    is not an instant vector raises PrometheusUnavailableError: nothing is guessed."""
+    data = answer.get("data") if isinstance(answer, dict) else None
+    result = data.get("result") if isinstance(data, dict) else None
+    if not isinstance(result, list):
+        raise PrometheusUnavailableError("Prometheus answered something that is no instant vector")
     out: dict[str, dict[str, float]] = {}
-    for sample in result.get("data", {}).get("result", []):
-        labels = sample.get("metric", {})
-        name, trial = labels.get("__name__", ""), labels.get("trial")
-        if not trial or not (name.startswith(PREFIX) or name == PUSH_TIME):
+    for sample in result:
+        labels = sample.get("metric") if isinstance(sample, dict) else None
+        if not isinstance(labels, dict):
+            continue
+        name, trial = str(labels.get("__name__", "")), labels.get("trial")
+        if (
+            not isinstance(trial, str)
+            or not trial
+            or not (name.startswith(PREFIX) or name == PUSH_TIME)
+        ):
             continue
         key = name if name == PUSH_TIME else KEY_OF_METRIC.get(name, name[len(PREFIX) :])
         try:
@@ -98,21 +114,37 @@ class Prometheus:
         self.url = url.rstrip("/")
         self.pushgateway = pushgateway.rstrip("/")
         self.http = httpx.Client(timeout=timeout)
+        #: Circuit breaker: after a failure Prometheus is not asked again until then
+        #: (monotonic), the wait doubling up to BREAKER_MAX; a success closes it.
+        self.retry_at = 0.0
+        self.backoff = 0.0
 
     def study_results(self, namespace: str, study: str) -> dict[str, dict[str, float]]:
         if not self.url:
             raise PrometheusUnavailableError("no --prometheus-url configured")
+        now = time.monotonic()
+        if now < self.retry_at:
+            raise PrometheusUnavailableError(
+                f"Prometheus failed recently; next try in {self.retry_at - now:.0f} s"
+            )
         try:
             r = self.http.post(
                 f"{self.url}/api/v1/query", data={"query": study_query(namespace, study)}
             )
             r.raise_for_status()
             body = r.json()
-        except (httpx.HTTPError, ValueError) as exc:
+            if not isinstance(body, dict) or body.get("status") != "success":
+                error = body.get("error") if isinstance(body, dict) else body
+                raise PrometheusUnavailableError(f"Prometheus query failed: {error}")
+            samples = samples_by_trial(body)
+        except (httpx.HTTPError, ValueError, PrometheusUnavailableError) as exc:
+            self.backoff = min(max(2 * self.backoff, BREAKER_MIN), BREAKER_MAX)
+            self.retry_at = time.monotonic() + self.backoff
+            if isinstance(exc, PrometheusUnavailableError):
+                raise
             raise PrometheusUnavailableError(f"Prometheus query failed: {exc}") from None
-        if body.get("status") != "success":
-            raise PrometheusUnavailableError(f"Prometheus query failed: {body.get('error')}")
-        return samples_by_trial(body)
+        self.backoff, self.retry_at = 0.0, 0.0
+        return samples
 
     def push_groups(self) -> list[dict[str, str]]:
         """The grouping labels of every group on the Pushgateway ([] when unreachable)."""

@@ -8,10 +8,12 @@ pass, so a restarted operator picks up exactly where the last one stopped.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from scalingstudy.cluster.observe import JobState
+from scalingstudy.contract import STATUS_BYTES_MAX
 from scalingstudy.plan import Plan, Trial
 from scalingstudy.report_table import short
 from scalingstudy.results import NOT_FITTABLE, fittable
@@ -26,6 +28,7 @@ from scalingstudy.status import (
 )
 
 MAX_LISTED = 10  # trial names quoted in one aggregated Event
+TOO_LARGE = "status too large"
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,8 @@ def conditions_for(
         if spec_error
         else "FitFailed"
         if reason and reason.startswith("fit failed")
+        else "StatusTooLarge"
+        if reason and reason.startswith(TOO_LARGE)
         else "TooManyFailedTrials"
     )
     failed = phase == "Failed"
@@ -281,6 +286,25 @@ def invalid_status(
     return before.model_copy(
         update={"phase": "Failed", "observed_generation": generation, "conditions": conditions}
     )
+
+
+def within_limit(after: ScalingStudyStatus, generation: int, now: str) -> ScalingStudyStatus:
+    """The status as written, or, when it would not fit in one etcd object, the study
+    Failed with the reason and without its fit (result rows are bounded so that the rows
+    of MAX_TRIALS trials always fit: a status that could not be written would hang it)."""
+    size = len(json.dumps(after.to_json(), ensure_ascii=False, separators=(",", ":")).encode())
+    if size <= STATUS_BYTES_MAX:
+        return after
+    reason = f"{TOO_LARGE}: {size} bytes, above the {STATUS_BYTES_MAX} one object may take"
+    conditions = conditions_for("Failed", reason, after.conditions, generation, now)
+    return after.model_copy(update={"phase": "Failed", "fit": None, "conditions": conditions})
+
+
+def refused(before: ScalingStudyStatus, generation: int) -> bool:
+    """Whether this generation of the spec was already refused (by the operator's checks or
+    the API server's refusal of a trial's Job): nothing more is tried until it changes."""
+    valid = next((c for c in before.conditions if c.type == "SpecValid"), None)
+    return valid is not None and valid.status == "False" and valid.observed_generation == generation
 
 
 def status_changed(before: Mapping[str, object], after: ScalingStudyStatus) -> bool:

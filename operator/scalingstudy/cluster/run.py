@@ -92,7 +92,7 @@ async def serve(options: OperatorOptions) -> None:
         config.resync_seconds, config.batch_window,
     )  # fmt: skip
     stale_after = 3 * config.resync_seconds + 60
-    runner = web.AppRunner(metrics_app(metrics, workers.heartbeat, stale_after))
+    runner = web.AppRunner(metrics_app(metrics, lambda: workers.health.problem(stale_after)))
     await runner.setup()
     site = web.TCPSite(runner, options.metrics_host, options.metrics_port)
     await site.start()

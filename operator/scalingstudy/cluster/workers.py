@@ -23,6 +23,32 @@ Key = tuple[str, str]
 RETRY_SECONDS = 5.0
 
 
+@dataclass
+class Health:
+    """Whether passes keep failing. A pass that succeeds clears it; when every pass has
+    failed for longer than the liveness allows, /healthz says so (an operator with no
+    study to pass is healthy)."""
+
+    failing_since: float | None = None
+    last_error: str = ""
+
+    def passed(self) -> None:
+        self.failing_since = None
+
+    def failed(self, error: str) -> None:
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+        self.last_error = error
+
+    def problem(self, stale_after: float) -> str | None:
+        if self.failing_since is None:
+            return None
+        failing = time.monotonic() - self.failing_since
+        if failing <= stale_after:
+            return None
+        return f"every reconcile pass failed for {failing:.0f} s; last: {self.last_error}"
+
+
 @dataclass(frozen=True)
 class Wake:
     """After a pass: whether the study still exists, and when to look again."""
@@ -46,8 +72,7 @@ class StudyWorkers:
         self.resync_seconds, self.batch_window = resync_seconds, batch_window
         self.tasks: dict[Key, asyncio.Task[None]] = {}
         self.triggers: dict[Key, asyncio.Event] = {}
-        #: When the last pass ended (monotonic); /healthz fails when it stops moving.
-        self.heartbeat = [time.monotonic()]
+        self.health = Health()
 
     def poke(self, namespace: str, name: str) -> None:
         key = (namespace, name)
@@ -90,11 +115,12 @@ class StudyWorkers:
         try:
             wake = await asyncio.to_thread(self.reconcile, *key)
             self.metrics.reconciles.labels("ok").inc()
-        except Exception:  # one study's trouble must never stop the others
+            self.health.passed()
+        except Exception as exc:  # one study's trouble must never stop the others
             log.exception("reconcile of %s/%s failed; retrying", *key)
             self.metrics.reconciles.labels("error").inc()
+            self.health.failed(f"{key[0]}/{key[1]}: {exc}"[:300])
             wake = Wake(True, in_seconds=RETRY_SECONDS)
         finally:
             self.metrics.pass_done(time.monotonic() - started, self.requests)
-            self.heartbeat[0] = time.monotonic()
         return wake

@@ -3,9 +3,11 @@ scheduling and storage a GPU cluster needs (Kubernetes names and semantics)."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    ConfigDict,
     Field,
     field_validator,
     model_validator,
@@ -17,6 +19,7 @@ from scalingstudy.spec.base import (
     ENV_NAME,
     RESERVED_ENV_PREFIX,
     SpecModel,
+    cel,
 )
 
 # --------------------------------------------------------------------------- trainer pod
@@ -82,6 +85,18 @@ class ObjectName(SpecModel):
 
 
 Quantity = int | Annotated[str, Field(pattern=r"^[0-9.+\-eEinumkKMGTP]+$")]
+#: A Kubernetes label value (what the API server accepts in a nodeSelector).
+LabelValue = Annotated[
+    str, Field(max_length=63, pattern=r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+]
+LABEL_KEY = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+_CEL_LABEL_KEY = LABEL_KEY.replace("\\", "\\\\")  # a CEL string literal escapes "\\"
+#: Names and paths the operator gives every trial pod (its /tmp): a study cannot reuse them.
+RESERVED_VOLUME = "scalingstudy-tmp"
+RESERVED_MOUNT_PATH = "/tmp"
 
 
 class Resources(SpecModel):
@@ -97,6 +112,25 @@ class TrainerSpec(SpecModel):
     """The parts of every trial's pod that a user sets. The operator adds the rest:
     environment contract, security context, labels and owner references."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    f"!has(self.volumes) || self.volumes.all(v, v.name != '{RESERVED_VOLUME}')",
+                    f"volumes[].name: {RESERVED_VOLUME} is the operator's own volume",
+                    ".volumes",
+                ),
+                cel(
+                    f"!has(self.volumeMounts) || self.volumeMounts.all(m, m.mountPath != "
+                    f"'{RESERVED_MOUNT_PATH}' && m.mountPath != '{RESERVED_MOUNT_PATH}/')",
+                    f"volumeMounts[].mountPath: {RESERVED_MOUNT_PATH} is the trainer's own "
+                    "scratch space",
+                    ".volumeMounts",
+                ),
+            ]
+        }
+    )
+
     image: Annotated[str, Field(min_length=1, max_length=512)] | None = None
     """Trainer image. Empty: the operator's default trainer image (built-in tasks).
     Ignored by the local runner, which runs the trainer in its own Python environment."""
@@ -111,8 +145,20 @@ class TrainerSpec(SpecModel):
     """Extra environment variables."""
     resources: Resources = Field(default_factory=Resources)
     """Container resources; GPUs as limits: {nvidia.com/gpu: N}."""
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    """Node labels the trial pods must match."""
+    node_selector: dict[str, LabelValue] = Field(
+        default_factory=dict,
+        max_length=64,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    f"self.all(k, k.matches('{_CEL_LABEL_KEY}'))",
+                    "keys must be label keys: an optional DNS-subdomain prefix and '/', then "
+                    "at most 63 letters, digits, '-', '_' or '.'",
+                ),
+            ]
+        },
+    )
+    """Node labels the trial pods must match (label keys and values)."""
     tolerations: list[Toleration] = Field(default_factory=list, max_length=64)
     """Tolerations for tainted (for example GPU) nodes."""
     affinity: dict[str, Any] | None = Field(
@@ -123,7 +169,12 @@ class TrainerSpec(SpecModel):
         default_factory=list,
         max_length=64,
         json_schema_extra={
-            "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+            "items": {
+                "type": "object",
+                "properties": {"name": {"type": "string", "maxLength": 63}},
+                "required": ["name"],
+                "x-kubernetes-preserve-unknown-fields": True,
+            }
         },
     )
     """Kubernetes Volume objects (datasets, corpora, checkpoint storage)."""
@@ -145,9 +196,30 @@ class TrainerSpec(SpecModel):
     before it is killed; Kubernetes' default is 30 s. Raise it for models whose
     checkpoint takes longer to write."""
 
+    @field_validator("node_selector")
+    @classmethod
+    def _label_keys(cls, selector: dict[str, str]) -> dict[str, str]:
+        for key in selector:
+            if not re.match(LABEL_KEY, key):
+                raise ValueError(f"key {key!r} is not a label key")
+        return selector
+
     @model_validator(mode="after")
     def _mounts_name_volumes(self) -> TrainerSpec:
-        declared = {str(v.get("name")) for v in self.volumes}
+        names = [str(v.get("name")) for v in self.volumes]
+        for i, name in enumerate(names):
+            if not re.match(DNS_LABEL, name):
+                raise ValueError(f"volumes[{i}].name {name!r} must be a DNS label")
+            if name == RESERVED_VOLUME or name in names[:i]:
+                what = "is the operator's own" if name == RESERVED_VOLUME else "is used twice"
+                raise ValueError(f"volumes[{i}].name {name!r} {what}")
+        for i, mount in enumerate(self.volume_mounts):
+            if mount.mount_path.rstrip("/") == RESERVED_MOUNT_PATH:
+                raise ValueError(
+                    f"volumeMounts[{i}].mountPath {RESERVED_MOUNT_PATH} is the trainer's own "
+                    "scratch space; mount elsewhere"
+                )
+        declared = set(names)
         for i, mount in enumerate(self.volume_mounts):
             if mount.name not in declared:
                 raise ValueError(

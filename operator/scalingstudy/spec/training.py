@@ -3,11 +3,13 @@ the metric and the fit settings."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     ConfigDict,
     Field,
+    field_validator,
     model_validator,
 )
 
@@ -16,6 +18,11 @@ from scalingstudy.spec.base import (
     SpecModel,
     cel,
 )
+
+#: Bounds of task.options: keys at the top level (the CRD schema checks it), and size as
+#: compact JSON (checked by the operator and the local runner).
+MAX_OPTIONS = 64
+MAX_OPTIONS_BYTES = 16 * 1024
 
 # --------------------------------------------------------------------------- task
 
@@ -33,10 +40,26 @@ class TaskSpec(SpecModel):
     larger one."""
 
     options: dict[str, Any] = Field(
-        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+        default_factory=dict,
+        max_length=MAX_OPTIONS,
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     """Task-specific settings passed to the trainer as JSON (for example corpus path,
-    context length, model family). The trainer rejects unknown keys with a configuration error."""
+    context length, model family), at most 16 KiB. The trainer rejects unknown keys with a
+    configuration error."""
+
+    @field_validator("options")
+    @classmethod
+    def _small(cls, options: dict[str, Any]) -> dict[str, Any]:
+        # Every trial's environment carries them: a big blob would make every Job big and
+        # every trainer die with "Argument list too long". Data belongs in a volume.
+        size = len(json.dumps(options, separators=(",", ":")))
+        if size > MAX_OPTIONS_BYTES:
+            raise ValueError(
+                f"is {size} bytes as JSON, at most {MAX_OPTIONS_BYTES} allowed: put data in a "
+                "volume (trainer.volumes) and pass its path"
+            )
+        return options
 
 
 # --------------------------------------------------------------------------- training
