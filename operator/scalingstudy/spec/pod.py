@@ -171,7 +171,9 @@ class TrainerSpec(SpecModel):
         json_schema_extra={
             "items": {
                 "type": "object",
-                "properties": {"name": {"type": "string", "maxLength": 63}},
+                "properties": {
+                    "name": {"type": "string", "maxLength": 63, "description": "Volume name."}
+                },
                 "required": ["name"],
                 "x-kubernetes-preserve-unknown-fields": True,
             }
