@@ -437,3 +437,86 @@ def test_messages_copied_into_status_are_bounded() -> None:
     secret_and_more = "é" * 5000 + "the end"
     failed = collected("failed", [pod(1, secret_and_more)], None).records[0]
     assert len((failed.message or "").encode()) <= 256 and failed.message.endswith("the end")
+
+
+# -- faults: blocked trials, malformed or silent Prometheus, health -------------------------
+
+
+def test_jobs_without_pods_are_blocked_after_the_grace_with_the_controllers_reason() -> None:
+    from scalingstudy.cluster import blocked
+
+    created = parse_time("2026-01-01T00:00:00Z")
+    waiting = JobState(trial="a", name="a", phase="active", created=created, has_pods=False)
+    running = JobState(trial="b", name="b", phase="active", created=created, has_pods=True)
+    queued = JobState(trial="c", name="c", phase="queued", created=created, has_pods=False)
+    late = parse_time("2026-01-01T00:01:01Z")
+    assert blocked.candidates([waiting, running, queued], late, grace=60) == [waiting]
+    assert blocked.candidates([waiting], parse_time("2026-01-01T00:00:30Z"), grace=60) == []
+    found = [
+        {"type": "Warning", "reason": "FailedCreate", "message": "old",
+         "lastTimestamp": "2026-01-01T00:00:10Z"},
+        {"type": "Warning", "reason": "FailedCreate", "message": 'serviceaccount "x" not found',
+         "lastTimestamp": "2026-01-01T00:00:50Z"},
+        {"type": "Normal", "reason": "Whatever", "lastTimestamp": "2026-01-01T00:00:59Z"},
+    ]  # fmt: skip
+    why = blocked.why(waiting, found)
+    assert why.message == 'FailedCreate: serviceaccount "x" not found'
+    first = blocked.condition([why], [], 1, "t0")
+    assert first.status == "True" and "1 trial(s) have no pod" in (first.message or "")
+    event = blocked.became_blocked([], first)
+    assert event is not None and event.type == "Warning"
+    again = blocked.condition([why], [first], 1, "t1")
+    assert again.last_transition_time == "t0" and blocked.became_blocked([first], again) is None
+    cleared = blocked.condition([], [again], 1, "t2")
+    assert cleared.status == "False" and cleared.last_transition_time == "t2"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [{"status": "success", "data": {"result": "notalist"}}, [1, 2], {"data": None}, "text"],
+)
+def test_a_prometheus_answer_of_the_wrong_shape_means_unavailable(answer: Any) -> None:
+    from scalingstudy.cluster.prometheus import PrometheusUnavailableError
+
+    with pytest.raises(PrometheusUnavailableError):
+        samples_by_trial(answer)
+
+
+def test_a_silent_prometheus_is_skipped_after_one_timeout() -> None:
+    """A real socket that accepts and never answers: the first query costs the timeout,
+    the next ones none until the breaker's wait is over."""
+    import socket
+    import time
+
+    from scalingstudy.cluster.prometheus import Prometheus, PrometheusUnavailableError
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        prometheus = Prometheus(f"http://127.0.0.1:{silent.getsockname()[1]}", timeout=0.5)
+        started = time.monotonic()
+        with pytest.raises(PrometheusUnavailableError, match="failed"):
+            prometheus.study_results("ns", "s")
+        first = time.monotonic() - started
+        started = time.monotonic()
+        for _ in range(20):
+            with pytest.raises(PrometheusUnavailableError, match="next try in"):
+                prometheus.study_results("ns", "s")
+        assert first >= 0.4 and time.monotonic() - started < 0.2
+        assert prometheus.backoff == 5.0
+    finally:
+        silent.close()
+
+
+def test_health_fails_only_while_every_pass_fails() -> None:
+    from scalingstudy.cluster.workers import Health
+
+    health = Health()
+    assert health.problem(stale_after=0.0) is None  # no study, nothing wrong
+    health.failed("ns/s: ApiError 500")
+    assert health.problem(stale_after=3600) is None  # not for long yet
+    trouble = health.problem(stale_after=0.0)
+    assert trouble is not None and "ns/s: ApiError 500" in trouble
+    health.passed()
+    assert health.problem(stale_after=0.0) is None

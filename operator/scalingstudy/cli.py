@@ -289,6 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=15.0,
         help="seconds a finished trial without a termination message waits for Prometheus",
     )
+    op.add_argument(
+        "--blocked-after", type=float, default=60.0,
+        help="seconds a trial's Job may have no pod before the study reports TrialsBlocked",
+    )  # fmt: skip
     from scalingstudy.admission import DEFAULT_VOLUME_TYPES
 
     rules = op.add_argument_group("what a study may ask for (as the admission policy)")
@@ -337,6 +341,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
                 resync_seconds=args.resync_seconds,
                 fit_interval=args.fit_interval,
                 result_grace=args.result_grace,
+                blocked_after=args.blocked_after,
                 admission=AdmissionRules(
                     # argparse applies `type` to string defaults too: all are tuples.
                     volume_types=args.allowed_volume_types,

@@ -44,7 +44,7 @@ app.kubernetes.io/component: operator
   verbs: ["list"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "list"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create"]

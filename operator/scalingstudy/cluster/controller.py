@@ -12,6 +12,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from scalingstudy.admission import AdmissionRules, violations
+from scalingstudy.cluster import blocked
 from scalingstudy.cluster.collect import Collected, CollectPolicy, Samples, collect, mismatch_events
 from scalingstudy.cluster.fitproc import run_fit
 from scalingstudy.cluster.kube import ApiError, Kube
@@ -63,6 +64,8 @@ class ControllerConfig:
     result_grace: float = 15.0
     #: How often Pushgateway groups of deleted studies are looked for.
     sweep_seconds: float = 300.0
+    #: How long a Job may have no pod before the study says its trials are blocked.
+    blocked_after: float = 60.0
     #: What a study may ask of the cluster (the admission policy's rules, checked again).
     admission: AdmissionRules = field(default_factory=AdmissionRules)
 
@@ -116,13 +119,18 @@ class Controller:
         p = decide(Plan.of(name, spec), jobs, recorded, found.records, parallelism=spec.parallelism,
                    max_failed=spec.max_failed_trials, fit=before.fit)  # fmt: skip
         fit, fit_error, fit_wake = self._maybe_fit((namespace, name), spec, p)
-        built = build_status(p, generation, before, fit or before.fit, fit_error, now_rfc3339())
-        after = within_limit(built, generation, now_rfc3339())
+        stuck = self._blocked(ref, jobs)
+        now = now_rfc3339()
+        held = blocked.condition(stuck, before.conditions, generation, now)
+        built = build_status(p, generation, before, fit or before.fit, fit_error, now, [held])
+        after = within_limit(built, generation, now)
         if status_changed(raw_status, after):
             # Results reach status before anything else happens: a crash after this line
             # loses nothing, and one before it only repeats the collection.
             self.kube.patch_study_status(namespace, name, after.to_json())
         events = found_events + status_events(p, before, after, fitted=fit is not None)
+        events += [e for e in [blocked.became_blocked(before.conditions, held)] if e]
+        self.metrics.trials_blocked.labels(namespace, name).set(len(stuck))
         rejected = self._act(ref, spec, p, events)
         if rejected is not None:
             self._refuse(ref, generation, after, "JobRejected", rejected)
@@ -164,16 +172,6 @@ class Controller:
             self.kube.emit(ref, event, stamp)
         return rejected
 
-    def _samples(self, ref: StudyRef, done: Sequence[JobState]) -> tuple[Samples, bool]:
-        """Prometheus's samples of the study, and whether it answered."""
-        if not self.prometheus.url or not any(j.phase == "succeeded" for j in done):
-            return {}, False
-        try:
-            return self.prometheus.study_results(ref.namespace, ref.name), True
-        except PrometheusUnavailableError as exc:
-            log.warning("%s/%s: %s; using termination messages", ref.namespace, ref.name, exc)
-            return {}, False
-
     def _collect(
         self, ref: StudyRef, spec: ScalingStudySpec, done: list[JobState]
     ) -> tuple[Collected, list[Event]]:
@@ -181,7 +179,7 @@ class Controller:
         samples to cross-check them and for when no pod can tell."""
         if not done:
             return Collected((), (), None), []
-        samples, reachable = self._samples(ref, done)
+        samples, reachable = _samples(self.prometheus, ref, done)
         waits = bool(reachable and self.config.job.pushgateway_url)
         policy = CollectPolicy(spec.metric.name, waits, self.config.result_grace)
         pods: dict[str, list[Obj]] = {}
@@ -195,18 +193,14 @@ class Controller:
         self.metrics.result_mismatches.labels(ref.namespace, ref.name).inc(len(found.mismatches))
         return found, mismatch_events(found.mismatches, spec.metric.name)
 
-    def sweep_pushgateway(self, namespaces: Collection[str] | None) -> int:
-        """Delete the Pushgateway groups of studies that no longer exist (deleted while no
-        operator ran) in the served namespaces (None: all). Returns how many went."""
-        groups = [g for g in self.prometheus.push_groups() if g.get("job") == PUSH_JOB]
-        studies = {(g.get("namespace", ""), g.get("study", "")) for g in groups}
-        deleted = 0
-        for namespace, name in sorted(studies):
-            if namespaces is not None and namespace not in namespaces:
-                continue
-            if namespace and name and self.kube.get_study(namespace, name) is None:
-                deleted += self.prometheus.delete_groups(namespace, name)
-        return deleted
+    def _blocked(self, ref: StudyRef, jobs: Sequence[JobState]) -> list[blocked.Blocked]:
+        """Jobs without a pod past the grace period, with the Job controller's reason."""
+        now = dt.datetime.now(dt.UTC)
+        return [
+            blocked.why(job, self.kube.list_events(
+                ref.namespace, f"involvedObject.kind=Job,involvedObject.name={job.name}"))
+            for job in blocked.candidates(jobs, now, self.config.blocked_after)
+        ]  # fmt: skip
 
     def _maybe_fit(
         self, key: Key, spec: ScalingStudySpec, p: Pass
@@ -225,6 +219,35 @@ class Controller:
             self.last_fit[key] = time.monotonic()
             self.metrics.fit_seconds.observe(self.last_fit[key] - started)
         return FitStatus.of(report, final=p.final, based_on_results=p.succeeded), None, None
+
+
+def sweep_pushgateway(
+    kube: Kube, prometheus: Prometheus, namespaces: Collection[str] | None
+) -> int:
+    """Delete the Pushgateway groups of studies that no longer exist (deleted while no
+    operator ran) in the served namespaces (None: all). Returns how many went."""
+    groups = [g for g in prometheus.push_groups() if g.get("job") == PUSH_JOB]
+    studies = {(g.get("namespace", ""), g.get("study", "")) for g in groups}
+    deleted = 0
+    for namespace, name in sorted(studies):
+        if namespaces is not None and namespace not in namespaces:
+            continue
+        if namespace and name and kube.get_study(namespace, name) is None:
+            deleted += prometheus.delete_groups(namespace, name)
+    return deleted
+
+
+def _samples(
+    prometheus: Prometheus, ref: StudyRef, done: Sequence[JobState]
+) -> tuple[Samples, bool]:
+    """Prometheus's samples of the study, and whether it answered."""
+    if not prometheus.url or not any(j.phase == "succeeded" for j in done):
+        return {}, False
+    try:
+        return prometheus.study_results(ref.namespace, ref.name), True
+    except PrometheusUnavailableError as exc:
+        log.warning("%s/%s: %s; using termination messages", ref.namespace, ref.name, exc)
+        return {}, False
 
 
 def gpus_per_trial(spec: ScalingStudySpec) -> float:

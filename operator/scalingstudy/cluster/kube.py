@@ -117,6 +117,13 @@ class Kube:
         items: list[Obj] = obj.get("items", [])
         return items
 
+    def list_events(self, namespace: str, field_selector: str) -> list[Obj]:
+        _, obj = self.request(
+            "GET", f"/api/v1/namespaces/{namespace}/events", query={"fieldSelector": field_selector}
+        )
+        items: list[Obj] = obj.get("items", [])
+        return items
+
     def create_job(self, manifest: Obj) -> bool:
         """Create unless a Job of that name exists (False then): names are deterministic,
         so this is what keeps a restarted operator from starting a trial twice."""

@@ -101,6 +101,10 @@ class OperatorMetrics:
             "scalingstudy_results_total", "Recorded trial results by where they came from",
             ["source"], registry=r,
         )  # fmt: skip
+        self.trials_blocked = Gauge(
+            "scalingstudy_trials_blocked", "Trials whose Job has had no pod for too long",
+            study, registry=r,
+        )  # fmt: skip
         self.result_mismatches = Counter(
             "scalingstudy_result_mismatches_total",
             "Results whose Prometheus value disagreed with the pod's termination message",
@@ -148,7 +152,8 @@ class OperatorMetrics:
 
     def forget_study(self, namespace: str, study: str) -> None:
         per_study: list[tuple[Gauge, tuple[str, ...]]] = [
-            (g, ()) for g in (*self.beta_g.gauges, *self.beta_p.gauges, self.gamma)
+            (g, ())
+            for g in (*self.beta_g.gauges, *self.beta_p.gauges, self.gamma, self.trials_blocked)
         ]
         per_study += [(self.trials, (state,)) for state in STATES]
         per_study += [(self.phase, (phase,)) for phase in PHASES]

@@ -32,6 +32,9 @@ class JobState:
     message: str | None = None
     deleting: bool = False
     coordinates: tuple[int, int, int] | None = None  # data size, model size, seed (labels)
+    created: dt.datetime | None = None
+    #: Whether the Job controller has made any pod for it (active, finished or going).
+    has_pods: bool = True
 
     @property
     def as_trial(self) -> Trial | None:
@@ -72,8 +75,11 @@ def job_state(job: Obj) -> JobState:
         )  # fmt: skip
     except (KeyError, ValueError):
         coords = None
+    counts = ("active", "ready", "terminating", "succeeded", "failed")
     common = {"trial": trial, "name": meta["name"], "started": started,
-              "deleting": bool(meta.get("deletionTimestamp")), "coordinates": coords}  # fmt: skip
+              "deleting": bool(meta.get("deletionTimestamp")), "coordinates": coords,
+              "created": parse_time(meta.get("creationTimestamp")),
+              "has_pods": any(status.get(k) for k in counts)}  # fmt: skip
     if _condition(job, "Complete"):
         return JobState(
             phase="succeeded", finished=parse_time(status.get("completionTime")), **common

@@ -250,9 +250,11 @@ def build_status(
     fit: FitStatus | None,
     fit_error: str | None,
     now: str,
+    extra: Sequence[Condition] = (),
 ) -> ScalingStudyStatus:
     """The status after a pass. ``fit`` is the new fit, or the one in status when none ran;
-    a fit is final only while the study still is (a spec change may add trials)."""
+    a fit is final only while the study still is (a spec change may add trials).
+    ``extra`` conditions (TrialsBlocked) follow the four of the phase."""
     if fit is not None and fit.final and not p.final:
         fit = fit.model_copy(update={"final": False})
     final_error = fit_error if p.finished else None
@@ -267,7 +269,7 @@ def build_status(
     return ScalingStudyStatus(
         phase=phase,
         observed_generation=generation,
-        conditions=conditions_for(phase, reason, before.conditions, generation, now),
+        conditions=[*conditions_for(phase, reason, before.conditions, generation, now), *extra],
         trials=p.counts,
         progress=f"{done}/{p.counts.total}",
         results=rows,

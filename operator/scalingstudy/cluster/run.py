@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 from aiohttp import web
 
-from scalingstudy.cluster.controller import Controller, ControllerConfig
+from scalingstudy.cluster.controller import Controller, ControllerConfig, sweep_pushgateway
 from scalingstudy.cluster.kube import Kube, load_config
 from scalingstudy.cluster.manifests import LABEL_STUDY
 from scalingstudy.cluster.metrics import OperatorMetrics, metrics_app
@@ -98,7 +98,7 @@ async def serve(options: OperatorOptions) -> None:
     await site.start()
     log.info("metrics and /healthz on port %s", options.metrics_port)
     served = None if options.all_namespaces else set(options.namespaces)
-    sweeper = asyncio.create_task(sweep_forever(controller, served, config.sweep_seconds))
+    sweeper = asyncio.create_task(sweep_forever(kube, prometheus, served, config.sweep_seconds))
     try:
         await kopf.operator(
             registry=build_registry(workers, namespaced=not options.all_namespaces),
@@ -111,13 +111,15 @@ async def serve(options: OperatorOptions) -> None:
         await runner.cleanup()
 
 
-async def sweep_forever(controller: Controller, served: set[str] | None, every: float) -> None:
+async def sweep_forever(
+    kube: Kube, prometheus: Prometheus, served: set[str] | None, every: float
+) -> None:
     """At start and then every ``every`` seconds: forget the Pushgateway groups of studies
     that were deleted while no operator watched (their Jobs went with them, the groups
     would stay forever)."""
     while True:
         try:
-            gone = await asyncio.to_thread(controller.sweep_pushgateway, served)
+            gone = await asyncio.to_thread(sweep_pushgateway, kube, prometheus, served)
             if gone:
                 log.info("deleted %d Pushgateway group(s) of studies that no longer exist", gone)
         except Exception:  # the sweep is housekeeping: never let it stop the operator

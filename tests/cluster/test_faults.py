@@ -1,0 +1,136 @@
+"""No study stuck without a reason: faults the cluster really produces, surfaced in the
+study's status and Events, on the real control plane."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.cluster.conftest import Cluster, Operator, study_doc, wait_until
+from tests.cluster.test_operator import events, phase_is
+
+
+def small(name: str, **spec: Any) -> dict[str, Any]:
+    return study_doc(name, dataSizes={"values": [100, 200, 400]}, modelSizes={"values": [4]},
+                     **spec)  # fmt: skip
+
+
+def condition(cluster: Cluster, name: str, ns: str, kind: str) -> dict[str, Any] | None:
+    status = cluster.get("scalingstudy", name, ns).get("status") or {}
+    return next((c for c in status.get("conditions", []) if c["type"] == kind), None)
+
+
+def test_pods_that_cannot_be_created_block_the_study_visibly_until_the_cause_goes(
+    cluster: Cluster, namespace: str, operator_factory: Any
+) -> None:
+    op: Operator = operator_factory(namespace, extra=["--blocked-after=5"])
+    op.start()
+    doc = small("no-account")
+    doc["spec"]["trainer"]["serviceAccountName"] = "trainer"  # does not exist yet
+    assert cluster.apply(doc, namespace).returncode == 0
+    blocked = wait_until(
+        "TrialsBlocked",
+        lambda: (c := condition(cluster, "no-account", namespace, "TrialsBlocked"))
+        and c["status"] == "True" and c,
+        timeout=90,
+    )  # fmt: skip
+    assert blocked["reason"] == "PodsNotCreated"
+    assert 'serviceaccount "trainer" not found' in blocked["message"], blocked
+    warnings = [e for e in events(cluster, namespace, "no-account") if e["type"] == "Warning"]
+    assert any(e["reason"] == "TrialsBlocked" for e in warnings)
+    metrics = httpx.get(f"http://127.0.0.1:{op.metrics_port}/metrics").text
+    gauge = f'scalingstudy_trials_blocked{{namespace="{namespace}",study="no-account"}}'
+    (line,) = [row for row in metrics.splitlines() if row.startswith(gauge)]
+    assert float(line.split()[-1]) >= 1
+    cluster.kubectl("create", "serviceaccount", "trainer", "-n", namespace)
+    done = wait_until(
+        "the study to recover and finish",
+        lambda: phase_is(cluster, "no-account", namespace, "Succeeded", "Failed"),
+        timeout=240,
+    )["status"]
+    assert done["phase"] == "Succeeded"
+    assert condition(cluster, "no-account", namespace, "TrialsBlocked")["status"] == "False"  # type: ignore[index]
+
+
+def test_a_job_the_api_server_refuses_fails_the_study_with_its_message(
+    cluster: Cluster, namespace: str, operator_factory: Any
+) -> None:
+    op: Operator = operator_factory(namespace)
+    op.start()
+    doc = small("refused")
+    # Valid for the schema, refused by the API server's Job validation.
+    doc["spec"]["trainer"]["resources"] = {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}
+    assert cluster.apply(doc, namespace).returncode == 0
+    status = wait_until(
+        "the refusal", lambda: phase_is(cluster, "refused", namespace, "Failed"), timeout=60
+    )["status"]
+    valid = next(c for c in status["conditions"] if c["type"] == "SpecValid")
+    assert (
+        valid["status"] == "False" and "must be less than or equal to cpu limit" in valid["message"]
+    )
+    assert not cluster.items("jobs", namespace, "scalingstudy.io/study=refused")
+    reasons = [e["reason"] for e in events(cluster, namespace, "refused")]
+    assert reasons.count("JobRejected") == 1  # refused once, not retried every pass
+    # Any spec change tries again (here: a fixed one runs).
+    doc["spec"]["trainer"]["resources"] = {"requests": {"cpu": "1"}, "limits": {"cpu": "1"}}
+    assert cluster.apply(doc, namespace).returncode == 0
+    fixed = wait_until(
+        "the fixed study to finish",
+        lambda: phase_is(cluster, "refused", namespace, "Succeeded"),
+        timeout=120,
+    )
+    assert fixed["status"]["trials"]["succeeded"] == 3
+
+
+class _Garbage(http.server.BaseHTTPRequestHandler):
+    """A Prometheus that answers valid JSON of the wrong shape."""
+
+    answers = (b'{"status": "success", "data": {"result": "notalist"}}', b"[1, 2]")
+
+    def do_POST(self) -> None:
+        body = self.answers[self.server.calls % 2]  # type: ignore[attr-defined]
+        self.server.calls += 1  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def garbage_prometheus() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Garbage)
+    server.calls = 0  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_prometheus_answering_nonsense_costs_nothing(
+    cluster: Cluster, namespace: str, operator_factory: Any, garbage_prometheus: str
+) -> None:
+    op: Operator = operator_factory(namespace, extra=[f"--prometheus-url={garbage_prometheus}"])
+    op.start()
+    assert cluster.apply(small("nonsense"), namespace).returncode == 0
+    done = wait_until(
+        "the study to finish",
+        lambda: phase_is(cluster, "nonsense", namespace, "Succeeded", "Failed"),
+        timeout=120,
+    )["status"]
+    assert done["phase"] == "Succeeded" and len(done["results"]) == 3
+    assert {r["source"] for r in done["results"]} == {"termination-message"}
+    assert httpx.get(f"http://127.0.0.1:{op.metrics_port}/healthz").status_code == 200
+    errors = [
+        line for line in httpx.get(f"http://127.0.0.1:{op.metrics_port}/metrics").text.splitlines()
+        if line.startswith('scalingstudy_reconcile_total{result="error"}')
+    ]  # fmt: skip
+    assert not errors or float(errors[0].split()[-1]) == 0, errors
+    assert json.dumps(done)  # the status is plain JSON
