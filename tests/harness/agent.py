@@ -32,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,9 @@ class Agent:
     done: set[str] = field(default_factory=set)  # uids whose terminal status we wrote
     bound: set[str] = field(default_factory=set)
     deleted: set[str] = field(default_factory=set)  # uids we finalised (finalizers may linger)
+    #: Terminal statuses not written yet (the API server was away): retried every step
+    #: until they are, as a kubelet's status manager does.
+    unwritten: dict[str, Callable[[], None]] = field(default_factory=dict)
     wake: threading.Event = field(default_factory=threading.Event)
     events: queue.Queue[tuple[str, Pod]] = field(default_factory=queue.Queue)
 
@@ -192,6 +196,15 @@ class Agent:
     # -- the pod lifecycle -------------------------------------------------------------
     def step(self) -> None:
         self.drain_events()
+        for uid, write in list(self.unwritten.items()):
+            if uid not in self.pods:
+                del self.unwritten[uid]
+                continue
+            try:
+                write()
+                del self.unwritten[uid]
+            except httpx.HTTPError as e:
+                print(f"agent: status write still failing: {e!r}", flush=True)
         for uid, pod in list(self.pods.items()):
             try:
                 self.handle(uid, pod)
@@ -390,12 +403,21 @@ class Agent:
             path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
             if uid not in self.pods:
                 continue  # already gone from the API server
-            try:
+            pod = self.pods.get(uid, proc.pod)
+
+            def write(
+                path: str = path, pod: Pod = pod, code: int = exit_code, proc: Proc = proc
+            ) -> None:
                 self.write_terminated(
-                    path, proc.pod, exit_code, proc.started, proc.message_file, proc.dir / "log"
-                )
+                    path, self.pods.get(pod["metadata"]["uid"], pod), code, proc.started,
+                    proc.message_file, proc.dir / "log",
+                )  # fmt: skip
+
+            try:
+                write()
             except httpx.HTTPError as e:
-                print(f"agent: status of {meta['name']}: {e!r}", flush=True)
+                print(f"agent: status of {meta['name']}: {e!r}; will retry", flush=True)
+                self.unwritten[uid] = write
             self.wake.set()
 
     def write_terminated(
@@ -426,16 +448,18 @@ class Agent:
             r.raise_for_status()
 
     def pod_status(self, pod: Pod, started: str, *, running: bool) -> dict[str, Any]:
+        """The kubelet's part of the status. A merge patch replaces the conditions list
+        whole, so the conditions others set (DisruptionTarget, written by the eviction
+        API or the disruption controller) are carried over, as a kubelet keeps them."""
         container = pod["spec"]["containers"][0]
         ready = "True" if running else "False"
-        conditions = [
-            {"type": t, "status": s, "lastTransitionTime": now()}
-            for t, s in (
-                ("PodScheduled", "True"),
-                ("Initialized", "True"),
-                ("ContainersReady", ready),
-                ("Ready", ready),
-            )
+        own = {"PodScheduled": "True", "Initialized": "True", "ContainersReady": ready,
+               "Ready": ready}  # fmt: skip
+        latest = self.pods.get(pod["metadata"]["uid"], pod)
+        kept = [c for c in (latest.get("status") or {}).get("conditions") or []
+                if c.get("type") not in own]  # fmt: skip
+        conditions = kept + [
+            {"type": t, "status": s, "lastTransitionTime": now()} for t, s in own.items()
         ]
         return {
             "phase": "Running",
