@@ -520,3 +520,14 @@ def test_health_fails_only_while_every_pass_fails() -> None:
     assert trouble is not None and "ns/s: ApiError 500" in trouble
     health.passed()
     assert health.problem(stale_after=0.0) is None
+
+
+def test_lease_moves() -> None:
+    from scalingstudy.cluster.leader import LeaseTiming, move
+
+    assert move("me", "me", 100.0, 15.0) == "renew"
+    assert move("", "me", 0.0, 15.0) == "take"  # released
+    assert move("other", "me", 3.0, 15.0) == "wait"
+    assert move("other", "me", 15.5, 15.0) == "take"  # unchanged for longer than it lasts
+    with pytest.raises(ValueError, match="retry < renew deadline < duration"):
+        LeaseTiming(duration=10, renew_deadline=10, retry=2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,7 +124,6 @@ def _preflight(study: Any) -> None:
     never loads torch or the data."""
     if study.spec.trainer.command:
         return
-    import os
     import subprocess
 
     from scalingstudy.contract import EXIT_CONFIG_ERROR, trial_environment
@@ -266,92 +266,16 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument("--helm", action="store_true", help="the chart's template instead")
     policy.set_defaults(func=cmd_admission_policy)
 
-    op = sub.add_parser("operator", help="run the Kubernetes operator (current kubeconfig)")
-    scope = op.add_mutually_exclusive_group()
-    scope.add_argument(
-        "--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable)"
-    )
-    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")
-    op.add_argument("--prometheus-url", default="", help="Prometheus to read trial results from")
-    op.add_argument(
-        "--pushgateway-url", default="", help="Pushgateway that trainers push results to"
-    )
-    op.add_argument("--metrics-port", type=int, default=8080, help="/metrics and /healthz")
-    op.add_argument("--trainer-image", default=None, help="image of the built-in trainer")
-    op.add_argument("--kubeconfig", default=None, help="default: KUBECONFIG or in-cluster")
-    op.add_argument(
-        "--resync-seconds", type=float, default=30.0, help="pass every study this often"
-    )
-    op.add_argument("--fit-interval", type=float, default=10.0, help="refit at most this often")
-    op.add_argument(
-        "--result-grace",
-        type=float,
-        default=15.0,
-        help="seconds a finished trial without a termination message waits for Prometheus",
-    )
-    op.add_argument(
-        "--blocked-after", type=float, default=60.0,
-        help="seconds a trial's Job may have no pod before the study reports TrialsBlocked",
-    )  # fmt: skip
-    from scalingstudy.admission import DEFAULT_VOLUME_TYPES
+    from scalingstudy.cluster.command import add_operator_command
 
-    rules = op.add_argument_group("what a study may ask for (as the admission policy)")
-    for flag, default, note in (
-        ("--allowed-volume-types", ",".join(DEFAULT_VOLUME_TYPES), ""),
-        ("--allowed-priority-classes", "", "default: none"),
-        ("--trusted-namespaces", "", "the allow-lists do not apply there"),
-    ):
-        rules.add_argument(flag, type=_names, default=default, metavar="A,B", help=note)
-    rules.add_argument("--allow-service-account-tokens", action="store_true")
-    op.set_defaults(func=cmd_operator)
+    add_operator_command(sub)
     return parser
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def cmd_admission_policy(args: argparse.Namespace) -> int:
     from scalingstudy.admission import chart_template, policy_yaml
 
     sys.stdout.write(chart_template() if args.helm else policy_yaml())
-    return 0
-
-
-def cmd_operator(args: argparse.Namespace) -> int:
-    from scalingstudy.admission import AdmissionRules
-    from scalingstudy.cluster.controller import ControllerConfig
-    from scalingstudy.cluster.manifests import JobSettings
-    from scalingstudy.cluster.run import OperatorOptions, run
-
-    if not (args.all_namespaces or args.namespace):
-        _fail("say which namespaces to watch: --namespace NS (repeatable) or --all-namespaces")
-    job = JobSettings(pushgateway_url=args.pushgateway_url)
-    if args.trainer_image:
-        job = JobSettings(trainer_image=args.trainer_image, pushgateway_url=args.pushgateway_url)
-    run(
-        OperatorOptions(
-            namespaces=tuple(args.namespace),
-            all_namespaces=args.all_namespaces,
-            prometheus_url=args.prometheus_url,
-            metrics_port=args.metrics_port,
-            kubeconfig=args.kubeconfig,
-            controller=ControllerConfig(
-                job=job,
-                resync_seconds=args.resync_seconds,
-                fit_interval=args.fit_interval,
-                result_grace=args.result_grace,
-                blocked_after=args.blocked_after,
-                admission=AdmissionRules(
-                    # argparse applies `type` to string defaults too: all are tuples.
-                    volume_types=args.allowed_volume_types,
-                    priority_classes=args.allowed_priority_classes,
-                    service_account_tokens=args.allow_service_account_tokens,
-                    trusted_namespaces=args.trusted_namespaces,
-                ),
-            ),
-        )
-    )
     return 0
 
 

@@ -69,7 +69,7 @@ def test_helm_lint_strict(cluster: Cluster) -> None:
 def test_values_schema_rejects_unknown_and_bad_values(cluster: Cluster) -> None:
     for bad, field in (
         ("typo=1", "typo"),
-        ("replicas=2", "replicas"),
+        ("replicas=3", "replicas"),
         ("operator.metricsPort=80", "metricsPort"),
     ):
         out = helm(cluster, "template", "x", str(CHART), "--kube-version=1.35.4", "--set", bad)
@@ -175,6 +175,9 @@ def test_install_and_least_privilege(
     assert not _can(cluster, sa, "delete", "scalingstudies", namespace)
     assert not _can(cluster, sa, "create", "pods", namespace)
     assert not _can(cluster, sa, "update", "jobs", namespace)
+    # Leader election: its Lease in the release namespace, nothing else of the kind.
+    assert _can(cluster, sa, "update", "leases", namespace)
+    assert not _can(cluster, sa, "delete", "leases", namespace)
     assert _can(cluster, sa, "create", "jobs", other) == (scope == "cluster")
     if scope == "cluster":
         return

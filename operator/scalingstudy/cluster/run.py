@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from aiohttp import web
 
 from scalingstudy.cluster.controller import Controller, ControllerConfig, sweep_pushgateway
 from scalingstudy.cluster.kube import Kube, load_config
+from scalingstudy.cluster.leader import LeaderElector, LeaseTiming
 from scalingstudy.cluster.manifests import LABEL_STUDY
 from scalingstudy.cluster.metrics import OperatorMetrics, metrics_app
 from scalingstudy.cluster.prometheus import Prometheus
@@ -37,6 +39,24 @@ class OperatorOptions:
     metrics_host: str = "0.0.0.0"
     kubeconfig: str | None = None
     controller: ControllerConfig = field(default_factory=ControllerConfig)
+    #: Leader election (None: this process always acts; run one replica only).
+    leader: LeaderOptions | None = None
+
+
+@dataclass(frozen=True)
+class LeaderOptions:
+    namespace: str
+    name: str = "scalingstudy-operator"
+    timing: LeaseTiming = field(default_factory=LeaseTiming)
+
+
+#: Exit status after losing the Lease: the pod restarts as a standby.
+EXIT_LOST_LEASE = 3
+
+
+def identity() -> str:
+    """Who holds the Lease: the pod's name in a cluster, else host and process."""
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def build_registry(workers: StudyWorkers, namespaced: bool) -> kopf.OperatorRegistry:
@@ -97,6 +117,12 @@ async def serve(options: OperatorOptions) -> None:
     site = web.TCPSite(runner, options.metrics_host, options.metrics_port)
     await site.start()
     log.info("metrics and /healthz on port %s", options.metrics_port)
+    elector = None
+    if options.leader is not None:
+        lead = options.leader
+        elector = LeaderElector(kube, lead.namespace, lead.name, identity(), lead.timing)
+        await elector.acquire()  # a standby waits here, serving /metrics and /healthz
+        asyncio.create_task(elector.keep(_lost))  # noqa: RUF006 (runs until the process ends)
     served = None if options.all_namespaces else set(options.namespaces)
     sweeper = asyncio.create_task(sweep_forever(kube, prometheus, served, config.sweep_seconds))
     try:
@@ -108,7 +134,16 @@ async def serve(options: OperatorOptions) -> None:
         )
     finally:
         sweeper.cancel()
+        if elector is not None:
+            await asyncio.to_thread(elector.release)
         await runner.cleanup()
+
+
+def _lost() -> None:
+    """No longer the leader: stop acting at once (a pass in flight must not write)."""
+    log.error("lost the leader Lease; exiting to restart as a standby")
+    logging.shutdown()
+    os._exit(EXIT_LOST_LEASE)
 
 
 async def sweep_forever(
