@@ -43,7 +43,15 @@ def test_an_evicted_trial_resumes_from_its_checkpoint_without_using_its_backoff(
         return up[0]["metadata"]["name"] if up else None
 
     pod = wait_until("the trial's pod to run", running_pod, timeout=90)
-    time.sleep(6)  # well into training (12,000 steps take about 15 s)
+
+    def steps_done() -> int:
+        """The trainer's own progress log (JSON lines), where the test agent keeps it."""
+        logs = list((cluster.dir / "pods" / namespace).glob(f"{pod}-*/log"))
+        steps = [json.loads(line).get("step", 0) for path in logs
+                 for line in path.read_text().splitlines() if line.startswith("{")]  # fmt: skip
+        return max(steps, default=0)
+
+    wait_until("training to be well under way", lambda: steps_done() >= 1000, timeout=120)
     eviction = {"apiVersion": "policy/v1", "kind": "Eviction",
                 "metadata": {"name": pod, "namespace": namespace}}  # fmt: skip
     cluster.kubectl("create", "--raw", f"/api/v1/namespaces/{namespace}/pods/{pod}/eviction",
