@@ -74,6 +74,10 @@ def test_job_manifest_carries_contract_labels_owner_and_safety() -> None:
     assert {"name": "scalingstudy-tmp", "mountPath": "/tmp"} in container["volumeMounts"]
     assert "suspend" not in job["spec"]
     assert "kueue.x-k8s.io/queue-name" not in meta["labels"]
+    assert pod["automountServiceAccountToken"] is False  # no API token unless asked for
+    named = spec(trainer={"serviceAccountName": "reader"})
+    named_pod = job_manifest(REF, named, trial, JobSettings())["spec"]["template"]["spec"]
+    assert named_pod["automountServiceAccountToken"] is True
 
 
 def test_kueue_jobs_start_suspended_with_queue_and_priority_labels() -> None:

@@ -121,6 +121,8 @@ def _pod_spec(spec: ScalingStudySpec, container: dict[str, Any], uid: int) -> di
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "enableServiceLinks": False,
+        # A trainer talks to no API: a token only for a service account the study names.
+        "automountServiceAccountToken": bool(trainer.service_account_name),
     }
     if trainer.node_selector:
         pod["nodeSelector"] = dict(trainer.node_selector)
