@@ -13,7 +13,7 @@ import yaml
 
 from scalingstudy.admission import default_values, policy
 from tests.cluster.conftest import Cluster, Operator, study_doc, wait_until
-from tests.cluster.test_operator import events, phase_is
+from tests.cluster.test_operator import events, finished, phase_is
 
 LABEL = "scalingstudy.io/admission-test"
 HOST_PATH = [{"name": "root", "hostPath": {"path": "/"}}]
@@ -129,10 +129,6 @@ def test_trial_pods_are_admitted_under_pod_security_restricted(
     op: Operator = operator_factory(namespace)
     op.start()
     assert cluster.apply(asking("restricted", {}), namespace).returncode == 0
-    done = wait_until(
-        "the study to finish",
-        lambda: phase_is(cluster, "restricted", namespace, "Succeeded", "Failed"),
-        timeout=120,
-    )["status"]
+    done = finished(cluster, "restricted", namespace, timeout=120)
     assert done["phase"] == "Succeeded", done.get("conditions")
     assert len(cluster.items("pods", namespace, "scalingstudy.io/study=restricted")) == 3

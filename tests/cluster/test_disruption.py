@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from tests.cluster.conftest import Cluster, Operator, study_doc, wait_until
-from tests.cluster.test_operator import job_creations, phase_is
+from tests.cluster.test_operator import finished, job_creations, results_at_least
 from tests.harness import cluster as harness
 
 
@@ -56,11 +56,7 @@ def test_an_evicted_trial_resumes_from_its_checkpoint_without_using_its_backoff(
                 "metadata": {"name": pod, "namespace": namespace}}  # fmt: skip
     cluster.kubectl("create", "--raw", f"/api/v1/namespaces/{namespace}/pods/{pod}/eviction",
                     "-f", "-", input=json.dumps(eviction))  # fmt: skip
-    status = wait_until(
-        "the study to finish",
-        lambda: phase_is(cluster, "evicted", namespace, "Succeeded", "Failed"),
-        timeout=240,
-    )["status"]
+    status = finished(cluster, "evicted", namespace, timeout=240)
     assert status["phase"] == "Succeeded", status.get("conditions")
     assert [r["trial"] for r in status["results"]].count(trial) == 1
     # The evicted pod is gone (eviction deletes it); its replacement resumed. Had the
@@ -82,23 +78,14 @@ def test_a_75_second_api_server_outage_mid_study_ends_with_one_job_per_trial(
     doc = study_doc("outage", parallelism=4)
     doc["spec"]["trainer"]["env"].append({"name": "TRIAL_SECONDS", "value": "3"})
     assert cluster.apply(doc, namespace).returncode == 0
-    wait_until(
-        "the first results",
-        lambda: len((cluster.get("scalingstudy", "outage", namespace).get("status") or {})
-                    .get("results", [])) >= 2,
-        timeout=120,
-    )  # fmt: skip
+    results_at_least(cluster, "outage", namespace, 2, timeout=120)
     (pid,) = [p for name, p, _ in harness.recorded(cluster.dir) if name == "kube-apiserver"]
     os.kill(pid, signal.SIGSTOP)  # the API server stops answering; trials go on
     try:
         time.sleep(75)
     finally:
         os.kill(pid, signal.SIGCONT)
-    status = wait_until(
-        "the study to finish after the outage",
-        lambda: phase_is(cluster, "outage", namespace, "Succeeded", "Failed"),
-        timeout=300,
-    )["status"]
+    status = finished(cluster, "outage", namespace, timeout=300)
     assert status["phase"] == "Succeeded", status.get("conditions")
     assert len({r["trial"] for r in status["results"]}) == len(status["results"]) == 10
     creations = job_creations(cluster, namespace)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.cluster.conftest import Cluster, Operator, study_doc, wait_until
-from tests.cluster.test_operator import events, phase_is
+from tests.cluster.test_operator import events, finished, phase_is
 
 
 def small(name: str, **spec: Any) -> dict[str, Any]:
@@ -49,11 +49,7 @@ def test_pods_that_cannot_be_created_block_the_study_visibly_until_the_cause_goe
     (line,) = [row for row in metrics.splitlines() if row.startswith(gauge)]
     assert float(line.split()[-1]) >= 1
     cluster.kubectl("create", "serviceaccount", "trainer", "-n", namespace)
-    done = wait_until(
-        "the study to recover and finish",
-        lambda: phase_is(cluster, "no-account", namespace, "Succeeded", "Failed"),
-        timeout=240,
-    )["status"]
+    done = finished(cluster, "no-account", namespace, timeout=240)
     assert done["phase"] == "Succeeded"
     assert condition(cluster, "no-account", namespace, "TrialsBlocked")["status"] == "False"  # type: ignore[index]
 
@@ -120,11 +116,7 @@ def test_a_prometheus_answering_nonsense_costs_nothing(
     op: Operator = operator_factory(namespace, extra=[f"--prometheus-url={garbage_prometheus}"])
     op.start()
     assert cluster.apply(small("nonsense"), namespace).returncode == 0
-    done = wait_until(
-        "the study to finish",
-        lambda: phase_is(cluster, "nonsense", namespace, "Succeeded", "Failed"),
-        timeout=120,
-    )["status"]
+    done = finished(cluster, "nonsense", namespace, timeout=120)
     assert done["phase"] == "Succeeded" and len(done["results"]) == 3
     assert {r["source"] for r in done["results"]} == {"termination-message"}
     assert httpx.get(f"http://127.0.0.1:{op.metrics_port}/healthz").status_code == 200

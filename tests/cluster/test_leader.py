@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from tests.cluster.conftest import Cluster, Operator, study_doc, wait_until
-from tests.cluster.test_operator import job_creations, phase_is
+from tests.cluster.test_operator import finished, job_creations, results_at_least
 
 DURATION, RENEW, RETRY = 6, 4, 1
 TAKEOVER_BOUND = DURATION + 2 * RETRY + 2  # the stated hand-over time, with some slack
@@ -36,12 +36,7 @@ def test_the_standby_takes_over_when_the_leader_is_killed(
     doc = study_doc("ha", parallelism=4)
     doc["spec"]["trainer"]["env"].append({"name": "TRIAL_SECONDS", "value": "1"})
     assert cluster.apply(doc, namespace).returncode == 0
-    wait_until(
-        "some results",
-        lambda: len((cluster.get("scalingstudy", "ha", namespace).get("status") or {})
-                    .get("results", [])) >= 3,
-        timeout=120,
-    )  # fmt: skip
+    results_at_least(cluster, "ha", namespace, 3, timeout=120)
     assert holder(cluster, namespace) == leader_id  # the standby did not act meanwhile
     first.kill()
     killed = time.monotonic()
@@ -54,11 +49,7 @@ def test_the_standby_takes_over_when_the_leader_is_killed(
     )
     took = time.monotonic() - killed
     assert new and took <= TAKEOVER_BOUND, took
-    status = wait_until(
-        "the study to finish under the new leader",
-        lambda: phase_is(cluster, "ha", namespace, "Succeeded", "Failed"),
-        timeout=180,
-    )["status"]
+    status = finished(cluster, "ha", namespace, timeout=180)
     assert status["phase"] == "Succeeded", status.get("conditions")
     creations = job_creations(cluster, namespace)
     assert len(creations) == 10 and set(creations.values()) == {1}, creations

@@ -25,6 +25,21 @@ def phase_is(c: Cluster, name: str, ns: str, *phases: str) -> dict[str, Any] | N
     return obj if obj.get("status", {}).get("phase") in phases else None
 
 
+def finished(c: Cluster, name: str, ns: str, timeout: float = 240) -> dict[str, Any]:
+    """The status once the study is Succeeded or Failed."""
+    done = wait_until(
+        f"{name} to finish", lambda: phase_is(c, name, ns, "Succeeded", "Failed"), timeout=timeout
+    )
+    return dict(done["status"])
+
+
+def results_at_least(c: Cluster, name: str, ns: str, n: int, timeout: float = 120) -> None:
+    def enough() -> bool:
+        return len((study(c, name, ns).get("status") or {}).get("results", [])) >= n
+
+    wait_until(f"{n} results of {name}", enough, timeout=timeout)
+
+
 def events(c: Cluster, ns: str, name: str) -> list[dict[str, Any]]:
     return [
         e for e in c.items("events", ns) if e["involvedObject"].get("kind") == "ScalingStudy"

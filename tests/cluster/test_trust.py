@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from tests.cluster.conftest import Cluster, Operator, study_doc, wait_until
-from tests.cluster.test_operator import events, phase_is
+from tests.cluster.test_operator import events, finished
 from tests.contract_trainer import expected_loss
 
 
@@ -58,11 +58,7 @@ def test_forged_pushes_are_not_recorded_and_their_groups_are_deleted(
     # pushing trial with an extra grouping label (it survives the trainer's own push).
     push(cluster, {**base, "trial": quiet}, 0.000123)
     push(cluster, {**base, "trial": pushing, "zzz": "x"}, 0.000321)
-    status = wait_until(
-        "the study to finish",
-        lambda: phase_is(cluster, "forged", namespace, "Succeeded", "Failed"),
-        timeout=120,
-    )["status"]
+    status = finished(cluster, "forged", namespace, timeout=120)
     assert status["phase"] == "Succeeded", status.get("conditions")
     rows = {r["trial"]: r for r in status["results"]}
     for trial, data in ((quiet, 100), (pushing, 200)):
