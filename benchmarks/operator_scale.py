@@ -1,6 +1,7 @@
 """The operator at scale: a 1,000-trial study with an instant trainer on the test control plane.
 
-Usage: python benchmarks/operator_scale.py [--trials-per-axis 10] [--parallelism 100]
+Usage: python benchmarks/operator_scale.py [--trials-per-axis 10 | --shape 20,10,10]
+       [--parallelism 100]
 
 Prints the wall time until every trial is recorded, the API requests per trial by verb
 (writes from the API server's audit log, all requests from the operator's own counter),
@@ -47,10 +48,14 @@ def peak_rss_mb(pid: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials-per-axis", type=int, default=10, help="data x model x seeds")
+    parser.add_argument(
+        "--shape", default="", help="DATA,MODELS,SEEDS instead (20,10,10: the 2,000-trial cap)"
+    )
     parser.add_argument("--parallelism", type=int, default=100)
     args = parser.parse_args()
     n = args.trials_per_axis
-    total = n**3
+    data, models, seeds = (int(v) for v in args.shape.split(",")) if args.shape else (n, n, n)
+    total = data * models * seeds
     with tempfile.TemporaryDirectory(prefix="operator-scale-") as tmp:
         dir = Path(tmp)
         env = harness.up(dir, agent_slots=64)
@@ -87,9 +92,9 @@ def main() -> None:
                 "spec": {
                     "task": {"name": "teacher-student"},
                     "trainer": {"command": ["sh", "-c", INSTANT], "backoffLimit": 0},
-                    "dataSizes": {"min": 100, "max": 100 * 2 ** (n - 1), "factor": 2},
-                    "modelSizes": {"values": [2 ** (i + 1) for i in range(n)]},
-                    "seeds": n,
+                    "dataSizes": {"min": 100, "max": 100 * 2 ** (data - 1), "factor": 2},
+                    "modelSizes": {"values": [2 ** (i + 1) for i in range(models)]},
+                    "seeds": seeds,
                     "parallelism": args.parallelism,
                     "maxFailedTrials": total,
                     "fit": {"bootstrap": 200},

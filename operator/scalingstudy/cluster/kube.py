@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -22,6 +22,8 @@ from scalingstudy.cluster.reconcile import Event
 from scalingstudy.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
+#: Objects per page of a list.
+LIST_PAGE = 250
 
 
 class ApiError(RuntimeError):
@@ -103,12 +105,18 @@ class Kube:
         )
 
     # -- jobs and pods -----------------------------------------------------------------
-    def list_jobs(self, namespace: str, selector: str) -> list[Obj]:
-        _, obj = self.request(
-            "GET", f"/apis/batch/v1/namespaces/{namespace}/jobs", query={"labelSelector": selector}
-        )
-        items: list[Obj] = obj.get("items", [])
-        return items
+    def list_jobs(self, namespace: str, selector: str) -> Iterator[Obj]:
+        """The Jobs, a page at a time: a caller that keeps only what it needs of each never
+        holds every Job of a 2,000-trial study at once (a full Job is several KB)."""
+        path = f"/apis/batch/v1/namespaces/{namespace}/jobs"
+        query = {"labelSelector": selector, "limit": str(LIST_PAGE)}
+        while True:
+            _, page = self.request("GET", path, query=query)
+            yield from page.get("items", [])
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return
+            query = {**query, "continue": token}
 
     def list_pods(self, namespace: str, selector: str) -> list[Obj]:
         _, obj = self.request(
