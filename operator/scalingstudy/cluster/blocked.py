@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from scalingstudy.cluster.manifests import Obj
 from scalingstudy.cluster.observe import JobState, parse_time
-from scalingstudy.cluster.reconcile import Event
+from scalingstudy.cluster.reconcile import Event, stamped
 from scalingstudy.status import Condition
 
 CONDITION = "TrialsBlocked"
@@ -62,7 +62,6 @@ def why(job: JobState, events: Sequence[Obj]) -> Blocked:
 def condition(
     blocked: Sequence[Blocked], previous: Sequence[Condition], generation: int, now: str
 ) -> Condition:
-    before = next((c for c in previous if c.type == CONDITION), None)
     if blocked:
         shown = "; ".join(f"{b.trial}: {b.message}" for b in blocked[:MAX_SHOWN])
         cond = Condition(
@@ -73,10 +72,7 @@ def condition(
         )
     else:
         cond = Condition(type=CONDITION, status="False", reason="PodsCreated")
-    same = before is not None and before.status == cond.status and before.last_transition_time
-    cond.last_transition_time = before.last_transition_time if same and before else now
-    cond.observed_generation = generation
-    return cond
+    return stamped(cond, previous, generation, now)
 
 
 def became_blocked(before: Sequence[Condition], after: Condition) -> Event | None:

@@ -59,8 +59,8 @@ class ControllerConfig:
     resync_seconds: float = 30.0
     batch_window: float = 0.5
     fit_interval: float = 10.0
-    #: How long to wait for Prometheus to scrape a finished trial's pushed result before
-    #: reading the termination message instead (a few scrape intervals).
+    #: How long a finished trial without a termination message waits for Prometheus to
+    #: scrape its pushed result before it is recorded as failed (a few scrape intervals).
     result_grace: float = 15.0
     #: How often Pushgateway groups of deleted studies are looked for.
     sweep_seconds: float = 300.0
@@ -124,10 +124,11 @@ class Controller:
         held = blocked.condition(stuck, before.conditions, generation, now)
         built = build_status(p, generation, before, fit or before.fit, fit_error, now, [held])
         after = within_limit(built, generation, now)
-        if status_changed(raw_status, after):
+        written = after.to_json()
+        if status_changed(raw_status, written):
             # Results reach status before anything else happens: a crash after this line
             # loses nothing, and one before it only repeats the collection.
-            self.kube.patch_study_status(namespace, name, after.to_json())
+            self.kube.patch_study_status(namespace, name, written)
         events = found_events + status_events(p, before, after, fitted=fit is not None)
         events += [e for e in [blocked.became_blocked(before.conditions, held)] if e]
         self.metrics.trials_blocked.labels(namespace, name).set(len(stuck))

@@ -234,13 +234,17 @@ def conditions_for(
             message=reason if failed else None,
         ),
     ]
-    before = {c.type: c for c in previous}
-    for cond in wanted:
-        old = before.get(cond.type)
-        same = old is not None and old.status == cond.status and old.last_transition_time
-        cond.last_transition_time = old.last_transition_time if same and old else now
-        cond.observed_generation = generation
-    return wanted
+    return [stamped(cond, previous, generation, now) for cond in wanted]
+
+
+def stamped(cond: Condition, previous: Sequence[Condition], generation: int, now: str) -> Condition:
+    """The condition with its generation, and lastTransitionTime kept from the previous
+    condition of its type while its status is unchanged (else ``now``)."""
+    old = next((c for c in previous if c.type == cond.type), None)
+    kept = old.last_transition_time if old and old.status == cond.status else None
+    cond.last_transition_time = kept or now
+    cond.observed_generation = generation
+    return cond
 
 
 def build_status(
@@ -309,8 +313,9 @@ def refused(before: ScalingStudyStatus, generation: int) -> bool:
     return valid is not None and valid.status == "False" and valid.observed_generation == generation
 
 
-def status_changed(before: Mapping[str, object], after: ScalingStudyStatus) -> bool:
-    """Whether writing ``after`` changes anything but condition timestamps."""
+def status_changed(before: Mapping[str, object], new: Mapping[str, object]) -> bool:
+    """Whether writing ``new`` (a status as JSON) changes anything but condition
+    timestamps."""
 
     def strip(status: Mapping[str, object]) -> dict[str, object]:
         conds = status.get("conditions") or []
@@ -322,7 +327,6 @@ def status_changed(before: Mapping[str, object], after: ScalingStudyStatus) -> b
             ],
         }
 
-    new = after.to_json()
     return strip({k: before.get(k) for k in new}) != strip(new)
 
 
