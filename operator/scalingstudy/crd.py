@@ -217,6 +217,12 @@ PRINTER_COLUMNS = [
         "description": "Model-size exponent",
     },
     {
+        "name": "Spend",
+        "type": "string",
+        "jsonPath": ".status.design.spend",
+        "description": "GPU-seconds spent over the full grid's estimate",
+    },
+    {
         "name": "Task",
         "type": "string",
         "jsonPath": ".spec.task.name",

@@ -3,11 +3,14 @@ and the operator (records in status.results)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 
-from scalingstudy.fitting import FitOptions, Point
+from scalingstudy.fitting import FitError, FitOptions, Point
+from scalingstudy.fitting.report import FitReport
 from scalingstudy.spec import ScalingStudySpec
-from scalingstudy.status import TrialRecord
+from scalingstudy.status import StageFit, TrialRecord
+
+Fitter = Callable[[Sequence[Point], FitOptions], FitReport]
 
 #: Why a finished study has no fit, in both executors.
 NOT_FITTABLE = "fewer than 3 data sizes have a succeeded trial"
@@ -48,3 +51,20 @@ def fit_options(spec: ScalingStudySpec) -> FitOptions:
 def fittable(records: Iterable[TrialRecord]) -> bool:
     """At least 3 data sizes have a succeeded trial."""
     return len({r.data_size for r in records if r.status == "Succeeded"}) >= 3
+
+
+def stage_fit(
+    prefix: Iterable[TrialRecord], spec: ScalingStudySpec, data_size: int, fitter: Fitter
+) -> StageFit:
+    """The fit through one data size the adaptive design asked for (`design.Design`), in
+    the executor's way of fitting; a fit that cannot be made says nothing (no law, no
+    interval), so the design follows the best grid point and does not stop on it."""
+    records = list(prefix)
+    points = points_of(records)
+    n = len(points)
+    if not fittable(records):
+        return StageFit(data_size=data_size, results=n)
+    try:
+        return StageFit.of(fitter(points, fit_options(spec)), data_size, n)
+    except FitError:
+        return StageFit(data_size=data_size, results=n)

@@ -198,6 +198,88 @@ class FitStatus(_Status):
         )
 
 
+class StageFit(_Status):
+    """What a fit of the results up to one data size says, for the adaptive design: kept
+    in status so a restarted operator does not refit (a refit would say the same: the fit
+    is a function of the results)."""
+
+    data_size: int
+    """The largest data size of the results fitted (every trial up to it had finished)."""
+    results: int
+    """Succeeded results fitted."""
+    beta: float | None = None
+    """beta_g."""
+    beta_interval_width: float | None = None
+    """Width of the beta_g confidence interval."""
+    prediction_relative_width: float | None = None
+    """Width of the prediction interval at the first prediction, over the predicted loss."""
+    size_alpha: float | None = None
+    """Best parameter count = sizeAlpha * dataSize ** sizeBeta (the model-size law)."""
+    size_beta: float | None = None
+    """beta_p of that fit."""
+
+    @classmethod
+    def of(cls, report: FitReport, data_size: int, results: int) -> StageFit:
+        lc, ms = report.learning_curve, report.model_size
+        width = None
+        if lc is not None and lc.beta_interval:
+            width = lc.beta_interval[1] - lc.beta_interval[0]
+        first = report.predictions[0] if report.predictions else None
+        relative = None
+        if first is not None and first.interval and first.loss > 0:
+            relative = (first.interval[1] - first.interval[0]) / first.loss
+        return cls(
+            data_size=data_size,
+            results=results,
+            beta=None if lc is None else lc.beta,
+            beta_interval_width=width,
+            prediction_relative_width=relative,
+            size_alpha=None if ms is None else ms.alpha,
+            size_beta=None if ms is None else ms.beta,
+        )
+
+
+class StageWindow(_Status):
+    """The model sizes an adaptive study trains at one data size."""
+
+    data_size: int
+    """Data size."""
+    model_sizes: list[int]
+    """Model sizes planned there."""
+
+
+StopReason = Literal["TargetReached", "BudgetSpent", "AllDataSizes"]
+
+
+class DesignStatus(_Status):
+    """What the study's design chose and spent, against the full grid."""
+
+    strategy: Literal["grid", "adaptive"]
+    """grid or adaptive."""
+    trials_started: int
+    """Trials started (finished or running)."""
+    grid_trials: int
+    """Trials of the full grid of listed sizes."""
+    trials_skipped: int
+    """Grid trials not started."""
+    gpu_seconds: float
+    """GPU-seconds of finished trials (duration times GPUs; a trial without GPUs counts
+    as one device)."""
+    grid_gpu_seconds: float | None = None
+    """Estimated GPU-seconds of the full grid: finished trials as measured, the others
+    from the cost model fitted to them."""
+    spend: str | None = None
+    """gpuSeconds over gridGpuSeconds, as a percentage."""
+    budget_gpu_seconds: float | None = None
+    """The budget, when the spec sets one."""
+    stop_reason: StopReason | None = None
+    """Why no more trials start: TargetReached, BudgetSpent or AllDataSizes."""
+    windows: list[StageWindow] = Field(default_factory=list)
+    """Model sizes planned at each data size (adaptive)."""
+    stage_fits: list[StageFit] = Field(default_factory=list)
+    """Fits the adaptive decisions were made from."""
+
+
 class ScalingStudyStatus(_Status):
     """Observed state of a study."""
 
@@ -218,6 +300,8 @@ class ScalingStudyStatus(_Status):
     """One row per finished trial; kept across operator restarts and spec changes."""
     fit: FitStatus | None = None
     """Fitted scaling laws."""
+    design: DesignStatus | None = None
+    """Trials chosen and GPU time spent, against the full grid."""
 
     def to_json(self) -> dict[str, Any]:
         """The status as the API server stores it: camelCase, without empty fields."""

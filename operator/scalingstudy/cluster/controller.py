@@ -32,6 +32,7 @@ from scalingstudy.cluster.reconcile import (
     Pass,
     build_status,
     decide,
+    design_events,
     fit_due,
     invalid_status,
     refused,
@@ -42,11 +43,12 @@ from scalingstudy.cluster.reconcile import (
 )
 from scalingstudy.cluster.workers import Key, Wake
 from scalingstudy.contract import PUSH_JOB
+from scalingstudy.cost import gpus_per_trial
+from scalingstudy.design import Design, design
 from scalingstudy.fitting import FitError
-from scalingstudy.plan import Plan
-from scalingstudy.results import fit_options, points_of
+from scalingstudy.results import fit_options, points_of, stage_fit
 from scalingstudy.spec import ScalingStudySpec, SpecError, parse_spec
-from scalingstudy.status import FitStatus, ScalingStudyStatus
+from scalingstudy.status import FitStatus, ScalingStudyStatus, TrialRecord
 
 log = logging.getLogger("scalingstudy.operator")
 #: Trials per pod list: a label selector of finished trials stays a short URL.
@@ -116,13 +118,16 @@ class Controller:
         jobs = [job_state(j) for j in self.kube.list_jobs(namespace, f"{LABEL_STUDY}={name}")
                 if _owned_by(j, ref.uid)]  # fmt: skip
         found, found_events = self._collect(ref, spec, to_collect(jobs, recorded))
-        p = decide(Plan.of(name, spec), jobs, recorded, found.records, parallelism=spec.parallelism,
-                   max_failed=spec.max_failed_trials, fit=before.fit)  # fmt: skip
+        chosen = self._design(ref, spec, before, recorded, found.records, jobs)
+        p = decide(chosen.plan, jobs, recorded, found.records, parallelism=spec.parallelism,
+                   max_failed=spec.max_failed_trials, fit=before.fit,
+                   more=chosen.more)  # fmt: skip
         fit, fit_error, fit_wake = self._maybe_fit((namespace, name), spec, p)
         stuck = self._blocked(ref, jobs)
         now = now_rfc3339()
         held = blocked.condition(stuck, before.conditions, generation, now)
-        built = build_status(p, generation, before, fit or before.fit, fit_error, now, [held])
+        built = build_status(p, generation, before, fit or before.fit, fit_error, now, [held],
+                             chosen.started(p.create))  # fmt: skip
         after = within_limit(built, generation, now)
         written = after.to_json()
         if status_changed(raw_status, written):
@@ -130,6 +135,7 @@ class Controller:
             # loses nothing, and one before it only repeats the collection.
             self.kube.patch_study_status(namespace, name, written)
         events = found_events + status_events(p, before, after, fitted=fit is not None)
+        events += design_events(before.design, after.design, spec.model_sizes.sizes()[-1])
         events += [e for e in [blocked.became_blocked(before.conditions, held)] if e]
         self.metrics.trials_blocked.labels(namespace, name).set(len(stuck))
         rejected = self._act(ref, spec, p, events)
@@ -137,6 +143,26 @@ class Controller:
             self._refuse(ref, generation, after, "JobRejected", rejected)
         self.metrics.observe_study(namespace, name, after)
         return Wake(True, _sooner(found.wake_in, fit_wake))
+
+    def _design(
+        self,
+        ref: StudyRef,
+        spec: ScalingStudySpec,
+        before: ScalingStudyStatus,
+        recorded: dict[str, TrialRecord],
+        found: Sequence[TrialRecord],
+        jobs: Sequence[JobState],
+    ) -> Design:
+        """The design's decision, after the fits it asks for (in the fit child process;
+        kept in status.design, so each is made once)."""
+        records = {**{r.trial: r for r in found}, **recorded}
+        active = {j.trial for j in jobs if j.phase in ("active", "queued")} - records.keys()
+        fits = {f.data_size: f for f in (before.design.stage_fits if before.design else [])}
+        while True:
+            chosen = design(ref.name, spec, records, active, fits)
+            if chosen.fit_needed is None or chosen.fit_needed in fits:
+                return chosen
+            fits[chosen.fit_needed] = stage_fit(chosen.prefix, spec, chosen.fit_needed, run_fit)
 
     def _refuse(
         self, ref: StudyRef, generation: int, before: ScalingStudyStatus, why: str, error: str
@@ -249,15 +275,6 @@ def _samples(
     except PrometheusUnavailableError as exc:
         log.warning("%s/%s: %s; using termination messages", ref.namespace, ref.name, exc)
         return {}, False
-
-
-def gpus_per_trial(spec: ScalingStudySpec) -> float:
-    limits = spec.trainer.resources.limits
-    raw = limits.get("nvidia.com/gpu", spec.trainer.resources.requests.get("nvidia.com/gpu", 0))
-    try:
-        return float(str(raw))
-    except ValueError:
-        return 0.0
 
 
 def _owned_by(job: Obj, uid: str) -> bool:

@@ -20,6 +20,7 @@ from scalingstudy.results import NOT_FITTABLE, fittable
 from scalingstudy.scheduling import schedule
 from scalingstudy.status import (
     Condition,
+    DesignStatus,
     FitStatus,
     Phase,
     ScalingStudyStatus,
@@ -106,12 +107,16 @@ def decide(
     parallelism: int,
     max_failed: int,
     fit: FitStatus | None,
+    more: bool = False,
 ) -> Pass:
     """Which Jobs to create or delete, what to record, whether to fit.
 
     ``fit`` is the fit in status (None: none yet); a refit is needed when the number of
     succeeded results it used changed, or when the study just finished and its fit is not
-    final yet.
+    final yet. ``more``: the design may still add trials to ``plan`` (an adaptive study
+    waiting for results), so the study is not finished when the plan's trials are.
+    Running Jobs of trials no longer planned (a spec change, a stopped adaptive study)
+    are deleted.
     """
     records = dict(recorded)
     new = [r for r in collected if r.trial not in records]
@@ -139,7 +144,7 @@ def decide(
         running=running + len(create),
     )
     counts.pending = max(counts.total - counts.succeeded - counts.failed - counts.running, 0)
-    finished = (decision.finished and not uncollected) or decision.failed
+    finished = (decision.finished and not uncollected and not more) or decision.failed
     final = finished and not decision.failed
     needs_fit = fittable(relevant) and (
         fit is None or fit.based_on_results != succeeded or (final and not fit.final)
@@ -198,8 +203,10 @@ def conditions_for(
     generation: int,
     now: str,
     spec_error: str | None = None,
+    complete_reason: str | None = None,
 ) -> list[Condition]:
-    """Kubernetes-style conditions; lastTransitionTime moves only when status changes."""
+    """Kubernetes-style conditions; lastTransitionTime moves only when status changes.
+    ``complete_reason``: why a Succeeded study ended (the design's stop reason)."""
     failed_kind = (
         "InvalidSpec"
         if spec_error
@@ -225,7 +232,7 @@ def conditions_for(
         Condition(
             type="Complete",
             status="True" if phase == "Succeeded" else "False",
-            reason="StudySucceeded" if phase == "Succeeded" else "NotFinished",
+            reason=(complete_reason or "StudySucceeded") if phase == "Succeeded" else "NotFinished",
         ),
         Condition(
             type="Failed",
@@ -255,10 +262,12 @@ def build_status(
     fit_error: str | None,
     now: str,
     extra: Sequence[Condition] = (),
+    design: DesignStatus | None = None,
 ) -> ScalingStudyStatus:
     """The status after a pass. ``fit`` is the new fit, or the one in status when none ran;
     a fit is final only while the study still is (a spec change may add trials).
-    ``extra`` conditions (TrialsBlocked) follow the four of the phase."""
+    ``extra`` conditions (TrialsBlocked) follow the four of the phase; ``design`` is what
+    the study's design chose and spent."""
     if fit is not None and fit.final and not p.final:
         fit = fit.model_copy(update={"final": False})
     final_error = fit_error if p.finished else None
@@ -270,14 +279,18 @@ def build_status(
         p.records.values(), key=lambda r: (r.data_size, r.model_size, r.seed, order[r.trial])
     )
     done = p.counts.succeeded + p.counts.failed
+    stop = design.stop_reason if design else None
+    conditions = conditions_for(phase, reason, before.conditions, generation, now,
+                                complete_reason=stop)  # fmt: skip
     return ScalingStudyStatus(
         phase=phase,
         observed_generation=generation,
-        conditions=[*conditions_for(phase, reason, before.conditions, generation, now), *extra],
+        conditions=[*conditions, *extra],
         trials=p.counts,
         progress=f"{done}/{p.counts.total}",
         results=rows,
         fit=fit,
+        design=design,
     )
 
 
@@ -351,9 +364,47 @@ def status_events(
         return events
     if after.phase == "Succeeded":
         beta = fit.learning_curve.beta if fit and fit.learning_curve else None  # 4 digits
-        events.append(Event("Normal", "StudySucceeded", f"all trials finished; beta_g = {beta}"))
+        why = f" ({after.design.stop_reason})" if after.design and after.design.stop_reason else ""
+        events.append(
+            Event("Normal", "StudySucceeded", f"all trials finished{why}; beta_g = {beta}")
+        )
     elif after.phase == "Failed":
         failed = next((c for c in after.conditions if c.type == "Failed"), None)
         message = failed.message or failed.reason if failed else None
         events.append(Event("Warning", "StudyFailed", message or "failed"))
+    return events
+
+
+def design_events(
+    before: DesignStatus | None, after: DesignStatus | None, listed_max: int
+) -> list[Event]:
+    """Say when an adaptive study's window moves at a new data size, when it trains a
+    model size beyond the listed ones, and when it stops starting trials."""
+    if after is None:
+        return []
+    old = {w.data_size: w.model_sizes for w in (before.windows if before else [])}
+    events: list[Event] = []
+    previous: list[int] | None = None
+    for w in after.windows:
+        if w.data_size not in old and previous is not None and w.model_sizes != previous:
+            events.append(Event(
+                "Normal", "WindowMoved",
+                f"data size {w.data_size}: model sizes {w.model_sizes} (was {previous})",
+            ))  # fmt: skip
+        beyond = [m for m in w.model_sizes if m > listed_max]
+        if beyond and not [m for m in old.get(w.data_size, []) if m > listed_max]:
+            events.append(Event(
+                "Normal", "GridExtended",
+                f"data size {w.data_size}: model size(s) {beyond} beyond the listed ones, "
+                f"where the best model was at the largest",
+            ))  # fmt: skip
+        previous = w.model_sizes
+    if after.stop_reason in ("TargetReached", "BudgetSpent") and (
+        before is None or before.stop_reason != after.stop_reason
+    ):
+        events.append(Event(
+            "Normal", "DesignStopped",
+            f"{after.stop_reason}: no more trials start; spent {after.gpu_seconds:.0f} "
+            f"GPU-seconds ({after.spend or '?'} of the full grid's estimate)",
+        ))  # fmt: skip
     return events

@@ -23,15 +23,16 @@ from scalingstudy.contract import (
     parse_result,
     trial_environment,
 )
+from scalingstudy.design import design
 from scalingstudy.fitting import FitError, fit_points
 from scalingstudy.fitting.report import FitReport
 from scalingstudy.local import processes
 from scalingstudy.local.store import ResultStore
 from scalingstudy.plan import Plan, Trial
-from scalingstudy.results import NOT_FITTABLE, fit_options, fittable, points_of
+from scalingstudy.results import NOT_FITTABLE, fit_options, fittable, points_of, stage_fit
 from scalingstudy.scheduling import schedule
 from scalingstudy.spec import ScalingStudy, ScalingStudySpec, spec_digest_fields
-from scalingstudy.status import TrialRecord
+from scalingstudy.status import DesignStatus, StageFit, TrialRecord
 
 POLL_SECONDS = 0.05
 
@@ -45,6 +46,7 @@ class LocalRun:
     failed_reason: str | None
     wall_seconds: float
     ran: int
+    design: DesignStatus | None = None
     files: dict[str, Path] = field(default_factory=dict)
 
 
@@ -116,6 +118,10 @@ def _conclude(outcome: LocalRun, spec: ScalingStudySpec, store: ResultStore, tit
     """results.csv always; the fit, fit.json and the plot when the results allow."""
     relevant = outcome.records.values()
     outcome.files["results"] = store.write_results_csv(relevant)
+    if outcome.design is not None:
+        outcome.files["design"] = store.write_json(
+            "design.json", outcome.design.model_dump(mode="json", by_alias=True, exclude_none=True)
+        )
     if not fittable(relevant):
         outcome.fit_error = NOT_FITTABLE
         return
@@ -143,19 +149,27 @@ def run_study(
     name, spec = study.metadata.name, study.spec
     store = ResultStore(out)
     store.open(name, spec_digest_fields(spec))
-    plan = Plan.of(name, spec)
     records = _resumable(store)
     workers = workers or default_workers()
     launch = _launcher(study, store, workers)
     running: dict[str, processes.Running] = {}
+    fits: dict[int, StageFit] = {}
     ran = 0
     failed_reason: str | None = None
-    bar = tqdm(total=len(plan), initial=len(plan.relevant(records)), disable=not progress,
+    bar = tqdm(total=spec.trial_count(), initial=len(records), disable=not progress,
                unit="trial", desc=name, dynamic_ncols=True)  # fmt: skip
     try:
         while True:
+            chosen = design(name, spec, records, running.keys(), fits)
+            if chosen.fit_needed is not None:
+                fits[chosen.fit_needed] = stage_fit(chosen.prefix, spec, chosen.fit_needed,
+                                                    fit_points)  # fmt: skip
+                continue
+            plan = chosen.plan
+            # A stopped adaptive study no longer plans the next stage's trials: cancel them.
+            processes.stop_all([running.pop(n) for n in [n for n in running if n not in plan]])
             decision = schedule(plan, records, running.keys(), workers, spec.max_failed_trials)
-            if decision.finished:
+            if decision.failed or (decision.finished and not chosen.more):
                 failed_reason = decision.failed_reason
                 break
             for trial in decision.start:
@@ -166,6 +180,7 @@ def run_study(
                 rec = _finish(running.pop(trial_name), spec.metric.name)
                 store.record(rec)
                 records[rec.trial] = rec
+                bar.total = max(bar.total, len(plan))
                 bar.update(1)
                 bar.set_postfix(failed=sum(r.status == "Failed" for r in records.values()))
                 if on_record:
@@ -174,7 +189,14 @@ def run_study(
         processes.stop_all(list(running.values()))
         bar.close()
     outcome = LocalRun(
-        plan.relevant(records), plan, None, None, failed_reason, time.monotonic() - started, ran
+        plan.relevant(records),
+        plan,
+        None,
+        None,
+        failed_reason,
+        time.monotonic() - started,
+        ran,
+        chosen.status,
     )
     _conclude(outcome, spec, store, name)
     return outcome

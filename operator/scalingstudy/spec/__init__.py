@@ -38,6 +38,7 @@ from scalingstudy.spec.base import (
     SpecModel,
     cel,
 )
+from scalingstudy.spec.design import Budget, DesignSpec, StopWhen
 from scalingstudy.spec.grid import SizeGrid
 from scalingstudy.spec.pod import (
     EnvVar,
@@ -105,6 +106,8 @@ class ScalingStudySpec(SpecModel):
     """Model-size knob values (width for MLPs; width and depth for transformers)."""
     seeds: Annotated[int, Field(ge=1, le=32)] = 1
     """Trials per (data size, model size) with different initialisation seeds."""
+    design: DesignSpec = Field(default_factory=DesignSpec)
+    """Which trials to train: the full grid (default) or adaptively, with a budget."""
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     """Optimisation settings."""
     metric: MetricSpec = Field(default_factory=MetricSpec)
@@ -123,15 +126,47 @@ class ScalingStudySpec(SpecModel):
         n_data = len(self.data_sizes.sizes())
         if n_data < 3:
             raise ValueError(f"dataSizes gives {n_data} sizes; a learning curve needs at least 3")
-        total = n_data * len(self.model_sizes.sizes()) * self.seeds
-        if total > MAX_TRIALS:
+        design, largest = self.design, self.model_sizes.sizes()[-1]
+        if design.max_model_size is not None and design.max_model_size <= largest:
             raise ValueError(
-                f"dataSizes x modelSizes x seeds = {total} trials; at most {MAX_TRIALS} are allowed"
+                f"design.maxModelSize must be above the largest model size {largest} "
+                f"(got {design.max_model_size})"
+            )
+        if design.adaptive and design.full_grid_data_sizes > n_data:
+            raise ValueError(
+                f"design.fullGridDataSizes is {design.full_grid_data_sizes} but dataSizes "
+                f"gives only {n_data} sizes"
+            )
+        extensions = len(self.model_size_candidates()) - len(self.model_sizes.sizes())
+        total = n_data * (len(self.model_sizes.sizes()) + extensions) * self.seeds
+        if total > MAX_TRIALS:
+            counted = f" (with {extensions} extension model sizes)" if extensions else ""
+            raise ValueError(
+                f"dataSizes x modelSizes x seeds{counted} = {total} trials; at most "
+                f"{MAX_TRIALS} are allowed"
             )
         return self
 
     def trial_count(self) -> int:
+        """Trials of the full grid (of the listed sizes)."""
         return len(self.data_sizes.sizes()) * len(self.model_sizes.sizes()) * self.seeds
+
+    def model_size_candidates(self) -> list[int]:
+        """The listed model sizes and, with design.extendModelSizes, the larger ones an
+        adaptive study may add: the grid's factor (the ratio of the two largest listed
+        sizes for a list) applied to the largest until design.maxModelSize."""
+        listed = self.model_sizes.sizes()
+        ceiling = self.design.max_model_size
+        if ceiling is None or len(listed) < 2:
+            return listed
+        factor = listed[-1] / listed[-2]
+        out = list(listed)
+        while len(out) < len(listed) + 64:
+            nxt = max(round(out[-1] * factor), out[-1] + 1)
+            if nxt > ceiling:
+                break
+            out.append(nxt)
+        return out
 
 
 class ObjectMeta(BaseModel):
@@ -249,6 +284,8 @@ __all__ = [
     "PLURAL",
     "RESERVED_ENV_PREFIX",
     "VERSION",
+    "Budget",
+    "DesignSpec",
     "EarlyStopping",
     "EnvVar",
     "FitSpec",
@@ -260,6 +297,7 @@ __all__ = [
     "ScalingStudySpec",
     "SizeGrid",
     "SpecError",
+    "StopWhen",
     "TaskSpec",
     "Toleration",
     "TrainerSpec",

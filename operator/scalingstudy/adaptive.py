@@ -1,0 +1,260 @@
+"""The adaptive design: which trials to train, decided from the results so far. Pure.
+
+Data sizes are taken in increasing order; a *stage* is one data size. The first
+``fullGridDataSizes`` stages train every listed model size. Stage k after them trains
+the ``modelSizeWindow`` model sizes around the best model size predicted at its data
+size by the fit of the stages before it: the fit through stage k-1 once that stage has
+finished, and, so that stage k can start while k-1 still runs, the fit through stage
+k-2. A stage's model sizes are the union of both windows, so *which* trials run never
+depends on *when* results arrived, only on the results: a restarted operator, a resumed
+local run and an uninterrupted run decide the same (only a stop can find a trial of
+the next stage already started, and then it is cancelled).
+
+Within a stage, once its trials have finished: while the best model is at the edge of
+the sizes trained there, the next size in that direction is added (beyond the listed
+sizes only with extendModelSizes); with ``seeds > 1`` the extra seeds go to the two best
+model sizes when they are within noise of each other (2 standard deviations of log loss
+between seeds, pooled over the stages so far; before any cell has two seeds, always).
+
+After a finished stage the study stops (``TargetReached``) when every ``stopWhen``
+criterion holds for the fit through it and at least ``minDataSizes`` stages are in.
+
+The fits themselves are numerical and are made by the executor (the local runner in
+process, the operator in its fit child process): this module asks for the fit through a
+data size (``fit_needed``) and is called again with it (``fits``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from scalingstudy.cost import parameter_counts
+from scalingstudy.plan import Trial, trial_name
+from scalingstudy.spec import ScalingStudySpec, StopWhen
+from scalingstudy.status import StageFit, StageWindow, TrialRecord
+
+#: Extra seeds go to the best two model sizes when their log losses are closer than
+#: this many pooled seed standard deviations.
+AMBIGUITY_SIGMAS = 2.0
+#: A fit needs results at 3 data sizes.
+MIN_FIT_STAGES = 3
+
+Cell = tuple[int, int]  # (data size, model size)
+
+
+@dataclass(frozen=True)
+class Adaptive:
+    """The trials decided so far, in stage order, and what the decision waits for."""
+
+    trials: tuple[Trial, ...]
+    windows: tuple[StageWindow, ...]
+    #: The data size through which a fit is needed to decide further (None: none).
+    fit_needed: int | None
+    #: Every stage is decided: once the trials finish, the study is done.
+    complete: bool
+    #: The stop criteria held after the stage of this data size.
+    stopped_at: int | None = None
+    #: Trials of each stage, by data size (for the fit through a stage).
+    stages: dict[int, tuple[str, ...]] = field(default_factory=dict)
+
+
+def _mean_log(rs: list[TrialRecord]) -> float | None:
+    ok = [math.log(r.loss) for r in rs if r.status == "Succeeded" and r.loss]
+    return sum(ok) / len(ok) if ok else None
+
+
+def seed_noise(cells: Mapping[Cell, list[TrialRecord]], data_sizes: set[int]) -> float | None:
+    """Pooled standard deviation of log loss between seeds of the same cell, over the
+    given data sizes; None before any cell has two succeeded seeds."""
+    ss, dof = 0.0, 0
+    for (d, _), rs in cells.items():
+        if d not in data_sizes:
+            continue
+        ok = [math.log(r.loss) for r in rs if r.status == "Succeeded" and r.loss]
+        if len(ok) >= 2:
+            mean = sum(ok) / len(ok)
+            ss += sum((x - mean) ** 2 for x in ok)
+            dof += len(ok) - 1
+    return math.sqrt(ss / dof) if dof else None
+
+
+def predicted_index(fit: StageFit, data_size: int, sizes: list[float]) -> float | None:
+    """Where the fit's best parameter count at ``data_size`` falls among the candidate
+    model sizes (their parameter counts ``sizes``, increasing), as a fractional index
+    interpolated in log parameters; None without a model-size law."""
+    if fit.size_alpha is None or fit.size_beta is None or fit.size_alpha <= 0:
+        return None
+    target = math.log(fit.size_alpha) + fit.size_beta * math.log(data_size)
+    logs = [math.log(max(s, 1e-300)) for s in sizes]
+    if target <= logs[0]:
+        return (
+            0.0 if len(logs) < 2 or logs[1] == logs[0] else (target - logs[0]) / (logs[1] - logs[0])
+        )
+    for i in range(1, len(logs)):
+        if target <= logs[i]:
+            span = logs[i] - logs[i - 1]
+            return i - 1 + ((target - logs[i - 1]) / span if span > 0 else 0.0)
+    last = len(logs) - 1
+    span = logs[last] - logs[last - 1] if last >= 1 else 0.0
+    return last + ((target - logs[last]) / span if span > 0 else 0.0)
+
+
+def window(centre: float, width: int, reachable: int) -> range:
+    """``width`` consecutive indices whose middle is nearest ``centre``, within
+    [0, reachable)."""
+    width = min(width, reachable)
+    start = math.floor(centre - (width - 1) / 2 + 0.5)
+    start = min(max(start, 0), reachable - width)
+    return range(start, start + width)
+
+
+def _grid_best(cells: Mapping[Cell, list[TrialRecord]], d: int, models: list[int]) -> int | None:
+    scored = [(m, _mean_log(cells.get((d, m), []))) for m in models]
+    ranked = [(v, i) for i, (_, v) in enumerate(scored) if v is not None]
+    return min(ranked)[1] if ranked else None
+
+
+def decide_adaptive(
+    study: str,
+    spec: ScalingStudySpec,
+    records: Mapping[str, TrialRecord],
+    fits: Mapping[int, StageFit],
+) -> Adaptive:
+    """The trials to train now (see the module's description)."""
+    data_sizes = spec.data_sizes.sizes()
+    models = spec.model_size_candidates()
+    listed = len(spec.model_sizes.sizes())
+    reachable = len(models) if spec.design.extend_model_sizes else listed
+    design, seeds = spec.design, spec.seeds
+    cells: dict[Cell, list[TrialRecord]] = {}
+    for r in records.values():
+        cells.setdefault((r.data_size, r.model_size), []).append(r)
+    by_coords = {(r.data_size, r.model_size, r.seed): r for r in records.values()}
+    params = parameter_counts(records.values(), models)
+    sizes = [params[m] for m in models]
+
+    trials: list[Trial] = []
+    windows: list[StageWindow] = []
+    stages: dict[int, tuple[str, ...]] = {}
+    finished: list[bool] = []
+    fit_needed: int | None = None
+
+    def need(d: int) -> None:
+        nonlocal fit_needed
+        fit_needed = d if fit_needed is None else min(fit_needed, d)
+
+    for k, d in enumerate(data_sizes):
+        if k < design.full_grid_data_sizes:
+            chosen: set[int] = set(range(listed))
+        else:
+            chosen = set()
+            for j in (k - 2, k - 1):
+                if j < MIN_FIT_STAGES - 1 or not all(finished[: j + 1]):
+                    continue
+                fit = fits.get(data_sizes[j])
+                if fit is None:
+                    need(data_sizes[j])
+                    continue
+                centre = predicted_index(fit, d, sizes)
+                if centre is None:  # no parameter counts: follow the best grid point
+                    best = _grid_best(cells, data_sizes[j], models[:reachable])
+                    centre = float(best if best is not None else (listed - 1) / 2)
+                chosen |= set(window(centre, design.model_size_window, reachable))
+            if not chosen:
+                break  # stage k cannot be decided yet, nor any after it
+        stage = _settle(d, sorted(chosen), cells, by_coords, seeds, reachable, models,
+                        set(data_sizes[: k + 1]))  # fmt: skip
+        trials += [Trial(d, m, s, trial_name(study, d, m, s)) for m, s in stage.coords]
+        stages[d] = tuple(trial_name(study, d, m, s) for m, s in stage.coords)
+        windows.append(StageWindow(data_size=d, model_sizes=sorted({m for m, _ in stage.coords})))
+        finished.append(stage.finished)
+        stop = design.stop_when
+        if stop is None or k + 1 < stop.min_data_sizes or not all(finished):
+            continue
+        fit = fits.get(d)
+        if fit is None:
+            need(d)
+        elif criteria_met(fit, stop):
+            # Trials of later stages that finished already keep their results; running
+            # ones are no longer planned (the executors cancel them).
+            kept = sorted(
+                (r.data_size, r.model_size, r.seed) for r in records.values()
+                if r.data_size > d and r.model_size in models and r.seed < seeds
+            )  # fmt: skip
+            trials += [Trial(*c, trial_name(study, *c)) for c in kept]
+            return Adaptive(tuple(trials), tuple(windows), None, True, d, stages)
+    complete = len(finished) == len(data_sizes) and all(finished)
+    return Adaptive(tuple(trials), tuple(windows), fit_needed, complete, None, stages)
+
+
+def criteria_met(fit: StageFit, stop: StopWhen) -> bool:
+    """Every stopWhen criterion holds for the fit (an interval it lacks does not)."""
+    checks = []
+    if stop.beta_interval_width is not None:
+        checks.append(
+            fit.beta_interval_width is not None
+            and fit.beta_interval_width <= stop.beta_interval_width
+        )
+    if stop.prediction_relative_width is not None:
+        checks.append(
+            fit.prediction_relative_width is not None
+            and fit.prediction_relative_width <= stop.prediction_relative_width
+        )
+    return bool(checks) and all(checks)
+
+
+@dataclass(frozen=True)
+class _Stage:
+    coords: tuple[tuple[int, int], ...]  # (model size, seed), in order
+    finished: bool
+
+
+def _settle(
+    d: int,
+    chosen: list[int],
+    cells: Mapping[Cell, list[TrialRecord]],
+    by_coords: Mapping[tuple[int, int, int], TrialRecord],
+    seeds: int,
+    reachable: int,
+    models: list[int],
+    noise_sizes: set[int],
+) -> _Stage:
+    """A stage's trials: the chosen model sizes (indices into ``models``, made
+    contiguous), grown at the edge where the best is, with extra seeds where the best is
+    ambiguous; finished when every one of them has a record and nothing more is added."""
+    lo, hi = min(chosen), max(chosen)
+    extra: set[int] = set()  # model indices with every seed
+    noise = seed_noise(cells, noise_sizes)
+
+    def planned() -> list[tuple[int, int]]:
+        return [(i, s) for i in range(lo, hi + 1) for s in (range(seeds) if i in extra else [0])]
+
+    while True:
+        coords = planned()
+        if any((d, models[i], s) not in by_coords for i, s in coords):
+            break
+        ranked = sorted(
+            (v, i)
+            for i in range(lo, hi + 1)
+            if (v := _mean_log(cells.get((d, models[i]), []))) is not None
+        )
+        if not ranked:
+            break
+        best = ranked[0][1]
+        # A failed neighbour is never best: growth past it ends there.
+        if best == hi and hi + 1 < reachable:
+            hi += 1
+            continue
+        if best == lo and lo > 0:
+            lo -= 1
+            continue
+        if seeds > 1 and len(ranked) >= 2:
+            close = noise is None or ranked[1][0] - ranked[0][0] < AMBIGUITY_SIGMAS * noise
+            wanted = {ranked[0][1], ranked[1][1]} if close else set()
+            if not wanted <= extra:
+                extra |= wanted
+                continue
+        return _Stage(tuple((models[i], s) for i, s in coords), True)
+    return _Stage(tuple((models[i], s) for i, s in planned()), False)

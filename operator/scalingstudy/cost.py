@@ -1,0 +1,128 @@
+"""What trials cost, in GPU-seconds: measured for finished trials, expected for the rest.
+
+The expected cost of a trial comes from the finished ones through
+``log cost = a + b log(data size) + c log(parameters)`` by least squares (b and c kept
+in [0, 2]: training cost grows with both, at most quadratically), which follows the
+6·N·D compute of a fixed number of epochs and bends where step limits clip it. With
+too few distinct finished trials the exponents are taken as 1 (cost proportional to
+data size times parameters, the scale from the finished trials), and with none the cost
+is unknown. Pure Python: the operator decides with it and keeps numpy out of its process.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from scalingstudy.spec import ScalingStudySpec
+from scalingstudy.status import TrialRecord
+
+GPU = "nvidia.com/gpu"
+
+
+def devices_per_trial(spec: ScalingStudySpec) -> float:
+    """GPUs a trial's pod asks for; a pod without GPUs counts as one device, so a CPU
+    study's budget is in device-hours."""
+    return max(gpus_per_trial(spec), 1.0)
+
+
+def gpus_per_trial(spec: ScalingStudySpec) -> float:
+    resources = spec.trainer.resources
+    raw = resources.limits.get(GPU, resources.requests.get(GPU, 0))
+    try:
+        return float(str(raw))
+    except ValueError:
+        return 0.0
+
+
+def measured(record: TrialRecord, devices: float) -> float:
+    """A finished trial's GPU-seconds (0 when its duration is unknown)."""
+    return (record.duration_seconds or 0.0) * devices
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Expected GPU-seconds of a trial from its data size and parameter count."""
+
+    intercept: float
+    data_exponent: float
+    size_exponent: float
+
+    def expected(self, data_size: float, parameters: float) -> float:
+        return math.exp(
+            self.intercept
+            + self.data_exponent * math.log(data_size)
+            + self.size_exponent * math.log(parameters)
+        )
+
+    @classmethod
+    def fitted(
+        cls, records: Iterable[TrialRecord], devices: float, sizes: Mapping[int, float]
+    ) -> CostModel | None:
+        """From finished trials with a duration; ``sizes`` maps a model size to its
+        parameter count (the knob itself where none was reported). None without any."""
+        rows = [
+            (math.log(r.data_size), math.log(sizes.get(r.model_size, r.model_size)),
+             math.log(measured(r, devices)))
+            for r in records
+            if (r.duration_seconds or 0) > 0
+        ]  # fmt: skip
+        if not rows:
+            return None
+        distinct_d = {round(x, 9) for x, _, _ in rows}
+        distinct_p = {round(y, 9) for _, y, _ in rows}
+        b = c = 1.0
+        if len(distinct_d) >= 2 and len(distinct_p) >= 2 and len(rows) >= 4:
+            b, c = _slopes(rows)
+        intercept = sum(z - b * x - c * y for x, y, z in rows) / len(rows)
+        return cls(intercept, b, c)
+
+
+def _slopes(rows: list[tuple[float, float, float]]) -> tuple[float, float]:
+    """Least-squares slopes of z on x and y (centred normal equations), kept in [0, 2]."""
+    n = len(rows)
+    mx = sum(r[0] for r in rows) / n
+    my = sum(r[1] for r in rows) / n
+    mz = sum(r[2] for r in rows) / n
+    sxx = sum((r[0] - mx) ** 2 for r in rows)
+    syy = sum((r[1] - my) ** 2 for r in rows)
+    sxy = sum((r[0] - mx) * (r[1] - my) for r in rows)
+    sxz = sum((r[0] - mx) * (r[2] - mz) for r in rows)
+    syz = sum((r[1] - my) * (r[2] - mz) for r in rows)
+    det = sxx * syy - sxy * sxy
+    if det <= 1e-12 * max(sxx * syy, 1e-300):
+        return 1.0, 1.0
+    b = (sxz * syy - syz * sxy) / det
+    c = (syz * sxx - sxz * sxy) / det
+    return min(max(b, 0.0), 2.0), min(max(c, 0.0), 2.0)
+
+
+def parameter_counts(records: Iterable[TrialRecord], candidates: list[int]) -> dict[int, float]:
+    """Parameters per model size: the mean reported, extrapolated on a log-log line to
+    sizes not trained yet, the knob itself where no trial reported any."""
+    seen: dict[int, list[float]] = {}
+    for r in records:
+        if r.parameters:
+            seen.setdefault(r.model_size, []).append(float(r.parameters))
+    known = {m: sum(v) / len(v) for m, v in seen.items()}
+    if not known:
+        return {m: float(m) for m in candidates}
+    pairs = sorted(known.items())
+    out: dict[int, float] = {}
+    for m in candidates:
+        if m in known:
+            out[m] = known[m]
+            continue
+        below = [p for p in pairs if p[0] < m]
+        above = [p for p in pairs if p[0] > m]
+        # between two trained sizes, or beyond them: the line through the two nearest
+        near = [below[-1], above[0]] if below and above else below[-2:] if below else above[:2]
+        if len(near) < 2:
+            m0, p0 = near[0]
+            out[m] = p0 * m / m0
+            continue
+        (m1, p1), (m2, p2) = near
+        slope = math.log(p2 / p1) / math.log(m2 / m1) if m1 != m2 else 1.0
+        out[m] = p1 * (m / m1) ** slope
+    return out

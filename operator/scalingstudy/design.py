@@ -1,0 +1,151 @@
+"""The study's design, shared by both executors: which trials may start now (the grid or
+the adaptive choice, within the budget), whether more may come, why the study stops, and
+what it spent against the full grid. Pure: spec, results, running trials and the fits
+asked for in; the decision out."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+from scalingstudy.adaptive import decide_adaptive
+from scalingstudy.cost import CostModel, devices_per_trial, measured, parameter_counts
+from scalingstudy.plan import Plan, Trial, plan_trials
+from scalingstudy.spec import ScalingStudySpec
+from scalingstudy.status import DesignStatus, StageFit, StageWindow, StopReason, TrialRecord
+
+
+@dataclass(frozen=True)
+class Design:
+    #: Trials that may run: recorded, running, or affordable and decided.
+    plan: Plan
+    #: Trials may still be added to the plan (the design waits for results or a fit).
+    more: bool
+    #: The data size through which the executor must fit before deciding further.
+    fit_needed: int | None
+    stop_reason: StopReason | None
+    status: DesignStatus
+    #: The records a fit through ``fit_needed`` uses (succeeded or not).
+    prefix: tuple[TrialRecord, ...] = ()
+    #: Trial names of the full grid of listed sizes.
+    grid: frozenset[str] = frozenset()
+
+    def started(self, created: Collection[Trial]) -> DesignStatus:
+        """The status once ``created`` (not running before this decision) have started."""
+        new = [t for t in created if t.name in self.plan]
+        return self.status.model_copy(
+            update={
+                "trials_started": self.status.trials_started + len(new),
+                "trials_skipped": self.status.trials_skipped
+                - sum(1 for t in new if t.name in self.grid),
+            }
+        )
+
+
+def design(
+    study: str,
+    spec: ScalingStudySpec,
+    records: Mapping[str, TrialRecord],
+    active: Collection[str],
+    fits: Mapping[int, StageFit],
+) -> Design:
+    """The decision of this moment (see the module's description)."""
+    stopped = False
+    windows: tuple[StageWindow, ...] = ()
+    fit_needed: int | None = None
+    prefix: tuple[TrialRecord, ...] = ()
+    if spec.design.adaptive:
+        chosen = decide_adaptive(study, spec, records, fits)
+        wanted: Sequence[Trial] = chosen.trials
+        windows, fit_needed, stopped = (
+            chosen.windows,
+            chosen.fit_needed,
+            chosen.stopped_at is not None,
+        )
+        more = not chosen.complete
+        if fit_needed is not None:
+            names = {n for d, ns in chosen.stages.items() if d <= fit_needed for n in ns}
+            prefix = tuple(records[n] for n in sorted(names) if n in records)
+    else:
+        wanted, more = plan_trials(study, spec), False
+    devices = devices_per_trial(spec)
+    models = spec.model_size_candidates()
+    sizes = parameter_counts(records.values(), models)
+    planned_names = {t.name for t in wanted}
+    relevant = [r for n, r in records.items() if n in planned_names]
+    cost = CostModel.fitted(relevant, devices, sizes)
+    spent = sum(measured(r, devices) for r in relevant)
+    running = [t for t in wanted if t.name in active and t.name not in records]
+
+    def expected(t: Trial) -> float:
+        return (
+            0.0
+            if cost is None
+            else cost.expected(t.data_size, sizes.get(t.model_size, t.model_size))
+        )
+
+    budget = None if spec.design.budget is None else spec.design.budget.gpu_hours * 3600.0
+    kept: list[Trial] = []
+    blocked = False
+    committed = spent + sum(expected(t) for t in running)
+    for t in wanted:
+        if t.name in records or t.name in active:
+            kept.append(t)
+        elif not blocked and (budget is None or committed + expected(t) <= budget):
+            kept.append(t)
+            committed += expected(t)
+        else:
+            blocked = True
+    if blocked:
+        more = False
+    unfinished = any(t.name not in records for t in kept)
+    reason: StopReason | None = None
+    if not unfinished and not more and fit_needed is None:
+        reason = "TargetReached" if stopped else "BudgetSpent" if blocked else "AllDataSizes"
+    elif stopped or blocked:
+        reason = "TargetReached" if stopped else "BudgetSpent"
+    status = _status(spec, study, records, active, kept, cost, sizes, devices, spent)
+    status = status.model_copy(
+        update={
+            "stop_reason": reason,
+            "budget_gpu_seconds": budget,
+            "windows": list(windows),
+            "stage_fits": [fits[d] for d in sorted(fits) if spec.design.adaptive],
+        }
+    )
+    grid = frozenset(t.name for t in plan_trials(study, spec))
+    return Design(Plan(tuple(kept)), more or fit_needed is not None, fit_needed, reason,
+                  status, prefix, grid)  # fmt: skip
+
+
+def _status(
+    spec: ScalingStudySpec,
+    study: str,
+    records: Mapping[str, TrialRecord],
+    active: Collection[str],
+    kept: Sequence[Trial],
+    cost: CostModel | None,
+    sizes: Mapping[int, float],
+    devices: float,
+    spent: float,
+) -> DesignStatus:
+    grid = plan_trials(study, spec)
+    started = {t.name for t in kept if t.name in records or t.name in active}
+    grid_started = sum(1 for t in grid if t.name in started)
+    estimate = None
+    if cost is not None:
+        estimate = sum(
+            measured(records[t.name], devices) if t.name in records
+            else cost.expected(t.data_size, sizes.get(t.model_size, t.model_size))
+            for t in grid
+        )  # fmt: skip
+    spend = None if not estimate else f"{100.0 * spent / estimate:.0f}%"
+    return DesignStatus(
+        strategy=spec.design.strategy,
+        trials_started=len(started),
+        grid_trials=len(grid),
+        trials_skipped=len(grid) - grid_started,
+        gpu_seconds=round(spent, 1),
+        grid_gpu_seconds=None if estimate is None else round(estimate, 1),
+        spend=spend,
+    )
