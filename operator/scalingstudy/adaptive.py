@@ -14,7 +14,7 @@ Within a stage, once its trials have finished: while the best model is at the ed
 the sizes trained there, the next size in that direction is added (beyond the listed
 sizes only with extendModelSizes); with ``seeds > 1`` the extra seeds go to the two best
 model sizes when they are within noise of each other (2 standard deviations of log loss
-between seeds, pooled over the stages so far; before any cell has two seeds, always).
+between seeds, pooled over the earlier stages; before any cell has two seeds, always).
 
 After a finished stage the study stops (``TargetReached``) when every ``stopWhen``
 criterion holds for the fit through it and at least ``minDataSizes`` stages are in.
@@ -42,6 +42,8 @@ AMBIGUITY_SIGMAS = 2.0
 MIN_FIT_STAGES = 3
 
 Cell = tuple[int, int]  # (data size, model size)
+#: The noise of the earlier stages is not known yet (one of them is still running).
+_WAIT = object()
 
 
 @dataclass(frozen=True)
@@ -164,8 +166,10 @@ def decide_adaptive(
                 chosen |= set(window(centre, design.model_size_window, reachable))
             if not chosen:
                 break  # stage k cannot be decided yet, nor any after it
-        stage = _settle(d, sorted(chosen), cells, by_coords, seeds, reachable, models,
-                        set(data_sizes[: k + 1]))  # fmt: skip
+        # Seeds are decided on the noise of the finished stages before this one, so a
+        # stage that finishes first waits for them.
+        noise = seed_noise(cells, set(data_sizes[:k])) if all(finished) else _WAIT
+        stage = _settle(d, sorted(chosen), cells, by_coords, seeds, reachable, models, noise)
         trials += [Trial(d, m, s, trial_name(study, d, m, s)) for m, s in stage.coords]
         stages[d] = tuple(trial_name(study, d, m, s) for m, s in stage.coords)
         windows.append(StageWindow(data_size=d, model_sizes=sorted({m for m, _ in stage.coords})))
@@ -219,14 +223,13 @@ def _settle(
     seeds: int,
     reachable: int,
     models: list[int],
-    noise_sizes: set[int],
+    noise: float | object | None,
 ) -> _Stage:
     """A stage's trials: the chosen model sizes (indices into ``models``, made
     contiguous), grown at the edge where the best is, with extra seeds where the best is
     ambiguous; finished when every one of them has a record and nothing more is added."""
     lo, hi = min(chosen), max(chosen)
     extra: set[int] = set()  # model indices with every seed
-    noise = seed_noise(cells, noise_sizes)
 
     def planned() -> list[tuple[int, int]]:
         return [(i, s) for i in range(lo, hi + 1) for s in (range(seeds) if i in extra else [0])]
@@ -251,6 +254,9 @@ def _settle(
             lo -= 1
             continue
         if seeds > 1 and len(ranked) >= 2:
+            if noise is _WAIT:
+                break
+            assert noise is None or isinstance(noise, float)
             close = noise is None or ranked[1][0] - ranked[0][0] < AMBIGUITY_SIGMAS * noise
             wanted = {ranked[0][1], ranked[1][1]} if close else set()
             if not wanted <= extra:
