@@ -13,14 +13,14 @@ from benchmarks.scaling_truth import Truth, parameters, random_truth
 
 from scalingstudy.adaptive import predicted_index, window
 from scalingstudy.cluster.reconcile import design_events
-from scalingstudy.contract import TrialResult
 from scalingstudy.cost import CostModel, parameter_counts
-from scalingstudy.design import Design, design
+from scalingstudy.design import design
 from scalingstudy.fitting import fit_points
 from scalingstudy.plan import Trial, plan_trials
 from scalingstudy.results import stage_fit
 from scalingstudy.spec import ScalingStudySpec, SpecError, parse_spec
-from scalingstudy.status import DesignStatus, StageFit, StageWindow, TrialRecord
+from scalingstudy.status import DesignStatus, StageFit, StageWindow
+from tests.design_loop import moments, record, run
 
 DATA = [1000, 2000, 4000, 8000, 16000, 32000]
 MODELS = [4, 8, 16, 32, 64, 128]
@@ -39,51 +39,6 @@ def spec_of(**design_spec: Any) -> ScalingStudySpec:
             **extra,
         }
     )
-
-
-def record(trial: Trial, loss: float, duration: float = 1.0) -> TrialRecord:
-    return TrialRecord.succeeded(
-        trial, TrialResult(loss=loss, parameters=parameters(trial.model_size)), duration
-    )
-
-
-Order = Callable[[list[Trial]], list[Trial]]
-#: The last run's decisions with what was known at each: (design, records, running).
-moments: list[tuple[Design, dict[str, TrialRecord], set[str]]] = []
-
-
-def run(
-    spec: ScalingStudySpec,
-    loss: Callable[[Trial], float],
-    order: Order = lambda ts: ts,
-    cost: Callable[[Trial], float] = lambda t: 1.0,
-    parallelism: int = 4,
-) -> tuple[dict[str, TrialRecord], Design, list[Design]]:
-    """The executors' loop without processes: start what the design allows (up to
-    ``parallelism`` running), finish one running trial chosen by ``order``."""
-    records: dict[str, TrialRecord] = {}
-    running: dict[str, Trial] = {}
-    fits: dict[int, StageFit] = {}
-    seen: list[Design] = []
-    moments.clear()
-    while True:
-        chosen = design("s", spec, records, running.keys(), fits)
-        if chosen.fit_needed is not None:
-            fits[chosen.fit_needed] = stage_fit(chosen.prefix, spec, chosen.fit_needed, fit_points)
-            continue
-        seen.append(chosen)
-        moments.append((chosen, dict(records), set(running)))
-        for name in [n for n in running if n not in chosen.plan]:
-            del running[name]
-        waiting = [t for t in chosen.plan if t.name not in records and t.name not in running]
-        for t in waiting[: max(parallelism - len(running), 0)]:
-            running[t.name] = t
-        if not running:
-            assert not chosen.more, "the design waits but nothing runs"
-            return records, chosen, seen
-        done = order(list(running.values()))[0]
-        del running[done.name]
-        records[done.name] = record(done, loss(done), cost(done))
 
 
 def truth_loss(truth: Truth) -> Callable[[Trial], float]:
@@ -199,8 +154,12 @@ def test_a_precise_fit_stops_the_study_and_cancels_the_next_stage() -> None:
     assert {r.data_size for r in records.values()} <= set(DATA[:5])
     assert DATA[3] in {r.data_size for r in records.values()}
     stopped = [d for d in seen if d.stop_reason == "TargetReached"]
-    # running trials of later stages are no longer planned: the executors cancel them
-    assert all(t.data_size <= DATA[3] or t.name in records for t in stopped[0].plan)
+    stop_at = max(w.data_size for w in final.status.windows)
+    # trials of later stages are no longer planned: running ones are cancelled, finished
+    # ones kept out of the fit
+    assert all(t.data_size <= stop_at for t in stopped[0].plan)
+    # the next stage had started before the stop (from the fit through the stage before)
+    assert any(t.data_size > stop_at for d in seen for t in d.plan)
     events = design_events(seen[0].status, final.status, MODELS[-1])
     assert [e.reason for e in events].count("DesignStopped") == 1
 
@@ -287,3 +246,13 @@ def test_bad_designs_are_rejected_naming_the_field(
     with pytest.raises(SpecError) as info:
         spec_of(**design_spec)
     assert fragment in str(info.value)
+
+
+def test_a_fit_made_of_other_results_is_made_again() -> None:
+    spec = spec_of(strategy="adaptive")
+    records, _, _ = run(spec, truth_loss(TRUTH))
+    stale = {DATA[2]: StageFit(data_size=DATA[2], results=3, size_alpha=1.0, size_beta=0.5)}
+    again = design("s", spec, records, set(), stale)
+    assert again.fit_needed == DATA[2]
+    assert len(again.prefix) == 3 * len(MODELS)
+    assert again.more

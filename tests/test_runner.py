@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import signal
 import subprocess
@@ -13,7 +14,11 @@ from typing import Any
 
 import pytest
 import yaml
+from benchmarks.scaling_truth import random_truth
 
+from scalingstudy.local.runner import run_study
+from scalingstudy.spec import load_study
+from scalingstudy.status import StageWindow
 from tests.conftest import run_cli
 
 HERE = Path(__file__).resolve().parent
@@ -234,3 +239,66 @@ def test_the_preflight_never_loads_torch_into_the_cli() -> None:
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def _adaptive_study(tmp_path: Path, **design: Any) -> Path:
+    """An adaptive study on a known ground truth (benchmarks/scaling_truth.py)."""
+    truth = random_truth(2)
+    doc = {
+        "apiVersion": "scalingstudy.io/v1alpha1",
+        "kind": "ScalingStudy",
+        "metadata": {"name": "adapt"},
+        "spec": {
+            "task": {"name": "simulated"},
+            "trainer": {
+                "command": [sys.executable, str(HERE.parent / "benchmarks" / "scaling_truth.py")],
+                "env": [{"name": "SCALING_TRUTH", "value": json.dumps(dataclasses.asdict(truth))}],
+            },
+            "dataSizes": {"values": [1000, 2000, 4000, 8000, 16000]},
+            "modelSizes": {"values": [4, 8, 16, 32, 64]},
+            "fit": {"bootstrap": 40},
+            "design": {"strategy": "adaptive", **design},
+        },
+    }
+    path = tmp_path / "adaptive.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_adaptive_run_skips_grid_trials_and_an_interrupted_run_resumes_to_the_same(
+    tmp_path: Path,
+) -> None:
+    study = _adaptive_study(tmp_path)
+    whole = tmp_path / "whole"
+    result = run_cli("run", str(study), "--out", str(whole), "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    design = json.loads((whole / "design.json").read_text())
+    assert design["strategy"] == "adaptive" and design["stopReason"] == "AllDataSizes"
+    assert 15 < design["trialsStarted"] < 25 and design["trialsSkipped"] == 25 - (
+        design["trialsStarted"]
+    )
+    assert "design adaptive:" in result.stdout
+    rows = {r["trial"] for r in csv.DictReader((whole / "results.csv").open())}
+    assert len(rows) == design["trialsStarted"]
+
+    # interrupted after 8 results (the local runner stops as on Ctrl-C), then resumed
+    cut = tmp_path / "cut"
+    seen: list[str] = []
+
+    def interrupt(rec: Any) -> None:
+        seen.append(rec.trial)
+        if len(seen) == 8:
+            raise KeyboardInterrupt
+
+    loaded = load_study(study)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(loaded, cut, workers=2, progress=False, on_record=interrupt)
+    resumed = run_study(loaded, cut, workers=2, progress=False)
+    assert set(resumed.records) == rows
+    assert resumed.design is not None and resumed.design.windows == [
+        StageWindow.model_validate(w) for w in design["windows"]
+    ]
+    assert resumed.ran == len(rows) - 8
+    first = json.loads((whole / "fit.json").read_text())["learning_curve"]["beta"]
+    assert resumed.fit is not None and resumed.fit.learning_curve is not None
+    assert resumed.fit.learning_curve.beta == pytest.approx(first, abs=1e-9)

@@ -8,7 +8,7 @@ finished, and, so that stage k can start while k-1 still runs, the fit through s
 k-2. A stage's model sizes are the union of both windows, so *which* trials run never
 depends on *when* results arrived, only on the results: a restarted operator, a resumed
 local run and an uninterrupted run decide the same (only a stop can find a trial of
-the next stage already started, and then it is cancelled).
+the next stage already started: it is cancelled, or left out of the fit if it finished).
 
 Within a stage, once its trials have finished: while the best model is at the edge of
 the sizes trained there, the next size in that direction is added (beyond the listed
@@ -147,6 +147,17 @@ def decide_adaptive(
         nonlocal fit_needed
         fit_needed = d if fit_needed is None else min(fit_needed, d)
 
+    def fit_through(d: int) -> StageFit | None:
+        """The fit through ``d`` when it was made of the results there are now (a spec
+        change or a lost status row makes it stale: it is made again)."""
+        fit = fits.get(d)
+        ok = sum(1 for ds, names in stages.items() if ds <= d for n in names
+                 if (r := records.get(n)) is not None and r.status == "Succeeded")  # fmt: skip
+        if fit is None or fit.results != ok:
+            need(d)
+            return None
+        return fit
+
     for k, d in enumerate(data_sizes):
         if k < design.full_grid_data_sizes:
             chosen: set[int] = set(range(listed))
@@ -155,9 +166,8 @@ def decide_adaptive(
             for j in (k - 2, k - 1):
                 if j < MIN_FIT_STAGES - 1 or not all(finished[: j + 1]):
                     continue
-                fit = fits.get(data_sizes[j])
+                fit = fit_through(data_sizes[j])
                 if fit is None:
-                    need(data_sizes[j])
                     continue
                 centre = predicted_index(fit, d, sizes)
                 if centre is None:  # no parameter counts: follow the best grid point
@@ -177,17 +187,12 @@ def decide_adaptive(
         stop = design.stop_when
         if stop is None or k + 1 < stop.min_data_sizes or not all(finished):
             continue
-        fit = fits.get(d)
-        if fit is None:
-            need(d)
-        elif criteria_met(fit, stop):
-            # Trials of later stages that finished already keep their results; running
-            # ones are no longer planned (the executors cancel them).
-            kept = sorted(
-                (r.data_size, r.model_size, r.seed) for r in records.values()
-                if r.data_size > d and r.model_size in models and r.seed < seeds
-            )  # fmt: skip
-            trials += [Trial(*c, trial_name(study, *c)) for c in kept]
+        fit = fit_through(d)
+        if fit is not None and criteria_met(fit, stop):
+            # Trials of later stages are no longer planned: running ones are cancelled,
+            # finished ones stay in the records but out of the fit (a stage with only
+            # some of its model sizes would misstate the best loss there), so the final
+            # fit is the same whenever they happened to finish.
             return Adaptive(tuple(trials), tuple(windows), None, True, d, stages)
     complete = len(finished) == len(data_sizes) and all(finished)
     return Adaptive(tuple(trials), tuple(windows), fit_needed, complete, None, stages)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from scalingstudy.report_table import format_fit
+from scalingstudy.report_table import design_line, format_fit
 
 if TYPE_CHECKING:
     from scalingstudy.fitting.report import FitReport
@@ -184,6 +184,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"  failed {rec.trial}: {rec.reason}: {(rec.message or '').splitlines()[-1:]}",
                 file=sys.stderr,
             )
+    if outcome.design is not None and outcome.design.strategy == "adaptive":
+        print(design_line(outcome.design))
     if outcome.fit is not None:
         print(format_fit(outcome.fit))
     else:

@@ -71,10 +71,13 @@ def design(
     devices = devices_per_trial(spec)
     models = spec.model_size_candidates()
     sizes = parameter_counts(records.values(), models)
-    planned_names = {t.name for t in wanted}
-    relevant = [r for n, r in records.items() if n in planned_names]
-    cost = CostModel.fitted(relevant, devices, sizes)
-    spent = sum(measured(r, devices) for r in relevant)
+    # What the study spent: every trial of its sizes that ran, also one a stop left out
+    # of the plan (not a trial of an earlier spec's sizes).
+    data_sizes, seeds = set(spec.data_sizes.sizes()), spec.seeds
+    ran = [r for r in records.values()
+           if r.data_size in data_sizes and r.model_size in sizes and r.seed < seeds]  # fmt: skip
+    cost = CostModel.fitted(ran, devices, sizes)
+    spent = sum(measured(r, devices) for r in ran)
     running = [t for t in wanted if t.name in active and t.name not in records]
 
     def expected(t: Trial) -> float:
@@ -104,7 +107,7 @@ def design(
         reason = "TargetReached" if stopped else "BudgetSpent" if blocked else "AllDataSizes"
     elif stopped or blocked:
         reason = "TargetReached" if stopped else "BudgetSpent"
-    status = _status(spec, study, records, active, kept, cost, sizes, devices, spent)
+    status = _status(spec, study, records, active, ran, cost, sizes, devices, spent)
     status = status.model_copy(
         update={
             "stop_reason": reason,
@@ -123,14 +126,14 @@ def _status(
     study: str,
     records: Mapping[str, TrialRecord],
     active: Collection[str],
-    kept: Sequence[Trial],
+    ran: Sequence[TrialRecord],
     cost: CostModel | None,
     sizes: Mapping[int, float],
     devices: float,
     spent: float,
 ) -> DesignStatus:
     grid = plan_trials(study, spec)
-    started = {t.name for t in kept if t.name in records or t.name in active}
+    started = {r.trial for r in ran} | set(active)
     grid_started = sum(1 for t in grid if t.name in started)
     estimate = None
     if cost is not None:

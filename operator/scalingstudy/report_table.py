@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from scalingstudy.fitting.report import DataForTarget, FitReport, ModelSizeLaw
+from scalingstudy.status import DesignStatus
 
 
 def short(value: float | None, digits: int = 4) -> str:
@@ -89,3 +90,13 @@ def format_fit(fit: FitReport) -> str:
         )
     lines += [f"warning: {w}" for w in fit.warnings]
     return "\n".join(lines)
+
+
+def design_line(d: DesignStatus) -> str:
+    """What an adaptive study chose and spent, in one line."""
+    grid = f" of the full grid's estimated {d.grid_gpu_seconds:.0f}" if d.grid_gpu_seconds else ""
+    return (
+        f"design {d.strategy}: {d.trials_started} trials started, {d.trials_skipped} of the "
+        f"grid's {d.grid_trials} skipped; {d.gpu_seconds:.0f} GPU-seconds ({d.spend or '?'}"
+        f"{grid}); stopped: {d.stop_reason or 'no'}"
+    )

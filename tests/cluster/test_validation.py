@@ -90,6 +90,12 @@ INVALID = [
         "at most 2000 trials",
     ),
     ("metadata.name", "x" * 64, "metadata.name"),
+    ("spec.design", {"strategy": "sometimes"}, "spec.design.strategy"),
+    ("spec.design", {"strategy": "adaptive", "modelSizeWindow": 1}, "spec.design.modelSizeWindow"),
+    ("spec.design", {"stopWhen": {"betaIntervalWidth": 0.1}}, "stopWhen needs strategy: adaptive"),
+    ("spec.design", {"strategy": "adaptive", "stopWhen": {}}, "stopWhen needs betaIntervalWidth"),
+    ("spec.design", {"strategy": "adaptive", "extendModelSizes": True}, "needs maxModelSize"),
+    ("spec.design", {"budget": {"gpuHours": 0}}, "spec.design.budget.gpuHours"),
 ]
 
 

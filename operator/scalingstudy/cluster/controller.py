@@ -158,11 +158,14 @@ class Controller:
         records = {**{r.trial: r for r in found}, **recorded}
         active = {j.trial for j in jobs if j.phase in ("active", "queued")} - records.keys()
         fits = {f.data_size: f for f in (before.design.stage_fits if before.design else [])}
-        while True:
+        # Each fit through a data size is made at most once per pass (a bound, not a
+        # retry: the design asks again only for a fit made of other results).
+        for _ in range(len(spec.data_sizes.sizes()) + 1):
             chosen = design(ref.name, spec, records, active, fits)
-            if chosen.fit_needed is None or chosen.fit_needed in fits:
-                return chosen
+            if chosen.fit_needed is None:
+                break
             fits[chosen.fit_needed] = stage_fit(chosen.prefix, spec, chosen.fit_needed, run_fit)
+        return chosen
 
     def _refuse(
         self, ref: StudyRef, generation: int, before: ScalingStudyStatus, why: str, error: str

@@ -20,6 +20,7 @@ from scalingstudy.fitting.report import LearningCurve, ModelSizeLaw
 from scalingstudy.status import ScalingStudyStatus, TrialCounts, TrialRecord
 
 STATES = ("pending", "running", "succeeded", "failed")
+STOP_REASONS = ("TargetReached", "BudgetSpent", "AllDataSizes")
 PHASES = ("Pending", "Running", "Fitting", "Succeeded", "Failed")
 
 
@@ -110,6 +111,19 @@ class OperatorMetrics:
             "Results whose Prometheus value disagreed with the pod's termination message",
             study, registry=r,
         )  # fmt: skip
+        self.design_gpu_seconds = Gauge(
+            "scalingstudy_design_gpu_seconds", "GPU-seconds the study's finished trials used",
+            study, registry=r,
+        )  # fmt: skip
+        self.design_grid_gpu_seconds = Gauge(
+            "scalingstudy_design_grid_gpu_seconds",
+            "Estimated GPU-seconds of the study's full grid (finished trials as measured)",
+            study, registry=r,
+        )  # fmt: skip
+        self.design_stopped = Gauge(
+            "scalingstudy_design_stopped", "1 for why the study starts no more trials",
+            [*study, "reason"], registry=r,
+        )  # fmt: skip
         self.last_pass = Gauge(
             "scalingstudy_last_reconcile_timestamp_seconds", "When the last pass ended", registry=r
         )
@@ -120,6 +134,7 @@ class OperatorMetrics:
             self.trials.labels(namespace, study, state).set(getattr(counts, state))
         for phase in PHASES:
             self.phase.labels(namespace, study, phase).set(1 if status.phase == phase else 0)
+        self._observe_design(namespace, study, status)
         fit = status.fit
         if fit is None:
             return
@@ -127,6 +142,17 @@ class OperatorMetrics:
         self.beta_p.observe(namespace, study, fit.model_size)
         if fit.learning_curve is not None:
             self.gamma.labels(namespace, study).set(fit.learning_curve.gamma)
+
+    def _observe_design(self, namespace: str, study: str, status: ScalingStudyStatus) -> None:
+        design = status.design
+        if design is None:
+            return
+        self.design_gpu_seconds.labels(namespace, study).set(design.gpu_seconds)
+        if design.grid_gpu_seconds is not None:
+            self.design_grid_gpu_seconds.labels(namespace, study).set(design.grid_gpu_seconds)
+        for reason in STOP_REASONS:
+            stopped = 1 if design.stop_reason == reason else 0
+            self.design_stopped.labels(namespace, study, reason).set(stopped)
 
     def record_trials(
         self, namespace: str, study: str, records: Iterable[TrialRecord], gpus: float
@@ -153,8 +179,10 @@ class OperatorMetrics:
     def forget_study(self, namespace: str, study: str) -> None:
         per_study: list[tuple[Gauge, tuple[str, ...]]] = [
             (g, ())
-            for g in (*self.beta_g.gauges, *self.beta_p.gauges, self.gamma, self.trials_blocked)
+            for g in (*self.beta_g.gauges, *self.beta_p.gauges, self.gamma, self.trials_blocked,
+                      self.design_gpu_seconds, self.design_grid_gpu_seconds)
         ]
+        per_study += [(self.design_stopped, (reason,)) for reason in STOP_REASONS]
         per_study += [(self.trials, (state,)) for state in STATES]
         per_study += [(self.phase, (phase,)) for phase in PHASES]
         for gauge, extra in per_study:
