@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from benchmarks.scaling_truth import parameters
-
 from scalingstudy.contract import TrialResult
 from scalingstudy.design import Design, design
 from scalingstudy.fitting import fit_points

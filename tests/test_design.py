@@ -9,8 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from benchmarks.scaling_truth import Truth, parameters, random_truth
 
+from benchmarks.scaling_truth import Truth, parameters, random_truth
 from scalingstudy.adaptive import predicted_index, window
 from scalingstudy.cluster.reconcile import design_events
 from scalingstudy.cost import CostModel, parameter_counts

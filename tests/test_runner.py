@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
-from benchmarks.scaling_truth import random_truth
 
+from benchmarks.scaling_truth import random_truth
 from scalingstudy.local.runner import run_study
 from scalingstudy.spec import load_study
 from scalingstudy.status import StageWindow
@@ -274,8 +274,9 @@ def test_adaptive_run_skips_grid_trials_and_an_interrupted_run_resumes_to_the_sa
     assert result.returncode == 0, result.stderr
     design = json.loads((whole / "design.json").read_text())
     assert design["strategy"] == "adaptive" and design["stopReason"] == "AllDataSizes"
-    assert 15 < design["trialsStarted"] < 25 and design["trialsSkipped"] == 25 - (
-        design["trialsStarted"]
+    assert (
+        15 < design["trialsStarted"] < 25
+        and design["trialsSkipped"] == 25 - (design["trialsStarted"])
     )
     assert "design adaptive:" in result.stdout
     rows = {r["trial"] for r in csv.DictReader((whole / "results.csv").open())}

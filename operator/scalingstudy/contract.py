@@ -21,9 +21,16 @@ ENV_MODEL_SIZE = "SCALINGSTUDY_MODEL_SIZE"
 ENV_SEED = "SCALINGSTUDY_SEED"
 ENV_PUSHGATEWAY = "SCALINGSTUDY_PUSHGATEWAY"
 ENV_RESULT_FILE = "SCALINGSTUDY_RESULT_FILE"
-# Extensions for the built-in trainer: the task and training settings as JSON.
+# Extensions for the built-in trainer: the task and training settings as JSON, inline
+# (local runs) or, on a cluster, in files of the study's ConfigMap (so a Job does not
+# grow with the spec): the _FILE variables name them.
 ENV_TASK = "SCALINGSTUDY_TASK"
 ENV_TRAINING = "SCALINGSTUDY_TRAINING"
+ENV_TASK_FILE = "SCALINGSTUDY_TASK_FILE"
+ENV_TRAINING_FILE = "SCALINGSTUDY_TRAINING_FILE"
+#: Keys of the study's ConfigMap (`trial_config`) and so file names under its mount.
+TASK_KEY = "task.json"
+TRAINING_KEY = "training.json"
 ENV_METRIC = "SCALINGSTUDY_METRIC"
 ENV_CHECKPOINT_DIR = "SCALINGSTUDY_CHECKPOINT_DIR"
 #: Port of the trainer's /metrics (progress while training); unset or 0: not served.
@@ -51,6 +58,16 @@ TRIAL_LABELS = ("namespace", "study", "trial", "data_size", "model_size", "seed"
 PUSH_JOB = "scalingstudy"
 
 
+def trial_config(spec: ScalingStudySpec) -> dict[str, str]:
+    """The task and training settings as the JSON a trainer reads: the study's ConfigMap
+    data on a cluster, the inline variables locally."""
+    dump = {"mode": "json", "by_alias": True}
+    return {
+        TASK_KEY: json.dumps(spec.task.model_dump(**dump), sort_keys=True),  # type: ignore[arg-type]
+        TRAINING_KEY: json.dumps(spec.training.model_dump(**dump), sort_keys=True),  # type: ignore[arg-type]
+    }
+
+
 def trial_environment(
     study: str,
     namespace: str,
@@ -60,9 +77,19 @@ def trial_environment(
     result_file: str,
     pushgateway: str = "",
     checkpoint_dir: str = "",
+    config_dir: str = "",
 ) -> dict[str, str]:
-    """The environment of one trial, identical for a pod and a local process."""
-    dump = {"mode": "json", "by_alias": True}
+    """The environment of one trial, identical for a pod and a local process except for
+    where the task and training settings are: inline, or (``config_dir``, where the
+    study's ConfigMap is mounted) in files."""
+    config = trial_config(spec)
+    if config_dir:
+        where = {
+            ENV_TASK_FILE: f"{config_dir}/{TASK_KEY}",
+            ENV_TRAINING_FILE: f"{config_dir}/{TRAINING_KEY}",
+        }
+    else:
+        where = {ENV_TASK: config[TASK_KEY], ENV_TRAINING: config[TRAINING_KEY]}
     return {
         ENV_STUDY: study,
         ENV_NAMESPACE: namespace,
@@ -72,8 +99,7 @@ def trial_environment(
         ENV_SEED: str(trial.seed),
         ENV_PUSHGATEWAY: pushgateway,
         ENV_RESULT_FILE: result_file,
-        ENV_TASK: json.dumps(spec.task.model_dump(**dump), sort_keys=True),  # type: ignore[arg-type]
-        ENV_TRAINING: json.dumps(spec.training.model_dump(**dump), sort_keys=True),  # type: ignore[arg-type]
+        **where,
         ENV_METRIC: spec.metric.name,
         ENV_CHECKPOINT_DIR: checkpoint_dir,
     }

@@ -77,6 +77,7 @@ def test_adaptive_study_stops_early_with_one_job_per_trial_across_sigkills(
     assert design["stopReason"] == "TargetReached"
     assert design["gridTrials"] == 30 and design["trialsSkipped"] > 0
     recorded = {r["trial"] for r in status["results"]}
+
     # The same decisions as the uninterrupted run: every trial up to the stop is the
     # same; a trial of the stage after it may have finished before the stop (kept) or
     # been cancelled (its Job deleted), never anything else.
@@ -95,9 +96,7 @@ def test_adaptive_study_stops_early_with_one_job_per_trial_across_sigkills(
         j["metadata"]["name"] in recorded
         for j in cluster.items("jobs", namespace, "-l", "scalingstudy.io/study=adaptive")
     )
-    assert [w["dataSize"] for w in design["windows"]] == [
-        w.data_size for w in final.status.windows
-    ]
+    assert [w["dataSize"] for w in design["windows"]] == [w.data_size for w in final.status.windows]
     reasons = collections.Counter(e["reason"] for e in events(cluster, namespace, "adaptive"))
     assert reasons["WindowMoved"] >= 1 and reasons["DesignStopped"] >= 1
     table = cluster.kubectl("get", "scalingstudies", "-n", namespace).stdout

@@ -65,6 +65,10 @@ def _die_with_agent() -> None:  # pragma: no cover - runs in the child
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+class MountNotReadyError(Exception):
+    """A volume's source is not there yet: the pod waits, as with a kubelet."""
+
+
 @dataclass
 class Proc:
     pod: Pod
@@ -271,7 +275,11 @@ class Agent:
         pod_dir.mkdir(parents=True, exist_ok=True)
         message_file = pod_dir / "termination-log"
         message_file.write_text("")
-        mounts = self.mount_map(pod, container, pod_dir)
+        try:
+            mounts = self.mount_map(pod, container, pod_dir)
+        except MountNotReadyError as e:
+            print(f"agent: {meta['name']}: {e}; retrying", flush=True)
+            return
         message_path = container.get("terminationMessagePath", "/dev/termination-log")
         mounts[message_path] = str(message_file)
         env = self.environment(pod, container, mounts, message_path)
@@ -312,7 +320,10 @@ class Agent:
         out: dict[str, str] = {}
         for m in container.get("volumeMounts", []):
             vol = volumes.get(m["name"], {})
-            if "hostPath" in vol:
+            if "configMap" in vol:
+                local = pod_dir / "volumes" / m["name"]
+                self.project_config_map(pod, vol["configMap"], local)
+            elif "hostPath" in vol:
                 local = Path(vol["hostPath"]["path"])
             elif "persistentVolumeClaim" in vol:
                 claim = vol["persistentVolumeClaim"]["claimName"]
@@ -324,6 +335,20 @@ class Agent:
             local.mkdir(parents=True, exist_ok=True)
             out[m["mountPath"]] = str(local)
         return out
+
+    def project_config_map(self, pod: Pod, source: dict[str, Any], local: Path) -> None:
+        """Each key of the ConfigMap as a file, as a kubelet projects it. A missing one
+        keeps the pod from starting (a kubelet reports FailedMount and retries)."""
+        ns = pod["metadata"]["namespace"]
+        r = self.api.get(f"/api/v1/namespaces/{ns}/configmaps/{source['name']}")
+        local.mkdir(parents=True, exist_ok=True)
+        if r.status_code == 404:
+            if source.get("optional"):
+                return
+            raise MountNotReadyError(f"configmap {source['name']} not found")
+        r.raise_for_status()
+        for key, value in (r.json().get("data") or {}).items():
+            (local / key).write_text(value)
 
     def environment(
         self, pod: Pod, container: dict[str, Any], mounts: dict[str, str], message_path: str

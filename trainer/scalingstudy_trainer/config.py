@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -52,8 +53,26 @@ def _json(env: Mapping[str, str], name: str, default: Any) -> Any:
         raise ConfigError(f"{name} is not valid JSON: {exc.msg}") from None
 
 
+def _from_files(env: Mapping[str, str]) -> Mapping[str, str]:
+    """The environment with the task and training settings read from the files the
+    _FILE variables name (the study's ConfigMap on a cluster)."""
+    out = dict(env)
+    for inline, named in (
+        (contract.ENV_TASK, contract.ENV_TASK_FILE),
+        (contract.ENV_TRAINING, contract.ENV_TRAINING_FILE),
+    ):
+        path = env.get(named, "")
+        if not path:
+            continue
+        try:
+            out[inline] = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{named}: cannot read {path}: {exc}") from None
+    return out
+
+
 def read_config(env: Mapping[str, str] | None = None) -> TrialConfig:
-    env = os.environ if env is None else env
+    env = _from_files(os.environ if env is None else env)
     if not env.get(contract.ENV_TASK):
         raise ConfigError(
             f'{contract.ENV_TASK} is not set (the task as JSON, e.g. {{"name": "teacher-student"}})'

@@ -22,6 +22,9 @@ from scalingstudy.cluster.manifests import (
     JobSettings,
     Obj,
     StudyRef,
+    config_map_manifest,
+    config_map_name,
+    config_map_owner,
     job_manifest,
 )
 from scalingstudy.cluster.metrics import OperatorMetrics
@@ -89,11 +92,14 @@ class Controller:
         self.metrics = metrics
         self.config = config
         self.last_fit: dict[Key, float] = {}
+        #: Studies (by uid) whose ConfigMap is known to exist.
+        self.configured: set[str] = set()
 
     def forget(self, namespace: str, name: str) -> None:
         """The study is gone: drop what this process remembers of it."""
         self.last_fit.pop((namespace, name), None)
         self.metrics.forget_study(namespace, name)
+        self.configured.clear()  # uids are not known here; re-checking costs one request
 
     # -- one pass (blocking, in a thread) ------------------------------------------------
     def reconcile(self, namespace: str, name: str) -> Wake:
@@ -140,7 +146,7 @@ class Controller:
         self.metrics.trials_blocked.labels(namespace, name).set(len(stuck))
         rejected = self._act(ref, spec, p, events)
         if rejected is not None:
-            self._refuse(ref, generation, after, "JobRejected", rejected)
+            self._refuse(ref, generation, after, *rejected)
         self.metrics.observe_study(namespace, name, after)
         return Wake(True, _sooner(found.wake_in, fit_wake))
 
@@ -179,28 +185,58 @@ class Controller:
 
     def _act(
         self, ref: StudyRef, spec: ScalingStudySpec, p: Pass, events: list[Event]
-    ) -> str | None:
-        """After status is written: Pushgateway clean-up, Jobs, Events. Returns why the API
-        server refused a trial's Job as invalid (nothing more is created then)."""
+    ) -> tuple[str, str] | None:
+        """After status is written: Pushgateway clean-up, Jobs, Events. Returns (reason,
+        message) when the study cannot run as it is: the API server refused a trial's Job
+        as invalid, or its ConfigMap's name is taken (nothing more is created then)."""
         self.metrics.record_trials(ref.namespace, ref.name, p.new_records, gpus_per_trial(spec))
         if p.new_records:
             recorded = {rec.trial for rec in p.new_records}
             self.prometheus.delete_groups(ref.namespace, ref.name, recorded)
         for job_name in p.delete:
             self.kube.delete_job(ref.namespace, job_name)
-        rejected = None
-        for trial in p.create:
+        rejected: tuple[str, str] | None = None
+        create = p.create
+        if create:
+            configured, conflict = self._configure(ref, spec)
+            create = create if configured else ()
+            rejected = None if conflict is None else ("ConfigMapConflict", conflict)
+        for trial in create:
             try:
                 self.kube.create_job(job_manifest(ref, spec, trial, self.config.job))
             except ApiError as exc:
                 if exc.status not in (400, 422):
                     raise
-                rejected = f"the API server refused the Job of trial {trial.name}: {exc.detail}"
+                rejected = (
+                    "JobRejected",
+                    f"the API server refused the Job of trial {trial.name}: {exc.detail}",
+                )
                 break
         stamp = now_rfc3339()
         for event in events:
             self.kube.emit(ref, event, stamp)
         return rejected
+
+    def _configure(self, ref: StudyRef, spec: ScalingStudySpec) -> tuple[bool, str | None]:
+        """Whether the study's ConfigMap (which every trial mounts) is in place, creating it
+        when missing; and why the study cannot run when a ConfigMap not of a study has
+        its name."""
+        if ref.uid in self.configured:
+            return True, None
+        existing = self.kube.create_or_get_config_map(config_map_manifest(ref, spec))
+        whose = config_map_owner(existing, ref)
+        if whose == "ours":
+            self.configured.add(ref.uid)
+            return True, None
+        if whose == "previous":
+            log.info("%s/%s: waiting for the ConfigMap of a deleted study of the same name "
+                     "to be garbage-collected", ref.namespace, ref.name)  # fmt: skip
+            return False, None
+        return False, (
+            f"ConfigMap {config_map_name(ref.name)} exists and is not this study's; the "
+            "operator keeps each study's task and training settings there: rename the study "
+            "or remove that ConfigMap"
+        )
 
     def _collect(
         self, ref: StudyRef, spec: ScalingStudySpec, done: list[JobState]

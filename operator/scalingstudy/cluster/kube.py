@@ -141,6 +141,16 @@ class Kube:
         )
         return status == 201
 
+    def create_or_get_config_map(self, manifest: Obj) -> Obj:
+        """Create the ConfigMap, or return the one of that name that exists."""
+        ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        path = f"/api/v1/namespaces/{ns}/configmaps"
+        status, obj = self.request("POST", path, body=manifest, ok=(201, 409))
+        if status == 201:
+            return obj
+        _, existing = self.request("GET", f"{path}/{quote(name)}")
+        return existing
+
     def delete_job(self, namespace: str, name: str) -> None:
         self.request(
             "DELETE",

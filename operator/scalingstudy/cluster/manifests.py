@@ -5,9 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from scalingstudy.contract import ENV_METRICS_PORT, EXIT_CONFIG_ERROR, trial_environment
+from scalingstudy.contract import (
+    ENV_METRICS_PORT,
+    EXIT_CONFIG_ERROR,
+    trial_config,
+    trial_environment,
+)
 from scalingstudy.plan import Trial
 from scalingstudy.spec import API_VERSION, GROUP, KIND, ScalingStudySpec
+from scalingstudy.spec.pod import CONFIG_PATH, CONFIG_VOLUME, TMP_PATH, TMP_VOLUME
 
 #: A Kubernetes object as JSON: what the API returns and what the pure core builds.
 Obj = dict[str, Any]
@@ -25,7 +31,6 @@ KUEUE_PRIORITY = "kueue.x-k8s.io/priority-class"
 CONTAINER = "trainer"
 #: The kubelet mounts a writable file here even on a read-only root filesystem.
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
-TMP_VOLUME = "scalingstudy-tmp"
 DEFAULT_COMMAND = ("scalingstudy-trainer",)
 
 
@@ -87,7 +92,10 @@ def _container(
             m.model_dump(**dump)  # type: ignore[arg-type]
             for m in trainer.volume_mounts
         ]
-        + [{"name": TMP_VOLUME, "mountPath": "/tmp"}],
+        + [
+            {"name": TMP_VOLUME, "mountPath": TMP_PATH},
+            {"name": CONFIG_VOLUME, "mountPath": CONFIG_PATH, "readOnly": True},
+        ],
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         # A trainer that dies before writing its result still leaves the log tail there.
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -107,12 +115,18 @@ def _container(
     return container
 
 
-def _pod_spec(spec: ScalingStudySpec, container: dict[str, Any], uid: int) -> dict[str, Any]:
+def _pod_spec(
+    spec: ScalingStudySpec, container: dict[str, Any], uid: int, config_map: str
+) -> dict[str, Any]:
     trainer = spec.trainer
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "containers": [container],
-        "volumes": [*trainer.volumes, {"name": TMP_VOLUME, "emptyDir": {}}],
+        "volumes": [
+            *trainer.volumes,
+            {"name": TMP_VOLUME, "emptyDir": {}},
+            {"name": CONFIG_VOLUME, "configMap": {"name": config_map}},
+        ],
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": uid,
@@ -160,6 +174,7 @@ def job_manifest(
         result_file=TERMINATION_MESSAGE_PATH,
         pushgateway=settings.pushgateway_url,
         checkpoint_dir=_checkpoint_dir(spec, trial),
+        config_dir=CONFIG_PATH,
     )
     if settings.metrics_port:
         env[ENV_METRICS_PORT] = str(settings.metrics_port)
@@ -192,6 +207,7 @@ def job_manifest(
                 spec,
                 _container(spec, env, settings.trainer_image, settings.metrics_port),
                 settings.run_as_user,
+                config_map_name(study.name),
             ),
         },
     }
@@ -210,6 +226,40 @@ def job_manifest(
         },
         "spec": job_spec,
     }
+
+
+def config_map_name(study: str) -> str:
+    return f"{study}-trial-config"
+
+
+def config_map_manifest(study: StudyRef, spec: ScalingStudySpec) -> dict[str, Any]:
+    """The study's ConfigMap: the task and training settings every trial reads, once per
+    study instead of in every Job's environment (a Job then stays small whatever the
+    spec's size). Owned by the study, so it goes with it; task and training are
+    immutable, so it never changes."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": config_map_name(study.name),
+            "namespace": study.namespace,
+            "labels": {LABEL_STUDY: study.name, LABEL_MANAGED_BY: MANAGER},
+            "ownerReferences": [owner_reference(study)],
+        },
+        "data": trial_config(spec),
+    }
+
+
+def config_map_owner(existing: Obj, study: StudyRef) -> str:
+    """Whose the ConfigMap of the study's name is: "ours"; "previous" (a deleted study of
+    the same name, garbage collection has not removed it yet: wait); "foreign" (not a
+    study's: the operator will not overwrite it)."""
+    owners = existing.get("metadata", {}).get("ownerReferences") or []
+    if any(o.get("uid") == study.uid for o in owners):
+        return "ours"
+    if any(o.get("kind") == KIND and o.get("apiVersion") == API_VERSION for o in owners):
+        return "previous"
+    return "foreign"
 
 
 def _checkpoint_dir(spec: ScalingStudySpec, trial: Trial) -> str:

@@ -179,8 +179,14 @@ class OperatorMetrics:
     def forget_study(self, namespace: str, study: str) -> None:
         per_study: list[tuple[Gauge, tuple[str, ...]]] = [
             (g, ())
-            for g in (*self.beta_g.gauges, *self.beta_p.gauges, self.gamma, self.trials_blocked,
-                      self.design_gpu_seconds, self.design_grid_gpu_seconds)
+            for g in (
+                *self.beta_g.gauges,
+                *self.beta_p.gauges,
+                self.gamma,
+                self.trials_blocked,
+                self.design_gpu_seconds,
+                self.design_grid_gpu_seconds,
+            )
         ]
         per_study += [(self.design_stopped, (reason,)) for reason in STOP_REASONS]
         per_study += [(self.trials, (state,)) for state in STATES]

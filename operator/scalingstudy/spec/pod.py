@@ -94,9 +94,16 @@ LABEL_KEY = (
     r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 )
 _CEL_LABEL_KEY = LABEL_KEY.replace("\\", "\\\\")  # a CEL string literal escapes "\\"
-#: Names and paths the operator gives every trial pod (its /tmp): a study cannot reuse them.
-RESERVED_VOLUME = "scalingstudy-tmp"
-RESERVED_MOUNT_PATH = "/tmp"
+#: Names and paths the operator gives every trial pod (its /tmp, and the study's
+#: ConfigMap with the task and training settings): a study cannot reuse them.
+TMP_VOLUME = "scalingstudy-tmp"
+TMP_PATH = "/tmp"
+CONFIG_VOLUME = "scalingstudy-config"
+CONFIG_PATH = "/etc/scalingstudy"
+RESERVED_VOLUMES = (TMP_VOLUME, CONFIG_VOLUME)
+RESERVED_MOUNT_PATHS = (TMP_PATH, CONFIG_PATH)
+_CEL_VOLUMES = ", ".join(f"'{v}'" for v in RESERVED_VOLUMES)
+_CEL_PATHS = ", ".join(f"'{p}', '{p}/'" for p in RESERVED_MOUNT_PATHS)
 
 
 class Resources(SpecModel):
@@ -116,15 +123,16 @@ class TrainerSpec(SpecModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    f"!has(self.volumes) || self.volumes.all(v, v.name != '{RESERVED_VOLUME}')",
-                    f"volumes[].name: {RESERVED_VOLUME} is the operator's own volume",
+                    f"!has(self.volumes) || self.volumes.all(v, !(v.name in [{_CEL_VOLUMES}]))",
+                    f"volumes[].name: {' and '.join(RESERVED_VOLUMES)} are the operator's own "
+                    "volumes",
                     ".volumes",
                 ),
                 cel(
-                    f"!has(self.volumeMounts) || self.volumeMounts.all(m, m.mountPath != "
-                    f"'{RESERVED_MOUNT_PATH}' && m.mountPath != '{RESERVED_MOUNT_PATH}/')",
-                    f"volumeMounts[].mountPath: {RESERVED_MOUNT_PATH} is the trainer's own "
-                    "scratch space",
+                    "!has(self.volumeMounts) || "
+                    f"self.volumeMounts.all(m, !(m.mountPath in [{_CEL_PATHS}]))",
+                    f"volumeMounts[].mountPath: {TMP_PATH} is the trainer's own scratch space "
+                    f"and {CONFIG_PATH} its settings",
                     ".volumeMounts",
                 ),
             ]
@@ -212,14 +220,16 @@ class TrainerSpec(SpecModel):
         for i, name in enumerate(names):
             if not re.match(DNS_LABEL, name):
                 raise ValueError(f"volumes[{i}].name {name!r} must be a DNS label")
-            if name == RESERVED_VOLUME or name in names[:i]:
-                what = "is the operator's own" if name == RESERVED_VOLUME else "is used twice"
+            if name in RESERVED_VOLUMES or name in names[:i]:
+                what = "is the operator's own" if name in RESERVED_VOLUMES else "is used twice"
                 raise ValueError(f"volumes[{i}].name {name!r} {what}")
         for i, mount in enumerate(self.volume_mounts):
-            if mount.mount_path.rstrip("/") == RESERVED_MOUNT_PATH:
+            path = mount.mount_path.rstrip("/")
+            if path in RESERVED_MOUNT_PATHS:
+                what = "scratch space" if path == TMP_PATH else "settings (the study's ConfigMap)"
                 raise ValueError(
-                    f"volumeMounts[{i}].mountPath {RESERVED_MOUNT_PATH} is the trainer's own "
-                    "scratch space; mount elsewhere"
+                    f"volumeMounts[{i}].mountPath {path} is the trainer's own {what}; "
+                    "mount elsewhere"
                 )
         declared = set(names)
         for i, mount in enumerate(self.volume_mounts):
