@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from scalingstudy.cluster.collect import CollectPolicy, collect, mismatch_events
-from scalingstudy.cluster.manifests import JobSettings, StudyRef, job_manifest
+from scalingstudy.cluster.manifests import (
+    JobSettings,
+    StudyRef,
+    config_map_manifest,
+    config_map_owner,
+    job_manifest,
+)
 from scalingstudy.cluster.observe import (
     JobState,
     failure_reason,
@@ -32,7 +39,7 @@ from scalingstudy.cluster.reconcile import (
     to_collect,
 )
 from scalingstudy.plan import Plan, plan_trials
-from scalingstudy.spec import parse_spec
+from scalingstudy.spec import SpecError, parse_spec
 from scalingstudy.status import FitStatus, TrialCounts, TrialRecord
 
 REF = StudyRef("demo", "ml", "uid-1")
@@ -78,6 +85,43 @@ def test_job_manifest_carries_contract_labels_owner_and_safety() -> None:
     named = spec(trainer={"serviceAccountName": "reader"})
     named_pod = job_manifest(REF, named, trial, JobSettings())["spec"]["template"]["spec"]
     assert named_pod["automountServiceAccountToken"] is True
+
+
+def test_jobs_read_task_and_training_from_the_studys_config_map_whatever_their_size() -> None:
+    small = spec(task={"name": "teacher-student"})
+    big = spec(task={"name": "teacher-student", "options": {"blob": "x" * 16000}})
+    trial = plan_trials("demo", small)[0]
+    jobs = [job_manifest(REF, s, trial, JobSettings()) for s in (small, big)]
+    sizes = [len(json.dumps(j)) for j in jobs]
+    assert sizes[0] == sizes[1] < 6000  # a Job does not grow with the spec
+    pod = jobs[1]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert "SCALINGSTUDY_TASK" not in env and "SCALINGSTUDY_TRAINING" not in env
+    assert env["SCALINGSTUDY_TASK_FILE"] == "/etc/scalingstudy/task.json"
+    assert env["SCALINGSTUDY_TRAINING_FILE"] == "/etc/scalingstudy/training.json"
+    assert {"name": "scalingstudy-config", "configMap": {"name": "demo-trial-config"}} in pod[
+        "volumes"
+    ]
+    mount = {"name": "scalingstudy-config", "mountPath": "/etc/scalingstudy", "readOnly": True}
+    assert mount in container["volumeMounts"]
+    cm = config_map_manifest(REF, big)
+    assert cm["metadata"]["name"] == "demo-trial-config"
+    assert cm["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert json.loads(cm["data"]["task.json"])["options"]["blob"] == "x" * 16000
+    assert json.loads(cm["data"]["training.json"])["learningRate"] == big.training.learning_rate
+    assert config_map_owner(cm, REF) == "ours"
+    assert config_map_owner(cm, StudyRef("demo", "ml", "uid-0")) == "previous"
+    assert config_map_owner({"metadata": {"name": "demo-trial-config"}}, REF) == "foreign"
+
+
+@pytest.mark.parametrize("name", ["scalingstudy-config", "scalingstudy-tmp"])
+def test_the_operators_volumes_are_reserved(name: str) -> None:
+    with pytest.raises(SpecError, match=f"volumes\\[0\\].name '{name}' is the operator's own"):
+        spec(trainer={"volumes": [{"name": name, "emptyDir": {}}]})
+    with pytest.raises(SpecError, match="/etc/scalingstudy is the trainer's own settings"):
+        mounts = [{"name": "d", "mountPath": "/etc/scalingstudy/"}]
+        spec(trainer={"volumes": [{"name": "d", "emptyDir": {}}], "volumeMounts": mounts})
 
 
 def test_kueue_jobs_start_suspended_with_queue_and_priority_labels() -> None:

@@ -88,3 +88,23 @@ def test_configuration_errors_exit_78_with_one_line(
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], lines
     assert not result.exists()
+
+
+def test_task_and_training_are_read_from_the_files_a_config_map_mounts(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "task.json").write_text(
+        json.dumps({"name": "teacher-student", "options": {"inputDim": 4, "teacherWidth": 8}})
+    )
+    (config / "training.json").write_text(json.dumps({"minSteps": 20, "maxSteps": 40}))
+    proc, result = _run(
+        tmp_path, SCALINGSTUDY_TASK="", SCALINGSTUDY_TRAINING="",
+        SCALINGSTUDY_TASK_FILE=str(config / "task.json"),
+        SCALINGSTUDY_TRAINING_FILE=str(config / "training.json"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert parse_result(result.read_text()).steps == 40
+    missing = str(config / "nope.json")
+    proc, _ = _run(tmp_path, SCALINGSTUDY_TASK_FILE=missing)
+    assert proc.returncode == EXIT_CONFIG_ERROR
+    assert f"SCALINGSTUDY_TASK_FILE: cannot read {missing}" in proc.stderr

@@ -175,6 +175,12 @@ def test_install_and_least_privilege(
     assert not _can(cluster, sa, "delete", "scalingstudies", namespace)
     assert not _can(cluster, sa, "create", "pods", namespace)
     assert not _can(cluster, sa, "update", "jobs", namespace)
+    # The study's ConfigMap of task and training settings: created once, never changed.
+    assert _can(cluster, sa, "create", "configmaps", namespace)
+    assert _can(cluster, sa, "get", "configmaps", namespace)
+    assert not _can(cluster, sa, "update", "configmaps", namespace)
+    assert not _can(cluster, sa, "delete", "configmaps", namespace)
+    assert not _can(cluster, sa, "list", "configmaps", namespace)
     # Leader election: its Lease in the release namespace, nothing else of the kind.
     assert _can(cluster, sa, "update", "leases", namespace)
     assert not _can(cluster, sa, "delete", "leases", namespace)

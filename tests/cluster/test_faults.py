@@ -126,3 +126,32 @@ def test_a_prometheus_answering_nonsense_costs_nothing(
     ]  # fmt: skip
     assert not errors or float(errors[0].split()[-1]) == 0, errors
     assert json.dumps(done)  # the status is plain JSON
+
+
+def test_trials_read_their_settings_from_the_studys_config_map_and_a_foreign_one_is_kept(
+    cluster: Cluster, namespace: str, operator_factory: Any
+) -> None:
+    op: Operator = operator_factory(namespace)
+    op.start()
+    # The study's own ConfigMap: created before its first Job, owned by it, mounted.
+    assert cluster.apply(small("own-config"), namespace).returncode == 0
+    assert finished(cluster, "own-config", namespace)["phase"] == "Succeeded"
+    cm = cluster.get("configmap", "own-config-trial-config", namespace)
+    study_uid = cluster.get("scalingstudy", "own-config", namespace)["metadata"]["uid"]
+    assert cm["metadata"]["ownerReferences"][0]["uid"] == study_uid
+    assert json.loads(cm["data"]["task.json"])["name"] == "teacher-student"
+    # A ConfigMap of that name that is not a study's is never overwritten.
+    foreign = {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "clash-trial-config"}, "data": {"keep": "me"},
+    }  # fmt: skip
+    assert cluster.apply(foreign, namespace).returncode == 0
+    assert cluster.apply(small("clash"), namespace).returncode == 0
+    status = wait_until(
+        "the conflict", lambda: phase_is(cluster, "clash", namespace, "Failed"), timeout=60
+    )["status"]
+    valid = next(c for c in status["conditions"] if c["type"] == "SpecValid")
+    assert valid["status"] == "False" and "clash-trial-config exists" in valid["message"]
+    assert not cluster.items("jobs", namespace, "scalingstudy.io/study=clash")
+    assert cluster.get("configmap", "clash-trial-config", namespace)["data"] == {"keep": "me"}
+    assert "ConfigMapConflict" in [e["reason"] for e in events(cluster, namespace, "clash")]
