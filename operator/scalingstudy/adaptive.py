@@ -134,7 +134,10 @@ def decide_adaptive(
     for r in records.values():
         cells.setdefault((r.data_size, r.model_size), []).append(r)
     by_coords = {(r.data_size, r.model_size, r.seed): r for r in records.values()}
-    params = parameter_counts(records.values(), models)
+    # Parameter counts from the full-grid stages only (every listed size trained there),
+    # extension sizes always extrapolated: the same counts whenever later trials ended.
+    full = set(data_sizes[: design.full_grid_data_sizes])
+    params = parameter_counts([r for r in records.values() if r.data_size in full], models)
     sizes = [params[m] for m in models]
 
     trials: list[Trial] = []

@@ -39,6 +39,10 @@ class Trained:
     seconds: float
     batch_size: int
     resumed_from_step: int
+    #: Steps taken over the step budget (below 1 after early stopping), and the learning
+    #: rate of the last step over the peak: where on its schedule the trial stopped.
+    schedule_progress: float = 1.0
+    final_learning_rate_ratio: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -175,7 +179,7 @@ class Trainer:
             cast(torch.nn.Module, torch.compile(self.model)) if runtime.compile else self.model
         )
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(),
+            param_groups(task, self.model, model_size, training),
             lr=training.learning_rate,
             weight_decay=training.weight_decay,
             fused=cuda or None,
@@ -183,6 +187,7 @@ class Trainer:
         self.batch_size = min(training.batch_size, self.train_data.items)
         self.micro_batch = self.batch_size
         self.budget = step_budget(training, self.train_data.items, self.batch_size)
+        self.schedule = training.schedule
         self.sampler = StepSampler(self.train_data.items, self.batch_size, seed)
         self.eval_batch = max(self.batch_size, 1024)
         # The state a checkpoint holds besides the weights and the optimiser.
@@ -248,8 +253,16 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 torch.cuda.empty_cache()
 
+    def learning_rate_ratio(self, step: int) -> float:
+        """Where on its schedule optimiser step ``step`` is: the learning rate over the peak.
+        A function of the step alone, so a resumed trial continues the schedule exactly."""
+        return self.schedule.multiplier(step, self.budget)
+
     def advance(self) -> None:
         """One optimiser step on the step's minibatch; its loss joins the running mean."""
+        ratio = self.learning_rate_ratio(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["peak_lr"] * ratio
         x, y = self.train_data.batch(self.sampler.indices(self.step))
         self.train_sum += self._update(x, y).double()
         self.train_n += 1
@@ -324,7 +337,25 @@ class Trainer:
             seconds=time.monotonic() - started,
             batch_size=self.batch_size,
             resumed_from_step=resumed_from,
+            schedule_progress=self.step / self.budget,
+            final_learning_rate_ratio=self.learning_rate_ratio(max(self.step - 1, 0)),
         )
+
+
+def param_groups(
+    task: Task, model: torch.nn.Module, model_size: int, training: TrainingSpec
+) -> list[dict[str, Any]]:
+    """AdamW's parameter groups, each with its peak learning rate: the hidden matrices at
+    learningRate x learningRateScaling's factor for this size, the rest at learningRate."""
+    factor = training.learning_rate_scaling.factor(model_size)
+    peak = training.learning_rate
+    hidden = task.hidden_matrices(model) if factor != 1.0 else []
+    ids = {id(p) for p in hidden}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    groups = [{"params": rest, "lr": peak, "peak_lr": peak}]
+    if hidden:
+        groups.append({"params": hidden, "lr": peak * factor, "peak_lr": peak * factor})
+    return groups
 
 
 def train(

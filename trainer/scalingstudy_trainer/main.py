@@ -93,6 +93,8 @@ def run_trial(config: TrialConfig, stop: Any) -> dict[str, Any]:
         "batch_size": outcome.batch_size,
         "seconds": round(outcome.seconds, 3),
         "resumed_from_step": outcome.resumed_from_step,
+        "schedule_progress": round(outcome.schedule_progress, 4),
+        "final_learning_rate_ratio": round(outcome.final_learning_rate_ratio, 6),
         "data_unit": task.unit,
         **task.describe(config.data_size),
     }

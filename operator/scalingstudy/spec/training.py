@@ -4,6 +4,7 @@ the metric and the fit settings."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -74,6 +75,97 @@ class EarlyStopping(SpecModel):
     """Smallest decrease of validation loss that counts as an improvement."""
 
 
+class ScheduleSpec(SpecModel):
+    """The learning rate over a trial: a linear warmup, then a decay over the rest of the
+    trial's own step budget (known at its start: epochs x subset / batch, clipped to
+    [minSteps, maxSteps]), so every trial ends its schedule at its last step."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.warmupSteps) || !has(self.warmupFraction)",
+                    "give warmupSteps or warmupFraction, not both",
+                )
+            ]
+        }
+    )
+
+    kind: Literal["constant", "cosine", "linear"] = "constant"
+    """constant (no decay), cosine or linear decay to minLearningRateRatio."""
+    warmup_steps: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
+    """Steps of linear warmup from 0 to the peak."""
+    warmup_fraction: Annotated[float, Field(ge=0, le=0.5)] | None = None
+    """Warmup as a share of each trial's step budget."""
+    min_learning_rate_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
+    """The learning rate at a trial's last step, over the peak (cosine and linear)."""
+
+    @model_validator(mode="after")
+    def _one_warmup(self) -> ScheduleSpec:
+        if self.warmup_steps is not None and self.warmup_fraction is not None:
+            raise ValueError("give warmupSteps or warmupFraction, not both")
+        return self
+
+    def warmup(self, budget: int) -> int:
+        """Warmup steps of a trial with this step budget (never all of it)."""
+        if self.warmup_fraction is not None:
+            steps = round(self.warmup_fraction * budget)
+        else:
+            steps = self.warmup_steps or 0
+        return min(steps, max(budget - 1, 0))
+
+    def multiplier(self, step: int, budget: int) -> float:
+        """The learning rate of optimiser step ``step`` (0-based) over the peak: warmup
+        reaches the peak at its last step, the decay reaches minLearningRateRatio at the
+        trial's last step (budget - 1)."""
+        warm = self.warmup(budget)
+        if step < warm:
+            return (step + 1) / warm
+        if self.kind == "constant":
+            return 1.0
+        progress = min(max((step - warm) / max(budget - 1 - warm, 1), 0.0), 1.0)
+        ratio = self.min_learning_rate_ratio
+        if self.kind == "cosine":
+            return ratio + (1 - ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        return ratio + (1 - ratio) * (1 - progress)
+
+
+class LearningRateScaling(SpecModel):
+    """How the learning rate changes with the model size knob."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.rule != 'inverse-width' || has(self.baseModelSize)",
+                    "rule inverse-width needs baseModelSize",
+                )
+            ]
+        }
+    )
+
+    rule: Literal["constant", "inverse-width"] = "constant"
+    """constant: every model size trains at learningRate. inverse-width: the hidden weight
+    matrices (those whose fan-in grows with width: a transformer's attention and MLP
+    matrices, an MLP's hidden and output layers, an LSTM's recurrent matrices) train at
+    learningRate x baseModelSize / modelSize, as maximal-update scaling prescribes for
+    Adam; embeddings, biases and norms keep learningRate."""
+    base_model_size: Annotated[int, Field(ge=1)] | None = None
+    """The model size at which learningRate was tuned."""
+
+    @model_validator(mode="after")
+    def _base_given(self) -> LearningRateScaling:
+        if self.rule == "inverse-width" and self.base_model_size is None:
+            raise ValueError("rule inverse-width needs baseModelSize")
+        return self
+
+    def factor(self, model_size: int) -> float:
+        """The hidden matrices' learning rate over learningRate."""
+        if self.rule == "constant" or self.base_model_size is None:
+            return 1.0
+        return self.base_model_size / model_size
+
+
 class TrainingSpec(SpecModel):
     """Optimisation settings shared by every trial (immutable once the study exists)."""
 
@@ -102,6 +194,10 @@ class TrainingSpec(SpecModel):
     """Steps between validation evaluations."""
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     """Early stopping on validation loss."""
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    """Learning-rate schedule (default: constant, no warmup)."""
+    learning_rate_scaling: LearningRateScaling = Field(default_factory=LearningRateScaling)
+    """Learning rate per model size (default: the same for every size)."""
 
     @model_validator(mode="after")
     def _steps_ordered(self) -> TrainingSpec:

@@ -43,6 +43,9 @@ class Task(ABC):
     unit: ClassVar[str] = "examples"
     """What a data size counts (examples, bytes, ...); stated in every result."""
     options_model: ClassVar[type[TaskOptions]] = TaskOptions
+    reads_features: ClassVar[bool] = True
+    """The model's first layer reads the raw inputs (whose size does not grow with the
+    model), not an embedding."""
 
     def __init__(self, options: dict[str, Any], data_seed: int) -> None:
         try:
@@ -79,6 +82,27 @@ class Task(ABC):
     def check_data_size(self, data_size: int) -> None:
         """Raise ConfigError when a subset of this size cannot be drawn (loads the data)."""
         self.train_subset(data_size)
+
+    def hidden_matrices(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
+        """The weight matrices whose fan-in grows with width, which learningRateScaling's
+        inverse-width rule scales: every Linear, convolution and recurrent weight except
+        the first layer when it reads the raw inputs, and except embedding tables (also
+        where an output layer shares one)."""
+        embedded = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+        layered = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.LSTM)
+        out: list[torch.nn.Parameter] = []
+        first = self.reads_features
+        for module in model.modules():
+            if not isinstance(module, layered):
+                continue
+            if first:
+                first = False
+                continue
+            out += [
+                p for name, p in module.named_parameters(recurse=False)
+                if p.dim() >= 2 and "weight" in name and id(p) not in embedded
+            ]  # fmt: skip
+        return out
 
     def non_embedding_parameters(self, model: torch.nn.Module) -> int | None:
         """Parameters outside embedding tables (Kaplan et al.'s N); None for non-LMs."""

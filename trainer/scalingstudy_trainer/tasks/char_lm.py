@@ -133,6 +133,7 @@ class LSTMLM(torch.nn.Module):
 class CharLM(Task):
     name = "char-lm"
     unit = "bytes"
+    reads_features = False  # an embedding comes first
     options_model = CharLMOptions
     options: CharLMOptions
 
