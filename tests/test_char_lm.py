@@ -67,7 +67,7 @@ def test_smaller_subsets_lie_inside_larger_ones(corpus: Path) -> None:
 
 def test_validation_never_overlaps_training(corpus: Path) -> None:
     t = task(corpus)
-    pool = t.order.size - t.validation_sequences
+    pool = t.total_sequences - t.validation_sequences
     largest = pool * t.sequence
     train = set(t.train_indices(largest).tolist())
     validation = set(t.validation_indices().tolist())

@@ -189,7 +189,7 @@ class Trainer:
         self.budget = step_budget(training, self.train_data.items, self.batch_size)
         self.schedule = training.schedule
         self.sampler = StepSampler(self.train_data.items, self.batch_size, seed)
-        self.eval_batch = max(self.batch_size, 1024)
+        self.eval_batch = max(self.batch_size, min(1024, task.eval_items_limit()))
         # The state a checkpoint holds besides the weights and the optimiser.
         self.step = 0
         self.best = math.inf

@@ -104,6 +104,10 @@ class Task(ABC):
             ]  # fmt: skip
         return out
 
+    def eval_items_limit(self) -> int:
+        """The most items an evaluation batch may hold (its outputs must fit in memory)."""
+        return 1 << 30
+
     def non_embedding_parameters(self, model: torch.nn.Module) -> int | None:
         """Parameters outside embedding tables (Kaplan et al.'s N); None for non-LMs."""
         return None
