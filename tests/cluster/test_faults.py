@@ -73,6 +73,7 @@ def test_a_job_the_api_server_refuses_fails_the_study_with_its_message(
     assert not cluster.items("jobs", namespace, "scalingstudy.io/study=refused")
     reasons = [e["reason"] for e in events(cluster, namespace, "refused")]
     assert reasons.count("JobRejected") == 1  # refused once, not retried every pass
+    assert "TrialsStarted" not in reasons  # no Job was created, none is said to have started
     # Any spec change tries again (here: a fixed one runs).
     doc["spec"]["trainer"]["resources"] = {"requests": {"cpu": "1"}, "limits": {"cpu": "1"}}
     assert cluster.apply(doc, namespace).returncode == 0

@@ -39,6 +39,7 @@ from scalingstudy.cluster.reconcile import (
     fit_due,
     invalid_status,
     refused,
+    started_event,
     status_changed,
     status_events,
     to_collect,
@@ -201,6 +202,7 @@ class Controller:
             configured, conflict = self._configure(ref, spec)
             create = create if configured else ()
             rejected = None if conflict is None else ("ConfigMapConflict", conflict)
+        created = []
         for trial in create:
             try:
                 self.kube.create_job(job_manifest(ref, spec, trial, self.config.job))
@@ -212,6 +214,11 @@ class Controller:
                     f"the API server refused the Job of trial {trial.name}: {exc.detail}",
                 )
                 break
+            created.append(trial)
+        # TrialsStarted names the trials whose Jobs exist now, not the pass's plan.
+        events = [e for e in events if e.reason != "TrialsStarted"]
+        started = started_event(created)
+        events = [started, *events] if started else events
         stamp = now_rfc3339()
         for event in events:
             self.kube.emit(ref, event, stamp)

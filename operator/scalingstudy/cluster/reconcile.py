@@ -78,13 +78,19 @@ def _names(trials: Sequence[str]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
+def started_event(created: Sequence[Trial]) -> Event | None:
+    """The Event of the trials whose Jobs were created (None: none were)."""
+    if not created:
+        return None
+    names = _names([t.name for t in created])
+    return Event("Normal", "TrialsStarted", f"started {len(created)} trial(s): {names}")
+
+
 def _trial_events(create: Sequence[Trial], new: Sequence[TrialRecord]) -> list[Event]:
-    events: list[Event] = []
-    if create:
-        started = _names([t.name for t in create])
-        events.append(
-            Event("Normal", "TrialsStarted", f"started {len(create)} trial(s): {started}")
-        )
+    """The pass's planned starts (the shell replaces it by what it really created) and
+    its results."""
+    started = started_event(create)
+    events: list[Event] = [started] if started else []
     ok = [r.trial for r in new if r.status == "Succeeded"]
     if ok:
         events.append(
