@@ -10,7 +10,8 @@ cost is P * D (a fixed number of epochs), reported as its duration in the benchm
 simulated clock.
 
 As a program: SCALING_TRUTH (JSON of `Truth`) picks the truth, TRIAL_SECONDS how long a
-trial sleeps; the loss carries the truth's seeded noise.
+trial sleeps; the loss carries the truth's seeded noise, and in a learning-rate sweep
+(SCALINGSTUDY_LEARNING_RATE) a penalty away from the best rate of the model size.
 """
 
 from __future__ import annotations
@@ -74,6 +75,14 @@ class Truth:
         rng = random.Random(int.from_bytes(hashlib.sha256(key).digest()[:8], "big"))
         return self.mean_loss(parameters(model_size), data) * math.exp(rng.gauss(0, self.noise))
 
+    def learning_rate_penalty(self, model_size: int, learning_rate: float | None) -> float:
+        """The loss factor of training at ``learning_rate`` (None: at the best one): the best
+        is 0.01 x 16 / model size, and each factor 2 away costs about 10%."""
+        if learning_rate is None:
+            return 1.0
+        best = 0.01 * 16 / model_size
+        return 1.0 + 0.2 * math.log2(learning_rate / best) ** 2
+
     def cost(self, model_size: int, data: int) -> float:
         """GPU-seconds of a trial (1e-6 s per parameter per example)."""
         return 1e-6 * parameters(model_size) * data
@@ -111,7 +120,10 @@ def main() -> int:
     model = int(os.environ["SCALINGSTUDY_MODEL_SIZE"])
     seed = int(os.environ["SCALINGSTUDY_SEED"])
     time.sleep(float(os.environ.get("TRIAL_SECONDS", "0")))
-    loss = truth.loss(model, data, seed)
+    rate = os.environ.get("SCALINGSTUDY_LEARNING_RATE")
+    loss = truth.loss(model, data, seed) * truth.learning_rate_penalty(
+        model, float(rate) if rate else None
+    )
     report_result(
         {"validation_loss": loss, "parameters": parameters(model), "steps": data},
         dict(os.environ),

@@ -65,3 +65,39 @@ def test_names_are_stable_across_processes(quickstart_doc: dict[str, Any]) -> No
             env={"PYTHONHASHSEED": hash_seed},
         )
         assert json.loads(out.stdout) == here
+
+
+def test_a_learning_rate_sweep_adds_a_coordinate_with_short_deterministic_names(
+    quickstart_doc: dict[str, Any],
+) -> None:
+    quickstart_doc["spec"]["learningRates"] = {"values": [0.001, 0.003, 0.01]}
+    study = parse_study(quickstart_doc)
+    trials = plan_trials("quickstart", study.spec)
+    assert len(trials) == 3 * len(plan_trials("quickstart", parse_study({
+        **quickstart_doc, "spec": {k: v for k, v in quickstart_doc["spec"].items()
+                                   if k != "learningRates"}}).spec))  # fmt: skip
+    assert len({t.name for t in trials}) == len(trials)
+    assert trials[1].name == "quickstart-d100-m4-l1-s0" and trials[1].learning_rate == 0.003
+    long = "x" * 63
+    names = {trial_name(long, 10**9, 10**6, 31, 15), trial_name(long, 10**9, 10**6, 31, 14)}
+    assert len(names) == 2 and all(len(n) <= 63 and re.match(r"^[a-z0-9-]+$", n) for n in names)
+
+
+def test_a_sweep_is_rejected_with_an_adaptive_design_or_repeated_values(
+    quickstart_doc: dict[str, Any],
+) -> None:
+    from scalingstudy.spec import SpecError
+
+    for sweep, design, fragment in (
+        ({"values": [0.1, 0.1]}, {}, "values must not repeat"),
+        ({"values": [0.1]}, {}, "spec.learningRates.values"),
+        ({"values": [0.1, 0.2]}, {"strategy": "adaptive"}, "needs design.strategy: grid"),
+    ):
+        doc = {**quickstart_doc, "spec": {**quickstart_doc["spec"], "learningRates": sweep,
+                                          "design": design}}  # fmt: skip
+        try:
+            parse_study(doc)
+        except SpecError as exc:
+            assert fragment in str(exc), exc
+        else:
+            raise AssertionError(f"accepted {sweep} {design}")

@@ -303,3 +303,38 @@ def test_adaptive_run_skips_grid_trials_and_an_interrupted_run_resumes_to_the_sa
     first = json.loads((whole / "fit.json").read_text())["learning_curve"]["beta"]
     assert resumed.fit is not None and resumed.fit.learning_curve is not None
     assert resumed.fit.learning_curve.beta == pytest.approx(first, abs=1e-9)
+
+
+def test_a_learning_rate_sweep_keeps_the_best_rate_per_cell(tmp_path: Path) -> None:
+    truth = random_truth(2)
+    doc = yaml.safe_load(_adaptive_study(tmp_path).read_text())
+    spec = doc["spec"]
+    spec["design"] = {}
+    spec["dataSizes"] = {"values": [1000, 2000, 4000]}
+    spec["modelSizes"] = {"values": [16, 32, 64]}
+    # the truth's best rate is 0.01 x 16 / model size: 0.01, 0.005, 0.0025
+    spec["learningRates"] = {"values": [0.005, 0.01, 0.02]}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "out"
+    result = run_cli("run", str(path), "--out", str(out), "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 27 and {r["learning_rate"] for r in rows} == {"0.005", "0.01", "0.02"}
+    assert all("-l" in r["trial"] for r in rows)
+    winners = json.loads((out / "design.json").read_text())["learningRates"]
+    best = {w["modelSize"]: (w["learningRate"], w["atEdge"]) for w in winners}
+    assert best == {16: (0.01, False), 32: (0.005, True), 64: (0.005, True)}
+    assert "edge of the sweep in 6 of 9 cells" in result.stdout
+    # the fit sees one configuration per cell: the winners' losses
+    fit = json.loads((out / "fit.json").read_text())
+    winner_loss = {
+        (int(r["data_size"]), int(r["model_size"])): float(r["loss"])
+        for r in rows
+        if float(r["learning_rate"]) == best[int(r["model_size"])][0]
+    }
+    for b in fit["best"]:
+        assert b["loss"] == pytest.approx(
+            min(v for (d, _), v in winner_loss.items() if d == b["data_size"])
+        )
+    assert truth.learning_rate_penalty(16, 0.01) == 1.0

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from scalingstudy.report_table import design_line, format_fit
+from scalingstudy.report_table import design_line, format_fit, learning_rate_lines
 
 if TYPE_CHECKING:
     from scalingstudy.fitting.report import FitReport
@@ -186,6 +186,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
     if outcome.design is not None and outcome.design.strategy == "adaptive":
         print(design_line(outcome.design))
+    for line in learning_rate_lines(outcome.design) if outcome.design else []:
+        print(line)
     if outcome.fit is not None:
         print(format_fit(outcome.fit))
     else:

@@ -33,6 +33,9 @@ TASK_KEY = "task.json"
 TRAINING_KEY = "training.json"
 ENV_METRIC = "SCALINGSTUDY_METRIC"
 ENV_CHECKPOINT_DIR = "SCALINGSTUDY_CHECKPOINT_DIR"
+#: The trial's learning rate in a learning-rate sweep (unset otherwise): it replaces
+#: training.learningRate.
+ENV_LEARNING_RATE = "SCALINGSTUDY_LEARNING_RATE"
 #: Port of the trainer's /metrics (progress while training); unset or 0: not served.
 ENV_METRICS_PORT = "SCALINGSTUDY_METRICS_PORT"
 
@@ -90,6 +93,8 @@ def trial_environment(
         }
     else:
         where = {ENV_TASK: config[TASK_KEY], ENV_TRAINING: config[TRAINING_KEY]}
+    if trial.learning_rate is not None:
+        where[ENV_LEARNING_RATE] = repr(trial.learning_rate)
     return {
         ENV_STUDY: study,
         ENV_NAMESPACE: namespace,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from scalingstudy.adaptive import decide_adaptive
 from scalingstudy.cost import CostModel, devices_per_trial, measured, parameter_counts
 from scalingstudy.plan import Plan, Trial, plan_trials
+from scalingstudy.results import best_learning_rates
 from scalingstudy.spec import ScalingStudySpec
 from scalingstudy.status import DesignStatus, StageFit, StageWindow, StopReason, TrialRecord
 
@@ -114,6 +115,9 @@ def design(
             "budget_gpu_seconds": budget,
             "windows": list(windows),
             "stage_fits": [fits[d] for d in sorted(fits) if spec.design.adaptive],
+            "learning_rates": best_learning_rates(
+                records[t.name] for t in kept if t.name in records
+            ),
         }
     )
     grid = frozenset(t.name for t in plan_trials(study, spec))

@@ -27,18 +27,24 @@ class Trial:
     model_size: int
     seed: int
     name: str
+    #: The swept learning rate of this trial (None: no sweep).
+    learning_rate: float | None = field(default=None, compare=False)
 
     @property
     def coordinates(self) -> tuple[int, int, int]:
         return (self.data_size, self.model_size, self.seed)
 
 
-def trial_name(study: str, data_size: int, model_size: int, seed: int) -> str:
-    """A DNS-1123 label of at most 63 characters, unique per coordinates within a study.
+def trial_name(
+    study: str, data_size: int, model_size: int, seed: int, rate: int | None = None
+) -> str:
+    """A DNS-1123 label of at most 63 characters, unique per coordinates within a study
+    (``rate``: the index of a swept learning rate).
 
     Long study names are shortened and a hash of the full name keeps them distinct.
     """
-    suffix = f"d{data_size}-m{model_size}-s{seed}"
+    swept = "" if rate is None else f"-l{rate}"
+    suffix = f"d{data_size}-m{model_size}{swept}-s{seed}"
     name = f"{study}-{suffix}"
     if len(name) <= MAX_NAME:
         return name
@@ -54,12 +60,15 @@ def trial_name(study: str, data_size: int, model_size: int, seed: int) -> str:
 
 def plan_trials(study: str, spec: ScalingStudySpec) -> list[Trial]:
     """Every trial of the study, smallest data sizes first (so early fits come soon)."""
+    rates = spec.learning_rate_values()
     return [
-        Trial(data, model, seed, trial_name(study, data, model, seed))
+        Trial(data, model, seed, trial_name(study, data, model, seed, None if lr is None else i),
+              lr)
         for data in spec.data_sizes.sizes()
         for model in spec.model_sizes.sizes()
+        for i, lr in enumerate(rates)
         for seed in range(spec.seeds)
-    ]
+    ]  # fmt: skip
 
 
 @dataclass(frozen=True)

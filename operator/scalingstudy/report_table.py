@@ -100,3 +100,21 @@ def design_line(d: DesignStatus) -> str:
         f"grid's {d.grid_trials} skipped; {d.gpu_seconds:.0f} GPU-seconds ({d.spend or '?'}"
         f"{grid}); stopped: {d.stop_reason or 'no'}"
     )
+
+
+def learning_rate_lines(d: DesignStatus) -> list[str]:
+    """The winning learning rate per cell of a sweep, and a warning for winners at the
+    sweep's edge."""
+    if not d.learning_rates:
+        return []
+    lines = ["Best learning rate per (data size, model size):"]
+    for c in d.learning_rates:
+        edge = "  (edge)" if c.at_edge else ""
+        lines.append(f"  {c.data_size:>10}  {c.model_size:>10}  {c.learning_rate:g}{edge}")
+    at_edge = sum(c.at_edge for c in d.learning_rates)
+    if at_edge:
+        lines.append(
+            f"warning: the best learning rate is at the edge of the sweep in {at_edge} of "
+            f"{len(d.learning_rates)} cells: the optimum may lie beyond; widen learningRates"
+        )
+    return lines

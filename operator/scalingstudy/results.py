@@ -3,12 +3,13 @@ and the operator (records in status.results)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 
 from scalingstudy.fitting import FitError, FitOptions, Point
 from scalingstudy.fitting.report import FitReport
 from scalingstudy.spec import ScalingStudySpec
-from scalingstudy.status import StageFit, TrialRecord
+from scalingstudy.status import LearningRateChoice, StageFit, TrialRecord
 
 Fitter = Callable[[Sequence[Point], FitOptions], FitReport]
 
@@ -19,8 +20,12 @@ NOT_FITTABLE = "fewer than 3 data sizes have a succeeded trial"
 def points_of(records: Iterable[TrialRecord]) -> list[Point]:
     """The fit's input from succeeded records, in grid order: the fit (its bootstrap draws
     rows by position) is then a function of the results, not of the order trials ended
-    in, and the local runner and the operator agree on the same results."""
-    ordered = sorted(records, key=lambda r: (r.data_size, r.model_size, r.seed, r.trial))
+    in, and the local runner and the operator agree on the same results. In a
+    learning-rate sweep only the best learning rate of each (data size, model size)
+    counts (`best_learning_rates`): the fit sees one configuration per cell."""
+    kept = list(records)
+    best = {(c.data_size, c.model_size): c.learning_rate for c in best_learning_rates(kept)}
+    ordered = sorted(kept, key=lambda r: (r.data_size, r.model_size, r.seed, r.trial))
     return [
         Point(
             data_size=float(r.data_size),
@@ -30,8 +35,37 @@ def points_of(records: Iterable[TrialRecord]) -> list[Point]:
             parameters=r.parameters,
         )
         for r in ordered
-        if r.status == "Succeeded" and r.loss is not None
+        if r.status == "Succeeded"
+        and r.loss is not None
+        and best.get((r.data_size, r.model_size), r.learning_rate) == r.learning_rate
     ]
+
+
+def best_learning_rates(records: Iterable[TrialRecord]) -> list[LearningRateChoice]:
+    """Per (data size, model size) of a sweep, the learning rate with the lowest mean log
+    loss over its succeeded seeds, and whether it is the smallest or largest tried there
+    (the optimum may lie beyond: widen the sweep). Empty without a sweep."""
+    cells: dict[tuple[int, int], dict[float, list[float]]] = {}
+    tried: dict[tuple[int, int], set[float]] = {}
+    for r in records:
+        if r.learning_rate is None:
+            continue
+        key = (r.data_size, r.model_size)
+        tried.setdefault(key, set()).add(r.learning_rate)
+        if r.status == "Succeeded" and r.loss:
+            cells.setdefault(key, {}).setdefault(r.learning_rate, []).append(math.log(r.loss))
+    out = []
+    for key in sorted(cells):
+        means = {lr: sum(v) / len(v) for lr, v in cells[key].items()}
+        lr = min(means, key=lambda x: (means[x], x))
+        rates = tried[key]
+        out.append(
+            LearningRateChoice(
+                data_size=key[0], model_size=key[1], learning_rate=lr,
+                at_edge=len(rates) > 1 and lr in (min(rates), max(rates)),
+            )
+        )  # fmt: skip
+    return out
 
 
 def fit_options(spec: ScalingStudySpec) -> FitOptions:

@@ -76,6 +76,8 @@ class TrialCoordinates(BaseModel):
     """Model-size knob."""
     seed: int
     """Initialisation seed."""
+    learning_rate: float | None = None
+    """The trial's learning rate in a learning-rate sweep."""
 
 
 class TrialRecord(ResultFields, TrialCoordinates):
@@ -153,6 +155,7 @@ def _coordinates(trial: Trial) -> dict[str, Any]:
         "data_size": trial.data_size,
         "model_size": trial.model_size,
         "seed": trial.seed,
+        "learning_rate": trial.learning_rate,
     }
 
 
@@ -251,6 +254,19 @@ class StageWindow(_Status):
 StopReason = Literal["TargetReached", "BudgetSpent", "AllDataSizes"]
 
 
+class LearningRateChoice(_Status):
+    """The learning rate that won at one (data size, model size) of a sweep."""
+
+    data_size: int
+    """Data size."""
+    model_size: int
+    """Model size."""
+    learning_rate: float
+    """The best learning rate there (lowest mean loss over seeds)."""
+    at_edge: bool
+    """It is the smallest or largest tried: the optimum may lie beyond the sweep."""
+
+
 class DesignStatus(_Status):
     """What the study's design chose and spent, against the full grid."""
 
@@ -278,6 +294,9 @@ class DesignStatus(_Status):
     """Model sizes planned at each data size (adaptive)."""
     stage_fits: list[StageFit] = Field(default_factory=list)
     """Fits the adaptive decisions were made from."""
+    learning_rates: list[LearningRateChoice] = Field(default_factory=list)
+    """In a learning-rate sweep, the winner per data size and model size (the fit uses
+    only the winners' results)."""
 
 
 class ScalingStudyStatus(_Status):

@@ -43,6 +43,13 @@ def _int(env: Mapping[str, str], name: str, minimum: int) -> int:
     return value
 
 
+def _float(env: Mapping[str, str], name: str) -> float:
+    try:
+        return float(env[name])
+    except ValueError:
+        raise ConfigError(f"{name} must be a number (got {env[name]!r})") from None
+
+
 def _json(env: Mapping[str, str], name: str, default: Any) -> Any:
     raw = env.get(name, "")
     if not raw:
@@ -80,6 +87,11 @@ def read_config(env: Mapping[str, str] | None = None) -> TrialConfig:
     try:
         task = TaskSpec.model_validate(_json(env, contract.ENV_TASK, {}))
         training = TrainingSpec.model_validate(_json(env, contract.ENV_TRAINING, {}))
+        if env.get(contract.ENV_LEARNING_RATE):
+            training = TrainingSpec.model_validate(
+                {**training.model_dump(by_alias=True),
+                 "learningRate": _float(env, contract.ENV_LEARNING_RATE)}
+            )  # fmt: skip
     except ValidationError as exc:
         raise ConfigError(str(SpecError(problems_of(exc)))) from None
     return TrialConfig(

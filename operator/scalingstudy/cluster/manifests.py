@@ -23,6 +23,7 @@ LABEL_TRIAL = f"{GROUP}/trial"
 LABEL_DATA_SIZE = f"{GROUP}/data-size"
 LABEL_MODEL_SIZE = f"{GROUP}/model-size"
 LABEL_SEED = f"{GROUP}/seed"
+LABEL_LEARNING_RATE = f"{GROUP}/learning-rate"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "scalingstudy-operator"
 KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
@@ -55,7 +56,7 @@ class JobSettings:
 
 
 def trial_labels(study: str, trial: Trial) -> dict[str, str]:
-    return {
+    labels = {
         LABEL_STUDY: study,
         LABEL_TRIAL: trial.name,
         LABEL_DATA_SIZE: str(trial.data_size),
@@ -63,6 +64,9 @@ def trial_labels(study: str, trial: Trial) -> dict[str, str]:
         LABEL_SEED: str(trial.seed),
         LABEL_MANAGED_BY: MANAGER,
     }
+    if trial.learning_rate is not None:
+        labels[LABEL_LEARNING_RATE] = repr(trial.learning_rate)  # e.g. 0.003, 1e-05
+    return labels
 
 
 def owner_reference(study: StudyRef) -> dict[str, Any]:

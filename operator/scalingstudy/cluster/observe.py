@@ -10,6 +10,7 @@ from typing import Literal
 from scalingstudy.cluster.manifests import (
     CONTAINER,
     LABEL_DATA_SIZE,
+    LABEL_LEARNING_RATE,
     LABEL_MODEL_SIZE,
     LABEL_SEED,
     LABEL_TRIAL,
@@ -32,6 +33,7 @@ class JobState:
     message: str | None = None
     deleting: bool = False
     coordinates: tuple[int, int, int] | None = None  # data size, model size, seed (labels)
+    learning_rate: float | None = None  # a swept learning rate (label)
     created: dt.datetime | None = None
     #: Whether the Job controller has made any pod for it (active, finished or going).
     has_pods: bool = True
@@ -40,7 +42,7 @@ class JobState:
     def as_trial(self) -> Trial | None:
         if self.coordinates is None:
             return None
-        return Trial(*self.coordinates, name=self.trial)
+        return Trial(*self.coordinates, name=self.trial, learning_rate=self.learning_rate)
 
     @property
     def duration(self) -> float | None:
@@ -75,9 +77,14 @@ def job_state(job: Obj) -> JobState:
         )  # fmt: skip
     except (KeyError, ValueError):
         coords = None
+    try:
+        rate = float(labels[LABEL_LEARNING_RATE]) if LABEL_LEARNING_RATE in labels else None
+    except ValueError:
+        rate = None
     counts = ("active", "ready", "terminating", "succeeded", "failed")
     common = {"trial": trial, "name": meta["name"], "started": started,
               "deleting": bool(meta.get("deletionTimestamp")), "coordinates": coords,
+              "learning_rate": rate,
               "created": parse_time(meta.get("creationTimestamp")),
               "has_pods": any(status.get(k) for k in counts)}  # fmt: skip
     if _condition(job, "Complete"):

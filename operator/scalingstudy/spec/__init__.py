@@ -53,6 +53,20 @@ from scalingstudy.spec.training import EarlyStopping, FitSpec, MetricSpec, TaskS
 # --------------------------------------------------------------------------- study
 
 
+class LearningRates(SpecModel):
+    """A sweep: every trial once per learning rate; per data size and model size the best
+    one is kept (as the best model size is kept per data size)."""
+
+    values: list[Annotated[float, Field(gt=0, le=10)]] = Field(min_length=2, max_length=16)
+    """Peak learning rates to try (each replaces training.learningRate)."""
+
+    @model_validator(mode="after")
+    def _distinct(self) -> LearningRates:
+        if len(set(self.values)) != len(self.values):
+            raise ValueError(f"values must not repeat (got {self.values})")
+        return self
+
+
 class ScalingStudySpec(SpecModel):
     """A scaling study: train every model size on every nested data subset, then fit power laws."""
 
@@ -87,6 +101,11 @@ class ScalingStudySpec(SpecModel):
                     ".dataSizes",
                 ),
                 cel(
+                    "!has(self.learningRates) || !has(self.design) || "
+                    "!has(self.design.strategy) || self.design.strategy != 'adaptive'",
+                    "learningRates (a sweep) needs design.strategy: grid",
+                ),
+                cel(
                     "!has(self.dataSizes.values) || !has(self.modelSizes.values) || "
                     "size(self.dataSizes.values) * size(self.modelSizes.values) * self.seeds"
                     f" <= {MAX_TRIALS}",
@@ -108,6 +127,8 @@ class ScalingStudySpec(SpecModel):
     """Trials per (data size, model size) with different initialisation seeds."""
     design: DesignSpec = Field(default_factory=DesignSpec)
     """Which trials to train: the full grid (default) or adaptively, with a budget."""
+    learning_rates: LearningRates | None = None
+    """A learning-rate sweep (grid designs): each trial once per value, the best kept."""
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     """Optimisation settings."""
     metric: MetricSpec = Field(default_factory=MetricSpec)
@@ -137,19 +158,28 @@ class ScalingStudySpec(SpecModel):
                 f"design.fullGridDataSizes is {design.full_grid_data_sizes} but dataSizes "
                 f"gives only {n_data} sizes"
             )
+        if self.learning_rates is not None and design.adaptive:
+            raise ValueError("learningRates (a sweep) needs design.strategy: grid")
         extensions = len(self.model_size_candidates()) - len(self.model_sizes.sizes())
-        total = n_data * (len(self.model_sizes.sizes()) + extensions) * self.seeds
+        sweep = len(self.learning_rate_values())
+        total = n_data * (len(self.model_sizes.sizes()) + extensions) * self.seeds * sweep
         if total > MAX_TRIALS:
             counted = f" (with {extensions} extension model sizes)" if extensions else ""
+            swept = " x learningRates" if sweep > 1 else ""
             raise ValueError(
-                f"dataSizes x modelSizes x seeds{counted} = {total} trials; at most "
+                f"dataSizes x modelSizes x seeds{swept}{counted} = {total} trials; at most "
                 f"{MAX_TRIALS} are allowed"
             )
         return self
 
     def trial_count(self) -> int:
         """Trials of the full grid (of the listed sizes)."""
-        return len(self.data_sizes.sizes()) * len(self.model_sizes.sizes()) * self.seeds
+        cells = len(self.data_sizes.sizes()) * len(self.model_sizes.sizes())
+        return cells * self.seeds * len(self.learning_rate_values())
+
+    def learning_rate_values(self) -> list[float | None]:
+        """The swept learning rates, or [None]: no sweep (training.learningRate)."""
+        return list(self.learning_rates.values) if self.learning_rates else [None]
 
     def model_size_candidates(self) -> list[int]:
         """The listed model sizes and, with design.extendModelSizes, the larger ones an
@@ -289,6 +319,7 @@ __all__ = [
     "EarlyStopping",
     "EnvVar",
     "FitSpec",
+    "LearningRates",
     "MetricSpec",
     "ObjectMeta",
     "ObjectName",
