@@ -241,28 +241,24 @@ def test_the_preflight_never_loads_torch_into_the_cli() -> None:
     assert out.stdout.strip() == "False"
 
 
-def _adaptive_study(tmp_path: Path, **design: Any) -> Path:
-    """An adaptive study on a known ground truth (benchmarks/scaling_truth.py)."""
-    truth = random_truth(2)
-    doc = {
-        "apiVersion": "scalingstudy.io/v1alpha1",
-        "kind": "ScalingStudy",
-        "metadata": {"name": "adapt"},
-        "spec": {
-            "task": {"name": "simulated"},
-            "trainer": {
-                "command": [sys.executable, str(HERE.parent / "benchmarks" / "scaling_truth.py")],
-                "env": [{"name": "SCALING_TRUTH", "value": json.dumps(dataclasses.asdict(truth))}],
-            },
-            "dataSizes": {"values": [1000, 2000, 4000, 8000, 16000]},
-            "modelSizes": {"values": [4, 8, 16, 32, 64]},
-            "fit": {"bootstrap": 40},
-            "design": {"strategy": "adaptive", **design},
-        },
+def _truth_study(tmp_path: Path, name: str, **spec: Any) -> Path:
+    """A study whose trainer is the known ground truth of benchmarks/scaling_truth.py."""
+    truth = json.dumps(dataclasses.asdict(random_truth(2)))
+    trainer = {
+        "command": [sys.executable, str(HERE.parent / "benchmarks" / "scaling_truth.py")],
+        "env": [{"name": "SCALING_TRUTH", "value": truth}],
     }
-    path = tmp_path / "adaptive.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+    return _study(tmp_path, name=name, task={"name": "simulated"}, trainer=trainer, **spec)
+
+
+def _adaptive_study(tmp_path: Path, **design: Any) -> Path:
+    return _truth_study(
+        tmp_path, "adapt",
+        dataSizes={"values": [1000, 2000, 4000, 8000, 16000]},
+        modelSizes={"values": [4, 8, 16, 32, 64]},
+        fit={"bootstrap": 40},
+        design={"strategy": "adaptive", **design},
+    )  # fmt: skip
 
 
 def test_adaptive_run_skips_grid_trials_and_an_interrupted_run_resumes_to_the_same(
@@ -307,15 +303,14 @@ def test_adaptive_run_skips_grid_trials_and_an_interrupted_run_resumes_to_the_sa
 
 def test_a_learning_rate_sweep_keeps_the_best_rate_per_cell(tmp_path: Path) -> None:
     truth = random_truth(2)
-    doc = yaml.safe_load(_adaptive_study(tmp_path).read_text())
-    spec = doc["spec"]
-    spec["design"] = {}
-    spec["dataSizes"] = {"values": [1000, 2000, 4000]}
-    spec["modelSizes"] = {"values": [16, 32, 64]}
     # the truth's best rate is 0.01 x 16 / model size: 0.01, 0.005, 0.0025
-    spec["learningRates"] = {"values": [0.005, 0.01, 0.02]}
-    path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump(doc))
+    path = _truth_study(
+        tmp_path, "adapt",
+        dataSizes={"values": [1000, 2000, 4000]},
+        modelSizes={"values": [16, 32, 64]},
+        fit={"bootstrap": 40},
+        learningRates={"values": [0.005, 0.01, 0.02]},
+    )  # fmt: skip
     out = tmp_path / "out"
     result = run_cli("run", str(path), "--out", str(out), "--workers", "2")
     assert result.returncode == 0, result.stderr

@@ -55,6 +55,7 @@ def design(
     windows: tuple[StageWindow, ...] = ()
     fit_needed: int | None = None
     prefix: tuple[TrialRecord, ...] = ()
+    grid = plan_trials(study, spec)
     if spec.design.adaptive:
         chosen = decide_adaptive(study, spec, records, fits)
         wanted: Sequence[Trial] = chosen.trials
@@ -68,7 +69,7 @@ def design(
             names = {n for d, ns in chosen.stages.items() if d <= fit_needed for n in ns}
             prefix = tuple(records[n] for n in sorted(names) if n in records)
     else:
-        wanted, more = plan_trials(study, spec), False
+        wanted, more = grid, False
     devices = devices_per_trial(spec)
     models = spec.model_size_candidates()
     sizes = parameter_counts(records.values(), models)
@@ -79,80 +80,57 @@ def design(
            if r.data_size in data_sizes and r.model_size in sizes and r.seed < seeds]  # fmt: skip
     cost = CostModel.fitted(ran, devices, sizes)
     spent = sum(measured(r, devices) for r in ran)
-    running = [t for t in wanted if t.name in active and t.name not in records]
 
     def expected(t: Trial) -> float:
-        return (
-            0.0
-            if cost is None
-            else cost.expected(t.data_size, sizes.get(t.model_size, t.model_size))
-        )
+        """GPU-seconds a trial is expected to take (0 while no cost is known)."""
+        if cost is None:
+            return 0.0
+        return cost.expected(t.data_size, sizes.get(t.model_size, t.model_size))
 
     budget = None if spec.design.budget is None else spec.design.budget.gpu_hours * 3600.0
     kept: list[Trial] = []
     blocked = False
-    committed = spent + sum(expected(t) for t in running)
+    committed = spent + sum(
+        expected(t) for t in wanted if t.name in active and t.name not in records
+    )
     for t in wanted:
         if t.name in records or t.name in active:
             kept.append(t)
-        elif not blocked and (budget is None or committed + expected(t) <= budget):
+            continue
+        cost_of = expected(t)
+        if not blocked and (budget is None or committed + cost_of <= budget):
             kept.append(t)
-            committed += expected(t)
+            committed += cost_of
         else:
             blocked = True
     if blocked:
         more = False
-    unfinished = any(t.name not in records for t in kept)
-    reason: StopReason | None = None
-    if not unfinished and not more and fit_needed is None:
-        reason = "TargetReached" if stopped else "BudgetSpent" if blocked else "AllDataSizes"
-    elif stopped or blocked:
-        reason = "TargetReached" if stopped else "BudgetSpent"
-    status = _status(spec, study, records, active, ran, cost, sizes, devices, spent)
-    status = status.model_copy(
-        update={
-            "stop_reason": reason,
-            "budget_gpu_seconds": budget,
-            "windows": list(windows),
-            "stage_fits": [fits[d] for d in sorted(fits) if spec.design.adaptive],
-            "learning_rates": best_learning_rates(
-                records[t.name] for t in kept if t.name in records
-            ),
-        }
-    )
-    grid = frozenset(t.name for t in plan_trials(study, spec))
-    return Design(Plan(tuple(kept)), more or fit_needed is not None, fit_needed, reason,
-                  status, prefix, grid)  # fmt: skip
-
-
-def _status(
-    spec: ScalingStudySpec,
-    study: str,
-    records: Mapping[str, TrialRecord],
-    active: Collection[str],
-    ran: Sequence[TrialRecord],
-    cost: CostModel | None,
-    sizes: Mapping[int, float],
-    devices: float,
-    spent: float,
-) -> DesignStatus:
-    grid = plan_trials(study, spec)
+    finished = not more and fit_needed is None and all(t.name in records for t in kept)
+    reason: StopReason | None = (
+        "TargetReached" if stopped
+        else "BudgetSpent" if blocked
+        else "AllDataSizes" if finished
+        else None
+    )  # fmt: skip
     started = {r.trial for r in ran} | set(active)
-    grid_started = sum(1 for t in grid if t.name in started)
     estimate = None
     if cost is not None:
         estimate = sum(
-            measured(records[t.name], devices) if t.name in records
-            else cost.expected(t.data_size, sizes.get(t.model_size, t.model_size))
-            for t in grid
-        )  # fmt: skip
-    spend = None if not estimate else f"{100.0 * spent / estimate:.0f}%"
-    return DesignStatus(
+            measured(records[t.name], devices) if t.name in records else expected(t) for t in grid
+        )
+    status = DesignStatus(
         strategy=spec.design.strategy,
         trials_started=len(started),
         grid_trials=len(grid),
-        trials_skipped=len(grid) - grid_started,
+        trials_skipped=sum(1 for t in grid if t.name not in started),
         gpu_seconds=round(spent, 1),
         grid_gpu_seconds=None if estimate is None else round(estimate, 1),
-        spend=spend,
+        spend=None if not estimate else f"{100.0 * spent / estimate:.0f}%",
+        budget_gpu_seconds=budget,
+        stop_reason=reason,
+        windows=list(windows),
+        stage_fits=[fits[d] for d in sorted(fits)] if spec.design.adaptive else [],
+        learning_rates=best_learning_rates(records[t.name] for t in kept if t.name in records),
     )
+    return Design(Plan(tuple(kept)), more or fit_needed is not None, fit_needed, reason,
+                  status, prefix, frozenset(t.name for t in grid))  # fmt: skip

@@ -14,14 +14,13 @@ import dataclasses
 import json
 import random
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks.scaling_truth import random_truth
 from scalingstudy.spec import parse_spec
 from tests.cluster.conftest import ROOT, Cluster, Operator, study_doc
-from tests.cluster.test_operator import events, finished, job_creations
+from tests.cluster.test_operator import events, finished, job_creations, kill_at_random_moments
 from tests.design_loop import run
 
 TRUTH = random_truth(2)
@@ -63,12 +62,7 @@ def test_adaptive_study_stops_early_with_one_job_per_trial_across_sigkills(
     op: Operator = operator_factory(namespace)
     op.start()
     cluster.apply(doc, namespace)
-    rng = random.Random(20261202)
-    for _ in range(5):
-        time.sleep(rng.uniform(1.0, 5.0))
-        op.kill()
-        time.sleep(rng.uniform(0.0, 1.0))
-        op.start()
+    kill_at_random_moments(op, random.Random(20261202), 5, up=(1.0, 5.0))
     status = finished(cluster, "adaptive", namespace, timeout=300)
     assert status["phase"] == "Succeeded", status.get("conditions")
     complete = next(c for c in status["conditions"] if c["type"] == "Complete")

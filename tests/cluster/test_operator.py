@@ -47,6 +47,18 @@ def events(c: Cluster, ns: str, name: str) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def kill_at_random_moments(
+    op: Operator, rng: random.Random, times: int, up: tuple[float, float]
+) -> None:
+    """SIGKILL the operator ``times`` times, each after it ran for a random time in ``up``
+    seconds, restarting it after up to a second."""
+    for _ in range(times):
+        time.sleep(rng.uniform(*up))
+        op.kill()
+        time.sleep(rng.uniform(0.0, 1.0))
+        op.start()
+
+
 def job_creations(c: Cluster, ns: str) -> collections.Counter[str]:
     """Successful Job creates in the namespace, from the API server's audit log."""
     made: collections.Counter[str] = collections.Counter()
@@ -176,12 +188,7 @@ def test_sigkill_at_random_moments_creates_no_duplicate_and_loses_nothing(
         {"name": "TRIAL_SECONDS", "value": "1"},
     ]
     cluster.apply(doc, namespace)
-    rng = random.Random(20261124)
-    for _ in range(10):
-        time.sleep(rng.uniform(0.3, 3.0))
-        op.kill()
-        time.sleep(rng.uniform(0.0, 1.0))
-        op.start()
+    kill_at_random_moments(op, random.Random(20261124), 10, up=(0.3, 3.0))
     assert op.starts == 11
     done = wait_until(
         "the study to finish",

@@ -33,11 +33,13 @@ from scalingstudy.cluster.prometheus import Prometheus, PrometheusUnavailableErr
 from scalingstudy.cluster.reconcile import (
     Event,
     Pass,
+    active_trials,
     build_status,
     decide,
     design_events,
     fit_due,
     invalid_status,
+    merged,
     refused,
     started_event,
     status_changed,
@@ -93,14 +95,14 @@ class Controller:
         self.metrics = metrics
         self.config = config
         self.last_fit: dict[Key, float] = {}
-        #: Studies (by uid) whose ConfigMap is known to exist.
-        self.configured: set[str] = set()
+        #: The uid of each study whose ConfigMap is known to exist.
+        self.configured: dict[Key, str] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         """The study is gone: drop what this process remembers of it."""
         self.last_fit.pop((namespace, name), None)
         self.metrics.forget_study(namespace, name)
-        self.configured.clear()  # uids are not known here; re-checking costs one request
+        self.configured.pop((namespace, name), None)
 
     # -- one pass (blocking, in a thread) ------------------------------------------------
     def reconcile(self, namespace: str, name: str) -> Wake:
@@ -162,8 +164,8 @@ class Controller:
     ) -> Design:
         """The design's decision, after the fits it asks for (in the fit child process;
         kept in status.design, so each is made once)."""
-        records = {**{r.trial: r for r in found}, **recorded}
-        active = {j.trial for j in jobs if j.phase in ("active", "queued")} - records.keys()
+        records, _ = merged(recorded, found)
+        active = active_trials(jobs, records)
         fits = {f.data_size: f for f in (before.design.stage_fits if before.design else [])}
         # Each fit through a data size is made at most once per pass (a bound, not a
         # retry: the design asks again only for a fit made of other results).
@@ -228,12 +230,13 @@ class Controller:
         """Whether the study's ConfigMap (which every trial mounts) is in place, creating it
         when missing; and why the study cannot run when a ConfigMap not of a study has
         its name."""
-        if ref.uid in self.configured:
+        key = (ref.namespace, ref.name)
+        if self.configured.get(key) == ref.uid:
             return True, None
         existing = self.kube.create_or_get_config_map(config_map_manifest(ref, spec))
         whose = config_map_owner(existing, ref)
         if whose == "ours":
-            self.configured.add(ref.uid)
+            self.configured[key] = ref.uid
             return True, None
         if whose == "previous":
             log.info("%s/%s: waiting for the ConfigMap of a deleted study of the same name "

@@ -104,6 +104,23 @@ def _trial_events(create: Sequence[Trial], new: Sequence[TrialRecord]) -> list[E
     return events
 
 
+def merged(
+    recorded: Mapping[str, TrialRecord], collected: Sequence[TrialRecord]
+) -> tuple[dict[str, TrialRecord], list[TrialRecord]]:
+    """The records with the pass's collected ones (a trial recorded already keeps its
+    record), and the new ones among them."""
+    records = dict(recorded)
+    new = [r for r in collected if r.trial not in records]
+    records.update({r.trial: r for r in new})
+    return records, new
+
+
+def active_trials(jobs: Sequence[JobState], records: Mapping[str, TrialRecord]) -> set[str]:
+    """Trials whose Jobs hold a parallelism slot: running, or queued (suspended: Kueue
+    decides when they run), and not recorded."""
+    return {j.trial for j in jobs if j.phase in ("active", "queued") and j.trial not in records}
+
+
 def decide(
     plan: Plan,
     jobs: Sequence[JobState],
@@ -124,12 +141,9 @@ def decide(
     Running Jobs of trials no longer planned (a spec change, a stopped adaptive study)
     are deleted.
     """
-    records = dict(recorded)
-    new = [r for r in collected if r.trial not in records]
-    records.update({r.trial: r for r in new})
+    records, new = merged(recorded, collected)
     by_trial = {j.trial: j for j in jobs}
-    # Queued (suspended) Jobs occupy a parallelism slot too: Kueue decides when they run.
-    active = {j.trial for j in jobs if j.phase in ("active", "queued") and j.trial not in records}
+    active = active_trials(jobs, records)
     # Finished Jobs whose result could not be read yet (waiting for a scrape) hold no slot
     # and are not started again; the study is not finished while any remain.
     uncollected = {
