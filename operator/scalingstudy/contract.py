@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -38,6 +39,16 @@ ENV_CHECKPOINT_DIR = "SCALINGSTUDY_CHECKPOINT_DIR"
 ENV_LEARNING_RATE = "SCALINGSTUDY_LEARNING_RATE"
 #: Port of the trainer's /metrics (progress while training); unset or 0: not served.
 ENV_METRICS_PORT = "SCALINGSTUDY_METRICS_PORT"
+# A trial of several processes (DESIGN §5, distributed trials): how many pods and
+# processes per pod, this pod's rank among the trial's pods (its Job completion index),
+# and where rank 0 (pod 0, process 0) listens for the rendezvous.
+ENV_NODES = "SCALINGSTUDY_NODES"
+ENV_NODE_RANK = "SCALINGSTUDY_NODE_RANK"
+ENV_PROCESSES_PER_POD = "SCALINGSTUDY_PROCESSES_PER_POD"
+ENV_MASTER_ADDR = "SCALINGSTUDY_MASTER_ADDR"
+ENV_MASTER_PORT = "SCALINGSTUDY_MASTER_PORT"
+#: The rendezvous port on pod 0 (torchrun's default).
+MASTER_PORT = 29500
 
 #: Exit status of a trainer whose configuration cannot work (bad task, missing corpus):
 #: retrying cannot help, so the operator fails the trial at once (EX_CONFIG of sysexits.h).
@@ -61,6 +72,32 @@ TRIAL_LABELS = ("namespace", "study", "trial", "data_size", "model_size", "seed"
 PUSH_JOB = "scalingstudy"
 
 
+@dataclass(frozen=True)
+class Topology:
+    """How many processes train one trial, and where they meet."""
+
+    nodes: int = 1
+    processes_per_pod: int = 1
+    master_addr: str = "127.0.0.1"
+    master_port: int = MASTER_PORT
+
+    @classmethod
+    def local(cls, spec: ScalingStudySpec) -> Topology:
+        """One machine runs every process of the trial: the same world size (and so the
+        same per-process batch) as the cluster's nodes x processesPerPod."""
+        return cls(processes_per_pod=spec.trainer.nodes * spec.trainer.processes())
+
+    def environment(self) -> dict[str, str]:
+        """The rendezvous variables; the node rank is pod 0's (a cluster sets each pod's)."""
+        return {
+            ENV_NODES: str(self.nodes),
+            ENV_NODE_RANK: "0",
+            ENV_PROCESSES_PER_POD: str(self.processes_per_pod),
+            ENV_MASTER_ADDR: self.master_addr,
+            ENV_MASTER_PORT: str(self.master_port),
+        }
+
+
 def trial_config(spec: ScalingStudySpec) -> dict[str, str]:
     """The task and training settings as the JSON a trainer reads: the study's ConfigMap
     data on a cluster, the inline variables locally."""
@@ -81,10 +118,11 @@ def trial_environment(
     pushgateway: str = "",
     checkpoint_dir: str = "",
     config_dir: str = "",
+    topology: Topology | None = None,
 ) -> dict[str, str]:
     """The environment of one trial, identical for a pod and a local process except for
     where the task and training settings are: inline, or (``config_dir``, where the
-    study's ConfigMap is mounted) in files."""
+    study's ConfigMap is mounted) in files; and the topology (default: the local one)."""
     config = trial_config(spec)
     if config_dir:
         where = {
@@ -107,6 +145,7 @@ def trial_environment(
         **where,
         ENV_METRIC: spec.metric.name,
         ENV_CHECKPOINT_DIR: checkpoint_dir,
+        **(topology or Topology.local(spec)).environment(),
     }
 
 

@@ -18,22 +18,16 @@ from dataclasses import dataclass
 from scalingstudy.spec import ScalingStudySpec
 from scalingstudy.status import TrialRecord
 
-GPU = "nvidia.com/gpu"
-
 
 def devices_per_trial(spec: ScalingStudySpec) -> float:
-    """GPUs a trial's pod asks for; a pod without GPUs counts as one device, so a CPU
-    study's budget is in device-hours."""
-    return max(gpus_per_trial(spec), 1.0)
+    """GPUs a trial's pods ask for, all of them; a pod without GPUs counts as one device,
+    so a CPU study's budget is in device-hours."""
+    return max(spec.trainer.resources.gpus(), 1.0) * spec.trainer.nodes
 
 
 def gpus_per_trial(spec: ScalingStudySpec) -> float:
-    resources = spec.trainer.resources
-    raw = resources.limits.get(GPU, resources.requests.get(GPU, 0))
-    try:
-        return float(str(raw))
-    except ValueError:
-        return 0.0
+    """GPUs of a whole trial: every pod's (spec.trainer.nodes of them)."""
+    return spec.trainer.resources.gpus() * spec.trainer.nodes
 
 
 def measured(record: TrialRecord, devices: float) -> float:

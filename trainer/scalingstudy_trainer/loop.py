@@ -19,7 +19,9 @@ import torch
 
 from scalingstudy.spec import TrainingSpec
 from scalingstudy_trainer.checkpoint import Checkpoints, Preempted
+from scalingstudy_trainer.distributed import Collectives
 from scalingstudy_trainer.tasks.base import Batch, Task, parameter_count
+from scalingstudy_trainer.world import SINGLE, World
 
 Log = Callable[..., None]
 
@@ -118,9 +120,10 @@ class Feeder:
         x, y = (t.index_select(0, indices).pin_memory() for t in self.data)
         return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
-    def slices(self, size: int, limit: int | None = None) -> Iterator[Batch]:
-        end = self.items if limit is None else min(limit, self.items)
-        for start in range(0, end, size):
+    def slices(self, size: int, limit: int | None = None, world: World = SINGLE) -> Iterator[Batch]:
+        """Batches of the first ``limit`` items (all by default), of this rank's share."""
+        first, end = world.share(self.items if limit is None else min(limit, self.items))
+        for start in range(first, end, size):
             yield self.batch(torch.arange(start, min(start + size, end)))
 
 
@@ -137,18 +140,23 @@ def evaluate(
     runtime: Runtime,
     batch_size: int,
     limit: int | None = None,
+    collectives: Collectives | None = None,
 ) -> float:
-    """Mean loss over (the first ``limit`` items of) the data, summed on the device."""
+    """Mean loss over (the first ``limit`` items of) the data, summed on the device; with
+    several ranks each evaluates its share and the sums are added up."""
     model.eval()
-    total = torch.zeros((), device=runtime.device, dtype=torch.float64)
-    count = 0
-    for x, y in feeder.slices(batch_size, limit):
+    world = collectives.world if collectives else SINGLE
+    sums = torch.zeros(2, device=runtime.device, dtype=torch.float64)  # loss x items, items
+    for x, y in feeder.slices(batch_size, limit, world):
         with runtime.autocast():
             loss = task.loss(model, x, y)
-        total += loss.double() * x.shape[0]
-        count += x.shape[0]
+        sums[0] += loss.double() * x.shape[0]
+        sums[1] += x.shape[0]
     model.train()
-    return float(total) / count
+    if collectives is not None:
+        collectives.sum(sums)
+    total, count = sums.tolist()
+    return float(total) / float(count)
 
 
 class Trainer:
@@ -162,8 +170,11 @@ class Trainer:
         seed: int,
         training: TrainingSpec,
         runtime: Runtime,
+        collectives: Collectives | None = None,
     ) -> None:
         self.task, self.training, self.runtime = task, training, runtime
+        self.collectives = collectives or Collectives(SINGLE, runtime.device)
+        self.world = self.collectives.world
         cuda = runtime.device.type == "cuda"
         if cuda:
             # fp32 leftovers (LSTM, norms) on tensor cores; bf16 autocast does the rest.
@@ -175,8 +186,12 @@ class Trainer:
         self.model = task.build_model(model_size).to(runtime.device)
         self.parameters = parameter_count(self.model)
         self.non_embedding_parameters = task.non_embedding_parameters(self.model)
+        #: What the step and evaluation run: DDP around the model with several ranks.
+        self.parallel = self.collectives.wrap(self.model)
         self.run_model: torch.nn.Module = (
-            cast(torch.nn.Module, torch.compile(self.model)) if runtime.compile else self.model
+            cast(torch.nn.Module, torch.compile(self.parallel))
+            if runtime.compile
+            else self.parallel
         )
         self.optimizer = torch.optim.AdamW(
             param_groups(task, self.model, model_size, training),
@@ -185,7 +200,9 @@ class Trainer:
             fused=cuda or None,
         )
         self.batch_size = min(training.batch_size, self.train_data.items)
-        self.micro_batch = self.batch_size
+        self.collectives.check_batch(self.batch_size)
+        start, end = self.world.share(self.batch_size)
+        self.micro_batch = end - start  # this rank's share of every step's batch
         self.budget = step_budget(training, self.train_data.items, self.batch_size)
         self.schedule = training.schedule
         self.sampler = StepSampler(self.train_data.items, self.batch_size, seed)
@@ -227,22 +244,28 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def _update(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """One optimiser step on the batch, in micro-batches with accumulated gradients.
+        """One optimiser step on (this rank's share of) the batch, in micro-batches with
+        accumulated gradients; returns the loss weighted by the share of the global batch.
         A micro-batch that does not fit in GPU memory is halved and the step redone: the
-        batch size (a hyperparameter) never changes, only how it is cut."""
-        n = x.shape[0]
+        batch size (a hyperparameter) never changes, only how it is cut. With several
+        ranks only the last micro-batch's backward averages gradients (DDP), so a rank may
+        cut its share differently from the others."""
+        world = self.world.size
         while True:
             try:
                 self.optimizer.zero_grad(set_to_none=True)
                 total = torch.zeros((), device=x.device)
-                chunks = zip(
-                    torch.split(x, self.micro_batch), torch.split(y, self.micro_batch), strict=True
-                )
-                for xs, ys in chunks:
-                    with self.runtime.autocast():
-                        loss = self.task.loss(self.run_model, xs, ys)
-                    share = xs.shape[0] / n
-                    (loss * share).backward()  # type: ignore[no-untyped-call]
+                chunks = list(
+                    zip(torch.split(x, self.micro_batch), torch.split(y, self.micro_batch),
+                        strict=True)
+                )  # fmt: skip
+                for i, (xs, ys) in enumerate(chunks):
+                    share = xs.shape[0] / self.batch_size
+                    with self._accumulating(i < len(chunks) - 1):
+                        with self.runtime.autocast():
+                            loss = self.task.loss(self.run_model, xs, ys)
+                        # DDP averages over ranks: world x share sums to the global mean.
+                        (loss * share * world).backward()  # type: ignore[no-untyped-call]
                     total += loss.detach().float() * share
                 self.optimizer.step()
                 return total
@@ -252,6 +275,12 @@ class Trainer:
                 self.micro_batch = max(self.micro_batch // 2, 1)
                 self.optimizer.zero_grad(set_to_none=True)
                 torch.cuda.empty_cache()
+
+    def _accumulating(self, skip_sync: bool) -> AbstractContextManager[Any]:
+        """DDP's no_sync for the micro-batches before the last one of a step."""
+        if skip_sync and isinstance(self.parallel, torch.nn.parallel.DistributedDataParallel):
+            return self.parallel.no_sync()
+        return nullcontext()
 
     def learning_rate_ratio(self, step: int) -> float:
         """Where on its schedule optimiser step ``step`` is: the learning rate over the peak.
@@ -263,13 +292,24 @@ class Trainer:
         ratio = self.learning_rate_ratio(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = group["peak_lr"] * ratio
-        x, y = self.train_data.batch(self.sampler.indices(self.step))
+        indices = self.sampler.indices(self.step)
+        start, end = self.world.share(indices.shape[0])
+        x, y = self.train_data.batch(indices[start:end])
         self.train_sum += self._update(x, y).double()
         self.train_n += 1
         self.step += 1
 
     def _evaluate(self) -> float:
-        return evaluate(self.task, self.run_model, self.validation, self.runtime, self.eval_batch)
+        return evaluate(
+            self.task, self.run_model, self.validation, self.runtime, self.eval_batch,
+            collectives=self.collectives,
+        )  # fmt: skip
+
+    def _save(self, checkpoints: Checkpoints) -> bool:
+        """Rank 0 saves the state (every rank holds the same); the others wait for it."""
+        saved = checkpoints.save(self.state()) if self.world.main else checkpoints.enabled
+        self.collectives.barrier()
+        return saved
 
     # ------------------------------------------------------------------ the run
     def run(self, log: Log, checkpoints: Checkpoints, stop: Callable[[], bool]) -> Trained:
@@ -277,14 +317,14 @@ class Trainer:
         resumed_from = self.step
         window_start, window_step = time.monotonic(), self.step
         while self.step < self.budget:
-            if stop():
-                saved = checkpoints.save(self.state())
+            if self.collectives.any(stop()):
+                saved = self._save(checkpoints)
                 log("preempted", step=self.step, checkpoint_saved=saved)
                 raise Preempted
             self.advance()
             if self.step % self.training.eval_every and self.step != self.budget:
                 continue
-            train_loss = float(self.train_sum) / self.train_n
+            train_loss = float(self.collectives.sum(self.train_sum)) / self.train_n
             self.train_sum.zero_()
             self.train_n = 0
             validation_loss = self._evaluate()
@@ -311,8 +351,8 @@ class Trainer:
                 if self.stale >= self.training.early_stopping.patience:
                     log("early_stop", step=self.step, best_step=self.best_step)
                     break
-            if checkpoints.due():
-                checkpoints.save(self.state())
+            if self.collectives.from_main(checkpoints.due()):
+                self._save(checkpoints)
                 log("checkpoint", step=self.step)
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
@@ -325,6 +365,7 @@ class Trainer:
             self.runtime,
             self.eval_batch,
             limit=self.validation.items,
+            collectives=self.collectives,
         )
         return Trained(
             validation_loss=self.best,
@@ -368,11 +409,15 @@ def train(
     checkpoints: Checkpoints | None = None,
     stop: Callable[[], bool] = lambda: False,
     runtime: Runtime | None = None,
+    collectives: Collectives | None = None,
 ) -> Trained:
     runtime = runtime or Runtime.choose(task)
     checkpoints = checkpoints or Checkpoints("", {})
-    trainer = Trainer(task, data_size, model_size, seed, training, runtime)
-    state, why = checkpoints.load()
+    trainer = Trainer(task, data_size, model_size, seed, training, runtime, collectives)
+    # Rank 0's checkpoint for every rank: only pod 0 needs to see the checkpoint volume.
+    state, why = trainer.collectives.from_main(
+        checkpoints.load() if trainer.world.main else (None, "")
+    )
     if state is not None:
         trainer.restore(state)
     log(

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scalingstudy.contract import (
     ENV_METRICS_PORT,
@@ -22,7 +22,13 @@ from scalingstudy.contract import (
 )
 from scalingstudy_trainer.config import TrialConfig, read_config
 from scalingstudy_trainer.errors import ConfigError
+from scalingstudy_trainer.launch import launch, needs_launcher, read_launch
 from scalingstudy_trainer.report import report_result
+from scalingstudy_trainer.world import SINGLE, World
+
+if TYPE_CHECKING:
+    from scalingstudy_trainer.checkpoint import Checkpoints
+    from scalingstudy_trainer.distributed import Collectives
 
 
 def log(event: str, **fields: Any) -> None:
@@ -61,17 +67,39 @@ def identity(config: TrialConfig) -> dict[str, Any]:
     }
 
 
-def run_trial(config: TrialConfig, stop: Any) -> dict[str, Any]:
-    """Train (or resume, or recall a finished run) and return the result."""
+def quiet(event: str, **fields: Any) -> None:
+    """The log of ranks other than 0: rank 0 speaks for the trial."""
+
+
+def run_trial(config: TrialConfig, stop: Any, world: World = SINGLE) -> dict[str, Any] | None:
+    """Train (or resume, or recall a finished run) and return the result (None on ranks
+    other than 0, which report nothing)."""
     from scalingstudy_trainer.checkpoint import Checkpoints
-    from scalingstudy_trainer.loop import train
-    from scalingstudy_trainer.tasks import get_task
+    from scalingstudy_trainer.distributed import Collectives
 
     checkpoints = Checkpoints(config.checkpoint_dir, identity(config))
-    finished = checkpoints.load_result()
-    if finished is not None:
-        log("finished_before", checkpoint_dir=config.checkpoint_dir)
-        return finished
+    collectives = Collectives(world, world.device())
+    try:
+        finished = collectives.from_main(checkpoints.load_result() if world.main else None)
+        if finished is not None:
+            if world.main:
+                log("finished_before", checkpoint_dir=config.checkpoint_dir)
+            return finished if world.main else None
+        return _train(config, stop, world, collectives, checkpoints)
+    finally:
+        collectives.close()
+
+
+def _train(
+    config: TrialConfig,
+    stop: Any,
+    world: World,
+    collectives: Collectives,
+    checkpoints: Checkpoints,
+) -> dict[str, Any] | None:
+    from scalingstudy_trainer.loop import Runtime, train
+    from scalingstudy_trainer.tasks import get_task
+
     threads = os.environ.get("OMP_NUM_THREADS")
     if threads and threads.isdigit():
         import torch
@@ -84,15 +112,20 @@ def run_trial(config: TrialConfig, stop: Any) -> dict[str, Any]:
         config.model_size,
         config.seed,
         config.training,
-        progress_log(),
+        progress_log() if world.main else quiet,
         checkpoints=checkpoints,
         stop=lambda: bool(stop),
+        runtime=Runtime.choose(task, world.device()),
+        collectives=collectives,
     )
+    if not world.main:
+        return None
     extras: dict[str, Any] = {
         "best_step": outcome.best_step,
         "batch_size": outcome.batch_size,
         "seconds": round(outcome.seconds, 3),
         "resumed_from_step": outcome.resumed_from_step,
+        "processes": world.size,
         "schedule_progress": round(outcome.schedule_progress, 4),
         "final_learning_rate_ratio": round(outcome.final_learning_rate_ratio, 6),
         "data_unit": task.unit,
@@ -134,14 +167,35 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_CONFIG_ERROR
         return 0
     stop = StopSignal().install()
+    world = World.from_env()
     try:
         config = read_config()
-        result = run_trial(config, stop)
+        if needs_launcher():
+            return launch(read_launch())
+        if world.distributed:
+            die_with_launcher()
+        result = run_trial(config, stop, world)
     except ConfigError as exc:
         print(f"scalingstudy-trainer: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
     except Preempted:
         return EXIT_PREEMPTED
-    report_result(result)
-    log("result", **result)
+    if result is not None:
+        report_result(result)
+        log("result", **result)
     return 0
+
+
+def die_with_launcher() -> None:
+    """Linux: a process of a distributed trial gets SIGTERM (and so saves and stops with
+    the others) when the launcher that started it dies, even by SIGKILL. Its processes
+    run in sessions of their own, out of reach of a signal to the launcher's group."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        return
+    if os.getppid() == 1:  # the launcher died before the line above
+        os.kill(os.getpid(), signal.SIGTERM)

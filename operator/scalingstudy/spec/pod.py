@@ -106,6 +106,12 @@ _CEL_VOLUMES = ", ".join(f"'{v}'" for v in RESERVED_VOLUMES)
 _CEL_PATHS = ", ".join(f"'{p}', '{p}/'" for p in RESERVED_MOUNT_PATHS)
 
 
+GPU = "nvidia.com/gpu"
+#: Most pods one trial may span (spec.trainer.nodes), and trainer processes per pod.
+MAX_NODES = 128
+MAX_PROCESSES_PER_POD = 64
+
+
 class Resources(SpecModel):
     """Compute resources of the trainer container, e.g. limits: {nvidia.com/gpu: 1}."""
 
@@ -113,6 +119,14 @@ class Resources(SpecModel):
     """Maximum resources (cpu, memory, nvidia.com/gpu, ...)."""
     requests: dict[str, Quantity] = Field(default_factory=dict)
     """Resources the scheduler reserves."""
+
+    def gpus(self) -> float:
+        """GPUs of one pod: the nvidia.com/gpu limit (or request); 0 when none or unparsable."""
+        raw = self.limits.get(GPU, self.requests.get(GPU, 0))
+        try:
+            return float(str(raw))
+        except ValueError:
+            return 0.0
 
 
 class TrainerSpec(SpecModel):
@@ -201,10 +215,25 @@ class TrainerSpec(SpecModel):
     backoff_limit: Annotated[int, Field(ge=0, le=10)] = 2
     """Retries of a failed trial pod before the trial counts as failed
     (disruptions do not count)."""
+    processes_per_pod: Annotated[int, Field(ge=1, le=MAX_PROCESSES_PER_POD)] | None = None
+    """Trainer processes per pod, one per GPU: the built-in trainer starts them through
+    torchrun (distributed data parallel; NCCL on GPUs, gloo on CPUs). Empty: the pod's
+    nvidia.com/gpu limit, or 1. A custom trainer reads SCALINGSTUDY_PROCESSES_PER_POD."""
+    nodes: Annotated[int, Field(ge=1, le=MAX_NODES)] = 1
+    """Pods per trial. Above 1 each trial is an Indexed Job of this many pods that
+    rendezvous through a headless Service on pod 0's stable hostname; the whole trial is
+    admitted, fails and is retried as one, and its result is pod 0's. The local runner
+    runs nodes x processesPerPod processes on its one machine."""
     termination_grace_period_seconds: Annotated[int, Field(ge=1, le=3600)] | None = None
     """Time a trial pod gets after SIGTERM (eviction, preemption) to save its checkpoint
     before it is killed; Kubernetes' default is 30 s. Raise it for models whose
     checkpoint takes longer to write."""
+
+    def processes(self) -> int:
+        """Trainer processes per pod: processesPerPod, else one per GPU, else 1."""
+        if self.processes_per_pod is not None:
+            return self.processes_per_pod
+        return max(int(self.resources.gpus()), 1)
 
     @field_validator("node_selector")
     @classmethod

@@ -1,0 +1,156 @@
+"""Trials of several processes (distributed data parallel, gloo on the CPU): the same
+trial as one process, split over ranks; resumable after SIGTERM like one process; the
+launcher's exit statuses and the rank arithmetic."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from scalingstudy.contract import EXIT_CONFIG_ERROR, EXIT_PREEMPTED
+from scalingstudy_trainer.errors import ConfigError
+from scalingstudy_trainer.launch import exit_status, needs_launcher, read_launch
+from scalingstudy_trainer.world import World
+from tests.training import TRAINER, run_trainer
+
+#: Relative difference allowed between the final validation loss of 1 and 2 processes:
+#: the same batches and updates, only the order of the floating-point sums differs.
+TOLERANCE = 1e-3
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(5)
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text(" ".join(rng.choice(["ab", "cd", "efg", "h", "ij"], size=12000)))
+    return path
+
+
+def _env(
+    tmp_path: Path, task: dict[str, Any], processes: int, result: str, steps: int = 120,
+    checkpoint_dir: str = "", **extra: str,
+) -> dict[str, str]:  # fmt: skip
+    return {
+        **os.environ,
+        "SCALINGSTUDY_TASK": json.dumps(task),
+        "SCALINGSTUDY_TRAINING": json.dumps(
+            {"minSteps": steps, "maxSteps": steps, "evalEvery": 20, "batchSize": 32,
+             "learningRate": 3e-3, "earlyStopping": {"patience": 1000}}
+        ),  # fmt: skip
+        "SCALINGSTUDY_DATA_SIZE": "2048" if task["name"] == "char-lm" else "512",
+        "SCALINGSTUDY_MODEL_SIZE": "16",
+        "SCALINGSTUDY_SEED": "2",
+        "SCALINGSTUDY_RESULT_FILE": str(tmp_path / result),
+        "SCALINGSTUDY_CHECKPOINT_DIR": checkpoint_dir,
+        "SCALINGSTUDY_PROCESSES_PER_POD": str(processes),
+        "OMP_NUM_THREADS": "2",
+        **extra,
+    }
+
+
+def _tasks(corpus: Path) -> dict[str, dict[str, Any]]:
+    return {
+        "teacher-student": {"name": "teacher-student",
+                            "options": {"inputDim": 8, "teacherWidth": 16}},
+        "char-lm": {"name": "char-lm", "options": {"corpus": str(corpus), "context": 16,
+                                                   "validationBytes": 2048, "model": "transformer"}},
+    }  # fmt: skip
+
+
+def _result(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("name", ["teacher-student", "char-lm"])
+def test_two_processes_reach_the_loss_of_one(tmp_path: Path, corpus: Path, name: str) -> None:
+    task = _tasks(corpus)[name]
+    one = run_trainer(_env(tmp_path, task, 1, "one.json"))
+    two = run_trainer(_env(tmp_path, task, 2, "two.json"))
+    assert one.returncode == 0, one.stderr
+    assert two.returncode == 0, two.stderr[-2000:]
+    a, b = _result(tmp_path / "one.json"), _result(tmp_path / "two.json")
+    assert (a["processes"], b["processes"]) == (1, 2)
+    assert a["steps"] == b["steps"] == 120 and a["samples_seen"] == b["samples_seen"]
+    assert b["validation_loss"] == pytest.approx(a["validation_loss"], rel=TOLERANCE)
+    assert b["train_loss"] == pytest.approx(a["train_loss"], rel=TOLERANCE)
+    # Rank 0 alone reports: one result line in the log, whatever the world size.
+    events = [json.loads(line)["event"] for line in two.stdout.splitlines()
+              if line.startswith("{")]  # fmt: skip
+    assert events.count("result") == 1 and events.count("start") == 1
+
+
+def test_sigterm_stops_every_rank_and_the_retry_ends_where_an_uninterrupted_run_does(
+    tmp_path: Path, corpus: Path
+) -> None:
+    task = _tasks(corpus)["teacher-student"]
+    ckpt = str(tmp_path / "ckpt")
+    env = _env(tmp_path, task, 2, "preempted.json", steps=4000, checkpoint_dir=ckpt)
+    proc = subprocess.Popen(TRAINER, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    assert proc.stdout is not None
+    for line in proc.stdout:  # well into training, on both ranks
+        if line.startswith("{") and json.loads(line).get("step", 0) >= 200:
+            break
+    proc.send_signal(signal.SIGTERM)  # to the launcher, as a kubelet signals a pod
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_PREEMPTED, err[-2000:]
+    saved = [json.loads(line) for line in out.splitlines() if '"preempted"' in line]
+    assert len(saved) == 1 and saved[0]["checkpoint_saved"] and saved[0]["step"] >= 200
+    assert not (tmp_path / "preempted.json").exists()
+
+    retry = run_trainer(_env(tmp_path, task, 2, "retry.json", steps=4000, checkpoint_dir=ckpt))
+    whole = run_trainer(_env(tmp_path, task, 2, "whole.json", steps=4000))
+    assert retry.returncode == 0 and whole.returncode == 0, retry.stderr[-2000:]
+    resumed, uninterrupted = _result(tmp_path / "retry.json"), _result(tmp_path / "whole.json")
+    assert resumed["resumed_from_step"] == saved[0]["step"]
+    assert resumed["steps"] == uninterrupted["steps"] == 4000
+    assert resumed["validation_loss"] == uninterrupted["validation_loss"]
+
+
+def test_a_batch_smaller_than_the_world_is_a_configuration_error(
+    tmp_path: Path, corpus: Path
+) -> None:
+    env = _env(tmp_path, _tasks(corpus)["teacher-student"], 2, "r.json")
+    env["SCALINGSTUDY_TRAINING"] = json.dumps({"batchSize": 1, "minSteps": 5, "maxSteps": 5})
+    done = run_trainer(env)
+    assert done.returncode == EXIT_CONFIG_ERROR
+    last = done.stderr.strip().splitlines()[-1]
+    assert "batch of 1 items cannot be shared by 2 processes" in last
+
+
+def test_ranks_share_a_batch_in_contiguous_parts_that_cover_it() -> None:
+    for size in (1, 2, 3, 8):
+        for items in (size, 7, 32, 33):
+            parts = [World(r, size, r).share(items) for r in range(size)]
+            assert parts[0][0] == 0 and parts[-1][1] == items
+            assert all(a[1] == b[0] for a, b in zip(parts, parts[1:], strict=False))
+            assert max(e - s for s, e in parts) - min(e - s for s, e in parts) <= 1
+
+
+def test_the_pod_exit_status_keeps_the_trainer_contract() -> None:
+    assert exit_status([EXIT_PREEMPTED, EXIT_PREEMPTED]) == EXIT_PREEMPTED
+    assert exit_status([EXIT_PREEMPTED, -signal.SIGTERM]) == EXIT_PREEMPTED
+    assert exit_status([1, EXIT_CONFIG_ERROR]) == EXIT_CONFIG_ERROR
+    assert exit_status([EXIT_PREEMPTED, 3]) == 3
+    assert exit_status([-signal.SIGKILL]) == 137
+
+
+def test_launch_settings_are_read_and_checked() -> None:
+    env = {"SCALINGSTUDY_NODES": "2", "SCALINGSTUDY_NODE_RANK": "1",
+           "SCALINGSTUDY_PROCESSES_PER_POD": "4", "SCALINGSTUDY_MASTER_ADDR": "t-0.t",
+           "SCALINGSTUDY_TRIAL": "t"}  # fmt: skip
+    launch = read_launch(env)
+    assert (launch.processes, launch.node_rank, launch.master_port) == (8, 1, 29500)
+    assert needs_launcher(env) and not needs_launcher({**env, "LOCAL_RANK": "0"})
+    assert not needs_launcher({})
+    with pytest.raises(ConfigError, match="SCALINGSTUDY_NODE_RANK is 2, but the trial has 2"):
+        read_launch({**env, "SCALINGSTUDY_NODE_RANK": "2"})
+    with pytest.raises(ConfigError, match="SCALINGSTUDY_PROCESSES_PER_POD must be >= 1"):
+        read_launch({**env, "SCALINGSTUDY_PROCESSES_PER_POD": "0"})

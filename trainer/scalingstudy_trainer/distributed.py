@@ -1,0 +1,94 @@
+"""Several processes training one trial: distributed data parallel across the GPUs of a
+pod and across pods.
+
+The trial stays the single-process trial. Every rank draws the same global minibatch
+(it is a function of seed and step) and trains on its contiguous share, so the global
+batch is training.batchSize whatever the world size; gradients are averaged by DDP;
+evaluation is shared between ranks and summed, so every rank sees the same validation
+loss and takes the same early-stopping decision; SIGTERM on any rank stops every rank
+at the same step (one flag reduced per step on a CPU group, which never waits for the
+GPU); rank 0 alone saves checkpoints and reports, and its state is what a resumed run
+starts from on every rank. With one process every collective here is the identity.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+
+from scalingstudy_trainer.errors import ConfigError
+from scalingstudy_trainer.world import World
+
+T = TypeVar("T")
+#: How long a collective waits for a rank that stopped answering before the trial fails
+#: (a lost pod): the Job then retries the whole trial.
+COLLECTIVE_TIMEOUT = dt.timedelta(minutes=10)
+
+
+class Collectives:
+    """The collectives the loop needs, all no-ops for a world of one."""
+
+    def __init__(self, world: World, device: torch.device) -> None:
+        self.world = world
+        self.device = device
+        self.control: Any = None
+        if not world.distributed:
+            return
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT, device_id=(
+            device if device.type == "cuda" else None))  # fmt: skip
+        # Stop flags and decisions go through a CPU group: reading them never waits for
+        # the GPU's queue of kernels.
+        self.control = dist.new_group(backend="gloo") if backend == "nccl" else None
+
+    def check_batch(self, batch_size: int) -> None:
+        if batch_size < self.world.size:
+            raise ConfigError(
+                f"the batch of {batch_size} items cannot be shared by {self.world.size} "
+                "processes (nodes x processesPerPod): raise training.batchSize or use fewer"
+            )
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model as the training step runs it: DDP averages gradients across ranks."""
+        if not self.world.distributed:
+            return model
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        # No buffer sync per forward: evaluation runs different numbers of batches per rank.
+        return torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=ids, forward_sync_buffers=False
+        )
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum over ranks, in place (every rank gets the same value)."""
+        if self.world.distributed:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    def any(self, flag: bool) -> bool:
+        """Whether any rank says yes (every rank gets the same answer)."""
+        if not self.world.distributed:
+            return flag
+        value = torch.tensor([1 if flag else 0], dtype=torch.int32)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX, group=self.control)
+        return bool(value.item())
+
+    def from_main(self, value: T) -> T:
+        """Rank 0's ``value`` on every rank (a checkpoint it loaded, a decision)."""
+        if not self.world.distributed:
+            return value
+        box: list[Any] = [value if self.world.main else None]
+        dist.broadcast_object_list(box, src=0, group=self.control)
+        return box[0]  # type: ignore[no-any-return]
+
+    def barrier(self) -> None:
+        if self.world.distributed:
+            dist.barrier(group=self.control)
+
+    def close(self) -> None:
+        if self.world.distributed and dist.is_initialized():
+            dist.destroy_process_group()
