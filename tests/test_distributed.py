@@ -4,6 +4,7 @@ launcher's exit statuses and the rank arithmetic."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -23,6 +24,8 @@ from tests.training import TRAINER, run_trainer
 #: Relative difference allowed between the final validation loss of 1 and 2 processes:
 #: the same batches and updates, only the order of the floating-point sums differs.
 TOLERANCE = 1e-3
+TRAINING = {"evalEvery": 20, "batchSize": 32, "learningRate": 3e-3,
+            "earlyStopping": {"patience": 1000}}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +43,7 @@ def _env(
     return {
         **os.environ,
         "SCALINGSTUDY_TASK": json.dumps(task),
-        "SCALINGSTUDY_TRAINING": json.dumps(
-            {"minSteps": steps, "maxSteps": steps, "evalEvery": 20, "batchSize": 32,
-             "learningRate": 3e-3, "earlyStopping": {"patience": 1000}}
-        ),  # fmt: skip
+        "SCALINGSTUDY_TRAINING": json.dumps(TRAINING | {"minSteps": steps, "maxSteps": steps}),
         "SCALINGSTUDY_DATA_SIZE": "2048" if task["name"] == "char-lm" else "512",
         "SCALINGSTUDY_MODEL_SIZE": "16",
         "SCALINGSTUDY_SEED": "2",
@@ -56,11 +56,11 @@ def _env(
 
 
 def _tasks(corpus: Path) -> dict[str, dict[str, Any]]:
+    lm = {"corpus": str(corpus), "context": 16, "validationBytes": 2048, "model": "transformer"}
     return {
         "teacher-student": {"name": "teacher-student",
                             "options": {"inputDim": 8, "teacherWidth": 16}},
-        "char-lm": {"name": "char-lm", "options": {"corpus": str(corpus), "context": 16,
-                                                   "validationBytes": 2048, "model": "transformer"}},
+        "char-lm": {"name": "char-lm", "options": lm},
     }  # fmt: skip
 
 
@@ -130,7 +130,7 @@ def test_ranks_share_a_batch_in_contiguous_parts_that_cover_it() -> None:
         for items in (size, 7, 32, 33):
             parts = [World(r, size, r).share(items) for r in range(size)]
             assert parts[0][0] == 0 and parts[-1][1] == items
-            assert all(a[1] == b[0] for a, b in zip(parts, parts[1:], strict=False))
+            assert all(a[1] == b[0] for a, b in itertools.pairwise(parts))
             assert max(e - s for s, e in parts) - min(e - s for s, e in parts) <= 1
 
 
