@@ -183,8 +183,9 @@ def decide_adaptive(
         # stage that finishes first waits for them.
         noise = seed_noise(cells, set(data_sizes[:k])) if all(finished) else _WAIT
         stage = _settle(d, sorted(chosen), cells, by_coords, seeds, reachable, models, noise)
-        trials += [Trial(d, m, s, trial_name(study, d, m, s)) for m, s in stage.coords]
-        stages[d] = tuple(trial_name(study, d, m, s) for m, s in stage.coords)
+        names = [trial_name(study, d, m, s, pods=spec.trainer.nodes) for m, s in stage.coords]
+        trials += [Trial(d, m, s, n) for (m, s), n in zip(stage.coords, names, strict=True)]
+        stages[d] = tuple(names)
         windows.append(StageWindow(data_size=d, model_sizes=sorted({m for m, _ in stage.coords})))
         finished.append(stage.finished)
         stop = design.stop_when

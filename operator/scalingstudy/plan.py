@@ -36,34 +36,48 @@ class Trial:
 
 
 def trial_name(
-    study: str, data_size: int, model_size: int, seed: int, rate: int | None = None
+    study: str,
+    data_size: int,
+    model_size: int,
+    seed: int,
+    rate: int | None = None,
+    *,
+    pods: int = 1,
 ) -> str:
     """A DNS-1123 label of at most 63 characters, unique per coordinates within a study
     (``rate``: the index of a swept learning rate).
 
-    Long study names are shortened and a hash of the full name keeps them distinct.
+    Long study names are shortened and a hash of the full name keeps them distinct. A
+    trial of several ``pods`` also names its headless Service and, with each pod's index
+    appended, the pods' hostnames: the name then starts with a letter, has no dot and
+    leaves room for the index.
     """
     swept = "" if rate is None else f"-l{rate}"
     suffix = f"d{data_size}-m{model_size}{swept}-s{seed}"
+    limit = MAX_NAME if pods == 1 else MAX_NAME - len(f"-{pods - 1}")
     name = f"{study}-{suffix}"
-    if len(name) <= MAX_NAME:
+    hostname_safe = pods == 1 or (study[:1].isalpha() and "." not in study)
+    if len(name) <= limit and hostname_safe:
         return name
     digest = hashlib.sha256(study.encode()).hexdigest()[:8]
-    room = MAX_NAME - len(suffix) - len(digest) - 2
+    room = limit - len(suffix) - len(digest) - 2
     if room < 1:
         # Absurd coordinates (very large sizes): hash everything, still deterministic.
         full = hashlib.sha256(name.encode()).hexdigest()
-        return f"t-{full[: MAX_NAME - 2]}"
-    prefix = study[:room].rstrip("-") or "s"
+        return f"t-{full[: limit - 2]}"
+    prefix = study[:room].replace(".", "-").rstrip("-") or "s"
+    if not prefix[0].isalpha():
+        prefix = f"s{prefix[: room - 1]}".rstrip("-")
     return f"{prefix}-{digest}-{suffix}"
 
 
 def plan_trials(study: str, spec: ScalingStudySpec) -> list[Trial]:
     """Every trial of the study, smallest data sizes first (so early fits come soon)."""
     rates = spec.learning_rate_values()
+    pods = spec.trainer.nodes
     return [
-        Trial(data, model, seed, trial_name(study, data, model, seed, None if lr is None else i),
-              lr)
+        Trial(data, model, seed,
+              trial_name(study, data, model, seed, None if lr is None else i, pods=pods), lr)
         for data in spec.data_sizes.sizes()
         for model in spec.model_sizes.sizes()
         for i, lr in enumerate(rates)

@@ -181,6 +181,11 @@ def test_install_and_least_privilege(
     assert not _can(cluster, sa, "update", "configmaps", namespace)
     assert not _can(cluster, sa, "delete", "configmaps", namespace)
     assert not _can(cluster, sa, "list", "configmaps", namespace)
+    # The rendezvous Service of a trial of several pods: created and deleted, not changed.
+    assert _can(cluster, sa, "create", "services", namespace)
+    assert _can(cluster, sa, "delete", "services", namespace)
+    assert not _can(cluster, sa, "update", "services", namespace)
+    assert not _can(cluster, sa, "get", "services", namespace)
     # Leader election: its Lease in the release namespace, nothing else of the kind.
     assert _can(cluster, sa, "update", "leases", namespace)
     assert not _can(cluster, sa, "delete", "leases", namespace)

@@ -13,6 +13,16 @@ path becomes a per-pod file and every volume mount a folder (emptyDir per pod, a
 persistentVolumeClaim per claim so a retried pod sees its checkpoint, hostPath as is);
 env values and args that name such a path are rewritten.
 
+Names. Every pod shares this machine's network (one IP, 127.0.0.1). There is no cluster
+DNS: a pod with a `subdomain` (the pods of an Indexed Job behind a headless Service)
+gets what a kubelet and cluster DNS would give it, as its own /etc/hosts (bind-mounted
+in a private mount namespace, as a kubelet mounts the hosts file it manages): the
+stable hostname `<job>-<index>.<subdomain>[.<ns>.svc[.cluster.local]]` of every index of
+its Job, its own hostname and `hostAliases`, all on 127.0.0.1. It starts once that
+Service exists (cluster DNS has no record before). Because the pods share one network
+namespace, two pods cannot listen on one port at once (pod 0's rendezvous port): one
+multi-pod trial at a time per test node.
+
 Test-only; nothing here ships in the product.
 """
 
@@ -27,6 +37,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -285,6 +296,13 @@ class Agent:
         env = self.environment(pod, container, mounts, message_path)
         argv = [*container.get("command", []), *container.get("args", [])]
         argv = [expand(remap(a, mounts, message_path), env) for a in argv]
+        try:
+            hosts = self.hosts_file(pod, pod_dir)
+        except MountNotReadyError as e:
+            print(f"agent: {meta['name']}: {e}; retrying", flush=True)
+            return
+        if hosts is not None and argv:
+            argv = [*own_hosts_file(hosts), *argv]
         started = now()
         if not argv:
             message_file.write_text("test agent: the container has no command; set one")
@@ -336,6 +354,44 @@ class Agent:
             out[m["mountPath"]] = str(local)
         return out
 
+    def hosts_file(self, pod: Pod, pod_dir: Path) -> Path | None:
+        """The pod's /etc/hosts when it needs names of its own (see the module's doc)."""
+        meta, spec = pod["metadata"], pod["spec"]
+        sub, aliases = spec.get("subdomain"), spec.get("hostAliases") or []
+        if not sub and not aliases:
+            return None
+        ns = meta["namespace"]
+        lines = ["127.0.0.1 localhost", f"127.0.0.1 {socket.gethostname()}"]
+        if sub:
+            r = self.api.get(f"/api/v1/namespaces/{ns}/services/{sub}")
+            if r.status_code == 404:
+                raise MountNotReadyError(f"no Service {sub} yet (no DNS names for its pods)")
+            r.raise_for_status()
+            own = spec.get("hostname") or meta["name"]
+            for host in [own, *self.job_hostnames(pod)]:
+                names = [f"{host}.{sub}", f"{host}.{sub}.{ns}.svc",
+                         f"{host}.{sub}.{ns}.svc.cluster.local"]  # fmt: skip
+                lines.append(" ".join(["127.0.0.1", *names, *([host] if host == own else [])]))
+        for alias in aliases:
+            lines.append(" ".join([alias["ip"], *alias.get("hostnames", [])]))
+        path = pod_dir / "hosts"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def job_hostnames(self, pod: Pod) -> list[str]:
+        """`<job>-<i>` for every index of the Indexed Job that owns the pod."""
+        meta = pod["metadata"]
+        owner = next((o for o in meta.get("ownerReferences") or [] if o.get("kind") == "Job"), None)
+        if owner is None:
+            return []
+        r = self.api.get(f"/apis/batch/v1/namespaces/{meta['namespace']}/jobs/{owner['name']}")
+        if r.status_code != 200:
+            return []
+        job = r.json()["spec"]
+        if job.get("completionMode") != "Indexed":
+            return []
+        return [f"{owner['name']}-{i}" for i in range(int(job.get("completions") or 1))]
+
     def project_config_map(self, pod: Pod, source: dict[str, Any], local: Path) -> None:
         """Each key of the ConfigMap as a file, as a kubelet projects it. A missing one
         keeps the pod from starting (a kubelet reports FailedMount and retries)."""
@@ -356,7 +412,7 @@ class Agent:
         env = {
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "HOME": os.environ.get("HOME", "/root"),
-            "HOSTNAME": pod["metadata"]["name"],
+            "HOSTNAME": pod["spec"].get("hostname") or pod["metadata"]["name"],
             "KUBERNETES_SERVICE_HOST": "127.0.0.1",
         }
         for k in ("PYTHONPATH", "LANG", "TMPDIR"):
@@ -506,6 +562,15 @@ class Agent:
                 }
             ],
         }
+
+
+def own_hosts_file(hosts: Path) -> list[str]:
+    """The prefix that runs a command with ``hosts`` as its /etc/hosts: a private mount
+    namespace (a user namespace too when not root) and a bind mount, then exec."""
+    user = [] if os.geteuid() == 0 else ["--map-root-user"]
+    script = 'mount --bind "$0" /etc/hosts && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", *user, "--",
+            "sh", "-c", script, str(hosts)]  # fmt: skip
 
 
 def read_tail(path: Path, limit: int) -> str:

@@ -26,6 +26,7 @@ from scalingstudy.cluster.manifests import (
     config_map_name,
     config_map_owner,
     job_manifest,
+    service_manifest,
 )
 from scalingstudy.cluster.metrics import OperatorMetrics
 from scalingstudy.cluster.observe import JobState, job_state
@@ -198,6 +199,9 @@ class Controller:
             self.prometheus.delete_groups(ref.namespace, ref.name, recorded)
         for job_name in p.delete:
             self.kube.delete_job(ref.namespace, job_name)
+        if spec.trainer.nodes > 1:  # a trial's rendezvous Service outlives it for nothing
+            for name in sorted({r.trial for r in p.new_records} | set(p.delete)):
+                self.kube.delete_service(ref.namespace, name)
         rejected: tuple[str, str] | None = None
         create = p.create
         if create:
@@ -207,6 +211,8 @@ class Controller:
         created = []
         for trial in create:
             try:
+                if spec.trainer.nodes > 1:  # its pods resolve each other through it
+                    self.kube.create_service(service_manifest(ref, trial))
                 self.kube.create_job(job_manifest(ref, spec, trial, self.config.job))
             except ApiError as exc:
                 if exc.status not in (400, 422):

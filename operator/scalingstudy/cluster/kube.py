@@ -141,6 +141,16 @@ class Kube:
         )
         return status == 201
 
+    def create_service(self, manifest: Obj) -> None:
+        """Create unless one of that name exists (the name is the trial's)."""
+        ns = manifest["metadata"]["namespace"]
+        self.request("POST", f"/api/v1/namespaces/{ns}/services", body=manifest, ok=(201, 409))
+
+    def delete_service(self, namespace: str, name: str) -> None:
+        self.request(
+            "DELETE", f"/api/v1/namespaces/{namespace}/services/{quote(name)}", ok=(200, 202, 404)
+        )
+
     def create_or_get_config_map(self, manifest: Obj) -> Obj:
         """Create the ConfigMap, or return the one of that name that exists."""
         ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]

@@ -7,7 +7,10 @@ from typing import Any
 
 from scalingstudy.contract import (
     ENV_METRICS_PORT,
+    ENV_NODE_RANK,
     EXIT_CONFIG_ERROR,
+    MASTER_PORT,
+    Topology,
     trial_config,
     trial_environment,
 )
@@ -28,6 +31,10 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "scalingstudy-operator"
 KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 KUEUE_PRIORITY = "kueue.x-k8s.io/priority-class"
+
+#: The Job controller's annotation of each pod of an Indexed Job: its index.
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+RENDEZVOUS_PORT_NAME = "rendezvous"
 
 CONTAINER = "trainer"
 #: The kubelet mounts a writable file here even on a read-only root filesystem.
@@ -80,6 +87,26 @@ def owner_reference(study: StudyRef) -> dict[str, Any]:
     }
 
 
+def _env_var(name: str, value: str, nodes: int) -> dict[str, Any]:
+    """A contract variable; the node rank of a pod of several is its completion index."""
+    if name == ENV_NODE_RANK and nodes > 1:
+        path = f"metadata.annotations['{COMPLETION_INDEX}']"
+        return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+    return {"name": name, "value": value}
+
+
+def topology(spec: ScalingStudySpec, trial: Trial) -> Topology:
+    """Pods and processes of a trial; several pods meet at pod 0's stable hostname."""
+    nodes = spec.trainer.nodes
+    master = f"{trial.name}-0.{service_name(trial)}" if nodes > 1 else "127.0.0.1"
+    return Topology(nodes, spec.trainer.processes(), master, MASTER_PORT)
+
+
+def service_name(trial: Trial) -> str:
+    """The headless Service of a trial of several pods (their DNS subdomain)."""
+    return trial.name
+
+
 def _container(
     spec: ScalingStudySpec, env: dict[str, str], image: str, metrics_port: int
 ) -> dict[str, Any]:
@@ -89,7 +116,7 @@ def _container(
         "name": CONTAINER,
         "image": trainer.image or image,
         "command": list(trainer.command or DEFAULT_COMMAND),
-        "env": [{"name": k, "value": v} for k, v in env.items()]
+        "env": [_env_var(k, v, trainer.nodes) for k, v in env.items()]
         + [e.model_dump(**dump) for e in trainer.env],  # type: ignore[arg-type]
         "resources": trainer.resources.model_dump(**dump),  # type: ignore[arg-type]
         "volumeMounts": [
@@ -168,7 +195,14 @@ def job_manifest(
 
     Disruptions (eviction, preemption: the DisruptionTarget pod condition) do not count
     against backoffLimit; the trainer's configuration-error exit code fails the Job at once.
-    With a Kueue queue the Job starts suspended and Kueue alone un-suspends it.
+    With a Kueue queue the Job starts suspended and Kueue alone un-suspends it (all pods
+    of a trial are one workload, admitted together).
+
+    A trial of several pods is an Indexed Job: pod i has node rank i and hostname
+    `<trial>-i` in the subdomain of the trial's headless Service. It succeeds when pod 0
+    (global rank 0, which reports) does; a pod that fails makes its peers' collectives
+    fail too, so the Job controller replaces them all and the retry starts over together,
+    which is why the retry budget is backoffLimit per pod.
     """
     env = trial_environment(
         study.name,
@@ -179,6 +213,7 @@ def job_manifest(
         pushgateway=settings.pushgateway_url,
         checkpoint_dir=_checkpoint_dir(spec, trial),
         config_dir=CONFIG_PATH,
+        topology=topology(spec, trial),
     )
     if settings.metrics_port:
         env[ENV_METRICS_PORT] = str(settings.metrics_port)
@@ -188,10 +223,11 @@ def job_manifest(
         job_labels[KUEUE_QUEUE] = spec.queue_name
         if spec.trainer.priority_class_name:
             job_labels[KUEUE_PRIORITY] = spec.trainer.priority_class_name
+    nodes = spec.trainer.nodes
     job_spec: dict[str, Any] = {
-        "backoffLimit": spec.trainer.backoff_limit,
-        "completions": 1,
-        "parallelism": 1,
+        "backoffLimit": spec.trainer.backoff_limit * nodes,
+        "completions": nodes,
+        "parallelism": nodes,
         "podFailurePolicy": {
             "rules": [
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
@@ -215,6 +251,10 @@ def job_manifest(
             ),
         },
     }
+    if nodes > 1:
+        job_spec["completionMode"] = "Indexed"
+        job_spec["successPolicy"] = {"rules": [{"succeededIndexes": "0"}]}
+        job_spec["template"]["spec"]["subdomain"] = service_name(trial)
     if spec.trainer.active_deadline_seconds:
         job_spec["activeDeadlineSeconds"] = spec.trainer.active_deadline_seconds
     if spec.queue_name:
@@ -229,6 +269,30 @@ def job_manifest(
             "ownerReferences": [owner_reference(study)],
         },
         "spec": job_spec,
+    }
+
+
+def service_manifest(study: StudyRef, trial: Trial) -> dict[str, Any]:
+    """The headless Service of a trial of several pods: DNS names for its pods (ready or
+    not: they must find pod 0 before any is ready), for the rendezvous on pod 0. Owned by
+    the study, created before the Job, deleted once the trial's result is recorded."""
+    selector = {LABEL_STUDY: study.name, LABEL_TRIAL: trial.name}
+    port = {"name": RENDEZVOUS_PORT_NAME, "port": MASTER_PORT, "protocol": "TCP"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": service_name(trial),
+            "namespace": study.namespace,
+            "labels": {**selector, LABEL_MANAGED_BY: MANAGER},
+            "ownerReferences": [owner_reference(study)],
+        },
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": selector,
+            "ports": [port],
+        },
     }
 
 

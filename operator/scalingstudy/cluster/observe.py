@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from scalingstudy.cluster.manifests import (
+    COMPLETION_INDEX,
     CONTAINER,
     LABEL_DATA_SIZE,
     LABEL_LEARNING_RATE,
@@ -143,8 +144,12 @@ def last_outcome(pods: Iterable[Obj]) -> ContainerEnd | None:
 
 
 def success_message(pods: Iterable[Obj]) -> str | None:
-    """The termination message of the pod that succeeded: the trainer's result JSON."""
+    """The termination message of the pod that succeeded: the trainer's result JSON. Of a
+    trial of several pods only pod 0 (global rank 0) reports; the others' say nothing."""
     for pod in pods:
+        index = (pod.get("metadata", {}).get("annotations") or {}).get(COMPLETION_INDEX)
+        if index not in (None, "0"):
+            continue
         outcome = pod_outcome(pod)
         if outcome is not None and outcome.exit_code == 0:
             return outcome.message

@@ -160,6 +160,13 @@ class ScalingStudySpec(SpecModel):
             )
         if self.learning_rates is not None and design.adaptive:
             raise ValueError("learningRates (a sweep) needs design.strategy: grid")
+        world = self.trainer.nodes * self.trainer.processes()
+        if self.training.batch_size < world:
+            raise ValueError(
+                f"training.batchSize {self.training.batch_size} is smaller than the trial's "
+                f"{world} processes (trainer.nodes x processesPerPod): each trains on its "
+                "share of every batch"
+            )
         extensions = len(self.model_size_candidates()) - len(self.model_sizes.sizes())
         sweep = len(self.learning_rate_values())
         total = n_data * (len(self.model_sizes.sizes()) + extensions) * self.seeds * sweep

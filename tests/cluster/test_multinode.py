@@ -1,0 +1,115 @@
+"""Trials of two pods on the real control plane: each trial an Indexed Job of two pods
+that rendezvous on pod 0 and train together (the built-in trainer, DDP over gloo), one
+result per trial read from pod 0, and a pod killed mid-trial failing and retrying the
+whole trial without a duplicate result.
+
+Real: the kube-apiserver, the Job controller (Indexed Jobs, successPolicy,
+podFailurePolicy, pod replacement), the operator, torchrun's agent, the static TCP
+rendezvous and gloo between the two pods' processes. Stand-ins: the node agent for the
+kubelet, and for cluster DNS the hosts file it gives each pod (pod 0's stable hostname
+`<trial>-0.<trial>` on this machine's loopback; see tests/harness/agent.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from tests.cluster.conftest import Cluster, Operator, study_doc, wait_until
+from tests.cluster.test_operator import finished, job_creations
+from tests.training import run_trainer
+
+TRAINING = {"minSteps": 1500, "maxSteps": 1500, "evalEvery": 50, "batchSize": 32,
+            "learningRate": 3e-3, "earlyStopping": {"patience": 1000}}  # fmt: skip
+
+
+def _processes(trial: str, node_rank: int) -> list[int]:
+    """PIDs of one pod's processes (its launcher and its training process), by the
+    contract variables in their environment."""
+    found = []
+    want = {f"SCALINGSTUDY_TRIAL={trial}".encode(), f"SCALINGSTUDY_NODE_RANK={node_rank}".encode()}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            env = set((entry / "environ").read_bytes().split(b"\0"))
+        except OSError:
+            continue
+        if want <= env:
+            found.append(int(entry.name))
+    return found
+
+
+def _steps(cluster: Cluster, namespace: str, trial: str) -> int:
+    """The furthest step in the trial's pod-0 logs (rank 0's JSON lines)."""
+    steps = [json.loads(line).get("step", 0)
+             for path in (cluster.dir / "pods" / namespace).glob(f"{trial}-0-*/log")
+             for line in path.read_text().splitlines() if line.startswith('{"ts"')]  # fmt: skip
+    return max(steps, default=0)
+
+
+def test_each_trial_runs_as_two_pods_that_train_together_and_a_killed_pod_retries_the_trial(
+    cluster: Cluster, namespace: str, operator_factory: Any
+) -> None:
+    doc = study_doc(
+        "ddp",
+        dataSizes={"values": [256, 512, 1024]},
+        modelSizes={"values": [8]},
+        training=TRAINING,
+        parallelism=1,  # the pods share one loopback: one rendezvous port in use at a time
+    )
+    trainer = doc["spec"]["trainer"]
+    trainer.pop("command")  # the built-in trainer
+    trainer["env"] = [e for e in trainer["env"] if e["name"] != "PYTHONPATH"]
+    trainer.update(nodes=2, processesPerPod=1, backoffLimit=1)
+    op: Operator = operator_factory(namespace)
+    op.start()
+    assert cluster.apply(doc, namespace).returncode == 0
+    first = "ddp-d256-m8-s0"
+
+    wait_until("the first trial to train on both pods",
+               lambda: _steps(cluster, namespace, first) >= 300, timeout=180)  # fmt: skip
+    victims = _processes(first, 1)
+    assert victims, "pod 1's processes"
+    for pid in victims:  # the whole pod dies at once (OOM kill, lost node)
+        os.kill(pid, signal.SIGKILL)
+
+    status = finished(cluster, "ddp", namespace, timeout=400)
+    assert status["phase"] == "Succeeded", status.get("conditions")
+    rows = {r["trial"]: r for r in status["results"]}
+    assert sorted(rows) == ["ddp-d1024-m8-s0", "ddp-d256-m8-s0", "ddp-d512-m8-s0"]
+    assert all(r["status"] == "Succeeded" and r["steps"] == 1500 for r in rows.values())
+    assert set(job_creations(cluster, namespace).values()) == {1}  # one Job per trial
+
+    job = cluster.get("job", first, namespace)
+    assert job["spec"]["completionMode"] == "Indexed" and job["spec"]["completions"] == 2
+    assert job["status"]["failed"] >= 1  # the killed attempt, retried as a whole
+    pods = cluster.items("pods", namespace, f"scalingstudy.io/trial={first}")
+    indexes = [p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
+               for p in pods]  # fmt: skip
+    assert indexes.count("0") >= 2 and indexes.count("1") >= 2  # both pods ran again
+
+    # Really trained together: two processes, and the loss of the same trial trained by
+    # one process here, within the tolerance of a changed summation order.
+    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+           if "value" in e}  # fmt: skip
+    task = json.loads(cluster.get("configmap", "ddp-trial-config", namespace)["data"]["task.json"])
+    alone = run_trainer({
+        **os.environ, **{k: v for k, v in env.items() if k.startswith("SCALINGSTUDY_")},
+        "SCALINGSTUDY_TASK": json.dumps(task), "SCALINGSTUDY_TRAINING": json.dumps(TRAINING),
+        "SCALINGSTUDY_TASK_FILE": "", "SCALINGSTUDY_TRAINING_FILE": "",
+        "SCALINGSTUDY_NODES": "1", "SCALINGSTUDY_PROCESSES_PER_POD": "1",
+        "SCALINGSTUDY_RESULT_FILE": str(cluster.dir / "alone.json"), "SCALINGSTUDY_PUSHGATEWAY": "",
+        "SCALINGSTUDY_CHECKPOINT_DIR": "", "SCALINGSTUDY_METRICS_PORT": "0",
+    })  # fmt: skip
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    single = json.loads((cluster.dir / "alone.json").read_text())
+    assert abs(rows[first]["loss"] - single["validation_loss"]) <= 1e-3 * single["validation_loss"]
+    pod1_logs = list((cluster.dir / "pods" / namespace).glob(f"{first}-1-*/log"))
+    assert pod1_logs and not any('"result"' in p.read_text() for p in pod1_logs)
+    # The rendezvous Services go once their trials are recorded.
+    wait_until("the trials' Services to go",
+               lambda: not cluster.items("services", namespace), timeout=60)  # fmt: skip
