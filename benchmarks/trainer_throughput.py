@@ -3,6 +3,11 @@
 Usage:
   python benchmarks/trainer_throughput.py            # CPU-sized grid on a CPU, GPU grid on a GPU
   python benchmarks/trainer_throughput.py --grid gpu --peak-tflops 989
+  python benchmarks/trainer_throughput.py --grid gpu --processes 8   # DDP over 8 GPUs
+With --processes N the script runs itself under torchrun (N processes, one per GPU; gloo
+on a CPU) and trains with the trial's own DDP path; each process keeps the case's batch
+(the global batch is N times it: weak scaling), and the table adds items/s per process,
+so scaling efficiency = per-process items/s with N over items/s with 1.
 Times optimiser steps of the real training loop (the same Trainer a trial runs, with
 its bf16 / compile / fused-AdamW choices) after warm-up steps, synchronising the
 device around the timed window. MFU = training FLOPs per second / the device's dense
@@ -13,15 +18,21 @@ an H100 for the largest default char-LM transformer (width 1024, 16 layers, cont
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from scalingstudy.spec import TrainingSpec
+from scalingstudy_trainer.distributed import Collectives
 from scalingstudy_trainer.loop import Runtime, Trainer
 from scalingstudy_trainer.tasks import get_task
+from scalingstudy_trainer.world import World
 
 #: Dense bf16 tensor-core peaks in TFLOP/s (vendor data sheets, without sparsity).
 PEAKS = {
@@ -73,23 +84,31 @@ def peak_tflops(device: torch.device, override: float | None) -> float | None:
     return next((v for k, v in PEAKS.items() if k in name), None)
 
 
-def measure(case: Case, steps: int, warmup: int, device: torch.device) -> dict[str, Any]:
+def measure(
+    case: Case, steps: int, warmup: int, device: torch.device, collectives: Collectives
+) -> dict[str, Any]:
     task = get_task(case.task)(case.options, 0)
-    training = TrainingSpec.model_validate({"batchSize": case.batch_size, "maxSteps": 10**6})
+    world = collectives.world.size
+    training = TrainingSpec.model_validate(
+        {"batchSize": case.batch_size * world, "maxSteps": 10**6}
+    )
     runtime = Runtime.choose(task, device)
-    trainer = Trainer(task, case.data_size, case.model_size, 0, training, runtime)
+    trainer = Trainer(task, case.data_size, case.model_size, 0, training, runtime, collectives)
 
     def run(count: int) -> None:
         for _ in range(count):
             trainer.advance()
 
+    def settle() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        collectives.barrier()
+
     run(warmup)  # compilation, autotuning, allocator warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    settle()
     started = time.perf_counter()
     run(steps)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    settle()
     seconds = time.perf_counter() - started
     items_per_second = steps * trainer.batch_size / seconds
     flops = task.flops_per_item(trainer.model)
@@ -112,38 +131,51 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--peak-tflops", type=float, default=None)
+    parser.add_argument("--processes", type=int, default=1, help="DDP processes (torchrun)")
     args = parser.parse_args()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    world = World.from_env()
+    if args.processes > 1 and not world.distributed:
+        torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    f"--nproc-per-node={args.processes}", __file__, *sys.argv[1:]]  # fmt: skip
+        return subprocess.run(torchrun, check=False).returncode
+    device = world.device()
+    collectives = Collectives(world, device)
+    if not world.main:  # the other ranks train in step and print nothing
+        sys.stdout = Path(os.devnull).open("w")  # noqa: SIM115
     kind = args.grid or ("gpu" if device.type == "cuda" else "cpu")
     steps = args.steps or (50 if device.type == "cuda" else 20)
     warmup = args.warmup or (10 if device.type == "cuda" else 3)
     peak = peak_tflops(device, args.peak_tflops)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
-        f"device {name}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-        f"peak {peak or 'n/a'} TFLOP/s, {steps} timed steps after {warmup}"
+        f"device {name} x {world.size}, torch {torch.__version__}, threads "
+        f"{torch.get_num_threads()}, peak {peak or 'n/a'} TFLOP/s per device, {steps} timed "
+        f"steps after {warmup}"
     )
     header = (
         f"{'task':22s} {'family':12s} {'size':>5s} {'params':>11s} {'batch':>5s} "
-        f"{'items/s':>10s} {'tokens/s':>11s} {'TFLOP/s':>8s} {'MFU':>6s}  runtime"
+        f"{'items/s':>10s} {'per proc':>10s} {'tokens/s':>11s} {'TFLOP/s':>8s} {'MFU':>6s}  "
+        "runtime"
     )
     print(header)
     print("-" * len(header))
     for case in grid(kind):
-        row = measure(case, steps, warmup, device)
+        row = measure(case, steps, warmup, device, collectives)
         family = case.options.get("model", "transformer" if case.task == "char-lm" else "mlp")
         tokens = row["tokens_per_second"]
         tflops = row["tflops"]
-        mfu = f"{100 * tflops / peak:5.1f}%" if peak and tflops else "   n/a"
+        mfu = f"{100 * tflops / (peak * world.size):5.1f}%" if peak and tflops else "   n/a"
         rt = row["runtime"]
         print(
             f"{case.task:22s} {family:12s} {case.model_size:5d} {row['parameters']:11,d} "
-            f"{case.batch_size:5d} {row['items_per_second']:10.1f} "
+            f"{case.batch_size * world.size:5d} {row['items_per_second']:10.1f} "
+            f"{row['items_per_second'] / world.size:10.1f} "
             f"{'' if tokens is None else f'{tokens:,.0f}':>11s} "
             f"{'' if tflops is None else f'{tflops:.3f}':>8s} {mfu}  "
             f"{'bf16' if rt.bf16 else 'fp32'}{' compiled' if rt.compile else ''}"
             f" micro={row['micro_batch']}"
         )
+    collectives.close()
     return 0
 
 

@@ -333,3 +333,37 @@ def test_a_learning_rate_sweep_keeps_the_best_rate_per_cell(tmp_path: Path) -> N
             min(v for (d, _), v in winner_loss.items() if d == b["data_size"])
         )
     assert truth.learning_rate_penalty(16, 0.01) == 1.0
+
+
+def test_a_trial_of_several_processes_runs_locally_with_the_same_results(tmp_path: Path) -> None:
+    """spec.trainer.nodes x processesPerPod processes on this one machine (DDP over gloo):
+    the same study file as on a cluster, the results of one process within float noise."""
+    losses = {}
+    for trainer in ({}, {"nodes": 2}):
+        doc = {
+            "apiVersion": "scalingstudy.io/v1alpha1",
+            "kind": "ScalingStudy",
+            "metadata": {"name": "ddp"},
+            "spec": {
+                "task": {"name": "teacher-student", "options": {"inputDim": 8, "teacherWidth": 16}},
+                "trainer": trainer,
+                "dataSizes": {"values": [64, 256, 1024]},
+                "modelSizes": {"values": [8]},
+                "training": {"minSteps": 200, "maxSteps": 200, "evalEvery": 50},
+                "fit": {"bootstrap": 20},
+            },
+        }
+        path = tmp_path / "ddp.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        out = tmp_path / f"out{len(losses)}"
+        result = run_cli("run", str(path), "--out", str(out), "--workers", "1")
+        assert result.returncode == 0, result.stderr
+        rows = list(csv.DictReader((out / "results.csv").open()))
+        losses[len(losses)] = {r["trial"]: float(r["loss"]) for r in rows}
+        reported = [json.loads(line) for log in (out / "logs").glob("*.log")
+                    for line in log.read_text().splitlines() if '"result"' in line]  # fmt: skip
+        assert len(reported) == 3
+        assert {r["processes"] for r in reported} == {2 if trainer else 1}
+    assert losses[0].keys() == losses[1].keys()
+    for trial, loss in losses[0].items():
+        assert losses[1][trial] == pytest.approx(loss, rel=1e-3)

@@ -1,7 +1,7 @@
 """Trials of two pods on the real control plane: each trial an Indexed Job of two pods
 that rendezvous on pod 0 and train together (the built-in trainer, DDP over gloo), one
-result per trial read from pod 0, and a pod killed mid-trial failing and retrying the
-whole trial without a duplicate result.
+result per trial read from pod 0, and a pod killed mid-trial (the operator SIGKILLed
+with it) failing and retrying the whole trial without a duplicate Job or result.
 
 Real: the kube-apiserver, the Job controller (Indexed Jobs, successPolicy,
 podFailurePolicy, pod replacement), the operator, torchrun's agent, the static TCP
@@ -76,6 +76,8 @@ def test_each_trial_runs_as_two_pods_that_train_together_and_a_killed_pod_retrie
     assert victims, "pod 1's processes"
     for pid in victims:  # the whole pod dies at once (OOM kill, lost node)
         os.kill(pid, signal.SIGKILL)
+    op.kill()  # and the operator with it: its restart finds the Job and the Service there
+    op.start()
 
     status = finished(cluster, "ddp", namespace, timeout=400)
     assert status["phase"] == "Succeeded", status.get("conditions")

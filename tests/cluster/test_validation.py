@@ -58,6 +58,8 @@ INVALID = [
     ("spec.maxFailedTrials", -1, "spec.maxFailedTrials"),
     ("spec.queueName", "Not A Label", "spec.queueName"),
     ("spec.trainer.backoffLimit", 11, "spec.trainer.backoffLimit"),
+    ("spec.trainer.nodes", 129, "spec.trainer.nodes"),
+    ("spec.trainer.processesPerPod", 0, "spec.trainer.processesPerPod"),
     (
         "spec.trainer.tolerations",
         [{"key": "gpu", "operator": "Maybe"}],
