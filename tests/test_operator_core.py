@@ -259,6 +259,20 @@ def test_pass_creates_only_missing_jobs_up_to_parallelism() -> None:
     assert p.events[0].reason == "TrialsStarted"
 
 
+def test_suspended_jobs_count_as_queued_not_running_and_keep_their_slot() -> None:
+    """Under Kueue: a Job waiting for admission (or preempted) holds a parallelism slot,
+    is never started twice and never failed, and status tells it from a running one."""
+    s = spec(parallelism=3, queueName="gpus")
+    planned = Plan.of("demo", s)
+    trials = planned.trials
+    jobs = [state(trials[0].name, "active"), state(trials[1].name, "queued")]
+    p = decide(planned, jobs, {}, [], parallelism=3, max_failed=0, fit=None,
+               queued_on_create=True)  # fmt: skip
+    assert [t.name for t in p.create] == [trials[2].name]
+    assert p.counts == TrialCounts(total=6, running=1, queued=2, pending=3)
+    assert not p.final and p.new_records == ()
+
+
 def test_pass_records_collected_results_and_asks_for_a_fit() -> None:
     planned = Plan.of("demo", spec())
     recorded = {t.name: ok(t.name, t.data_size) for t in planned.trials[:4]}

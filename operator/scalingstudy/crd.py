@@ -205,6 +205,18 @@ PRINTER_COLUMNS = [
         "description": "Finished/total trials",
     },
     {
+        "name": "Running",
+        "type": "integer",
+        "jsonPath": ".status.trials.running",
+        "description": "Trials whose Jobs run (admitted)",
+    },
+    {
+        "name": "Queued",
+        "type": "integer",
+        "jsonPath": ".status.trials.queued",
+        "description": "Trials whose Jobs wait for admission (Kueue)",
+    },
+    {
         "name": "BetaG",
         "type": "number",
         "jsonPath": ".status.fit.learningCurve.beta",

@@ -54,9 +54,12 @@ class TrialCounts(_Status):
     total: int = 0
     """Trials in the plan."""
     pending: int = 0
-    """Not started yet, or queued (suspended by Kueue)."""
+    """Not started yet (no Job)."""
+    queued: int = 0
+    """Job created and waiting for admission (suspended: Kueue has not admitted it yet,
+    or preempted it)."""
     running: int = 0
-    """Job active."""
+    """Job active (admitted)."""
     succeeded: int = 0
     """Finished with a recorded result."""
     failed: int = 0

@@ -131,7 +131,7 @@ class Controller:
         chosen = self._design(ref, spec, before, recorded, found.records, jobs)
         p = decide(chosen.plan, jobs, recorded, found.records, parallelism=spec.parallelism,
                    max_failed=spec.max_failed_trials, fit=before.fit,
-                   more=chosen.more)  # fmt: skip
+                   more=chosen.more, queued_on_create=spec.queue_name is not None)  # fmt: skip
         fit, fit_error, fit_wake = self._maybe_fit((namespace, name), spec, p)
         stuck = self._blocked(ref, jobs)
         now = now_rfc3339()

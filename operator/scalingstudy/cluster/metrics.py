@@ -19,7 +19,7 @@ from prometheus_client import (
 from scalingstudy.fitting.report import LearningCurve, ModelSizeLaw
 from scalingstudy.status import ScalingStudyStatus, TrialCounts, TrialRecord
 
-STATES = ("pending", "running", "succeeded", "failed")
+STATES = ("pending", "queued", "running", "succeeded", "failed")
 STOP_REASONS = ("TargetReached", "BudgetSpent", "AllDataSizes")
 PHASES = ("Pending", "Running", "Fitting", "Succeeded", "Failed")
 

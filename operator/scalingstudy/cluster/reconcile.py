@@ -131,6 +131,7 @@ def decide(
     max_failed: int,
     fit: FitStatus | None,
     more: bool = False,
+    queued_on_create: bool = False,
 ) -> Pass:
     """Which Jobs to create or delete, what to record, whether to fit.
 
@@ -138,6 +139,7 @@ def decide(
     succeeded results it used changed, or when the study just finished and its fit is not
     final yet. ``more``: the design may still add trials to ``plan`` (an adaptive study
     waiting for results), so the study is not finished when the plan's trials are.
+    ``queued_on_create``: new Jobs start suspended (Kueue), so they count as queued.
     Running Jobs of trials no longer planned (a spec change, a stopped adaptive study)
     are deleted.
     """
@@ -156,14 +158,18 @@ def decide(
     delete = tuple(sorted(j.name for j in jobs if j.trial in active and j.trial not in plan))
     relevant = list(plan.relevant(records).values())
     succeeded = sum(1 for r in relevant if r.status == "Succeeded")
-    running = sum(1 for j in jobs if j.trial in plan and j.trial in active and j.phase == "active")
+    holding = [j for j in jobs if j.trial in plan and j.trial in active]
+    running = sum(1 for j in holding if j.phase == "active")
+    queued = sum(1 for j in holding if j.phase == "queued")
     counts = TrialCounts(
         total=len(plan),
         succeeded=succeeded,
         failed=len(relevant) - succeeded,
-        running=running + len(create),
+        running=running + (0 if queued_on_create else len(create)),
+        queued=queued + (len(create) if queued_on_create else 0),
     )
-    counts.pending = max(counts.total - counts.succeeded - counts.failed - counts.running, 0)
+    started = counts.succeeded + counts.failed + counts.running + counts.queued
+    counts.pending = max(counts.total - started, 0)
     finished = (decision.finished and not uncollected and not more) or decision.failed
     final = finished and not decision.failed
     needs_fit = fittable(relevant) and (
