@@ -67,6 +67,21 @@ def test_what_studies_need_is_allowed_and_lists_widen() -> None:
     assert violations(greedy, "ml", wider) == []
 
 
+def test_a_kueue_workload_priority_class_is_held_to_the_same_allow_list() -> None:
+    """Kueue preempts by WorkloadPriorityClass: a study that names one could push other
+    teams' Jobs out of the queue, so it is an ask like trainer.priorityClassName."""
+    study = parse_spec({
+        "task": {"name": "teacher-student"}, "dataSizes": {"values": [100, 200, 400]},
+        "modelSizes": {"values": [4]}, "queueName": "gpus",
+        "workloadPriorityClassName": "urgent",
+    })  # fmt: skip
+    (problem,) = violations(study, "ml", AdmissionRules())
+    assert problem == (
+        "spec.workloadPriorityClassName: 'urgent' is not an allowed priority class (allowed: none)"
+    )
+    assert violations(study, "ml", AdmissionRules(priority_classes=("urgent",))) == []
+
+
 def test_committed_policy_files_are_current() -> None:
     assert (ROOT / "crds" / "admission-policy.yaml").read_text() == policy_yaml(), (
         "run `scalingstudy admission-policy > crds/admission-policy.yaml`"

@@ -129,7 +129,12 @@ def test_kueue_jobs_start_suspended_with_queue_and_priority_labels() -> None:
     job = job_manifest(REF, s, plan_trials("demo", s)[0], JobSettings())
     assert job["spec"]["suspend"] is True
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpus"
-    assert job["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "research"
+    # A pod PriorityClass is not a Kueue WorkloadPriorityClass: Kueue reads the pods'.
+    assert "kueue.x-k8s.io/priority-class" not in job["metadata"]["labels"]
+    assert job["spec"]["template"]["spec"]["priorityClassName"] == "research"
+    named = spec(queueName="gpus", workloadPriorityClassName="batch-low")
+    job = job_manifest(REF, named, plan_trials("demo", named)[0], JobSettings())
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "batch-low"
     # Kueue's labels stay on the Job: pods are not workloads.
     assert "kueue.x-k8s.io/queue-name" not in job["spec"]["template"]["metadata"]["labels"]
 

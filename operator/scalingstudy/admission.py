@@ -69,12 +69,15 @@ def violations(spec: ScalingStudySpec, namespace: str, rules: AdmissionRules) ->
                     f"spec.trainer.volumes[{i}].projected.sources[{j}].serviceAccountToken: "
                     "service-account token projections are not allowed"
                 )
-    priority = spec.trainer.priority_class_name
-    if priority and priority not in rules.priority_classes:
-        out.append(
-            f"spec.trainer.priorityClassName: {priority!r} is not an allowed priority class "
-            f"(allowed: {_listed(rules.priority_classes)})"
-        )
+    for field, priority in (
+        ("spec.trainer.priorityClassName", spec.trainer.priority_class_name),
+        ("spec.workloadPriorityClassName", spec.workload_priority_class_name),
+    ):
+        if priority and priority not in rules.priority_classes:
+            out.append(
+                f"{field}: {priority!r} is not an allowed priority class "
+                f"(allowed: {_listed(rules.priority_classes)})"
+            )
     return out
 
 
@@ -153,6 +156,17 @@ def policy(values: PolicyValues) -> list[dict[str, Any]]:
             "variables.priorityClasses",
             "messageExpression": (
                 "'spec.trainer.priorityClassName: ' + object.spec.trainer.priorityClassName"
+                " + ' is not an allowed priority class (allowed: ' + "
+                "(variables.priorityClasses.size() == 0 ? 'none' : "
+                "variables.priorityClasses.join(', ')) + ')'"
+            ),
+            "reason": "Forbidden",
+        },
+        {
+            "expression": unless_trusted + "!has(object.spec.workloadPriorityClassName) || "
+            "object.spec.workloadPriorityClassName in variables.priorityClasses",
+            "messageExpression": (
+                "'spec.workloadPriorityClassName: ' + object.spec.workloadPriorityClassName"
                 " + ' is not an allowed priority class (allowed: ' + "
                 "(variables.priorityClasses.size() == 0 ? 'none' : "
                 "variables.priorityClasses.join(', ')) + ')'"

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from tests.harness import cluster as harness
+from tests.harness import kueue as kueue_harness
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "scalingstudies.yaml"
@@ -124,6 +125,20 @@ def namespace(cluster: Cluster) -> Iterator[str]:
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
+@pytest.fixture(scope="session")
+def kueue(cluster: Cluster) -> kueue_harness.Kueue:
+    """Kueue's manager, CRDs and webhooks, started once for the session when a test
+    asks (see tests/harness/kueue.py for what is real and what stands in)."""
+    return kueue_harness.start(cluster.dir, cluster.kubectl)
+
+
+@pytest.fixture
+def kueue_namespace(cluster: Cluster, kueue: kueue_harness.Kueue, namespace: str) -> str:
+    """A test namespace under Kueue's webhooks."""
+    cluster.kubectl("label", "namespace", namespace, f"{kueue_harness.NAMESPACE_LABEL}=true")
+    return namespace
+
+
 class Operator:
     """`scalingstudy operator` as a real subprocess, killable and restartable."""
 
@@ -208,3 +223,39 @@ def study_doc(name: str, **spec: Any) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": base,
     }
+
+
+def trained_alone(
+    cluster: Cluster, namespace: str, trial: str, training: dict[str, Any]
+) -> dict[str, Any]:
+    """The result of a study's trial trained here by one uninterrupted process, with the
+    environment of its Job and the study's task and training settings: what a trial
+    that was preempted, resumed or split over pods must end at."""
+    job = cluster.get("job", trial, namespace)
+    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+           if "value" in e and e["name"].startswith("SCALINGSTUDY_")}  # fmt: skip
+    study = job["metadata"]["labels"]["scalingstudy.io/study"]
+    config = cluster.get("configmap", f"{study}-trial-config", namespace)["data"]
+    result = cluster.dir / f"alone-{namespace}-{trial}.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "scalingstudy_trainer"],
+        env={**os.environ, **env,
+             "SCALINGSTUDY_TASK": config["task.json"],
+             "SCALINGSTUDY_TRAINING": json.dumps(training),
+             "SCALINGSTUDY_TASK_FILE": "", "SCALINGSTUDY_TRAINING_FILE": "",
+             "SCALINGSTUDY_NODES": "1", "SCALINGSTUDY_PROCESSES_PER_POD": "1",
+             "SCALINGSTUDY_RESULT_FILE": str(result), "SCALINGSTUDY_PUSHGATEWAY": "",
+             "SCALINGSTUDY_CHECKPOINT_DIR": "", "SCALINGSTUDY_METRICS_PORT": "0"},
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(result.read_text())  # type: ignore[no-any-return]
+
+
+def pod_events(cluster: Cluster, namespace: str, prefix: str) -> list[list[dict[str, Any]]]:
+    """The trainer's JSON-line log of every pod whose name starts with ``prefix``, one
+    list per pod, oldest pod first (where the test agent keeps the logs)."""
+    logs = sorted((cluster.dir / "pods" / namespace).glob(f"{prefix}*/log"),
+                  key=lambda p: p.stat().st_mtime)  # fmt: skip
+    return [[json.loads(line) for line in log.read_text().splitlines()
+             if line.startswith('{"ts"')] for log in logs]  # fmt: skip

@@ -12,15 +12,20 @@ kubelet, and for cluster DNS the hosts file it gives each pod (pod 0's stable ho
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from pathlib import Path
 from typing import Any
 
-from tests.cluster.conftest import Cluster, Operator, study_doc, wait_until
+from tests.cluster.conftest import (
+    Cluster,
+    Operator,
+    pod_events,
+    study_doc,
+    trained_alone,
+    wait_until,
+)
 from tests.cluster.test_operator import finished, job_creations
-from tests.training import run_trainer
 
 TRAINING = {"minSteps": 1500, "maxSteps": 1500, "evalEvery": 50, "batchSize": 32,
             "learningRate": 3e-3, "earlyStopping": {"patience": 1000}}  # fmt: skip
@@ -45,10 +50,8 @@ def _processes(trial: str, node_rank: int) -> list[int]:
 
 def _steps(cluster: Cluster, namespace: str, trial: str) -> int:
     """The furthest step in the trial's pod-0 logs (rank 0's JSON lines)."""
-    steps = [json.loads(line).get("step", 0)
-             for path in (cluster.dir / "pods" / namespace).glob(f"{trial}-0-*/log")
-             for line in path.read_text().splitlines() if line.startswith('{"ts"')]  # fmt: skip
-    return max(steps, default=0)
+    events = pod_events(cluster, namespace, f"{trial}-0-")
+    return max((e.get("step", 0) for pod in events for e in pod), default=0)
 
 
 def test_each_trial_runs_as_two_pods_that_train_together_and_a_killed_pod_retries_the_trial(
@@ -96,19 +99,7 @@ def test_each_trial_runs_as_two_pods_that_train_together_and_a_killed_pod_retrie
 
     # Really trained together: two processes, and the loss of the same trial trained by
     # one process here, within the tolerance of a changed summation order.
-    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
-           if "value" in e}  # fmt: skip
-    task = json.loads(cluster.get("configmap", "ddp-trial-config", namespace)["data"]["task.json"])
-    alone = run_trainer({
-        **os.environ, **{k: v for k, v in env.items() if k.startswith("SCALINGSTUDY_")},
-        "SCALINGSTUDY_TASK": json.dumps(task), "SCALINGSTUDY_TRAINING": json.dumps(TRAINING),
-        "SCALINGSTUDY_TASK_FILE": "", "SCALINGSTUDY_TRAINING_FILE": "",
-        "SCALINGSTUDY_NODES": "1", "SCALINGSTUDY_PROCESSES_PER_POD": "1",
-        "SCALINGSTUDY_RESULT_FILE": str(cluster.dir / "alone.json"), "SCALINGSTUDY_PUSHGATEWAY": "",
-        "SCALINGSTUDY_CHECKPOINT_DIR": "", "SCALINGSTUDY_METRICS_PORT": "0",
-    })  # fmt: skip
-    assert alone.returncode == 0, alone.stderr[-2000:]
-    single = json.loads((cluster.dir / "alone.json").read_text())
+    single = trained_alone(cluster, namespace, first, TRAINING)
     assert abs(rows[first]["loss"] - single["validation_loss"]) <= 1e-3 * single["validation_loss"]
     pod1_logs = list((cluster.dir / "pods" / namespace).glob(f"{first}-1-*/log"))
     assert pod1_logs and not any('"result"' in p.read_text() for p in pod1_logs)

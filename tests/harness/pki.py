@@ -66,6 +66,12 @@ IDENTITIES = {
 }
 
 
+def issue_server_certificate(pki: Pki, name: str) -> None:
+    """A serving certificate for 127.0.0.1 signed by the CA (another test server's)."""
+    if not pki.cert(name).exists():
+        _issue(pki, name, f"/CN={name}", SERVER_EXT)
+
+
 def make_pki(dir: Path) -> Pki:
     """Create the CA, every identity and the service-account key pair (idempotent)."""
     pki = Pki(dir)

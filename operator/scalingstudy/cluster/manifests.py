@@ -221,8 +221,8 @@ def job_manifest(
     job_labels = dict(labels)
     if spec.queue_name:
         job_labels[KUEUE_QUEUE] = spec.queue_name
-        if spec.trainer.priority_class_name:
-            job_labels[KUEUE_PRIORITY] = spec.trainer.priority_class_name
+        if spec.workload_priority_class_name:
+            job_labels[KUEUE_PRIORITY] = spec.workload_priority_class_name
     nodes = spec.trainer.nodes
     job_spec: dict[str, Any] = {
         "backoffLimit": spec.trainer.backoff_limit * nodes,

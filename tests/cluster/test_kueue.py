@@ -1,0 +1,167 @@
+"""Studies behind a real Kueue: admission within a ClusterQueue's GPU quota, preemption
+by a higher-priority workload, and the operator SIGKILLed while trials are queued or
+preempted.
+
+Real: Kueue's manager (controllers, scheduler, preemption, webhooks), the
+kube-apiserver, the Job controller and the operator. Stand-in: the node agent for the
+kubelet (see tests/harness/kueue.py and tests/harness/agent.py).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.cluster.conftest import (
+    Cluster,
+    Operator,
+    pod_events,
+    study_doc,
+    trained_alone,
+    wait_until,
+)
+from tests.cluster.test_operator import finished, job_creations
+from tests.harness.kueue import queues
+
+GPU = {"limits": {"nvidia.com/gpu": 1}}
+
+
+def _status(cluster: Cluster, name: str, ns: str) -> dict[str, Any]:
+    return dict(cluster.get("scalingstudy", name, ns).get("status") or {})
+
+
+def _admitted(cluster: Cluster, ns: str) -> int:
+    """Workloads Kueue holds quota for now (admitted, not finished, not evicted)."""
+    count = 0
+    for wl in cluster.items("workloads.kueue.x-k8s.io", ns):
+        conditions = {c["type"]: c["status"] for c in wl.get("status", {}).get("conditions", [])}
+        if conditions.get("Admitted") == "True" and conditions.get("Finished") != "True":
+            count += 1
+    return count
+
+
+def test_trials_beyond_the_quota_wait_queued_never_failed_and_each_runs_once(
+    cluster: Cluster, kueue_namespace: str, operator_factory: Any
+) -> None:
+    ns = kueue_namespace
+    assert cluster.apply(yaml.safe_dump_all(queues(ns, gpus=2)), ns).returncode == 0
+    doc = study_doc("quota", queueName="gpus", parallelism=4, maxFailedTrials=0)
+    trainer = doc["spec"]["trainer"]
+    trainer["resources"] = GPU  # 10 trials of 1 GPU each against a quota of 2
+    trainer["env"] += [{"name": "TRIAL_SECONDS", "value": "3"}]
+    op: Operator = operator_factory(ns)
+    op.start()
+    assert cluster.apply(doc, ns).returncode == 0
+
+    most = {"running": 0, "queued": 0, "admitted": 0}
+    printed = ""
+    killed = False
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        status = _status(cluster, "quota", ns)
+        trials = status.get("trials") or {}
+        for key in ("running", "queued"):
+            most[key] = max(most[key], trials.get(key, 0))
+        most["admitted"] = max(most["admitted"], _admitted(cluster, ns))
+        if trials.get("queued", 0) >= 2 and not printed:
+            printed = cluster.kubectl("get", "scalingstudies", "-n", ns).stdout
+        if trials.get("queued", 0) >= 1 and not killed:
+            op.kill()  # while trials wait for admission: nothing may be created twice
+            op.start()
+            killed = True
+        if status.get("phase") in ("Succeeded", "Failed"):
+            break
+        time.sleep(0.3)
+    status = finished(cluster, "quota", ns, timeout=10)
+    assert status["phase"] == "Succeeded", status.get("conditions")
+    assert killed and printed, (killed, printed)
+    assert most["admitted"] <= 2 and most["running"] <= 2, most  # the quota holds
+    assert most["queued"] >= 2, most  # the rest waited, shown apart from running ones
+    header, row = printed.splitlines()[:2]
+    cells = dict(zip(header.split(), row.split(), strict=False))
+    assert int(cells["QUEUED"]) >= 2 and int(cells["RUNNING"]) <= 2, printed
+    assert status["trials"]["failed"] == 0 and len(status["results"]) == 10
+    assert set(job_creations(cluster, ns).values()) == {1}
+    assert all(j["status"].get("failed", 0) == 0 for j in cluster.items("jobs", ns))
+
+
+TRAINING = {"minSteps": 5000, "maxSteps": 5000, "evalEvery": 20, "batchSize": 32,
+            "learningRate": 3e-3, "earlyStopping": {"patience": 1000}}  # fmt: skip
+
+
+@pytest.mark.parametrize("checkpoints", [True, False], ids=["checkpoints", "no-checkpoints"])
+def test_a_higher_priority_workload_preempts_trials_that_finish_once_where_they_would_have(
+    cluster: Cluster, kueue_namespace: str, operator_factory: Any, checkpoints: bool
+) -> None:
+    ns = kueue_namespace
+    urgent = {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "WorkloadPriorityClass",
+              "metadata": {"name": f"urgent-{ns}"}, "value": 10000}  # fmt: skip
+    docs = [*queues(ns, gpus=2), urgent]
+    assert cluster.apply(yaml.safe_dump_all(docs), ns).returncode == 0
+    doc = study_doc(
+        "preempted", dataSizes={"values": [256, 512, 1024]}, modelSizes={"values": [8]},
+        training=TRAINING, queueName="gpus", parallelism=3, maxFailedTrials=0,
+    )  # fmt: skip
+    trainer = doc["spec"]["trainer"]
+    trainer.pop("command")  # the built-in trainer: SIGTERM saves a checkpoint, exits 143
+    trainer["env"] = [e for e in trainer["env"] if e["name"] != "PYTHONPATH"]
+    trainer["resources"] = GPU
+    if checkpoints:
+        trainer["volumes"] = [{"name": "checkpoints",
+                               "persistentVolumeClaim": {"claimName": f"ckpt-{ns}"}}]  # fmt: skip
+        trainer["volumeMounts"] = [{"name": "checkpoints", "mountPath": "/ckpt"}]
+    assert trainer["backoffLimit"] == 0  # a preemption counted as a failure fails the trial
+    op: Operator = operator_factory(ns)
+    op.start()
+    assert cluster.apply(doc, ns).returncode == 0
+
+    def training_well_under_way() -> list[str]:
+        """The two admitted trials, once both are past step 600."""
+        status = _status(cluster, "preempted", ns)
+        going = [t for t in ("preempted-d256-m8-s0", "preempted-d512-m8-s0",
+                             "preempted-d1024-m8-s0")
+                 if max((e.get("step", 0) for pod in pod_events(cluster, ns, f"{t}-")
+                         for e in pod), default=0) >= 600]  # fmt: skip
+        return going if len(going) == 2 and not status.get("results") else []
+
+    victims = wait_until("two trials training", training_well_under_way, timeout=180)
+    job = {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "urgent", "labels": {"kueue.x-k8s.io/queue-name": "gpus",
+                                                  "kueue.x-k8s.io/priority-class": f"urgent-{ns}"}},
+        "spec": {"suspend": True, "backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "urgent", "image": "busybox", "command": ["sleep", "5"],
+                            "resources": {"limits": {"nvidia.com/gpu": 2}}}]}}},
+    }  # fmt: skip
+    assert cluster.apply(job, ns).returncode == 0
+
+    def preempted() -> bool:
+        jobs = {j["metadata"]["name"]: j for j in cluster.items("jobs", ns)}
+        return all(jobs[v]["spec"].get("suspend") and not jobs[v]["status"].get("active")
+                   for v in victims)  # fmt: skip
+
+    wait_until("Kueue to preempt both trials", preempted, timeout=120)
+    op.kill()  # while trials are preempted: nothing may be created twice
+    op.start()
+    status = finished(cluster, "preempted", ns, timeout=400)
+    assert status["phase"] == "Succeeded", status.get("conditions")
+    assert cluster.get("job", "urgent", ns)["status"].get("succeeded") == 1
+    rows = {r["trial"]: r for r in status["results"]}
+    assert len(rows) == 3 and all(r["status"] == "Succeeded" for r in rows.values())
+    assert set(job_creations(cluster, ns).values()) == {1}
+    for victim in victims:
+        assert cluster.get("job", victim, ns)["status"].get("failed", 0) == 0  # backoff kept
+        pods = pod_events(cluster, ns, f"{victim}-")
+        assert len(pods) == 2, [[e["event"] for e in p] for p in pods]  # preempted, rerun
+        stopped = [e for e in pods[0] if e["event"] == "preempted"]
+        assert stopped and stopped[0]["checkpoint_saved"] is checkpoints
+        start = next(e for e in pods[1] if e["event"] == "start")
+        assert start["resumed_from_step"] == (stopped[0]["step"] if checkpoints else 0)
+        # Resumed or restarted, the trial ends where one uninterrupted run ends.
+        alone = trained_alone(cluster, ns, victim, TRAINING)
+        assert rows[victim]["loss"] == pytest.approx(alone["validation_loss"], rel=1e-9)
+        assert rows[victim]["steps"] == 5000
