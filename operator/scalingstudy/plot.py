@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,24 @@ def _axes_style(ax: Any, ylabel: str | None = None, title: str | None = None) ->
     ax.legend(fontsize=8)
 
 
-def plot_study(points: Sequence[Point], fit: FitReport, path: Path, title: str = "") -> Path:
+def _winning_rates(ax: Any, fit: FitReport, rates: Mapping[tuple[float, float], float]) -> None:
+    """Beside each best point, the learning rate that won there (a learning-rate sweep)."""
+    for b in fit.best:
+        rate = rates.get((float(b.data_size), float(b.model_size or 0)))
+        if rate is not None:
+            ax.annotate(f"lr {rate:g}", (b.data_size, b.loss), textcoords="offset points",
+                        xytext=(4, 6), fontsize=7)  # fmt: skip
+
+
+def plot_study(
+    points: Sequence[Point],
+    fit: FitReport,
+    path: Path,
+    title: str = "",
+    learning_rates: Mapping[tuple[float, float], float] | None = None,
+) -> Path:
+    """The learning curve (and the model-size law); ``learning_rates``: the winning rate
+    per (data size, model size) of a sweep, written beside the best points."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -130,6 +147,8 @@ def plot_study(points: Sequence[Point], fit: FitReport, path: Path, title: str =
     ax = axes[0][0]
     _trials(ax, points, lambda n: plt.get_cmap("viridis")(np.linspace(0.1, 0.9, n)))
     _curve(ax, fit)
+    if learning_rates:
+        _winning_rates(ax, fit, learning_rates)
     _axes_style(ax, "validation loss", f"{title} learning curve".strip())
     if ms:
         _model_size(axes[0][1], fit, ms)

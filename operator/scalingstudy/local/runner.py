@@ -29,7 +29,14 @@ from scalingstudy.fitting.report import FitReport
 from scalingstudy.local import processes
 from scalingstudy.local.store import ResultStore
 from scalingstudy.plan import Plan, Trial
-from scalingstudy.results import NOT_FITTABLE, fit_options, fittable, points_of, stage_fit
+from scalingstudy.results import (
+    NOT_FITTABLE,
+    best_learning_rates,
+    fit_options,
+    fittable,
+    points_of,
+    stage_fit,
+)
 from scalingstudy.scheduling import schedule
 from scalingstudy.spec import ScalingStudy, ScalingStudySpec, spec_digest_fields
 from scalingstudy.status import DesignStatus, StageFit, TrialRecord
@@ -133,9 +140,12 @@ def _conclude(outcome: LocalRun, spec: ScalingStudySpec, store: ResultStore, tit
     outcome.files["fit"] = store.write_json("fit.json", outcome.fit.to_json())
     from scalingstudy.plot import plot_study
 
+    winners = {(float(c.data_size), float(c.model_size)): c.learning_rate
+               for c in best_learning_rates(relevant)}  # fmt: skip
     outcome.files["plot"] = plot_study(
-        points_of(relevant), outcome.fit, store.root / "learning_curve.png", title=title
-    )
+        points_of(relevant), outcome.fit, store.root / "learning_curve.png", title=title,
+        learning_rates=winners,
+    )  # fmt: skip
 
 
 def run_study(
