@@ -165,3 +165,35 @@ def test_a_higher_priority_workload_preempts_trials_that_finish_once_where_they_
         alone = trained_alone(cluster, ns, victim, TRAINING)
         assert rows[victim]["loss"] == pytest.approx(alone["validation_loss"], rel=1e-9)
         assert rows[victim]["steps"] == 5000
+
+
+def test_a_trial_of_two_pods_is_one_workload_admitted_whole(
+    cluster: Cluster, kueue_namespace: str, operator_factory: Any
+) -> None:
+    """Two pods of one GPU each against a quota of 2: one trial at a time, both pods
+    together (the contract trainer, which needs no rendezvous, stands in for training)."""
+    ns = kueue_namespace
+    assert cluster.apply(yaml.safe_dump_all(queues(ns, gpus=2)), ns).returncode == 0
+    doc = study_doc("pairs", dataSizes={"values": [100, 200, 400]}, modelSizes={"values": [4]},
+                    queueName="gpus", parallelism=3, maxFailedTrials=0)  # fmt: skip
+    trainer = doc["spec"]["trainer"]
+    trainer.update(nodes=2, resources=GPU)
+    trainer["env"] += [{"name": "TRIAL_SECONDS", "value": "2"}]
+    op: Operator = operator_factory(ns)
+    op.start()
+    assert cluster.apply(doc, ns).returncode == 0
+    most = 0
+
+    def done() -> bool:
+        nonlocal most
+        most = max(most, _admitted(cluster, ns))
+        return _status(cluster, "pairs", ns).get("phase") in ("Succeeded", "Failed")
+
+    wait_until("the study to finish", done, timeout=180, every=0.3)
+    status = finished(cluster, "pairs", ns, timeout=10)
+    assert status["phase"] == "Succeeded", status.get("conditions")
+    assert most == 1  # each trial's two pods take the whole quota
+    workloads = cluster.items("workloads.kueue.x-k8s.io", ns)
+    assert len(workloads) == 3
+    assert all([ps["count"] for ps in w["spec"]["podSets"]] == [2] for w in workloads)
+    assert set(job_creations(cluster, ns).values()) == {1}
