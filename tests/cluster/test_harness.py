@@ -143,7 +143,7 @@ def test_crd_schema_rejects_bad_object_naming_the_field(cluster: Cluster, namesp
     good = {**bad, "metadata": {"name": "good"}, "spec": {**bad["spec"], "parallelism": 1}}
     assert cluster.apply(good, namespace).returncode == 0
     table = cluster.kubectl("get", "scalingstudies", "-n", namespace).stdout
-    header = ["NAME", "PHASE", "TRIALS", "BETAG", "BETAP", "SPEND", "AGE"]
+    header = ["NAME", "PHASE", "TRIALS", "RUNNING", "QUEUED", "BETAG", "BETAP", "SPEND", "AGE"]
     assert table.splitlines()[0].split() == header
     wide = cluster.kubectl("get", "scalingstudies", "-n", namespace, "-o", "wide").stdout
     assert wide.splitlines()[0].split()[-3:] == ["TASK", "GAMMA", "AGE"]
