@@ -27,7 +27,7 @@ from tests.cluster.conftest import (
 )
 from tests.cluster.test_operator import finished, job_creations
 
-TRAINING = {"minSteps": 1500, "maxSteps": 1500, "evalEvery": 50, "batchSize": 32,
+TRAINING = {"minSteps": 800, "maxSteps": 800, "evalEvery": 50, "batchSize": 32,
             "learningRate": 3e-3, "earlyStopping": {"patience": 1000}}  # fmt: skip
 
 
@@ -74,7 +74,7 @@ def test_each_trial_runs_as_two_pods_that_train_together_and_a_killed_pod_retrie
     first = "ddp-d256-m8-s0"
 
     wait_until("the first trial to train on both pods",
-               lambda: _steps(cluster, namespace, first) >= 300, timeout=180)  # fmt: skip
+               lambda: _steps(cluster, namespace, first) >= 200, timeout=240)  # fmt: skip
     victims = _processes(first, 1)
     assert victims, "pod 1's processes"
     for pid in victims:  # the whole pod dies at once (OOM kill, lost node)
@@ -82,11 +82,11 @@ def test_each_trial_runs_as_two_pods_that_train_together_and_a_killed_pod_retrie
     op.kill()  # and the operator with it: its restart finds the Job and the Service there
     op.start()
 
-    status = finished(cluster, "ddp", namespace, timeout=400)
+    status = finished(cluster, "ddp", namespace, timeout=600)
     assert status["phase"] == "Succeeded", status.get("conditions")
     rows = {r["trial"]: r for r in status["results"]}
     assert sorted(rows) == ["ddp-d1024-m8-s0", "ddp-d256-m8-s0", "ddp-d512-m8-s0"]
-    assert all(r["status"] == "Succeeded" and r["steps"] == 1500 for r in rows.values())
+    assert all(r["status"] == "Succeeded" and r["steps"] == 800 for r in rows.values())
     assert set(job_creations(cluster, namespace).values()) == {1}  # one Job per trial
 
     job = cluster.get("job", first, namespace)
