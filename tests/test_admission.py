@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from scalingstudy.admission import AdmissionRules, chart_template, policy_yaml, violations
-from scalingstudy.spec import parse_spec
+from scalingstudy.spec import SpecError, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,3 +91,12 @@ def test_committed_policy_files_are_current() -> None:
         "run `scalingstudy admission-policy --helm > "
         "charts/scalingstudy/templates/admission-policy.yaml`"
     )
+
+
+def test_a_workload_priority_class_without_a_queue_is_refused() -> None:
+    needs = r"workloadPriorityClassName \(a Kueue WorkloadPriorityClass\) needs queueName"
+    with pytest.raises(SpecError, match=needs):
+        parse_spec({
+            "task": {"name": "teacher-student"}, "dataSizes": {"values": [100, 200, 400]},
+            "modelSizes": {"values": [4]}, "workloadPriorityClassName": "urgent",
+        })  # fmt: skip

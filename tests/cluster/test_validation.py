@@ -59,6 +59,7 @@ INVALID = [
     ("spec.queueName", "Not A Label", "spec.queueName"),
     ("spec.trainer.backoffLimit", 11, "spec.trainer.backoffLimit"),
     ("spec.trainer.nodes", 129, "spec.trainer.nodes"),
+    ("spec.workloadPriorityClassName", "low", "needs queueName"),
     ("spec.trainer.processesPerPod", 0, "spec.trainer.processesPerPod"),
     (
         "spec.trainer.tolerations",

@@ -101,6 +101,10 @@ class ScalingStudySpec(SpecModel):
                     ".dataSizes",
                 ),
                 cel(
+                    "!has(self.workloadPriorityClassName) || has(self.queueName)",
+                    "workloadPriorityClassName (a Kueue WorkloadPriorityClass) needs queueName",
+                ),
+                cel(
                     "!has(self.learningRates) || !has(self.design) || "
                     "!has(self.design.strategy) || self.design.strategy != 'adaptive'",
                     "learningRates (a sweep) needs design.strategy: grid",
@@ -166,6 +170,10 @@ class ScalingStudySpec(SpecModel):
             )
         if self.learning_rates is not None and design.adaptive:
             raise ValueError("learningRates (a sweep) needs design.strategy: grid")
+        if self.workload_priority_class_name and not self.queue_name:
+            raise ValueError(
+                "workloadPriorityClassName (a Kueue WorkloadPriorityClass) needs queueName"
+            )
         world = self.trainer.nodes * self.trainer.processes()
         if self.training.batch_size < world:
             raise ValueError(
