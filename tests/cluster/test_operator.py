@@ -96,6 +96,7 @@ def test_quickstart_example_end_to_end(
     assert status["trials"] == {
         "total": 21,
         "pending": 0,
+        "queued": 0,
         "running": 0,
         "succeeded": 21,
         "failed": 0,
