@@ -118,9 +118,13 @@ def test_quickstart_example_end_to_end(
     groups = httpx.get(f"{cluster.env['PUSHGATEWAY_URL']}/api/v1/metrics").json()["data"]
     assert not [g for g in groups if g["labels"].get("study") == "quickstart-k8s"]
     # `kubectl get scalingstudies` columns are filled.
-    row = cluster.kubectl("get", "scalingstudies", "-n", namespace).stdout.splitlines()[1].split()
+    header, line = cluster.kubectl("get", "scalingstudies", "-n", namespace).stdout.splitlines()[:2]
+    row = line.split()
     assert row[:3] == ["quickstart-k8s", "Succeeded", "21/21"]
-    assert float(row[3]) == lc["beta"] and float(row[4]) == status["fit"]["modelSize"]["beta"]
+    cells = dict(zip(header.split(), row, strict=False))
+    assert (cells["RUNNING"], cells["QUEUED"]) == ("0", "0")
+    assert float(cells["BETAG"]) == lc["beta"]
+    assert float(cells["BETAP"]) == status["fit"]["modelSize"]["beta"]
     reasons = {e["reason"] for e in events(cluster, namespace, "quickstart-k8s")}
     assert {"TrialsStarted", "TrialsSucceeded", "FitUpdated", "StudySucceeded"} <= reasons
     assert "ResultMismatch" not in reasons
