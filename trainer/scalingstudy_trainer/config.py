@@ -32,8 +32,10 @@ class TrialConfig:
     checkpoint_dir: str
 
 
-def _int(env: Mapping[str, str], name: str, minimum: int) -> int:
-    raw = env.get(name, "")
+def env_int(env: Mapping[str, str], name: str, minimum: int, default: int | None = None) -> int:
+    """The integer variable ``name``, at least ``minimum``; unset or empty means
+    ``default`` (None: it must be set)."""
+    raw = env.get(name, "") or ("" if default is None else str(default))
     try:
         value = int(raw)
     except ValueError:
@@ -98,9 +100,9 @@ def read_config(env: Mapping[str, str] | None = None) -> TrialConfig:
         study=env.get(contract.ENV_STUDY, "local"),
         namespace=env.get(contract.ENV_NAMESPACE, ""),
         trial=env.get(contract.ENV_TRIAL, "trial"),
-        data_size=_int(env, contract.ENV_DATA_SIZE, 1),
-        model_size=_int(env, contract.ENV_MODEL_SIZE, 1),
-        seed=_int(env, contract.ENV_SEED, 0),
+        data_size=env_int(env, contract.ENV_DATA_SIZE, 1),
+        model_size=env_int(env, contract.ENV_MODEL_SIZE, 1),
+        seed=env_int(env, contract.ENV_SEED, 0),
         task=task,
         training=training,
         metric=env.get(contract.ENV_METRIC, "validation_loss") or "validation_loss",

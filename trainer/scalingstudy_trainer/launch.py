@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from scalingstudy import contract
 from scalingstudy.contract import EXIT_CONFIG_ERROR, EXIT_PREEMPTED
+from scalingstudy_trainer.config import env_int
 from scalingstudy_trainer.errors import ConfigError
 
 #: How long the agent waits for its processes to save a checkpoint after SIGTERM before
@@ -43,25 +44,14 @@ class Launch:
         return self.nodes * self.processes_per_pod
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
-    raw = env.get(name, "") or str(default)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer (got {raw!r})") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum} (got {value})")
-    return value
-
-
 def read_launch(env: Mapping[str, str] | None = None) -> Launch:
     env = os.environ if env is None else env
     launch = Launch(
-        nodes=_int(env, contract.ENV_NODES, 1, 1),
-        processes_per_pod=_int(env, contract.ENV_PROCESSES_PER_POD, 1, 1),
-        node_rank=_int(env, contract.ENV_NODE_RANK, 0, 0),
+        nodes=env_int(env, contract.ENV_NODES, 1, default=1),
+        processes_per_pod=env_int(env, contract.ENV_PROCESSES_PER_POD, 1, default=1),
+        node_rank=env_int(env, contract.ENV_NODE_RANK, 0, default=0),
         master_addr=env.get(contract.ENV_MASTER_ADDR, "") or "127.0.0.1",
-        master_port=_int(env, contract.ENV_MASTER_PORT, contract.MASTER_PORT, 1),
+        master_port=env_int(env, contract.ENV_MASTER_PORT, 1, default=contract.MASTER_PORT),
         run_id=env.get(contract.ENV_TRIAL, "") or "trial",
     )
     if launch.node_rank >= launch.nodes:
