@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from scalingstudy.fitting.options import DEFAULT_BOOTSTRAP
 from scalingstudy.report_table import design_line, format_fit, learning_rate_lines
 
 if TYPE_CHECKING:
@@ -98,14 +99,22 @@ def cmd_plot(args: argparse.Namespace) -> int:
     points = []
     try:
         if source.suffix.lower() == ".json":
+            if args.predict_at or args.bootstrap is not None:
+                _fail(
+                    "--predict-at and --bootstrap refit the points: give the results CSV; "
+                    "a fit JSON is drawn as it was fitted"
+                )
             fit = _read_fit_json(source)
         else:
             points = read_points(str(source))
-            options = FitOptions(bootstrap=args.bootstrap, predict_at=tuple(args.predict_at or ()))
+            bootstrap = DEFAULT_BOOTSTRAP if args.bootstrap is None else args.bootstrap
+            options = FitOptions(bootstrap=bootstrap, predict_at=tuple(args.predict_at or ()))
             fit = fit_points(points, options)
     except (PointsFileError, FitError) as exc:
         _fail(str(exc))
-    plot_study(points, fit, out, title=args.title or source.stem)
+    # A run's results.csv or fit.json lies in the study's output folder: name the study.
+    default_title = source.parent.name if source.stem in ("results", "fit") else source.stem
+    plot_study(points, fit, out, title=args.title or default_title)
     print(out)
     return 0
 
@@ -245,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--form", choices=["auto", "power-law", "power-law-plus-constant"], default="auto"
     )
     fit.add_argument("--confidence", type=float, default=0.9)
-    fit.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    fit.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, help="bootstrap resamples")
     fit.add_argument(
         "--joint",
         action="store_true",
@@ -257,8 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
     plot = sub.add_parser("plot", help="draw the learning curve of a results CSV or fit JSON")
     plot.add_argument("input", help="results.csv (fitted first) or a fit JSON")
     plot.add_argument("-o", "--output", required=True, help="out.png, out.svg or out.pdf")
-    plot.add_argument("--predict-at", type=_sizes, metavar="M[,M...]", help="extrapolate to")
-    plot.add_argument("--bootstrap", type=int, default=500, help="resamples for the band")
+    plot.add_argument(
+        "--predict-at", type=_sizes, metavar="M[,M...]", help="extrapolate to (a CSV input only)"
+    )
+    plot.add_argument(
+        "--bootstrap",
+        type=int,
+        default=None,
+        help=f"resamples for the band (a CSV input only; default {DEFAULT_BOOTSTRAP})",
+    )
     plot.add_argument("--title", default=None)
     plot.set_defaults(func=cmd_plot)
 
@@ -291,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         and not 0 < getattr(args, "confidence", 0.5) < 1
     ):
         _fail(f"--confidence must lie in (0, 1) (got {args.confidence})")
-    if getattr(args, "bootstrap", 0) < 0:
+    if (getattr(args, "bootstrap", 0) or 0) < 0:
         _fail(f"--bootstrap must be >= 0 (got {args.bootstrap})")
     if getattr(args, "workers", None) is not None and args.workers < 1:
         _fail(f"--workers must be >= 1 (got {args.workers})")

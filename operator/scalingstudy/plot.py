@@ -14,7 +14,7 @@ from scalingstudy.fitting.report import FitReport, ModelSizeLaw
 
 
 def _trials(ax: Any, points: Sequence[Point], colours: Any) -> None:
-    """Every trial, one line per model size."""
+    """Every trial, one line per model size, in colours that all read on white."""
     by_model: dict[float | None, list[Point]] = defaultdict(list)
     for p in points:
         by_model[p.model_size].append(p)
@@ -27,7 +27,7 @@ def _trials(ax: Any, points: Sequence[Point], colours: Any) -> None:
             [p.loss for p in pts],
             "o-",
             color=colour,
-            alpha=0.35,
+            alpha=0.6,
             ms=3,
             lw=1,
             label=f"model size {model:g}" if model is not None else "trials",
@@ -46,8 +46,13 @@ def _curve(ax: Any, fit: FitReport) -> None:
     grid = np.geomspace(m_min, m_max, 200)
     label = f"fit: β_g = {lc.beta:.3f}"
     if lc.beta_interval:
-        label += f" [{lc.beta_interval[0]:.3f}, {lc.beta_interval[1]:.3f}]"
+        label += " [" + ", ".join(_end(v) for v in lc.beta_interval) + "]"
     ax.plot(grid, lc.alpha * grid**lc.beta + lc.gamma, "r-", lw=2, label=label)
+    if lc.outliers:
+        ax.plot(
+            [o.data_size for o in lc.outliers], [o.loss for o in lc.outliers], "rx", ms=10,
+            mew=2, label="outlier (left out of the fit)",
+        )  # fmt: skip
     if lc.band:
         ax.fill_between(
             [b.data_size for b in lc.band],
@@ -71,12 +76,14 @@ def _curve(ax: Any, fit: FitReport) -> None:
             ext_y = lc.alpha * ext_x**lc.beta + lc.gamma
         ax.plot(ext_x, ext_y, "r--", lw=1.5, label=f"prediction ({fit.extrapolation.form})")
     for pred in fit.predictions:
-        if pred.interval:
+        if pred.interval and None not in pred.interval:
             low, high = pred.interval
-            yerr = [[pred.loss - low], [high - pred.loss]]
+            yerr = [[pred.loss - low], [high - pred.loss]]  # type: ignore[operator]
             ax.errorbar([pred.data_size], [pred.loss], yerr=yerr, fmt="rs", ms=5)
         else:
             ax.plot([pred.data_size], [pred.loss], "rs", ms=5)
+            ax.annotate("interval unbounded", (pred.data_size, pred.loss), color="red",
+                        textcoords="offset points", xytext=(-30, 8), fontsize=7)  # fmt: skip
     lo_range, hi_range = lc.power_law_range
     if lo_range > m_min:
         ax.axvspan(m_min / 1.2, lo_range, color="grey", alpha=0.12, label="small-data region")
@@ -87,30 +94,53 @@ def _curve(ax: Any, fit: FitReport) -> None:
 
 
 def _model_size(ax: Any, fit: FitReport, ms: ModelSizeLaw) -> None:
+    """Optima between grid points; a censored one at the grid edge it is censored at,
+    with an arrow the way the optimum lies; the law as a line only when it was measured
+    from optima (dotted through grid points: a step function; none when not measurable)."""
     sized = [b for b in fit.best if b.parameters is not None]
     xs = np.array([b.data_size for b in sized], dtype=float)
     ax.plot(xs, [b.parameters for b in sized], "o", color="grey", ms=4, label="best grid point")
+    exact = [e for e in ms.estimates if e.censored is None]
+    if exact:
+        ax.plot([e.data_size for e in exact], [e.parameters for e in exact], "ko", ms=7,
+                label="estimated optimum")  # fmt: skip
     for kind, marker, label in (
-        (None, "ko", "estimated optimum"),
-        ("above", "k^", "optimum above (largest size best)"),
-        ("below", "kv", "optimum below (smallest size best)"),
+        ("above", "^", "largest model best: optimum at or above it"),
+        ("below", "v", "smallest model best: optimum at or below it"),
     ):
         chosen = [e for e in ms.estimates if e.censored == kind]
-        if chosen:
-            ax.plot(
-                [e.data_size for e in chosen], [e.parameters for e in chosen], marker, ms=7,
-                label=label,
-            )  # fmt: skip
+        if not chosen:
+            continue
+        ax.plot([e.data_size for e in chosen], [e.grid_best for e in chosen], "k" + marker,
+                ms=8, label=label)  # fmt: skip
+        for e in chosen:
+            end = e.grid_best * (2.5 if kind == "above" else 0.4)
+            ax.annotate("", (e.data_size, end), (e.data_size, e.grid_best),
+                        arrowprops={"arrowstyle": "->", "color": "k", "lw": 1})  # fmt: skip
     g = np.geomspace(xs.min(), xs.max(), 100)
-    ax.plot(g, ms.alpha * g**ms.beta, "r-", label=f"fit: β_p = {ms.beta:.3f}")
-    ax.set_ylabel("parameters of the best model")
+    if ms.beta is not None and ms.alpha is not None:
+        interval = (
+            " [" + ", ".join(_end(v) for v in ms.beta_interval) + "]" if ms.beta_interval else ""
+        )
+        step = ms.method == "best grid point"
+        label = f"fit: β_p = {ms.beta:.3f}{interval}" + (" (step function)" if step else "")
+        ax.plot(g, ms.alpha * g**ms.beta, "r:" if step else "r-", label=label)
+    else:
+        ax.text(0.03, 0.95, "β_p not measurable (see warnings)", transform=ax.transAxes,
+                fontsize=8, va="top", color="red")  # fmt: skip
+    unit = "parameters" if ms.unit == "parameters" else "model size"
+    ax.set_ylabel(f"{unit} of the best model")
     ax.set_title("model size")
 
 
-def _axes_style(ax: Any, ylabel: str | None = None, title: str | None = None) -> None:
+def _end(value: float | None) -> str:
+    return "unbounded" if value is None else f"{value:.3f}"
+
+
+def _axes_style(ax: Any, unit: str, ylabel: str | None = None, title: str | None = None) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("training data size")
+    ax.set_xlabel(f"training data size ({unit})")
     if ylabel:
         ax.set_ylabel(ylabel)
     if title is not None:
@@ -134,9 +164,12 @@ def plot_study(
     path: Path,
     title: str = "",
     learning_rates: Mapping[tuple[float, float], float] | None = None,
+    unit: str = "items",
+    loss_unit: str = "",
 ) -> Path:
     """The learning curve (and the model-size law); ``learning_rates``: the winning rate
-    per (data size, model size) of a sweep, written beside the best points."""
+    per (data size, model size) of a sweep, written beside the best points; ``unit`` what
+    a data size counts (examples, bytes, tokens), ``loss_unit`` the loss's (e.g. nats)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,14 +178,16 @@ def plot_study(
     ms = fit.model_size
     fig, axes = plt.subplots(1, 2 if ms else 1, figsize=(12 if ms else 7, 5), squeeze=False)
     ax = axes[0][0]
-    _trials(ax, points, lambda n: plt.get_cmap("viridis")(np.linspace(0.1, 0.9, n)))
+    # viridis's dark-to-green part: its yellow end is nearly invisible on white.
+    _trials(ax, points, lambda n: plt.get_cmap("viridis")(np.linspace(0.0, 0.75, n)))
     _curve(ax, fit)
     if learning_rates:
         _winning_rates(ax, fit, learning_rates)
-    _axes_style(ax, "validation loss", f"{title} learning curve".strip())
+    ylabel = f"validation loss ({loss_unit})" if loss_unit else "validation loss"
+    _axes_style(ax, unit, ylabel, f"{title}: learning curve" if title else "learning curve")
     if ms:
         _model_size(axes[0][1], fit, ms)
-        _axes_style(axes[0][1])
+        _axes_style(axes[0][1], unit)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -1,10 +1,18 @@
-"""Reading the fit CSV (DESIGN §5): every bad cell becomes one line naming row and column."""
+"""Reading the fit CSV (DESIGN §5): every bad cell becomes one line ``FILE:LINE: column X:
+...``, with LINE the line of the file (the header is line 1), so an editor jumps to it.
+
+Strict on purpose: a row with more fields than the header, a repeated column name, a
+decimal comma or a thousands separator would otherwise be read as some other number
+without a word (``4000,1,08`` is loss 1 in a two-column file).
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import math
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from scalingstudy.fitting import Point
@@ -12,81 +20,103 @@ from scalingstudy.fitting import Point
 REQUIRED = ("data_size", "loss")
 OPTIONAL_NUMBERS = ("model_size", "parameters")
 MAX_BYTES = 256 * 1024 * 1024
+#: A cell like ``1,08`` or ``4,000`` (quoted, so it reached one column intact).
+_COMMA_NUMBER = re.compile(r"^[+-]?\d+(,\d+)+(\.\d*)?$")
 
 
 class PointsFileError(ValueError):
     """A CSV the fit cannot use; str() is the one line for stderr."""
 
 
-def _parse_number(text: str, row: int, column: str, *, required: bool) -> float | None:
+def _parse_number(text: str, where: str, column: str, *, required: bool) -> float | None:
     cell = text.strip()
     if not cell:
         if required:
-            raise PointsFileError(f"row {row}, column {column}: empty (a number is required)")
+            raise PointsFileError(f"{where}: column {column}: empty (a number is required)")
         return None
+    if _COMMA_NUMBER.match(cell):
+        raise PointsFileError(
+            f"{where}: column {column}: {cell!r} has a comma: write numbers with a decimal "
+            "point and no thousands separator (e.g. 1.08, 4000)"
+        )
     try:
         value = float(cell)
     except ValueError:
-        raise PointsFileError(
-            f"row {row}, column {column}: {cell[:40]!r} is not a number"
-        ) from None
+        raise PointsFileError(f"{where}: column {column}: {cell[:40]!r} is not a number") from None
     if not math.isfinite(value):
-        raise PointsFileError(f"row {row}, column {column}: {cell!r} is not finite")
+        raise PointsFileError(f"{where}: column {column}: {cell!r} is not finite")
     if value <= 0:
-        raise PointsFileError(f"row {row}, column {column}: {cell!r} must be > 0")
+        raise PointsFileError(f"{where}: column {column}: {cell!r} must be > 0")
     return value
 
 
+def _header(reader: Iterator[list[str]], source: str) -> dict[str, int]:
+    """Column positions of the columns the fit reads; refuses repeated names."""
+    header = next(reader, None)
+    if header is None or not any(h.strip() for h in header):
+        raise PointsFileError(f"{source}: empty file (expected a header with data_size,loss)")
+    names = [h.strip().lower() for h in header]
+    repeated = sorted({n for n in names if n and names.count(n) > 1})
+    if repeated:
+        raise PointsFileError(
+            f"{source}:1: column {repeated[0]} appears {names.count(repeated[0])} times in the "
+            "header (each column once)"
+        )
+    missing = [c for c in REQUIRED if c not in names]
+    if missing:
+        raise PointsFileError(
+            f"{source}:1: header lacks column(s) {', '.join(missing)} (found: {', '.join(names)})"
+        )
+    index = {
+        name: names.index(name) for name in (*REQUIRED, *OPTIONAL_NUMBERS, "seed") if name in names
+    }
+    index[""] = len(names)  # the header's width
+    return index
+
+
+def _point(row: list[str], index: dict[str, int], where: str) -> Point:
+    width = index[""]
+    if len(row) != width:
+        hint = (
+            " (a decimal comma or a thousands separator splits a number in two)"
+            if len(row) > width
+            else ""
+        )
+        raise PointsFileError(f"{where}: {len(row)} fields, the header has {width}{hint}")
+
+    def cell(column: str) -> str:
+        return row[index[column]] if column in index else ""
+
+    def value(column: str, required: bool = False) -> float | None:
+        return _parse_number(cell(column), where, column, required=required)
+
+    data_size, loss = value("data_size", True), value("loss", True)
+    assert data_size is not None and loss is not None
+    return Point(
+        data_size=data_size,
+        loss=loss,
+        model_size=value("model_size"),
+        parameters=value("parameters"),
+        seed=cell("seed").strip() or None,
+    )
+
+
 def parse_points(text: str, source: str = "input") -> list[Point]:
-    """Parse CSV text; rows are numbered from 1 after the header."""
+    """Parse CSV text; errors name ``source:LINE`` (the header is line 1)."""
     if "\x00" in text:
         raise PointsFileError(f"{source}: binary data (NUL bytes), not a CSV file")
     reader = csv.reader(io.StringIO(text))
+    points: list[Point] = []
     try:
-        header = next(reader, None)
-        if header is None or not any(h.strip() for h in header):
-            raise PointsFileError(f"{source}: empty file (expected a header with data_size,loss)")
-        names = [h.strip().lower() for h in header]
-        missing = [c for c in REQUIRED if c not in names]
-        if missing:
-            raise PointsFileError(
-                f"{source}: header lacks column(s) {', '.join(missing)} (found: {', '.join(names)})"
-            )
-        index = {
-            name: names.index(name)
-            for name in (*REQUIRED, *OPTIONAL_NUMBERS, "seed")
-            if name in names
-        }
-        points: list[Point] = []
-        for row_number, row in enumerate(reader, start=1):
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) < len(names):
-                raise PointsFileError(
-                    f"row {row_number}: {len(row)} columns, the header has {len(names)}"
-                )
-
-            def get(column: str, row: list[str] = row) -> str:
-                return row[index[column]] if column in index else ""
-
-            data_size = _parse_number(get("data_size"), row_number, "data_size", required=True)
-            loss = _parse_number(get("loss"), row_number, "loss", required=True)
-            assert data_size is not None and loss is not None
-            points.append(
-                Point(
-                    data_size=data_size,
-                    loss=loss,
-                    model_size=_parse_number(
-                        get("model_size"), row_number, "model_size", required=False
-                    ),
-                    parameters=_parse_number(
-                        get("parameters"), row_number, "parameters", required=False
-                    ),
-                    seed=get("seed").strip() or None,
-                )
-            )
+        index = _header(reader, source)
+        start = reader.line_num + 1
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                # line_num is the last line read: the row's first line is where it started.
+                points.append(_point(row, index, f"{source}:{start}"))
+            start = reader.line_num + 1
     except csv.Error as exc:
-        raise PointsFileError(f"{source}: not a readable CSV file ({exc})") from None
+        raise PointsFileError(f"{source}:{reader.line_num}: not a readable CSV ({exc})") from None
     if not points:
         raise PointsFileError(f"{source}: no data rows after the header")
     distinct = {p.data_size for p in points}

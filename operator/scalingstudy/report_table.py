@@ -14,16 +14,24 @@ def short(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}g}"
 
 
-def _bracketed(values: Sequence[float] | None, digits: int = 3) -> str:
+def _end(value: float | None, digits: int) -> str:
+    return "unbounded" if value is None else f"{value:.{digits}g}"
+
+
+def _bracketed(values: Sequence[float | None] | None, digits: int = 3) -> str:
+    """An interval; an open end (the data do not bound it) reads "unbounded"."""
     if not values:
         return ""
     lo, hi = values
-    return f" [{short(lo, digits)}, {short(hi, digits)}]"
+    return f" [{_end(lo, digits)}, {_end(hi, digits)}]"
 
 
 def _model_size_lines(ms: ModelSizeLaw) -> list[str]:
+    unit = "parameters" if ms.unit == "parameters" else "model_size"
+    if ms.beta is None:
+        return [f"Model size: beta_p = null: {ms.reason}"]
     lines = [
-        f"Model size: parameters = {short(ms.alpha)} * m^{ms.beta:.4f}"
+        f"Model size: {unit} = {short(ms.alpha)} * m^{ms.beta:.4f}"
         f"   beta_p = {ms.beta:.4f}{_bracketed(ms.beta_interval, 4)}"
     ]
     if ms.method.startswith("continuous"):
@@ -58,6 +66,11 @@ def format_fit(fit: FitReport) -> str:
         f"{f' ({conf}% CI)' if lc.beta_interval else ''}   R^2(log) = {lc.r2_log:.4f}"
         f"   points = {lc.n_points}   power-law range = {lc.power_law_range}",
     ]
+    for o in lc.outliers:
+        lines.append(
+            f"  outlier left out: m = {o.data_size:g}, loss {o.loss:.5g} "
+            f"({o.residual_sd:+.1f} robust SDs); beta_g with it: {short(lc.beta_with_outliers)}"
+        )
     if fit.model_size:
         lines += _model_size_lines(fit.model_size)
     lines.append("Best model per data size:")

@@ -227,13 +227,13 @@ class StageFit(_Status):
     @classmethod
     def of(cls, report: FitReport, data_size: int, results: int) -> StageFit:
         lc, ms = report.learning_curve, report.model_size
-        width = None
-        if lc is not None and lc.beta_interval:
-            width = lc.beta_interval[1] - lc.beta_interval[0]
+        width = None  # an open interval has no width: no stop rule can be met by it
+        if lc is not None and lc.beta_interval and None not in lc.beta_interval:
+            width = lc.beta_interval[1] - lc.beta_interval[0]  # type: ignore[operator]
         first = report.predictions[0] if report.predictions else None
         relative = None
-        if first is not None and first.interval and first.loss > 0:
-            relative = (first.interval[1] - first.interval[0]) / first.loss
+        if first is not None and first.interval and None not in first.interval and first.loss > 0:
+            relative = (first.interval[1] - first.interval[0]) / first.loss  # type: ignore[operator]
         return cls(
             data_size=data_size,
             results=results,

@@ -43,12 +43,17 @@ class Exponent:
     def observe(
         self, namespace: str, study: str, part: LearningCurve | ModelSizeLaw | None
     ) -> None:
-        if part is None:
-            return
-        self.value.labels(namespace, study).set(part.beta)
-        if part.beta_interval and len(part.beta_interval) == 2:
-            self.lower.labels(namespace, study).set(part.beta_interval[0])
-            self.upper.labels(namespace, study).set(part.beta_interval[1])
+        ends = (part.beta_interval or [None, None]) if part is not None else [None, None]
+        # An exponent or an interval end the data cannot give is no series at all, rather
+        # than a stale value or a number standing in for "unbounded".
+        for gauge, value in zip(
+            self.gauges, (None if part is None else part.beta, *ends), strict=True
+        ):
+            if value is None:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(namespace, study)
+            else:
+                gauge.labels(namespace, study).set(value)
 
 
 class OperatorMetrics:

@@ -49,9 +49,17 @@ class PowerLaw:
 @dataclass(frozen=True)
 class CurveFit:
     law: PowerLaw
-    sse_log: float
+    sse_log: float  # weighted when weights are given
     n: int
     k: int  # free parameters
+    #: Per-point weights of a robust fit (None: every point counts fully).
+    weights: Array | None = None
+
+    @property
+    def dof(self) -> int:
+        """Residual degrees of freedom: 0 or less means the points fix the curve exactly
+        and say nothing about its uncertainty."""
+        return self.n - self.k
 
     @property
     def aicc(self) -> float:
@@ -62,11 +70,12 @@ class CurveFit:
         return float(n * np.log(sse / n) + 2 * k + 2 * k * (k + 1) / (n - k - 1))
 
 
-def _sse_log(y_log: Array, f: Array) -> Array:
-    """Sum of squared log residuals along the last axis; inf where the curve is not positive."""
+def _sse_log(y_log: Array, f: Array, weights: Array) -> Array:
+    """Weighted sum of squared log residuals along the last axis; inf where the curve is
+    not positive."""
     with np.errstate(divide="ignore", invalid="ignore"):
         r = y_log - np.log(f)
-    sse = np.sum(r * r, axis=-1)
+    sse = np.sum(weights * r * r, axis=-1)
     return np.where(np.all(f > 0, axis=-1), sse, np.inf)
 
 
@@ -102,30 +111,38 @@ def _solve_alpha_gamma(x: Array, y: Array, w: Array) -> tuple[Array, Array]:
     return a, c
 
 
-def profile(m: Array, y: Array, betas: Array, *, with_gamma: bool) -> tuple[Array, Array, Array]:
+def profile(
+    m: Array, y: Array, betas: Array, *, with_gamma: bool, weights: Array | None = None
+) -> tuple[Array, Array, Array]:
     """For each exponent: the best (alpha, gamma) and the log-space error (variable projection).
+
+    ``weights`` (per point, default 1) scale each squared log residual: the robust fit
+    (`fit_robust`) down-weights points far off the curve this way.
 
     Extreme inputs (1e300) overflow on the way; such exponents get an infinite error
     and are never chosen, so the floating-point warnings carry no information.
     """
     with np.errstate(all="ignore"):
-        return _profile(m, y, betas, with_gamma=with_gamma)
+        return _profile(m, y, betas, with_gamma=with_gamma, weights=weights)
 
 
-def _profile(m: Array, y: Array, betas: Array, *, with_gamma: bool) -> tuple[Array, Array, Array]:
+def _profile(
+    m: Array, y: Array, betas: Array, *, with_gamma: bool, weights: Array | None
+) -> tuple[Array, Array, Array]:
     x = np.power(m[None, :], betas[:, None])  # (G, n)
+    pw = np.ones_like(y) if weights is None else weights
     if with_gamma:
-        a, c = _solve_alpha_gamma(x, y, 1.0 / (y * y))
+        a, c = _solve_alpha_gamma(x, y, pw / (y * y))
         for _ in range(2):  # re-weight by the fitted curve: approaches the log-space optimum
             f = a[:, None] * x + c[:, None]
             w = np.where(f > 0, 1.0 / np.maximum(f, 1e-300) ** 2, 1.0 / (y * y))
-            a, c = _solve_alpha_gamma(x, y, w)
+            a, c = _solve_alpha_gamma(x, y, pw * w)
     else:
-        # Pure power law: log a is the mean log residual of log y - b log m.
-        log_a = np.mean(np.log(y)[None, :] - np.log(x), axis=-1)
+        # Pure power law: log a is the (weighted) mean log residual of log y - b log m.
+        log_a = (np.log(y)[None, :] - np.log(x)) @ pw / pw.sum()
         a, c = np.exp(log_a), np.zeros_like(log_a)
     f = a[:, None] * x + c[:, None]
-    return a, c, _sse_log(np.log(y), f)
+    return a, c, _sse_log(np.log(y), f, pw)
 
 
 def local_grid(beta: float, half_width: float) -> Array:
@@ -136,44 +153,54 @@ def local_grid(beta: float, half_width: float) -> Array:
 
 
 def fit_power_law(
-    m: Array, y: Array, *, with_gamma: bool, polish: bool = True, grid: Array = BETA_GRID
+    m: Array,
+    y: Array,
+    *,
+    with_gamma: bool,
+    polish: bool = True,
+    grid: Array = BETA_GRID,
+    weights: Array | None = None,
 ) -> CurveFit:
     """Fit ``alpha * m**beta (+ gamma)`` to positive points in log space."""
     m = np.asarray(m, dtype=float)
     y = np.asarray(y, dtype=float)
-    _, _, sse = profile(m, y, grid, with_gamma=with_gamma)
+    _, _, sse = profile(m, y, grid, with_gamma=with_gamma, weights=weights)
     i = int(np.argmin(sse))
     if grid is not BETA_GRID and (i == 0 or i == len(grid) - 1):
-        return fit_power_law(m, y, with_gamma=with_gamma, polish=polish)
+        return fit_power_law(m, y, with_gamma=with_gamma, polish=polish, weights=weights)
     lo = grid[max(i - 1, 0)]
     hi = grid[min(i + 1, len(grid) - 1)]
 
+    def at(betas: Array) -> tuple[Array, Array, Array]:
+        return profile(m, y, betas, with_gamma=with_gamma, weights=weights)
+
     def objective(beta: float) -> float:
-        return float(profile(m, y, np.array([beta]), with_gamma=with_gamma)[2][0])
+        return float(at(np.array([beta]))[2][0])
 
     best_beta, best_sse = float(grid[i]), float(sse[i])
     if not polish and 0 < i < len(grid) - 1 and np.all(np.isfinite(sse[i - 1 : i + 2])):
         # Bootstrap replicates: the vertex of the parabola through the grid minimum and
         # its neighbours is accurate enough, and 20x cheaper than a scalar search.
         best_beta = _vertex(grid[i - 1 : i + 2], sse[i - 1 : i + 2], best_beta)
-        a1, c1, s1 = profile(m, y, np.array([best_beta]), with_gamma=with_gamma)
+        a1, c1, s1 = at(np.array([best_beta]))
         if s1[0] <= best_sse:
             return CurveFit(
                 PowerLaw(float(a1[0]), best_beta, float(c1[0])),
                 float(s1[0]),
                 len(m),
                 3 if with_gamma else 2,
+                weights,
             )
         best_beta = float(grid[i])
     elif hi > lo:
         res = minimize_scalar(objective, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6})
         if res.fun < best_sse:
             best_beta, best_sse = float(res.x), float(res.fun)
-    a1, c1, _ = profile(m, y, np.array([best_beta]), with_gamma=with_gamma)
+    a1, c1, _ = at(np.array([best_beta]))
     law = PowerLaw(float(a1[0]), best_beta, float(c1[0]))
     if polish and with_gamma and law.alpha > 0:
-        law, best_sse = _polish(m, y, law, best_sse)
-    return CurveFit(law, best_sse, len(m), 3 if with_gamma else 2)
+        law, best_sse = _polish(m, y, law, best_sse, weights)
+    return CurveFit(law, best_sse, len(m), 3 if with_gamma else 2, weights)
 
 
 def _vertex(x: Array, f: Array, fallback: float) -> float:
@@ -186,14 +213,17 @@ def _vertex(x: Array, f: Array, fallback: float) -> float:
     return float(np.clip(vertex, x[0], x[2]))
 
 
-def _polish(m: Array, y: Array, law: PowerLaw, sse: float) -> tuple[PowerLaw, float]:
+def _polish(
+    m: Array, y: Array, law: PowerLaw, sse: float, weights: Array | None
+) -> tuple[PowerLaw, float]:
     """Exact log-space least squares from the profile's answer (it is already close)."""
     log_y = np.log(y)
     scale = float(np.min(y))
+    root_w = np.ones_like(y) if weights is None else np.sqrt(weights)
 
     def residuals(p: Array) -> Array:
         f = np.exp(p[0]) * np.power(m, p[1]) + p[2] * scale
-        return np.asarray(log_y - np.log(np.maximum(f, 1e-300)))
+        return np.asarray(root_w * (log_y - np.log(np.maximum(f, 1e-300))))
 
     start = np.array([np.log(law.alpha), law.beta, law.gamma / scale])
     try:
@@ -215,7 +245,9 @@ def _polish(m: Array, y: Array, law: PowerLaw, sse: float) -> tuple[PowerLaw, fl
 PROFILE_GRID = np.linspace(BETA_MIN, BETA_MAX, 3000)
 
 
-def profile_interval(m: Array, y: Array, fit: CurveFit, confidence: float) -> list[float] | None:
+def profile_interval(
+    m: Array, y: Array, fit: CurveFit, confidence: float
+) -> list[float | None] | None:
     """Profile-likelihood interval of beta: every exponent whose best (alpha, gamma) fits the
     log data not significantly worse than the optimum (F test, n - k degrees of freedom).
 
@@ -225,10 +257,10 @@ def profile_interval(m: Array, y: Array, fit: CurveFit, confidence: float) -> li
     """
     from scipy.stats import f as f_dist
 
-    dof = fit.n - fit.k
+    dof = fit.dof
     if dof < 1:
         return None
-    _, _, sse = profile(m, y, PROFILE_GRID, with_gamma=fit.k == 3)
+    _, _, sse = profile(m, y, PROFILE_GRID, with_gamma=fit.k == 3, weights=fit.weights)
     best = min(fit.sse_log, float(np.nanmin(sse)))
     limit = best * (1.0 + float(f_dist.ppf(confidence, 1, dof)) / dof)
     inside = np.nan_to_num(sse, nan=np.inf) <= limit
@@ -240,9 +272,23 @@ def profile_interval(m: Array, y: Array, fit: CurveFit, confidence: float) -> li
         left -= 1
     while right < len(PROFILE_GRID) - 1 and inside[right + 1]:
         right += 1
+    # A run that reaches the end of the searched exponents never crossed the threshold:
+    # the data do not bound beta on that side, and the grid's end is no confidence limit.
     return [
-        float(min(PROFILE_GRID[left], fit.law.beta)),
-        float(max(PROFILE_GRID[right], fit.law.beta)),
+        None if left == 0 else float(min(PROFILE_GRID[left], fit.law.beta)),
+        None if right == len(PROFILE_GRID) - 1 else float(max(PROFILE_GRID[right], fit.law.beta)),
+    ]
+
+
+def open_at_bounds(interval: list[float] | None) -> list[float | None] | None:
+    """A bootstrap interval of beta whose end sits at the searched range's end
+    (BETA_MIN or BETA_MAX) is not bounded there: that end becomes None."""
+    if interval is None:
+        return None
+    low, high = interval
+    return [
+        None if low <= BETA_MIN + 1e-6 else low,
+        None if high >= BETA_MAX - 1e-9 else high,
     ]
 
 

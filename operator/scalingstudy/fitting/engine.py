@@ -19,6 +19,7 @@ from scalingstudy.fitting.curve import (
     CurveFit,
     PowerLaw,
     fit_power_law,
+    open_at_bounds,
     profile_interval,
     quantile_interval,
 )
@@ -37,7 +38,15 @@ from scalingstudy.fitting.points import (
 )
 from scalingstudy.fitting.predict import Predictor, extrapolation_report, reach_warnings
 from scalingstudy.fitting.region import find_region
-from scalingstudy.fitting.report import BestModel, FitReport, LearningCurve, ModelSizeCurve
+from scalingstudy.fitting.report import (
+    BestModel,
+    FitReport,
+    LearningCurve,
+    ModelSizeCurve,
+    OpenInterval,
+)
+from scalingstudy.fitting.robust import RobustFit, find_outliers, fit_robust
+from scalingstudy.fitting.sensitivity import flat_curve, outlier_sensitivity
 
 FORM_NAMES = {False: "power-law", True: "power-law-plus-constant"}
 
@@ -46,7 +55,7 @@ INTERVAL_METHODS = {
     "learning_curve.beta_interval": (
         "confidence interval of beta_g: bootstrap over trials (or the curve's residuals) "
         "joined with the profile-likelihood interval (F test), also under the curve with "
-        "gamma when form auto drops it"
+        "gamma when form auto drops it; a null end: the data do not bound beta_g there"
     ),
     "predictions[].interval": (
         "prediction interval of the loss a trial at that data size would measure: the "
@@ -81,43 +90,53 @@ class _Curve:
     lo: int
     hi: int
     warnings: list[str]
+    #: The t interval of the log-log slope of a curve that does not fall (else None).
+    flat_interval: OpenInterval | None = None
 
 
 def _select_form(
     m: np.ndarray, y: np.ndarray, form: Form
-) -> tuple[CurveFit, CurveFit | None, list[str]]:
+) -> tuple[RobustFit, CurveFit | None, list[str]]:
     """The fit of the requested form; with auto the smaller AICc (and the curve with the
     constant as the alternative)."""
     if form == "power-law":
-        return fit_power_law(m, y, with_gamma=False), None, []
+        return fit_robust(m, y, with_gamma=False), None, []
     if form == "power-law-plus-constant":
-        return fit_power_law(m, y, with_gamma=True), None, []
-    plain = fit_power_law(m, y, with_gamma=False)
-    with_gamma = fit_power_law(m, y, with_gamma=True)
+        return fit_robust(m, y, with_gamma=True), None, []
+    plain = fit_robust(m, y, with_gamma=False)
+    with_gamma = fit_robust(m, y, with_gamma=True)
     if len(m) < 5:
         return (
             plain,
-            with_gamma,
+            with_gamma.fit,
             [
                 f"only {len(m)} data sizes: the irreducible error cannot be identified, "
                 "gamma fixed at 0"
             ],
         )
-    return (with_gamma if with_gamma.aicc < plain.aicc else plain), with_gamma, []
+    chosen = with_gamma if with_gamma.fit.aicc < plain.fit.aicc else plain
+    return chosen, with_gamma.fit, []
 
 
 def _beta_interval(
     m: np.ndarray, y: np.ndarray, curve: _Curve, laws: Sequence[PowerLaw], options: FitOptions
-) -> list[float] | None:
+) -> OpenInterval | None:
     """Bootstrap and profile-likelihood intervals together. With form auto the profile is
     also taken under the curve with gamma: the information criterion often drops a small
     gamma, and an interval conditional on that choice is far too narrow (on synthetic
-    curves with a planted gamma, coverage 0.3 instead of 0.9)."""
+    curves with a planted gamma, coverage 0.3 instead of 0.9).
+
+    No degrees of freedom left (as many parameters as points): both ends open, since a
+    bootstrap of zero residuals would print a zero-width interval."""
     if not options.bootstrap:
         return None
     fit = curve.fit
+    if curve.flat_interval is not None:
+        return curve.flat_interval
+    if fit.dof < 1:
+        return [None, None]
     candidates = [
-        quantile_interval([s.beta for s in laws], options.confidence),
+        open_at_bounds(quantile_interval([s.beta for s in laws], options.confidence)),
         profile_interval(m, y, fit, options.confidence),
     ]
     if options.form == "auto" and fit.k == 2 and len(m) > 3:
@@ -126,12 +145,17 @@ def _beta_interval(
     return _hull(*candidates)
 
 
-def _hull(*intervals: list[float] | None) -> list[float] | None:
-    """The smallest interval containing every given one (None when none is given)."""
+def _hull(*intervals: OpenInterval | None) -> OpenInterval | None:
+    """The smallest interval containing every given one (None when none is given); an open
+    end of any of them is open in the hull."""
     given = [i for i in intervals if i is not None]
     if not given:
         return None
-    return [min(i[0] for i in given), max(i[1] for i in given)]
+    lows, highs = [i[0] for i in given], [i[1] for i in given]
+    return [
+        None if None in lows else min(v for v in lows if v is not None),
+        None if None in highs else max(v for v in highs if v is not None),
+    ]
 
 
 def _falls(law: PowerLaw, m: np.ndarray) -> bool:
@@ -147,28 +171,31 @@ def _r2_log(m: np.ndarray, y: np.ndarray, law: PowerLaw) -> float:
     return 1.0 - sse / sst if sst > 0 else 0.0
 
 
-def _learning_curve(m: np.ndarray, y: np.ndarray, form: Form) -> _Curve:
+def _learning_curve(m: np.ndarray, y: np.ndarray, form: Form, confidence: float) -> _Curve:
     """Find the power-law region, then choose the form on the points inside it.
 
     With form auto the region is searched with the constant included (the more
     flexible curve), so a flattening tail is modelled by gamma rather than cut
-    away, and only points that even gamma cannot explain are excluded.
+    away, and only points that even gamma cannot explain are excluded. Every fit is
+    robust (`robust.py`): one bad point neither moves the region nor the exponent much.
     """
     search_with_gamma = form != "power-law"
-    lo, hi = find_region(m, y, lambda a, b: fit_power_law(a, b, with_gamma=search_with_gamma))
-    fit, flexible, warnings = _select_form(m[lo:hi], y[lo:hi], form)
+    lo, hi = find_region(m, y, lambda a, b: fit_robust(a, b, with_gamma=search_with_gamma).fit)
+    robust, flexible, warnings = _select_form(m[lo:hi], y[lo:hi], form)
+    fit = robust.fit
     if lo or hi < len(m):
         warnings.append(
             f"fitted over the power-law region [{m[lo]:g}, {m[hi - 1]:g}]; "
             f"{lo} small-data and {len(m) - hi} irreducible-region point(s) excluded"
         )
     if not _falls(fit.law, m[lo:hi]):
-        # alpha ~ 0 leaves beta undetermined: report the plain log-log slope (about 0).
         warnings.append(
-            "the learning curve does not fall with more data (fitted beta is about 0): "
-            "check training, or the data sizes may all be in the irreducible-error region"
+            "the learning curve does not fall with more data (beta_g is the plain log-log "
+            "slope): check training, or the data sizes may all be in the irreducible-error "
+            "region"
         )
-        return _Curve(fit_power_law(m, y, with_gamma=False), None, 0, len(m), warnings)
+        flat, interval = flat_curve(m, y, confidence)
+        return _Curve(flat, None, 0, len(m), warnings, interval)
     return _Curve(fit, flexible, lo, hi, warnings)
 
 
@@ -228,14 +255,32 @@ def fit_points(points: Sequence[Point], options: FitOptions | None = None) -> Fi
     _check(options)
     validate(points)
 
-    best = best_from_cells(cells(points))
+    all_best = best = best_from_cells(cells(points))
+    all_m = np.array([b.data_size for b in best])
+    all_y = np.array([b.loss for b in best])
+    flagged = find_outliers(all_m, all_y, with_gamma=options.form != "power-law")
+    curve_points = points
+    if flagged:
+        # Left out of everything the learning curve feeds: its fit, bootstrap, predictions
+        # (the model-size law and the report's table of best models keep them).
+        gone = {best[i].data_size for i, _ in flagged}
+        curve_points = [p for p in points if p.data_size not in gone]
+        best = [b for b in best if b.data_size not in gone]
     m = np.array([b.data_size for b in best])
     y = np.array([b.loss for b in best])
-    curve = _learning_curve(m, y, options.form)
+    curve = _learning_curve(m, y, options.form, options.confidence)
     fit, lo, hi, warnings = curve.fit, curve.lo, curve.hi, curve.warnings
-    if hi - lo < 5:
+    if fit.dof < 1:
+        warnings.append(
+            f"{hi - lo} data sizes for {fit.k} parameters: nothing is left to measure "
+            "uncertainty with, so beta_g and predictions have unbounded intervals; add data "
+            "sizes (or use --form power-law)"
+        )
+    elif hi - lo < 5:
         warnings.append(f"only {hi - lo} data sizes in the fit: exponents and intervals are rough")
-    boot = bootstrap(points, best, fit, (lo, hi), options)
+    sensitivity = outlier_sensitivity(all_m, all_y, flagged, fit)
+    warnings.extend(sensitivity.warnings)
+    boot = bootstrap(curve_points, best, fit, (lo, hi), options)
     if options.bootstrap and boot.failed:
         warnings.append(
             f"{boot.failed} of {options.bootstrap} bootstrap replicates could not be fitted"
@@ -244,7 +289,9 @@ def fit_points(points: Sequence[Point], options: FitOptions | None = None) -> Fi
     conf = options.confidence
     # Predictions use the flattening tail too (M2 and M4 bend into the irreducible
     # error); the small-data plateau only where a form can model it (M4).
-    predictor = Predictor(extrapolate(m, y, conf, plateau_end=lo), fit.law, laws, conf)
+    predictor = Predictor(
+        extrapolate(m, y, conf, plateau_end=lo), fit.law, laws, conf, identified=fit.dof >= 1
+    )
     warnings.extend(reach_warnings(predictor, options.predict_at))
     learning_curve = LearningCurve(
         form=FORM_NAMES[fit.k == 3],
@@ -252,20 +299,28 @@ def fit_points(points: Sequence[Point], options: FitOptions | None = None) -> Fi
         beta=fit.law.beta,
         gamma=fit.law.gamma,
         beta_interval=_beta_interval(m[lo:hi], y[lo:hi], curve, laws, options),
-        alpha_interval=quantile_interval([s.alpha for s in laws], conf),
-        gamma_interval=quantile_interval([s.gamma for s in laws], conf) if fit.k == 3 else None,
+        alpha_interval=quantile_interval([s.alpha for s in laws], conf) if fit.dof >= 1 else None,
+        gamma_interval=(
+            quantile_interval([s.gamma for s in laws], conf)
+            if fit.k == 3 and fit.dof >= 1
+            else None
+        ),
         r2_log=_r2_log(m[lo:hi], y[lo:hi], fit.law),
         n_points=hi - lo,
         power_law_range=[number(m[lo]), number(m[hi - 1])],
         confidence=conf,
         band=predictor.band(float(m.min()), max([float(m.max()), *options.predict_at])),
+        outliers=sensitivity.outliers,
+        beta_with_outliers=sensitivity.beta_with,
     )
     parts: dict[str, Any] = {}
-    size = model_size_law(points, best, quantile_interval(boot.size_betas, conf), conf, warnings)
+    size = model_size_law(
+        points, all_best, quantile_interval(boot.size_betas, conf), conf, warnings
+    )
     if options.target_loss is not None:
         target = predictor.data_for_target(options.target_loss)
-        if target.data_size is not None and size is not None:
-            parameters = size.alpha * target.data_size**size.beta
+        if target.data_size is not None and size is not None and size.beta is not None:
+            parameters = (size.alpha or 0.0) * target.data_size**size.beta
             target = target.model_copy(update={"parameters": parameters})
         parts["data_for_target"] = target
     if options.joint:
@@ -273,7 +328,7 @@ def fit_points(points: Sequence[Point], options: FitOptions | None = None) -> Fi
     return FitReport(
         learning_curve=learning_curve,
         model_size=size,
-        best=_best_models(best),
+        best=_best_models(all_best),
         per_model_size=_per_model_size(points, fit.k == 3),
         predictions=[predictor.prediction(at) for at in options.predict_at],
         extrapolation=extrapolation_report(predictor.ex),

@@ -54,7 +54,7 @@ from scipy.optimize import minimize_scalar
 from scipy.stats import t as student_t
 
 from scalingstudy.fitting.curve import Array
-from scalingstudy.fitting.forms import FORMS, Fitted, Form
+from scalingstudy.fitting.forms import FORMS, Fitted, Form, trend_guard
 
 #: Backtest origins per form (each is one fit per form); spread over the later half.
 MAX_ORIGINS = 6
@@ -204,6 +204,7 @@ def _backtest(
         fitted = form.fit(x[first:k], y[first:k], warm)
         if fitted is None:
             continue
+        fitted = trend_guard(fitted, x[first:k], y[first:k])
         predicted = fitted(x[k:])
         if not np.all(np.isfinite(predicted) & (predicted > 0)):
             continue
@@ -253,7 +254,7 @@ def _extrapolate(x: Array, y: Array, confidence: float, plateau_end: int) -> Ext
         done = _backtest(form, x, y, _origins(n, max(half, start)), first[form.name])
         if done:
             tests[form.name] = done
-    simplest = FORMS[0]
+    simplest = next(f for f in FORMS if f.name == "power-law")
     if not tests and n >= first[simplest.name] + 4:
         # Too short for the later half: backtest the simplest form from its minimum.
         start = first[simplest.name] + simplest.min_points
@@ -266,6 +267,7 @@ def _extrapolate(x: Array, y: Array, confidence: float, plateau_end: int) -> Ext
     for name in names:
         i = first[name]
         fitted = by_name[name].fit(x[i:], y[i:], None)
+        fitted = None if fitted is None else trend_guard(fitted, x[i:], y[i:])
         if fitted is not None and np.all(np.isfinite(fitted(x[i:])) & (fitted(x[i:]) > 0)):
             fits.append(fitted)
     names = [f.form for f in fits]

@@ -56,6 +56,14 @@ def _fit_m1(x: Array, y: Array, _: tuple[float, ...] | None = None) -> Fitted:
     return Fitted("power-law", (a, c), 2, lambda q: a * np.power(q, c))
 
 
+def _fit_last(x: Array, y: Array, _: tuple[float, ...] | None = None) -> Fitted:
+    """The naive forecast: the loss stays where it was last measured. On curves that have
+    flattened or turn up (real ones do) no fitted form beats it, and in the mixture it
+    keeps an interval from promising a further fall the data do not show."""
+    level = float(y[-1])
+    return Fitted("last-value", (level,), 1, lambda q: np.full(q.shape, level))
+
+
 def _fit_m2(x: Array, y: Array, _: tuple[float, ...] | None = None) -> Fitted:
     law = fit_power_law(x, y, with_gamma=True).law
     return Fitted("power-law-plus-constant", (law.alpha, law.beta, law.gamma), 3, law)
@@ -170,6 +178,32 @@ _LOWER = np.array([0.0, -12.0, 0.0, -np.inf, -10.0])
 _UPPER = np.array([_Q_MAX, 12.0, 20.0, np.inf, -1e-6])
 
 
+def trend_guard(fitted: Fitted, x: Array, y: Array) -> Fitted:
+    """The form, held beyond the last fitted size at or above the curve's recent trend:
+    the power law through the later half of the points (its slope at most 0), continued.
+
+    Learning curves bend towards a floor, so a form that extrapolates a fall steeper than
+    the data's own recent one (M4 fitted in the middle of the plateau's bend, a steep
+    power law over a sliver of sizes) is extrapolating an acceleration no point shows;
+    unguarded, such fits predicted losses five orders of magnitude below the truth on
+    real curves."""
+    tail = max(3, (len(x) + 1) // 2)
+    if len(x) < 3:
+        return fitted
+    a, slope, _r2 = fit_log_linear(x[-tail:], y[-tail:])
+    slope = min(slope, 0.0)
+    x_last = float(x[-1])
+    anchor = float(a * x_last**slope)
+
+    def guarded(q: Array) -> Array:
+        own = fitted.predict(q)
+        beyond = q > x_last
+        trend = anchor * np.power(np.maximum(q, x_last) / x_last, slope)
+        return np.asarray(np.where(beyond, np.maximum(own, trend), own))
+
+    return Fitted(fitted.form, fitted.params, fitted.k, guarded)
+
+
 def _fit_m4(x: Array, y: Array, warm: tuple[float, ...] | None = None) -> Fitted | None:
     lx_all = np.log(x)
     log_x0 = float(lx_all.min())
@@ -242,6 +276,7 @@ def _fit_m4(x: Array, y: Array, warm: tuple[float, ...] | None = None) -> Fitted
 
 
 FORMS = (
+    Form("last-value", 3, _fit_last),
     Form("power-law", 3, _fit_m1),
     Form("power-law-plus-constant", 5, _fit_m2),
     Form("m4", 6, _fit_m4, plateau=True),

@@ -53,7 +53,7 @@ class Optimum:
 class SizeLaw:
     alpha: float
     beta: float
-    interval: list[float] | None
+    interval: list[float | None] | None
     sigma: float
 
 
@@ -170,7 +170,12 @@ def fit_size_law(estimates: Sequence[Optimum], confidence: float) -> SizeLaw | N
         left -= 1
     while right < len(grid) - 1 and inside(right + 1):
         right += 1
-    interval = [float(min(grid[left], slope)), float(max(grid[right], slope))]
+    # A run that reaches the end of the searched slopes never crossed the threshold: the
+    # data (often censored points alone on one side) do not bound beta_p there.
+    interval = [
+        None if left == 0 else float(min(grid[left], slope)),
+        None if right == len(grid) - 1 else float(max(grid[right], slope)),
+    ]
     return SizeLaw(float(math.exp(theta[0])), float(theta[1]), interval, float(math.exp(theta[2])))
 
 
@@ -204,6 +209,20 @@ def grid_size_law(best: Sequence[BestPoint]) -> tuple[float, float, float] | Non
     )
 
 
+def _unit_warning(points: Sequence[Point]) -> list[str]:
+    if any(p.model_size is not None and p.parameters is None for p in points):
+        return [
+            "no parameter counts (column parameters): beta_p is fitted to the size knob "
+            "(model_size), not to parameters; for a width knob the parameter exponent is "
+            "about twice as large"
+        ]
+    return []
+
+
+#: Fewest distinct best grid sizes for a law through them to say anything.
+MIN_DISTINCT_GRID_SIZES = 3
+
+
 def model_size_law(
     points: Sequence[Point],
     best: Sequence[BestPoint],
@@ -213,37 +232,59 @@ def model_size_law(
 ) -> ModelSizeLaw | None:
     """beta_p through the continuous optima (censored at the grid's edges); the law through
     the best grid points, with ``grid_interval`` (from the bootstrap), when there are too
-    few optima. None without parameter counts."""
+    few optima but the best grid point changes often enough; else null with a reason.
+    None without model sizes."""
     grid_law = grid_size_law(best)
     if grid_law is None:
         return None
+    warnings.extend(_unit_warning(points))
     estimates = optima(points)
-    warnings.extend(edge_warnings(estimates))
+    edges = edge_warnings(estimates)
+    warnings.extend(edges)
     law = fit_size_law(estimates, confidence)
-    if law is None and estimates:
+    distinct = len({b.size for b in best if b.size is not None})
+    parts: dict[str, object]
+    if law is not None:
+        parts = {
+            "method": "continuous optimum (censored fit)",
+            "alpha": law.alpha,
+            "beta": law.beta,
+            "beta_interval": law.interval,
+        }
+    elif distinct >= MIN_DISTINCT_GRID_SIZES:
         warnings.append(
             "model-size law through the best grid points (a step function): fewer than "
             "2 data sizes have their best model inside the grid of model sizes"
         )
-    if law is None:
-        method, alpha, beta, interval = "best grid point", grid_law[0], grid_law[1], grid_interval
+        parts = {
+            "method": "best grid point",
+            "alpha": grid_law[0],
+            "beta": grid_law[1],
+            "beta_interval": grid_interval,
+        }
     else:
-        method = "continuous optimum (censored fit)"
-        alpha, beta, interval = law.alpha, law.beta, law.interval
-    return ModelSizeLaw(
-        method=method,
-        alpha=alpha,
-        beta=beta,
-        beta_interval=interval,
-        grid_beta=grid_law[1],
-        r2_log=grid_law[2],
-        estimates=[
-            SizeEstimate(
-                data_size=number(e.data_size),
-                parameters=e.parameters,
-                censored=e.censored,
-                grid_best=number(e.grid_best),
-            )
-            for e in estimates
-        ],
+        reason = (
+            f"beta_p is not measurable: the best model is one of only {distinct} grid "
+            "size(s) at every data size, and fewer than 2 data sizes have their best model "
+            "inside the grid"
+        )
+        reason += f" ({edges[0]})" if edges else " (add model sizes between and around them)"
+        warnings.append(reason)
+        parts = {"method": "not measurable", "reason": reason}
+    return ModelSizeLaw.model_validate(
+        {
+            **parts,
+            "unit": "model_size" if _unit_warning(points) else "parameters",
+            "grid_beta": grid_law[1],
+            "r2_log": grid_law[2],
+            "estimates": [
+                SizeEstimate(
+                    data_size=number(e.data_size),
+                    parameters=e.parameters,
+                    censored=e.censored,
+                    grid_best=number(e.grid_best),
+                )
+                for e in estimates
+            ],
+        }
     )

@@ -9,12 +9,16 @@ from typing import Literal
 
 Form = Literal["auto", "power-law", "power-law-plus-constant"]
 
+#: Bootstrap resamples unless asked otherwise: one default for `fit`, `plot`, study files
+#: and the API, so the same data give the same intervals everywhere.
+DEFAULT_BOOTSTRAP = 500
+
 
 @dataclass(frozen=True)
 class FitOptions:
     form: Form = "auto"
     confidence: float = 0.9
-    bootstrap: int = 200
+    bootstrap: int = DEFAULT_BOOTSTRAP
     predict_at: Sequence[float] = ()
     target_loss: float | None = None
     random_seed: int = 0

@@ -23,6 +23,7 @@ from scalingstudy.fitting.report import (
     DataForTarget,
     ExtrapolationReport,
     FormBacktest,
+    OpenInterval,
     Prediction,
 )
 
@@ -55,11 +56,15 @@ class Predictor:
         law: PowerLaw,
         laws: Sequence[PowerLaw],
         confidence: float,
+        *,
+        identified: bool = True,
     ) -> None:
         self.ex = extrapolation
         self.law = law
         self.laws = laws
         self.confidence = confidence
+        #: False when the curve has as many parameters as points: no interval can be had.
+        self.identified = identified
 
         #: Whether the backtest gave an error model; else the bootstrap is all there is.
         self.calibrated = extrapolation.errors is not None
@@ -80,16 +85,28 @@ class Predictor:
         if ends is None:
             return None
         low, high = (np.minimum(np.nan_to_num(e, nan=_LARGEST), _LARGEST) for e in ends)
-        return low, high
+        # The point prediction is the chosen form's; the interval is the mixture's. When
+        # the forms disagree, the interval still holds the number printed beside it.
+        centre = self.loss(x)
+        return np.minimum(low, centre), np.maximum(high, centre)
 
-    def intervals(self, x: np.ndarray) -> list[list[float] | None]:
-        """Per size: [low, high] of the loss a trial there would measure."""
+    def intervals(self, x: np.ndarray) -> list[OpenInterval | None]:
+        """Per size: [low, high] of the loss a trial there would measure, always holding the
+        point prediction; [None, None] when the points cannot bound it at all."""
+        if not self.identified:
+            return [[None, None] for _ in x]
         ends = self._ends(x)
         if ends is None:
-            return [
+            found = [
                 quantile_interval([float(s(at)) for s in self.laws], self.confidence) for at in x
             ]
-        return [[float(a), float(b)] for a, b in zip(*ends, strict=True)]
+        else:
+            found = [[float(a), float(b)] for a, b in zip(*ends, strict=True)]
+        centre = self.loss(x)
+        return [
+            None if iv is None else [min(iv[0], float(c)), max(iv[1], float(c))]
+            for iv, c in zip(found, centre, strict=True)
+        ]
 
     def prediction(self, at: float) -> Prediction:
         x = np.array([at])
@@ -125,7 +142,7 @@ class Predictor:
         return [
             BandPoint(data_size=float(at), loss=float(c), interval=iv)
             for at, c, iv in zip(x, centre, self.intervals(x), strict=True)
-            if iv is not None
+            if iv is not None and None not in iv
         ]
 
     def data_for_target(self, target: float) -> DataForTarget:
@@ -134,6 +151,11 @@ class Predictor:
         The interval's upper end is None when even the pessimistic curve does not get
         there within TARGET_HORIZON times the largest fitted size: the target may be
         unreachable."""
+        if not self.identified:
+            needed = self.law.data_for(target)
+            return DataForTarget(
+                target_loss=target, data_size=_rounded_size(needed), interval=[None, None]
+            )
         x = np.geomspace(self.ex.x_first, self.ex.x_last * TARGET_HORIZON, 2000)
         ends = self._ends(x)
         if ends is None:

@@ -23,6 +23,8 @@ from pydantic.alias_generators import to_camel
 #: Data sizes and counts are ints in the JSON when they are whole.
 Number = int | float
 Interval = list[float]
+#: An interval whose ends may be None: not bounded by the data on that side ("unbounded").
+OpenInterval = list[float | None]
 
 
 class ReportPart(BaseModel):
@@ -57,6 +59,18 @@ class BandPoint(ReportPart):
     """Prediction interval of the loss there."""
 
 
+class Outlier(ReportPart):
+    """A learning-curve point the fitted curve does not explain."""
+
+    data_size: Number
+    """Data size."""
+    loss: float
+    """Its loss."""
+    residual_sd: float
+    """Log residual against the curve of the other points, in robust standard deviations
+    (positive: above the curve)."""
+
+
 class LearningCurve(ReportPart):
     """eps(m) = alpha * m**beta + gamma, fitted over the power-law region."""
 
@@ -68,8 +82,9 @@ class LearningCurve(ReportPart):
     """Learning-curve exponent beta_g (negative for a falling curve)."""
     gamma: float
     """Irreducible error (0 for the plain power law)."""
-    beta_interval: Interval | None = None
-    """Confidence interval of beta_g (bootstrap joined with the profile likelihood)."""
+    beta_interval: OpenInterval | None = None
+    """Confidence interval of beta_g (bootstrap joined with the profile likelihood); a
+    null end: the data do not bound beta_g on that side."""
     alpha_interval: Interval | None = None
     """Bootstrap interval of alpha."""
     gamma_interval: Interval | None = None
@@ -84,6 +99,10 @@ class LearningCurve(ReportPart):
     """Confidence level of every interval."""
     band: list[BandPoint]
     """The prediction interval along the curve, out to the farthest prediction."""
+    outliers: list[Outlier] = Field(default_factory=list)
+    """Points far off the curve of the other points: left out of the fit."""
+    beta_with_outliers: float | None = None
+    """beta_g of the same form with the outliers kept in (only when there are any)."""
 
 
 class SizeEstimate(ReportPart):
@@ -103,13 +122,18 @@ class ModelSizeLaw(ReportPart):
     """s(m) = alpha * m**beta: parameters of the best model per data size."""
 
     method: str
-    """continuous optimum (censored fit), or best grid point when optima are too few."""
-    alpha: float
-    """Scale."""
-    beta: float
-    """Model-size exponent beta_p."""
-    beta_interval: Interval | None = None
-    """Confidence interval of beta_p."""
+    """continuous optimum (censored fit), best grid point when optima are too few, or
+    not measurable (beta null, see reason)."""
+    alpha: float | None = None
+    """Scale (null when beta_p is not measurable)."""
+    beta: float | None = None
+    """Model-size exponent beta_p (null when the data cannot measure it)."""
+    beta_interval: OpenInterval | None = None
+    """Confidence interval of beta_p; a null end: not bounded by the data on that side."""
+    reason: str | None = None
+    """Why beta_p is null, and what to add."""
+    unit: Literal["parameters", "model_size"] = "parameters"
+    """What the law is fitted to: parameter counts, or the size knob when none were given."""
     grid_beta: float
     """beta_p through the best grid point per data size (the step-function estimate)."""
     r2_log: float
@@ -155,8 +179,8 @@ class Prediction(ReportPart):
     """Where."""
     loss: float
     """Point prediction (the form the backtest chose)."""
-    interval: Interval | None = None
-    """Backtest-calibrated prediction interval."""
+    interval: OpenInterval | None = None
+    """Backtest-calibrated prediction interval; null ends: the data cannot bound it."""
     distance_ratio: float
     """data_size over the largest fitted data size."""
     parametric_interval: Interval | None = None

@@ -142,10 +142,23 @@ def _conclude(outcome: LocalRun, spec: ScalingStudySpec, store: ResultStore, tit
 
     winners = {(float(c.data_size), float(c.model_size)): c.learning_rate
                for c in best_learning_rates(relevant)}  # fmt: skip
+    unit, loss_unit = _units(spec)
     outcome.files["plot"] = plot_study(
         points_of(relevant), outcome.fit, store.root / "learning_curve.png", title=title,
-        learning_rates=winners,
+        learning_rates=winners, unit=unit, loss_unit=loss_unit,
     )  # fmt: skip
+
+
+def _units(spec: ScalingStudySpec) -> tuple[str, str]:
+    """What a data size and the loss count, for the plot's axes (built-in tasks only)."""
+    if spec.trainer.command:
+        return "items", ""
+    if spec.task.name == "char-lm":
+        unit = "tokens" if spec.task.options.get("tokens") else "bytes"
+        return unit, f"nats per {unit[:-1]}"
+    if spec.task.name == "image-classification":
+        return "examples", "nats"
+    return "examples", "MSE"
 
 
 def run_study(

@@ -45,7 +45,8 @@ class SizeGrid(SpecModel):
     min: Annotated[int, Field(ge=1)] | None = None
     """Smallest size of a geometric range."""
     max: Annotated[int, Field(ge=1)] | None = None
-    """Largest size of a geometric range (included when the factor reaches it)."""
+    """Largest size of a geometric range, always trained: when min x factor^k does not
+    reach it exactly, the last step is shorter."""
     factor: Annotated[float, Field(gt=1, le=1000)] = 2.0
     """Ratio between neighbouring sizes of a range (the paper steps by about 2)."""
     values: list[Annotated[int, Field(ge=1)]] | None = Field(
@@ -90,4 +91,7 @@ class SizeGrid(SpecModel):
             if not out or rounded > out[-1]:
                 out.append(rounded)
             k += 1
+        if out[-1] < self.max:
+            # The user asked for max: dropping it would shrink the study without a word.
+            out.append(self.max)
         return out

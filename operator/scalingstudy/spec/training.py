@@ -14,6 +14,7 @@ from pydantic import (
     model_validator,
 )
 
+from scalingstudy.fitting.options import DEFAULT_BOOTSTRAP
 from scalingstudy.spec.base import (
     DNS_LABEL,
     SpecModel,
@@ -227,7 +228,7 @@ class FitSpec(SpecModel):
     """auto: choose by information criterion whether the irreducible error gamma is identified."""
     confidence: Annotated[float, Field(ge=0.5, le=0.999)] = 0.9
     """Level of the bootstrap confidence intervals."""
-    bootstrap: Annotated[int, Field(ge=0, le=10000)] = 200
+    bootstrap: Annotated[int, Field(ge=0, le=10000)] = DEFAULT_BOOTSTRAP
     """Bootstrap resamples (0: no intervals)."""
     predict_at: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list, max_length=32)
     """Data sizes to predict the loss at (default: 10 times the largest data size)."""
