@@ -216,7 +216,7 @@ def test_defaults_fill_an_minimal_study() -> None:
 
 def test_geometric_range_sizes() -> None:
     assert SizeGrid(min=1000, max=1024000, factor=2).sizes() == [1000 * 2**k for k in range(11)]
-    assert SizeGrid(min=10, max=100, factor=3).sizes() == [10, 30, 90]
+    assert SizeGrid(min=10, max=100, factor=3).sizes() == [10, 30, 100]
     # rounding never repeats a size
     assert SizeGrid(min=1, max=5, factor=1.1).sizes() == [1, 2, 3, 4, 5]
     assert SizeGrid(values=[30, 10, 20]).sizes() == [10, 20, 30]

@@ -145,8 +145,23 @@ class Extrapolation:
     ) -> tuple[Array, Array] | None:
         """Central ``confidence`` interval of a measured loss at each x: quantiles of the
         mixture over forms (inverse backtest MSE weights) of each form's prediction with
-        its own scaled Student-t error. The chosen form gives the point prediction; the
-        mixture keeps the interval honest when the backtest chose among near-equals."""
+        its own scaled Student-t error; the mixture keeps the interval honest when the
+        backtest chose among near-equals."""
+        tail = (1.0 - confidence) / 2.0
+        ends = self.quantiles(x, parametric, (tail, 1.0 - tail))
+        return None if ends is None else (ends[0], ends[1])
+
+    def median(self, x: Array, parametric: Array) -> Array | None:
+        """The point prediction: the mixture's median. No single form decides it, so a form
+        that extrapolates a collapse (or the naive flat forecast) moves it only by its
+        share; it lies inside every central interval of the same mixture."""
+        found = self.quantiles(x, parametric, (0.5,))
+        return None if found is None else found[0]
+
+    def quantiles(
+        self, x: Array, parametric: Array, levels: tuple[float, ...]
+    ) -> list[Array] | None:
+        """Quantiles of the mixture at each x, by bisection on its CDF in log loss."""
         if not self.models:
             return None
         d = self.distance(x)
@@ -164,17 +179,16 @@ class Extrapolation:
                 sum(w * student_t.cdf((q - c) / s, df) for w, c, s, df in parts) / total
             )
 
-        tail = (1.0 - confidence) / 2.0
-        ends = []
-        for level in (tail, 1.0 - tail):
+        out = []
+        for level in levels:
             lo, hi = lows.copy(), highs.copy()
             for _ in range(60):
                 mid = 0.5 * (lo + hi)
                 below = cdf(mid) < level
                 lo = np.where(below, mid, lo)
                 hi = np.where(below, hi, mid)
-            ends.append(np.exp(0.5 * (lo + hi)))
-        return ends[0], ends[1]
+            out.append(np.exp(0.5 * (lo + hi)))
+        return out
 
 
 def _origins(n: int, start: int) -> list[int]:

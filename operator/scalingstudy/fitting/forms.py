@@ -179,8 +179,10 @@ _UPPER = np.array([_Q_MAX, 12.0, 20.0, np.inf, -1e-6])
 
 
 def trend_guard(fitted: Fitted, x: Array, y: Array) -> Fitted:
-    """The form, held beyond the last fitted size at or above the curve's recent trend:
-    the power law through the later half of the points (its slope at most 0), continued.
+    """The form, held beyond the last fitted size between the curve's trend and its current
+    level: at or above the power law through the later half of the points, continued with
+    the gentler of its slope and the whole curve's (at most 0), and at or below the larger
+    of the last loss and that power law's value there.
 
     Learning curves bend towards a floor, so a form that extrapolates a fall steeper than
     the data's own recent one (M4 fitted in the middle of the plateau's bend, a steep
@@ -191,15 +193,25 @@ def trend_guard(fitted: Fitted, x: Array, y: Array) -> Fitted:
     if len(x) < 3:
         return fitted
     a, slope, _r2 = fit_log_linear(x[-tail:], y[-tail:])
-    slope = min(slope, 0.0)
+    # The gentler of the recent and the whole curve's slope: a curve that has just begun
+    # to fall steeply (a plateau's end) has not shown that it keeps falling that fast.
+    whole = fit_log_linear(x, y)[1]
+    slope = min(max(slope, whole), 0.0)
     x_last = float(x[-1])
-    anchor = float(a * x_last**slope)
+    # From the last loss or the trend's value there, whichever is lower: the guard only
+    # stops a fall, it never lifts a prediction above what was measured.
+    tail_level = float(a * x_last**slope)
+    anchor = min(tail_level, float(y[-1]))
+    # Nor may a form that fits the end of the curve badly (a power law through a plateau
+    # and its fall) predict more data to make things worse than they are now.
+    ceiling = max(tail_level, float(y[-1]))
 
     def guarded(q: Array) -> Array:
         own = fitted.predict(q)
         beyond = q > x_last
         trend = anchor * np.power(np.maximum(q, x_last) / x_last, slope)
-        return np.asarray(np.where(beyond, np.maximum(own, trend), own))
+        held = np.minimum(np.maximum(own, trend), ceiling)
+        return np.asarray(np.where(beyond, held, own))
 
     return Fitted(fitted.form, fitted.params, fitted.k, guarded)
 

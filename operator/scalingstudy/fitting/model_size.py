@@ -270,7 +270,14 @@ def model_size_law(
         )
         reason += f" ({edges[0]})" if edges else " (add model sizes between and around them)"
         warnings.append(reason)
-        parts = {"method": "not measurable", "reason": reason}
+        # Explicit nulls: the JSON contract always has beta and its interval.
+        parts = {
+            "method": "not measurable",
+            "reason": reason,
+            "alpha": None,
+            "beta": None,
+            "beta_interval": None,
+        }
     return ModelSizeLaw.model_validate(
         {
             **parts,

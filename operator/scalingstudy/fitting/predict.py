@@ -70,8 +70,14 @@ class Predictor:
         self.calibrated = extrapolation.errors is not None
 
     def loss(self, x: np.ndarray) -> np.ndarray:
-        centre = self.ex.loss(x) if self.calibrated else np.asarray(self.law(x))
-        return np.maximum(centre, _SMALLEST)
+        """The mixture's median with a backtest; the power law's value without one."""
+        centre = None
+        if self.calibrated:
+            with np.errstate(all="ignore"):
+                centre = self.ex.median(x, _parametric_sigma(self.laws, x))
+        if centre is None:
+            centre = np.asarray(self.law(x))
+        return np.maximum(np.nan_to_num(centre, nan=_LARGEST), _SMALLEST)
 
     def sigma(self, x: np.ndarray) -> np.ndarray | None:
         return self.ex.sigma(x, _parametric_sigma(self.laws, x))

@@ -12,12 +12,12 @@ from the curve, and the fit is plain least squares.
 
 Huber weights bound a bad point's pull but do not remove it, and at the ends of a
 curve with a constant (3 parameters on 8 points) the curve bends to meet it. So
-outliers are first found one at a time by leave-one-out prediction (`find_outliers`):
-a point whose loss lies more than ``OUTLIER_Z`` robust standard deviations from the
-curve fitted to the other points is left out of the learning-curve fit and reported.
-An end point off on the side its region bends to (a first point below the curve: the
-small-data plateau; a last point above it: the irreducible error) is not an outlier:
-the power-law region search (`region.py`) decides about those.
+outliers are first found one at a time by deletion (`find_outliers`): an inner point
+whose loss lies more than ``OUTLIER_Z`` robust standard deviations from the curve
+fitted to the other points is left out of the learning-curve fit and reported. The
+first and last points are never outliers: off the curve of the others they cannot be
+told from a bend (the small-data plateau, the irreducible error, or a plateau that has
+just begun to fall), which the power-law region search (`region.py`) decides about.
 """
 
 from __future__ import annotations
@@ -71,13 +71,11 @@ def find_outliers(m: Array, y: Array, *, with_gamma: bool) -> list[tuple[int, fl
         gamma = with_gamma and len(idx) - 1 >= 6
         if len(idx) - 1 - (3 if gamma else 2) < MIN_DOF:
             break
-        trials = [_without(m[idx], y[idx], j, gamma) for j in range(len(idx))]
-        sse = np.nan_to_num(np.array([t[0] for t in trials]), nan=np.inf)
-        j = int(np.argmin(sse))
+        inner = range(1, len(idx) - 1)
+        trials = {j: _without(m[idx], y[idx], j, gamma) for j in inner}
+        j = min(inner, key=lambda i: np.nan_to_num(trials[i][0], nan=np.inf))
         z = float(np.nan_to_num(trials[j][1]))
-        at_plateau = j == 0 and z < 0  # below the curve at the start: the small-data region
-        at_floor = j == len(idx) - 1 and z > 0  # above it at the end: the irreducible error
-        if at_plateau or at_floor or abs(z) <= OUTLIER_Z:
+        if abs(z) <= OUTLIER_Z:
             break
         found.append((int(idx[j]), z))
         idx = np.delete(idx, j)

@@ -11,12 +11,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from scalingstudy.atomic import write_atomic
 from scalingstudy.status import CSV_COLUMNS, TrialRecord
+
+_log = logging.getLogger(__name__)
 
 
 class StoreError(Exception):
@@ -62,10 +65,24 @@ class ResultStore:
         for path in sorted(self.trials_dir.glob("*.json")):
             try:
                 rec = TrialRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
-            except (OSError, json.JSONDecodeError, TypeError):
-                continue  # a foreign or damaged file: the trial simply runs again
+            except (OSError, ValueError, TypeError) as exc:  # JSON and pydantic errors too
+                self._set_aside(path, exc)
+                continue
             records[rec.trial] = rec
         return records
+
+    @staticmethod
+    def _set_aside(path: Path, exc: Exception) -> None:
+        """A damaged or foreign record: say so, keep it for a look as ``*.bad``, and let
+        its trial run again (it no longer counts as done)."""
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        bad = path.with_suffix(".json.bad")
+        try:
+            path.replace(bad)
+        except OSError:
+            bad = path
+        _log.warning("%s: not a trial record (%s); set aside as %s, trial runs again",
+                     path, reason, bad.name)  # fmt: skip
 
     def write_results_csv(self, records: Iterable[TrialRecord]) -> Path:
         """The fit CSV (DESIGN §5) plus columns: succeeded trials only."""

@@ -3,6 +3,7 @@ an explicit list."""
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from pydantic import (
@@ -46,7 +47,8 @@ class SizeGrid(SpecModel):
     """Smallest size of a geometric range."""
     max: Annotated[int, Field(ge=1)] | None = None
     """Largest size of a geometric range, always trained: when min x factor^k does not
-    reach it exactly, the last step is shorter."""
+    reach it exactly, the last step is shorter (or, under the square root of factor,
+    longer: 10 to 100 by 3 is 10, 30, 100)."""
     factor: Annotated[float, Field(gt=1, le=1000)] = 2.0
     """Ratio between neighbouring sizes of a range (the paper steps by about 2)."""
     values: list[Annotated[int, Field(ge=1)]] | None = Field(
@@ -93,5 +95,9 @@ class SizeGrid(SpecModel):
             k += 1
         if out[-1] < self.max:
             # The user asked for max: dropping it would shrink the study without a word.
-            out.append(self.max)
+            # A sliver of a last step (90 -> 100 by factor 3) moves the last size instead.
+            if len(out) > 1 and self.max / out[-1] < math.sqrt(self.factor):
+                out[-1] = self.max
+            else:
+                out.append(self.max)
         return out
