@@ -70,11 +70,15 @@ class Predictor:
         self.calibrated = extrapolation.errors is not None
 
     def loss(self, x: np.ndarray) -> np.ndarray:
-        """The mixture's median with a backtest; the power law's value without one."""
+        """With a backtest: the form the backtest chose, held within the middle half of the
+        mixture over forms (a clean curve's best form decides; one that runs away from the
+        others is pulled back). Without one: the power law's value."""
         centre = None
         if self.calibrated:
             with np.errstate(all="ignore"):
-                centre = self.ex.median(x, _parametric_sigma(self.laws, x))
+                middle = self.ex.quantiles(x, _parametric_sigma(self.laws, x), (0.25, 0.75))
+                if middle is not None:
+                    centre = np.clip(self.ex.loss(x), middle[0], middle[1])
         if centre is None:
             centre = np.asarray(self.law(x))
         return np.maximum(np.nan_to_num(centre, nan=_LARGEST), _SMALLEST)
