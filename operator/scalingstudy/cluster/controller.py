@@ -8,8 +8,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from scalingstudy.admission import AdmissionRules, violations
 from scalingstudy.cluster import blocked
@@ -43,11 +44,11 @@ from scalingstudy.cluster.reconcile import (
     merged,
     refused,
     started_event,
-    status_changed,
     status_events,
     to_collect,
     within_limit,
 )
+from scalingstudy.cluster.status_patch import merge_patch, status_changed
 from scalingstudy.cluster.workers import Key, Wake
 from scalingstudy.contract import PUSH_JOB
 from scalingstudy.cost import gpus_per_trial
@@ -116,11 +117,11 @@ class Controller:
         try:
             spec = parse_spec(obj.get("spec"))
         except SpecError as exc:
-            self._refuse(ref, generation, before, "InvalidSpec", str(exc))
+            self._refuse(ref, generation, before, "InvalidSpec", str(exc), raw=raw_status)
             return Wake(True)
         forbidden = violations(spec, namespace, self.config.admission)
         if forbidden:
-            self._refuse(ref, generation, before, "Forbidden", "; ".join(forbidden))
+            self._refuse(ref, generation, before, "Forbidden", "; ".join(forbidden), raw=raw_status)
             return Wake(True)
         if refused(before, generation):
             return Wake(True)
@@ -139,18 +140,17 @@ class Controller:
         built = build_status(p, generation, before, fit or before.fit, fit_error, now, [held],
                              chosen.started(p.create))  # fmt: skip
         after = within_limit(built, generation, now)
-        written = after.to_json()
-        if status_changed(raw_status, written):
-            # Results reach status before anything else happens: a crash after this line
-            # loses nothing, and one before it only repeats the collection.
-            self.kube.patch_study_status(namespace, name, written)
+        # Results reach status before anything else happens: a crash after this line
+        # loses nothing, and one before it only repeats the collection.
+        self._write_status(ref, raw_status, after)
         events = found_events + status_events(p, before, after, fitted=fit is not None)
         events += design_events(before.design, after.design, spec.model_sizes.sizes()[-1])
         events += [e for e in [blocked.became_blocked(before.conditions, held)] if e]
         self.metrics.trials_blocked.labels(namespace, name).set(len(stuck))
-        rejected = self._act(ref, spec, p, events)
+        # A status that says Failed (the size guard) starts nothing more.
+        rejected = self._act(ref, spec, p, events, create=after.phase != "Failed")
         if rejected is not None:
-            self._refuse(ref, generation, after, *rejected)
+            self._refuse(ref, generation, after, *rejected, raw=after.to_json())
         self.metrics.observe_study(namespace, name, after)
         return Wake(True, _sooner(found.wake_in, fit_wake))
 
@@ -177,18 +177,41 @@ class Controller:
             fits[chosen.fit_needed] = stage_fit(chosen.prefix, spec, chosen.fit_needed, run_fit)
         return chosen
 
+    def _write_status(
+        self, ref: StudyRef, raw: Mapping[str, Any], after: ScalingStudyStatus
+    ) -> None:
+        """The one status writer: the whole status as meant, as a merge patch against the
+        status read this pass (keys no longer held become nulls), skipped when nothing but
+        condition timestamps would change."""
+        written = after.to_json()
+        if status_changed(raw, written):
+            self.kube.patch_study_status(ref.namespace, ref.name, merge_patch(raw, written))
+
     def _refuse(
-        self, ref: StudyRef, generation: int, before: ScalingStudyStatus, why: str, error: str
+        self,
+        ref: StudyRef,
+        generation: int,
+        before: ScalingStudyStatus,
+        why: str,
+        error: str,
+        *,
+        raw: Mapping[str, Any],
     ) -> None:
         """A spec the schema let through but the operator will not run: say so in status
         and a Warning Event, keep every result, touch nothing else."""
         invalid = invalid_status(before, generation, error, now_rfc3339())
         if invalid is not None:
-            self.kube.patch_study_status(ref.namespace, ref.name, invalid.to_json())
+            self._write_status(ref, raw, invalid)
             self.kube.emit(ref, Event("Warning", why, error), now_rfc3339())
 
     def _act(
-        self, ref: StudyRef, spec: ScalingStudySpec, p: Pass, events: list[Event]
+        self,
+        ref: StudyRef,
+        spec: ScalingStudySpec,
+        p: Pass,
+        events: list[Event],
+        *,
+        create: bool = True,
     ) -> tuple[str, str] | None:
         """After status is written: Pushgateway clean-up, Jobs, Events. Returns (reason,
         message) when the study cannot run as it is: the API server refused a trial's Job
@@ -203,13 +226,13 @@ class Controller:
             for name in sorted({r.trial for r in p.new_records} | set(p.delete)):
                 self.kube.delete_service(ref.namespace, name)
         rejected: tuple[str, str] | None = None
-        create = p.create
-        if create:
+        to_create = p.create if create else ()
+        if to_create:
             configured, conflict = self._configure(ref, spec)
-            create = create if configured else ()
+            to_create = to_create if configured else ()
             rejected = None if conflict is None else ("ConfigMapConflict", conflict)
         created = []
-        for trial in create:
+        for trial in to_create:
             try:
                 if spec.trainer.nodes > 1:  # its pods resolve each other through it
                     self.kube.create_service(service_manifest(ref, trial))

@@ -95,11 +95,13 @@ class Kube:
         status, obj = self.request("GET", self.study_path(namespace, name), ok=(200, 404))
         return obj if status == 200 else None
 
-    def patch_study_status(self, namespace: str, name: str, status: Obj) -> None:
+    def patch_study_status(self, namespace: str, name: str, patch: Obj) -> None:
+        """A JSON merge patch of the status (`status_patch.merge_patch`: removed keys are
+        explicit nulls)."""
         self.request(
             "PATCH",
             self.study_path(namespace, name) + "/status",
-            body={"status": status},
+            body={"status": patch},
             content_type="application/merge-patch+json",
             ok=(200, 404),
         )

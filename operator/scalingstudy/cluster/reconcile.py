@@ -352,23 +352,6 @@ def refused(before: ScalingStudyStatus, generation: int) -> bool:
     return valid is not None and valid.status == "False" and valid.observed_generation == generation
 
 
-def status_changed(before: Mapping[str, object], new: Mapping[str, object]) -> bool:
-    """Whether writing ``new`` (a status as JSON) changes anything but condition
-    timestamps."""
-
-    def strip(status: Mapping[str, object]) -> dict[str, object]:
-        conds = status.get("conditions") or []
-        return {
-            **status,
-            "conditions": [
-                {k: v for k, v in c.items() if k != "lastTransitionTime"}
-                for c in conds  # type: ignore[attr-defined]
-            ],
-        }
-
-    return strip({k: before.get(k) for k in new}) != strip(new)
-
-
 def status_events(
     p: Pass, before: ScalingStudyStatus, after: ScalingStudyStatus, fitted: bool
 ) -> list[Event]:

@@ -62,7 +62,10 @@ INTERVAL_METHODS = {
         "central range of a mixture over the curve forms (weighted by their rolling-origin "
         "backtest error), each with its log error modelled from its backtest as growing "
         "with the distance past the largest fitted size, never narrower than noise plus "
-        "the bootstrap spread; the point prediction is the form the backtest chose"
+        "the bootstrap spread; every form held between the curve's trend and its current "
+        "level past the data; the point prediction is the form the backtest chose, held "
+        "within the mixture's middle half, and always inside the interval; null ends: "
+        "not bounded by the data"
     ),
     "predictions[].parametric_interval": (
         "bootstrap interval of the power law alone: noise only, no error of the form"

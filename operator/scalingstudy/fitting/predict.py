@@ -65,20 +65,32 @@ class Predictor:
         self.confidence = confidence
         #: False when the curve has as many parameters as points: no interval can be had.
         self.identified = identified
-
         #: Whether the backtest gave an error model; else the bootstrap is all there is.
         self.calibrated = extrapolation.errors is not None
+        self._cache: tuple[bytes, list[np.ndarray] | None] | None = None
+
+    def _mixture(self, x: np.ndarray) -> list[np.ndarray] | None:
+        """The mixture's interval ends and middle half at x, once per x (the point
+        prediction and the interval both need them)."""
+        key = x.tobytes()
+        if self._cache is None or self._cache[0] != key:
+            tail = (1.0 - self.confidence) / 2.0
+            with np.errstate(all="ignore"):  # absurd inputs: the ends saturate
+                found = self.ex.quantiles(
+                    x, _parametric_sigma(self.laws, x), (tail, 0.25, 0.75, 1.0 - tail)
+                )
+            self._cache = (key, found)
+        return self._cache[1]
 
     def loss(self, x: np.ndarray) -> np.ndarray:
         """With a backtest: the form the backtest chose, held within the middle half of the
         mixture over forms (a clean curve's best form decides; one that runs away from the
         others is pulled back). Without one: the power law's value."""
         centre = None
-        if self.calibrated:
+        found = self._mixture(x) if self.calibrated else None
+        if found is not None:
             with np.errstate(all="ignore"):
-                middle = self.ex.quantiles(x, _parametric_sigma(self.laws, x), (0.25, 0.75))
-                if middle is not None:
-                    centre = np.clip(self.ex.loss(x), middle[0], middle[1])
+                centre = np.clip(self.ex.loss(x), found[1], found[2])
         if centre is None:
             centre = np.asarray(self.law(x))
         return np.maximum(np.nan_to_num(centre, nan=_LARGEST), _SMALLEST)
@@ -88,12 +100,10 @@ class Predictor:
 
     def _ends(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Both ends of the calibrated interval at each x; None without a backtest."""
-        if not self.calibrated:
+        found = self._mixture(x) if self.calibrated else None
+        if found is None:
             return None
-        with np.errstate(all="ignore"):  # absurd inputs: the interval ends saturate
-            ends = self.ex.interval(x, _parametric_sigma(self.laws, x), self.confidence)
-        if ends is None:
-            return None
+        ends = (found[0], found[3])
         low, high = (np.minimum(np.nan_to_num(e, nan=_LARGEST), _LARGEST) for e in ends)
         # The point prediction is the chosen form's; the interval is the mixture's. When
         # the forms disagree, the interval still holds the number printed beside it.
