@@ -260,8 +260,14 @@ def profile_interval(
     dof = fit.dof
     if dof < 1:
         return None
-    _, _, sse = profile(m, y, PROFILE_GRID, with_gamma=fit.k == 3, weights=fit.weights)
-    best = min(fit.sse_log, float(np.nanmin(sse)))
+    # Unweighted: the robust fit's down-weighted residuals would shrink the threshold and
+    # with it the interval (beta coverage fell from about 0.9 to 0.7 on 2%-noise curves).
+    _, _, sse = profile(m, y, PROFILE_GRID, with_gamma=fit.k == 3)
+    best = (
+        float(np.nanmin(sse))
+        if fit.weights is not None
+        else min(fit.sse_log, float(np.nanmin(sse)))
+    )
     limit = best * (1.0 + float(f_dist.ppf(confidence, 1, dof)) / dof)
     inside = np.nan_to_num(sse, nan=np.inf) <= limit
     centre = int(np.argmin(np.abs(PROFILE_GRID - fit.law.beta)))
