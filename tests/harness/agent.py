@@ -414,6 +414,10 @@ class Agent:
             "HOME": os.environ.get("HOME", "/root"),
             "HOSTNAME": pod["spec"].get("hostname") or pod["metadata"]["name"],
             "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+            # Every pod runs on this machine's few cores with no cgroup of its own: one
+            # thread per pod stands in for a kubelet's CPU limit (three torch processes
+            # of 2 threads each on 2 cores ran 10x slower than one). A pod may override it.
+            "OMP_NUM_THREADS": "1",
         }
         for k in ("PYTHONPATH", "LANG", "TMPDIR"):
             if k in os.environ:
