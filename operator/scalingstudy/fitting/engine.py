@@ -45,7 +45,7 @@ from scalingstudy.fitting.report import (
     ModelSizeCurve,
     OpenInterval,
 )
-from scalingstudy.fitting.robust import RobustFit, find_outliers, fit_robust
+from scalingstudy.fitting.robust import find_outliers, fit_robust
 from scalingstudy.fitting.sensitivity import flat_curve, outlier_sensitivity
 
 FORM_NAMES = {False: "power-law", True: "power-law-plus-constant"}
@@ -99,7 +99,7 @@ class _Curve:
 
 def _select_form(
     m: np.ndarray, y: np.ndarray, form: Form
-) -> tuple[RobustFit, CurveFit | None, list[str]]:
+) -> tuple[CurveFit, CurveFit | None, list[str]]:
     """The fit of the requested form; with auto the smaller AICc (and the curve with the
     constant as the alternative)."""
     if form == "power-law":
@@ -111,14 +111,13 @@ def _select_form(
     if len(m) < 5:
         return (
             plain,
-            with_gamma.fit,
+            with_gamma,
             [
                 f"only {len(m)} data sizes: the irreducible error cannot be identified, "
                 "gamma fixed at 0"
             ],
         )
-    chosen = with_gamma if with_gamma.fit.aicc < plain.fit.aicc else plain
-    return chosen, with_gamma.fit, []
+    return (with_gamma if with_gamma.aicc < plain.aicc else plain), with_gamma, []
 
 
 def _beta_interval(
@@ -183,9 +182,8 @@ def _learning_curve(m: np.ndarray, y: np.ndarray, form: Form, confidence: float)
     robust (`robust.py`): one bad point neither moves the region nor the exponent much.
     """
     search_with_gamma = form != "power-law"
-    lo, hi = find_region(m, y, lambda a, b: fit_robust(a, b, with_gamma=search_with_gamma).fit)
-    robust, flexible, warnings = _select_form(m[lo:hi], y[lo:hi], form)
-    fit = robust.fit
+    lo, hi = find_region(m, y, lambda a, b: fit_robust(a, b, with_gamma=search_with_gamma))
+    fit, flexible, warnings = _select_form(m[lo:hi], y[lo:hi], form)
     if lo or hi < len(m):
         warnings.append(
             f"fitted over the power-law region [{m[lo]:g}, {m[hi - 1]:g}]; "

@@ -237,7 +237,8 @@ def model_size_law(
     grid_law = grid_size_law(best)
     if grid_law is None:
         return None
-    warnings.extend(_unit_warning(points))
+    unit_warning = _unit_warning(points)
+    warnings.extend(unit_warning)
     estimates = optima(points)
     edges = edge_warnings(estimates)
     warnings.extend(edges)
@@ -281,7 +282,7 @@ def model_size_law(
     return ModelSizeLaw.model_validate(
         {
             **parts,
-            "unit": "model_size" if _unit_warning(points) else "parameters",
+            "unit": "model_size" if unit_warning else "parameters",
             "grid_beta": grid_law[1],
             "r2_log": grid_law[2],
             "estimates": [

@@ -23,7 +23,6 @@ just begun to fall), which the power-law region search (`region.py`) decides abo
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,13 +37,6 @@ _ITERATIONS = 8
 
 #: At most one outlier per this many points: more than that is the curve's shape.
 POINTS_PER_OUTLIER = 6
-
-
-@dataclass(frozen=True)
-class RobustFit:
-    fit: CurveFit
-    #: Log residual of each point in robust standard deviations (0 when not robust).
-    z: Array
 
 
 def _without(m: Array, y: Array, i: int, with_gamma: bool) -> tuple[float, float]:
@@ -90,14 +82,13 @@ def robust_scale(residuals: Array, k: int) -> float:
     return max(mad, MIN_SCALE)
 
 
-def fit_robust(m: Array, y: Array, *, with_gamma: bool, polish: bool = True) -> RobustFit:
+def fit_robust(m: Array, y: Array, *, with_gamma: bool, polish: bool = True) -> CurveFit:
     """Huber-weighted fit of ``alpha * m**beta (+ gamma)`` in log space."""
     fit = fit_power_law(m, y, with_gamma=with_gamma, polish=polish)
     if fit.dof < MIN_DOF:
-        return RobustFit(fit, np.zeros(len(m)))
+        return fit
     log_y = np.log(y)
     weights = np.ones(len(m))
-    z = np.zeros(len(m))
     for _ in range(_ITERATIONS):
         with np.errstate(all="ignore"):
             residuals = log_y - np.log(np.maximum(fit.law(m), 1e-300))
@@ -109,4 +100,4 @@ def fit_robust(m: Array, y: Array, *, with_gamma: bool, polish: bool = True) -> 
         fit = fit_power_law(m, y, with_gamma=with_gamma, polish=polish, weights=weights)
     if np.all(weights == 1.0):
         fit = CurveFit(fit.law, fit.sse_log, fit.n, fit.k, None)
-    return RobustFit(fit, z)
+    return fit

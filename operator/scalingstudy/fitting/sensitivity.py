@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import t as student_t
 
-from scalingstudy.fitting.curve import Array, CurveFit, PowerLaw
+from scalingstudy.fitting.curve import Array, CurveFit, PowerLaw, fit_log_linear
 from scalingstudy.fitting.points import number
 from scalingstudy.fitting.report import OpenInterval, Outlier
 from scalingstudy.fitting.robust import fit_robust
@@ -33,7 +33,7 @@ def outlier_sensitivity(
     beta_g of the same form fitted with them kept in."""
     if not flagged:
         return Sensitivity()
-    with_them = fit_robust(m, y, with_gamma=fit.k == 3).fit.law.beta
+    with_them = fit_robust(m, y, with_gamma=fit.k == 3).law.beta
     outliers = [
         Outlier(data_size=number(m[i]), loss=float(y[i]), residual_sd=z) for i, z in flagged
     ]
@@ -53,12 +53,11 @@ def flat_curve(m: Array, y: Array, confidence: float) -> tuple[CurveFit, OpenInt
     """The log-log line through a curve that does not fall, with the t interval of its
     slope (open with fewer than 3 points). Its slope may be positive: that is the truth
     about a rising curve, where an exponent clipped below 0 would not be."""
-    lx, ly = np.log(m), np.log(y)
+    alpha, slope, _r2 = fit_log_linear(m, y)
+    lx = np.log(m)
     dx = lx - lx.mean()
-    slope = float(dx @ (ly - ly.mean()) / (dx @ dx))
-    intercept = float(ly.mean() - slope * lx.mean())
-    sse = float(np.sum((ly - intercept - slope * lx) ** 2))
-    fit = CurveFit(PowerLaw(float(np.exp(intercept)), slope, 0.0), sse, len(m), 2)
+    sse = float(np.sum((np.log(y) - np.log(alpha) - slope * lx) ** 2))
+    fit = CurveFit(PowerLaw(alpha, slope, 0.0), sse, len(m), 2)
     if len(m) < 3:
         return fit, [None, None]
     se = float(np.sqrt(sse / (len(m) - 2) / float(dx @ dx)))
