@@ -21,9 +21,11 @@ from scalingstudy_trainer.launch import exit_status, needs_launcher, read_launch
 from scalingstudy_trainer.world import World
 from tests.training import TRAINER, run_trainer
 
-#: Relative difference allowed between the final validation loss of 1 and 2 processes:
-#: the same batches and updates, only the order of the floating-point sums differs.
-TOLERANCE = 1e-3
+#: Relative difference allowed between the final losses of 1 and 2 processes: the same
+#: batches and updates, only the order of the floating-point sums differs, and 120 Adam
+#: steps of a transformer amplify that (1.2e-3 seen in CI on char-lm). Other batches (seed
+#: 3 instead of 2) move the loss by 3% (char-lm) and 5.5% (teacher-student).
+TOLERANCE = 4e-3
 TRAINING = {"evalEvery": 20, "batchSize": 32, "learningRate": 3e-3,
             "earlyStopping": {"patience": 1000}}  # fmt: skip
 

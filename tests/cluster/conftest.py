@@ -106,7 +106,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     try:
         c = Cluster(dir, env)
         c.kubectl("apply", "-f", str(CRD))
-        c.kubectl("wait", "--for=condition=established", "crd/scalingstudies.scalingstudy.io")
+        # Polled rather than `kubectl wait`: that fails at once ("accessor error") while the
+        # new CRD has no status yet, which happens when two workers start control planes.
+        wait_until(
+            "the ScalingStudy CRD to be established",
+            lambda: c.kubectl(
+                "get", "crd/scalingstudies.scalingstudy.io", "-o",
+                "jsonpath={.status.conditions[?(@.type=='Established')].status}", check=False,
+            ).stdout.strip() == "True",
+            timeout=60,
+        )  # fmt: skip
         yield c
     finally:
         harness.down(dir)
