@@ -4,6 +4,7 @@ Usage:
   python benchmarks/trainer_throughput.py            # CPU-sized grid on a CPU, GPU grid on a GPU
   python benchmarks/trainer_throughput.py --grid gpu --peak-tflops 989
   python benchmarks/trainer_throughput.py --grid gpu --processes 8   # DDP over 8 GPUs
+  python benchmarks/trainer_throughput.py --grid gpu --compile off --cases 3 --json rows.json
 With --processes N the script runs itself under torchrun (N processes, one per GPU; gloo
 on a CPU) and trains with the trial's own DDP path; each process keeps the case's batch
 (the global batch is N times it: weak scaling), and the table adds items/s per process,
@@ -18,6 +19,7 @@ an H100 for the largest default char-LM transformer (width 1024, 16 layers, cont
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -85,9 +87,10 @@ def peak_tflops(device: torch.device, override: float | None) -> float | None:
 
 
 def measure(
-    case: Case, steps: int, warmup: int, device: torch.device, collectives: Collectives
-) -> dict[str, Any]:
-    task = get_task(case.task)(case.options, 0)
+    case: Case, steps: int, warmup: int, device: torch.device, collectives: Collectives,
+    compile_mode: str = "auto",
+) -> dict[str, Any]:  # fmt: skip
+    task = get_task(case.task)({**case.options, "compile": compile_mode}, 0)
     world = collectives.world.size
     training = TrainingSpec.model_validate(
         {"batchSize": case.batch_size * world, "maxSteps": 10**6}
@@ -104,6 +107,8 @@ def measure(
             torch.cuda.synchronize(device)
         collectives.barrier()
 
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     run(warmup)  # compilation, autotuning, allocator warm-up
     settle()
     started = time.perf_counter()
@@ -122,6 +127,9 @@ def measure(
         "tflops": None if flops is None else flops * items_per_second / 1e12,
         "runtime": runtime,
         "micro_batch": trainer.micro_batch,
+        "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30
+        if device.type == "cuda"
+        else None,
     }
 
 
@@ -132,6 +140,14 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--peak-tflops", type=float, default=None)
     parser.add_argument("--processes", type=int, default=1, help="DDP processes (torchrun)")
+    parser.add_argument(
+        "--compile",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="torch.compile of every case (auto: where it was measured to help)",
+    )
+    parser.add_argument("--cases", default=None, help="comma-separated case numbers (from 0)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args()
     world = World.from_env()
     if args.processes > 1 and not world.distributed:
@@ -154,27 +170,44 @@ def main() -> int:
     )
     header = (
         f"{'task':22s} {'family':12s} {'size':>5s} {'params':>11s} {'batch':>5s} "
-        f"{'items/s':>10s} {'per proc':>10s} {'tokens/s':>11s} {'TFLOP/s':>8s} {'MFU':>6s}  "
-        "runtime"
+        f"{'items/s':>10s} {'per proc':>10s} {'tokens/s':>11s} {'TFLOP/s':>8s} {'MFU':>6s} "
+        f"{'peak GiB':>8s}  runtime"
     )
     print(header)
     print("-" * len(header))
-    for case in grid(kind):
-        row = measure(case, steps, warmup, device, collectives)
+    rows: list[dict[str, Any]] = []
+    cases = grid(kind)
+    if args.cases:
+        cases = [cases[int(i)] for i in args.cases.split(",")]
+    for case in cases:
+        row = measure(case, steps, warmup, device, collectives, args.compile)
         family = case.options.get("model", "transformer" if case.task == "char-lm" else "mlp")
         tokens = row["tokens_per_second"]
         tflops = row["tflops"]
-        mfu = f"{100 * tflops / (peak * world.size):5.1f}%" if peak and tflops else "   n/a"
+        mfu = 100 * tflops / (peak * world.size) if peak and tflops else None
+        memory = row["peak_memory_gib"]
         rt = row["runtime"]
         print(
             f"{case.task:22s} {family:12s} {case.model_size:5d} {row['parameters']:11,d} "
             f"{case.batch_size * world.size:5d} {row['items_per_second']:10.1f} "
             f"{row['items_per_second'] / world.size:10.1f} "
             f"{'' if tokens is None else f'{tokens:,.0f}':>11s} "
-            f"{'' if tflops is None else f'{tflops:.3f}':>8s} {mfu}  "
+            f"{'' if tflops is None else f'{tflops:.3f}':>8s} "
+            f"{'n/a' if mfu is None else f'{mfu:.1f}%':>6s} "
+            f"{'' if memory is None else f'{memory:.2f}':>8s}  "
             f"{'bf16' if rt.bf16 else 'fp32'}{' compiled' if rt.compile else ''}"
-            f" micro={row['micro_batch']}"
+            f" micro={row['micro_batch']}",
+            flush=True,
         )
+        rows.append({
+            "task": case.task, "family": family, "model_size": case.model_size,
+            "parameters": row["parameters"], "batch": case.batch_size * world.size,
+            "items_per_second": row["items_per_second"], "tflops": tflops, "mfu_percent": mfu,
+            "peak_memory_gib": memory, "bf16": rt.bf16, "compiled": rt.compile,
+            "micro_batch": row["micro_batch"],
+        })  # fmt: skip
+        if args.json and world.main:  # after every row: a later case may not finish
+            args.json.write_text(json.dumps({"device": name, "peak_tflops": peak, "rows": rows}))
     collectives.close()
     return 0
 

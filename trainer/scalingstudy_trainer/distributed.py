@@ -85,6 +85,11 @@ class Collectives:
         dist.broadcast_object_list(box, src=0, group=self.control)
         return box[0]  # type: ignore[no-any-return]
 
+    @property
+    def backend(self) -> str | None:
+        """The process group's backend (nccl, gloo); None for a lone, unlaunched process."""
+        return str(dist.get_backend()) if self.world.distributed else None
+
     def barrier(self) -> None:
         if self.world.distributed:
             dist.barrier(group=self.control)

@@ -433,6 +433,8 @@ def train(
         device=str(runtime.device),
         bf16=runtime.bf16,
         compiled=runtime.compile,
+        processes=trainer.world.size,
+        backend=trainer.collectives.backend,
         resumed_from_step=trainer.step,
         checkpoint=why if checkpoints.enabled else "disabled",
     )

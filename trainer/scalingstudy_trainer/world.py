@@ -20,13 +20,16 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    launched: bool = False
+    """Started by a launcher (torchrun): such a process joins a process group even when it
+    is the only one, so one process on one GPU runs the whole distributed path (NCCL)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> World:
         env = os.environ if env is None else env
         if "LOCAL_RANK" not in env:
             return cls()
-        return cls(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env["LOCAL_RANK"]))
+        return cls(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env["LOCAL_RANK"]), launched=True)
 
     @property
     def main(self) -> bool:
@@ -34,7 +37,7 @@ class World:
 
     @property
     def distributed(self) -> bool:
-        return self.size > 1
+        return self.size > 1 or self.launched
 
     def share(self, items: int) -> tuple[int, int]:
         """This rank's contiguous part [start, end) of ``items`` (the first ranks take one
