@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from scalingstudy.cluster.reconcile import build_status, decide
+from scalingstudy.cluster.reconcile import decide
+from scalingstudy.cluster.status_builder import build_status
 from scalingstudy.fitting import FitOptions, fit_points
 from scalingstudy.plan import Plan
 from scalingstudy.results import points_of

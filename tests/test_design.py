@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks.scaling_truth import Truth, parameters, random_truth
 from scalingstudy.adaptive import predicted_index, window
-from scalingstudy.cluster.reconcile import design_events
+from scalingstudy.cluster.study_events import design_events
 from scalingstudy.cost import CostModel, parameter_counts
 from scalingstudy.design import design
 from scalingstudy.fitting import fit_points

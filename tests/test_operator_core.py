@@ -31,13 +31,9 @@ from scalingstudy.cluster.prometheus import (
     study_groups,
     study_query,
 )
-from scalingstudy.cluster.reconcile import (
-    conditions_for,
-    decide,
-    fit_due,
-    phase_of,
-    to_collect,
-)
+from scalingstudy.cluster.reasons import Failure, Refusal, Stop
+from scalingstudy.cluster.reconcile import decide, fit_due, to_collect
+from scalingstudy.cluster.status_builder import conditions_for, phase_of
 from scalingstudy.plan import Plan, plan_trials
 from scalingstudy.spec import SpecError, parse_spec
 from scalingstudy.status import FitStatus, TrialCounts, TrialRecord
@@ -260,8 +256,8 @@ def test_pass_creates_only_missing_jobs_up_to_parallelism() -> None:
     # One slot taken by the active Job; the finished one is awaiting collection, not re-created.
     assert [t.name for t in p.create] == [trials[2].name, trials[3].name]
     assert to_collect(jobs, {}) == [jobs[1]]
-    assert p.counts == TrialCounts(total=6, succeeded=0, failed=0, running=3, pending=3)
-    assert p.events[0].reason == "TrialsStarted"
+    # Counts are of Jobs that exist: the two to create are pending until they do.
+    assert p.counts == TrialCounts(total=6, succeeded=0, failed=0, running=1, pending=5)
 
 
 def test_suspended_jobs_count_as_queued_not_running_and_keep_their_slot() -> None:
@@ -271,10 +267,9 @@ def test_suspended_jobs_count_as_queued_not_running_and_keep_their_slot() -> Non
     planned = Plan.of("demo", s)
     trials = planned.trials
     jobs = [state(trials[0].name, "active"), state(trials[1].name, "queued")]
-    p = decide(planned, jobs, {}, [], parallelism=3, max_failed=0, fit=None,
-               queued_on_create=True)  # fmt: skip
+    p = decide(planned, jobs, {}, [], parallelism=3, max_failed=0, fit=None)
     assert [t.name for t in p.create] == [trials[2].name]
-    assert p.counts == TrialCounts(total=6, running=1, queued=2, pending=3)
+    assert p.counts == TrialCounts(total=6, running=1, queued=1, pending=4)
     assert not p.final and p.new_records == ()
 
 
@@ -285,7 +280,6 @@ def test_pass_records_collected_results_and_asks_for_a_fit() -> None:
     p = pass_of(planned, [], recorded, collected, fit=fitted(4))
     assert p.new_records == tuple(collected) and len(p.records) == 5
     assert p.needs_fit  # 5 results now, the fit in status used 4
-    assert [e.reason for e in p.events] == ["TrialsStarted", "TrialsSucceeded"]
     same = pass_of(planned, [], p.records, [], fit=fitted(5))
     assert not same.needs_fit and not same.new_records
 
@@ -296,7 +290,9 @@ def test_pass_stops_after_too_many_failures() -> None:
     p = pass_of(planned, [], {}, failed, parallelism=4)
     assert p.failed_reason and "2 trials failed" in p.failed_reason
     assert p.create == () and p.finished and not p.final
-    assert phase_of(p, None, False) == ("Failed", p.failed_reason)
+    assert phase_of(p, None, False) == (
+        "Failed", Stop(Failure.TOO_MANY_FAILED_TRIALS, p.failed_reason)
+    )  # fmt: skip
 
 
 def test_pass_deletes_active_jobs_dropped_from_the_grid() -> None:
@@ -337,8 +333,14 @@ def test_conditions_keep_transition_times_while_unchanged() -> None:
     done = {c.type: c for c in conditions_for("Succeeded", None, again, 2, "t2")}
     assert done["Complete"].status == "True" and done["Complete"].last_transition_time == "t2"
     assert done["Progressing"].status == "False"
-    bad = {c.type: c for c in conditions_for("Failed", "spec.x: bad", [], 3, "t3", "spec.x: bad")}
-    assert bad["SpecValid"].status == "False" and bad["Failed"].reason == "InvalidSpec"
+    # Each refusal keeps its own reason, on SpecValid and on Failed; a failure that no
+    # spec change fixes leaves SpecValid alone.
+    for kind in (Refusal.INVALID_SPEC, Refusal.FORBIDDEN, Refusal.JOB_REJECTED):
+        bad = {c.type: c for c in conditions_for("Failed", Stop(kind, "spec.x: bad"), [], 3, "t3")}
+        assert bad["SpecValid"].status == "False" and bad["SpecValid"].reason == kind
+        assert bad["Failed"].reason == kind and bad["Failed"].message == "spec.x: bad"
+    fit = {c.type: c for c in conditions_for("Failed", Stop(Failure.FIT_FAILED, "x"), [], 3, "t")}
+    assert fit["SpecValid"].status == "True" and fit["Failed"].reason == "FitFailed"
 
 
 # -- Prometheus --------------------------------------------------------------------------
@@ -536,6 +538,16 @@ def test_jobs_without_pods_are_blocked_after_the_grace_with_the_controllers_reas
     assert again.last_transition_time == "t0" and blocked.became_blocked([first], again) is None
     cleared = blocked.condition([], [again], 1, "t2")
     assert cleared.status == "False" and cleared.last_transition_time == "t2"
+    # A ConfigMap conflict blocks the study under its own reason, says so once, and clears
+    # itself the pass after the foreign object is gone (no spec change).
+    clash = blocked.condition([], [cleared], 1, "t3", conflict="ConfigMap x exists")
+    assert (clash.status, clash.reason, clash.message) == ("True", "ConfigMapConflict",
+                                                          "ConfigMap x exists")  # fmt: skip
+    said = blocked.became_blocked([cleared], clash)
+    assert said is not None and said.reason == "ConfigMapConflict"
+    still = blocked.condition([], [clash], 1, "t4", conflict="ConfigMap x exists")
+    assert blocked.became_blocked([clash], still) is None
+    assert blocked.condition([], [clash], 1, "t5").status == "False"
 
 
 @pytest.mark.parametrize(

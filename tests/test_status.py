@@ -154,7 +154,7 @@ def test_the_fit_does_not_depend_on_the_order_trials_ended() -> None:
 def test_the_largest_possible_status_fits_in_one_object() -> None:
     """MAX_TRIALS failed rows of the worst kind plus the full fit stay under the limit the
     operator writes (and the API server stores it: tests/cluster/test_validation.py)."""
-    from scalingstudy.cluster.reconcile import within_limit
+    from scalingstudy.cluster.status_builder import within_limit
     from scalingstudy.contract import STATUS_BYTES_MAX
     from tests.status_samples import largest_status
 

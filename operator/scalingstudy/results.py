@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 
-from scalingstudy.fitting import FitError, FitOptions, Point
+from scalingstudy.fitting import FitError, FitOptions, FitUnavailableError, Point
 from scalingstudy.fitting.report import FitReport
 from scalingstudy.spec import ScalingStudySpec
 from scalingstudy.status import LearningRateChoice, StageFit, TrialRecord
@@ -92,7 +92,10 @@ def stage_fit(
 ) -> StageFit:
     """The fit through one data size the adaptive design asked for (`design.Design`), in
     the executor's way of fitting; a fit that cannot be made says nothing (no law, no
-    interval), so the design follows the best grid point and does not stop on it."""
+    interval), so the design follows the best grid point and does not stop on it. A fit
+    that ran to no answer (FitUnavailableError) is raised: the executor tries it again later,
+    so the operator (fits in a child process) and the local runner (in process) decide
+    alike from the same results."""
     records = list(prefix)
     points = points_of(records)
     n = len(points)
@@ -100,5 +103,7 @@ def stage_fit(
         return StageFit(data_size=data_size, results=n)
     try:
         return StageFit.of(fitter(points, fit_options(spec)), data_size, n)
+    except FitUnavailableError:
+        raise
     except FitError:
         return StageFit(data_size=data_size, results=n)

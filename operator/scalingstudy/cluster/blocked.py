@@ -5,6 +5,8 @@ service account is missing, a quota is full) the Job stays active with no pod an
 study would sit at Running with no explanation. The reason is in the Job's Events
 (FailedCreate, from the Job controller); after a grace period the study says so in a
 `TrialsBlocked` condition and a Warning Event, and recovers by itself when pods appear.
+A ConfigMap conflict (the name the trials mount is taken) blocks the study the same way
+and clears itself when that object is gone.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 
 from scalingstudy.cluster.manifests import Obj
 from scalingstudy.cluster.observe import JobState, parse_time
-from scalingstudy.cluster.reconcile import Event, stamped
+from scalingstudy.cluster.reasons import ConditionReason, Event, EventReason, Refusal, stamped
 from scalingstudy.status import Condition
 
 CONDITION = "TrialsBlocked"
@@ -60,25 +62,39 @@ def why(job: JobState, events: Sequence[Obj]) -> Blocked:
 
 
 def condition(
-    blocked: Sequence[Blocked], previous: Sequence[Condition], generation: int, now: str
-) -> Condition:
-    if blocked:
+    blocked: Sequence[Blocked], previous: Sequence[Condition], generation: int, now: str,
+    conflict: str | None = None,
+) -> Condition:  # fmt: skip
+    """TrialsBlocked: a ConfigMap conflict (``conflict``: why no Job can be created) or Jobs
+    without pods; False when neither holds. Recomputed every pass, so it clears itself."""
+    if conflict:
+        cond = Condition(type=CONDITION, status="True", reason=Refusal.CONFIG_MAP_CONFLICT,
+                         message=conflict)  # fmt: skip
+    elif blocked:
         shown = "; ".join(f"{b.trial}: {b.message}" for b in blocked[:MAX_SHOWN])
         cond = Condition(
             type=CONDITION,
             status="True",
-            reason="PodsNotCreated",
+            reason=ConditionReason.PODS_NOT_CREATED,
             message=f"{len(blocked)} trial(s) have no pod: {shown}",
         )
     else:
-        cond = Condition(type=CONDITION, status="False", reason="PodsCreated")
+        cond = Condition(type=CONDITION, status="False", reason=ConditionReason.PODS_CREATED)
     return stamped(cond, previous, generation, now)
 
 
 def became_blocked(before: Sequence[Condition], after: Condition) -> Event | None:
-    """A Warning Event when trials have just become blocked (not on every pass)."""
+    """A Warning Event when trials have just become blocked, or blocked for another reason
+    (not on every pass)."""
     old: Mapping[str, Condition] = {c.type: c for c in before}
     was = old.get(CONDITION)
-    if after.status != "True" or (was is not None and was.status == "True"):
+    if after.status != "True" or (
+        was is not None and was.status == "True" and was.reason == after.reason
+    ):
         return None
-    return Event("Warning", CONDITION, after.message or "trials have no pod")
+    reason = (
+        Refusal.CONFIG_MAP_CONFLICT
+        if after.reason == Refusal.CONFIG_MAP_CONFLICT
+        else EventReason.TRIALS_BLOCKED
+    )
+    return Event("Warning", reason, after.message or "trials have no pod")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from scalingstudy.cluster.manifests import Obj
 from scalingstudy.cluster.observe import JobState, failure_reason, last_outcome, success_message
-from scalingstudy.cluster.reconcile import Event
+from scalingstudy.cluster.reasons import Event, EventReason
 from scalingstudy.contract import REASON_BAD_RESULT, ResultError, parse_result
 from scalingstudy.status import TrialRecord
 
@@ -157,7 +157,7 @@ def mismatch_events(mismatches: Sequence[Mismatch], metric: str) -> list[Event]:
     return [
         Event(
             "Warning",
-            "ResultMismatch",
+            EventReason.RESULT_MISMATCH,
             f"{m.trial}: the termination message says {metric} = {m.message_value:.6g}, "
             f"Prometheus says {m.prometheus_value:.6g}; recorded the termination message's "
             "value (the Pushgateway accepts pushes from anyone who can reach it)",

@@ -1,66 +1,46 @@
-"""The operator's shell for one pass: gather a study's state, call the pure pass, apply
-its actions. Every decision is made in `reconcile.py` and `collect.py`; this module reads,
-fits and writes. When passes run is `workers.py`'s business.
+"""The operator's shell for one pass: gather a study's state, call the pure pass, write
+the status, act. Decisions are made in `reconcile.py` (the pass), `status_builder.py`
+(the status), `study_events.py` (Events), `collect.py` and `blocked.py`; `gather.py`
+reads and `actions.py` writes the cluster. When passes run is `workers.py`'s business.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from scalingstudy.admission import AdmissionRules, violations
 from scalingstudy.cluster import blocked
-from scalingstudy.cluster.collect import Collected, CollectPolicy, Samples, collect, mismatch_events
+from scalingstudy.cluster.actions import Actor, Configured, now_rfc3339
+from scalingstudy.cluster.backoff import Backoff
 from scalingstudy.cluster.fitproc import run_fit
-from scalingstudy.cluster.kube import ApiError, Kube
-from scalingstudy.cluster.manifests import (
-    LABEL_STUDY,
-    LABEL_TRIAL,
-    JobSettings,
-    Obj,
-    StudyRef,
-    config_map_manifest,
-    config_map_name,
-    config_map_owner,
-    job_manifest,
-    service_manifest,
-)
+from scalingstudy.cluster.gather import Gatherer
+from scalingstudy.cluster.kube import Kube
+from scalingstudy.cluster.manifests import JobSettings, StudyRef
 from scalingstudy.cluster.metrics import OperatorMetrics
-from scalingstudy.cluster.observe import JobState, job_state
-from scalingstudy.cluster.prometheus import Prometheus, PrometheusUnavailableError
-from scalingstudy.cluster.reconcile import (
-    Event,
-    Pass,
-    active_trials,
+from scalingstudy.cluster.observe import JobState
+from scalingstudy.cluster.prometheus import Prometheus
+from scalingstudy.cluster.reasons import Event, Refusal, Stop
+from scalingstudy.cluster.reconcile import Pass, active_trials, decide, fit_due, merged, to_collect
+from scalingstudy.cluster.status_builder import (
     build_status,
-    decide,
-    design_events,
-    fit_due,
-    invalid_status,
-    merged,
-    refused,
-    started_event,
-    status_events,
-    to_collect,
+    held_refusal,
+    is_new_refusal,
+    refused_status,
     within_limit,
 )
-from scalingstudy.cluster.status_patch import merge_patch, status_changed
+from scalingstudy.cluster.study_events import design_events, status_events
 from scalingstudy.cluster.workers import Key, Wake
-from scalingstudy.contract import PUSH_JOB
-from scalingstudy.cost import gpus_per_trial
 from scalingstudy.design import Design, design
-from scalingstudy.fitting import FitError
+from scalingstudy.fitting import FitError, FitUnavailableError
 from scalingstudy.results import fit_options, points_of, stage_fit
 from scalingstudy.spec import ScalingStudySpec, SpecError, parse_spec
 from scalingstudy.status import FitStatus, ScalingStudyStatus, TrialRecord
 
 log = logging.getLogger("scalingstudy.operator")
-#: Trials per pod list: a label selector of finished trials stays a short URL.
-POD_SELECTOR_CHUNK = 50
 
 
 @dataclass(frozen=True)
@@ -80,232 +60,116 @@ class ControllerConfig:
     admission: AdmissionRules = field(default_factory=AdmissionRules)
 
 
-def now_rfc3339() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _sooner(a: float | None, b: float | None) -> float | None:
-    return b if a is None else a if b is None else min(a, b)
+def _sooner(*waits: float | None) -> float | None:
+    return min((w for w in waits if w is not None), default=None)
 
 
 class Controller:
     def __init__(
         self, kube: Kube, prometheus: Prometheus, metrics: OperatorMetrics, config: ControllerConfig
     ) -> None:
-        self.kube = kube
-        self.prometheus = prometheus
-        self.metrics = metrics
-        self.config = config
+        self.kube, self.metrics, self.config = kube, metrics, config
+        self.gather = Gatherer(kube, prometheus, metrics, config.result_grace,
+                               config.blocked_after, bool(config.job.pushgateway_url))  # fmt: skip
+        self.actor = Actor(kube, prometheus, metrics, config.job)
         self.last_fit: dict[Key, float] = {}
-        #: The uid of each study whose ConfigMap is known to exist.
-        self.configured: dict[Key, str] = {}
+        #: Fits that ran to no answer (timeout, crashed child): tried again, later.
+        self.retries = Backoff()
 
     def forget(self, namespace: str, name: str) -> None:
         """The study is gone: drop what this process remembers of it."""
         self.last_fit.pop((namespace, name), None)
         self.metrics.forget_study(namespace, name)
-        self.configured.pop((namespace, name), None)
+        self.actor.forget(namespace, name)
+        self.retries.forget((namespace, name))
 
-    # -- one pass (blocking, in a thread) ------------------------------------------------
-    def reconcile(self, namespace: str, name: str) -> Wake:
+    def reconcile(self, namespace: str, name: str) -> Wake:  # one pass, in a thread
         obj = self.kube.get_study(namespace, name)
         if obj is None or obj["metadata"].get("deletionTimestamp"):
             return Wake(False)
-        meta, raw_status = obj["metadata"], obj.get("status") or {}
+        meta, raw = obj["metadata"], obj.get("status") or {}
         ref, generation = StudyRef(name, namespace, meta["uid"]), int(meta.get("generation", 0))
-        before = ScalingStudyStatus.lenient(raw_status)
+        before = ScalingStudyStatus.lenient(raw)
         try:
             spec = parse_spec(obj.get("spec"))
         except SpecError as exc:
-            self._refuse(ref, generation, before, "InvalidSpec", str(exc), raw=raw_status)
+            self._refuse(ref, generation, before, raw, Stop(Refusal.INVALID_SPEC, str(exc)))
             return Wake(True)
+        # A refused study creates nothing but still records what its running Jobs finish.
         forbidden = violations(spec, namespace, self.config.admission)
-        if forbidden:
-            self._refuse(ref, generation, before, "Forbidden", "; ".join(forbidden), raw=raw_status)
-            return Wake(True)
-        if refused(before, generation):
-            return Wake(True)
+        refusal = (Stop(Refusal.FORBIDDEN, "; ".join(forbidden)) if forbidden
+                   else held_refusal(before, generation))  # fmt: skip
         recorded = {r.trial: r for r in before.results}
-        jobs = [job_state(j) for j in self.kube.list_jobs(namespace, f"{LABEL_STUDY}={name}")
-                if _owned_by(j, ref.uid)]  # fmt: skip
-        found, found_events = self._collect(ref, spec, to_collect(jobs, recorded))
-        chosen = self._design(ref, spec, before, recorded, found.records, jobs)
+        jobs = self.gather.jobs(ref)
+        found, found_events = self.gather.results(ref, spec, to_collect(jobs, recorded))
+        chosen, design_wake = self._design(ref, spec, before, recorded, found.records, jobs)
         p = decide(chosen.plan, jobs, recorded, found.records, parallelism=spec.parallelism,
-                   max_failed=spec.max_failed_trials, fit=before.fit,
-                   more=chosen.more, queued_on_create=spec.queue_name is not None)  # fmt: skip
+                   max_failed=spec.max_failed_trials, fit=before.fit, more=chosen.more)  # fmt: skip
         fit, fit_error, fit_wake = self._maybe_fit((namespace, name), spec, p)
-        stuck = self._blocked(ref, jobs)
+        configured = (self.actor.configure(ref, spec) if p.create and refusal is None
+                      else Configured(True))  # fmt: skip
+        stuck = self.gather.blocked(ref, jobs)
         now = now_rfc3339()
-        held = blocked.condition(stuck, before.conditions, generation, now)
+        held = blocked.condition(stuck, before.conditions, generation, now, configured.conflict)
         built = build_status(p, generation, before, fit or before.fit, fit_error, now, [held],
-                             chosen.started(p.create))  # fmt: skip
+                             chosen.status, refusal)  # fmt: skip
         after = within_limit(built, generation, now)
         # Results reach status before anything else happens: a crash after this line
         # loses nothing, and one before it only repeats the collection.
-        self._write_status(ref, raw_status, after)
-        events = found_events + status_events(p, before, after, fitted=fit is not None)
+        self.actor.write_status(ref, raw, after)
+        events = found_events + status_events(p.new_records, before, after, fit is not None)
         events += design_events(before.design, after.design, spec.model_sizes.sizes()[-1])
         events += [e for e in [blocked.became_blocked(before.conditions, held)] if e]
+        if refusal is not None and is_new_refusal(before, generation, refusal):
+            events.append(Event("Warning", refusal.kind, refusal.message))
         self.metrics.trials_blocked.labels(namespace, name).set(len(stuck))
-        # A status that says Failed (the size guard) starts nothing more.
-        rejected = self._act(ref, spec, p, events, create=after.phase != "Failed")
+        # A status that says Failed (refused, too many failures, too large) starts nothing.
+        create = p.create if after.phase != "Failed" and configured.ready else ()
+        rejected = self.actor.act(ref, spec, p, events, create)
         if rejected is not None:
-            self._refuse(ref, generation, after, *rejected, raw=after.to_json())
+            self._refuse(ref, generation, after, after.to_json(), rejected)
         self.metrics.observe_study(namespace, name, after)
-        return Wake(True, _sooner(found.wake_in, fit_wake))
+        return Wake(True, _sooner(found.wake_in, fit_wake, design_wake))
 
     def _design(
-        self,
-        ref: StudyRef,
-        spec: ScalingStudySpec,
-        before: ScalingStudyStatus,
-        recorded: dict[str, TrialRecord],
-        found: Sequence[TrialRecord],
-        jobs: Sequence[JobState],
-    ) -> Design:
-        """The design's decision, after the fits it asks for (in the fit child process;
-        kept in status.design, so each is made once)."""
+        self, ref: StudyRef, spec: ScalingStudySpec, before: ScalingStudyStatus,
+        recorded: dict[str, TrialRecord], found: Sequence[TrialRecord], jobs: Sequence[JobState],
+    ) -> tuple[Design, float | None]:  # fmt: skip
+        """The design's decision after the stage fits it asks for (kept in
+        status.design, so each is made once), and when to come back for a fit that ran
+        to no answer: the design then waits for it, as the local runner would."""
         records, _ = merged(recorded, found)
         active = active_trials(jobs, records)
         fits = {f.data_size: f for f in (before.design.stage_fits if before.design else [])}
-        # Each fit through a data size is made at most once per pass (a bound, not a
-        # retry: the design asks again only for a fit made of other results).
-        for _ in range(len(spec.data_sizes.sizes()) + 1):
+        for _ in range(len(spec.data_sizes.sizes()) + 1):  # a bound, not a retry
             chosen = design(ref.name, spec, records, active, fits)
             if chosen.fit_needed is None:
                 break
-            fits[chosen.fit_needed] = stage_fit(chosen.prefix, spec, chosen.fit_needed, run_fit)
-        return chosen
-
-    def _write_status(
-        self, ref: StudyRef, raw: Mapping[str, Any], after: ScalingStudyStatus
-    ) -> None:
-        """The one status writer: the whole status as meant, as a merge patch against the
-        status read this pass (keys no longer held become nulls), skipped when nothing but
-        condition timestamps would change."""
-        written = after.to_json()
-        if status_changed(raw, written):
-            self.kube.patch_study_status(ref.namespace, ref.name, merge_patch(raw, written))
+            key = (ref.namespace, ref.name, chosen.fit_needed)
+            wait = self.retries.wait(key, time.monotonic())
+            if wait is not None:
+                return chosen, wait
+            try:
+                fits[chosen.fit_needed] = stage_fit(chosen.prefix, spec, chosen.fit_needed,
+                                                    run_fit)  # fmt: skip
+            except FitUnavailableError as exc:
+                wait = self.retries.failed(key, time.monotonic())
+                log.warning("%s/%s: the stage fit through m=%d: %s; again in %.0f s",
+                            ref.namespace, ref.name, chosen.fit_needed, exc, wait)  # fmt: skip
+                return chosen, wait
+            self.retries.succeeded(key)
+        return chosen, None
 
     def _refuse(
-        self,
-        ref: StudyRef,
-        generation: int,
-        before: ScalingStudyStatus,
-        why: str,
-        error: str,
-        *,
-        raw: Mapping[str, Any],
-    ) -> None:
-        """A spec the schema let through but the operator will not run: say so in status
-        and a Warning Event, keep every result, touch nothing else."""
-        invalid = invalid_status(before, generation, error, now_rfc3339())
+        self, ref: StudyRef, generation: int, before: ScalingStudyStatus,
+        raw: Mapping[str, Any], refusal: Stop,
+    ) -> None:  # fmt: skip
+        """A study that cannot run as it is: say so in status and a Warning Event once,
+        keep every result."""
+        invalid = refused_status(before, generation, refusal, now_rfc3339())
         if invalid is not None:
-            self._write_status(ref, raw, invalid)
-            self.kube.emit(ref, Event("Warning", why, error), now_rfc3339())
-
-    def _act(
-        self,
-        ref: StudyRef,
-        spec: ScalingStudySpec,
-        p: Pass,
-        events: list[Event],
-        *,
-        create: bool = True,
-    ) -> tuple[str, str] | None:
-        """After status is written: Pushgateway clean-up, Jobs, Events. Returns (reason,
-        message) when the study cannot run as it is: the API server refused a trial's Job
-        as invalid, or its ConfigMap's name is taken (nothing more is created then)."""
-        self.metrics.record_trials(ref.namespace, ref.name, p.new_records, gpus_per_trial(spec))
-        if p.new_records:
-            recorded = {rec.trial for rec in p.new_records}
-            self.prometheus.delete_groups(ref.namespace, ref.name, recorded)
-        for job_name in p.delete:
-            self.kube.delete_job(ref.namespace, job_name)
-        if spec.trainer.nodes > 1:  # a trial's rendezvous Service outlives it for nothing
-            for name in sorted({r.trial for r in p.new_records} | set(p.delete)):
-                self.kube.delete_service(ref.namespace, name)
-        rejected: tuple[str, str] | None = None
-        to_create = p.create if create else ()
-        if to_create:
-            configured, conflict = self._configure(ref, spec)
-            to_create = to_create if configured else ()
-            rejected = None if conflict is None else ("ConfigMapConflict", conflict)
-        created = []
-        for trial in to_create:
-            try:
-                if spec.trainer.nodes > 1:  # its pods resolve each other through it
-                    self.kube.create_service(service_manifest(ref, trial))
-                self.kube.create_job(job_manifest(ref, spec, trial, self.config.job))
-            except ApiError as exc:
-                if exc.status not in (400, 422):
-                    raise
-                rejected = (
-                    "JobRejected",
-                    f"the API server refused the Job of trial {trial.name}: {exc.detail}",
-                )
-                break
-            created.append(trial)
-        # TrialsStarted names the trials whose Jobs exist now, not the pass's plan.
-        events = [e for e in events if e.reason != "TrialsStarted"]
-        started = started_event(created)
-        events = [started, *events] if started else events
-        stamp = now_rfc3339()
-        for event in events:
-            self.kube.emit(ref, event, stamp)
-        return rejected
-
-    def _configure(self, ref: StudyRef, spec: ScalingStudySpec) -> tuple[bool, str | None]:
-        """Whether the study's ConfigMap (which every trial mounts) is in place, creating it
-        when missing; and why the study cannot run when a ConfigMap not of a study has
-        its name."""
-        key = (ref.namespace, ref.name)
-        if self.configured.get(key) == ref.uid:
-            return True, None
-        existing = self.kube.create_or_get_config_map(config_map_manifest(ref, spec))
-        whose = config_map_owner(existing, ref)
-        if whose == "ours":
-            self.configured[key] = ref.uid
-            return True, None
-        if whose == "previous":
-            log.info("%s/%s: waiting for the ConfigMap of a deleted study of the same name "
-                     "to be garbage-collected", ref.namespace, ref.name)  # fmt: skip
-            return False, None
-        return False, (
-            f"ConfigMap {config_map_name(ref.name)} exists and is not this study's; the "
-            "operator keeps each study's task and training settings there: rename the study "
-            "or remove that ConfigMap"
-        )
-
-    def _collect(
-        self, ref: StudyRef, spec: ScalingStudySpec, done: list[JobState]
-    ) -> tuple[Collected, list[Event]]:
-        """Records of finished Jobs (`collect.collect`): their pods always, Prometheus's
-        samples to cross-check them and for when no pod can tell."""
-        if not done:
-            return Collected((), (), None), []
-        samples, reachable = _samples(self.prometheus, ref, done)
-        waits = bool(reachable and self.config.job.pushgateway_url)
-        policy = CollectPolicy(spec.metric.name, waits, self.config.result_grace)
-        pods: dict[str, list[Obj]] = {}
-        names = sorted(j.trial for j in done)
-        for i in range(0, len(names), POD_SELECTOR_CHUNK):
-            chunk = ",".join(names[i : i + POD_SELECTOR_CHUNK])
-            selector = f"{LABEL_STUDY}={ref.name},{LABEL_TRIAL} in ({chunk})"
-            for pod in self.kube.list_pods(ref.namespace, selector):
-                pods.setdefault(pod["metadata"]["labels"].get(LABEL_TRIAL, ""), []).append(pod)
-        found = collect(done, pods, samples, dt.datetime.now(dt.UTC), policy)
-        self.metrics.result_mismatches.labels(ref.namespace, ref.name).inc(len(found.mismatches))
-        return found, mismatch_events(found.mismatches, spec.metric.name)
-
-    def _blocked(self, ref: StudyRef, jobs: Sequence[JobState]) -> list[blocked.Blocked]:
-        """Jobs without a pod past the grace period, with the Job controller's reason."""
-        now = dt.datetime.now(dt.UTC)
-        return [
-            blocked.why(job, self.kube.list_events(
-                ref.namespace, f"involvedObject.kind=Job,involvedObject.name={job.name}"))
-            for job in blocked.candidates(jobs, now, self.config.blocked_after)
-        ]  # fmt: skip
+            self.actor.write_status(ref, raw, invalid)
+            self.actor.refusal_event(ref, refusal)
 
     def _maybe_fit(
         self, key: Key, spec: ScalingStudySpec, p: Pass
@@ -313,49 +177,20 @@ class Controller:
         """The new fit (None: none ran), its error, and when to come back for it."""
         due, wake_in = fit_due(p, time.monotonic() - self.last_fit.get(key, -1e9),
                                self.config.fit_interval)  # fmt: skip
-        if not due:
-            return None, None, wake_in
+        retry = self.retries.wait((*key, "fit"), time.monotonic())
+        if not due or retry is not None:
+            return None, None, _sooner(wake_in, retry)
         started = time.monotonic()
         try:
             report = run_fit(points_of(p.relevant()), fit_options(spec))
+        except FitUnavailableError as exc:  # says nothing of the data: not a failed fit
+            wait = self.retries.failed((*key, "fit"), time.monotonic())
+            log.warning("%s/%s: %s; fitting again in %.0f s", *key, exc, wait)
+            return None, None, wait
         except FitError as exc:
             return None, str(exc), None
         finally:
             self.last_fit[key] = time.monotonic()
             self.metrics.fit_seconds.observe(self.last_fit[key] - started)
+        self.retries.succeeded((*key, "fit"))
         return FitStatus.of(report, final=p.final, based_on_results=p.succeeded), None, None
-
-
-def sweep_pushgateway(
-    kube: Kube, prometheus: Prometheus, namespaces: Collection[str] | None
-) -> int:
-    """Delete the Pushgateway groups of studies that no longer exist (deleted while no
-    operator ran) in the served namespaces (None: all). Returns how many went."""
-    groups = [g for g in prometheus.push_groups() if g.get("job") == PUSH_JOB]
-    studies = {(g.get("namespace", ""), g.get("study", "")) for g in groups}
-    deleted = 0
-    for namespace, name in sorted(studies):
-        if namespaces is not None and namespace not in namespaces:
-            continue
-        if namespace and name and kube.get_study(namespace, name) is None:
-            deleted += prometheus.delete_groups(namespace, name)
-    return deleted
-
-
-def _samples(
-    prometheus: Prometheus, ref: StudyRef, done: Sequence[JobState]
-) -> tuple[Samples, bool]:
-    """Prometheus's samples of the study, and whether it answered."""
-    if not prometheus.url or not any(j.phase == "succeeded" for j in done):
-        return {}, False
-    try:
-        return prometheus.study_results(ref.namespace, ref.name), True
-    except PrometheusUnavailableError as exc:
-        log.warning("%s/%s: %s; using termination messages", ref.namespace, ref.name, exc)
-        return {}, False
-
-
-def _owned_by(job: Obj, uid: str) -> bool:
-    """Ignore Jobs of an earlier study of the same name that garbage collection has not
-    removed yet."""
-    return any(o.get("uid") == uid for o in job["metadata"].get("ownerReferences") or [])

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from scalingstudy.fitting import FitError, FitOptions, Point
+from scalingstudy.fitting import FitError, FitOptions, FitUnavailableError, Point
 from scalingstudy.fitting.report import FitReport
 
 FIT_TIMEOUT = 600.0
@@ -24,7 +24,8 @@ FIT_TIMEOUT = 600.0
 def run_fit(
     points: Sequence[Point], options: FitOptions, timeout: float = FIT_TIMEOUT
 ) -> FitReport:
-    """The fit report; raises FitError for data that cannot be fitted or a failed child."""
+    """The fit report; raises FitError for data that cannot be fitted, FitUnavailableError when
+    the child timed out or failed (nothing is known of the data then)."""
     request = {
         "points": [dataclasses.asdict(p) for p in points],
         "options": dataclasses.asdict(options),
@@ -39,10 +40,10 @@ def run_fit(
             check=False,
         )
     except subprocess.TimeoutExpired:
-        raise FitError(f"the fit took longer than {timeout:.0f} s") from None
+        raise FitUnavailableError(f"the fit took longer than {timeout:.0f} s") from None
     if out.returncode != 0:
         tail = out.stderr.strip().splitlines()[-1:] or [f"exit status {out.returncode}"]
-        raise FitError(f"the fit process failed: {tail[0]}")
+        raise FitUnavailableError(f"the fit process failed: {tail[0]}")
     answer = json.loads(out.stdout)
     if "error" in answer:
         raise FitError(str(answer["error"]))

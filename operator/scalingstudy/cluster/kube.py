@@ -18,7 +18,7 @@ from urllib.parse import quote
 from kubernetes import client, config
 
 from scalingstudy.cluster.manifests import Obj, StudyRef
-from scalingstudy.cluster.reconcile import Event
+from scalingstudy.cluster.reasons import Event
 from scalingstudy.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")

@@ -18,7 +18,8 @@ from typing import Any
 import kopf
 from aiohttp import web
 
-from scalingstudy.cluster.controller import Controller, ControllerConfig, sweep_pushgateway
+from scalingstudy.cluster.actions import sweep_pushgateway
+from scalingstudy.cluster.controller import Controller, ControllerConfig
 from scalingstudy.cluster.kube import Kube, load_config
 from scalingstudy.cluster.leader import LeaderElector, LeaseTiming
 from scalingstudy.cluster.manifests import LABEL_STUDY

@@ -9,12 +9,26 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from scalingstudy.fitting.options import FitOptions
-from scalingstudy.fitting.points import BestPoint, FitError, Point, best_per_data_size
+from scalingstudy.fitting.points import (
+    BestPoint,
+    FitError,
+    FitUnavailableError,
+    Point,
+    best_per_data_size,
+)
 
 if TYPE_CHECKING:
     from scalingstudy.fitting.engine import fit_points
 
-__all__ = ["BestPoint", "FitError", "FitOptions", "Point", "best_per_data_size", "fit_points"]
+__all__ = [
+    "BestPoint",
+    "FitError",
+    "FitOptions",
+    "FitUnavailableError",
+    "Point",
+    "best_per_data_size",
+    "fit_points",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -17,6 +17,11 @@ class FitError(ValueError):
     """Input the fit cannot use; the message says which point and why."""
 
 
+class FitUnavailableError(FitError):
+    """The fit ran to no answer (it timed out, its process crashed): it says nothing of the
+    data, so it is tried again later and never recorded as a fit."""
+
+
 @dataclass(frozen=True)
 class Point:
     """One finished trial."""

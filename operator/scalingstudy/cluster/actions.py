@@ -1,0 +1,151 @@
+"""What one pass writes to the cluster: the status (one writer), then the study's
+ConfigMap, Jobs and Services created and deleted, Pushgateway groups of recorded trials
+deleted, Events emitted; and the sweep of Pushgateway groups of studies deleted while
+no operator ran."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from scalingstudy.cluster.kube import ApiError, Kube
+from scalingstudy.cluster.manifests import (
+    JobSettings,
+    StudyRef,
+    config_map_manifest,
+    config_map_name,
+    config_map_owner,
+    job_manifest,
+    service_manifest,
+)
+from scalingstudy.cluster.metrics import OperatorMetrics
+from scalingstudy.cluster.prometheus import Prometheus
+from scalingstudy.cluster.reasons import Event, Refusal, Stop
+from scalingstudy.cluster.reconcile import Pass
+from scalingstudy.cluster.status_patch import merge_patch, status_changed
+from scalingstudy.cluster.study_events import started_event
+from scalingstudy.contract import PUSH_JOB
+from scalingstudy.cost import gpus_per_trial
+from scalingstudy.plan import Trial
+from scalingstudy.spec import ScalingStudySpec
+from scalingstudy.status import ScalingStudyStatus
+
+log = logging.getLogger("scalingstudy.operator")
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Configured:
+    """Whether the study's ConfigMap (which every trial mounts) is in place; ``conflict``
+    says why no trial can start while a ConfigMap not of a study holds its name."""
+
+    ready: bool
+    conflict: str | None = None
+
+
+class Actor:
+    def __init__(
+        self, kube: Kube, prometheus: Prometheus, metrics: OperatorMetrics, job: JobSettings
+    ) -> None:
+        self.kube, self.prometheus, self.metrics, self.job = kube, prometheus, metrics, job
+        #: The uid of each study whose ConfigMap is known to exist.
+        self.configured: dict[tuple[str, str], str] = {}
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.configured.pop((namespace, name), None)
+
+    def configure(self, ref: StudyRef, spec: ScalingStudySpec) -> Configured:
+        """The study's ConfigMap, created when missing. Checked every pass until it is the
+        study's, so a conflict clears itself when the foreign object goes."""
+        key = (ref.namespace, ref.name)
+        if self.configured.get(key) == ref.uid:
+            return Configured(True)
+        existing = self.kube.create_or_get_config_map(config_map_manifest(ref, spec))
+        whose = config_map_owner(existing, ref)
+        if whose == "ours":
+            self.configured[key] = ref.uid
+            return Configured(True)
+        if whose == "previous":
+            log.info("%s/%s: waiting for the ConfigMap of a deleted study of the same name "
+                     "to be garbage-collected", ref.namespace, ref.name)  # fmt: skip
+            return Configured(False)
+        return Configured(False, (
+            f"ConfigMap {config_map_name(ref.name)} exists and is not this study's; the "
+            "operator keeps each study's task and training settings there: rename the study "
+            "or remove that ConfigMap"
+        ))  # fmt: skip
+
+    def act(
+        self, ref: StudyRef, spec: ScalingStudySpec, p: Pass, events: Sequence[Event],
+        create: Sequence[Trial],
+    ) -> Stop | None:  # fmt: skip
+        """After status is written: Pushgateway clean-up, deletions, the Jobs of ``create``,
+        Events. Returns the refusal when the API server refused a Job as invalid (nothing
+        more is created then)."""
+        self.metrics.record_trials(ref.namespace, ref.name, p.new_records, gpus_per_trial(spec))
+        if p.new_records:
+            recorded = {rec.trial for rec in p.new_records}
+            self.prometheus.delete_groups(ref.namespace, ref.name, recorded)
+        for job_name in p.delete:
+            self.kube.delete_job(ref.namespace, job_name)
+        if spec.trainer.nodes > 1:  # a trial's rendezvous Service outlives it for nothing
+            for name in sorted({r.trial for r in p.new_records} | set(p.delete)):
+                self.kube.delete_service(ref.namespace, name)
+        rejected: Stop | None = None
+        created = []
+        for trial in create:
+            try:
+                if spec.trainer.nodes > 1:  # its pods resolve each other through it
+                    self.kube.create_service(service_manifest(ref, trial))
+                self.kube.create_job(job_manifest(ref, spec, trial, self.job))
+            except ApiError as exc:
+                if exc.status not in (400, 422):
+                    raise
+                rejected = Stop(Refusal.JOB_REJECTED,
+                                f"the API server refused the Job of trial {trial.name}: "
+                                f"{exc.detail}")  # fmt: skip
+                break
+            created.append(trial)
+        # TrialsStarted names the trials whose Jobs exist now.
+        started = started_event(created)
+        stamp = now_rfc3339()
+        for event in [started] if started else []:
+            self.kube.emit(ref, event, stamp)
+        for event in events:
+            self.kube.emit(ref, event, stamp)
+        return rejected
+
+    def write_status(
+        self, ref: StudyRef, raw: Mapping[str, Any], after: ScalingStudyStatus
+    ) -> None:
+        """The one status writer: the whole status as meant, as a merge patch against the
+        status read this pass (keys no longer held become nulls), skipped when nothing but
+        condition timestamps would change."""
+        written = after.to_json()
+        if status_changed(raw, written):
+            self.kube.patch_study_status(ref.namespace, ref.name, merge_patch(raw, written))
+
+    def refusal_event(self, ref: StudyRef, refusal: Stop) -> None:
+        self.kube.emit(ref, Event("Warning", refusal.kind, refusal.message), now_rfc3339())
+
+
+def sweep_pushgateway(
+    kube: Kube, prometheus: Prometheus, namespaces: Collection[str] | None
+) -> int:
+    """Delete the Pushgateway groups of studies that no longer exist (deleted while no
+    operator ran) in the served namespaces (None: all). Returns how many went."""
+    groups = [g for g in prometheus.push_groups() if g.get("job") == PUSH_JOB]
+    studies = {(g.get("namespace", ""), g.get("study", "")) for g in groups}
+    deleted = 0
+    for namespace, name in sorted(studies):
+        if namespaces is not None and namespace not in namespaces:
+            continue
+        if namespace and name and kube.get_study(namespace, name) is None:
+            deleted += prometheus.delete_groups(namespace, name)
+    return deleted

@@ -1,0 +1,116 @@
+"""The Events of a pass, decided without I/O: trials started, finished and failed, the fit,
+the study's end and an adaptive design's moves. Aggregated per pass (one Event names up
+to MAX_LISTED trials), which keeps API writes per trial low."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from scalingstudy.cluster.reasons import Event, EventReason, Refusal
+from scalingstudy.plan import Trial
+from scalingstudy.report_table import short
+from scalingstudy.status import DesignStatus, ScalingStudyStatus, TrialRecord
+
+MAX_LISTED = 10  # trial names quoted in one aggregated Event
+
+
+def _names(trials: Sequence[str]) -> str:
+    shown = ", ".join(trials[:MAX_LISTED])
+    more = len(trials) - MAX_LISTED
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def started_event(created: Sequence[Trial]) -> Event | None:
+    """The Event of the trials whose Jobs were created (None: none were)."""
+    if not created:
+        return None
+    names = _names([t.name for t in created])
+    return Event("Normal", EventReason.TRIALS_STARTED, f"started {len(created)} trial(s): {names}")
+
+
+def trial_events(new: Sequence[TrialRecord]) -> list[Event]:
+    """The Events of the pass's new results."""
+    ok = [r.trial for r in new if r.status == "Succeeded"]
+    events = []
+    if ok:
+        events.append(Event("Normal", EventReason.TRIALS_SUCCEEDED,
+                            f"{len(ok)} trial(s) succeeded: {_names(ok)}"))  # fmt: skip
+    events += [
+        Event("Warning", EventReason.TRIAL_FAILED,
+              f"{r.trial}: {r.reason}: {(r.message or '')[-400:]}")
+        for r in new
+        if r.status == "Failed"
+    ]  # fmt: skip
+    return events
+
+
+def status_events(
+    new: Sequence[TrialRecord], before: ScalingStudyStatus, after: ScalingStudyStatus,
+    fitted: bool,
+) -> list[Event]:  # fmt: skip
+    """The Events of the pass's results, the fit's when one ran, and the study's end once."""
+    events = trial_events(new)
+    fit = after.fit
+    if fitted and fit is not None:
+        lc, ms = fit.learning_curve, fit.model_size
+        events.append(
+            Event(
+                "Normal",
+                EventReason.FIT_UPDATED,
+                f"{'final' if fit.final else 'interim'} fit of {fit.based_on_results} results: "
+                f"beta_g={short(lc.beta if lc else None, 3)} {lc.beta_interval if lc else None}, "
+                f"beta_p={short(ms.beta if ms else None, 3)}",
+            )
+        )
+    if after.phase == before.phase:
+        return events
+    if after.phase == "Succeeded":
+        beta = fit.learning_curve.beta if fit and fit.learning_curve else None  # 4 digits
+        why = f" ({after.design.stop_reason})" if after.design and after.design.stop_reason else ""
+        events.append(
+            Event(
+                "Normal", EventReason.STUDY_SUCCEEDED, f"all trials finished{why}; beta_g = {beta}"
+            )
+        )
+    elif after.phase == "Failed":
+        failed = next((c for c in after.conditions if c.type == "Failed"), None)
+        if failed is not None and failed.reason in set(Refusal):
+            return events  # the refusal's own Warning Event says it
+        message = failed.message or failed.reason if failed else None
+        events.append(Event("Warning", EventReason.STUDY_FAILED, message or "failed"))
+    return events
+
+
+def design_events(
+    before: DesignStatus | None, after: DesignStatus | None, listed_max: int
+) -> list[Event]:
+    """Say when an adaptive study's window moves at a new data size, when it trains a
+    model size beyond the listed ones, and when it stops starting trials."""
+    if after is None:
+        return []
+    old = {w.data_size: w.model_sizes for w in (before.windows if before else [])}
+    events: list[Event] = []
+    previous: list[int] | None = None
+    for w in after.windows:
+        if w.data_size not in old and previous is not None and w.model_sizes != previous:
+            events.append(Event(
+                "Normal", EventReason.WINDOW_MOVED,
+                f"data size {w.data_size}: model sizes {w.model_sizes} (was {previous})",
+            ))  # fmt: skip
+        beyond = [m for m in w.model_sizes if m > listed_max]
+        if beyond and not [m for m in old.get(w.data_size, []) if m > listed_max]:
+            events.append(Event(
+                "Normal", EventReason.GRID_EXTENDED,
+                f"data size {w.data_size}: model size(s) {beyond} beyond the listed ones, "
+                f"where the best model was at the largest",
+            ))  # fmt: skip
+        previous = w.model_sizes
+    if after.stop_reason in ("TargetReached", "BudgetSpent") and (
+        before is None or before.stop_reason != after.stop_reason
+    ):
+        events.append(Event(
+            "Normal", EventReason.DESIGN_STOPPED,
+            f"{after.stop_reason}: no more trials start; spent {after.gpu_seconds:.0f} "
+            f"GPU-seconds ({after.spend or '?'} of the full grid's estimate)",
+        ))  # fmt: skip
+    return events
