@@ -148,11 +148,61 @@ def test_trials_read_their_settings_from_the_studys_config_map_and_a_foreign_one
     }  # fmt: skip
     assert cluster.apply(foreign, namespace).returncode == 0
     assert cluster.apply(small("clash"), namespace).returncode == 0
-    status = wait_until(
-        "the conflict", lambda: phase_is(cluster, "clash", namespace, "Failed"), timeout=60
-    )["status"]
-    valid = next(c for c in status["conditions"] if c["type"] == "SpecValid")
-    assert valid["status"] == "False" and "clash-trial-config exists" in valid["message"]
+    # Not a spec problem: the study is blocked under its own reason, not Failed...
+    blocked = wait_until(
+        "the conflict",
+        lambda: (c := condition(cluster, "clash", namespace, "TrialsBlocked"))
+        and c["status"] == "True" and c,
+        timeout=60,
+    )  # fmt: skip
+    assert (
+        blocked["reason"] == "ConfigMapConflict"
+        and "clash-trial-config exists" in (blocked["message"])
+    )
+    assert condition(cluster, "clash", namespace, "SpecValid")["status"] == "True"  # type: ignore[index]
     assert not cluster.items("jobs", namespace, "scalingstudy.io/study=clash")
     assert cluster.get("configmap", "clash-trial-config", namespace)["data"] == {"keep": "me"}
     assert "ConfigMapConflict" in [e["reason"] for e in events(cluster, namespace, "clash")]
+    # ...and runs, with no spec change, once the foreign object is gone.
+    generation = cluster.get("scalingstudy", "clash", namespace)["metadata"]["generation"]
+    cluster.kubectl("delete", "configmap", "clash-trial-config", "-n", namespace)
+    done = finished(cluster, "clash", namespace, timeout=120)
+    assert done["phase"] == "Succeeded" and done["observedGeneration"] == generation
+    assert condition(cluster, "clash", namespace, "TrialsBlocked")["status"] == "False"  # type: ignore[index]
+
+
+def test_a_refused_study_still_records_what_its_running_jobs_finish(
+    cluster: Cluster, namespace: str, operator_factory: Any
+) -> None:
+    """A spec the operator refuses mid-run (here: a priority class it does not allow)
+    starts nothing more, but the trial already running is recorded when it ends; allowed
+    again, the study goes on from there."""
+    op: Operator = operator_factory(namespace)
+    op.start()
+    doc = small("held", parallelism=1)
+    doc["spec"]["trainer"]["env"].append({"name": "TRIAL_SECONDS", "value": "6"})
+    assert cluster.apply(doc, namespace).returncode == 0
+    wait_until("the first Job", lambda: cluster.items(
+        "jobs", namespace, "scalingstudy.io/study=held"), timeout=60)  # fmt: skip
+    doc["spec"]["trainer"]["priorityClassName"] = "system-node-critical"
+    assert cluster.apply(doc, namespace).returncode == 0
+    refused = wait_until(
+        "the refusal", lambda: (c := condition(cluster, "held", namespace, "Failed"))
+        and c["reason"] == "Forbidden" and c, timeout=60,
+    )  # fmt: skip
+    assert "priorityClassName" in refused["message"]
+    recorded = wait_until(
+        "the running trial's result",
+        lambda: cluster.get("scalingstudy", "held", namespace)["status"].get("results"),
+        timeout=60,
+    )
+    assert len(recorded) == 1 and recorded[0]["status"] == "Succeeded"
+    assert len(cluster.items("jobs", namespace, "scalingstudy.io/study=held")) == 1
+    del doc["spec"]["trainer"]["priorityClassName"]
+    assert cluster.apply(doc, namespace).returncode == 0
+    done = wait_until("the allowed study to finish",
+                      lambda: phase_is(cluster, "held", namespace, "Succeeded"),
+                      timeout=120)["status"]  # fmt: skip
+    assert len(done["results"]) == 3 and done["results"][0] == recorded[0]
+    reasons = [e["reason"] for e in events(cluster, namespace, "held")]
+    assert reasons.count("Forbidden") == 1

@@ -288,18 +288,22 @@ def test_growing_the_grid_adds_trials_and_keeps_results(
 ) -> None:
     op: Operator = operator_factory(namespace)
     op.start()
-    doc = study_doc("grow", dataSizes={"values": [100, 200, 400]}, modelSizes={"values": [4]},
-                    fit={"bootstrap": 50, "targetLoss": 0.01})  # fmt: skip
+    doc = study_doc("grow", dataSizes={"values": [100, 200, 400, 800]},
+                    modelSizes={"values": [4]},
+                    fit={"bootstrap": 50, "targetLoss": 0.01, "form": "power-law-plus-constant"},
+                    )  # fmt: skip
     cluster.apply(doc, namespace)
     first = wait_until(
-        "3 trials", lambda: phase_is(cluster, "grow", namespace, "Succeeded"), timeout=120
+        "4 trials", lambda: phase_is(cluster, "grow", namespace, "Succeeded"), timeout=120
     )
     before = {r["trial"]: r for r in first["status"]["results"]}
     assert first["status"]["fit"]["dataForTarget"]["targetLoss"] == 0.01
-    doc["spec"]["dataSizes"]["values"] += [800, 1600]
-    # The target goes with the same change: the refit must not keep its answer (a merge
-    # patch of the new status alone used to leave dataForTarget in place).
+    assert first["status"]["fit"]["learningCurve"]["gammaInterval"]
+    doc["spec"]["dataSizes"]["values"] += [1600]
+    # The target and the constant go with the same change: the refit must not keep their
+    # answers (a merge patch of the new status alone used to leave them in place).
     del doc["spec"]["fit"]["targetLoss"]
+    doc["spec"]["fit"]["form"] = "power-law"
     cluster.apply(doc, namespace)
 
     def regrown() -> dict[str, Any] | None:
@@ -311,5 +315,7 @@ def test_growing_the_grid_adds_trials_and_keeps_results(
     after = wait_until("the grown study", regrown, timeout=120)["status"]
     assert after["progress"] == "5/5"
     assert after["fit"]["basedOnResults"] == 5 and "dataForTarget" not in after["fit"]
+    assert after["fit"]["learningCurve"]["form"] == "power-law"
+    assert "gammaInterval" not in after["fit"]["learningCurve"]
     assert {r["trial"]: r for r in after["results"] if r["trial"] in before} == before
     assert sum(job_creations(cluster, namespace).values()) == 5
