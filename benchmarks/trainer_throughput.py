@@ -31,8 +31,9 @@ from typing import Any
 import torch
 
 from scalingstudy.spec import TrainingSpec
+from scalingstudy_trainer.batches import Runtime
 from scalingstudy_trainer.distributed import Collectives
-from scalingstudy_trainer.loop import Runtime, Trainer
+from scalingstudy_trainer.loop import Trainer
 from scalingstudy_trainer.tasks import get_task
 from scalingstudy_trainer.world import World
 

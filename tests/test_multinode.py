@@ -16,10 +16,10 @@ from scalingstudy.cluster.manifests import (
     service_manifest,
 )
 from scalingstudy.cluster.observe import success_message
-from scalingstudy.contract import trial_environment
 from scalingstudy.cost import devices_per_trial, gpus_per_trial
 from scalingstudy.plan import plan_trials, trial_name
 from scalingstudy.spec import SpecError, parse_spec
+from scalingstudy.trial_env import trial_environment
 
 REF = StudyRef("demo", "ml", "uid-1")
 

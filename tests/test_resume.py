@@ -18,8 +18,9 @@ import torch
 
 from scalingstudy.contract import EXIT_PREEMPTED
 from scalingstudy.spec import TrainingSpec
+from scalingstudy_trainer.batches import Runtime
 from scalingstudy_trainer.checkpoint import STATE_FILE, Checkpoints, Preempted
-from scalingstudy_trainer.loop import Runtime, Trainer, train
+from scalingstudy_trainer.loop import Trainer, train
 from scalingstudy_trainer.tasks.base import Task
 from scalingstudy_trainer.tasks.char_lm import CharLM
 from scalingstudy_trainer.tasks.teacher_student import TeacherStudent

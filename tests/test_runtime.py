@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 from scalingstudy.spec import TrainingSpec
-from scalingstudy_trainer.loop import Runtime, train
+from scalingstudy_trainer.batches import Runtime
+from scalingstudy_trainer.loop import train
 from scalingstudy_trainer.tasks.char_lm import CharLM
 from scalingstudy_trainer.tasks.teacher_student import TeacherStudent
 

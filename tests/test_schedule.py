@@ -12,8 +12,9 @@ import torch
 
 from scalingstudy.spec import SpecError, TrainingSpec, parse_spec
 from scalingstudy.spec.training import ScheduleSpec
+from scalingstudy_trainer.batches import Runtime
 from scalingstudy_trainer.checkpoint import Checkpoints, Preempted
-from scalingstudy_trainer.loop import Runtime, Trainer, param_groups, train
+from scalingstudy_trainer.loop import Trainer, param_groups, train
 from scalingstudy_trainer.tasks.char_lm import CharLM
 from scalingstudy_trainer.tasks.teacher_student import TeacherStudent
 

@@ -10,18 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from scalingstudy.fitting.options import DEFAULT_BOOTSTRAP
+from scalingstudy.fitting.options import DEFAULT_BOOTSTRAP, FORMS
 from scalingstudy.report_table import design_line, format_fit, learning_rate_lines
+from scalingstudy.usage import EXIT_BAD_INPUT, fail
 
 if TYPE_CHECKING:
     from scalingstudy.fitting.report import FitReport
-
-EXIT_BAD_INPUT = 2
-
-
-def _fail(message: str) -> NoReturn:
-    print(f"scalingstudy: error: {message}", file=sys.stderr)
-    raise SystemExit(EXIT_BAD_INPUT)
 
 
 def _sizes(text: str) -> list[float]:
@@ -59,7 +53,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             ),
         )
     except (PointsFileError, FitError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -75,15 +69,15 @@ def _read_fit_json(source: Path) -> FitReport:
     try:
         raw = json.loads(source.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        _fail(f"{source}: not a readable fit JSON ({exc})")
+        fail(f"{source}: not a readable fit JSON ({exc})")
     if not isinstance(raw, dict) or "learning_curve" not in raw or "best" not in raw:
-        _fail(f"{source}: not a fit report (no learning_curve and best)")
+        fail(f"{source}: not a fit report (no learning_curve and best)")
     try:
         return FitReport.from_json(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        _fail(f"{source}: not a fit report: {where}: {first['msg']}")
+        fail(f"{source}: not a fit report: {where}: {first['msg']}")
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -95,12 +89,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     source, out = Path(args.input), Path(args.output)
     if out.suffix.lower() not in (".png", ".svg", ".pdf"):
-        _fail(f"-o {out}: the file name must end in .png, .svg or .pdf")
+        fail(f"-o {out}: the file name must end in .png, .svg or .pdf")
     points = []
     try:
         if source.suffix.lower() == ".json":
             if args.predict_at or args.bootstrap is not None:
-                _fail(
+                fail(
                     "--predict-at and --bootstrap refit the points: give the results CSV; "
                     "a fit JSON is drawn as it was fitted"
                 )
@@ -111,7 +105,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
             options = FitOptions(bootstrap=bootstrap, predict_at=tuple(args.predict_at or ()))
             fit = fit_points(points, options)
     except (PointsFileError, FitError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     # A run's results.csv or fit.json lies in the study's output folder: name the study.
     default_title = source.parent.name if source.stem in ("results", "fit") else source.stem
     plot_study(points, fit, out, title=args.title or default_title)
@@ -135,9 +129,10 @@ def _preflight(study: Any) -> None:
         return
     import subprocess
 
-    from scalingstudy.contract import EXIT_CONFIG_ERROR, trial_environment
+    from scalingstudy.contract import EXIT_CONFIG_ERROR
     from scalingstudy.local.processes import trainer_command
     from scalingstudy.plan import plan_trials
+    from scalingstudy.trial_env import trial_environment
 
     largest = max(plan_trials(study.metadata.name, study.spec), key=lambda t: t.data_size)
     env = trial_environment(
@@ -151,7 +146,7 @@ def _preflight(study: Any) -> None:
         check=False,
     )
     if checked.returncode == EXIT_CONFIG_ERROR:
-        _fail(f"spec.task: {checked.stderr.strip().splitlines()[-1]}")
+        fail(f"spec.task: {checked.stderr.strip().splitlines()[-1]}")
     if checked.returncode != 0:
         tail = (checked.stderr.strip().splitlines() or [f"exit status {checked.returncode}"])[-1]
         print(f"scalingstudy: warning: the trainer's check failed: {tail}", file=sys.stderr)
@@ -173,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         outcome = run_study(study, out, workers=args.workers, progress=not args.quiet)
     except StoreError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: finished trials are kept; run the same command to resume "
@@ -213,7 +208,7 @@ class _Parser(argparse.ArgumentParser):
     """Usage errors in one line too, with the hint where to look."""
 
     def error(self, message: str) -> NoReturn:
-        _fail(f"{message} (see {self.prog} --help)")
+        fail(f"{message} (see {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,9 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="L",
         help="report the data size needed to reach this loss",
     )
-    fit.add_argument(
-        "--form", choices=["auto", "power-law", "power-law-plus-constant"], default="auto"
-    )
+    fit.add_argument("--form", choices=FORMS, default="auto")
     fit.add_argument("--confidence", type=float, default=0.9)
     fit.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, help="bootstrap resamples")
     fit.add_argument(
@@ -306,11 +299,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         getattr(args, "confidence", 0.5) is not None
         and not 0 < getattr(args, "confidence", 0.5) < 1
     ):
-        _fail(f"--confidence must lie in (0, 1) (got {args.confidence})")
+        fail(f"--confidence must lie in (0, 1) (got {args.confidence})")
     if (getattr(args, "bootstrap", 0) or 0) < 0:
-        _fail(f"--bootstrap must be >= 0 (got {args.bootstrap})")
+        fail(f"--bootstrap must be >= 0 (got {args.bootstrap})")
     if getattr(args, "workers", None) is not None and args.workers < 1:
-        _fail(f"--workers must be >= 1 (got {args.workers})")
+        fail(f"--workers must be >= 1 (got {args.workers})")
     try:
         return int(args.func(args))
     except BrokenPipeError:

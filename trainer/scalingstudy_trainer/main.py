@@ -97,7 +97,8 @@ def _train(
     collectives: Collectives,
     checkpoints: Checkpoints,
 ) -> dict[str, Any] | None:
-    from scalingstudy_trainer.loop import Runtime, train
+    from scalingstudy_trainer.batches import Runtime
+    from scalingstudy_trainer.loop import train
     from scalingstudy_trainer.tasks import get_task
 
     threads = os.environ.get("OMP_NUM_THREADS")

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, NoReturn
+from typing import Any
 
-
-def fail(message: str) -> NoReturn:
-    from scalingstudy.cli import _fail
-
-    _fail(message)
+from scalingstudy.usage import fail
 
 
 def _names(text: str) -> tuple[str, ...]:

@@ -10,13 +10,11 @@ from scalingstudy.contract import (
     ENV_NODE_RANK,
     EXIT_CONFIG_ERROR,
     MASTER_PORT,
-    Topology,
-    trial_config,
-    trial_environment,
 )
 from scalingstudy.plan import Trial
 from scalingstudy.spec import API_VERSION, GROUP, KIND, ScalingStudySpec
 from scalingstudy.spec.pod import CONFIG_PATH, CONFIG_VOLUME, TMP_PATH, TMP_VOLUME
+from scalingstudy.trial_env import Topology, trial_config, trial_environment
 
 #: A Kubernetes object as JSON: what the API returns and what the pure core builds.
 Obj = dict[str, Any]

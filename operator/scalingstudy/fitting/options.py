@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
+#: The learning-curve forms a fit may be asked for: the one vocabulary of the spec
+#: (`fit.form`), the CLI (`--form`) and the fit.
 Form = Literal["auto", "power-law", "power-law-plus-constant"]
+FORMS: tuple[str, ...] = get_args(Form)
 
 #: Bootstrap resamples unless asked otherwise: one default for `fit`, `plot`, study files
 #: and the API, so the same data give the same intervals everywhere.

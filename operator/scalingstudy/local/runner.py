@@ -21,7 +21,6 @@ from scalingstudy.contract import (
     ResultError,
     exit_reason,
     parse_result,
-    trial_environment,
 )
 from scalingstudy.design import design
 from scalingstudy.fitting import FitError, fit_points
@@ -40,6 +39,7 @@ from scalingstudy.results import (
 from scalingstudy.scheduling import schedule
 from scalingstudy.spec import ScalingStudy, ScalingStudySpec, spec_digest_fields
 from scalingstudy.status import DesignStatus, StageFit, TrialRecord
+from scalingstudy.trial_env import trial_environment
 
 POLL_SECONDS = 0.05
 

@@ -14,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 
-from scalingstudy.fitting.options import DEFAULT_BOOTSTRAP
+from scalingstudy.fitting.options import DEFAULT_BOOTSTRAP, Form
 from scalingstudy.spec.base import (
     DNS_LABEL,
     SpecModel,
@@ -224,7 +224,7 @@ class MetricSpec(SpecModel):
 class FitSpec(SpecModel):
     """How the learning curve is fitted and what it predicts."""
 
-    form: Literal["auto", "power-law", "power-law-plus-constant"] = "auto"
+    form: Form = "auto"
     """auto: choose by information criterion whether the irreducible error gamma is identified."""
     confidence: Annotated[float, Field(ge=0.5, le=0.999)] = 0.9
     """Level of the bootstrap confidence intervals."""
