@@ -21,7 +21,7 @@ def quickstart_doc() -> dict[str, Any]:
 
 
 def run_cli(
-    *args: str, cwd: Path | None = None, timeout: float = 300
+    *args: str, cwd: Path | None = None, timeout: float = 300, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """The console script in a real subprocess: exit status and stderr as a user sees them."""
     return subprocess.run(
@@ -31,6 +31,7 @@ def run_cli(
         cwd=cwd,
         timeout=timeout,
         check=False,
+        env=env,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -223,6 +224,51 @@ def test_a_task_that_cannot_work_is_refused_before_any_trial(tmp_path: Path) -> 
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("scalingstudy: error: spec.task: ") and "missing" in line
+    assert not (tmp_path / "out" / "trials").exists()
+
+
+def test_a_bare_python_runs_the_studys_interpreter_not_the_first_on_path(
+    tmp_path: Path,
+) -> None:
+    """`trainer.command: [python, train.py]` used to run whichever python came first on
+    PATH: one without the study's packages failed every trial."""
+    decoy = tmp_path / "bin"
+    decoy.mkdir()
+    for name in ("python", "python3"):
+        (decoy / name).write_text(
+            "#!/bin/sh\necho 'No module named scalingstudy_trainer' >&2\nexit 1\n"
+        )
+        (decoy / name).chmod(0o755)
+    study = _study(tmp_path, dataSizes={"values": [100, 200, 400]}, modelSizes={"values": [2]})
+    doc = yaml.safe_load(study.read_text())
+    doc["spec"]["trainer"]["command"] = ["python", str(HERE / "contract_trainer.py")]
+    study.write_text(yaml.safe_dump(doc))
+    env = {**os.environ, "PATH": f"{decoy}:{os.environ['PATH']}"}
+    result = run_cli("run", str(study), "--out", str(tmp_path / "out"), "--quiet", env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"runs with {sys.executable}" in result.stderr
+    assert len(list(csv.DictReader((tmp_path / "out" / "results.csv").open()))) == 3
+
+
+@pytest.mark.parametrize(
+    ("command", "problem"),
+    [
+        (["python", "no_such_train.py"], "script 'no_such_train.py' does not exist"),
+        (["python", "-m", "no_such_module_xyz"], "module 'no_such_module_xyz' not found"),
+        (["no-such-program-xyz", "train.py"], "program 'no-such-program-xyz' not found"),
+    ],
+)
+def test_a_custom_command_that_cannot_start_is_refused_before_any_trial(
+    tmp_path: Path, command: list[str], problem: str
+) -> None:
+    study = _study(tmp_path)
+    doc = yaml.safe_load(study.read_text())
+    doc["spec"]["trainer"]["command"] = command
+    study.write_text(yaml.safe_dump(doc))
+    result = run_cli("run", str(study), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("scalingstudy: error: spec.trainer.command") and problem in line, line
     assert not (tmp_path / "out" / "trials").exists()
 
 

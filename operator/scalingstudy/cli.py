@@ -124,13 +124,12 @@ def _preflight(study: Any) -> None:
     """Catch a wrong task name or option, a missing corpus or one too small for the
     largest subset once, before every trial fails with it: the built-in trainer checks
     the largest trial's environment (`scalingstudy-trainer --check`), so this process
-    never loads torch or the data."""
-    if study.spec.trainer.command:
-        return
+    never loads torch or the data. A study's own command: its program and the script or
+    module it runs must exist."""
     import subprocess
 
     from scalingstudy.contract import EXIT_CONFIG_ERROR
-    from scalingstudy.local.processes import trainer_command
+    from scalingstudy.local.processes import command_problem, trainer_command
     from scalingstudy.plan import plan_trials
     from scalingstudy.trial_env import trial_environment
 
@@ -138,6 +137,17 @@ def _preflight(study: Any) -> None:
     env = trial_environment(
         study.metadata.name, study.metadata.namespace or "", largest, study.spec, result_file=""
     )
+    custom = study.spec.trainer.command
+    if custom:
+        user_env = {e.name: e.value for e in study.spec.trainer.env if e.value is not None}
+        command = trainer_command(custom, study.spec.trainer.args)
+        problem = command_problem(command, {**os.environ, **user_env, **env})
+        if problem:
+            fail(f"spec.trainer.command {list(custom)}: {problem}")
+        if command[0] != custom[0]:
+            print(f"scalingstudy: trainer.command runs with {command[0]} (the study's "
+                  f"Python), not the first {custom[0]!r} on PATH", file=sys.stderr)  # fmt: skip
+        return
     checked = subprocess.run(
         [*trainer_command(None, None), "--check"],
         env={**os.environ, **env},

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,11 +45,47 @@ class Running:
             h.close()
 
 
+#: A bare interpreter name in `trainer.command` (a path is the user's explicit choice).
+PYTHON_NAME = re.compile(r"python(3(\.\d+)?)?")
+
+
 def trainer_command(custom: Sequence[str] | None, args: Sequence[str] | None) -> list[str]:
-    """The built-in trainer in this Python environment, or the study's own command."""
+    """The built-in trainer in this Python environment, or the study's own command. A
+    command that starts with a bare ``python``/``python3`` runs with this interpreter (the
+    study's), not whichever comes first on PATH: that one may lack the packages."""
     if custom:
-        return [*custom, *(args or [])]
+        program, *rest = custom
+        if PYTHON_NAME.fullmatch(program):
+            program = sys.executable
+        return [program, *rest, *(args or [])]
     return [sys.executable, "-m", "scalingstudy_trainer", *(args or [])]
+
+
+def command_problem(command: Sequence[str], env: Mapping[str, str]) -> str | None:
+    """Why ``command`` (as ``trainer_command`` made it) cannot start, checked once before
+    any trial: its program is not found, or the script or module it runs is missing.
+    None when it looks runnable."""
+    program, *rest = command
+    found = shutil.which(program, path=env.get("PATH", os.environ.get("PATH")))
+    if found is None:
+        return f"program {program!r} not found (not a file, nor on PATH)"
+    if not PYTHON_NAME.fullmatch(Path(program).name) and program != sys.executable:
+        return None
+    options = iter(rest)
+    for arg in options:
+        if arg == "-m":
+            module = next(options, "")
+            probe = subprocess.run(
+                [program, "-c", "import importlib.util, sys; "
+                 "sys.exit(importlib.util.find_spec(sys.argv[1]) is None)", module],
+                env={**os.environ, **env}, capture_output=True, check=False,
+            )  # fmt: skip
+            return None if probe.returncode == 0 else f"module {module!r} not found by {program}"
+        if arg == "-c":
+            return None
+        if not arg.startswith("-"):
+            return None if Path(arg).is_file() else f"script {arg!r} does not exist"
+    return None
 
 
 def start(
