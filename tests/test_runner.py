@@ -272,6 +272,30 @@ def test_a_custom_command_that_cannot_start_is_refused_before_any_trial(
     assert not (tmp_path / "out" / "trials").exists()
 
 
+def test_a_dry_run_says_what_would_run_and_runs_nothing(tmp_path: Path) -> None:
+    root = HERE.parent
+    out = tmp_path / "never"
+    planned = run_cli("plan", str(root / "examples" / "adaptive.yaml"), "--out", str(out),
+                      "--workers", "3")  # fmt: skip
+    assert planned.returncode == 0, planned.stderr
+    text = planned.stdout
+    assert "grid: 7 x 6 x 1 seed(s) = 42 trials" in text and "design adaptive" in text
+    assert "starts first (3 at a time): adaptive-d100-m4-s0" in text
+    assert "budget: 0.5 GPU-hours" in text and "nothing was run" in text
+    assert not out.exists()
+    # From an earlier run's results: nothing left to start, and a priced grid.
+    study = _study(tmp_path, dataSizes={"values": [100, 200, 400]}, modelSizes={"values": [2]})
+    done = tmp_path / "done"
+    assert run_cli("run", str(study), "--out", str(done), "--quiet").returncode == 0
+    (done / "trials" / "fake-d400-m2-s0.json").unlink()
+    again = run_cli("run", "--dry-run", str(study), "--out", str(done))
+    assert again.returncode == 0, again.stderr
+    assert "earlier results: 2 succeeded" in again.stdout
+    assert "starts first" in again.stdout and "fake-d400-m2-s0" in again.stdout
+    assert "expected cost of the full grid" in again.stdout
+    assert not (done / "trials" / "fake-d400-m2-s0.json").exists()  # still not run
+
+
 def test_the_preflight_never_loads_torch_into_the_cli() -> None:
     code = (
         "import sys\n"

@@ -162,6 +162,23 @@ def _preflight(study: Any) -> None:
         print(f"scalingstudy: warning: the trainer's check failed: {tail}", file=sys.stderr)
 
 
+def _dry_run(study: Any, out: Path, workers: int | None) -> int:
+    """What the run would do, from the results already in ``out`` (read only)."""
+    from scalingstudy.dry_run import describe
+    from scalingstudy.local.runner import default_workers
+    from scalingstudy.local.store import ResultStore
+
+    records = ResultStore(out).load(set_aside=False)
+    for line in describe(study, records, workers or default_workers()):
+        print(line)
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    args.dry_run = True
+    return cmd_run(args)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from scalingstudy.local.runner import run_study
     from scalingstudy.local.store import StoreError
@@ -175,6 +192,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     _preflight(study)
     out = Path(args.out or f"scalingstudy-{study.metadata.name}")
+    if args.dry_run:
+        return _dry_run(study, out, args.workers)
     try:
         outcome = run_study(study, out, workers=args.workers, progress=not args.quiet)
     except StoreError as exc:
@@ -240,7 +259,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, help="trials at once (default: CPU count)"
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--dry-run", action="store_true",
+                     help="validate and print the grid, the first trials and the expected "
+                          "cost; run nothing")  # fmt: skip
     run.set_defaults(func=cmd_run)
+
+    plan = sub.add_parser("plan", help="what `run` would do (same as run --dry-run)")
+    plan.add_argument("study", help="study YAML")
+    plan.add_argument("--out", help="a run's output directory: plan from its results")
+    plan.add_argument("--workers", type=int, default=None, help="trials at once")
+    plan.set_defaults(func=cmd_plan)
 
     fit = sub.add_parser("fit", help="fit the power laws to a CSV of trial results")
     fit.add_argument(

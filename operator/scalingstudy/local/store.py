@@ -58,7 +58,9 @@ class ResultStore:
     def forget(self, trial: str) -> None:
         (self.trials_dir / f"{trial}.json").unlink(missing_ok=True)
 
-    def load(self) -> dict[str, TrialRecord]:
+    def load(self, set_aside: bool = True) -> dict[str, TrialRecord]:
+        """The trial records on disk; ``set_aside=False`` reads only (a dry run) and skips
+        a damaged record instead of renaming it."""
         records: dict[str, TrialRecord] = {}
         if not self.trials_dir.is_dir():
             return records
@@ -66,7 +68,8 @@ class ResultStore:
             try:
                 rec = TrialRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
             except (OSError, ValueError, TypeError) as exc:  # JSON and pydantic errors too
-                self._set_aside(path, exc)
+                if set_aside:
+                    self._set_aside(path, exc)
                 continue
             records[rec.trial] = rec
         return records

@@ -1,0 +1,80 @@
+"""What a study will do before it spends anything (`scalingstudy plan`, `run --dry-run`):
+the grid, how many trials, which start first, and what they are expected to cost. Pure:
+the same design decision the executors make, from the records given (none, or an
+earlier run's), with nothing started."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from scalingstudy.design import design
+from scalingstudy.plan import plan_trials
+from scalingstudy.report_table import short
+from scalingstudy.scheduling import schedule
+from scalingstudy.spec import ScalingStudy
+from scalingstudy.status import TrialRecord
+
+SHOWN = 12  # trial names listed before "and N more"
+
+
+def _listed(names: list[str]) -> str:
+    more = len(names) - SHOWN
+    return ", ".join(names[:SHOWN]) + (f" and {more} more" if more > 0 else "")
+
+
+def _hours(seconds: float | None) -> str:
+    return "unknown" if seconds is None else f"{seconds / 3600:.3g} GPU-hours"
+
+
+def describe(study: ScalingStudy, records: Mapping[str, TrialRecord], workers: int) -> list[str]:
+    """The dry run's lines. ``workers``: how many trials run at once (the local runner's
+    --workers, or the spec's parallelism)."""
+    name, spec = study.metadata.name, study.spec
+    data, models = spec.data_sizes.sizes(), spec.model_sizes.sizes()
+    rates = spec.learning_rate_values()
+    grid = plan_trials(name, spec)
+    lines = [
+        f"study {name}: task {spec.task.name}, metric {spec.metric.name}",
+        f"data sizes ({len(data)}): {', '.join(str(d) for d in data)}",
+        f"model sizes ({len(models)}): {', '.join(str(m) for m in models)}",
+        f"grid: {len(data)} x {len(models)} x {spec.seeds} seed(s)"
+        + (f" x {len(rates)} learning rates" if len(rates) > 1 else "")
+        + f" = {len(grid)} trials",
+    ]
+    done = {t for t, r in records.items() if r.status == "Succeeded"}
+    if records:
+        lines.append(f"earlier results: {len(done)} succeeded, {len(records) - len(done)} failed "
+                     "(failed trials run again)")  # fmt: skip
+    kept = {t: r for t, r in records.items() if t in done}
+    chosen = design(name, spec, kept, set(), {})
+    plan_names = [t.name for t in chosen.plan]
+    start = schedule(chosen.plan, kept, set(), workers, spec.max_failed_trials).start
+    strategy = spec.design.strategy
+    lines.append(
+        f"design {strategy}: plans {len(plan_names)} trial(s) now"
+        + (" (more once results arrive)" if chosen.more else "")
+    )
+    if chosen.fit_needed is not None:
+        lines.append(f"  next: a fit through data size {chosen.fit_needed} decides the window")
+    first = [t.name for t in start]
+    waiting = [n for n in plan_names if n not in done and n not in set(first)]
+    if first:
+        lines.append(f"starts first ({workers} at a time): {_listed(first)}"
+                     + (f"; then {len(waiting)} more planned" if waiting else ""))  # fmt: skip
+    else:
+        lines.append("starts nothing: every planned trial has a result")
+    status = chosen.status
+    budget = status.budget_gpu_seconds
+    lines.append(f"budget: {_hours(budget)}" if budget is not None else "budget: none")
+    if status.grid_gpu_seconds is not None:
+        lines.append(
+            f"expected cost of the full grid: {_hours(status.grid_gpu_seconds)} "
+            f"(spent so far {_hours(status.gpu_seconds)}; from the earlier results' durations)"
+        )
+    else:
+        lines.append("expected cost: unknown until trials finish (no earlier durations to "
+                     "price the rest from)")  # fmt: skip
+    if spec.fit.target_loss is not None:
+        lines.append(f"target loss: {short(spec.fit.target_loss, 4)}")
+    lines.append("nothing was run (dry run)")
+    return lines
