@@ -278,7 +278,7 @@ def measure_device(n: int) -> None:
         else None,
         "matmul_n": n,
         "matmul_dtype": str(dtype).removeprefix("torch."),
-        "matmul_tflops": round(2 * n**3 * repeats / seconds / 1e12, 2),
+        "matmul_tflops": float(f"{2 * n**3 * repeats / seconds / 1e12:.4g}"),
         "nccl": ".".join(map(str, torch.cuda.nccl.version())) if cuda else None,
     }
     print(json.dumps(figures), flush=True)

@@ -27,8 +27,8 @@ from typing import Literal
 
 import numpy as np
 from scipy.optimize import minimize
+from scipy.special import log_ndtr
 from scipy.stats import f as f_dist
-from scipy.stats import norm
 
 from scalingstudy.fitting.curve import fit_log_linear
 from scalingstudy.fitting.points import BestPoint, Point, number
@@ -97,15 +97,20 @@ def _vertex(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.clip(-b / (2 * a), x[0], x[2]))
 
 
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
 def _loglik(theta: np.ndarray, lx: np.ndarray, ly: np.ndarray, cens: np.ndarray) -> float:
     intercept, slope, log_s = theta
     s = math.exp(log_s)
     z = (ly - intercept - slope * lx) / s
-    exact = cens == 0
-    ll = np.sum(norm.logpdf(z[exact]) - log_s)
+    exact = z[cens == 0]
+    # The normal log density and tails from scipy.special directly: scipy.stats' generic
+    # distribution layer cost 20x more in this inner loop of every profile.
+    ll = float(np.sum(-0.5 * exact * exact - _HALF_LOG_2PI - log_s))
     # "above": true optimum >= bound -> P(e >= bound - mean) = sf(z); "below": cdf(z).
-    ll += np.sum(norm.logsf(z[cens == 1])) + np.sum(norm.logcdf(z[cens == -1]))
-    return float(ll)
+    ll += float(np.sum(log_ndtr(-z[cens == 1])) + np.sum(log_ndtr(z[cens == -1])))
+    return ll
 
 
 def _start(lx: np.ndarray, ly: np.ndarray, slope: float) -> tuple[float, float]:
