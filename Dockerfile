@@ -14,6 +14,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator/ operator/
 COPY trainer/ trainer/
+COPY sdk/ sdk/
 # The project's wheel and those of its (non-torch) dependencies, scikit-learn included
 # (the trainer's built-in digits dataset).
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[datasets]"

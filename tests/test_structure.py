@@ -4,10 +4,15 @@ module past the size a reader can hold."""
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = {"scalingstudy": ROOT / "operator", "scalingstudy_trainer": ROOT / "trainer"}
+PACKAGES = {
+    "scalingstudy": ROOT / "operator",
+    "scalingstudy_trainer": ROOT / "trainer",
+    "scalingstudy_sdk": ROOT / "sdk",
+}
 MAX_LINES = 400
 
 
@@ -90,8 +95,19 @@ def test_no_module_is_longer_than_a_reader_can_hold() -> None:
 
 
 def test_the_wire_contract_a_trainer_needs_stands_alone() -> None:
-    """A trainer imports `contract` for the names, exit codes and its result; that must not
-    drag in the study's plan or spec (the executor's half is `trial_env`)."""
+    """A trainer imports the contract for the names, exit codes and its result; that must
+    not drag in the study's plan or spec (the executor's half is `trial_env`), and the SDK
+    that holds the names needs nothing beyond the standard library."""
     modules = _modules()
-    assert _imports(modules["scalingstudy.contract"], modules) == set()
+    assert _imports(modules["scalingstudy.contract"], modules) == {"scalingstudy_sdk.contract"}
     assert "scalingstudy.spec" in _imports(modules["scalingstudy.trial_env"], modules)
+    for name, path in modules.items():
+        if not name.startswith("scalingstudy_sdk"):
+            continue
+        tree = ast.parse(path.read_text())
+        roots = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+                 for a in n.names}  # fmt: skip
+        roots |= {n.module.split(".")[0] for n in ast.walk(tree)
+                  if isinstance(n, ast.ImportFrom) and n.module and n.level == 0}  # fmt: skip
+        outside = roots - set(sys.stdlib_module_names) - {"scalingstudy_sdk", "__future__"}
+        assert outside == set(), (name, outside)

@@ -10,62 +10,99 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-ENV_STUDY = "SCALINGSTUDY_STUDY"
-ENV_NAMESPACE = "SCALINGSTUDY_NAMESPACE"
-ENV_TRIAL = "SCALINGSTUDY_TRIAL"
-ENV_DATA_SIZE = "SCALINGSTUDY_DATA_SIZE"
-ENV_MODEL_SIZE = "SCALINGSTUDY_MODEL_SIZE"
-ENV_SEED = "SCALINGSTUDY_SEED"
-ENV_PUSHGATEWAY = "SCALINGSTUDY_PUSHGATEWAY"
-ENV_RESULT_FILE = "SCALINGSTUDY_RESULT_FILE"
-# Extensions for the built-in trainer: the task and training settings as JSON, inline
-# (local runs) or, on a cluster, in files of the study's ConfigMap (so a Job does not
-# grow with the spec): the _FILE variables name them.
-ENV_TASK = "SCALINGSTUDY_TASK"
-ENV_TRAINING = "SCALINGSTUDY_TRAINING"
-ENV_TASK_FILE = "SCALINGSTUDY_TASK_FILE"
-ENV_TRAINING_FILE = "SCALINGSTUDY_TRAINING_FILE"
-#: Keys of the study's ConfigMap (`trial_config`) and so file names under its mount.
-TASK_KEY = "task.json"
-TRAINING_KEY = "training.json"
-ENV_METRIC = "SCALINGSTUDY_METRIC"
-ENV_CHECKPOINT_DIR = "SCALINGSTUDY_CHECKPOINT_DIR"
-#: The trial's learning rate in a learning-rate sweep (unset otherwise): it replaces
-#: training.learningRate.
-ENV_LEARNING_RATE = "SCALINGSTUDY_LEARNING_RATE"
-#: Port of the trainer's /metrics (progress while training); unset or 0: not served.
-ENV_METRICS_PORT = "SCALINGSTUDY_METRICS_PORT"
-# A trial of several processes (DESIGN §5, distributed trials): how many pods and
-# processes per pod, this pod's rank among the trial's pods (its Job completion index),
-# and where rank 0 (pod 0, process 0) listens for the rendezvous.
-ENV_NODES = "SCALINGSTUDY_NODES"
-ENV_NODE_RANK = "SCALINGSTUDY_NODE_RANK"
-ENV_PROCESSES_PER_POD = "SCALINGSTUDY_PROCESSES_PER_POD"
-ENV_MASTER_ADDR = "SCALINGSTUDY_MASTER_ADDR"
-ENV_MASTER_PORT = "SCALINGSTUDY_MASTER_PORT"
-#: The rendezvous port on pod 0 (torchrun's default).
-MASTER_PORT = 29500
+from scalingstudy_sdk.contract import (
+    ENV_CHECKPOINT_DIR as ENV_CHECKPOINT_DIR,
+)
+from scalingstudy_sdk.contract import (
+    ENV_DATA_SIZE as ENV_DATA_SIZE,
+)
+from scalingstudy_sdk.contract import (
+    ENV_LEARNING_RATE as ENV_LEARNING_RATE,
+)
+from scalingstudy_sdk.contract import (
+    ENV_MASTER_ADDR as ENV_MASTER_ADDR,
+)
+from scalingstudy_sdk.contract import (
+    ENV_MASTER_PORT as ENV_MASTER_PORT,
+)
+from scalingstudy_sdk.contract import (
+    ENV_METRIC as ENV_METRIC,
+)
+from scalingstudy_sdk.contract import (
+    ENV_METRICS_PORT as ENV_METRICS_PORT,
+)
+from scalingstudy_sdk.contract import (
+    ENV_MODEL_SIZE as ENV_MODEL_SIZE,
+)
+from scalingstudy_sdk.contract import (
+    ENV_NAMESPACE as ENV_NAMESPACE,
+)
+from scalingstudy_sdk.contract import (
+    ENV_NODE_RANK as ENV_NODE_RANK,
+)
+from scalingstudy_sdk.contract import (
+    ENV_NODES as ENV_NODES,
+)
+from scalingstudy_sdk.contract import (
+    ENV_PROCESSES_PER_POD as ENV_PROCESSES_PER_POD,
+)
+from scalingstudy_sdk.contract import (
+    ENV_PUSHGATEWAY as ENV_PUSHGATEWAY,
+)
+from scalingstudy_sdk.contract import (
+    ENV_RESULT_FILE as ENV_RESULT_FILE,
+)
+from scalingstudy_sdk.contract import (
+    ENV_SEED as ENV_SEED,
+)
 
-#: Exit status of a trainer whose configuration cannot work (bad task, missing corpus):
-#: retrying cannot help, so the operator fails the trial at once (EX_CONFIG of sysexits.h).
-EXIT_CONFIG_ERROR = 78
-#: Exit status after SIGTERM with a checkpoint saved: the retry resumes from it.
-EXIT_PREEMPTED = 143
-
-#: The metric a built-in trainer reports, and the default of spec.metric.name.
-METRIC = "validation_loss"
-
-#: Result key -> the Pushgateway gauge a trainer pushes it as (DESIGN §5 metric names).
-TRIAL_GAUGES = {
-    "validation_loss": "scalingstudy_trial_validation_loss",
-    "train_loss": "scalingstudy_trial_train_loss",
-    "parameters": "scalingstudy_trial_parameters",
-    "samples_seen": "scalingstudy_trial_samples_seen",
-    "steps": "scalingstudy_trial_step",
-}
-#: Labels of every trial gauge; namespace, study and trial also form the push group.
-TRIAL_LABELS = ("namespace", "study", "trial", "data_size", "model_size", "seed")
-PUSH_JOB = "scalingstudy"
+# The names live in the SDK (one implementation for the operator, the runner and every
+# trainer); re-exported here for the executor's code.
+from scalingstudy_sdk.contract import (
+    ENV_STUDY as ENV_STUDY,
+)
+from scalingstudy_sdk.contract import (
+    ENV_TASK as ENV_TASK,
+)
+from scalingstudy_sdk.contract import (
+    ENV_TASK_FILE as ENV_TASK_FILE,
+)
+from scalingstudy_sdk.contract import (
+    ENV_TRAINING as ENV_TRAINING,
+)
+from scalingstudy_sdk.contract import (
+    ENV_TRAINING_FILE as ENV_TRAINING_FILE,
+)
+from scalingstudy_sdk.contract import (
+    ENV_TRIAL as ENV_TRIAL,
+)
+from scalingstudy_sdk.contract import (
+    EXIT_CONFIG_ERROR as EXIT_CONFIG_ERROR,
+)
+from scalingstudy_sdk.contract import (
+    EXIT_PREEMPTED as EXIT_PREEMPTED,
+)
+from scalingstudy_sdk.contract import (
+    MASTER_PORT as MASTER_PORT,
+)
+from scalingstudy_sdk.contract import (
+    METRIC as METRIC,
+)
+from scalingstudy_sdk.contract import (
+    PUSH_JOB as PUSH_JOB,
+)
+from scalingstudy_sdk.contract import (
+    TASK_KEY as TASK_KEY,
+)
+from scalingstudy_sdk.contract import (
+    TRAINING_KEY as TRAINING_KEY,
+)
+from scalingstudy_sdk.contract import (
+    TRIAL_GAUGES as TRIAL_GAUGES,
+)
+from scalingstudy_sdk.contract import (
+    TRIAL_LABELS as TRIAL_LABELS,
+)
 
 
 class ResultError(ValueError):

@@ -217,7 +217,12 @@ def study_doc(name: str, **spec: Any) -> dict[str, Any]:
         "task": {"name": "teacher-student"},
         "trainer": {
             "command": [sys.executable, str(ROOT / "tests" / "contract_trainer.py")],
-            "env": [{"name": "PYTHONPATH", "value": f"{ROOT / 'operator'}:{ROOT / 'trainer'}"}],
+            "env": [
+                {
+                    "name": "PYTHONPATH",
+                    "value": f"{ROOT / 'operator'}:{ROOT / 'trainer'}:{ROOT / 'sdk'}",
+                }
+            ],
             "backoffLimit": 0,
         },
         "dataSizes": {"values": [100, 200, 400, 800, 1600]},

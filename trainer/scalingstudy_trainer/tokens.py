@@ -20,10 +20,10 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from scalingstudy_sdk.order import half_bits, permutation_keys
 from scalingstudy_trainer.errors import ConfigError
 
 TokenDtype = Literal["uint16", "uint32"]
-_ROUNDS = 4
 #: Bytes of the file's start and end that, with its size, make its digest (reading a
 #: 10 GB file to hash it would cost more than a small trial).
 _DIGEST_EDGE = 1 << 20
@@ -59,17 +59,16 @@ def open_tokens(path: str, dtype: TokenDtype) -> TokenFile:
 
 
 class KeyedPermutation:
-    """A permutation of range(n) from a seed, evaluated per index in O(1) memory."""
+    """A permutation of range(n) from a seed, evaluated per index in O(1) memory: the SDK's
+    `scalingstudy_sdk.order.Order` (same keys, same rounds), vectorised with numpy."""
 
     def __init__(self, n: int, seed: int) -> None:
         if n < 1:
             raise ValueError("n must be positive")
         self.n = n
-        bits = max(2, (n - 1).bit_length())
-        self.half = (bits + 1) // 2
+        self.half = half_bits(n)
         self.mask = np.uint64((1 << self.half) - 1)
-        rng = np.random.default_rng([seed, 0x746F6B])
-        self.keys = rng.integers(1, 2**63, size=_ROUNDS, dtype=np.uint64)
+        self.keys = np.array(permutation_keys(seed), dtype=np.uint64)
 
     def _round(self, x: NDArray[np.uint64], key: np.uint64) -> NDArray[np.uint64]:
         # splitmix64's finaliser of (x + key): a well-mixed keyed function of x.

@@ -1,0 +1,186 @@
+"""What a trial is, read from the environment its executor sets (the operator's pod or the
+local runner's process), and what it owes back: progress, the result, and a clean stop
+on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from scalingstudy_sdk import contract
+from scalingstudy_sdk.order import Order
+from scalingstudy_sdk.report import report_result
+
+
+class TrialError(ValueError):
+    """The environment is not a trial's (run outside a study, or a value is malformed)."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int | None = None) -> int:
+    raw = env.get(name, "")
+    if raw == "" and default is not None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        if raw == "":
+            raise TrialError(
+                f"{name} is not set: run this script as a study's trainer "
+                "(scalingstudy run study.yaml, or a study on a cluster)"
+            ) from None
+        raise TrialError(f"{name}={raw!r} is not an integer") from None
+
+
+def _json(env: Mapping[str, str], inline: str, file: str) -> dict[str, Any]:
+    """The task or training settings: inline JSON (local runs) or a file of the study's
+    ConfigMap (pods); empty when neither is set (a trainer may not need them)."""
+    try:
+        if env.get(inline):
+            data = json.loads(env[inline])
+        elif env.get(file):
+            data = json.loads(Path(env[file]).read_text(encoding="utf-8"))
+        else:
+            return {}
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TrialError(f"{inline} / {file}: {exc}") from None
+    if not isinstance(data, dict):
+        raise TrialError(f"{inline} / {file}: not a JSON object")
+    return data
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One trial of a scaling study: its sizes, seed, settings and where to report."""
+
+    study: str
+    name: str
+    data_size: int
+    model_size: int
+    seed: int
+    task: dict[str, Any] = field(default_factory=dict)
+    """The study's ``task`` (name, options, dataSeed)."""
+    training: dict[str, Any] = field(default_factory=dict)
+    """The study's ``training`` settings (batchSize, maxSteps, learningRate, ...)."""
+    learning_rate: float | None = None
+    """This trial's rate in a learning-rate sweep, else training.learningRate (if any)."""
+    metric: str = contract.METRIC
+    checkpoint_dir: str | None = None
+    namespace: str = ""
+    nodes: int = 1
+    node_rank: int = 0
+    processes_per_pod: int = 1
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Trial:
+        """The trial this process trains. Raises TrialError outside a study."""
+        env = dict(os.environ if env is None else env)
+        task = _json(env, contract.ENV_TASK, contract.ENV_TASK_FILE)
+        training = _json(env, contract.ENV_TRAINING, contract.ENV_TRAINING_FILE)
+        rate = env.get(contract.ENV_LEARNING_RATE) or training.get("learningRate")
+        try:
+            learning_rate = None if rate in (None, "") else float(rate)
+        except ValueError:
+            raise TrialError(f"{contract.ENV_LEARNING_RATE}={rate!r} is not a number") from None
+        return cls(
+            study=env.get(contract.ENV_STUDY, ""),
+            name=env.get(contract.ENV_TRIAL, ""),
+            data_size=_int(env, contract.ENV_DATA_SIZE),
+            model_size=_int(env, contract.ENV_MODEL_SIZE),
+            seed=_int(env, contract.ENV_SEED, 0),
+            task=task,
+            training=training,
+            learning_rate=learning_rate,
+            metric=env.get(contract.ENV_METRIC) or contract.METRIC,
+            checkpoint_dir=env.get(contract.ENV_CHECKPOINT_DIR) or None,
+            namespace=env.get(contract.ENV_NAMESPACE, ""),
+            nodes=_int(env, contract.ENV_NODES, 1),
+            node_rank=_int(env, contract.ENV_NODE_RANK, 0),
+            processes_per_pod=_int(env, contract.ENV_PROCESSES_PER_POD, 1),
+            env=env,
+        )
+
+    @classmethod
+    def from_env_or_exit(cls) -> Trial:
+        """`from_env`, or one line on stderr and exit 78 (a configuration error: the
+        executor does not retry it)."""
+        try:
+            return cls.from_env()
+        except TrialError as exc:
+            print(f"scalingstudy-sdk: {exc}", file=sys.stderr)
+            raise SystemExit(contract.EXIT_CONFIG_ERROR) from None
+
+    @property
+    def task_options(self) -> dict[str, Any]:
+        options = self.task.get("options") or {}
+        return dict(options) if isinstance(options, dict) else {}
+
+    @property
+    def data_seed(self) -> int:
+        return int(self.task.get("dataSeed", 0))
+
+    # ------------------------------------------------------------------ data
+    def validation(self, n_items: int, count: int) -> list[int]:
+        """The fixed validation items of a dataset of ``n_items``: the first ``count``
+        positions of its order (the same for every trial of the study)."""
+        if count < 1:
+            raise TrialError("validation needs at least one item")
+        if count >= n_items:
+            raise TrialError(f"validation of {count} items out of {n_items} leaves none to train")
+        return Order(n_items, self.data_seed).positions(0, count)
+
+    def subset(self, n_items: int, validation: int) -> list[int]:
+        """This trial's training items: the ``data_size`` positions after the validation
+        ones. Nested (a larger data size holds every smaller one) and disjoint from
+        validation, identical to the built-in trainer's order for the same dataSeed."""
+        pool = n_items - validation
+        if self.data_size > pool:
+            raise TrialError(f"data size {self.data_size} is more than the {pool} items left "
+                             f"after {validation} for validation")  # fmt: skip
+        order = Order(n_items, self.data_seed)
+        return order.positions(validation, validation + self.data_size)
+
+    # ------------------------------------------------------------------ reporting
+    def progress(self, **fields: Any) -> None:
+        """One JSON line on stdout (``step``, ``validation_loss``, ...): the trial's log."""
+        print(json.dumps({"ts": round(time.time(), 3), "event": "eval", **fields}), flush=True)
+
+    def report(self, validation_loss: float, parameters: int | None = None,
+               **extra: Any) -> dict[str, Any]:  # fmt: skip
+        """The trial's result: the study's metric (``validation_loss``, also under the
+        metric's own name), the parameter count, and any other numbers."""
+        result = {contract.METRIC: float(validation_loss), **extra}
+        if self.metric != contract.METRIC:
+            result.setdefault(self.metric, float(validation_loss))
+        if parameters is not None:
+            result["parameters"] = int(parameters)
+        report_result(result, self.env)
+        print(json.dumps({"event": "result", **result}), flush=True)
+        return result
+
+
+class Preemption:
+    """SIGTERM (preemption, eviction, a drain) as a flag a loop polls between steps: save
+    a checkpoint in ``trial.checkpoint_dir``, then ``exit()`` with status 143 so the
+    executor retries the trial from it."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def install(self) -> Preemption:
+        def note(signum: int, frame: FrameType | None) -> None:
+            self.requested = True
+
+        signal.signal(signal.SIGTERM, note)
+        return self
+
+    def exit(self) -> None:
+        raise SystemExit(contract.EXIT_PREEMPTED)
