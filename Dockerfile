@@ -7,6 +7,7 @@
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 ARG TORCH_IMAGE=pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
 ARG VERSION=0.1.0
+ARG HF_IMAGE=huggingface/transformers-pytorch-gpu:4.41.3
 
 # ---------------------------------------------------------------- wheels (build only)
 FROM ${PYTHON_IMAGE} AS wheels
@@ -49,3 +50,20 @@ RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
 USER 1000:1000
 WORKDIR /tmp
 ENTRYPOINT ["scalingstudy-trainer"]
+
+# ---------------------------------------------------------------- your own trainer
+# A stock Hugging Face image plus the SDK (standard library only) and the example's
+# script: examples/byo-huggingface/study.yaml runs it with trainer.command
+# [python, /app/train.py]. Build: docker build --target byo-huggingface .
+FROM ${HF_IMAGE} AS byo-huggingface
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1
+COPY sdk/ /tmp/sdk/
+RUN pip install --no-cache-dir /tmp/sdk \
+    && rm -rf /tmp/sdk \
+    && (id -u 1000 >/dev/null 2>&1 \
+        || useradd --uid 1000 --no-create-home --shell /usr/sbin/nologin trainer)
+COPY examples/byo-huggingface/train.py /app/train.py
+USER 1000:1000
+WORKDIR /tmp

@@ -26,7 +26,7 @@ def test_trainer_image_runs_as_the_uid_trial_pods_request() -> None:
 
 
 def test_both_targets_drop_root() -> None:
-    for target in ("operator", "trainer"):
+    for target in ("operator", "trainer", "byo-huggingface"):
         stage = DOCKERFILE.split(f"AS {target}", 1)[1].split("\nFROM ", 1)[0]
         user = re.search(r"^USER (\d+):(\d+)$", stage, re.M)
         assert user and int(user.group(1)) > 0, target

@@ -26,6 +26,17 @@ def condition(cluster: Cluster, name: str, ns: str, kind: str) -> dict[str, Any]
     return next((c for c in status.get("conditions", []) if c["type"] == kind), None)
 
 
+def blocked_condition(cluster: Cluster, name: str, ns: str, timeout: float) -> dict[str, Any]:
+    """The study's TrialsBlocked condition once it is True."""
+    found: dict[str, Any] = wait_until(
+        f"{name}: TrialsBlocked",
+        lambda: (c := condition(cluster, name, ns, "TrialsBlocked")) and c["status"] == "True"
+        and c,
+        timeout=timeout,
+    )  # fmt: skip
+    return found
+
+
 def test_pods_that_cannot_be_created_block_the_study_visibly_until_the_cause_goes(
     cluster: Cluster, namespace: str, operator_factory: Any
 ) -> None:
@@ -34,12 +45,7 @@ def test_pods_that_cannot_be_created_block_the_study_visibly_until_the_cause_goe
     doc = small("no-account")
     doc["spec"]["trainer"]["serviceAccountName"] = "trainer"  # does not exist yet
     assert cluster.apply(doc, namespace).returncode == 0
-    blocked = wait_until(
-        "TrialsBlocked",
-        lambda: (c := condition(cluster, "no-account", namespace, "TrialsBlocked"))
-        and c["status"] == "True" and c,
-        timeout=90,
-    )  # fmt: skip
+    blocked = blocked_condition(cluster, "no-account", namespace, timeout=90)
     assert blocked["reason"] == "PodsNotCreated"
     assert 'serviceaccount "trainer" not found' in blocked["message"], blocked
     warnings = [e for e in events(cluster, namespace, "no-account") if e["type"] == "Warning"]
@@ -149,12 +155,7 @@ def test_trials_read_their_settings_from_the_studys_config_map_and_a_foreign_one
     assert cluster.apply(foreign, namespace).returncode == 0
     assert cluster.apply(small("clash"), namespace).returncode == 0
     # Not a spec problem: the study is blocked under its own reason, not Failed...
-    blocked = wait_until(
-        "the conflict",
-        lambda: (c := condition(cluster, "clash", namespace, "TrialsBlocked"))
-        and c["status"] == "True" and c,
-        timeout=60,
-    )  # fmt: skip
+    blocked = blocked_condition(cluster, "clash", namespace, timeout=60)
     assert (
         blocked["reason"] == "ConfigMapConflict"
         and "clash-trial-config exists" in (blocked["message"])

@@ -1,0 +1,1 @@
+"""Callbacks for training libraries (optional: each imports its library)."""

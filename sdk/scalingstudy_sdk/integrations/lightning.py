@@ -1,0 +1,53 @@
+"""PyTorch Lightning in a scaling study: add ``ScalingStudyCallback()`` to the Trainer's
+callbacks. Each validation is logged as progress, the best ``val_loss`` (the logged
+metric named by ``monitor``) and the module's parameter count are the trial's result, and
+SIGTERM saves ``last.ckpt`` in the trial's checkpoint directory and exits 143 so the
+retry can ``trainer.fit(model, ckpt_path=last_checkpoint(trial))``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import Callback
+
+from scalingstudy_sdk.integrations.common import Tracker, parameter_count
+from scalingstudy_sdk.trial import Trial
+
+CHECKPOINT = "last.ckpt"
+
+
+def last_checkpoint(trial: Trial) -> str | None:
+    if not trial.checkpoint_dir:
+        return None
+    path = Path(trial.checkpoint_dir) / CHECKPOINT
+    return str(path) if path.exists() else None
+
+
+class ScalingStudyCallback(Callback):
+    def __init__(self, trial: Trial | None = None, monitor: str = "val_loss") -> None:
+        self.tracker = Tracker(trial)
+        self.monitor = monitor
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self.tracker.preemption.install()
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        self.tracker.evaluated(int(trainer.global_step),
+                               None if value is None else float(value))  # fmt: skip
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, *args: Any) -> None:
+        if self.tracker.preemption.requested:
+            directory = self.tracker.trial.checkpoint_dir
+            if directory:
+                Path(directory).mkdir(parents=True, exist_ok=True)
+                trainer.save_checkpoint(str(Path(directory) / CHECKPOINT))
+            trainer.should_stop = True
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.tracker.preemption.requested:
+            self.tracker.preemption.exit()
+        self.tracker.report(parameter_count(pl_module), steps=int(trainer.global_step))
