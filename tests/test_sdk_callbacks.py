@@ -59,8 +59,8 @@ def _hf_trainer(tmp_path: Path, trial: Trial, steps: int, *extra: Any) -> Any:
     from scalingstudy_sdk.integrations.huggingface import ScalingStudyCallback
 
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=32, n_positions=16, n_embd=trial.model_size, n_layer=1, bos_token_id=None, eos_token_id=None,
-                        n_head=2)  # fmt: skip
+    config = GPT2Config(vocab_size=32, n_positions=16, n_embd=trial.model_size, n_layer=1,
+                        n_head=2, bos_token_id=None, eos_token_id=None)  # fmt: skip
     rows = torch.randint(0, 32, (trial.data_size, 16), generator=torch.Generator().manual_seed(1))
     data = [{"input_ids": r, "labels": r} for r in rows]
     args = TrainingArguments(
