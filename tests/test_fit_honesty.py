@@ -153,7 +153,7 @@ def test_a_range_always_ends_at_its_max() -> None:
 def test_result_files_get_the_users_umask(tmp_path: Path) -> None:
     import os
 
-    from scalingstudy.atomic import write_atomic
+    from scalingstudy_sdk.atomic import write_atomic
 
     old = os.umask(0o022)
     try:

@@ -10,13 +10,13 @@ import json
 import math
 import os
 import sys
-import tempfile
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from scalingstudy_sdk import contract
+from scalingstudy_sdk.atomic import write_atomic
 
 PUSH_ATTEMPTS = 3
 
@@ -28,22 +28,8 @@ def write_result_file(path: str, result: Mapping[str, Any]) -> None:
     text = json.dumps(result, sort_keys=True, separators=(",", ":"))
     target = Path(path)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        write_atomic(target, text)
     except OSError:
-        target.write_text(text, encoding="utf-8")
-        return
-    try:
-        mask = os.umask(0o022)
-        os.umask(mask)
-        os.fchmod(fd, 0o666 & ~mask)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(target)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
         target.write_text(text, encoding="utf-8")
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from scalingstudy.atomic import write_atomic, write_atomic_with
+from scalingstudy_sdk.atomic import write_atomic, write_atomic_with
 
 STATE_FILE = "checkpoint.pt"
 RESULT_FILE = "result.json"

@@ -115,9 +115,7 @@ class Actor:
         # TrialsStarted names the trials whose Jobs exist now.
         started = started_event(created)
         stamp = now_rfc3339()
-        for event in [started] if started else []:
-            self.kube.emit(ref, event, stamp)
-        for event in events:
+        for event in [started, *events] if started else events:
             self.kube.emit(ref, event, stamp)
         return rejected
 
@@ -132,7 +130,7 @@ class Actor:
             self.kube.patch_study_status(ref.namespace, ref.name, merge_patch(raw, written))
 
     def refusal_event(self, ref: StudyRef, refusal: Stop) -> None:
-        self.kube.emit(ref, Event("Warning", refusal.kind, refusal.message), now_rfc3339())
+        self.kube.emit(ref, refusal.warning(), now_rfc3339())
 
 
 def sweep_pushgateway(

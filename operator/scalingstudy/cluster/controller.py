@@ -23,7 +23,7 @@ from scalingstudy.cluster.manifests import JobSettings, StudyRef
 from scalingstudy.cluster.metrics import OperatorMetrics
 from scalingstudy.cluster.observe import JobState
 from scalingstudy.cluster.prometheus import Prometheus
-from scalingstudy.cluster.reasons import Event, Refusal, Stop
+from scalingstudy.cluster.reasons import Refusal, Stop
 from scalingstudy.cluster.reconcile import Pass, active_trials, decide, fit_due, merged, to_collect
 from scalingstudy.cluster.status_builder import (
     build_status,
@@ -121,7 +121,7 @@ class Controller:
         events += design_events(before.design, after.design, spec.model_sizes.sizes()[-1])
         events += [e for e in [blocked.became_blocked(before.conditions, held)] if e]
         if refusal is not None and is_new_refusal(before, generation, refusal):
-            events.append(Event("Warning", refusal.kind, refusal.message))
+            events.append(refusal.warning())
         self.metrics.trials_blocked.labels(namespace, name).set(len(stuck))
         # A status that says Failed (refused, too many failures, too large) starts nothing.
         create = p.create if after.phase != "Failed" and configured.ready else ()

@@ -51,6 +51,10 @@ class Stop:
     kind: Failure | Refusal
     message: str
 
+    def warning(self) -> Event:
+        """The Warning Event that says it."""
+        return Event("Warning", self.kind, self.message)
+
 
 class ConditionReason(StrEnum):
     """Reasons of conditions that say all is well or that work is under way."""

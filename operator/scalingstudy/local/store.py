@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from scalingstudy.atomic import write_atomic
 from scalingstudy.status import CSV_COLUMNS, TrialRecord
+from scalingstudy_sdk.atomic import write_atomic
 
 _log = logging.getLogger(__name__)
 

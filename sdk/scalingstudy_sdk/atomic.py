@@ -1,5 +1,5 @@
-"""Files replaced whole or not at all: shared by the local runner's store and the trainer
-(its result file and checkpoints), which must not depend on each other."""
+"""Files replaced whole or not at all: shared by every trainer's result file (the SDK),
+the built-in trainer's checkpoints and the local runner's store. Standard library only."""
 
 from __future__ import annotations
 
