@@ -20,6 +20,7 @@ from benchmarks.scaling_truth import random_truth
 from scalingstudy.local.runner import run_study
 from scalingstudy.spec import load_study
 from scalingstudy.status import StageWindow
+from tests.browser import render
 from tests.conftest import run_cli
 
 HERE = Path(__file__).resolve().parent
@@ -63,6 +64,11 @@ def test_run_writes_results_fit_and_plot(tmp_path: Path) -> None:
     assert -0.45 < fit["learning_curve"]["beta"] < -0.35
     assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert "beta_g" in result.stdout and "beta_p" in result.stdout
+    # report.html, in a real browser: the plot decodes, the exponent is there, no error.
+    page = render(out / "report.html")
+    assert page.problems == [] and page.image_widths["plot"] > 500
+    assert f"{fit['learning_curve']['beta']:.4f}" in page.text
+    assert "18 trials succeeded" in page.text
     # the results CSV is valid input of `scalingstudy fit`
     refit = run_cli("fit", str(out / "results.csv"), "--json", "--bootstrap", "0")
     assert refit.returncode == 0, refit.stderr

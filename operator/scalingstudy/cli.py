@@ -318,7 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     policy.set_defaults(func=cmd_admission_policy)
 
     from scalingstudy.cluster.command import add_operator_command
+    from scalingstudy.cluster.get import add_get_command
 
+    add_get_command(sub)
     add_operator_command(sub)
     return parser
 

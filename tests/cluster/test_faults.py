@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.cluster.conftest import Cluster, Operator, study_doc, wait_until
-from tests.cluster.test_operator import events, finished, phase_is
+from tests.cluster.test_operator import events, finished, job_creations, phase_is
 
 
 def small(name: str, **spec: Any) -> dict[str, Any]:
@@ -35,6 +35,13 @@ def blocked_condition(cluster: Cluster, name: str, ns: str, timeout: float) -> d
         timeout=timeout,
     )  # fmt: skip
     return found
+
+
+def passes(op: Operator) -> float:
+    """The operator's reconcile passes so far, from its own /metrics."""
+    text = httpx.get(f"http://127.0.0.1:{op.metrics_port}/metrics").text
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith("scalingstudy_reconcile_total{"))  # fmt: skip
 
 
 def test_pods_that_cannot_be_created_block_the_study_visibly_until_the_cause_goes(
@@ -207,3 +214,27 @@ def test_a_refused_study_still_records_what_its_running_jobs_finish(
     assert len(done["results"]) == 3 and done["results"][0] == recorded[0]
     reasons = [e["reason"] for e in events(cluster, namespace, "held")]
     assert reasons.count("Forbidden") == 1
+
+
+def test_a_status_too_large_fails_the_study_and_creates_no_job(
+    cluster: Cluster, namespace: str, operator_factory: Any
+) -> None:
+    """The size guard (issue 26 E): a pass whose status would be too large writes the
+    study Failed (StatusTooLarge) and starts nothing; its counts say no Job runs. The
+    limit is lowered by the operator's flag, as for an etcd with a smaller request limit."""
+    op: Operator = operator_factory(namespace, extra=["--max-status-bytes=600"])
+    op.start()
+    assert cluster.apply(small("toolarge"), namespace).returncode == 0
+    status = wait_until(
+        "the size guard", lambda: phase_is(cluster, "toolarge", namespace, "Failed"), timeout=60
+    )["status"]
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "StatusTooLarge" and "above the 600" in failed["message"]
+    assert "fit" not in status
+    assert status["trials"]["running"] == 0 and status["trials"]["pending"] == 3
+    first = passes(op)
+    wait_until("two more passes (resync 5 s)", lambda: passes(op) >= first + 2, timeout=30)
+    assert not cluster.items("jobs", namespace, "scalingstudy.io/study=toolarge")
+    assert not job_creations(cluster, namespace)
+    reasons = [e["reason"] for e in events(cluster, namespace, "toolarge")]
+    assert "TrialsStarted" not in reasons and "StudyFailed" in reasons

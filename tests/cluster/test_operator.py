@@ -4,13 +4,19 @@ Prometheus, status, Events, restarts (issue 5)."""
 from __future__ import annotations
 
 import collections
+import csv
+import json
+import os
 import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tests.browser import render
 from tests.cluster.conftest import ROOT, Cluster, Operator, study_doc, wait_until
 from tests.harness.cluster import audit_events
 
@@ -75,7 +81,7 @@ def job_creations(c: Cluster, ns: str) -> collections.Counter[str]:
 
 
 def test_quickstart_example_end_to_end(
-    cluster: Cluster, namespace: str, operator_factory: Any
+    cluster: Cluster, namespace: str, operator_factory: Any, tmp_path: Path
 ) -> None:
     """The example file, the built-in trainer as the pod's process, results through the
     real Pushgateway and Prometheus, a fitted negative exponent with its interval."""
@@ -137,6 +143,32 @@ def test_quickstart_example_end_to_end(
     metrics = httpx.get(f"http://127.0.0.1:{op.metrics_port}/metrics").text
     assert f'scalingstudy_fit_beta_g{{namespace="{namespace}",study="quickstart-k8s"}}' in metrics
     assert httpx.get(f"http://127.0.0.1:{op.metrics_port}/healthz").status_code == 200
+    looks_like_a_local_run(cluster, namespace, status, tmp_path / "got")
+
+
+def looks_like_a_local_run(c: Cluster, ns: str, status: dict[str, Any], out: Path) -> None:
+    """`scalingstudy get` writes the files `scalingstudy run` writes, from the status: the
+    same results, the same fit, a report that a real browser renders (issue 27)."""
+    env = {**os.environ, "KUBECONFIG": c.env["KUBECONFIG"]}
+    got = subprocess.run(
+        [sys.executable, "-m", "scalingstudy.cli", "get", "quickstart-k8s", "-n", ns,
+         "--out", str(out)], env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert got.returncode == 0, got.stderr
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 21 and {r["trial"] for r in rows} == {r["trial"] for r in status["results"]}
+    # The same fit as the operator's (status rounds to 4 significant digits).
+    beta = json.loads((out / "fit.json").read_text())["learning_curve"]["beta"]
+    assert f"{beta:.4g}" == f"{status['fit']['learningCurve']['beta']:.4g}"
+    page = render(out / "report.html")
+    assert page.problems == [] and page.image_widths["plot"] > 500
+    assert f"{beta:.4f}" in page.text and f"cluster study {ns}/quickstart-k8s" in page.text
+    missing = subprocess.run(
+        [sys.executable, "-m", "scalingstudy.cli", "get", "nosuch", "-n", ns, "--out",
+         str(out / "x")], env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert missing.returncode == 2 and "'nosuch' not found in namespace" in missing.stderr
+    assert not (out / "x").exists()
 
 
 def test_trial_jobs_have_the_promised_shape(

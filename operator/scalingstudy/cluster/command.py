@@ -6,6 +6,7 @@ import argparse
 import os
 from typing import Any
 
+from scalingstudy.contract import STATUS_BYTES_MAX
 from scalingstudy.usage import fail
 
 
@@ -40,6 +41,11 @@ def add_operator_command(sub: Any) -> None:
     op.add_argument(
         "--blocked-after", type=float, default=60.0,
         help="seconds a trial's Job may have no pod before the study reports TrialsBlocked",
+    )  # fmt: skip
+    op.add_argument(
+        "--max-status-bytes", type=int, default=STATUS_BYTES_MAX,
+        help="a study whose status would be larger fails (StatusTooLarge); lower it when "
+             "etcd's --max-request-bytes is below its 1.5 MiB default",
     )  # fmt: skip
     lead = op.add_argument_group("leader election (for more than one replica)")
     lead.add_argument("--leader-election", action="store_true",
@@ -98,6 +104,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
                 fit_interval=args.fit_interval,
                 result_grace=args.result_grace,
                 blocked_after=args.blocked_after,
+                status_bytes_max=args.max_status_bytes,
                 admission=AdmissionRules(
                     # argparse applies `type` to string defaults too: all are tuples.
                     volume_types=args.allowed_volume_types,

@@ -34,6 +34,7 @@ from scalingstudy.cluster.status_builder import (
 )
 from scalingstudy.cluster.study_events import design_events, status_events
 from scalingstudy.cluster.workers import Key, Wake
+from scalingstudy.contract import STATUS_BYTES_MAX
 from scalingstudy.design import Design, design
 from scalingstudy.fitting import FitError, FitUnavailableError
 from scalingstudy.results import fit_options, points_of, stage_fit
@@ -58,6 +59,9 @@ class ControllerConfig:
     blocked_after: float = 60.0
     #: What a study may ask of the cluster (the admission policy's rules, checked again).
     admission: AdmissionRules = field(default_factory=AdmissionRules)
+    #: The largest status written; above it the study fails (etcd's request limit, 1.5
+    #: MiB by default, less the object's spec and metadata).
+    status_bytes_max: int = STATUS_BYTES_MAX
 
 
 def _sooner(*waits: float | None) -> float | None:
@@ -113,7 +117,7 @@ class Controller:
         held = blocked.condition(stuck, before.conditions, generation, now, configured.conflict)
         built = build_status(p, generation, before, fit or before.fit, fit_error, now, [held],
                              chosen.status, refusal)  # fmt: skip
-        after = within_limit(built, generation, now)
+        after = within_limit(built, generation, now, self.config.status_bytes_max)
         # Results reach status before anything else happens: a crash after this line
         # loses nothing, and one before it only repeats the collection.
         self.actor.write_status(ref, raw, after)

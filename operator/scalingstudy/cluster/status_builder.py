@@ -169,16 +169,18 @@ def held_refusal(before: ScalingStudyStatus, generation: int) -> Stop | None:
     return Stop(Refusal.JOB_REJECTED, valid.message or "")
 
 
-def within_limit(after: ScalingStudyStatus, generation: int, now: str) -> ScalingStudyStatus:
+def within_limit(
+    after: ScalingStudyStatus, generation: int, now: str, limit: int = STATUS_BYTES_MAX
+) -> ScalingStudyStatus:
     """The status as written, or, when it would not fit in one etcd object, the study
     Failed with the reason and without its fit (result rows are bounded so that the rows
     of MAX_TRIALS trials always fit: a status that could not be written would hang it)."""
     size = len(json.dumps(after.to_json(), ensure_ascii=False, separators=(",", ":")).encode())
-    if size <= STATUS_BYTES_MAX:
+    if size <= limit:
         return after
     stop = Stop(
         Failure.STATUS_TOO_LARGE,
-        f"status too large: {size} bytes, above the {STATUS_BYTES_MAX} one object may take",
+        f"status too large: {size} bytes, above the {limit} one object may take",
     )
     conditions = conditions_for("Failed", stop, after.conditions, generation, now)
     kept = [c for c in after.conditions if c.type not in {c.type for c in conditions}]

@@ -23,22 +23,16 @@ from scalingstudy.contract import (
     parse_result,
 )
 from scalingstudy.design import design
-from scalingstudy.fitting import FitError, fit_points
+from scalingstudy.fitting import fit_points
 from scalingstudy.fitting.report import FitReport
 from scalingstudy.local import processes
 from scalingstudy.local.store import ResultStore
 from scalingstudy.plan import Plan, Trial
-from scalingstudy.results import (
-    NOT_FITTABLE,
-    best_learning_rates,
-    fit_options,
-    fittable,
-    points_of,
-    stage_fit,
-)
+from scalingstudy.results import stage_fit
 from scalingstudy.scheduling import schedule
 from scalingstudy.spec import ScalingStudy, ScalingStudySpec, spec_digest_fields
 from scalingstudy.status import DesignStatus, StageFit, TrialRecord
+from scalingstudy.study_output import write_study_output
 from scalingstudy.trial_env import trial_environment
 
 POLL_SECONDS = 0.05
@@ -122,43 +116,9 @@ def _launcher(
 
 
 def _conclude(outcome: LocalRun, spec: ScalingStudySpec, store: ResultStore, title: str) -> None:
-    """results.csv always; the fit, fit.json and the plot when the results allow."""
-    relevant = outcome.records.values()
-    outcome.files["results"] = store.write_results_csv(relevant)
-    if outcome.design is not None:
-        outcome.files["design"] = store.write_json(
-            "design.json", outcome.design.model_dump(mode="json", by_alias=True, exclude_none=True)
-        )
-    if not fittable(relevant):
-        outcome.fit_error = NOT_FITTABLE
-        return
-    try:
-        outcome.fit = fit_points(points_of(relevant), fit_options(spec))
-    except FitError as exc:
-        outcome.fit_error = str(exc)
-        return
-    outcome.files["fit"] = store.write_json("fit.json", outcome.fit.to_json())
-    from scalingstudy.plot import plot_study
-
-    winners = {(float(c.data_size), float(c.model_size)): c.learning_rate
-               for c in best_learning_rates(relevant)}  # fmt: skip
-    unit, loss_unit = _units(spec)
-    outcome.files["plot"] = plot_study(
-        points_of(relevant), outcome.fit, store.root / "learning_curve.png", title=title,
-        learning_rates=winners, unit=unit, loss_unit=loss_unit,
-    )  # fmt: skip
-
-
-def _units(spec: ScalingStudySpec) -> tuple[str, str]:
-    """What a data size and the loss count, for the plot's axes (built-in tasks only)."""
-    if spec.trainer.command:
-        return "items", ""
-    if spec.task.name == "char-lm":
-        unit = "tokens" if spec.task.options.get("tokens") else "bytes"
-        return unit, f"nats per {unit[:-1]}"
-    if spec.task.name == "image-classification":
-        return "examples", "nats"
-    return "examples", "MSE"
+    written = write_study_output(store.root, title, spec, list(outcome.records.values()),
+                                 outcome.design, f"local run in {store.root}")  # fmt: skip
+    outcome.fit, outcome.fit_error, outcome.files = written.fit, written.fit_error, written.files
 
 
 def run_study(

@@ -8,15 +8,12 @@ or training setup is refused instead of mixing incompatible results.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from scalingstudy.status import CSV_COLUMNS, TrialRecord
+from scalingstudy.status import TrialRecord
 from scalingstudy_sdk.atomic import write_atomic
 
 _log = logging.getLogger(__name__)
@@ -86,23 +83,3 @@ class ResultStore:
             bad = path
         _log.warning("%s: not a trial record (%s); set aside as %s, trial runs again",
                      path, reason, bad.name)  # fmt: skip
-
-    def write_results_csv(self, records: Iterable[TrialRecord]) -> Path:
-        """The fit CSV (DESIGN §5) plus columns: succeeded trials only."""
-        rows = sorted(
-            (r for r in records if r.status == "Succeeded"),
-            key=lambda r: (r.data_size, r.model_size, r.seed),
-        )
-        path = self.root / "results.csv"
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow(r.csv_row())
-        write_atomic(path, buffer.getvalue())
-        return path
-
-    def write_json(self, name: str, payload: Any) -> Path:
-        path = self.root / name
-        write_atomic(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
-        return path

@@ -1,0 +1,82 @@
+"""`scalingstudy get STUDY`: a cluster study's results as the files a local run writes.
+
+It reads the study once (GET only: the command needs no more than `get` on
+scalingstudies) and refits the status's results with the study's own fit settings, so
+fit.json holds the whole report (the band, every interval) and not only the summary the
+status carries; the fit is deterministic, so its numbers are the status's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from scalingstudy.usage import fail
+
+
+def add_get_command(sub: Any) -> None:
+    get = sub.add_parser(
+        "get", help="write a cluster study's results.csv, fit.json, plot and report.html"
+    )
+    get.add_argument("study", help="the ScalingStudy's name")
+    get.add_argument("-n", "--namespace", default=None,
+                     help="default: the current kubeconfig context's namespace")  # fmt: skip
+    get.add_argument("--out", default=None, help="output directory (default: scalingstudy-NAME)")
+    get.add_argument("--kubeconfig", default=None, help="default: KUBECONFIG or ~/.kube/config")
+    get.set_defaults(func=cmd_get)
+
+
+def _context_namespace(kubeconfig: str | None) -> str:
+    from kubernetes import config
+
+    try:
+        _, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    except (config.ConfigException, OSError):
+        return "default"
+    return str((active or {}).get("context", {}).get("namespace") or "default")
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    import urllib3
+    from kubernetes import config
+
+    from scalingstudy.cluster.kube import ApiError, Kube, load_config
+    from scalingstudy.report_table import design_line, format_fit
+    from scalingstudy.spec import SpecError, parse_spec
+    from scalingstudy.status import ScalingStudyStatus
+    from scalingstudy.study_output import write_study_output
+
+    namespace = args.namespace or _context_namespace(args.kubeconfig)
+    try:
+        kube = Kube(load_config(args.kubeconfig), user_agent="scalingstudy-get")
+        obj = kube.get_study(namespace, args.study)
+    except (config.ConfigException, OSError, urllib3.exceptions.HTTPError) as exc:
+        fail(f"cannot reach the cluster: {exc}")
+    except ApiError as exc:
+        fail(f"cannot read scalingstudy {namespace}/{args.study}: {exc}")
+    if obj is None:
+        fail(f"scalingstudy {args.study!r} not found in namespace {namespace!r}")
+    try:
+        spec = parse_spec(obj.get("spec"))
+    except SpecError as exc:
+        fail(f"scalingstudy {namespace}/{args.study} has an invalid spec: {exc.problems[0]}")
+    status = ScalingStudyStatus.lenient(obj.get("status") or {})
+    out = Path(args.out or f"scalingstudy-{args.study}")
+    written = write_study_output(
+        out, args.study, spec, status.results, status.design,
+        f"cluster study {namespace}/{args.study}, phase {status.phase or 'unknown'}",
+    )  # fmt: skip
+    ok = sum(r.status == "Succeeded" for r in status.results)
+    print(f"Study {namespace}/{args.study}: phase {status.phase or 'unknown'}, {ok} of "
+          f"{len(status.results)} recorded trials succeeded")  # fmt: skip
+    if status.design is not None and status.design.strategy == "adaptive":
+        print(design_line(status.design))
+    if written.fit is not None:
+        print(format_fit(written.fit))
+    else:
+        print(f"no fit: {written.fit_error}", file=sys.stderr)
+    for label, path in written.files.items():
+        print(f"wrote {label}: {path}")
+    return 0

@@ -1,0 +1,121 @@
+"""What a finished study leaves in its output folder: results.csv, design.json, fit.json,
+the plot and report.html.
+
+`scalingstudy run` writes them from the records of its own trials and `scalingstudy get`
+from a cluster study's status, through this one function, so that a study looks the same
+wherever it ran.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scalingstudy.fitting import FitError, fit_points
+from scalingstudy.fitting.report import FitReport
+from scalingstudy.report_html import ReportInput, render_report
+from scalingstudy.results import NOT_FITTABLE, best_learning_rates, fit_options, fittable, points_of
+from scalingstudy.spec import ScalingStudySpec
+from scalingstudy.status import CSV_COLUMNS, DesignStatus, TrialRecord
+from scalingstudy_sdk.atomic import write_atomic
+
+
+@dataclass
+class StudyOutput:
+    fit: FitReport | None = None
+    fit_error: str | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def write_results_csv(path: Path, records: Collection[TrialRecord]) -> Path:
+    """The fit CSV (DESIGN §5) plus columns: succeeded trials only."""
+    rows = sorted(
+        (r for r in records if r.status == "Succeeded"),
+        key=lambda r: (r.data_size, r.model_size, r.seed, r.learning_rate or 0.0),
+    )
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow(r.csv_row())
+    write_atomic(path, buffer.getvalue())
+    return path
+
+
+def write_json(path: Path, payload: Any) -> Path:
+    write_atomic(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def units(spec: ScalingStudySpec) -> tuple[str, str]:
+    """What a data size and the loss count, for the plot's axes (built-in tasks only)."""
+    if spec.trainer.command:
+        return "items", ""
+    if spec.task.name == "char-lm":
+        unit = "tokens" if spec.task.options.get("tokens") else "bytes"
+        return unit, f"nats per {unit[:-1]}"
+    if spec.task.name == "image-classification":
+        return "examples", "nats"
+    return "examples", "MSE"
+
+
+def write_study_output(
+    root: Path,
+    title: str,
+    spec: ScalingStudySpec,
+    records: Collection[TrialRecord],
+    design: DesignStatus | None,
+    source: str,
+) -> StudyOutput:
+    """results.csv always; the fit, fit.json and the plot when the results allow; the
+    report in either case (a study without a fit still has trials to look at).
+    ``source`` says where the study ran, for the report's header."""
+    root.mkdir(parents=True, exist_ok=True)
+    out = StudyOutput()
+    out.files["results"] = write_results_csv(root / "results.csv", records)
+    if design is not None:
+        out.files["design"] = write_json(
+            root / "design.json", design.model_dump(mode="json", by_alias=True, exclude_none=True)
+        )
+    plot: Path | None = None
+    if not fittable(records):
+        out.fit_error = NOT_FITTABLE
+    else:
+        try:
+            out.fit = fit_points(points_of(records), fit_options(spec))
+        except FitError as exc:
+            out.fit_error = str(exc)
+    if out.fit is not None:
+        out.files["fit"] = write_json(root / "fit.json", out.fit.to_json())
+        plot = _plot(root / "learning_curve.png", title, spec, records, out.fit)
+        out.files["plot"] = plot
+    report = ReportInput(
+        title=title,
+        source=source,
+        records=tuple(records),
+        fit=out.fit,
+        fit_error=out.fit_error,
+        design=design,
+        plot_png=plot.read_bytes() if plot else None,
+    )
+    out.files["report"] = root / "report.html"
+    write_atomic(out.files["report"], render_report(report))
+    return out
+
+
+def _plot(
+    path: Path, title: str, spec: ScalingStudySpec, records: Collection[TrialRecord],
+    fit: FitReport,
+) -> Path:  # fmt: skip
+    from scalingstudy.plot import plot_study
+
+    winners = {(float(c.data_size), float(c.model_size)): c.learning_rate
+               for c in best_learning_rates(records)}  # fmt: skip
+    unit, loss_unit = units(spec)
+    return plot_study(points_of(records), fit, path, title=title, learning_rates=winners,
+                      unit=unit, loss_unit=loss_unit)  # fmt: skip
