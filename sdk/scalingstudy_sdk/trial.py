@@ -40,19 +40,25 @@ def _int(env: Mapping[str, str], name: str, default: int | None = None) -> int:
 
 
 def _json(env: Mapping[str, str], inline: str, file: str) -> dict[str, Any]:
-    """The task or training settings: inline JSON (local runs) or a file of the study's
-    ConfigMap (pods); empty when neither is set (a trainer may not need them)."""
+    """The task or training settings: a file of the study's ConfigMap (pods; named, it
+    must be readable) or inline JSON (local runs); empty when neither is set (a trainer
+    may not need them)."""
+    if env.get(file):
+        source = f"{file}: {env[file]}"
+        try:
+            text = Path(env[file]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise TrialError(f"{file}: cannot read {env[file]}: {exc}") from None
+    elif env.get(inline):
+        source, text = inline, env[inline]
+    else:
+        return {}
     try:
-        if env.get(inline):
-            data = json.loads(env[inline])
-        elif env.get(file):
-            data = json.loads(Path(env[file]).read_text(encoding="utf-8"))
-        else:
-            return {}
-    except (OSError, json.JSONDecodeError) as exc:
-        raise TrialError(f"{inline} / {file}: {exc}") from None
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TrialError(f"{source} is not valid JSON: {exc.msg}") from None
     if not isinstance(data, dict):
-        raise TrialError(f"{inline} / {file}: not a JSON object")
+        raise TrialError(f"{source} is not a JSON object")
     return data
 
 

@@ -1,18 +1,17 @@
-"""The trial's configuration, read from the trainer contract's environment (DESIGN §5)."""
+"""The trial's configuration, read from the trainer contract's environment (DESIGN §5)
+through the SDK's `Trial.from_env`."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
 from scalingstudy import contract
 from scalingstudy.spec import SpecError, TaskSpec, TrainingSpec, problems_of
+from scalingstudy_sdk.trial import Trial, TrialError
 from scalingstudy_trainer.errors import ConfigError
 
 
@@ -45,68 +44,42 @@ def env_int(env: Mapping[str, str], name: str, minimum: int, default: int | None
     return value
 
 
-def _float(env: Mapping[str, str], name: str) -> float:
-    try:
-        return float(env[name])
-    except ValueError:
-        raise ConfigError(f"{name} must be a number (got {env[name]!r})") from None
-
-
-def _json(env: Mapping[str, str], name: str, default: Any) -> Any:
-    raw = env.get(name, "")
-    if not raw:
-        return default
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{name} is not valid JSON: {exc.msg}") from None
-
-
-def _from_files(env: Mapping[str, str]) -> Mapping[str, str]:
-    """The environment with the task and training settings read from the files the
-    _FILE variables name (the study's ConfigMap on a cluster)."""
-    out = dict(env)
-    for inline, named in (
-        (contract.ENV_TASK, contract.ENV_TASK_FILE),
-        (contract.ENV_TRAINING, contract.ENV_TRAINING_FILE),
-    ):
-        path = env.get(named, "")
-        if not path:
-            continue
-        try:
-            out[inline] = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{named}: cannot read {path}: {exc}") from None
-    return out
-
-
 def read_config(env: Mapping[str, str] | None = None) -> TrialConfig:
-    env = _from_files(os.environ if env is None else env)
-    if not env.get(contract.ENV_TASK):
+    """The SDK's reading of the contract (one implementation for every trainer), with
+    the built-in trainer's stricter checks: the task must be given, sizes are positive,
+    and the settings are the spec's typed models."""
+    env = dict(os.environ if env is None else env)
+    if not (env.get(contract.ENV_TASK) or env.get(contract.ENV_TASK_FILE)):
         raise ConfigError(
             f'{contract.ENV_TASK} is not set (the task as JSON, e.g. {{"name": "teacher-student"}})'
         )
+    for name in (contract.ENV_DATA_SIZE, contract.ENV_MODEL_SIZE):
+        env_int(env, name, 1)
+    env_int(env, contract.ENV_SEED, 0, default=0)
     try:
-        task = TaskSpec.model_validate(_json(env, contract.ENV_TASK, {}))
-        training = TrainingSpec.model_validate(_json(env, contract.ENV_TRAINING, {}))
-        if env.get(contract.ENV_LEARNING_RATE):
+        trial = Trial.from_env(env)
+    except TrialError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        task = TaskSpec.model_validate(trial.task)
+        training = TrainingSpec.model_validate(trial.training)
+        if env.get(contract.ENV_LEARNING_RATE) and trial.learning_rate is not None:
             training = TrainingSpec.model_validate(
-                {**training.model_dump(by_alias=True),
-                 "learningRate": _float(env, contract.ENV_LEARNING_RATE)}
-            )  # fmt: skip
+                {**training.model_dump(by_alias=True), "learningRate": trial.learning_rate}
+            )
     except ValidationError as exc:
         raise ConfigError(str(SpecError(problems_of(exc)))) from None
     return TrialConfig(
-        study=env.get(contract.ENV_STUDY, "local"),
-        namespace=env.get(contract.ENV_NAMESPACE, ""),
-        trial=env.get(contract.ENV_TRIAL, "trial"),
-        data_size=env_int(env, contract.ENV_DATA_SIZE, 1),
-        model_size=env_int(env, contract.ENV_MODEL_SIZE, 1),
-        seed=env_int(env, contract.ENV_SEED, 0),
+        study=trial.study or "local",
+        namespace=trial.namespace,
+        trial=trial.name or "trial",
+        data_size=trial.data_size,
+        model_size=trial.model_size,
+        seed=trial.seed,
         task=task,
         training=training,
-        metric=env.get(contract.ENV_METRIC, "validation_loss") or "validation_loss",
+        metric=trial.metric,
         result_file=env.get(contract.ENV_RESULT_FILE, ""),
         pushgateway=env.get(contract.ENV_PUSHGATEWAY, ""),
-        checkpoint_dir=env.get(contract.ENV_CHECKPOINT_DIR, ""),
+        checkpoint_dir=trial.checkpoint_dir or "",
     )
