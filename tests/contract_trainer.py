@@ -16,8 +16,16 @@ from pathlib import Path
 
 from scalingstudy_trainer.report import report_result
 
+#: "E,A,alpha,B,beta": the loss is L(N, D) = E + A / N^alpha + B / D^beta with N the model
+#: size, so an IsoFLOP study knows its compute-optimal exponent, beta / (alpha + beta).
+JOINT_LAW = "JOINT_LAW"
+
 
 def expected_loss(data: int, model: int) -> float:
+    law = os.environ.get(JOINT_LAW)
+    if law:
+        e, a, alpha, b, beta = (float(x) for x in law.split(","))
+        return e + a / model**alpha + b / data**beta
     best = 4 * (data / 100) ** 0.5
     return (2.0 * data**-0.4 + 0.01) * (1 + 0.05 * abs(math.log(model / best)))
 

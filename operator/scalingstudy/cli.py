@@ -50,6 +50,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 predict_at=tuple(args.predict_at or ()),
                 target_loss=args.target_loss,
                 joint=args.joint,
+                flops_per_parameter_per_item=args.flops_per_parameter_per_item,
             ),
         )
     except (PointsFileError, FitError) as exc:
@@ -291,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also fit L(N, D) = E + A/N^alpha + B/D^beta (Hoffmann et al. 2022)",
     )
+    fit.add_argument(
+        "--flops-per-parameter-per-item", type=_positive, default=6.0, metavar="K",
+        help="with a compute column: C = K N D (default 6, forward and backward per token)",
+    )  # fmt: skip
     fit.add_argument("--json", action="store_true", help="one JSON object on stdout")
     fit.set_defaults(func=cmd_fit)
 

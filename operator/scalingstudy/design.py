@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from scalingstudy.adaptive import decide_adaptive
 from scalingstudy.cost import CostModel, devices_per_trial, measured, parameter_counts
+from scalingstudy.isoflop import isoflop_plan
 from scalingstudy.plan import Plan, Trial, plan_trials
 from scalingstudy.results import best_learning_rates
 from scalingstudy.spec import ScalingStudySpec
@@ -76,8 +77,10 @@ def design(
     # What the study spent: every trial of its sizes that ran, also one a stop left out
     # of the plan (not a trial of an earlier spec's sizes).
     data_sizes, seeds = set(spec.data_sizes.sizes()), spec.seeds
+    names = {t.name for t in grid}
     ran = [r for r in records.values()
-           if r.data_size in data_sizes and r.model_size in sizes and r.seed < seeds]  # fmt: skip
+           if (r.trial in names if spec.design.isoflop else r.data_size in data_sizes)
+           and r.model_size in sizes and r.seed < seeds]  # fmt: skip
     cost = CostModel.fitted(ran, devices, sizes)
     spent = sum(measured(r, devices) for r in ran)
 
@@ -129,6 +132,7 @@ def design(
         budget_gpu_seconds=budget,
         stop_reason=reason,
         windows=list(windows),
+        out_of_range=list(isoflop_plan(spec).skipped) if spec.design.isoflop else [],
         stage_fits=[fits[d] for d in sorted(fits)] if spec.design.adaptive else [],
         learning_rates=best_learning_rates(records[t.name] for t in kept if t.name in records),
     )

@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from scalingstudy.design import design
+from scalingstudy.isoflop import isoflop_plan
 from scalingstudy.plan import plan_trials
 from scalingstudy.report_table import short
 from scalingstudy.scheduling import schedule
-from scalingstudy.spec import ScalingStudy
+from scalingstudy.spec import ScalingStudy, ScalingStudySpec
 from scalingstudy.status import TrialRecord
 
 SHOWN = 12  # trial names listed before "and N more"
@@ -24,6 +25,22 @@ def _listed(names: list[str]) -> str:
 
 def _hours(seconds: float | None) -> str:
     return "unknown" if seconds is None else f"{seconds / 3600:.3g} GPU-hours"
+
+
+def _isoflop_lines(spec: ScalingStudySpec, trials: int) -> list[str]:
+    """Each budget's model sizes and data sizes, and the pairs out of dataSizes' bounds."""
+    iso = isoflop_plan(spec)
+    k = spec.design.flops_per_parameter_per_item
+    lines = [f"IsoFLOP: C = {k:g} N D, data sizes within [{spec.data_sizes.sizes()[0]}, "
+             f"{spec.data_sizes.sizes()[-1]}]"]  # fmt: skip
+    for c in sorted({cell.compute for cell in iso.cells}):
+        cells = [x for x in iso.cells if x.compute == c]
+        pairs = [f"m{x.model_size} ({short(x.parameters, 3)} params) x {x.data_size}"
+                 for x in cells]  # fmt: skip
+        lines.append(f"  C = {c:.3g}: " + ", ".join(pairs))
+    lines += [f"  skipped: {s}" for s in iso.skipped]
+    lines.append(f"trials: {trials} ({spec.seeds} seed(s) per pair)")
+    return lines
 
 
 def describe(study: ScalingStudy, records: Mapping[str, TrialRecord], workers: int) -> list[str]:
@@ -41,6 +58,8 @@ def describe(study: ScalingStudy, records: Mapping[str, TrialRecord], workers: i
         + (f" x {len(rates)} learning rates" if len(rates) > 1 else "")
         + f" = {len(grid)} trials",
     ]
+    if spec.design.isoflop:
+        lines[1:4] = _isoflop_lines(spec, len(grid))
     done = {t for t, r in records.items() if r.status == "Succeeded"}
     if records:
         lines.append(f"earlier results: {len(done)} succeeded, {len(records) - len(done)} failed "

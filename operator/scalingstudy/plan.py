@@ -72,9 +72,21 @@ def trial_name(
 
 
 def plan_trials(study: str, spec: ScalingStudySpec) -> list[Trial]:
-    """Every trial of the study, smallest data sizes first (so early fits come soon)."""
+    """Every trial of the study, smallest data sizes first (so early fits come soon); an
+    IsoFLOP study's smallest budgets first."""
     rates = spec.learning_rate_values()
     pods = spec.trainer.nodes
+    if spec.design.isoflop:
+        from scalingstudy.isoflop import isoflop_plan
+
+        return [
+            Trial(c.data_size, c.model_size, seed,
+                  trial_name(study, c.data_size, c.model_size, seed,
+                             None if lr is None else i, pods=pods), lr)
+            for c in isoflop_plan(spec).cells
+            for i, lr in enumerate(rates)
+            for seed in range(spec.seeds)
+        ]  # fmt: skip
     return [
         Trial(data, model, seed,
               trial_name(study, data, model, seed, None if lr is None else i, pods=pods), lr)

@@ -175,6 +175,8 @@ def plot_study(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if fit.compute_optimal is not None:
+        return _isoflop_figure(plt, points, fit, path, title)
     ms = fit.model_size
     fig, axes = plt.subplots(1, 2 if ms else 1, figsize=(12 if ms else 7, 5), squeeze=False)
     ax = axes[0][0]
@@ -188,6 +190,24 @@ def plot_study(
     if ms:
         _model_size(axes[0][1], fit, ms)
         _axes_style(axes[0][1], unit)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _isoflop_figure(plt: Any, points: Sequence[Point], fit: FitReport, path: Path,
+                    title: str) -> Path:  # fmt: skip
+    """An IsoFLOP study's plot: its curves per budget and the optimum against compute."""
+    from scalingstudy.plot_isoflop import isoflop_curves, optimum_against_compute
+
+    assert fit.compute_optimal is not None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
+    isoflop_curves(left, points, fit.compute_optimal, plt.get_cmap("viridis"))
+    optimum_against_compute(right, fit.compute_optimal)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -18,7 +18,7 @@ from pathlib import Path
 from scalingstudy.fitting import Point
 
 REQUIRED = ("data_size", "loss")
-OPTIONAL_NUMBERS = ("model_size", "parameters")
+OPTIONAL_NUMBERS = ("model_size", "parameters", "compute")
 MAX_BYTES = 256 * 1024 * 1024
 #: A cell like ``1,08`` or ``4,000`` (quoted, so it reached one column intact).
 _COMMA_NUMBER = re.compile(r"^[+-]?\d+(,\d+)+(\.\d*)?$")
@@ -98,6 +98,7 @@ def _point(row: list[str], index: dict[str, int], where: str) -> Point:
         model_size=value("model_size"),
         parameters=value("parameters"),
         seed=cell("seed").strip() or None,
+        compute=value("compute"),
     )
 
 

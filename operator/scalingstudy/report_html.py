@@ -9,7 +9,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from html import escape
 
-from scalingstudy.fitting.report import FitReport
+from scalingstudy.fitting.report import ComputeOptimalReport, FitReport
 from scalingstudy.report_table import design_line, short
 from scalingstudy.status import DesignStatus, TrialRecord
 
@@ -109,6 +109,26 @@ def _predictions(fit: FitReport) -> str:
     return "".join(parts)
 
 
+def _compute_optimal(co: ComputeOptimalReport) -> str:
+    rows = [
+        [name, f"{pair.a:.3f}", _interval(pair.a_interval, 3), f"{pair.b:.3f}",
+         _interval(pair.b_interval, 3)]
+        for name, pair in (("per budget (approach 2)", co.per_budget),
+                           ("joint law (approach 3)", co.joint)) if pair is not None
+    ]  # fmt: skip
+    budgets = [
+        [f"{b.compute:.4g}", short(b.best_parameters) if b.best_parameters
+         else f"beyond the sizes tried ({b.at_edge})", _interval(b.interval), f"{b.loss:.5g}"]
+        for b in co.budgets
+    ]  # fmt: skip
+    return (
+        f"<h2>Compute-optimal allocation (C = {co.flops_per_parameter_per_item:g} N D)</h2>"
+        + _table(["method", "a of N* ~ C^a", "interval", "b of D* ~ C^b", "interval"], rows,
+                 left=(0,))
+        + _table(["compute", "best parameters", "interval", "lowest loss"], budgets)
+    )  # fmt: skip
+
+
 def _trials(records: Sequence[TrialRecord]) -> str:
     ordered = sorted(records, key=lambda r: (r.data_size, r.model_size, r.seed, r.trial))
     rows = [
@@ -142,6 +162,8 @@ def render_report(r: ReportInput) -> str:
         parts.append(f"<div class=warn id=no-fit>no fit: {escape(r.fit_error or '')}</div>")
     else:
         parts += ["<h2>Fitted laws</h2>", _exponents(r.fit), _predictions(r.fit)]
+        if r.fit.compute_optimal:
+            parts.append(_compute_optimal(r.fit.compute_optimal))
         warnings = "".join(f"<div class=warn>{escape(w)}</div>" for w in r.fit.warnings)
         parts.append(f"<h2>Warnings</h2>{warnings}" if warnings else "")
     if r.design and r.design.learning_rates:

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from scalingstudy.fitting.report import DataForTarget, FitReport, ModelSizeLaw
+from scalingstudy.fitting.report import (
+    ComputeOptimalReport,
+    DataForTarget,
+    FitReport,
+    ModelSizeLaw,
+)
 from scalingstudy.status import DesignStatus
 
 
@@ -101,8 +106,27 @@ def format_fit(fit: FitReport) -> str:
             f" + {joint.B:.4g}/D^{joint.beta_D:.4f}   compute-optimal N ~ C^"
             f"{joint.compute_optimal.a:.3f}, D ~ C^{joint.compute_optimal.b:.3f}"
         )
+    if fit.compute_optimal:
+        lines += compute_optimal_lines(fit.compute_optimal)
     lines += [f"warning: {w}" for w in fit.warnings]
     return "\n".join(lines)
+
+
+def compute_optimal_lines(co: ComputeOptimalReport) -> list[str]:
+    """Both estimates of N* ~ C^a, D* ~ C^b, and each budget's optimum."""
+    lines = [f"Compute-optimal allocation (C = {co.flops_per_parameter_per_item:g} N D):"]
+    for name, pair in (("per budget", co.per_budget), ("joint law", co.joint)):
+        if pair is None:
+            lines.append(f"  {name:<10}  no estimate (see warnings)")
+            continue
+        lines.append(f"  {name:<10}  N* ~ C^{pair.a:.3f}{_bracketed(pair.a_interval)}"
+                     f"   D* ~ C^{pair.b:.3f}{_bracketed(pair.b_interval)}")  # fmt: skip
+    lines.append(f"  {'compute':>12} {'best parameters':>16} {'interval':>26} {'loss':>10}")
+    for b in co.budgets:
+        best = short(b.best_parameters) if b.best_parameters else f"edge ({b.at_edge})"
+        lines.append(f"  {b.compute:>12.4g} {best:>16} {_bracketed(b.interval):>26}"
+                     f" {b.loss:>10.5g}")  # fmt: skip
+    return lines
 
 
 def design_line(d: DesignStatus) -> str:

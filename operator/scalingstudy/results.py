@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from scalingstudy.fitting import FitError, FitOptions, FitUnavailableError, Point
 from scalingstudy.fitting.report import FitReport
+from scalingstudy.isoflop import compute_of
 from scalingstudy.spec import ScalingStudySpec
 from scalingstudy.status import LearningRateChoice, StageFit, TrialRecord
 
@@ -17,15 +18,17 @@ Fitter = Callable[[Sequence[Point], FitOptions], FitReport]
 NOT_FITTABLE = "fewer than 3 data sizes have a succeeded trial"
 
 
-def points_of(records: Iterable[TrialRecord]) -> list[Point]:
+def points_of(records: Iterable[TrialRecord], spec: ScalingStudySpec | None = None) -> list[Point]:
     """The fit's input from succeeded records, in grid order: the fit (its bootstrap draws
     rows by position) is then a function of the results, not of the order trials ended
     in, and the local runner and the operator agree on the same results. In a
     learning-rate sweep only the best learning rate of each (data size, model size)
-    counts (`best_learning_rates`): the fit sees one configuration per cell."""
+    counts (`best_learning_rates`): the fit sees one configuration per cell. An IsoFLOP
+    ``spec`` gives each point its compute, C = k N D, N its planned parameter count."""
     kept = list(records)
     best = {(c.data_size, c.model_size): c.learning_rate for c in best_learning_rates(kept)}
     ordered = sorted(kept, key=lambda r: (r.data_size, r.model_size, r.seed, r.trial))
+    iso = spec if spec is not None and spec.design.isoflop else None
     return [
         Point(
             data_size=float(r.data_size),
@@ -33,6 +36,7 @@ def points_of(records: Iterable[TrialRecord]) -> list[Point]:
             model_size=float(r.model_size),
             seed=str(r.seed),
             parameters=r.parameters,
+            compute=compute_of(iso, r.data_size, r.model_size) if iso else None,
         )
         for r in ordered
         if r.status == "Succeeded"
@@ -79,6 +83,7 @@ def fit_options(spec: ScalingStudySpec) -> FitOptions:
         predict_at=tuple(float(x) for x in predict_at),
         target_loss=spec.fit.target_loss,
         joint=len(spec.model_sizes.sizes()) >= 3,
+        flops_per_parameter_per_item=spec.design.flops_per_parameter_per_item,
     )
 
 
@@ -97,7 +102,7 @@ def stage_fit(
     so the operator (fits in a child process) and the local runner (in process) decide
     alike from the same results."""
     records = list(prefix)
-    points = points_of(records)
+    points = points_of(records, spec)
     n = len(points)
     if not fittable(records):
         return StageFit(data_size=data_size, results=n)

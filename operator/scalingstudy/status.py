@@ -11,6 +11,7 @@ from pydantic.alias_generators import to_camel
 
 from scalingstudy.contract import REASON_BYTES, ResultFields, TrialResult, message_tail
 from scalingstudy.fitting.report import (
+    ComputeOptimalReport,
     DataForTarget,
     ExtrapolationReport,
     FitReport,
@@ -185,6 +186,8 @@ class FitStatus(_Status):
     """Data size needed for spec.fit.targetLoss."""
     joint: JointLawReport | None = None
     """Joint fit of loss in model size and data, when the grid allows."""
+    compute_optimal: ComputeOptimalReport | None = None
+    """IsoFLOP studies: the compute-optimal model size per budget and its exponents."""
     warnings: list[str] = Field(default_factory=list)
     """Caveats of the fit."""
 
@@ -195,7 +198,7 @@ class FitStatus(_Status):
         parts = report.model_dump(
             include={
                 "learning_curve", "model_size", "predictions", "extrapolation",
-                "data_for_target", "joint", "warnings",
+                "data_for_target", "joint", "compute_optimal", "warnings",
             },
             exclude_unset=True,
         )  # fmt: skip
@@ -273,8 +276,8 @@ class LearningRateChoice(_Status):
 class DesignStatus(_Status):
     """What the study's design chose and spent, against the full grid."""
 
-    strategy: Literal["grid", "adaptive"]
-    """grid or adaptive."""
+    strategy: Literal["grid", "adaptive", "isoflop"]
+    """grid, adaptive or isoflop."""
     trials_started: int
     """Trials started (finished or running)."""
     grid_trials: int
@@ -295,6 +298,9 @@ class DesignStatus(_Status):
     """Why no more trials start: TargetReached, BudgetSpent or AllDataSizes."""
     windows: list[StageWindow] = Field(default_factory=list)
     """Model sizes planned at each data size (adaptive)."""
+    out_of_range: list[str] = Field(default_factory=list)
+    """IsoFLOP (budget, model size) pairs not trained: their data size falls outside
+    dataSizes' bounds."""
     stage_fits: list[StageFit] = Field(default_factory=list)
     """Fits the adaptive decisions were made from."""
     learning_rates: list[LearningRateChoice] = Field(default_factory=list)

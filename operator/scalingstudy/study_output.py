@@ -87,7 +87,7 @@ def write_study_output(
         out.fit_error = NOT_FITTABLE
     else:
         try:
-            out.fit = fit_points(points_of(records), fit_options(spec))
+            out.fit = fit_points(points_of(records, spec), fit_options(spec))
         except FitError as exc:
             out.fit_error = str(exc)
     if out.fit is not None:
@@ -117,5 +117,5 @@ def _plot(
     winners = {(float(c.data_size), float(c.model_size)): c.learning_rate
                for c in best_learning_rates(records)}  # fmt: skip
     unit, loss_unit = units(spec)
-    return plot_study(points_of(records), fit, path, title=title, learning_rates=winners,
+    return plot_study(points_of(records, spec), fit, path, title=title, learning_rates=winners,
                       unit=unit, loss_unit=loss_unit)  # fmt: skip

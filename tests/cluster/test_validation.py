@@ -99,6 +99,14 @@ INVALID = [
     ("spec.design", {"strategy": "adaptive", "stopWhen": {}}, "stopWhen needs betaIntervalWidth"),
     ("spec.design", {"strategy": "adaptive", "extendModelSizes": True}, "needs maxModelSize"),
     ("spec.design", {"budget": {"gpuHours": 0}}, "spec.design.budget.gpuHours"),
+    ("spec.design", {"strategy": "isoflop"}, "strategy: isoflop needs computeBudgets"),
+    ("spec.design", {"computeBudgets": {"values": [1e12]}}, "strategy: isoflop needs"),
+    (
+        "spec.design",
+        {"strategy": "isoflop", "computeBudgets": {"min": 1e12, "max": 1e11}},
+        "a range needs min < max",
+    ),
+    ("spec.modelSizes", {"values": [4, 16], "parameters": [100]}, "one parameter count per"),
 ]
 
 

@@ -186,7 +186,7 @@ class Controller:
             return None, None, _sooner(wake_in, retry)
         started = time.monotonic()
         try:
-            report = run_fit(points_of(p.relevant()), fit_options(spec))
+            report = run_fit(points_of(p.relevant(), spec), fit_options(spec))
         except FitUnavailableError as exc:  # says nothing of the data: not a failed fit
             wait = self.retries.failed((*key, "fit"), time.monotonic())
             log.warning("%s/%s: %s; fitting again in %.0f s", *key, exc, wait)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from scalingstudy.fitting.bootstrap import bootstrap
+from scalingstudy.fitting.compute_optimal import IsoPoint, compute_optimal, frontier
 from scalingstudy.fitting.curve import (
     BETA_MAX,
     CurveFit,
@@ -40,6 +41,7 @@ from scalingstudy.fitting.predict import Predictor, extrapolation_report, reach_
 from scalingstudy.fitting.region import find_region
 from scalingstudy.fitting.report import (
     BestModel,
+    ComputeOptimalReport,
     FitReport,
     LearningCurve,
     ModelSizeCurve,
@@ -250,11 +252,39 @@ def _best_models(best: Sequence[BestPoint]) -> list[BestModel]:
     ]
 
 
+def _isoflop(
+    points: Sequence[Point], options: FitOptions, warnings: list[str]
+) -> tuple[ComputeOptimalReport | None, list[Point]]:
+    """The compute-optimal analysis of IsoFLOP trials, and the points the rest of the fit
+    sees: each budget's best trial (at one budget every trial has its own data size, so
+    "the best model per data size" is only meaningful along that frontier)."""
+    if any(p.compute is None or p.size is None for p in points):
+        raise FitError("with a compute column every point needs compute and a model size "
+                       "or parameter count")  # fmt: skip
+    iso = [IsoPoint(float(p.compute or 0), float(p.size or 0), p.loss, p.data_size)
+           for p in points]  # fmt: skip
+    report = compute_optimal(
+        iso, options.flops_per_parameter_per_item, options.confidence, options.bootstrap,
+        options.random_seed, warnings, joint_replicates=min(options.bootstrap,
+                                                            options.joint_bootstrap),
+    )  # fmt: skip
+    best = frontier([p.compute for p in iso], [p.loss for p in iso])
+    warnings.append(
+        f"IsoFLOP trials: the learning curve and the model-size law are fitted to each "
+        f"budget's best trial ({len(best)} budgets: the compute-optimal frontier)"
+    )
+    return report, [points[i] for i in sorted(best, key=lambda i: points[i].data_size)]
+
+
 def fit_points(points: Sequence[Point], options: FitOptions | None = None) -> FitReport:
     """Fit the learning curve and the model-size law; predict. Raises FitError on bad input."""
     options = options or FitOptions()
     _check(options)
     validate(points)
+    parts: dict[str, Any] = {}
+    warnings_first: list[str] = []
+    if any(p.compute is not None for p in points):
+        parts["compute_optimal"], points = _isoflop(points, options, warnings_first)
 
     all_best = best = best_from_cells(cells(points))
     all_m = np.array([b.data_size for b in best])
@@ -270,7 +300,8 @@ def fit_points(points: Sequence[Point], options: FitOptions | None = None) -> Fi
     m = np.array([b.data_size for b in best])
     y = np.array([b.loss for b in best])
     curve = _learning_curve(m, y, options.form, options.confidence)
-    fit, lo, hi, warnings = curve.fit, curve.lo, curve.hi, curve.warnings
+    fit, lo, hi = curve.fit, curve.lo, curve.hi
+    warnings = [*warnings_first, *curve.warnings]
     if fit.dof < 1:
         warnings.append(
             f"{hi - lo} data sizes for {fit.k} parameters: nothing is left to measure "
@@ -314,7 +345,6 @@ def fit_points(points: Sequence[Point], options: FitOptions | None = None) -> Fi
         outliers=sensitivity.outliers,
         beta_with_outliers=sensitivity.beta_with,
     )
-    parts: dict[str, Any] = {}
     size = model_size_law(
         points, all_best, quantile_interval(boot.size_betas, conf), conf, warnings
     )

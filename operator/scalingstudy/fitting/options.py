@@ -28,3 +28,5 @@ class FitOptions:
     joint: bool = False
     #: Bootstrap replicates of the joint fit (each is an L-BFGS run over all rows).
     joint_bootstrap: int = 50
+    #: k of C = k N D (forward and backward pass: 6), for points with a compute.
+    flops_per_parameter_per_item: float = 6.0

@@ -31,6 +31,8 @@ class Point:
     model_size: float | None = None
     seed: str | None = None
     parameters: float | None = None
+    #: FLOPs of the trial (IsoFLOP studies): which compute budget it belongs to.
+    compute: float | None = None
 
     @property
     def size(self) -> float | None:
@@ -52,9 +54,9 @@ class BestPoint:
 def validate(points: Sequence[Point]) -> None:
     """Raise FitError naming the first unusable point."""
     for i, p in enumerate(points):
-        for field in ("data_size", "loss", "model_size", "parameters"):
+        for field in ("data_size", "loss", "model_size", "parameters", "compute"):
             value = getattr(p, field)
-            if value is None and field in {"model_size", "parameters"}:
+            if value is None and field in {"model_size", "parameters", "compute"}:
                 continue
             if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
                 raise FitError(f"point {i}: {field} must be a finite number > 0 (got {value!r})")

@@ -27,7 +27,7 @@ from scalingstudy.fitting import fit_points
 from scalingstudy.fitting.report import FitReport
 from scalingstudy.local import processes
 from scalingstudy.local.store import ResultStore
-from scalingstudy.plan import Plan, Trial
+from scalingstudy.plan import Plan, Trial, plan_trials
 from scalingstudy.results import stage_fit
 from scalingstudy.scheduling import schedule
 from scalingstudy.spec import ScalingStudy, ScalingStudySpec, spec_digest_fields
@@ -139,7 +139,7 @@ def run_study(
     fits: dict[int, StageFit] = {}
     ran = 0
     failed_reason: str | None = None
-    bar = tqdm(total=spec.trial_count(), initial=len(records), disable=not progress,
+    bar = tqdm(total=len(plan_trials(name, spec)), initial=len(records), disable=not progress,
                unit="trial", desc=name, dynamic_ncols=True)  # fmt: skip
     try:
         while True:

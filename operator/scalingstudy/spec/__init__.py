@@ -39,7 +39,7 @@ from scalingstudy.spec.base import (
     cel,
 )
 from scalingstudy.spec.design import Budget, DesignSpec, StopWhen
-from scalingstudy.spec.grid import SizeGrid
+from scalingstudy.spec.grid import ModelSizeGrid, SizeGrid
 from scalingstudy.spec.pod import (
     EnvVar,
     ObjectName,
@@ -125,7 +125,7 @@ class ScalingStudySpec(SpecModel):
     """Pod template parts for every trial."""
     data_sizes: SizeGrid
     """Training-subset sizes, in the task's unit (examples, or characters for language models)."""
-    model_sizes: SizeGrid
+    model_sizes: ModelSizeGrid
     """Model-size knob values (width for MLPs; width and depth for transformers)."""
     seeds: Annotated[int, Field(ge=1, le=32)] = 1
     """Trials per (data size, model size) with different initialisation seeds."""
@@ -181,20 +181,26 @@ class ScalingStudySpec(SpecModel):
                 f"{world} processes (trainer.nodes x processesPerPod): each trains on its "
                 "share of every batch"
             )
+        if design.isoflop and len(self.model_sizes.sizes()) < 3:
+            raise ValueError("design.strategy isoflop needs at least 3 model sizes per budget "
+                             "to place an optimum between them")  # fmt: skip
         extensions = len(self.model_size_candidates()) - len(self.model_sizes.sizes())
         sweep = len(self.learning_rate_values())
-        total = n_data * (len(self.model_sizes.sizes()) + extensions) * self.seeds * sweep
+        rows = len(design.compute_budgets.sizes()) if design.compute_budgets else n_data
+        total = rows * (len(self.model_sizes.sizes()) + extensions) * self.seeds * sweep
         if total > MAX_TRIALS:
             counted = f" (with {extensions} extension model sizes)" if extensions else ""
             swept = " x learningRates" if sweep > 1 else ""
             raise ValueError(
-                f"dataSizes x modelSizes x seeds{swept}{counted} = {total} trials; at most "
+                f"{'computeBudgets' if design.isoflop else 'dataSizes'} x modelSizes x "
+                f"seeds{swept}{counted} = {total} trials; at most "
                 f"{MAX_TRIALS} are allowed"
             )
         return self
 
     def trial_count(self) -> int:
-        """Trials of the full grid (of the listed sizes)."""
+        """Trials of the full grid of the listed sizes (an IsoFLOP study trains those of its
+        budgets: `plan.plan_trials`)."""
         cells = len(self.data_sizes.sizes()) * len(self.model_sizes.sizes())
         return cells * self.seeds * len(self.learning_rate_values())
 
@@ -342,6 +348,7 @@ __all__ = [
     "FitSpec",
     "LearningRates",
     "MetricSpec",
+    "ModelSizeGrid",
     "ObjectMeta",
     "ObjectName",
     "Resources",

@@ -4,11 +4,15 @@ the budget is spent)."""
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
 from scalingstudy.spec.base import SpecModel, cel
+
+#: Compute budgets of one IsoFLOP study.
+MAX_BUDGETS = 16
 
 
 class StopWhen(SpecModel):
@@ -49,6 +53,59 @@ class Budget(SpecModel):
     above this. A trial without GPUs counts as one device."""
 
 
+class ComputeBudgets(SpecModel):
+    """FLOPs per trial of an IsoFLOP study: a geometric range or a list."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.values) != (has(self.min) || has(self.max))",
+                    "give either values, or min and max (with an optional factor), not both",
+                ),
+                cel(
+                    "has(self.values) || (has(self.min) && has(self.max) && self.min < self.max)",
+                    "a range needs min < max",
+                ),
+            ]
+        }
+    )
+
+    min: Annotated[float, Field(gt=0, le=1e32)] | None = None
+    """Smallest budget of a geometric range."""
+    max: Annotated[float, Field(gt=0, le=1e32)] | None = None
+    """Largest budget of a geometric range (always trained)."""
+    factor: Annotated[float, Field(gt=1, le=1e6)] = 10.0**0.5
+    """Ratio between neighbouring budgets (default sqrt(10): two per decade)."""
+    values: list[Annotated[float, Field(gt=0, le=1e32)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_BUDGETS
+    )
+    """Explicit budgets, instead of a range."""
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ComputeBudgets:
+        if (self.values is not None) == (self.min is not None or self.max is not None):
+            raise ValueError(
+                "give either values, or min and max (with an optional factor), not both"
+            )
+        if self.values is None and (self.min is None or self.max is None or self.min >= self.max):
+            raise ValueError(f"a range needs min < max (got min={self.min}, max={self.max})")
+        if len(self.sizes()) > MAX_BUDGETS:
+            raise ValueError(f"{len(self.sizes())} budgets; at most {MAX_BUDGETS} (raise factor)")
+        return self
+
+    def sizes(self) -> list[float]:
+        """The budgets in increasing order (a range ends at max exactly)."""
+        if self.values is not None:
+            return sorted(set(self.values))
+        assert self.min is not None and self.max is not None
+        count = math.floor(math.log(self.max / self.min) / math.log(self.factor) + 1e-9)
+        out = [self.min * self.factor**k for k in range(min(count, 10 * MAX_BUDGETS) + 1)]
+        if out[-1] < self.max * (1 - 1e-9):
+            out.append(self.max)
+        return out
+
+
 class DesignSpec(SpecModel):
     """Which trials a study trains."""
 
@@ -69,13 +126,19 @@ class DesignSpec(SpecModel):
                     "self.extendModelSizes)",
                     "extendModelSizes: true needs maxModelSize (and maxModelSize needs it)",
                 ),
+                cel(
+                    "(self.strategy == 'isoflop') == has(self.computeBudgets)",
+                    "strategy: isoflop needs computeBudgets (and computeBudgets needs it)",
+                ),
             ]
         }
     )
 
-    strategy: Literal["grid", "adaptive"] = "grid"
+    strategy: Literal["grid", "adaptive", "isoflop"] = "grid"
     """grid: every model size at every data size. adaptive: every model size at the first
-    fullGridDataSizes data sizes, then only a window around the predicted best."""
+    fullGridDataSizes data sizes, then only a window around the predicted best. isoflop:
+    every model size at each compute budget C, with the data size that spends it,
+    D = C / (flopsPerParameterPerItem x parameters); dataSizes bounds D."""
     model_size_window: Annotated[int, Field(ge=2, le=64)] = 3
     """Model sizes trained at each adaptive data size (at least 2, to bracket the best)."""
     full_grid_data_sizes: Annotated[int, Field(ge=3, le=64)] = 3
@@ -88,7 +151,12 @@ class DesignSpec(SpecModel):
     stop_when: StopWhen | None = None
     """Stop early once the fit is precise enough (adaptive only)."""
     budget: Budget | None = None
-    """Hard cap on GPU-hours (either strategy)."""
+    """Hard cap on GPU-hours (any strategy)."""
+    compute_budgets: ComputeBudgets | None = None
+    """FLOPs per trial of an IsoFLOP study (strategy: isoflop)."""
+    flops_per_parameter_per_item: Annotated[float, Field(gt=0, le=1e6)] = 6.0
+    """k of C = k N D: training FLOPs per parameter per data item (6: a forward and a
+    backward pass per token)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> DesignSpec:
@@ -96,6 +164,8 @@ class DesignSpec(SpecModel):
             raise ValueError("stopWhen needs strategy: adaptive (a grid trains every trial)")
         if self.strategy == "grid" and self.extend_model_sizes:
             raise ValueError("extendModelSizes needs strategy: adaptive")
+        if (self.strategy == "isoflop") != (self.compute_budgets is not None):
+            raise ValueError("strategy: isoflop needs computeBudgets (and computeBudgets needs it)")
         if (self.max_model_size is not None) != self.extend_model_sizes:
             raise ValueError(
                 "extendModelSizes: true needs maxModelSize (and maxModelSize needs it)"
@@ -105,3 +175,7 @@ class DesignSpec(SpecModel):
     @property
     def adaptive(self) -> bool:
         return self.strategy == "adaptive"
+
+    @property
+    def isoflop(self) -> bool:
+        return self.strategy == "isoflop"

@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import (
     ConfigDict,
     Field,
+    JsonValue,
     model_validator,
 )
 
@@ -21,27 +22,26 @@ from scalingstudy.spec.base import (
 # --------------------------------------------------------------------------- grids
 
 
+_GRID_RULES: list[JsonValue] = [
+    cel(
+        "has(self.values) != (has(self.min) || has(self.max))",
+        "give either values, or min and max (with an optional factor), not both",
+    ),
+    cel(
+        "has(self.values) || (has(self.min) && has(self.max))",
+        "a range needs both min and max",
+    ),
+    cel(
+        "!has(self.min) || !has(self.max) || self.min < self.max",
+        "min must be smaller than max",
+    ),
+]
+
+
 class SizeGrid(SpecModel):
     """A geometric range (min, max, factor) or an explicit list of values."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel(
-                    "has(self.values) != (has(self.min) || has(self.max))",
-                    "give either values, or min and max (with an optional factor), not both",
-                ),
-                cel(
-                    "has(self.values) || (has(self.min) && has(self.max))",
-                    "a range needs both min and max",
-                ),
-                cel(
-                    "!has(self.min) || !has(self.max) || self.min < self.max",
-                    "min must be smaller than max",
-                ),
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": _GRID_RULES})
 
     min: Annotated[int, Field(ge=1)] | None = None
     """Smallest size of a geometric range."""
@@ -101,3 +101,41 @@ class SizeGrid(SpecModel):
             else:
                 out.append(self.max)
         return out
+
+
+class ModelSizeGrid(SizeGrid):
+    """Model sizes; for an IsoFLOP study optionally with each listed size's parameter
+    count (when the size knob is not the parameter count)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                *_GRID_RULES,
+                cel(
+                    "!has(self.parameters) || (has(self.values) && "
+                    "size(self.parameters) == size(self.values))",
+                    "parameters needs values, one parameter count per value",
+                ),
+            ]
+        }
+    )
+
+    parameters: list[Annotated[float, Field(gt=0, le=1e15)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_LIST_SIZES
+    )
+    """The parameter count of each of values, in the same order (IsoFLOP studies: the N
+    of C = k N D). Default: the size itself (a knob that counts parameters)."""
+
+    @model_validator(mode="after")
+    def _parameters(self) -> ModelSizeGrid:
+        if self.parameters is not None and (
+            self.values is None or len(self.parameters) != len(self.values)
+        ):
+            raise ValueError("parameters needs values, one parameter count per value")
+        return self
+
+    def parameter_map(self) -> dict[int, float] | None:
+        """Model size -> parameter count, when given."""
+        if self.parameters is None or self.values is None:
+            return None
+        return dict(zip(self.values, self.parameters, strict=True))

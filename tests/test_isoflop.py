@@ -1,0 +1,202 @@
+"""IsoFLOP studies (issue 28): the trials of each compute budget, the compute-optimal
+analysis with both methods and honest edges, and a whole study through `scalingstudy run`
+on a law whose answer is known."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from scalingstudy.fitting import FitOptions, Point, fit_points
+from scalingstudy.fitting.compute_optimal import IsoPoint, compute_optimal
+from scalingstudy.isoflop import isoflop_plan
+from scalingstudy.plan import plan_trials
+from scalingstudy.spec import SpecError, parse_spec
+from tests.browser import render
+from tests.conftest import run_cli
+
+HERE = Path(__file__).resolve().parent
+#: E, A, alpha, B, beta: the compute-optimal model-size exponent is beta / (alpha + beta).
+LAW = (1.7, 400.0, 0.34, 410.0, 0.28)
+A_TRUE = LAW[4] / (LAW[2] + LAW[4])
+#: Model sizes (the law's N) a factor of about 3 apart; the trainer reports 100x as its
+#: parameter count, and the spec says so.
+SIZES = [1000, 3000, 10_000, 30_000, 100_000, 300_000, 1_000_000, 3_000_000, 10_000_000]
+
+
+def spec_doc(**design: Any) -> dict[str, Any]:
+    return {
+        "task": {"name": "known-law"},
+        "trainer": {"command": [sys.executable, str(HERE / "contract_trainer.py")],
+                    "env": [{"name": "JOINT_LAW", "value": ",".join(map(str, LAW))}]},
+        "dataSizes": {"min": 1000, "max": 10**9},
+        "modelSizes": {"values": SIZES, "parameters": [100 * m for m in SIZES]},
+        "fit": {"bootstrap": 100},
+        "design": {"strategy": "isoflop", **design},
+    }  # fmt: skip
+
+
+def law(n: float, d: float) -> float:
+    e, a, alpha, b, beta = LAW
+    return e + a / n**alpha + b / d**beta
+
+
+def optimum(c: float) -> float:
+    """N* of L(N, C / (6 N)) in closed form."""
+    _, a, alpha, b, beta = LAW
+    g = (alpha * a / (beta * b)) ** (1 / (alpha + beta))
+    return float(g * (c / 6) ** (beta / (alpha + beta)))
+
+
+def test_each_budget_trains_the_data_size_that_spends_it_and_lists_what_falls_outside() -> None:
+    spec = parse_spec(spec_doc(computeBudgets={"values": [6e12, 6e15]},
+                               flopsPerParameterPerItem=6))  # fmt: skip
+    plan = isoflop_plan(spec)
+    for cell in plan.cells:
+        assert cell.data_size == round(cell.compute / (6 * cell.parameters))
+        assert 1000 <= cell.data_size <= 10**9
+    # 6e12 / (6 x 1e9 parameters) = 1000 is in; 6e15 / (6 x 1e5) = 1e10 is above 1e9.
+    assert plan.skipped[0] == ("C=6e+15 model size 1000: data size 10000000000 above "
+                               "dataSizes max 1000000000")  # fmt: skip
+    assert len(plan.skipped) == 2  # 3e5 parameters: 3.3e9 is above too
+    assert len(plan.cells) + len(plan.skipped) == 2 * len(SIZES)
+    trials = plan_trials("iso", spec)
+    assert len({t.name for t in trials}) == len(trials) == len(plan.cells)
+    assert trials[0].data_size == plan.cells[0].data_size  # the smallest budget first
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"design": {"strategy": "isoflop"}}, "strategy: isoflop needs computeBudgets"),
+        ({"design": {"computeBudgets": {"values": [1e12]}}}, "computeBudgets needs it"),
+        ({"modelSizes": {"values": [1, 2, 3], "parameters": [10, 20]}},
+         "one parameter count per value"),
+        ({"modelSizes": {"values": [1, 2]}}, "at least 3 model sizes"),
+        ({"design": {"strategy": "isoflop", "computeBudgets": {"min": 1e12, "max": 1e11}}},
+         "min < max"),
+    ],
+)  # fmt: skip
+def test_a_malformed_isoflop_study_is_refused_naming_the_field(
+    change: dict[str, Any], message: str
+) -> None:
+    doc = {**spec_doc(computeBudgets={"values": [1e15]}), **change}
+    with pytest.raises(SpecError, match=message):
+        parse_spec(doc)
+
+
+def iso_points(budgets: list[float], sizes_per_budget: int, offset: float = 0.0,
+               noise: float = 0.0, seed: int = 0) -> list[IsoPoint]:  # fmt: skip
+    rng = np.random.default_rng(seed)
+    out = []
+    for c in budgets:
+        centre = np.log(optimum(c)) + offset
+        for x in centre + np.log(2.0) * (np.arange(sizes_per_budget) - sizes_per_budget // 2):
+            n = float(np.exp(x))
+            d = c / (6 * n)
+            out.append(IsoPoint(c, n, law(n, d) * float(np.exp(rng.normal(0, noise))), d))
+    return out
+
+
+def test_both_methods_find_the_exponent_of_a_known_law_with_intervals_that_hold_it() -> None:
+    warnings: list[str] = []
+    points = iso_points([1e18, 1e19, 1e20, 1e21], 7, noise=0.01)
+    report = compute_optimal(points, 6.0, 0.9, 200, 0, warnings, joint_replicates=30)
+    assert report is not None and report.per_budget and report.joint
+    for pair in (report.per_budget, report.joint):
+        assert abs(pair.a - A_TRUE) < 0.03 and abs(pair.b - (1 - A_TRUE)) < 0.03
+        lo, hi = pair.a_interval
+        assert lo is not None and hi is not None and lo <= A_TRUE <= hi
+    for b in report.budgets:
+        assert b.best_parameters is not None and b.interval[0] and b.interval[1]
+        assert (
+            b.interval[0] <= optimum(b.compute) * 1.6 and b.interval[1] >= optimum(b.compute) / 1.6
+        )
+    assert report.method == "per-budget" and report.model_size_exponent == report.per_budget.a
+
+
+def test_an_optimum_beyond_the_sizes_tried_is_an_open_interval_and_says_what_to_add() -> None:
+    warnings: list[str] = []
+    # The last budget's model sizes all lie well below its optimum.
+    points = iso_points([1e18, 1e19, 1e20], 5) + iso_points([1e21], 5, offset=-4.0)
+    report = compute_optimal(points, 6.0, 0.9, 100, 0, warnings, joint_replicates=10)
+    assert report is not None
+    edge = [b for b in report.budgets if b.at_edge]
+    assert len(edge) == 1 and edge[0].at_edge == "above" and edge[0].best_parameters is None
+    assert edge[0].interval[1] is None and edge[0].interval[0] is not None
+    assert any("add larger model sizes at C = 1e+21" in w for w in warnings)
+    # The line goes through the three interior budgets only: still the truth.
+    assert report.per_budget is not None and abs(report.per_budget.a - A_TRUE) < 0.02
+
+
+def test_compute_that_forms_no_budgets_gives_no_per_budget_answer_and_says_why() -> None:
+    rng = np.random.default_rng(1)
+    points = []
+    for _ in range(60):
+        n, d = 10 ** rng.uniform(7, 9), 10 ** rng.uniform(9, 11)
+        points.append(IsoPoint(6 * n * d, n, law(n, d), d))
+    warnings: list[str] = []
+    report = compute_optimal(points, 6.0, 0.9, 50, 0, warnings, joint_replicates=10)
+    assert report is not None and report.per_budget is None and report.method == "joint"
+    assert any("does not form budgets" in w for w in warnings)
+
+
+def test_the_fit_of_a_csv_with_compute_reports_the_compute_optimal_object(tmp_path: Path) -> None:
+    rows = ["data_size,loss,parameters,compute"] + [
+        f"{p.data_size},{p.loss},{p.parameters},{p.compute}"
+        for p in iso_points([1e18, 1e19, 1e20, 1e21], 5, noise=0.003)
+    ]
+    csv_file = tmp_path / "iso.csv"
+    csv_file.write_text("\n".join(rows) + "\n")
+    out = run_cli("fit", str(csv_file), "--json", "--bootstrap", "100")
+    assert out.returncode == 0, out.stderr
+    co = json.loads(out.stdout)["compute_optimal"]
+    for key in ("model_size_exponent", "model_size_exponent_interval", "data_size_exponent",
+                "data_size_exponent_interval", "budgets", "method"):  # fmt: skip
+        assert key in co
+    assert abs(co["model_size_exponent"] - A_TRUE) < 0.03
+    assert {"compute", "best_parameters", "interval", "loss"} <= set(co["budgets"][0])
+    table = run_cli("fit", str(csv_file), "--bootstrap", "50")
+    assert "Compute-optimal allocation (C = 6 N D)" in table.stdout
+
+
+def test_without_compute_the_fit_has_no_compute_optimal_object() -> None:
+    points = [Point(data_size=d, loss=1 + d**-0.3) for d in (100, 200, 400, 800, 1600)]
+    assert fit_points(points, FitOptions(bootstrap=20)).compute_optimal is None
+
+
+def test_an_isoflop_study_runs_locally_and_finds_the_known_exponent(tmp_path: Path) -> None:
+    doc = {"apiVersion": "scalingstudy.io/v1alpha1", "kind": "ScalingStudy",
+           "metadata": {"name": "iso"},
+           "spec": spec_doc(computeBudgets={"min": 6e15, "max": 6e18, "factor": 10})}  # fmt: skip
+    study = tmp_path / "iso.yaml"
+    study.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "out"
+    result = run_cli("run", str(study), "--out", str(out), "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    design = json.loads((out / "design.json").read_text())
+    assert design["strategy"] == "isoflop" and design["outOfRange"]
+    co = json.loads((out / "fit.json").read_text())["compute_optimal"]
+    assert abs(co["per_budget"]["a"] - A_TRUE) < 0.03
+    assert abs(co["joint"]["a"] - A_TRUE) < 0.03
+    assert "Compute-optimal allocation" in result.stdout
+    page = render(out / "report.html")
+    assert page.problems == [] and page.image_widths["plot"] > 500
+    assert f"{co['per_budget']['a']:.3f}" in page.text
+
+
+def test_no_interval_is_zero_wide_where_the_data_leave_nothing_to_measure() -> None:
+    """Three sizes fix a budget's parabola exactly, and noise-free trials give a bootstrap
+    without spread: both are intervals the data cannot bound, so both ends are open."""
+    points = iso_points([1e18, 1e19], 5) + iso_points([1e20], 3)
+    report = compute_optimal(points, 6.0, 0.9, 50, 0, [], joint_replicates=10)
+    assert report is not None and report.joint is not None
+    assert report.budgets[-1].best_parameters is not None
+    assert report.budgets[-1].interval == [None, None]
+    assert report.joint.a_interval == [None, None] and report.joint.b_interval == [None, None]
