@@ -71,13 +71,13 @@ class ComputeBudgets(SpecModel):
         }
     )
 
-    min: Annotated[float, Field(gt=0, le=1e32)] | None = None
+    min: Annotated[float, Field(gt=0)] | None = None
     """Smallest budget of a geometric range."""
-    max: Annotated[float, Field(gt=0, le=1e32)] | None = None
+    max: Annotated[float, Field(gt=0)] | None = None
     """Largest budget of a geometric range (always trained)."""
     factor: Annotated[float, Field(gt=1, le=1e6)] = 10.0**0.5
     """Ratio between neighbouring budgets (default sqrt(10): two per decade)."""
-    values: list[Annotated[float, Field(gt=0, le=1e32)]] | None = Field(
+    values: list[Annotated[float, Field(gt=0)]] | None = Field(
         default=None, min_length=1, max_length=MAX_BUDGETS
     )
     """Explicit budgets, instead of a range."""
