@@ -55,7 +55,7 @@ def optimum(c: float) -> float:
 
 
 def test_each_budget_trains_the_data_size_that_spends_it_and_lists_what_falls_outside() -> None:
-    spec = parse_spec(spec_doc(computeBudgets={"values": [6e12, 6e15]},
+    spec = parse_spec(spec_doc(computeBudgets={"values": [6e12, 6e13, 6e15]},
                                flopsPerParameterPerItem=6))  # fmt: skip
     plan = isoflop_plan(spec)
     for cell in plan.cells:
@@ -65,7 +65,7 @@ def test_each_budget_trains_the_data_size_that_spends_it_and_lists_what_falls_ou
     assert plan.skipped[0] == ("C=6e+15 model size 1000: data size 10000000000 above "
                                "dataSizes max 1000000000")  # fmt: skip
     assert len(plan.skipped) == 2  # 3e5 parameters: 3.3e9 is above too
-    assert len(plan.cells) + len(plan.skipped) == 2 * len(SIZES)
+    assert len(plan.cells) + len(plan.skipped) == 3 * len(SIZES)
     trials = plan_trials("iso", spec)
     assert len({t.name for t in trials}) == len(trials) == len(plan.cells)
     assert trials[0].data_size == plan.cells[0].data_size  # the smallest budget first
@@ -81,12 +81,16 @@ def test_each_budget_trains_the_data_size_that_spends_it_and_lists_what_falls_ou
         ({"modelSizes": {"values": [1, 2]}}, "at least 3 model sizes"),
         ({"design": {"strategy": "isoflop", "computeBudgets": {"min": 1e12, "max": 1e11}}},
          "min < max"),
+        # Budgets so small that only the smallest sizes reach dataSizes' minimum.
+        ({"design": {"strategy": "isoflop", "computeBudgets": {"values": [6e8, 6e9, 6e10]}}},
+         r"only 2 budget\(s\) train 3 or more model sizes .*\(C=6e\+08: 1, C=6e\+09: 3"),
     ],
 )  # fmt: skip
 def test_a_malformed_isoflop_study_is_refused_naming_the_field(
     change: dict[str, Any], message: str
 ) -> None:
-    doc = {**spec_doc(computeBudgets={"values": [1e15]}), **change}
+    doc = {**spec_doc(computeBudgets={"values": [1e15, 1e16, 1e17]}), **change}
+    parse_spec(spec_doc(computeBudgets={"values": [1e15, 1e16, 1e17]}))  # the base is valid
     with pytest.raises(SpecError, match=message):
         parse_spec(doc)
 
@@ -164,6 +168,13 @@ def test_the_fit_of_a_csv_with_compute_reports_the_compute_optimal_object(tmp_pa
     assert {"compute", "best_parameters", "interval", "loss"} <= set(co["budgets"][0])
     table = run_cli("fit", str(csv_file), "--bootstrap", "50")
     assert "Compute-optimal allocation (C = 6 N D)" in table.stdout
+    # Without resamples there is no interval to give: open ends, not a crash.
+    bare = run_cli("fit", str(csv_file), "--json", "--bootstrap", "0")
+    assert bare.returncode == 0, bare.stderr
+    assert json.loads(bare.stdout)["compute_optimal"]["model_size_exponent_interval"] == [
+        None,
+        None,
+    ]
 
 
 def test_without_compute_the_fit_has_no_compute_optimal_object() -> None:

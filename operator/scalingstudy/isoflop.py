@@ -4,24 +4,10 @@ use it, so both executors train the same trials."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from scalingstudy.spec import ScalingStudySpec
+from scalingstudy.spec.design import IsoflopCell, IsoflopPlan, isoflop_cells
 
-
-@dataclass(frozen=True)
-class IsoflopCell:
-    compute: float
-    model_size: int
-    parameters: float
-    data_size: int
-
-
-@dataclass(frozen=True)
-class IsoflopPlan:
-    cells: tuple[IsoflopCell, ...]
-    #: Cells whose data size falls outside dataSizes' bounds, with why.
-    skipped: tuple[str, ...]
+__all__ = ["IsoflopCell", "IsoflopPlan", "compute_of", "isoflop_plan", "parameters_of"]
 
 
 def parameters_of(spec: ScalingStudySpec, model_size: int) -> float:
@@ -35,21 +21,10 @@ def isoflop_plan(spec: ScalingStudySpec) -> IsoflopPlan:
     """Every (budget, model size) in budget order; the ones out of bounds listed apart."""
     budgets = spec.design.compute_budgets
     assert budgets is not None, "isoflop_plan needs design.computeBudgets"
-    k = spec.design.flops_per_parameter_per_item
     sizes = spec.data_sizes.sizes()
-    low, high = sizes[0], sizes[-1]
-    cells, skipped = [], []
-    for c in budgets.sizes():
-        for m in spec.model_sizes.sizes():
-            n = parameters_of(spec, m)
-            d = round(c / (k * n))
-            if low <= d <= high:
-                cells.append(IsoflopCell(c, m, n, d))
-            else:
-                side = "below dataSizes min" if d < low else "above dataSizes max"
-                skipped.append(f"C={c:.3g} model size {m}: data size {d} {side} "
-                               f"{low if d < low else high}")  # fmt: skip
-    return IsoflopPlan(tuple(cells), tuple(skipped))
+    return isoflop_cells(budgets.sizes(), spec.design.flops_per_parameter_per_item,
+                         spec.model_sizes.sizes(), spec.model_sizes.parameter_map(),
+                         sizes[0], sizes[-1])  # fmt: skip
 
 
 def compute_of(spec: ScalingStudySpec, data_size: int, model_size: int) -> float:

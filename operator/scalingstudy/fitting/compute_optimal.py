@@ -111,7 +111,10 @@ def _vertex_draws(b: _Budget, replicates: int, rng: np.random.Generator) -> Arra
 def _quantiles(draws: Array, confidence: float) -> list[float | None]:
     """The central interval; an end in the infinite draws is open (None). Draws without
     spread (a fit through as many points as it has coefficients, or noise-free data)
-    measure no uncertainty: both ends are open, never a zero-width interval."""
+    measure no uncertainty: both ends are open, never a zero-width interval; so do no
+    draws at all (bootstrap 0)."""
+    if len(draws) == 0:
+        return [None, None]
     tail = (1 - confidence) / 2
     lo, hi = np.quantile(draws, [tail, 1 - tail])
     if np.isfinite(lo) and np.isfinite(hi) and hi - lo <= 1e-9 * max(abs(lo), abs(hi), 1.0):

@@ -38,7 +38,7 @@ from scalingstudy.spec.base import (
     SpecModel,
     cel,
 )
-from scalingstudy.spec.design import Budget, DesignSpec, StopWhen
+from scalingstudy.spec.design import Budget, DesignSpec, StopWhen, isoflop_cells
 from scalingstudy.spec.grid import ModelSizeGrid, SizeGrid
 from scalingstudy.spec.pod import (
     EnvVar,
@@ -184,6 +184,8 @@ class ScalingStudySpec(SpecModel):
         if design.isoflop and len(self.model_sizes.sizes()) < 3:
             raise ValueError("design.strategy isoflop needs at least 3 model sizes per budget "
                              "to place an optimum between them")  # fmt: skip
+        if design.compute_budgets is not None:
+            self._isoflop_reach()
         extensions = len(self.model_size_candidates()) - len(self.model_sizes.sizes())
         sweep = len(self.learning_rate_values())
         rows = len(design.compute_budgets.sizes()) if design.compute_budgets else n_data
@@ -197,6 +199,26 @@ class ScalingStudySpec(SpecModel):
                 f"{MAX_TRIALS} are allowed"
             )
         return self
+
+    def _isoflop_reach(self) -> None:
+        """Three budgets must each train three model sizes within dataSizes' bounds: the
+        frontier's learning curve and the exponent's interval need them."""
+        assert self.design.compute_budgets is not None
+        sizes = self.data_sizes.sizes()
+        plan = isoflop_cells(
+            self.design.compute_budgets.sizes(), self.design.flops_per_parameter_per_item,
+            self.model_sizes.sizes(), self.model_sizes.parameter_map(), sizes[0], sizes[-1],
+        )  # fmt: skip
+        if plan.budgets_with(3) < 3:
+            counts = {c: sum(1 for x in plan.cells if x.compute == c)
+                      for c in self.design.compute_budgets.sizes()}  # fmt: skip
+            per_budget = ", ".join(f"C={c:.3g}: {n}" for c, n in counts.items())
+            raise ValueError(
+                f"design.computeBudgets: only {plan.budgets_with(3)} budget(s) train 3 or more "
+                f"model sizes with a data size D = C / (k N) within dataSizes [{sizes[0]}, "
+                f"{sizes[-1]}] ({per_budget}); an IsoFLOP study needs 3: widen dataSizes, or "
+                "move the budgets or the model sizes"
+            )
 
     def trial_count(self) -> int:
         """Trials of the full grid of the listed sizes (an IsoFLOP study trains those of its

@@ -5,6 +5,8 @@ the budget is spent)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, model_validator
@@ -179,3 +181,45 @@ class DesignSpec(SpecModel):
     @property
     def isoflop(self) -> bool:
         return self.strategy == "isoflop"
+
+
+@dataclass(frozen=True)
+class IsoflopCell:
+    compute: float
+    model_size: int
+    parameters: float
+    data_size: int
+
+
+@dataclass(frozen=True)
+class IsoflopPlan:
+    cells: tuple[IsoflopCell, ...]
+    #: Cells whose data size falls outside dataSizes' bounds, with why.
+    skipped: tuple[str, ...]
+
+    def budgets_with(self, at_least: int) -> int:
+        """Budgets that train at least this many model sizes."""
+        counts: dict[float, int] = {}
+        for cell in self.cells:
+            counts[cell.compute] = counts.get(cell.compute, 0) + 1
+        return sum(1 for n in counts.values() if n >= at_least)
+
+
+def isoflop_cells(
+    budgets: Sequence[float], k: float, model_sizes: Sequence[int],
+    parameters: Mapping[int, float] | None, low: int, high: int,
+) -> IsoflopPlan:  # fmt: skip
+    """Every (budget, model size) in budget order, D = round(C / (k N)) with N the given
+    parameter count (else the size itself); the ones outside [low, high] listed apart."""
+    cells, skipped = [], []
+    for c in budgets:
+        for m in model_sizes:
+            n = float(parameters[m]) if parameters else float(m)
+            d = round(c / (k * n))
+            if low <= d <= high:
+                cells.append(IsoflopCell(c, m, n, d))
+            else:
+                side = "below dataSizes min" if d < low else "above dataSizes max"
+                skipped.append(f"C={c:.3g} model size {m}: data size {d} {side} "
+                               f"{low if d < low else high}")  # fmt: skip
+    return IsoflopPlan(tuple(cells), tuple(skipped))
