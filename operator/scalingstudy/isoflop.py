@@ -11,10 +11,10 @@ __all__ = ["IsoflopCell", "IsoflopPlan", "compute_of", "isoflop_plan", "paramete
 
 
 def parameters_of(spec: ScalingStudySpec, model_size: int) -> float:
-    """N of a model size: modelSizes.parameters, else the size itself (a custom trainer's
-    knob taken as its parameter count)."""
-    given = spec.model_sizes.parameter_map()
-    return float(given[model_size]) if given else float(model_size)
+    """N of a model size: modelSizes.parameters, else the built-in task's count, else the
+    size itself (a custom trainer's knob taken as its parameter count)."""
+    counts = spec.parameter_counts()
+    return float(counts[model_size]) if counts else float(model_size)
 
 
 def isoflop_plan(spec: ScalingStudySpec) -> IsoflopPlan:
@@ -23,7 +23,7 @@ def isoflop_plan(spec: ScalingStudySpec) -> IsoflopPlan:
     assert budgets is not None, "isoflop_plan needs design.computeBudgets"
     sizes = spec.data_sizes.sizes()
     return isoflop_cells(budgets.sizes(), spec.design.flops_per_parameter_per_item,
-                         spec.model_sizes.sizes(), spec.model_sizes.parameter_map(),
+                         spec.model_sizes.sizes(), spec.parameter_counts(),
                          sizes[0], sizes[-1])  # fmt: skip
 
 

@@ -40,6 +40,7 @@ from scalingstudy.spec.base import (
 )
 from scalingstudy.spec.design import Budget, DesignSpec, StopWhen, isoflop_cells
 from scalingstudy.spec.grid import ModelSizeGrid, SizeGrid
+from scalingstudy.spec.parameters import builtin_parameters
 from scalingstudy.spec.pod import (
     EnvVar,
     ObjectName,
@@ -201,24 +202,25 @@ class ScalingStudySpec(SpecModel):
         return self
 
     def _isoflop_reach(self) -> None:
-        """Three budgets must each train three model sizes within dataSizes' bounds: the
-        frontier's learning curve and the exponent's interval need them."""
         assert self.design.compute_budgets is not None
         sizes = self.data_sizes.sizes()
-        plan = isoflop_cells(
-            self.design.compute_budgets.sizes(), self.design.flops_per_parameter_per_item,
-            self.model_sizes.sizes(), self.model_sizes.parameter_map(), sizes[0], sizes[-1],
-        )  # fmt: skip
-        if plan.budgets_with(3) < 3:
-            counts = {c: sum(1 for x in plan.cells if x.compute == c)
-                      for c in self.design.compute_budgets.sizes()}  # fmt: skip
-            per_budget = ", ".join(f"C={c:.3g}: {n}" for c, n in counts.items())
-            raise ValueError(
-                f"design.computeBudgets: only {plan.budgets_with(3)} budget(s) train 3 or more "
-                f"model sizes with a data size D = C / (k N) within dataSizes [{sizes[0]}, "
-                f"{sizes[-1]}] ({per_budget}); an IsoFLOP study needs 3: widen dataSizes, or "
-                "move the budgets or the model sizes"
-            )
+        budgets = self.design.compute_budgets.sizes()
+        plan = isoflop_cells(budgets, self.design.flops_per_parameter_per_item,
+                             self.model_sizes.sizes(), self.parameter_counts(), sizes[0],
+                             sizes[-1])  # fmt: skip
+        problem = plan.reach_problem(budgets, sizes[0], sizes[-1])
+        if problem:
+            raise ValueError(problem)
+
+    def parameter_counts(self) -> dict[int, float] | None:
+        """N of each listed model size: modelSizes.parameters, else the built-in task's
+        count (no trainer.command), else None (the size itself is taken as N)."""
+        given = self.model_sizes.parameter_map()
+        if given is not None or self.trainer.command:
+            return given
+        counts = {m: builtin_parameters(self.task.name, self.task.options, m)
+                  for m in self.model_sizes.sizes()}  # fmt: skip
+        return None if None in counts.values() else {m: float(n or 0) for m, n in counts.items()}
 
     def trial_count(self) -> int:
         """Trials of the full grid of the listed sizes (an IsoFLOP study trains those of its

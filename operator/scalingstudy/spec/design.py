@@ -197,12 +197,20 @@ class IsoflopPlan:
     #: Cells whose data size falls outside dataSizes' bounds, with why.
     skipped: tuple[str, ...]
 
-    def budgets_with(self, at_least: int) -> int:
-        """Budgets that train at least this many model sizes."""
-        counts: dict[float, int] = {}
-        for cell in self.cells:
-            counts[cell.compute] = counts.get(cell.compute, 0) + 1
-        return sum(1 for n in counts.values() if n >= at_least)
+    def reach_problem(self, budgets: Sequence[float], low: int, high: int) -> str | None:
+        """Why the plan cannot answer, or None: 3 budgets must each train 3 model sizes
+        within dataSizes' bounds (the frontier's learning curve and the exponent's
+        interval need them)."""
+        counts = {c: sum(1 for x in self.cells if x.compute == c) for c in budgets}
+        enough = sum(1 for n in counts.values() if n >= 3)
+        if enough >= 3:
+            return None
+        per_budget = ", ".join(f"C={c:.3g}: {n}" for c, n in counts.items())
+        return (
+            f"design.computeBudgets: only {enough} budget(s) train 3 or more model sizes with "
+            f"a data size D = C / (k N) within dataSizes [{low}, {high}] ({per_budget}); an "
+            "IsoFLOP study needs 3: widen dataSizes, or move the budgets or the model sizes"
+        )
 
 
 def isoflop_cells(

@@ -124,7 +124,8 @@ class ModelSizeGrid(SizeGrid):
         default=None, min_length=1, max_length=MAX_LIST_SIZES
     )
     """The parameter count of each of values, in the same order (IsoFLOP studies: the N
-    of C = k N D). Default: the size itself (a knob that counts parameters)."""
+    of C = k N D). Default: the built-in task's count (teacher-student, char-lm), else
+    the size itself."""
 
     @model_validator(mode="after")
     def _parameters(self) -> ModelSizeGrid:
