@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -42,11 +43,31 @@ def testbin() -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
+#: Listening ports come from below the kernel's ephemeral range (32768-60999 by
+#: default): a port the OS hands out for bind(0) lies inside it, and between picking it
+#: and the component binding it, an outgoing connection (the API server's to etcd, say)
+#: can take it ("bind: address already in use" for Prometheus, seen once in CI).
+LISTEN_PORTS = range(20000, 32000)
+#: Ports this process handed out: none twice (a control plane's ports are all picked
+#: before any is bound).
+_handed: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
+    """A port free now, outside the ephemeral range, chosen at random (two control planes
+    on one machine rarely try the same one, and a bind check rules out a taken one)."""
+    for _ in range(200):
+        port = random.choice(LISTEN_PORTS)
+        if port in _handed:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed.add(port)
         return port
+    raise ClusterError(f"no free port in {LISTEN_PORTS.start}-{LISTEN_PORTS.stop - 1}")
 
 
 @dataclass(frozen=True)
