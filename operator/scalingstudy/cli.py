@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from scalingstudy.fitting.options import DEFAULT_BOOTSTRAP, FORMS
-from scalingstudy.report_table import design_line, format_fit, learning_rate_lines
+from scalingstudy.report_table import format_fit
 from scalingstudy.usage import EXIT_BAD_INPUT, fail
 
 if TYPE_CHECKING:
@@ -184,6 +184,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from scalingstudy.local.runner import run_study
     from scalingstudy.local.store import StoreError
     from scalingstudy.spec import SpecError, load_study
+    from scalingstudy.study_output import StudyOutput, print_summary
 
     try:
         study = load_study(args.study)
@@ -218,16 +219,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"  failed {rec.trial}: {rec.reason}: {(rec.message or '').splitlines()[-1:]}",
                 file=sys.stderr,
             )
-    if outcome.design is not None and outcome.design.strategy == "adaptive":
-        print(design_line(outcome.design))
-    for line in learning_rate_lines(outcome.design) if outcome.design else []:
-        print(line)
-    if outcome.fit is not None:
-        print(format_fit(outcome.fit))
-    else:
-        print(f"no fit: {outcome.fit_error}", file=sys.stderr)
-    for label, path in outcome.files.items():
-        print(f"wrote {label}: {path}")
+    print_summary(StudyOutput(outcome.fit, outcome.fit_error, outcome.files), outcome.design)
     if outcome.failed_reason:
         print(f"study failed: {outcome.failed_reason}", file=sys.stderr)
         return 1

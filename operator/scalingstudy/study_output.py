@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 from scalingstudy.fitting import FitError, fit_points
 from scalingstudy.fitting.report import FitReport
 from scalingstudy.report_html import ReportInput, render_report
+from scalingstudy.report_table import design_line, format_fit, learning_rate_lines
 from scalingstudy.results import NOT_FITTABLE, best_learning_rates, fit_options, fittable, points_of
 from scalingstudy.spec import ScalingStudySpec
 from scalingstudy.status import CSV_COLUMNS, DesignStatus, TrialRecord
@@ -30,6 +32,21 @@ class StudyOutput:
     fit: FitReport | None = None
     fit_error: str | None = None
     files: dict[str, Path] = field(default_factory=dict)
+
+
+def print_summary(out: StudyOutput, design: DesignStatus | None) -> None:
+    """What `run` and `get` print after the folder is written: an adaptive design's line,
+    the learning-rate winners, the fit (or why there is none) and the files."""
+    if design is not None and design.strategy == "adaptive":
+        print(design_line(design))
+    for line in learning_rate_lines(design) if design else []:
+        print(line)
+    if out.fit is not None:
+        print(format_fit(out.fit))
+    else:
+        print(f"no fit: {out.fit_error}", file=sys.stderr)
+    for label, path in out.files.items():
+        print(f"wrote {label}: {path}")
 
 
 def write_results_csv(path: Path, records: Collection[TrialRecord]) -> Path:

@@ -9,7 +9,6 @@ status carries; the fit is deterministic, so its numbers are the status's.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +42,9 @@ def cmd_get(args: argparse.Namespace) -> int:
     from kubernetes import config
 
     from scalingstudy.cluster.kube import ApiError, Kube, load_config
-    from scalingstudy.report_table import design_line, format_fit
     from scalingstudy.spec import SpecError, parse_spec
     from scalingstudy.status import ScalingStudyStatus
-    from scalingstudy.study_output import write_study_output
+    from scalingstudy.study_output import print_summary, write_study_output
 
     namespace = args.namespace or _context_namespace(args.kubeconfig)
     try:
@@ -71,12 +69,5 @@ def cmd_get(args: argparse.Namespace) -> int:
     ok = sum(r.status == "Succeeded" for r in status.results)
     print(f"Study {namespace}/{args.study}: phase {status.phase or 'unknown'}, {ok} of "
           f"{len(status.results)} recorded trials succeeded")  # fmt: skip
-    if status.design is not None and status.design.strategy == "adaptive":
-        print(design_line(status.design))
-    if written.fit is not None:
-        print(format_fit(written.fit))
-    else:
-        print(f"no fit: {written.fit_error}", file=sys.stderr)
-    for label, path in written.files.items():
-        print(f"wrote {label}: {path}")
+    print_summary(written, status.design)
     return 0
