@@ -3,22 +3,33 @@
 Each study is run by the executors' own decision code (`design.design` and
 `scheduling.schedule`, the fits through `results.stage_fit`) on a simulated clock: a
 trial takes its truth's cost (parameters x examples) as its duration and returns the
-truth's noisy loss, so 30 truths x 2 strategies run in minutes on 2 cores instead of
-GPU-days. Printed per strategy: GPU-seconds (median over truths, and relative to the
-grid of the same truth), median |beta_g_hat - beta_g| and |beta_p_hat - beta_p|, how
-often the 90% intervals of beta_g and beta_p and the prediction at 10x the largest data
-size contain the truth, and the median relative error of that prediction.
+truth's noisy loss, so 42 truths x 2 strategies run in minutes instead of GPU-days. The
+truths: 30 whose best model moves through the middle of the grid, and 12 whose best
+model grows as D^0.4-0.8 into the grid's largest model size (the expensive corner).
 
-Goal (issue 15): adaptive spends at most 40% of the grid's GPU-seconds with a median
-exponent error at most 1.2x the grid's, and its intervals cover as often.
+Printed per strategy: |beta_g_hat - beta_g| (median, 90th percentile) and how often its
+90% interval covers beta_g; the relative error of the loss predicted at the largest
+listed data size against the truth there (the best listed model's loss; an adaptive
+study that stopped early predicts it, a grid fits it) and at 10x that size, and how
+often their 90% intervals cover; then the adaptive design's compute against the grid's
+(sum of parameters x examples of the trials it ran) over all truths: median, 90th
+percentile, max, and on how many it is at most 40%.
 
-Usage: python benchmarks/adaptive.py [--truths 30] [--stop-width 0.08] [--seeds 1]
+Goal (issue 28): at most 40% of the grid's compute on at least 90% of the truths, with
+beta_g and the loss at the largest data size as accurate as the grid's and intervals
+that cover as often.
+
+Usage: python benchmarks/adaptive.py [--truths 30] [--top-truths 12] [--stop-width 0.08]
+       [--share 1] [--seeds 1] [--jobs 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import heapq
+import math
+import multiprocessing
 import os
 import statistics
 import sys
@@ -41,11 +52,13 @@ from scalingstudy.status import DesignStatus, StageFit, TrialRecord
 
 
 def study_spec(
-    strategy: str, stop_width: float | None, seeds: int, parallelism: int
+    strategy: str, stop_width: float | None, seeds: int, parallelism: int, share: float | None
 ) -> ScalingStudySpec:
     design_spec: dict[str, object] = {"strategy": strategy}
     if strategy == "adaptive" and stop_width:
         design_spec["stopWhen"] = {"betaIntervalWidth": stop_width, "minDataSizes": 5}
+    if strategy == "adaptive" and share is not None:
+        design_spec["computeShare"] = share
     return parse_spec(
         {
             "task": {"name": "simulated"},
@@ -55,6 +68,7 @@ def study_spec(
             "seeds": seeds,
             "parallelism": parallelism,
             "design": design_spec,
+            "fit": {"predictAt": [DATA_SIZES[-1], 10 * DATA_SIZES[-1]]},
         }
     )
 
@@ -111,6 +125,8 @@ class Scores:
     beta_p_covered: bool | None
     prediction_error: float | None
     prediction_covered: bool | None
+    largest_error: float | None
+    largest_covered: bool | None
 
 
 def score(truth: Truth, outcome: Outcome) -> Scores:
@@ -118,22 +134,32 @@ def score(truth: Truth, outcome: Outcome) -> Scores:
     lc, ms = fit.learning_curve, fit.model_size
     assert lc is not None
     target = truth.best_loss(10 * DATA_SIZES[-1])
-    pred = fit.predictions[0] if fit.predictions else None
+    largest = fit.predictions[0] if fit.predictions else None
+    pred = fit.predictions[1] if len(fit.predictions) > 1 else None
+    # The held-out truth at the largest listed data size: the best listed model there.
+    held_out = min(truth.mean_loss(parameters(m), DATA_SIZES[-1]) for m in MODEL_SIZES)
     return Scores(
         gpu_seconds=outcome.design.gpu_seconds,
         beta_g_error=abs(lc.beta - truth.beta_g),
         beta_p_error=None if ms is None else abs(ms.beta - truth.beta_p),
-        beta_g_covered=bool(
-            lc.beta_interval and lc.beta_interval[0] <= truth.beta_g <= lc.beta_interval[1]
-        ),
+        beta_g_covered=bool(lc.beta_interval and _inside(truth.beta_g, lc.beta_interval)),
         beta_p_covered=None
         if ms is None or not ms.beta_interval
-        else ms.beta_interval[0] <= truth.beta_p <= ms.beta_interval[1],
+        else _inside(truth.beta_p, ms.beta_interval),
         prediction_error=None if pred is None else abs(pred.loss / target - 1),
         prediction_covered=None
         if pred is None or not pred.interval
-        else pred.interval[0] <= target <= pred.interval[1],
+        else _inside(target, pred.interval),
+        largest_error=None if largest is None else abs(largest.loss / held_out - 1),
+        largest_covered=None
+        if largest is None or not largest.interval
+        else _inside(held_out, largest.interval),
     )
+
+
+def _inside(value: float, interval: tuple[float | None, float | None]) -> bool:
+    lo, hi = interval
+    return (lo is None or lo <= value) and (hi is None or value <= hi)
 
 
 def _median(values: list[float | None]) -> float:
@@ -141,63 +167,102 @@ def _median(values: list[float | None]) -> float:
     return statistics.median(kept) if kept else float("nan")
 
 
+def _p90(values: list[float | None]) -> float:
+    kept = sorted(v for v in values if v is not None)
+    return kept[min(len(kept) - 1, math.ceil(0.9 * len(kept)) - 1)] if kept else float("nan")
+
+
 def _share(values: list[bool | None]) -> str:
     kept = [v for v in values if v is not None]
     return f"{sum(kept)}/{len(kept)}" if kept else "-"
 
 
+def truths(middle: int, top: int) -> list[Truth]:
+    """``middle`` truths whose best model stays inside the grid, ``top`` whose best
+    reaches its largest model size (seeds apart, so adding some changes none)."""
+    return [random_truth(s) for s in range(middle)] + [
+        random_truth(1000 + s, reach_top=True) for s in range(top)
+    ]
+
+
+def both(
+    truth: Truth, stop_width: float, seeds: int, parallelism: int, share: float | None
+) -> dict[str, tuple[Scores, int, str]]:
+    """One truth studied by the grid and by the adaptive design: (scores, trials started,
+    stop reason) of each."""
+    out = {}
+    for strategy in ("grid", "adaptive"):
+        outcome = simulate(truth, study_spec(strategy, stop_width, seeds, parallelism, share))
+        out[strategy] = (
+            score(truth, outcome),
+            outcome.design.trials_started,
+            outcome.design.stop_reason or "-",
+        )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--truths", type=int, default=30)
+    parser.add_argument("--top-truths", type=int, default=12)
     parser.add_argument(
         "--stop-width",
         type=float,
         default=0.0,
-        help="adaptive stopWhen.betaIntervalWidth (0: no early stop)",
+        help="adaptive stopWhen.betaIntervalWidth (0: the default stop rule)",
+    )
+    parser.add_argument(
+        "--share", type=float, help="adaptive design.computeShare (default: its default; 1: none)"
     )
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--parallelism", type=int, default=4)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes")
     args = parser.parse_args()
     started = time.monotonic()
-    rows: dict[str, list[Scores]] = {"grid": [], "adaptive": []}
-    ratio: list[float] = []
-    trials: dict[str, list[int]] = {"grid": [], "adaptive": []}
-    stops: list[str] = []
-    for seed in range(args.truths):
-        truth = random_truth(seed)
-        for strategy in ("grid", "adaptive"):
-            spec = study_spec(strategy, args.stop_width, args.seeds, args.parallelism)
-            outcome = simulate(truth, spec)
-            rows[strategy].append(score(truth, outcome))
-            trials[strategy].append(outcome.design.trials_started)
-            if strategy == "adaptive":
-                stops.append(outcome.design.stop_reason or "-")
-        ratio.append(rows["adaptive"][-1].gpu_seconds / rows["grid"][-1].gpu_seconds)
+    cases = truths(args.truths, args.top_truths)
+    run = functools.partial(
+        both, stop_width=args.stop_width, seeds=args.seeds, parallelism=args.parallelism,
+        share=args.share,
+    )  # fmt: skip
+    with multiprocessing.Pool(args.jobs) as pool:
+        outcomes = pool.map(run, cases)
+    rows = {s: [o[s][0] for o in outcomes] for s in ("grid", "adaptive")}
+    trials = {s: [o[s][1] for o in outcomes] for s in ("grid", "adaptive")}
+    stops = [o["adaptive"][2] for o in outcomes]
+    ratio = [o["adaptive"][0].gpu_seconds / o["grid"][0].gpu_seconds for o in outcomes]
     print(
-        f"{args.truths} ground truths, {len(DATA_SIZES)} data sizes x {len(MODEL_SIZES)} model "
-        f"sizes x {args.seeds} seed(s), parallelism {args.parallelism}, "
-        f"adaptive stop width {args.stop_width or 'none'}"
+        f"{len(cases)} ground truths ({args.top_truths} reaching the top model size), "
+        f"{len(DATA_SIZES)} data sizes x {len(MODEL_SIZES)} model sizes x {args.seeds} "
+        f"seed(s), parallelism {args.parallelism}, adaptive: "
+        + f"computeShare {args.share or 'default'}, stop width {args.stop_width or 'none'}"
     )
     print(
-        f"{'':10s} {'trials':>7s} {'GPU-s':>9s} {'vs grid':>8s} {'|db_g|':>7s} {'|db_p|':>7s} "
-        f"{'cover b_g':>9s} {'cover b_p':>9s} {'pred err':>8s} {'cover pred':>10s}"
+        f"{'':10s} {'trials':>6s} {'|db_g| med/p90':>15s} {'cover b_g':>9s} "
+        f"{'err@Dmax med/p90':>17s} {'cover@Dmax':>10s} {'err@10x':>7s} {'cover@10x':>9s}"
     )
     for strategy, scores in rows.items():
-        share = 1.0 if strategy == "grid" else statistics.median(ratio)
+        g = [s.beta_g_error for s in scores]
+        e = [s.largest_error for s in scores]
         print(
-            f"{strategy:10s} {statistics.median(trials[strategy]):7.0f} "
-            f"{_median([s.gpu_seconds for s in scores]):9.0f} {share:8.1%} "
-            f"{_median([s.beta_g_error for s in scores]):7.4f} "
-            f"{_median([s.beta_p_error for s in scores]):7.4f} "
-            f"{_share([s.beta_g_covered for s in scores]):>9s} "
-            f"{_share([s.beta_p_covered for s in scores]):>9s} "
-            f"{_median([s.prediction_error for s in scores]):8.2%} "
-            f"{_share([s.prediction_covered for s in scores]):>10s}"
+            f"{strategy:10s} {statistics.median(trials[strategy]):6.0f} "
+            f"{_median(g):7.4f}/{_p90(g):.4f} {_share([s.beta_g_covered for s in scores]):>9s} "
+            f"{_median(e):8.2%}/{_p90(e):.2%} "
+            f"{_share([s.largest_covered for s in scores]):>10s} "
+            f"{_median([s.prediction_error for s in scores]):7.2%} "
+            f"{_share([s.prediction_covered for s in scores]):>9s}"
         )
+    top = ratio[args.truths :]
     print(
-        f"adaptive spend vs grid: median {statistics.median(ratio):.1%}, max {max(ratio):.1%}; "
-        f"stop reasons: {', '.join(f'{r} {stops.count(r)}' for r in sorted(set(stops)))}"
+        f"adaptive compute vs grid: median {statistics.median(ratio):.1%}, "
+        f"p90 {_p90(ratio):.1%}, max {max(ratio):.1%}; at most 40% on "
+        f"{sum(r <= 0.4 for r in ratio)}/{len(ratio)} truths"
+        + (
+            f" (top-reaching: median {statistics.median(top):.1%}, max {max(top):.1%})"
+            if top
+            else ""
+        )
     )
+    print(f"stop reasons: {', '.join(f'{r} {stops.count(r)}' for r in sorted(set(stops)))}")
     print(f"({time.monotonic() - started:.0f} s)")
 
 

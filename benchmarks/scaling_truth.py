@@ -88,15 +88,18 @@ class Truth:
         return 1e-6 * parameters(model_size) * data
 
 
-def random_truth(seed: int) -> Truth:
-    """A truth whose best model moves through the middle of MODEL_SIZES over DATA_SIZES."""
+def random_truth(seed: int, reach_top: bool = False) -> Truth:
+    """A truth whose best model moves through the middle of MODEL_SIZES over DATA_SIZES
+    (``reach_top``: grows as D^0.4-0.8 and reaches the largest model size at the largest
+    data size, where a window following it is the most expensive corner of the grid)."""
     rng = random.Random(seed)
-    beta_p = rng.uniform(0.4, 0.9)
+    beta_p = rng.uniform(0.4, 0.8) if reach_top else rng.uniform(0.4, 0.9)
     a = rng.uniform(0.25, 0.5)
     c = rng.uniform(0.4, 1.0)
     kappa = beta_p * (a + c) / c
-    # The best model's grid index at the largest data size, in [4, 6.3] of 0..7.
-    index = rng.uniform(4.0, 6.3)
+    # The best model's grid index at the largest data size: in [4, 6.3] of 0..7, or
+    # [6.6, 7.2] (at the top, or just past it) when reaching the top.
+    index = rng.uniform(6.6, 7.2) if reach_top else rng.uniform(4.0, 6.3)
     p_star = parameters(MODEL_SIZES[0]) * 4.0**index
     d_max = DATA_SIZES[-1]
     # P* = (a A / (c C) * D^(kappa c))^(1/(a+c)) with A = 1: solve for C.

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from benchmarks.scaling_truth import Truth, parameters, random_truth
+from benchmarks.scaling_truth import DATA_SIZES, MODEL_SIZES, Truth, parameters, random_truth
 from scalingstudy.adaptive import predicted_index, window
 from scalingstudy.cluster.study_events import design_events
 from scalingstudy.cost import CostModel, parameter_counts
 from scalingstudy.design import design
 from scalingstudy.fitting import fit_points
 from scalingstudy.plan import Trial, plan_trials
-from scalingstudy.results import stage_fit
+from scalingstudy.results import fit_options, points_of, stage_fit
 from scalingstudy.spec import ScalingStudySpec, SpecError, parse_spec
 from scalingstudy.status import DesignStatus, StageFit, StageWindow
 from tests.design_loop import moments, record, run
@@ -58,7 +58,7 @@ def test_grid_design_is_the_full_grid_and_ends_with_all_data_sizes() -> None:
 
 
 def test_adaptive_trains_the_full_grid_first_then_a_window_around_the_best() -> None:
-    spec = spec_of(strategy="adaptive", modelSizeWindow=3)
+    spec = spec_of(strategy="adaptive", modelSizeWindow=3, computeShare=1)
     records, final, seen = run(spec, truth_loss(TRUTH))
     windows = {w.data_size: w.model_sizes for w in final.status.windows}
     assert all(windows[d] == MODELS for d in DATA[:3])
@@ -113,11 +113,11 @@ def test_the_window_grows_at_its_edge_and_beyond_the_grid_only_when_allowed() ->
     def bigger_is_better(t: Trial) -> float:
         return 1.0 + 10.0 / t.data_size**0.3 + 1.0 / t.model_size
 
-    plain = spec_of(strategy="adaptive")
+    plain = spec_of(strategy="adaptive", computeShare=1)
     records, final, _ = run(plain, bigger_is_better)
     assert all(w.model_sizes[-1] == MODELS[-1] for w in final.status.windows)
     assert max(r.model_size for r in records.values()) == MODELS[-1]
-    extended = spec_of(strategy="adaptive", extendModelSizes=True, maxModelSize=600)
+    extended = spec_of(strategy="adaptive", extendModelSizes=True, maxModelSize=600, computeShare=1)
     assert extended.model_size_candidates() == [*MODELS, 256, 512]
     records, final, _ = run(extended, bigger_is_better)
     assert {512} <= {r.model_size for r in records.values()}
@@ -127,7 +127,7 @@ def test_the_window_grows_at_its_edge_and_beyond_the_grid_only_when_allowed() ->
 
 
 def test_extra_seeds_go_to_the_two_best_model_sizes_when_they_are_close() -> None:
-    spec = spec_of(strategy="adaptive", spec={"seeds": 3})
+    spec = spec_of(strategy="adaptive", computeShare=1, spec={"seeds": 3})
 
     def two_tied(t: Trial) -> float:  # 16 and 32 equally good everywhere, noise 1%
         base = {16: 1.0, 32: 1.0}.get(t.model_size, 1.5)
@@ -165,10 +165,42 @@ def test_a_precise_fit_stops_the_study_and_cancels_the_next_stage() -> None:
 
 
 def test_no_stop_before_min_data_sizes_nor_on_a_wide_interval() -> None:
-    spec = spec_of(strategy="adaptive", stopWhen={"betaIntervalWidth": 1e-6, "minDataSizes": 3})
+    spec = spec_of(
+        strategy="adaptive", computeShare=1,
+        stopWhen={"betaIntervalWidth": 1e-6, "minDataSizes": 3},
+    )  # fmt: skip
     records, final, _ = run(spec, truth_loss(TRUTH))
     assert final.stop_reason == "AllDataSizes"
     assert {r.data_size for r in records.values()} == set(DATA)
+
+
+def test_the_grid_share_predicts_the_expensive_corner_instead_of_training_it() -> None:
+    """A truth whose best model grows into the largest model size: following it would
+    spend most of the grid's compute at the two largest data sizes (issue 28)."""
+    truth = random_truth(1000, reach_top=True)
+
+    def cost(t: Trial) -> float:
+        return truth.cost(t.model_size, t.data_size)
+
+    sizes = {"dataSizes": {"values": DATA_SIZES}, "modelSizes": {"values": MODEL_SIZES}}
+    spec = spec_of(strategy="adaptive", spec=sizes)
+    assert spec.design.share == 0.4
+    records, final, seen = run(spec, truth_loss(truth), cost=cost)
+    grid = sum(cost(t) for t in plan_trials("s", spec))
+    spent = sum(cost(t) for t in plan_trials("s", spec) if t.name in records)
+    assert final.stop_reason == "GridShareSpent"
+    assert spent <= 0.4 * grid
+    trained = sorted({r.data_size for r in records.values()})
+    assert len(trained) >= 5 and DATA_SIZES[-1] not in trained
+    # the window of the next data size would have taken it past 40%: it reached the top
+    assert final.status.windows[-1].model_sizes[-1] == MODEL_SIZES[-1]
+    events = design_events(seen[0].status, final.status, MODEL_SIZES[-1])
+    assert any(e.reason == "DesignStopped" and "GridShareSpent" in e.message for e in events)
+    # the loss at the largest listed data size is predicted, with an interval
+    fitted = [records[t.name] for t in final.plan if t.name in records]
+    report = fit_points(points_of(fitted), fit_options(spec))
+    largest = [p for p in report.predictions if p.data_size == DATA_SIZES[-1]]
+    assert largest and largest[0].interval is not None
 
 
 def test_the_budget_is_never_exceeded_once_costs_are_known() -> None:
@@ -230,7 +262,7 @@ def test_design_events_say_when_the_window_moves() -> None:
     ("design_spec", "fragment"),
     [
         ({"stopWhen": {"betaIntervalWidth": 0.1}}, "stopWhen needs strategy: adaptive"),
-        ({"strategy": "adaptive", "stopWhen": {}}, "stopWhen needs betaIntervalWidth"),
+        ({"strategy": "adaptive", "stopWhen": {}}, "stopWhen needs one or more of"),
         ({"strategy": "adaptive", "extendModelSizes": True}, "needs maxModelSize"),
         ({"strategy": "adaptive", "extendModelSizes": True, "maxModelSize": 100},
          "maxModelSize must be above the largest model size 128 (got 100)"),
@@ -238,6 +270,8 @@ def test_design_events_say_when_the_window_moves() -> None:
         ({"strategy": "adaptive", "modelSizeWindow": 1}, "modelSizeWindow"),
         ({"strategy": "sometimes"}, "design.strategy"),
         ({"budget": {"gpuHours": 0}}, "design.budget.gpuHours"),
+        ({"computeShare": 0.5}, "computeShare needs strategy: adaptive"),
+        ({"strategy": "adaptive", "computeShare": 1.5}, "design.computeShare"),
     ],
 )  # fmt: skip
 def test_bad_designs_are_rejected_naming_the_field(

@@ -17,7 +17,11 @@ model sizes when they are within noise of each other (2 standard deviations of l
 between seeds, pooled over the earlier stages; before any cell has two seeds, always).
 
 After a finished stage the study stops (``TargetReached``) when every ``stopWhen``
-criterion holds for the fit through it and at least ``minDataSizes`` stages are in.
+criterion holds for the fit through it and at least ``minDataSizes`` stages are in. It
+also stops (``GridShareSpent``) before a stage, from the sixth on, whose window would
+take the expected compute of everything planned above ``computeShare`` of the full
+grid's: where the best model grows into the grid's most expensive corner, the loss at
+the largest data sizes is predicted from the stages before, not trained.
 
 The fits themselves are numerical and are made by the executor (the local runner in
 process, the operator in its fit child process): this module asks for the fit through a
@@ -30,16 +34,19 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from scalingstudy.cost import parameter_counts
+from scalingstudy.cost import CostModel, devices_per_trial, parameter_counts
 from scalingstudy.plan import Trial, trial_name
 from scalingstudy.spec import ScalingStudySpec, StopWhen
-from scalingstudy.status import StageFit, StageWindow, TrialRecord
+from scalingstudy.status import StageFit, StageWindow, StopReason, TrialRecord
 
 #: Extra seeds go to the best two model sizes when their log losses are closer than
 #: this many pooled seed standard deviations.
 AMBIGUITY_SIGMAS = 2.0
 #: A fit needs results at 3 data sizes.
 MIN_FIT_STAGES = 3
+#: computeShare stops no study before this many data sizes (a fit through them predicts
+#: the rest; with fewer the prediction would rest on the smallest subsets alone).
+MIN_SHARE_STAGES = 5
 
 Cell = tuple[int, int]  # (data size, model size)
 #: The noise of the earlier stages is not known yet (one of them is still running).
@@ -60,6 +67,8 @@ class Adaptive:
     stopped_at: int | None = None
     #: Trials of each stage, by data size (for the fit through a stage).
     stages: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    #: Why it stopped (with ``stopped_at``).
+    stop_reason: StopReason | None = None
 
 
 def _mean_log(rs: list[TrialRecord]) -> float | None:
@@ -137,8 +146,10 @@ def decide_adaptive(
     # Parameter counts from the full-grid stages only (every listed size trained there),
     # extension sizes always extrapolated: the same counts whenever later trials ended.
     full = set(data_sizes[: design.full_grid_data_sizes])
-    params = parameter_counts([r for r in records.values() if r.data_size in full], models)
+    full_records = [r for r in records.values() if r.data_size in full]
+    params = parameter_counts(full_records, models)
     sizes = [params[m] for m in models]
+    share = _Share.of(spec, full_records, params)
 
     trials: list[Trial] = []
     windows: list[StageWindow] = []
@@ -183,13 +194,25 @@ def decide_adaptive(
         # stage that finishes first waits for them.
         noise = seed_noise(cells, set(data_sizes[:k])) if all(finished) else _WAIT
         stage = _settle(d, sorted(chosen), cells, by_coords, seeds, reachable, models, noise)
+        if (
+            k >= max(design.full_grid_data_sizes, MIN_SHARE_STAGES)
+            and fit_needed is None
+            and share is not None
+            and share.exceeded(trials, d, stage.coords)
+        ):
+            # The rest is predicted, not trained (the stages before are all decided).
+            stop_at = data_sizes[k - 1]
+            done = all(finished)
+            return Adaptive(tuple(trials), tuple(windows), None, done, stop_at, stages,
+                            "GridShareSpent")  # fmt: skip
         names = [trial_name(study, d, m, s, pods=spec.trainer.nodes) for m, s in stage.coords]
         trials += [Trial(d, m, s, n) for (m, s), n in zip(stage.coords, names, strict=True)]
         stages[d] = tuple(names)
         windows.append(StageWindow(data_size=d, model_sizes=sorted({m for m, _ in stage.coords})))
         finished.append(stage.finished)
         stop = design.stop_when
-        if stop is None or k + 1 < stop.min_data_sizes or not all(finished):
+        last = k + 1 == len(data_sizes)
+        if stop is None or last or k + 1 < stop.min_data_sizes or not all(finished):
             continue
         fit = fit_through(d)
         if fit is not None and criteria_met(fit, stop):
@@ -197,9 +220,42 @@ def decide_adaptive(
             # finished ones stay in the records but out of the fit (a stage with only
             # some of its model sizes would misstate the best loss there), so the final
             # fit is the same whenever they happened to finish.
-            return Adaptive(tuple(trials), tuple(windows), None, True, d, stages)
+            return Adaptive(tuple(trials), tuple(windows), None, True, d, stages, "TargetReached")
     complete = len(finished) == len(data_sizes) and all(finished)
     return Adaptive(tuple(trials), tuple(windows), fit_needed, complete, None, stages)
+
+
+@dataclass(frozen=True)
+class _Share:
+    """computeShare: the expected cost of what the design plans, against the full grid's
+    (both from the cost model of the full-grid stages, which have all finished when
+    it is asked: the same answer whenever later trials end)."""
+
+    cost: CostModel
+    params: Mapping[int, float]
+    limit: float
+
+    @classmethod
+    def of(
+        cls, spec: ScalingStudySpec, full: list[TrialRecord], params: Mapping[int, float]
+    ) -> _Share | None:
+        """None without a limit (share 1) or a cost model."""
+        cost = CostModel.fitted(full, devices_per_trial(spec), params)
+        if spec.design.share >= 1 or cost is None:
+            return None
+        grid = sum(
+            cost.expected(d, params.get(m, m))
+            for d in spec.data_sizes.sizes()
+            for m in spec.model_sizes.sizes()
+        )
+        return cls(cost, params, spec.design.share * grid * spec.seeds)
+
+    def exceeded(self, trials: list[Trial], d: int, coords: tuple[tuple[int, int], ...]) -> bool:
+        """Stage ``d`` with ``coords`` would take the planned compute above the limit."""
+        planned = sum(self.cost.expected(t.data_size, self.params.get(t.model_size, t.model_size))
+                      for t in trials)  # fmt: skip
+        stage = sum(self.cost.expected(d, self.params.get(m, m)) for m, _ in coords)
+        return planned + stage > self.limit
 
 
 def criteria_met(fit: StageFit, stop: StopWhen) -> bool:
@@ -214,6 +270,11 @@ def criteria_met(fit: StageFit, stop: StopWhen) -> bool:
         checks.append(
             fit.prediction_relative_width is not None
             and fit.prediction_relative_width <= stop.prediction_relative_width
+        )
+    if stop.largest_data_size_relative_width is not None:
+        checks.append(
+            fit.largest_relative_width is not None
+            and fit.largest_relative_width <= stop.largest_data_size_relative_width
         )
     return bool(checks) and all(checks)
 

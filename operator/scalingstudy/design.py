@@ -52,7 +52,7 @@ def design(
     fits: Mapping[int, StageFit],
 ) -> Design:
     """The decision of this moment (see the module's description)."""
-    stopped = False
+    stopped: StopReason | None = None
     windows: tuple[StageWindow, ...] = ()
     fit_needed: int | None = None
     prefix: tuple[TrialRecord, ...] = ()
@@ -63,7 +63,7 @@ def design(
         windows, fit_needed, stopped = (
             chosen.windows,
             chosen.fit_needed,
-            chosen.stopped_at is not None,
+            chosen.stop_reason,
         )
         more = not chosen.complete
         if fit_needed is not None:
@@ -110,7 +110,7 @@ def design(
         more = False
     finished = not more and fit_needed is None and all(t.name in records for t in kept)
     reason: StopReason | None = (
-        "TargetReached" if stopped
+        stopped if stopped
         else "BudgetSpent" if blocked
         else "AllDataSizes" if finished
         else None

@@ -3,6 +3,7 @@ and the operator (records in status.results)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Sequence
 
@@ -73,9 +74,11 @@ def best_learning_rates(records: Iterable[TrialRecord]) -> list[LearningRateChoi
 
 
 def fit_options(spec: ScalingStudySpec) -> FitOptions:
-    """The study's fit settings; without predictAt, predict at 10x the largest data size.
-    The joint fit in model size and data needs a grid of at least 3 x 3."""
-    predict_at = spec.fit.predict_at or [10 * spec.data_sizes.sizes()[-1]]
+    """The study's fit settings; without predictAt, predict at 10x the largest data size
+    (and an adaptive study, which may stop before it, at the largest one too). The joint
+    fit in model size and data needs a grid of at least 3 x 3."""
+    largest = spec.data_sizes.sizes()[-1]
+    predict_at = spec.fit.predict_at or [10 * largest, *([largest] if spec.design.adaptive else [])]
     return FitOptions(
         form=spec.fit.form,
         confidence=spec.fit.confidence,
@@ -85,6 +88,14 @@ def fit_options(spec: ScalingStudySpec) -> FitOptions:
         joint=len(spec.model_sizes.sizes()) >= 3,
         flops_per_parameter_per_item=spec.design.flops_per_parameter_per_item,
     )
+
+
+def stage_options(spec: ScalingStudySpec) -> FitOptions:
+    """A stage fit predicts at the largest listed data size (for the default stop rule),
+    then at the study's first predictAt (for stopWhen.predictionRelativeWidth)."""
+    options = fit_options(spec)
+    largest = float(spec.data_sizes.sizes()[-1])
+    return dataclasses.replace(options, predict_at=(largest, options.predict_at[0]))
 
 
 def fittable(records: Iterable[TrialRecord]) -> bool:
@@ -107,7 +118,7 @@ def stage_fit(
     if not fittable(records):
         return StageFit(data_size=data_size, results=n)
     try:
-        return StageFit.of(fitter(points, fit_options(spec)), data_size, n)
+        return StageFit.of(fitter(points, stage_options(spec)), data_size, n)
     except FitUnavailableError:
         raise
     except FitError:

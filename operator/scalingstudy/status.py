@@ -226,26 +226,38 @@ class StageFit(_Status):
     """Best parameter count = sizeAlpha * dataSize ** sizeBeta (the model-size law)."""
     size_beta: float | None = None
     """beta_p of that fit."""
+    largest_loss: float | None = None
+    """The loss it predicts at the largest listed data size."""
+    largest_relative_width: float | None = None
+    """Width of that prediction's interval over the predicted loss."""
 
     @classmethod
     def of(cls, report: FitReport, data_size: int, results: int) -> StageFit:
+        """``report`` predicts at the largest listed data size first, then at the first
+        predictAt (`results.stage_options`)."""
         lc, ms = report.learning_curve, report.model_size
         width = None  # an open interval has no width: no stop rule can be met by it
         if lc is not None and lc.beta_interval and None not in lc.beta_interval:
             width = lc.beta_interval[1] - lc.beta_interval[0]  # type: ignore[operator]
-        first = report.predictions[0] if report.predictions else None
-        relative = None
-        if first is not None and first.interval and None not in first.interval and first.loss > 0:
-            relative = (first.interval[1] - first.interval[0]) / first.loss  # type: ignore[operator]
+        largest, first = [*report.predictions, None, None][:2]
         return cls(
             data_size=data_size,
             results=results,
             beta=None if lc is None else lc.beta,
             beta_interval_width=width,
-            prediction_relative_width=relative,
+            prediction_relative_width=_relative_width(first),
             size_alpha=None if ms is None else ms.alpha,
             size_beta=None if ms is None else ms.beta,
+            largest_loss=None if largest is None else largest.loss,
+            largest_relative_width=_relative_width(largest),
         )
+
+
+def _relative_width(p: Prediction | None) -> float | None:
+    """A prediction interval's width over the predicted loss (None when an end is open)."""
+    if p is None or not p.interval or None in p.interval or p.loss <= 0:
+        return None
+    return (p.interval[1] - p.interval[0]) / p.loss  # type: ignore[operator]
 
 
 class StageWindow(_Status):
@@ -257,7 +269,7 @@ class StageWindow(_Status):
     """Model sizes planned there."""
 
 
-StopReason = Literal["TargetReached", "BudgetSpent", "AllDataSizes"]
+StopReason = Literal["TargetReached", "GridShareSpent", "BudgetSpent", "AllDataSizes"]
 
 
 class LearningRateChoice(_Status):
@@ -295,7 +307,8 @@ class DesignStatus(_Status):
     budget_gpu_seconds: float | None = None
     """The budget, when the spec sets one."""
     stop_reason: StopReason | None = None
-    """Why no more trials start: TargetReached, BudgetSpent or AllDataSizes."""
+    """Why no more trials start: TargetReached (stopWhen), GridShareSpent (computeShare:
+    the larger data sizes are predicted), BudgetSpent or AllDataSizes."""
     windows: list[StageWindow] = Field(default_factory=list)
     """Model sizes planned at each data size (adaptive)."""
     out_of_range: list[str] = Field(default_factory=list)

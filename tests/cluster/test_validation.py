@@ -96,9 +96,10 @@ INVALID = [
     ("spec.design", {"strategy": "sometimes"}, "spec.design.strategy"),
     ("spec.design", {"strategy": "adaptive", "modelSizeWindow": 1}, "spec.design.modelSizeWindow"),
     ("spec.design", {"stopWhen": {"betaIntervalWidth": 0.1}}, "stopWhen needs strategy: adaptive"),
-    ("spec.design", {"strategy": "adaptive", "stopWhen": {}}, "stopWhen needs betaIntervalWidth"),
+    ("spec.design", {"strategy": "adaptive", "stopWhen": {}}, "stopWhen needs one or more of"),
     ("spec.design", {"strategy": "adaptive", "extendModelSizes": True}, "needs maxModelSize"),
     ("spec.design", {"budget": {"gpuHours": 0}}, "spec.design.budget.gpuHours"),
+    ("spec.design", {"computeShare": 0.5}, "computeShare needs strategy: adaptive"),
     ("spec.design", {"strategy": "isoflop"}, "strategy: isoflop needs computeBudgets"),
     ("spec.design", {"computeBudgets": {"values": [1e12]}}, "strategy: isoflop needs"),
     (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping
+from typing import get_args
 
 from aiohttp import web
 from prometheus_client import (
@@ -17,10 +18,10 @@ from prometheus_client import (
 )
 
 from scalingstudy.fitting.report import LearningCurve, ModelSizeLaw
-from scalingstudy.status import ScalingStudyStatus, TrialCounts, TrialRecord
+from scalingstudy.status import ScalingStudyStatus, StopReason, TrialCounts, TrialRecord
 
 STATES = ("pending", "queued", "running", "succeeded", "failed")
-STOP_REASONS = ("TargetReached", "BudgetSpent", "AllDataSizes")
+STOP_REASONS: tuple[str, ...] = get_args(StopReason)
 PHASES = ("Pending", "Running", "Fitting", "Succeeded", "Failed")
 
 

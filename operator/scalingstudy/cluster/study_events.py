@@ -105,7 +105,7 @@ def design_events(
                 f"where the best model was at the largest",
             ))  # fmt: skip
         previous = w.model_sizes
-    if after.stop_reason in ("TargetReached", "BudgetSpent") and (
+    if after.stop_reason in ("TargetReached", "GridShareSpent", "BudgetSpent") and (
         before is None or before.stop_reason != after.stop_reason
     ):
         events.append(Event(

@@ -15,6 +15,16 @@ from scalingstudy.spec.base import SpecModel, cel
 
 #: Compute budgets of one IsoFLOP study.
 MAX_BUDGETS = 16
+_SHARE = "computeShare needs strategy: adaptive"
+#: An adaptive study spends at most this share of the full grid's compute by default:
+#: where the best model grows into the grid's most expensive corner, the largest data
+#: sizes are predicted instead of trained (benchmarks/adaptive.py).
+DEFAULT_COMPUTE_SHARE = 0.4
+
+_NEEDS_CRITERION = (
+    "stopWhen needs one or more of betaIntervalWidth, predictionRelativeWidth and "
+    "largestDataSizeRelativeWidth"
+)
 
 
 class StopWhen(SpecModel):
@@ -24,8 +34,9 @@ class StopWhen(SpecModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    "has(self.betaIntervalWidth) || has(self.predictionRelativeWidth)",
-                    "stopWhen needs betaIntervalWidth, predictionRelativeWidth or both",
+                    "has(self.betaIntervalWidth) || has(self.predictionRelativeWidth) || "
+                    "has(self.largestDataSizeRelativeWidth)",
+                    _NEEDS_CRITERION,
                 )
             ]
         }
@@ -36,13 +47,21 @@ class StopWhen(SpecModel):
     prediction_relative_width: Annotated[float, Field(gt=0, le=100)] | None = None
     """Stop when the prediction interval at the first fit.predictAt (default 10x the
     largest data size) is at most this wide relative to the predicted loss."""
+    largest_data_size_relative_width: Annotated[float, Field(gt=0, le=100)] | None = None
+    """Stop, predicting the loss at the data sizes not trained instead of training them,
+    when the prediction interval at the largest listed data size is at most this wide
+    relative to the predicted loss."""
     min_data_sizes: Annotated[int, Field(ge=3, le=64)] = 4
     """Never stop before this many data sizes are finished."""
 
     @model_validator(mode="after")
     def _some(self) -> StopWhen:
-        if self.beta_interval_width is None and self.prediction_relative_width is None:
-            raise ValueError("stopWhen needs betaIntervalWidth, predictionRelativeWidth or both")
+        if (
+            self.beta_interval_width is None
+            and self.prediction_relative_width is None
+            and self.largest_data_size_relative_width is None
+        ):
+            raise ValueError(_NEEDS_CRITERION)
         return self
 
 
@@ -118,6 +137,7 @@ class DesignSpec(SpecModel):
                     "self.strategy == 'adaptive' || !has(self.stopWhen)",
                     "stopWhen needs strategy: adaptive (a grid trains every trial)",
                 ),
+                cel("self.strategy == 'adaptive' || !has(self.computeShare)", _SHARE),
                 cel(
                     "self.strategy == 'adaptive' || !has(self.extendModelSizes) || "
                     "!self.extendModelSizes",
@@ -152,6 +172,11 @@ class DesignSpec(SpecModel):
     """Largest model size an extension may reach."""
     stop_when: StopWhen | None = None
     """Stop early once the fit is precise enough (adaptive only)."""
+    compute_share: Annotated[float, Field(gt=0, le=1)] | None = None
+    """Adaptive only (default 0.4): start no further data size whose window would take the
+    study's expected compute above this share of the full grid's, and predict the loss
+    there instead (1: train a window at every data size). Costs come from the cost model
+    of the full-grid data sizes."""
     budget: Budget | None = None
     """Hard cap on GPU-hours (any strategy)."""
     compute_budgets: ComputeBudgets | None = None
@@ -164,6 +189,8 @@ class DesignSpec(SpecModel):
     def _consistent(self) -> DesignSpec:
         if self.strategy == "grid" and self.stop_when is not None:
             raise ValueError("stopWhen needs strategy: adaptive (a grid trains every trial)")
+        if self.compute_share is not None and self.strategy != "adaptive":
+            raise ValueError(_SHARE)
         if self.strategy == "grid" and self.extend_model_sizes:
             raise ValueError("extendModelSizes needs strategy: adaptive")
         if (self.strategy == "isoflop") != (self.compute_budgets is not None):
@@ -177,6 +204,13 @@ class DesignSpec(SpecModel):
     @property
     def adaptive(self) -> bool:
         return self.strategy == "adaptive"
+
+    @property
+    def share(self) -> float:
+        """computeShare in force (1 for a grid or IsoFLOP study: no limit)."""
+        if not self.adaptive:
+            return 1.0
+        return DEFAULT_COMPUTE_SHARE if self.compute_share is None else self.compute_share
 
     @property
     def isoflop(self) -> bool:
