@@ -91,11 +91,13 @@ def fit_options(spec: ScalingStudySpec) -> FitOptions:
 
 
 def stage_options(spec: ScalingStudySpec) -> FitOptions:
-    """A stage fit predicts at the largest listed data size (for the default stop rule),
-    then at the study's first predictAt (for stopWhen.predictionRelativeWidth)."""
+    """A stage fit predicts at the largest listed data size (for
+    stopWhen.largestDataSizeRelativeWidth), then at the study's first predictAt (for
+    stopWhen.predictionRelativeWidth); it leaves out the joint law, which no decision
+    reads (and which took most of a stage fit's time)."""
     options = fit_options(spec)
     largest = float(spec.data_sizes.sizes()[-1])
-    return dataclasses.replace(options, predict_at=(largest, options.predict_at[0]))
+    return dataclasses.replace(options, predict_at=(largest, options.predict_at[0]), joint=False)
 
 
 def fittable(records: Iterable[TrialRecord]) -> bool:
