@@ -203,6 +203,23 @@ def test_the_grid_share_predicts_the_expensive_corner_instead_of_training_it() -
     assert largest and largest[0].interval is not None
 
 
+def test_a_vague_prediction_does_not_stop_a_study_on_its_share() -> None:
+    """Every trial costs the same, so the sixth data size takes the study past 40% of
+    the grid; the losses are so noisy that the fit through five cannot predict the sixth
+    within SHARE_PREDICTION_WIDTH: it trains on instead of printing a guess."""
+
+    def noisy(t: Trial) -> float:
+        wobble = random.Random(t.data_size * 1000 + t.model_size).gauss(0, 0.4)
+        return (0.5 + 20.0 / t.data_size**0.3 + 1.0 / t.model_size) * math.exp(wobble)
+
+    spec = spec_of(strategy="adaptive")
+    records, final, _ = run(spec, noisy)
+    assert final.stop_reason == "AllDataSizes"
+    assert {r.data_size for r in records.values()} == set(DATA)
+    fifth = next(f for f in final.status.stage_fits if f.data_size == DATA[4])
+    assert fifth.largest_relative_width is None or fifth.largest_relative_width > 0.5
+
+
 def test_the_budget_is_never_exceeded_once_costs_are_known() -> None:
     def cost(t: Trial) -> float:
         return 1e-6 * parameters(t.model_size) * t.data_size

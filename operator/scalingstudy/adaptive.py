@@ -20,8 +20,9 @@ After a finished stage the study stops (``TargetReached``) when every ``stopWhen
 criterion holds for the fit through it and at least ``minDataSizes`` stages are in. It
 also stops (``GridShareSpent``) before a stage, from the sixth on, whose window would
 take the expected compute of everything planned above ``computeShare`` of the full
-grid's: where the best model grows into the grid's most expensive corner, the loss at
-the largest data sizes is predicted from the stages before, not trained.
+grid's, once the fit through the stages before predicts the loss at the largest listed
+data size tightly enough (``SHARE_PREDICTION_WIDTH``): where the best model grows into
+the grid's most expensive corner, the loss there is predicted, not trained.
 
 The fits themselves are numerical and are made by the executor (the local runner in
 process, the operator in its fit child process): this module asks for the fit through a
@@ -47,6 +48,10 @@ MIN_FIT_STAGES = 3
 #: computeShare stops no study before this many data sizes (a fit through them predicts
 #: the rest; with fewer the prediction would rest on the smallest subsets alone).
 MIN_SHARE_STAGES = 5
+#: ... and none whose prediction at the largest listed data size is wider than this
+#: (interval width over the loss): a prediction that vague is not worth the compute saved,
+#: and the study trains on past computeShare.
+SHARE_PREDICTION_WIDTH = 0.5
 
 Cell = tuple[int, int]  # (data size, model size)
 #: The noise of the earlier stages is not known yet (one of them is still running).
@@ -200,11 +205,17 @@ def decide_adaptive(
             and share is not None
             and share.exceeded(trials, d, stage.coords)
         ):
-            # The rest is predicted, not trained (the stages before are all decided).
-            stop_at = data_sizes[k - 1]
-            done = all(finished)
-            return Adaptive(tuple(trials), tuple(windows), None, done, stop_at, stages,
-                            "GridShareSpent")  # fmt: skip
+            # Whether the rest is predicted rather than trained depends on the fit through
+            # the stage before: nothing of this stage starts until it is in.
+            if not all(finished):
+                break
+            fit = fit_through(data_sizes[k - 1])
+            if fit is None:
+                break
+            width = fit.largest_relative_width
+            if width is not None and width <= SHARE_PREDICTION_WIDTH:
+                return Adaptive(tuple(trials), tuple(windows), None, True, data_sizes[k - 1],
+                                stages, "GridShareSpent")  # fmt: skip
         names = [trial_name(study, d, m, s, pods=spec.trainer.nodes) for m, s in stage.coords]
         trials += [Trial(d, m, s, n) for (m, s), n in zip(stage.coords, names, strict=True)]
         stages[d] = tuple(names)
