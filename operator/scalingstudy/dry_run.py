@@ -85,6 +85,12 @@ def describe(study: ScalingStudy, records: Mapping[str, TrialRecord], workers: i
     status = chosen.status
     budget = status.budget_gpu_seconds
     lines.append(f"budget: {_hours(budget)}" if budget is not None else "budget: none")
+    if spec.design.adaptive and spec.design.share < 1:
+        lines.append(
+            f"computeShare: {spec.design.share:g} (from the sixth data size on, none starts "
+            "that would take the study past this share of the grid's compute once the "
+            "largest data size's loss can be predicted instead)"
+        )
     if status.grid_gpu_seconds is not None:
         lines.append(
             f"expected cost of the full grid: {_hours(status.grid_gpu_seconds)} "
