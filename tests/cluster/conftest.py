@@ -1,7 +1,10 @@
 """Session fixtures: one real control plane per test session, a fresh namespace per test.
 
-Every test here is marked `cluster` and grouped onto one xdist worker (loadgroup), so a
-parallel run starts one control plane, not one per worker.
+Every test here is marked `cluster`. Each xdist worker starts its own control plane the
+first time one of its tests needs it, so `scripts/test` (2 workers) runs two, with the
+cluster tests spread over both. (An `xdist_group` marker added here never grouped them:
+xdist reads the groups before this hook adds them. Grouped onto one worker, the cluster
+tests alone would take longer than the whole suite does now.)
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/cluster/" in str(item.path).replace(os.sep, "/"):
             item.add_marker(pytest.mark.cluster)
-            item.add_marker(pytest.mark.xdist_group("cluster"))
 
 
 @dataclass
