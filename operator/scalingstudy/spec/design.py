@@ -173,10 +173,12 @@ class DesignSpec(SpecModel):
     stop_when: StopWhen | None = None
     """Stop early once the fit is precise enough (adaptive only)."""
     compute_share: Annotated[float, Field(gt=0, le=1)] | None = None
-    """Adaptive only (default 0.4): start no further data size whose window would take the
-    study's expected compute above this share of the full grid's, and predict the loss
-    there instead (1: train a window at every data size). Costs come from the cost model
-    of the full-grid data sizes."""
+    """Adaptive only (default 0.4): from the sixth data size on, start none whose window
+    would take the study's expected compute above this share of the full grid's, and
+    predict the loss there instead, provided the fit so far predicts the largest data
+    size's loss within a relative width of 0.5 (else train on: budget is the hard cap).
+    1: train a window at every data size. Costs come from the cost model of the
+    full-grid data sizes."""
     budget: Budget | None = None
     """Hard cap on GPU-hours (any strategy)."""
     compute_budgets: ComputeBudgets | None = None
