@@ -125,6 +125,24 @@ def test_both_methods_find_the_exponent_of_a_known_law_with_intervals_that_hold_
     assert report.method == "per-budget" and report.model_size_exponent == report.per_budget.a
 
 
+def test_an_exponent_that_rests_on_one_trial_says_so() -> None:
+    """One bad evaluation near an optimum (a loss 25% too low, two sizes above it) drags
+    that budget's vertex and the exponent with it: the report names the trial."""
+    budgets = [1e18, 1e19, 1e20, 1e21]
+    points = iso_points(budgets, 7, noise=0.005, seed=3)
+    clean: list[str] = []
+    assert compute_optimal(points, 6.0, 0.9, 200, 0, clean, joint_replicates=5) is not None
+    assert not [w for w in clean if "rests on one trial" in w]
+    bad = list(points)
+    i = 7 * 3 + 5  # the largest budget, two sizes above its optimum
+    bad[i] = IsoPoint(bad[i].compute, bad[i].parameters, bad[i].loss * 0.75, bad[i].data_size)
+    warnings: list[str] = []
+    report = compute_optimal(bad, 6.0, 0.9, 200, 0, warnings, joint_replicates=5)
+    assert report is not None and report.per_budget is not None
+    (moved,) = [w for w in warnings if "rests on one trial" in w]
+    assert f"C = {budgets[3]:.3g}, N = {bad[i].parameters:.3g}" in moved
+
+
 def test_an_optimum_beyond_the_sizes_tried_is_an_open_interval_and_says_what_to_add() -> None:
     warnings: list[str] = []
     # The last budget's model sizes all lie well below its optimum.

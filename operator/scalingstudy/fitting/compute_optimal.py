@@ -134,6 +134,7 @@ def per_budget(
     rng = np.random.default_rng(seed)
     optima: list[BudgetOptimum] = []
     inside: list[tuple[float, float, Array]] = []  # log C, log N*, vertex draws
+    kept: list[tuple[_Budget, float]] = []  # the budgets behind ``inside``
     groups = [[points[i] for i in g] for g in group_budgets([p.compute for p in points])]
     spread = max(np.log10(g[-1].compute / g[0].compute) for g in groups)
     if spread > 2 * BUDGET_TOLERANCE_DECADES:
@@ -159,6 +160,7 @@ def per_budget(
             optima.append(BudgetOptimum(compute=b.compute, best_parameters=float(np.exp(v)),
                                         interval=interval, loss=b.lowest.loss))  # fmt: skip
             inside.append((float(np.log(b.compute)), v, draws))
+            kept.append((b, v))
             continue
         side = "larger" if v > 0 else "smaller"
         warnings.append(f"the optimum at C = {b.compute:.3g} lies at the edge of its model sizes "
@@ -182,7 +184,42 @@ def per_budget(
     ]
     valid = np.array([s for s in slopes if np.isfinite(s)])
     interval = _quantiles(valid, confidence) if len(inside) >= 3 and len(valid) else [None, None]
+    if (moved := _one_trial_moves(kept, log_c, a, interval)) is not None:
+        warnings.append(moved)
     return optima, ExponentPair.of(a, interval)
+
+
+#: A single trial's pull on the per-budget exponent below this is never worth a warning
+#: (exponents are quoted to two decimals; noise alone moves them this much).
+MIN_MOVE = 0.05
+
+
+def _one_trial_moves(
+    budgets: list[tuple[_Budget, float]], log_c: Array, a: float, interval: list[float | None]
+) -> str | None:
+    """A warning when leaving out one trial moves the per-budget exponent by more than
+    its interval's half-width (0.1 when the interval is open) and MIN_MOVE: it rests on
+    that trial (the brief's "one outlier moved it 6x without a warning")."""
+    lo, hi = interval
+    allowed = max((hi - lo) / 2 if lo is not None and hi is not None else 0.1, MIN_MOVE)
+    vertices = [v for _, v in budgets]
+    worst: tuple[float, str] | None = None
+    for i, (b, _) in enumerate(budgets):
+        if len(b.x) <= 4:  # without one, three or fewer points: no noise left to judge by
+            continue
+        for j in range(len(b.x)):
+            keep = np.arange(len(b.x)) != j
+            v = _vertex(b.x[keep], b.y[keep])
+            if not np.isfinite(v):  # an end point gone: the curvature, not the trial
+                continue
+            shift = abs(_slope(log_c, np.array([*vertices[:i], v, *vertices[i + 1 :]])) - a)
+            if shift > allowed and (worst is None or shift > worst[0]):
+                trial = f"the trial at C = {b.compute:.3g}, N = {np.exp(b.x[j]):.3g}"
+                worst = (shift, f"compute-optimal exponent (per budget) {a:.3f} rests on one "
+                                f"trial: leaving out {trial} moves it by {shift:.3f}, more "
+                                "than half its interval; check that trial, or add model "
+                                "sizes around that budget's optimum")  # fmt: skip
+    return None if worst is None else worst[1]
 
 
 def joint_exponents(
