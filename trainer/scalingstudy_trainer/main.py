@@ -85,7 +85,12 @@ def run_trial(config: TrialConfig, stop: Any, world: World = SINGLE) -> dict[str
             if world.main:
                 log("finished_before", checkpoint_dir=config.checkpoint_dir)
             return finished if world.main else None
-        return _train(config, stop, world, collectives, checkpoints)
+        result = _train(config, stop, world, collectives, checkpoints)
+        # Every rank is done with its collectives before any tears its group down: a gloo
+        # rank whose peer is gone while work is still in flight aborts (SIGABRT, seen
+        # once in CI as "terminate called without an active exception").
+        collectives.barrier()
+        return result
     finally:
         collectives.close()
 
