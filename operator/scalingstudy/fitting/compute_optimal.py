@@ -133,8 +133,7 @@ def per_budget(
     """Each budget's optimum and the exponents of the line through the interior ones."""
     rng = np.random.default_rng(seed)
     optima: list[BudgetOptimum] = []
-    inside: list[tuple[float, float, Array]] = []  # log C, log N*, vertex draws
-    kept: list[tuple[_Budget, float]] = []  # the budgets behind ``inside``
+    inside: list[tuple[_Budget, float, Array]] = []  # budget, log N*, vertex draws
     groups = [[points[i] for i in g] for g in group_budgets([p.compute for p in points])]
     spread = max(np.log10(g[-1].compute / g[0].compute) for g in groups)
     if spread > 2 * BUDGET_TOLERANCE_DECADES:
@@ -159,8 +158,7 @@ def per_budget(
                         None if hi is None else float(np.exp(hi))]  # fmt: skip
             optima.append(BudgetOptimum(compute=b.compute, best_parameters=float(np.exp(v)),
                                         interval=interval, loss=b.lowest.loss))  # fmt: skip
-            inside.append((float(np.log(b.compute)), v, draws))
-            kept.append((b, v))
+            inside.append((b, v, draws))
             continue
         side = "larger" if v > 0 else "smaller"
         warnings.append(f"the optimum at C = {b.compute:.3g} lies at the edge of its model sizes "
@@ -175,7 +173,7 @@ def per_budget(
         warnings.append(f"compute-optimal exponents (per budget) need 2 budgets with an "
                         f"optimum inside their model sizes (got {len(inside)})")  # fmt: skip
         return optima, None
-    log_c = np.array([c for c, _, _ in inside])
+    log_c = np.log([b.compute for b, _, _ in inside])
     a = _slope(log_c, np.array([v for _, v, _ in inside]))
     draws = np.stack([d for _, _, d in inside])  # budgets x replicates
     slopes = [
@@ -184,7 +182,7 @@ def per_budget(
     ]
     valid = np.array([s for s in slopes if np.isfinite(s)])
     interval = _quantiles(valid, confidence) if len(inside) >= 3 and len(valid) else [None, None]
-    if (moved := _one_trial_moves(kept, log_c, a, interval)) is not None:
+    if moved := _one_trial_moves([(b, v) for b, v, _ in inside], log_c, a, interval):
         warnings.append(moved)
     return optima, ExponentPair.of(a, interval)
 
