@@ -17,15 +17,17 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
 from tests.harness import cluster as harness
 from tests.harness import kueue as kueue_harness
+from tests.harness.agent import client_from_kubeconfig
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "scalingstudies.yaml"
@@ -39,8 +41,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @dataclass
 class Cluster:
+    """The test control plane. Reads (``get``, ``items``) go to the API server over HTTP:
+    tests poll them every half second, and a kubectl process per poll cost about 70 ms of
+    CPU each, a large share of the suite's 2 cores. Writes and printed tables use kubectl,
+    as a user would."""
+
     dir: Path
     env: dict[str, str]
+    _api: httpx.Client | None = field(default=None, init=False, repr=False)
+    _paths: dict[str, tuple[str, bool]] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def bin(self) -> Path:
@@ -61,15 +70,39 @@ class Cluster:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {out.stderr.strip()}")
         return out
 
+    @property
+    def api(self) -> httpx.Client:
+        if self._api is None:
+            self._api = client_from_kubeconfig(Path(self.env["KUBECONFIG"]))
+        return self._api
+
+    def _resource(self, kind: str) -> tuple[str, bool]:
+        """The collection path of ``kind`` (as kubectl takes it: plural, singular, kind,
+        short name or ``plural.group``) and whether it is namespaced, from the API
+        server's discovery; the core group first, as kubectl resolves `events`."""
+        if kind not in self._paths:
+            self._paths.update(_discover(self.api))
+        if kind not in self._paths:
+            raise AssertionError(f"the API server serves no resource {kind!r}")
+        return self._paths[kind]
+
+    def _read(self, kind: str, namespace: str, name: str = "", **params: str) -> Any:
+        collection, namespaced = self._resource(kind)
+        prefix, plural = collection.rsplit("/", 1)
+        path = f"{prefix}/namespaces/{namespace}/{plural}" if namespaced else collection
+        response = self.api.get(f"{path}/{name}" if name else path, params=params)
+        if response.status_code != 200:
+            raise AssertionError(f"GET {response.url}: {response.status_code} {response.text}")
+        return response.json()
+
     def get(self, kind: str, name: str, namespace: str) -> dict[str, Any]:
-        obj: dict[str, Any] = json.loads(
-            self.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout
-        )
+        obj: dict[str, Any] = self._read(kind, namespace, name)
         return obj
 
-    def items(self, kind: str, namespace: str, *selector: str) -> list[dict[str, Any]]:
-        args = ["get", kind, "-n", namespace, "-o", "json", *(f"-l{s}" for s in selector)]
-        items: list[dict[str, Any]] = json.loads(self.kubectl(*args).stdout)["items"]
+    def items(self, kind: str, namespace: str, selector: str = "") -> list[dict[str, Any]]:
+        """The objects of ``kind`` in ``namespace`` that match the label ``selector``."""
+        params = {"labelSelector": selector} if selector else {}
+        items: list[dict[str, Any]] = self._read(kind, namespace, **params)["items"]
         return items
 
     def apply(self, doc: dict[str, Any] | str, namespace: str) -> subprocess.CompletedProcess[str]:
@@ -85,6 +118,26 @@ class Cluster:
             self.env["PUSHGATEWAY_URL"].rsplit(":", 1)[1],
         )
         harness.start_prometheus(self.dir, int(ports[0]), int(ports[1]))
+
+
+def _discover(api: httpx.Client) -> dict[str, tuple[str, bool]]:
+    """Every name kubectl accepts for a resource -> (its collection path, namespaced)."""
+    groups = api.get("/apis").raise_for_status().json()["groups"]
+    versions = [("/api/v1", "")] + [
+        (f"/apis/{g['preferredVersion']['groupVersion']}", g["name"]) for g in groups
+    ]
+    names: dict[str, tuple[str, bool]] = {}
+    for prefix, group in versions:
+        for r in api.get(prefix).raise_for_status().json()["resources"]:
+            if "/" in r["name"]:
+                continue  # a subresource
+            where = (f"{prefix}/{r['name']}", bool(r["namespaced"]))
+            aliases = {r["name"], r.get("singularName") or "", r["kind"].lower(),
+                       *r.get("shortNames", [])}  # fmt: skip
+            for alias in aliases - {""}:
+                names.setdefault(alias, where)
+                names.setdefault(f"{alias}.{group}" if group else alias, where)
+    return names
 
 
 def wait_until(

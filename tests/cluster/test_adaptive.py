@@ -86,9 +86,9 @@ def test_adaptive_study_stops_early_with_one_job_per_trial_across_sigkills(
     assert recorded <= set(creations) and len(creations) < 30
     cancelled = set(creations) - recorded
     assert not upto(cancelled) and cancelled <= ever_planned
-    assert not cluster.items("jobs", namespace, "-l", "scalingstudy.io/study=adaptive") or all(
+    assert not cluster.items("jobs", namespace, "scalingstudy.io/study=adaptive") or all(
         j["metadata"]["name"] in recorded
-        for j in cluster.items("jobs", namespace, "-l", "scalingstudy.io/study=adaptive")
+        for j in cluster.items("jobs", namespace, "scalingstudy.io/study=adaptive")
     )
     assert [w["dataSize"] for w in design["windows"]] == [w.data_size for w in final.status.windows]
     reasons = collections.Counter(e["reason"] for e in events(cluster, namespace, "adaptive"))

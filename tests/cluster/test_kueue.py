@@ -92,18 +92,14 @@ TRAINING = {"minSteps": 5000, "maxSteps": 5000, "evalEvery": 20, "batchSize": 32
             "learningRate": 3e-3, "earlyStopping": {"patience": 1000}}  # fmt: skip
 
 
-@pytest.mark.parametrize("checkpoints", [True, False], ids=["checkpoints", "no-checkpoints"])
-def test_a_higher_priority_workload_preempts_trials_that_finish_once_where_they_would_have(
-    cluster: Cluster, kueue_namespace: str, operator_factory: Any, checkpoints: bool
-) -> None:
-    ns = kueue_namespace
-    urgent = {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "WorkloadPriorityClass",
-              "metadata": {"name": f"urgent-{ns}"}, "value": 10000}  # fmt: skip
-    docs = [*queues(ns, gpus=2), urgent]
-    assert cluster.apply(yaml.safe_dump_all(docs), ns).returncode == 0
+#: One study per way to survive a preemption: from a checkpoint, or from the start.
+CHECKPOINTS = {"kept": True, "restarted": False}
+
+
+def _preemptible_study(name: str, ns: str, checkpoints: bool) -> dict[str, Any]:
     doc = study_doc(
-        "preempted", dataSizes={"values": [256, 512, 1024]}, modelSizes={"values": [8]},
-        training=TRAINING, queueName="gpus", parallelism=3, maxFailedTrials=0,
+        name, dataSizes={"values": [256, 512, 1024]}, modelSizes={"values": [8]},
+        training=TRAINING, queueName="gpus", parallelism=2, maxFailedTrials=0,
     )  # fmt: skip
     trainer = doc["spec"]["trainer"]
     trainer.pop("command")  # the built-in trainer: SIGTERM saves a checkpoint, exits 143
@@ -114,20 +110,37 @@ def test_a_higher_priority_workload_preempts_trials_that_finish_once_where_they_
                                "persistentVolumeClaim": {"claimName": f"ckpt-{ns}"}}]  # fmt: skip
         trainer["volumeMounts"] = [{"name": "checkpoints", "mountPath": "/ckpt"}]
     assert trainer["backoffLimit"] == 0  # a preemption counted as a failure fails the trial
+    return doc
+
+
+def test_a_higher_priority_workload_preempts_trials_that_finish_once_where_they_would_have(
+    cluster: Cluster, kueue_namespace: str, operator_factory: Any
+) -> None:
+    """Two studies share the queue's 4 GPUs, 2 trials each: one keeps checkpoints on a
+    volume, one does not. An urgent Job of 4 GPUs preempts all four running trials; each
+    runs again once, resumed or from the start, and ends where one uninterrupted run ends."""
+    ns = kueue_namespace
+    urgent = {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "WorkloadPriorityClass",
+              "metadata": {"name": f"urgent-{ns}"}, "value": 10000}  # fmt: skip
+    docs = [*queues(ns, gpus=4), urgent]
+    assert cluster.apply(yaml.safe_dump_all(docs), ns).returncode == 0
     op: Operator = operator_factory(ns)
     op.start()
-    assert cluster.apply(doc, ns).returncode == 0
+    for name, checkpoints in CHECKPOINTS.items():
+        assert cluster.apply(_preemptible_study(name, ns, checkpoints), ns).returncode == 0
+    trials = [f"{name}-d{d}-m8-s0" for name in CHECKPOINTS for d in (256, 512, 1024)]
 
     def training_well_under_way() -> list[str]:
-        """The two admitted trials, once both are past step 600."""
-        status = _status(cluster, "preempted", ns)
-        going = [t for t in ("preempted-d256-m8-s0", "preempted-d512-m8-s0",
-                             "preempted-d1024-m8-s0")
+        """The four admitted trials, once all are past step 600 and none has finished."""
+        if any(_status(cluster, name, ns).get("results") for name in CHECKPOINTS):
+            return []
+        going = [t for t in trials
                  if max((e.get("step", 0) for pod in pod_events(cluster, ns, f"{t}-")
                          for e in pod), default=0) >= 600]  # fmt: skip
-        return going if len(going) == 2 and not status.get("results") else []
+        return going if len(going) == 4 else []
 
-    victims = wait_until("two trials training", training_well_under_way, timeout=180)
+    victims = wait_until("four trials training", training_well_under_way, timeout=180)
+    assert {v.split("-")[0] for v in victims} == set(CHECKPOINTS)  # parallelism 2 each
     job = {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": "urgent", "labels": {"kueue.x-k8s.io/queue-name": "gpus",
@@ -135,7 +148,7 @@ def test_a_higher_priority_workload_preempts_trials_that_finish_once_where_they_
         "spec": {"suspend": True, "backoffLimit": 0, "template": {"spec": {
             "restartPolicy": "Never",
             "containers": [{"name": "urgent", "image": "busybox", "command": ["sleep", "5"],
-                            "resources": {"limits": {"nvidia.com/gpu": 2}}}]}}},
+                            "resources": {"limits": {"nvidia.com/gpu": 4}}}]}}},
     }  # fmt: skip
     assert cluster.apply(job, ns).returncode == 0
 
@@ -144,21 +157,25 @@ def test_a_higher_priority_workload_preempts_trials_that_finish_once_where_they_
         return all(jobs[v]["spec"].get("suspend") and not jobs[v]["status"].get("active")
                    for v in victims)  # fmt: skip
 
-    wait_until("Kueue to preempt both trials", preempted, timeout=120)
+    wait_until("Kueue to preempt all four trials", preempted, timeout=120)
     op.kill()  # while trials are preempted: nothing may be created twice
     op.start()
-    status = finished(cluster, "preempted", ns, timeout=400)
-    assert status["phase"] == "Succeeded", status.get("conditions")
+    rows = {}
+    for name in CHECKPOINTS:
+        status = finished(cluster, name, ns, timeout=400)
+        assert status["phase"] == "Succeeded", (name, status.get("conditions"))
+        assert len(status["results"]) == 3, name
+        rows |= {r["trial"]: r for r in status["results"]}
+    assert all(r["status"] == "Succeeded" for r in rows.values())
     assert cluster.get("job", "urgent", ns)["status"].get("succeeded") == 1
-    rows = {r["trial"]: r for r in status["results"]}
-    assert len(rows) == 3 and all(r["status"] == "Succeeded" for r in rows.values())
     assert set(job_creations(cluster, ns).values()) == {1}
     for victim in victims:
+        checkpoints = CHECKPOINTS[victim.split("-")[0]]
         assert cluster.get("job", victim, ns)["status"].get("failed", 0) == 0  # backoff kept
         pods = pod_events(cluster, ns, f"{victim}-")
         assert len(pods) == 2, [[e["event"] for e in p] for p in pods]  # preempted, rerun
         stopped = [e for e in pods[0] if e["event"] == "preempted"]
-        assert stopped and stopped[0]["checkpoint_saved"] is checkpoints
+        assert stopped and stopped[0]["checkpoint_saved"] is checkpoints, victim
         start = next(e for e in pods[1] if e["event"] == "start")
         assert start["resumed_from_step"] == (stopped[0]["step"] if checkpoints else 0)
         # Resumed or restarted, the trial ends where one uninterrupted run ends.
