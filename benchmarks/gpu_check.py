@@ -106,7 +106,7 @@ CPU = Scale(
     others="0",
     study=_LM_STUDY | {"spec": {
         "task": {"name": "teacher-student", "options": {"inputDim": 4, "teacherWidth": 8}},
-        "dataSizes": {"min": 64, "max": 256, "factor": 2},
+        "dataSizes": {"min": 64, "max": 1024, "factor": 2},
         "modelSizes": {"values": [2, 32]},
         "training": {"epochs": 5, "minSteps": 60, "maxSteps": 100, "batchSize": 32,
                      "learningRate": 0.01, "evalEvery": 20},

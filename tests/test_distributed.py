@@ -74,6 +74,7 @@ def _result(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())  # type: ignore[no-any-return]
 
 
+@pytest.mark.slow(30)
 @pytest.mark.parametrize("name", ["teacher-student", "char-lm"])
 def test_two_processes_reach_the_loss_of_one(tmp_path: Path, corpus: Path, name: str) -> None:
     task = _tasks(corpus)[name]
@@ -92,6 +93,7 @@ def test_two_processes_reach_the_loss_of_one(tmp_path: Path, corpus: Path, name:
     assert events.count("result") == 1 and events.count("start") == 1
 
 
+@pytest.mark.slow(55)
 def test_sigterm_stops_every_rank_and_the_retry_ends_where_an_uninterrupted_run_does(
     tmp_path: Path, corpus: Path
 ) -> None:

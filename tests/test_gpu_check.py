@@ -15,7 +15,7 @@ from benchmarks.gpu_check import GPU, check_losses
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(75)
 def test_the_cpu_dry_run_passes_every_step_and_writes_its_figures(tmp_path: Path) -> None:
     out = tmp_path / "out"
     run = subprocess.run(
@@ -35,7 +35,7 @@ def test_the_cpu_dry_run_passes_every_step_and_writes_its_figures(tmp_path: Path
         assert steps[name]["rows"] and steps[name]["rows"][0]["items_per_second"] > 0
     assert steps["throughput-headline"]["rows"][0]["compiled"] is True
     assert steps["throughput-eager"]["rows"][0]["compiled"] is False
-    assert steps["study"]["trials"] == 6 and steps["study"]["beta_g"] < 0
+    assert steps["study"]["trials"] >= 10 and steps["study"]["beta_g"] < 0
     assert 0 < steps["resume"]["resumed_from_step"] < steps["resume"]["steps"]
     assert steps["nccl"]["backend"] == "gloo" and steps["nccl"]["processes"] == 1
     text = (out / "gpu-check.txt").read_text()

@@ -185,6 +185,7 @@ def _events(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
+@pytest.mark.slow(40)
 def test_sigterm_saves_exits_143_and_the_retry_finishes_the_same(tmp_path: Path) -> None:
     ckpt = str(tmp_path / "ckpt")
     proc = _trainer(_env(tmp_path, ckpt, "preempted.json"))

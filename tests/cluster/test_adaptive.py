@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from benchmarks.scaling_truth import random_truth
 from scalingstudy.spec import parse_spec
 from tests.cluster.conftest import ROOT, Cluster, Operator, study_doc
@@ -48,6 +50,7 @@ def adaptive_doc(name: str) -> dict[str, Any]:
     return doc
 
 
+@pytest.mark.slow(50)
 def test_adaptive_study_stops_early_with_one_job_per_trial_across_sigkills(
     cluster: Cluster, namespace: str, operator_factory: Any, tmp_path: Path
 ) -> None:

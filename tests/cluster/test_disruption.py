@@ -10,11 +10,14 @@ import signal
 import time
 from typing import Any
 
+import pytest
+
 from tests.cluster.conftest import Cluster, Operator, study_doc, wait_until
 from tests.cluster.test_operator import finished, job_creations, results_at_least
 from tests.harness import cluster as harness
 
 
+@pytest.mark.slow(60)
 def test_an_evicted_trial_resumes_from_its_checkpoint_without_using_its_backoff(
     cluster: Cluster, namespace: str, operator_factory: Any
 ) -> None:
@@ -70,6 +73,7 @@ def test_an_evicted_trial_resumes_from_its_checkpoint_without_using_its_backoff(
     assert not job["status"].get("failed")  # the eviction did not count
 
 
+@pytest.mark.slow(95)
 def test_a_75_second_api_server_outage_mid_study_ends_with_one_job_per_trial(
     cluster: Cluster, namespace: str, operator_factory: Any
 ) -> None:

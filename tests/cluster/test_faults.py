@@ -179,6 +179,7 @@ def test_trials_read_their_settings_from_the_studys_config_map_and_a_foreign_one
     assert condition(cluster, "clash", namespace, "TrialsBlocked")["status"] == "False"  # type: ignore[index]
 
 
+@pytest.mark.slow(30)
 def test_a_refused_study_still_records_what_its_running_jobs_finish(
     cluster: Cluster, namespace: str, operator_factory: Any
 ) -> None:

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.cluster.conftest import Cluster, Operator, study_doc
 from tests.cluster.test_operator import finished
 from tests.test_isoflop import A_TRUE, LAW
 
 
+@pytest.mark.slow(35)
 def test_an_isoflop_study_reports_its_compute_optimal_exponents_in_status(
     cluster: Cluster, namespace: str, operator_factory: Any
 ) -> None:

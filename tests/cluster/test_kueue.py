@@ -43,6 +43,7 @@ def _admitted(cluster: Cluster, ns: str) -> int:
     return count
 
 
+@pytest.mark.slow(35)
 def test_trials_beyond_the_quota_wait_queued_never_failed_and_each_runs_once(
     cluster: Cluster, kueue_namespace: str, operator_factory: Any
 ) -> None:
@@ -113,6 +114,7 @@ def _preemptible_study(name: str, ns: str, checkpoints: bool) -> dict[str, Any]:
     return doc
 
 
+@pytest.mark.slow(250)
 def test_a_higher_priority_workload_preempts_trials_that_finish_once_where_they_would_have(
     cluster: Cluster, kueue_namespace: str, operator_factory: Any
 ) -> None:

@@ -17,6 +17,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.cluster.conftest import (
     Cluster,
     Operator,
@@ -54,6 +56,7 @@ def _steps(cluster: Cluster, namespace: str, trial: str) -> int:
     return max((e.get("step", 0) for pod in events for e in pod), default=0)
 
 
+@pytest.mark.slow(110)
 def test_each_trial_runs_as_two_pods_that_train_together_and_a_killed_pod_retries_the_trial(
     cluster: Cluster, namespace: str, operator_factory: Any
 ) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.browser import render
 from tests.cluster.conftest import ROOT, Cluster, Operator, study_doc, wait_until
@@ -80,6 +81,7 @@ def job_creations(c: Cluster, ns: str) -> collections.Counter[str]:
     return made
 
 
+@pytest.mark.slow(150)
 def test_quickstart_example_end_to_end(
     cluster: Cluster, namespace: str, operator_factory: Any, tmp_path: Path
 ) -> None:
@@ -209,6 +211,7 @@ def test_trial_jobs_have_the_promised_shape(
     assert spec["template"]["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
 
 
+@pytest.mark.slow(40)
 def test_sigkill_at_random_moments_creates_no_duplicate_and_loses_nothing(
     cluster: Cluster, namespace: str, operator_factory: Any, tmp_path: Path
 ) -> None:

@@ -19,8 +19,7 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
-from scalingstudy_trainer.errors import ConfigError
-from scalingstudy_trainer.world import World
+from scalingstudy_trainer.world import World, check_batch
 
 T = TypeVar("T")
 #: How long a collective waits for a rank that stopped answering before the trial fails
@@ -47,11 +46,7 @@ class Collectives:
         self.control = dist.new_group(backend="gloo") if backend == "nccl" else None
 
     def check_batch(self, batch_size: int) -> None:
-        if batch_size < self.world.size:
-            raise ConfigError(
-                f"the batch of {batch_size} items cannot be shared by {self.world.size} "
-                "processes (nodes x processesPerPod): raise training.batchSize or use fewer"
-            )
+        check_batch(batch_size, self.world.size)
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """The model as the training step runs it: DDP averages gradients across ranks."""

@@ -24,7 +24,7 @@ from scalingstudy_trainer.config import TrialConfig, read_config
 from scalingstudy_trainer.errors import ConfigError
 from scalingstudy_trainer.launch import launch, needs_launcher, read_launch
 from scalingstudy_trainer.report import report_result
-from scalingstudy_trainer.world import SINGLE, World
+from scalingstudy_trainer.world import SINGLE, World, check_batch
 
 if TYPE_CHECKING:
     from scalingstudy_trainer.checkpoint import Checkpoints
@@ -177,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = read_config()
         if needs_launcher():
-            return launch(read_launch())
+            # A batch too small for the processes fails here, before they are started
+            # (each would import torch for seconds to say the same).
+            pod = read_launch()
+            check_batch(config.training.batch_size, pod.processes)
+            return launch(pod)
         if world.distributed:
             die_with_launcher()
         result = run_trial(config, stop, world)

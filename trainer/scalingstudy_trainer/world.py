@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from scalingstudy_trainer.errors import ConfigError
+
 if TYPE_CHECKING:
     import torch
 
@@ -55,3 +57,12 @@ class World:
 
 
 SINGLE = World()
+
+
+def check_batch(batch_size: int, processes: int) -> None:
+    """Every process needs at least one item of each step's batch."""
+    if batch_size < processes:
+        raise ConfigError(
+            f"the batch of {batch_size} items cannot be shared by {processes} "
+            "processes (nodes x processesPerPod): raise training.batchSize or use fewer"
+        )
