@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from scalingstudy.fitting import FitError, FitOptions, Point, fit_points
@@ -20,6 +20,10 @@ anything = st.one_of(
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(anything, anything, st.one_of(st.none(), anything)), max_size=12))
+# Found by this test: a slope of 512 overflowed the R^2 of the log fit to -inf, and one
+# of 918 has an intercept beyond floating point (now a FitError that says so).
+@example(rows=[(2.0, 1.0, None), (3.0, 1.0, None), (4.0, 8.996683824024983e164, None)])
+@example(rows=[(2.0, 1.0, None), (3.0, 1.0, None), (4.0, 4.159743650713982e295, None)])
 def test_any_input_gives_a_report_or_a_fit_error(
     rows: list[tuple[float, float, float | None]],
 ) -> None:

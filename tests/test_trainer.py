@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,19 @@ def test_trains_and_reports_the_contract_result(tmp_path: Path) -> None:
     assert raw["steps"] <= 40 and raw["samples_seen"] == raw["steps"] * 64
     events = [json.loads(line)["event"] for line in proc.stdout.splitlines()]
     assert events[0] == "start" and events[-1] == "result" and "eval" in events
+
+
+def test_a_configuration_error_is_refused_before_torch_loads(tmp_path: Path) -> None:
+    """A pod with a bad setting says so at once, not after seconds of importing torch."""
+    probe = ("import sys; from scalingstudy_trainer.main import main; "
+             "code = main([]); print(code, 'torch' in sys.modules)")  # fmt: skip
+    env = {**os.environ, "SCALINGSTUDY_TASK": "{not json", "SCALINGSTUDY_DATA_SIZE": "128",
+           "SCALINGSTUDY_MODEL_SIZE": "8",
+           "SCALINGSTUDY_RESULT_FILE": str(tmp_path / "r")}  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                         text=True, timeout=60, check=False)  # fmt: skip
+    assert out.stdout.split() == [str(EXIT_CONFIG_ERROR), "False"], out.stderr
+    assert "SCALINGSTUDY_TASK is not valid JSON" in out.stderr
 
 
 def test_same_seed_same_result(tmp_path: Path) -> None:

@@ -36,11 +36,16 @@ def _positive(text: str) -> float:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from scalingstudy.fitting import FitError, FitOptions, fit_points
+    from scalingstudy.fitting import FitError, FitOptions
     from scalingstudy.pointsfile import PointsFileError, read_points
 
     try:
         points = read_points(args.points)
+    except PointsFileError as exc:
+        fail(str(exc))
+    from scalingstudy.fitting import fit_points  # numpy and scipy: once the input reads
+
+    try:
         report = fit_points(
             points,
             FitOptions(
@@ -53,7 +58,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 flops_per_parameter_per_item=args.flops_per_parameter_per_item,
             ),
         )
-    except (PointsFileError, FitError) as exc:
+    except FitError as exc:
         fail(str(exc))
     if args.json:
         print(json.dumps(report.to_json(), indent=2))

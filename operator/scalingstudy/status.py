@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
@@ -270,6 +270,10 @@ class StageWindow(_Status):
 
 
 StopReason = Literal["TargetReached", "GridShareSpent", "BudgetSpent", "AllDataSizes"]
+#: The stop reasons that end a design before it has trained every data size it lists.
+EARLY_STOPS: frozenset[StopReason] = frozenset(
+    r for r in get_args(StopReason) if r != "AllDataSizes"
+)
 
 
 class LearningRateChoice(_Status):

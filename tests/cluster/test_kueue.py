@@ -33,6 +33,22 @@ def _status(cluster: Cluster, name: str, ns: str) -> dict[str, Any]:
     return dict(cluster.get("scalingstudy", name, ns).get("status") or {})
 
 
+def _state(cluster: Cluster, ns: str) -> str:
+    """What a test that timed out prints: each Workload's, Job's and pod's state."""
+    lines = []
+    for wl in cluster.items("workloads.kueue.x-k8s.io", ns):
+        conditions = [f"{c['type']}={c['status']}({c.get('reason', '')})"
+                      for c in wl.get("status", {}).get("conditions", [])]  # fmt: skip
+        lines.append(f"workload {wl['metadata']['name']}: {' '.join(conditions)}")
+    for job in cluster.items("jobs", ns):
+        counts = {k: v for k, v in job["status"].items() if k != "conditions"}
+        lines.append(f"job {job['metadata']['name']}: "
+                     f"suspend={job['spec'].get('suspend')} status={counts}")  # fmt: skip
+    for pod in cluster.items("pods", ns):
+        lines.append(f"pod {pod['metadata']['name']}: {pod['status'].get('phase')}")
+    return "\n".join(lines)
+
+
 def _admitted(cluster: Cluster, ns: str) -> int:
     """Workloads Kueue holds quota for now (admitted, not finished, not evicted)."""
     count = 0
@@ -208,7 +224,11 @@ def test_a_trial_of_two_pods_is_one_workload_admitted_whole(
         most = max(most, _admitted(cluster, ns))
         return _status(cluster, "pairs", ns).get("phase") in ("Succeeded", "Failed")
 
-    wait_until("the study to finish", done, timeout=180, every=0.3)
+    try:
+        wait_until("the study to finish", done, timeout=180, every=0.3)
+    except AssertionError as exc:
+        state = f"{_status(cluster, 'pairs', ns)}\n{_state(cluster, ns)}"
+        raise AssertionError(f"{exc}\n{state}") from None
     status = finished(cluster, "pairs", ns, timeout=10)
     assert status["phase"] == "Succeeded", status.get("conditions")
     assert most == 1  # each trial's two pods take the whole quota

@@ -7,6 +7,9 @@ SCALINGSTUDY_CHECKPOINT_DIR (a volume that outlives the pod) and carries on from
 that step. A finished trial leaves its result there too, so a pod that dies between
 finishing and reporting is not trained again. Every file carries the trial's
 identity: a checkpoint of a different trial, task or training setting is ignored.
+
+torch loads only when a checkpoint is saved or read: the entry point installs its
+SIGTERM handler and refuses a bad configuration before paying seconds for torch.
 """
 
 from __future__ import annotations
@@ -18,8 +21,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
-
-import torch
 
 from scalingstudy_sdk.atomic import write_atomic, write_atomic_with
 
@@ -68,6 +69,8 @@ class Checkpoints:
     def save(self, state: dict[str, Any]) -> bool:
         if self.directory is None:
             return False
+        import torch
+
         write_atomic_with(
             self.directory / STATE_FILE,
             lambda handle: torch.save({"identity": self.identity, **state}, handle),
@@ -82,6 +85,8 @@ class Checkpoints:
         """The saved state of this very trial, or None and why not."""
         if self.directory is None or not (self.directory / STATE_FILE).exists():
             return None, "no checkpoint"
+        import torch
+
         try:
             state: dict[str, Any] = torch.load(
                 self.directory / STATE_FILE, map_location="cpu", weights_only=True

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from scalingstudy.cluster.reasons import Event, EventReason, Refusal
 from scalingstudy.plan import Trial
 from scalingstudy.report_table import short
-from scalingstudy.status import DesignStatus, ScalingStudyStatus, TrialRecord
+from scalingstudy.status import EARLY_STOPS, DesignStatus, ScalingStudyStatus, TrialRecord
 
 MAX_LISTED = 10  # trial names quoted in one aggregated Event
 
@@ -105,7 +105,7 @@ def design_events(
                 f"where the best model was at the largest",
             ))  # fmt: skip
         previous = w.model_sizes
-    if after.stop_reason in ("TargetReached", "GridShareSpent", "BudgetSpent") and (
+    if after.stop_reason in EARLY_STOPS and (
         before is None or before.stop_reason != after.stop_reason
     ):
         events.append(Event(

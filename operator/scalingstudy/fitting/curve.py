@@ -39,6 +39,13 @@ class PowerLaw:
     def __call__(self, m: Array | float) -> Array:
         return np.asarray(self.alpha * np.power(np.asarray(m, dtype=float), self.beta) + self.gamma)
 
+    def log(self, m: Array) -> Array:
+        """log L(m) computed in logs: the slope of a curve that rises steeply (reported as
+        it is) overflows alpha * m**beta where the logarithm stays finite."""
+        with np.errstate(divide="ignore"):
+            power = np.log(self.alpha) + self.beta * np.log(np.asarray(m, dtype=float))
+            return np.asarray(np.logaddexp(power, np.log(self.gamma)) if self.gamma > 0 else power)
+
     def data_for(self, loss: float) -> float | None:
         """Data size at which the curve reaches ``loss``; None when it never does."""
         if loss <= self.gamma or self.alpha <= 0 or self.beta >= 0:

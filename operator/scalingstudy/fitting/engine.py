@@ -171,7 +171,7 @@ def _falls(law: PowerLaw, m: np.ndarray) -> bool:
 def _r2_log(m: np.ndarray, y: np.ndarray, law: PowerLaw) -> float:
     ly = np.log(y)
     sst = float(np.sum((ly - ly.mean()) ** 2))
-    sse = float(np.sum((ly - np.log(law(m))) ** 2))
+    sse = float(np.sum((ly - law.log(m)) ** 2))
     return 1.0 - sse / sst if sst > 0 else 0.0
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from scipy.stats import t as student_t
 
 from scalingstudy.fitting.curve import Array, CurveFit, PowerLaw, fit_log_linear
-from scalingstudy.fitting.points import number
+from scalingstudy.fitting.points import FitError, number
 from scalingstudy.fitting.report import OpenInterval, Outlier
 from scalingstudy.fitting.robust import fit_robust
 
@@ -54,6 +54,11 @@ def flat_curve(m: Array, y: Array, confidence: float) -> tuple[CurveFit, OpenInt
     slope (open with fewer than 3 points). Its slope may be positive: that is the truth
     about a rising curve, where an exponent clipped below 0 would not be."""
     alpha, slope, _r2 = fit_log_linear(m, y)
+    if not 0 < alpha < np.inf:
+        raise FitError(
+            f"the losses ({float(np.min(y)):.3g} to {float(np.max(y)):.3g}) rise so steeply "
+            "that the log-log line through them leaves floating point: check the loss column"
+        )
     lx = np.log(m)
     dx = lx - lx.mean()
     sse = float(np.sum((np.log(y) - np.log(alpha) - slope * lx) ** 2))
