@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -44,11 +45,17 @@ def expected_seconds(item: pytest.Item) -> float:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Longest first. scripts/test hands tests out one at a time (`--maxschedchunk 1`),
-    so this is longest-processing-time scheduling: the long tests run beside each other
-    and beside the short ones, and neither worker ends alone on a long test while the
-    other idles (each was about 2 minutes of a 17-minute run)."""
+    """Longest first, spread over the workers. scripts/test hands tests out one at a time
+    (`--maxschedchunk 1`), after a first two per worker (xdist's minimum): worker i
+    starts with the i-th and the (n+i)-th longest, so no worker begins with the two
+    longest in a row, and the rest go to whichever worker is free. Neither worker then
+    ends alone on a long test while the other idles (each was about 2 minutes of a
+    17-minute run)."""
     items.sort(key=lambda item: -expected_seconds(item))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and len(items) >= 2 * workers:
+        first, second = items[:workers], items[workers : 2 * workers]
+        items[: 2 * workers] = [item for pair in zip(first, second, strict=True) for item in pair]
 
 
 @pytest.fixture(autouse=True)

@@ -39,6 +39,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.cluster)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report ends with the last lines of each operator it started and of
+    the node agent: a study that never finished says why only there."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    args = getattr(item, "funcargs", {})
+    logs = [op.log for op in getattr(args.get("operator_factory"), "made", [])]
+    if isinstance(args.get("cluster"), Cluster):
+        logs.append(args["cluster"].dir / "logs" / "node-agent.log")
+    for log in logs:
+        if log.exists():
+            tail = log.read_text(errors="replace").splitlines()[-60:]
+            report.sections.append((f"last lines of {log.name}", "\n".join(tail)))
+
+
 @dataclass
 class Cluster:
     """The test control plane. Reads (``get``, ``items``) go to the API server over HTTP:
@@ -261,6 +279,7 @@ def operator_factory(cluster: Cluster, tmp_path: Path) -> Iterator[Callable[...,
         made.append(op)
         return op
 
+    make.made = made  # type: ignore[attr-defined]  # read by pytest_runtest_makereport
     yield make
     for op in made:
         op.stop()
