@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import yaml
 
+from scalingstudy_sdk.contract import MASTER_PORT
 from tests.harness.pki import Pki, make_pki
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,12 +54,27 @@ LISTEN_PORTS = range(20000, 32000)
 _handed: set[int] = set()
 
 
+def _worker_ports() -> range:
+    """This pytest worker's share of LISTEN_PORTS. Workers pick ports in separate
+    processes: with one range, a port one worker picked but had not bound yet (the
+    controller-manager's waits for the API server) could be taken by the other's bind
+    ("address already in use", seen once in CI: a control plane without its
+    controller-manager)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(worker) if worker.isdigit() else 0
+    share = len(LISTEN_PORTS) // max(count, 1)
+    start = LISTEN_PORTS.start + index * share
+    return range(start, start + share)
+
+
 def free_port() -> int:
-    """A port free now, outside the ephemeral range, chosen at random (two control planes
-    on one machine rarely try the same one, and a bind check rules out a taken one)."""
+    """A port free now, outside the ephemeral range and in this worker's share of it,
+    chosen at random, checked by a bind, and never handed out twice by this process."""
+    ports = _worker_ports()
     for _ in range(200):
-        port = random.choice(LISTEN_PORTS)
-        if port in _handed:
+        port = random.choice(ports)
+        if port in _handed or port == MASTER_PORT:  # multi-pod trials' rendezvous
             continue
         with socket.socket() as s:
             try:
@@ -67,7 +83,7 @@ def free_port() -> int:
                 continue
         _handed.add(port)
         return port
-    raise ClusterError(f"no free port in {LISTEN_PORTS.start}-{LISTEN_PORTS.stop - 1}")
+    raise ClusterError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
 @dataclass(frozen=True)
