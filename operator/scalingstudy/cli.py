@@ -202,7 +202,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(study, out, args.workers)
     try:
-        outcome = run_study(study, out, workers=args.workers, progress=not args.quiet)
+        outcome = run_study(study, out, workers=args.workers, progress=not args.quiet,
+                            warm_start=not args.cold_start)  # fmt: skip
     except StoreError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -260,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true",
                      help="validate and print the grid, the first trials and the expected "
                           "cost; run nothing")  # fmt: skip
+    run.add_argument("--cold-start", action="store_true",
+                     help="start every trial of the built-in trainer as a fresh Python "
+                          "(default on a machine without a GPU: forked from one process "
+                          "that imported torch once)")  # fmt: skip
     run.set_defaults(func=cmd_run)
 
     plan = sub.add_parser("plan", help="what `run` would do (same as run --dry-run)")

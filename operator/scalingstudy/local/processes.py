@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import re
 import shutil
@@ -14,31 +13,31 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
+from scalingstudy.local.warm import WarmStarter, WarmStartError, die_with_parent
 from scalingstudy.plan import Trial
 
-PR_SET_PDEATHSIG = 1
 
+class TrialProcess(Protocol):
+    """A trial's process: a fresh one (``subprocess.Popen``) or a forked one
+    (``warm.WarmProcess``)."""
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """Linux: the child gets SIGTERM when the runner dies, even by SIGKILL, so a killed
-    run leaves no trainer behind (it would only be re-run and waste the CPU)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
 
 
 @dataclass
 class Running:
     trial: Trial
-    process: subprocess.Popen[bytes]
+    process: TrialProcess
     result_file: Path
     stderr_path: Path
     started: float
-    handles: tuple[IO[bytes], IO[bytes]]
+    handles: tuple[IO[bytes], ...]
 
     def close(self) -> None:
         for h in self.handles:
@@ -59,6 +58,13 @@ def trainer_command(custom: Sequence[str] | None, args: Sequence[str] | None) ->
             program = sys.executable
         return [program, *rest, *(args or [])]
     return [sys.executable, "-m", "scalingstudy_trainer", *(args or [])]
+
+
+def builtin_args(command: Sequence[str]) -> list[str] | None:
+    """The arguments of the built-in trainer's command; None for a study's own command."""
+    if list(command[:3]) == trainer_command(None, None):
+        return list(command[3:])
+    return None
 
 
 def command_problem(command: Sequence[str], env: Mapping[str, str]) -> str | None:
@@ -94,35 +100,55 @@ def start(
     env: Mapping[str, str],
     result_file: Path,
     logs: Path,
+    warm: WarmStarter | None = None,
 ) -> Running:
+    """Start the trial's process: forked from ``warm`` when given and ``command`` is the
+    built-in trainer's, else a fresh process of ``command``."""
     result_file.unlink(missing_ok=True)
-    stdout = (logs / f"{trial.name}.log").open("wb")
-    stderr_path = logs / f"{trial.name}.stderr"
-    stderr = stderr_path.open("wb")
-    process = subprocess.Popen(
+    stdout_path, stderr_path = logs / f"{trial.name}.log", logs / f"{trial.name}.stderr"
+    stdout_path.write_bytes(b"")
+    stderr_path.write_bytes(b"")
+    args = builtin_args(command)
+    if warm is not None and args is not None:
+        try:
+            forked = warm.start(args, {**os.environ, **env}, stdout_path, stderr_path)
+            return Running(trial, forked, result_file, stderr_path, time.monotonic(), ())
+        except WarmStartError:
+            pass  # a fresh process does the same, only slower to start
+    stdout = stdout_path.open("ab")
+    stderr = stderr_path.open("ab")
+    process: subprocess.Popen[bytes] = subprocess.Popen(
         list(command),
         env={**os.environ, **env},
         stdin=subprocess.DEVNULL,
         stdout=stdout,
         stderr=stderr,
         start_new_session=True,  # Ctrl-C reaches the runner only; it stops children itself
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
     )
     return Running(trial, process, result_file, stderr_path, time.monotonic(), (stdout, stderr))
+
+
+def _signal(process: TrialProcess, signum: int) -> None:
+    """The trial's whole session (a launcher's ranks too); its process alone while a
+    forked trial has not made its session yet."""
+    with contextlib.suppress(ProcessLookupError):
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:
+            os.kill(process.pid, signum)
 
 
 def stop_all(running: Sequence[Running], grace: float = 5.0) -> None:
     for r in running:
         if r.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(r.process.pid, signal.SIGTERM)
+            _signal(r.process, signal.SIGTERM)
     deadline = time.monotonic() + grace
     for r in running:
         try:
             r.process.wait(max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(r.process.pid, signal.SIGKILL)
+            _signal(r.process, signal.SIGKILL)
             r.process.wait()
         r.close()
 

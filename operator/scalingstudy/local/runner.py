@@ -27,6 +27,8 @@ from scalingstudy.fitting import fit_points
 from scalingstudy.fitting.report import FitReport
 from scalingstudy.local import processes
 from scalingstudy.local.store import ResultStore
+from scalingstudy.local.warm import WarmStarter
+from scalingstudy.local.warm import available as warm_start_available
 from scalingstudy.plan import Plan, Trial, plan_trials
 from scalingstudy.results import stage_fit
 from scalingstudy.scheduling import schedule
@@ -55,7 +57,7 @@ def _finish(running: processes.Running, metric: str) -> TrialRecord:
     """Turn an ended process into a record: its result file, or why it failed."""
     running.close()
     duration = time.monotonic() - running.started
-    code = running.process.returncode
+    code = running.process.wait()
     if code == 0:
         try:
             text = running.result_file.read_text(encoding="utf-8")
@@ -89,30 +91,40 @@ def _resumable(store: ResultStore) -> dict[str, TrialRecord]:
     return records
 
 
-def _launcher(
-    study: ScalingStudy, store: ResultStore, workers: int
-) -> Callable[[Trial], processes.Running]:
-    """How to start one trial: the trainer command in the contract's environment."""
-    spec = study.spec
-    threads = str(max(default_workers() // workers, 1))
-    command = processes.trainer_command(spec.trainer.command, spec.trainer.args)
-    # The study's own variables; valueFrom needs a cluster (Secrets, fieldRefs) and is skipped.
-    user_env = {e.name: e.value for e in spec.trainer.env if e.value is not None}
+class TrialLauncher:
+    """How to start one trial: the trainer command in the contract's environment, forked
+    from a warm process for the built-in trainer where that works (``local.warm``),
+    which starts with the first trial and ends with ``close``."""
 
-    def launch(trial: Trial) -> processes.Running:
-        result_file = store.work_dir / f"{trial.name}.result.json"
+    def __init__(self, study: ScalingStudy, store: ResultStore, workers: int, warm: bool) -> None:
+        spec = study.spec
+        self.study, self.store = study, store
+        self.threads = str(max(default_workers() // workers, 1))
+        self.command = processes.trainer_command(spec.trainer.command, spec.trainer.args)
+        # The study's own variables; valueFrom needs a cluster (Secrets, fieldRefs): skipped.
+        self.user_env = {e.name: e.value for e in spec.trainer.env if e.value is not None}
+        self.warm = warm and processes.builtin_args(self.command) is not None
+        self.starter: WarmStarter | None = None
+
+    def __call__(self, trial: Trial) -> processes.Running:
+        result_file = self.store.work_dir / f"{trial.name}.result.json"
         env = trial_environment(
-            study.metadata.name,
-            study.metadata.namespace or "",
+            self.study.metadata.name,
+            self.study.metadata.namespace or "",
             trial,
-            spec,
+            self.study.spec,
             result_file=str(result_file),
-            checkpoint_dir=str(store.work_dir / trial.name),
+            checkpoint_dir=str(self.store.work_dir / trial.name),
         )
-        env = {**user_env, "OMP_NUM_THREADS": threads, **env}
-        return processes.start(trial, command, env, result_file, store.logs_dir)
+        env = {**self.user_env, "OMP_NUM_THREADS": self.threads, **env}
+        if self.warm and self.starter is None and warm_start_available():
+            self.starter = WarmStarter(self.store.logs_dir / "warm-start.log")
+        return processes.start(trial, self.command, env, result_file, self.store.logs_dir,
+                               self.starter)  # fmt: skip
 
-    return launch
+    def close(self) -> None:
+        if self.starter is not None:
+            self.starter.close()
 
 
 def _conclude(outcome: LocalRun, spec: ScalingStudySpec, store: ResultStore, title: str) -> None:
@@ -127,14 +139,17 @@ def run_study(
     workers: int | None = None,
     progress: bool = True,
     on_record: Callable[[TrialRecord], None] | None = None,
+    warm_start: bool = True,
 ) -> LocalRun:
+    """Run (or resume) the study in ``out``; ``warm_start=False`` starts every trial as a
+    fresh process (``scalingstudy run --cold-start``)."""
     started = time.monotonic()
     name, spec = study.metadata.name, study.spec
     store = ResultStore(out)
     store.open(name, spec_digest_fields(spec))
     records = _resumable(store)
     workers = workers or default_workers()
-    launch = _launcher(study, store, workers)
+    launch = TrialLauncher(study, store, workers, warm_start)
     running: dict[str, processes.Running] = {}
     fits: dict[int, StageFit] = {}
     ran = 0
@@ -170,6 +185,7 @@ def run_study(
                     on_record(rec)
     finally:
         processes.stop_all(list(running.values()))
+        launch.close()
         bar.close()
     outcome = LocalRun(
         plan.relevant(records),
