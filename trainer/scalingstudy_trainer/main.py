@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from scalingstudy.contract import (
     ENV_METRICS_PORT,
@@ -163,6 +163,25 @@ def check(config: TrialConfig) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Train the trial of the environment; with ``--check`` only check its configuration
     (exit 0, or EXIT_CONFIG_ERROR with the problem on stderr)."""
+    code = _main(argv)
+    if World.from_env().distributed:
+        end_rank(code)
+    return code
+
+
+def end_rank(code: int) -> NoReturn:
+    """A process of a distributed trial ends without the interpreter's teardown. DDP's
+    reducer keeps the gloo process group and its worker threads alive past
+    ``destroy_process_group``; destroying them while the interpreter finalizes can abort
+    the process (SIGABRT, "terminate called without an active exception"), which failed
+    a trial whose result rank 0 had already reported, twice in this project's test runs.
+    Everything the trial leaves (result, checkpoint, logs) is written and flushed by now."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _main(argv: list[str] | None) -> int:
     from scalingstudy_trainer.checkpoint import Preempted, StopSignal
 
     if "--check" in (sys.argv[1:] if argv is None else argv):
