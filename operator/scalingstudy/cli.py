@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -16,6 +17,7 @@ from scalingstudy.usage import EXIT_BAD_INPUT, fail
 
 if TYPE_CHECKING:
     from scalingstudy.fitting.report import FitReport
+    from scalingstudy.local.warm import WarmStarter
 
 
 def _sizes(text: str) -> list[float]:
@@ -126,14 +128,12 @@ def cmd_crd(args: argparse.Namespace) -> int:
     return 0
 
 
-def _preflight(study: Any) -> None:
+def _preflight(study: Any, starter: WarmStarter | None = None) -> None:
     """Catch a wrong task name or option, a missing corpus or one too small for the
     largest subset once, before every trial fails with it: the built-in trainer checks
-    the largest trial's environment (`scalingstudy-trainer --check`), so this process
-    never loads torch or the data. A study's own command: its program and the script or
-    module it runs must exist."""
-    import subprocess
-
+    the largest trial's environment (`scalingstudy-trainer --check`, forked from the warm
+    process when there is one), so this process never loads torch or the data. A study's
+    own command: its program and the script or module it runs must exist."""
     from scalingstudy.contract import EXIT_CONFIG_ERROR
     from scalingstudy.local.processes import command_problem, trainer_command
     from scalingstudy.plan import plan_trials
@@ -154,18 +154,43 @@ def _preflight(study: Any) -> None:
             print(f"scalingstudy: trainer.command runs with {command[0]} (the study's "
                   f"Python), not the first {custom[0]!r} on PATH", file=sys.stderr)  # fmt: skip
         return
-    checked = subprocess.run(
-        [*trainer_command(None, None), "--check"],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if checked.returncode == EXIT_CONFIG_ERROR:
-        fail(f"spec.task: {checked.stderr.strip().splitlines()[-1]}")
-    if checked.returncode != 0:
-        tail = (checked.stderr.strip().splitlines() or [f"exit status {checked.returncode}"])[-1]
+    code, stderr = _trainer_check({**os.environ, **env}, starter)
+    if code == EXIT_CONFIG_ERROR:
+        fail(f"spec.task: {stderr.strip().splitlines()[-1]}")
+    if code != 0:
+        tail = (stderr.strip().splitlines() or [f"exit status {code}"])[-1]
         print(f"scalingstudy: warning: the trainer's check failed: {tail}", file=sys.stderr)
+
+
+def _trainer_check(env: dict[str, str], starter: WarmStarter | None) -> tuple[int, str]:
+    """The built-in trainer's ``--check``: its exit status and stderr."""
+    import subprocess
+    import tempfile
+
+    from scalingstudy.local.processes import trainer_command
+    from scalingstudy.local.warm import WarmStartError
+
+    if starter is not None:
+        with tempfile.TemporaryDirectory(prefix="scalingstudy-check-") as tmp:
+            out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
+            with contextlib.suppress(WarmStartError):
+                code = starter.start(["--check"], env, out, err).wait()
+                return code, err.read_text(errors="replace")
+    checked = subprocess.run([*trainer_command(None, None), "--check"], env=env,
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    return checked.returncode, checked.stderr
+
+
+def _warm_starter(study: Any, args: argparse.Namespace) -> WarmStarter | None:
+    """One warm process for the preflight check and every trial of the built-in trainer
+    (``local.warm``); None for a study's own command, ``--cold-start`` or a GPU machine."""
+    from scalingstudy.local import warm
+    from scalingstudy.local.processes import builtin_args, trainer_command
+
+    command = trainer_command(study.spec.trainer.command, study.spec.trainer.args)
+    if args.cold_start or builtin_args(command) is None or not warm.available():
+        return None
+    return warm.WarmStarter()
 
 
 def _dry_run(study: Any, out: Path, workers: int | None) -> int:
@@ -197,13 +222,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"scalingstudy: error: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    _preflight(study)
     out = Path(args.out or f"scalingstudy-{study.metadata.name}")
     if args.dry_run:
+        _preflight(study)
         return _dry_run(study, out, args.workers)
+    starter = _warm_starter(study, args)
     try:
+        _preflight(study, starter)
         outcome = run_study(study, out, workers=args.workers, progress=not args.quiet,
-                            warm_start=not args.cold_start)  # fmt: skip
+                            warm_start=not args.cold_start, starter=starter)  # fmt: skip
     except StoreError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -213,6 +240,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    finally:
+        if starter is not None:
+            starter.close()
     succeeded = sum(r.status == "Succeeded" for r in outcome.records.values())
     failed = sum(r.status == "Failed" for r in outcome.records.values())
     print(

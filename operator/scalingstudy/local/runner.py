@@ -94,9 +94,17 @@ def _resumable(store: ResultStore) -> dict[str, TrialRecord]:
 class TrialLauncher:
     """How to start one trial: the trainer command in the contract's environment, forked
     from a warm process for the built-in trainer where that works (``local.warm``),
-    which starts with the first trial and ends with ``close``."""
+    which starts with the first trial and ends with ``close`` (unless the caller gave one:
+    it then closes it)."""
 
-    def __init__(self, study: ScalingStudy, store: ResultStore, workers: int, warm: bool) -> None:
+    def __init__(
+        self,
+        study: ScalingStudy,
+        store: ResultStore,
+        workers: int,
+        warm: bool,
+        starter: WarmStarter | None = None,
+    ) -> None:
         spec = study.spec
         self.study, self.store = study, store
         self.threads = str(max(default_workers() // workers, 1))
@@ -104,7 +112,7 @@ class TrialLauncher:
         # The study's own variables; valueFrom needs a cluster (Secrets, fieldRefs): skipped.
         self.user_env = {e.name: e.value for e in spec.trainer.env if e.value is not None}
         self.warm = warm and processes.builtin_args(self.command) is not None
-        self.starter: WarmStarter | None = None
+        self.starter, self.owned = starter, starter is None
 
     def __call__(self, trial: Trial) -> processes.Running:
         result_file = self.store.work_dir / f"{trial.name}.result.json"
@@ -123,7 +131,7 @@ class TrialLauncher:
                                self.starter)  # fmt: skip
 
     def close(self) -> None:
-        if self.starter is not None:
+        if self.starter is not None and self.owned:
             self.starter.close()
 
 
@@ -140,16 +148,18 @@ def run_study(
     progress: bool = True,
     on_record: Callable[[TrialRecord], None] | None = None,
     warm_start: bool = True,
+    starter: WarmStarter | None = None,
 ) -> LocalRun:
     """Run (or resume) the study in ``out``; ``warm_start=False`` starts every trial as a
-    fresh process (``scalingstudy run --cold-start``)."""
+    fresh process (``scalingstudy run --cold-start``), ``starter`` is a warm process to
+    fork them from (the CLI's, which ran the preflight check)."""
     started = time.monotonic()
     name, spec = study.metadata.name, study.spec
     store = ResultStore(out)
     store.open(name, spec_digest_fields(spec))
     records = _resumable(store)
     workers = workers or default_workers()
-    launch = TrialLauncher(study, store, workers, warm_start)
+    launch = TrialLauncher(study, store, workers, warm_start, starter)
     running: dict[str, processes.Running] = {}
     fits: dict[int, StageFit] = {}
     ran = 0

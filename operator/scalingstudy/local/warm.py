@@ -69,8 +69,9 @@ class WarmProcess:
 class WarmStarter:
     """The warm process and what it reported: the pid of each request, each exit."""
 
-    def __init__(self, log: Path) -> None:
-        self.log = log.open("ab")
+    def __init__(self, log: Path | None = None) -> None:
+        """``log``: where the warm process's own messages go (default: this stderr)."""
+        self.log = log.open("ab") if log is not None else None
         self.process = subprocess.Popen(
             [sys.executable, "-m", "scalingstudy_trainer.warm"],
             stdin=subprocess.PIPE,
@@ -153,7 +154,8 @@ class WarmStarter:
         self.reader.join(5)
         if self.process.stdout is not None:
             self.process.stdout.close()
-        self.log.close()
+        if self.log is not None:
+            self.log.close()
 
 
 def _alive(pid: int) -> bool:
