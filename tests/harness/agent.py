@@ -51,6 +51,10 @@ from typing import Any
 import httpx
 import yaml
 
+from scalingstudy.local.processes import TrialProcess
+from scalingstudy.local.warm import WarmStarter, WarmStartError
+from scalingstudy.local.warm import available as warm_start_available
+
 NODE = "scalingstudy-test-node"
 CAPACITY = {"cpu": "16", "memory": "64Gi", "pods": "110", "nvidia.com/gpu": "8"}
 MESSAGE_LIMIT = 4096
@@ -83,7 +87,7 @@ class MountNotReadyError(Exception):
 @dataclass
 class Proc:
     pod: Pod
-    popen: subprocess.Popen[bytes]
+    popen: TrialProcess
     dir: Path
     message_file: Path
     started: str
@@ -106,6 +110,12 @@ class Agent:
     unwritten: dict[str, Callable[[], None]] = field(default_factory=dict)
     wake: threading.Event = field(default_factory=threading.Event)
     events: queue.Queue[tuple[str, Pod]] = field(default_factory=queue.Queue)
+    #: Pods of the built-in trainer fork from one process that imported torch once
+    #: (scalingstudy.local.warm, as `scalingstudy run` does): on a cluster each pod is a
+    #: fresh container, but here a pod's fresh Python only costs 4 s of the 2 cores the
+    #: whole suite shares, and what the operator sees (exit code, termination message,
+    #: logs, signals to the pod's group) is the same.
+    starter: WarmStarter | None = None
 
     # -- node ------------------------------------------------------------------------
     def register(self) -> None:
@@ -311,6 +321,11 @@ class Agent:
             return
         workdir = remap(container.get("workingDir", ""), mounts, message_path) or str(pod_dir)
         Path(workdir).mkdir(parents=True, exist_ok=True)
+        forked = self.fork_trainer(argv, env, pod_dir / "log", Path(workdir), hosts)
+        if forked is not None:
+            self.procs[uid] = Proc(pod, forked, pod_dir, message_file, started)
+            self.patch(path + "/status", {"status": self.pod_status(pod, started, running=True)})
+            return
         log = (pod_dir / "log").open("ab")
         try:
             popen = subprocess.Popen(
@@ -332,6 +347,22 @@ class Agent:
             log.close()
         self.procs[uid] = Proc(pod, popen, pod_dir, message_file, started)
         self.patch(path + "/status", {"status": self.pod_status(pod, started, running=True)})
+
+    def fork_trainer(
+        self, argv: list[str], env: dict[str, str], log: Path, workdir: Path, hosts: Path | None
+    ) -> TrialProcess | None:
+        """The pod's process forked from the warm trainer when it runs the built-in
+        trainer (and needs no hosts file of its own); None: start it fresh."""
+        if hosts is not None or Path(argv[0]).name != "scalingstudy-trainer":
+            return None
+        if self.starter is None:
+            if not warm_start_available():
+                return None
+            self.starter = WarmStarter(self.state / "warm-start.log")
+        try:
+            return self.starter.start(argv[1:], env, log, log, cwd=workdir)
+        except WarmStartError:
+            return None
 
     def mount_map(self, pod: Pod, container: dict[str, Any], pod_dir: Path) -> dict[str, str]:
         volumes = {v["name"]: v for v in pod["spec"].get("volumes", [])}
@@ -643,6 +674,8 @@ def main() -> None:
     for proc in agent.procs.values():
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.popen.wait(5)
+    if agent.starter is not None:
+        agent.starter.close()
 
 
 if __name__ == "__main__":

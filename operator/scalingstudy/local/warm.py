@@ -107,17 +107,24 @@ class WarmStarter:
             self.lock.notify_all()
 
     def start(
-        self, args: Sequence[str], env: Mapping[str, str], stdout: Path, stderr: Path
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str],
+        stdout: Path,
+        stderr: Path,
+        cwd: Path | None = None,
     ) -> WarmProcess:
-        """Fork a trial; WarmStartError if the warm process cannot (start it cold)."""
+        """Fork a trial (``env`` is its whole environment; ``cwd`` defaults to this
+        process's); WarmStartError if the warm process cannot (start it cold)."""
         with self.lock:
             if not self.lock.wait_for(lambda: self.ready or self.gone, READY_SECONDS):
                 raise WarmStartError("the warm process did not finish its imports")
             if self.gone:
                 raise WarmStartError("the warm process has ended")
             request_id, self.next_id = self.next_id, self.next_id + 1
-        request = {"id": request_id, "args": list(args), "env": dict(env), "cwd": str(Path.cwd()),
-                   "stdout": str(stdout), "stderr": str(stderr)}  # fmt: skip
+        request = {"id": request_id, "args": list(args), "env": dict(env),
+                   "cwd": str(cwd or Path.cwd()), "stdout": str(stdout),
+                   "stderr": str(stderr)}  # fmt: skip
         assert self.process.stdin is not None
         try:
             self.process.stdin.write(json.dumps(request).encode() + b"\n")
