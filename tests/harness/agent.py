@@ -6,7 +6,9 @@ each pod's single container `command` + `args` with its `env` as a process in th
 Python environment, and reports back what a kubelet would: Running, then the exit code,
 the termination message and the phase. Deleting a pod (Job suspend, Job deletion,
 garbage collection) terminates its process with SIGTERM, then SIGKILL after the grace
-period. The image is ignored.
+period. The image is ignored. A pod of the built-in trainer (`scalingstudy-trainer`)
+is forked from one warm process that imported torch once, as `scalingstudy run` forks
+its trials (see `Agent.starter`).
 
 Paths inside the "container" are mapped onto the state folder: the termination-message
 path becomes a per-pod file and every volume mount a folder (emptyDir per pod, a
