@@ -86,7 +86,11 @@ def _redirect(request: dict[str, Any]) -> None:
     err = os.open(request["stderr"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     for fd, target in ((devnull, 0), (out, 1), (err, 2)):
         os.dup2(fd, target)
-    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    open_fds = [int(entry.name) for entry in Path("/proc/self/fd").iterdir()]
+    for fd in open_fds:  # not closerange up to SC_OPEN_MAX: that may be 2**30
+        if fd > 2:
+            with contextlib.suppress(OSError):
+                os.close(fd)
     sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
     sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", buffering=1,  # noqa: SIM115

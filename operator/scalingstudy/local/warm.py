@@ -123,8 +123,8 @@ class WarmStarter:
                 raise WarmStartError("the warm process has ended")
             request_id, self.next_id = self.next_id, self.next_id + 1
         request = {"id": request_id, "args": list(args), "env": dict(env),
-                   "cwd": str(cwd or Path.cwd()), "stdout": str(stdout),
-                   "stderr": str(stderr)}  # fmt: skip
+                   "cwd": str(cwd or Path.cwd()), "stdout": str(stdout.resolve()),
+                   "stderr": str(stderr.resolve())}  # fmt: skip
         assert self.process.stdin is not None
         try:
             self.process.stdin.write(json.dumps(request).encode() + b"\n")
