@@ -143,3 +143,22 @@ def test_a_killed_runner_leaves_no_forked_trial_behind(tmp_path: Path) -> None:
         time.sleep(0.2)
     assert not any(_alive(pid) for pid in trials)
     assert not (out / "results.csv").exists()  # nothing finished, nothing invented
+
+
+def test_a_warm_process_too_slow_to_import_is_given_up_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hung import must not cost every trial the wait: the first gives up, the rest
+    start fresh at once."""
+    monkeypatch.setattr(warm, "READY_SECONDS", 0.01)
+    starter = warm.WarmStarter(tmp_path / "warm.log")
+    try:
+        with pytest.raises(warm.WarmStartError, match="imports"):
+            starter.start([], dict(os.environ), tmp_path / "a", tmp_path / "b")
+        started = time.monotonic()
+        with pytest.raises(warm.WarmStartError, match="ended"):
+            starter.start([], dict(os.environ), tmp_path / "a", tmp_path / "b")
+        assert time.monotonic() - started < 1
+    finally:
+        starter.close()
+    assert starter.process.returncode is not None

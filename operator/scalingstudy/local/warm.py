@@ -118,6 +118,8 @@ class WarmStarter:
         process's); WarmStartError if the warm process cannot (start it cold)."""
         with self.lock:
             if not self.lock.wait_for(lambda: self.ready or self.gone, READY_SECONDS):
+                self.gone = True  # every later trial starts fresh at once
+                self.process.kill()
                 raise WarmStartError("the warm process did not finish its imports")
             if self.gone:
                 raise WarmStartError("the warm process has ended")
