@@ -3,11 +3,17 @@ optimiser steps that show a task's loss and model can learn."""
 
 from __future__ import annotations
 
+import atexit
+import os
+import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import torch
 
+from scalingstudy.local.warm import WarmStarter
 from scalingstudy_trainer.tasks.base import Task
 
 
@@ -24,9 +30,26 @@ def descend(
 
 TRAINER = [sys.executable, "-m", "scalingstudy_trainer"]
 
+_starter: WarmStarter | None = None
+
 
 def run_trainer(env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """The built-in trainer as a user's process: exit status, stdout log, stderr."""
-    return subprocess.run(
-        TRAINER, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    """The built-in trainer as ``scalingstudy run`` starts it: forked from a warm process
+    (``local.warm``; one per test worker, saving each call torch's imports), with ``env``
+    its whole environment: exit status, stdout log, stderr. Tests that need a fresh
+    interpreter (as in a pod) start ``TRAINER`` themselves."""
+    global _starter
+    if _starter is None:
+        _starter = WarmStarter()
+        atexit.register(_starter.close)
+    with tempfile.TemporaryDirectory() as logs:
+        stdout, stderr = Path(logs) / "stdout", Path(logs) / "stderr"
+        process = _starter.start([], env, stdout, stderr)
+        try:
+            code = process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+        return subprocess.CompletedProcess(
+            TRAINER, code, stdout.read_text(errors="replace"), stderr.read_text(errors="replace")
+        )
