@@ -184,13 +184,11 @@ def _trainer_check(env: dict[str, str], starter: WarmStarter | None) -> tuple[in
 def _warm_starter(study: Any, args: argparse.Namespace) -> WarmStarter | None:
     """One warm process for the preflight check and every trial of the built-in trainer
     (``local.warm``); None for a study's own command, ``--cold-start`` or a GPU machine."""
-    from scalingstudy.local import warm
-    from scalingstudy.local.processes import builtin_args, trainer_command
+    from scalingstudy.local.processes import trainer_command, warm_starter_for
 
-    command = trainer_command(study.spec.trainer.command, study.spec.trainer.args)
-    if args.cold_start or builtin_args(command) is None or not warm.available():
+    if args.cold_start:
         return None
-    return warm.WarmStarter()
+    return warm_starter_for(trainer_command(study.spec.trainer.command, study.spec.trainer.args))
 
 
 def _dry_run(study: Any, out: Path, workers: int | None) -> int:

@@ -317,38 +317,30 @@ class Agent:
             argv = [*own_hosts_file(hosts), *argv]
         started = now()
         if not argv:
-            message_file.write_text("test agent: the container has no command; set one")
-            self.write_terminated(path, pod, 127, started, message_file, pod_dir / "log")
-            self.done.add(uid)
+            self.fail_start(uid, path, pod, started, pod_dir,
+                            "test agent: the container has no command; set one")  # fmt: skip
             return
         workdir = remap(container.get("workingDir", ""), mounts, message_path) or str(pod_dir)
         Path(workdir).mkdir(parents=True, exist_ok=True)
-        forked = self.fork_trainer(argv, env, pod_dir / "log", Path(workdir), hosts)
-        if forked is not None:
-            self.procs[uid] = Proc(pod, forked, pod_dir, message_file, started)
-            self.patch(path + "/status", {"status": self.pod_status(pod, started, running=True)})
-            return
-        log = (pod_dir / "log").open("ab")
+        log = pod_dir / "log"
         try:
-            popen = subprocess.Popen(
-                argv,
-                env=env,
-                cwd=workdir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=_die_with_agent,
+            process = self.fork_trainer(argv, env, log, Path(workdir), hosts) or spawn(
+                argv, env, Path(workdir), log
             )
         except OSError as e:
-            message_file.write_text(f"test agent: cannot start {argv[0]!r}: {e.strerror}")
-            self.write_terminated(path, pod, 127, started, message_file, pod_dir / "log")
-            self.done.add(uid)
+            self.fail_start(uid, path, pod, started, pod_dir,
+                            f"test agent: cannot start {argv[0]!r}: {e.strerror}")  # fmt: skip
             return
-        finally:
-            log.close()
-        self.procs[uid] = Proc(pod, popen, pod_dir, message_file, started)
+        self.procs[uid] = Proc(pod, process, pod_dir, message_file, started)
         self.patch(path + "/status", {"status": self.pod_status(pod, started, running=True)})
+
+    def fail_start(self, uid: str, path: str, pod: Pod, started: str, pod_dir: Path,
+                   message: str) -> None:  # fmt: skip
+        """A container that cannot start ends at once with 127, as a kubelet's does."""
+        message_file = pod_dir / "termination-log"
+        message_file.write_text(message)
+        self.write_terminated(path, pod, 127, started, message_file, pod_dir / "log")
+        self.done.add(uid)
 
     def fork_trainer(
         self, argv: list[str], env: dict[str, str], log: Path, workdir: Path, hosts: Path | None
@@ -599,6 +591,21 @@ class Agent:
                 }
             ],
         }
+
+
+def spawn(argv: list[str], env: dict[str, str], workdir: Path, log: Path) -> TrialProcess:
+    """A pod's process started fresh, in a session of its own, dying with the agent."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            argv,
+            env=env,
+            cwd=workdir,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_agent,
+        )
 
 
 def own_hosts_file(hosts: Path) -> list[str]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
+from scalingstudy.local import warm
 from scalingstudy.local.warm import WarmStarter, WarmStartError, die_with_parent
 from scalingstudy.plan import Trial
 
@@ -65,6 +66,15 @@ def builtin_args(command: Sequence[str]) -> list[str] | None:
     if list(command[:3]) == trainer_command(None, None):
         return list(command[3:])
     return None
+
+
+def warm_starter_for(command: Sequence[str], log: Path | None = None) -> WarmStarter | None:
+    """A warm process to fork the trials of ``command`` from (``local.warm``), started now;
+    None where forking does not apply: a study's own command, or a machine where
+    ``warm.available`` says no (a GPU's driver, no torch)."""
+    if builtin_args(command) is None or not warm.available():
+        return None
+    return WarmStarter(log)
 
 
 def command_problem(command: Sequence[str], env: Mapping[str, str]) -> str | None:

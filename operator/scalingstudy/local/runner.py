@@ -28,7 +28,6 @@ from scalingstudy.fitting.report import FitReport
 from scalingstudy.local import processes
 from scalingstudy.local.store import ResultStore
 from scalingstudy.local.warm import WarmStarter
-from scalingstudy.local.warm import available as warm_start_available
 from scalingstudy.plan import Plan, Trial, plan_trials
 from scalingstudy.results import stage_fit
 from scalingstudy.scheduling import schedule
@@ -111,7 +110,7 @@ class TrialLauncher:
         self.command = processes.trainer_command(spec.trainer.command, spec.trainer.args)
         # The study's own variables; valueFrom needs a cluster (Secrets, fieldRefs): skipped.
         self.user_env = {e.name: e.value for e in spec.trainer.env if e.value is not None}
-        self.warm = warm and processes.builtin_args(self.command) is not None
+        self.warm = warm
         self.starter, self.owned = starter, starter is None
 
     def __call__(self, trial: Trial) -> processes.Running:
@@ -125,8 +124,9 @@ class TrialLauncher:
             checkpoint_dir=str(self.store.work_dir / trial.name),
         )
         env = {**self.user_env, "OMP_NUM_THREADS": self.threads, **env}
-        if self.warm and self.starter is None and warm_start_available():
-            self.starter = WarmStarter(self.store.logs_dir / "warm-start.log")
+        if self.warm and self.starter is None:  # asked once, at the first trial
+            log = self.store.logs_dir / "warm-start.log"
+            self.starter, self.warm = processes.warm_starter_for(self.command, log), False
         return processes.start(trial, self.command, env, result_file, self.store.logs_dir,
                                self.starter)  # fmt: skip
 
