@@ -93,6 +93,24 @@ def test_two_processes_reach_the_loss_of_one(tmp_path: Path, corpus: Path, name:
     assert events.count("result") == 1 and events.count("start") == 1
 
 
+@pytest.mark.slow(20)
+def test_processes_forked_or_fresh_train_the_same(tmp_path: Path, corpus: Path) -> None:
+    """Without a GPU driver the launcher forks its processes; with one (stood in for
+    here: ``can_fork`` answers no) each is a fresh ``python -m scalingstudy_trainer``."""
+    task = _tasks(corpus)["teacher-student"]
+    forked = run_trainer(_env(tmp_path, task, 2, "forked.json"))
+    as_on_a_gpu = ("import sys, scalingstudy_trainer.launch as launch, scalingstudy_trainer.main"
+                   " as main; launch.can_fork = lambda: False; sys.exit(main.main())")  # fmt: skip
+    fresh = subprocess.run(
+        [TRAINER[0], "-c", as_on_a_gpu], env=_env(tmp_path, task, 2, "fresh.json"),
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert forked.returncode == 0 and fresh.returncode == 0, fresh.stderr[-2000:]
+    a, b = _result(tmp_path / "forked.json"), _result(tmp_path / "fresh.json")
+    assert a["processes"] == b["processes"] == 2
+    assert b["validation_loss"] == pytest.approx(a["validation_loss"], rel=1e-6)
+
+
 @pytest.mark.slow(55)
 def test_sigterm_stops_every_rank_and_the_retry_ends_where_an_uninterrupted_run_does(
     tmp_path: Path, corpus: Path

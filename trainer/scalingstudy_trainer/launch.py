@@ -6,6 +6,10 @@ with several it is static: pod i is node rank i (its Job completion index) and p
 hosts the store on SCALINGSTUDY_MASTER_ADDR:PORT, so global rank 0, the rank that
 reports, is always on pod 0, whose result the operator reads. No restarts inside the
 agent: a failed process fails the pod, and the Job retries the whole trial.
+
+Where no GPU driver is present (``warm.can_fork``) the agent imports what a trial needs
+and forks its processes, which then skip torch's imports (about 4 s of CPU each); with
+a GPU each process is a fresh ``python -m scalingstudy_trainer``, as CUDA requires.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from scalingstudy import contract
 from scalingstudy.contract import EXIT_CONFIG_ERROR, EXIT_PREEMPTED
 from scalingstudy_trainer.config import env_int
 from scalingstudy_trainer.errors import ConfigError
+from scalingstudy_trainer.warm import can_fork, preload
 
 #: How long the agent waits for its processes to save a checkpoint after SIGTERM before
 #: it kills them; the pod's terminationGracePeriodSeconds is the real bound.
@@ -89,8 +94,8 @@ def exit_status(codes: list[int]) -> int:
 
 
 def launch(config: Launch) -> int:
-    """Run this pod's processes of the trial (``python -m scalingstudy_trainer`` each)
-    under torchrun's agent; the pod's exit status (see ``exit_status``)."""
+    """Run this pod's processes of the trial under torchrun's agent, forked or fresh
+    (see the module's docstring); the pod's exit status (see ``exit_status``)."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
@@ -99,6 +104,9 @@ def launch(config: Launch) -> int:
     # The agent's own error report would bury a process's one-line configuration error;
     # this function says what failed instead.
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    fork = can_fork()
+    if fork:
+        preload()
     if config.nodes == 1:
         backend, endpoint, extra = "c10d", "localhost:0", {}
     else:
@@ -114,11 +122,14 @@ def launch(config: Launch) -> int:
         rdzv_configs={"timeout": RENDEZVOUS_SECONDS, **extra},
         max_restarts=0,
         monitor_interval=0.5,
-        start_method="spawn",
+        start_method="fork" if fork else "spawn",
         shutdown_timeout=SHUTDOWN_SECONDS,
     )
     try:
-        elastic_launch(launch_config, sys.executable)("-m", "scalingstudy_trainer")
+        if fork:
+            elastic_launch(launch_config, forked_process)()
+        else:
+            elastic_launch(launch_config, sys.executable)("-m", "scalingstudy_trainer")
     except ChildFailedError as exc:
         codes = [failure.exitcode for failure in exc.failures.values()]
         status = exit_status(codes)
@@ -132,3 +143,15 @@ def launch(config: Launch) -> int:
         print(f"scalingstudy-trainer: launcher: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def forked_process() -> None:
+    """One process of the trial, forked by the agent: the trainer's main. It returns
+    when it succeeds (the agent waits for a returned value, and its multiprocessing
+    ends the process without the interpreter's teardown, as ``main.end_rank`` does);
+    otherwise it exits with the trainer's status."""
+    from scalingstudy_trainer.main import run
+
+    code = run([])
+    if code != 0:
+        raise SystemExit(code)

@@ -163,7 +163,7 @@ def check(config: TrialConfig) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Train the trial of the environment; with ``--check`` only check its configuration
     (exit 0, or EXIT_CONFIG_ERROR with the problem on stderr)."""
-    code = _main(argv)
+    code = run(argv)
     if World.from_env().distributed:
         end_rank(code)
     return code
@@ -181,7 +181,8 @@ def end_rank(code: int) -> NoReturn:
     os._exit(code)
 
 
-def _main(argv: list[str] | None) -> int:
+def run(argv: list[str] | None) -> int:
+    """``main`` without its ending: the exit status."""
     from scalingstudy_trainer.checkpoint import Preempted, StopSignal
 
     if "--check" in (sys.argv[1:] if argv is None else argv):

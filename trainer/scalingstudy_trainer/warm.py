@@ -50,7 +50,16 @@ PRELOAD = (
     "scalingstudy_trainer.tasks",
 )
 PR_SET_PDEATHSIG = 1
+#: Device files of a GPU driver: a driver initialised before a fork is unusable in the
+#: child, so where one exists every trainer process starts fresh.
+GPU_DEVICES = ("/dev/nvidiactl", "/dev/kfd")
 MAIN = str(Path(__file__).with_name("__main__.py"))
+
+
+def can_fork() -> bool:
+    """Whether trainer processes may be forked from one that has imported torch (here
+    and in ``launch``): Linux without a GPU driver."""
+    return sys.platform.startswith("linux") and not any(map(os.path.exists, GPU_DEVICES))
 
 
 def preload() -> None:

@@ -23,8 +23,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-#: Device files of a GPU driver: their presence keeps every trial a fresh process.
-GPU_DEVICES = ("/dev/nvidiactl", "/dev/kfd")
 #: How long the warm process may take to import torch and the trainer.
 READY_SECONDS = 120.0
 PR_SET_PDEATHSIG = 1
@@ -35,13 +33,15 @@ class WarmStartError(RuntimeError):
 
 
 def available() -> bool:
-    """Whether trials of the built-in trainer can be forked here."""
-    return (
-        sys.platform.startswith("linux")
-        and not any(Path(device).exists() for device in GPU_DEVICES)
-        and importlib.util.find_spec("scalingstudy_trainer") is not None
-        and importlib.util.find_spec("torch") is not None
-    )
+    """Whether trials of the built-in trainer can be forked here (Linux, no GPU driver,
+    torch and the trainer installed)."""
+    if importlib.util.find_spec("scalingstudy_trainer") is None:
+        return False
+    if importlib.util.find_spec("torch") is None:
+        return False
+    from scalingstudy_trainer.warm import can_fork
+
+    return can_fork()
 
 
 class WarmProcess:
