@@ -7,7 +7,7 @@ hosts the store on SCALINGSTUDY_MASTER_ADDR:PORT, so global rank 0, the rank tha
 reports, is always on pod 0, whose result the operator reads. No restarts inside the
 agent: a failed process fails the pod, and the Job retries the whole trial.
 
-Where no GPU driver is present (``warm.can_fork``) the agent imports what a trial needs
+Where no GPU driver is present (``preload.can_fork``) the agent imports what a trial needs
 and forks its processes, which then skip torch's imports (about 4 s of CPU each); with
 a GPU each process is a fresh ``python -m scalingstudy_trainer``, as CUDA requires.
 """
@@ -18,14 +18,14 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from scalingstudy import contract
 from scalingstudy.contract import EXIT_CONFIG_ERROR, EXIT_PREEMPTED
 from scalingstudy_trainer.config import env_int
 from scalingstudy_trainer.errors import ConfigError
-from scalingstudy_trainer.warm import can_fork, preload
+from scalingstudy_trainer.preload import can_fork, preload
 
 #: How long the agent waits for its processes to save a checkpoint after SIGTERM before
 #: it kills them; the pod's terminationGracePeriodSeconds is the real bound.
@@ -93,9 +93,10 @@ def exit_status(codes: list[int]) -> int:
     return code if code > 0 else 128 - code
 
 
-def launch(config: Launch) -> int:
+def launch(config: Launch, forked_process: Callable[[], None]) -> int:
     """Run this pod's processes of the trial under torchrun's agent, forked or fresh
-    (see the module's docstring); the pod's exit status (see ``exit_status``)."""
+    (see the module's docstring; ``forked_process`` is what a forked one runs); the
+    pod's exit status (see ``exit_status``)."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
@@ -143,15 +144,3 @@ def launch(config: Launch) -> int:
         print(f"scalingstudy-trainer: launcher: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0
-
-
-def forked_process() -> None:
-    """One process of the trial, forked by the agent: the trainer's main. It returns
-    when it succeeds (the agent waits for a returned value, and its multiprocessing
-    ends the process without the interpreter's teardown, as ``main.end_rank`` does);
-    otherwise it exits with the trainer's status."""
-    from scalingstudy_trainer.main import run
-
-    code = run([])
-    if code != 0:
-        raise SystemExit(code)

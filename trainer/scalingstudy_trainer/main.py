@@ -201,7 +201,7 @@ def run(argv: list[str] | None) -> int:
             # (each would import torch for seconds to say the same).
             pod = read_launch()
             check_batch(config.training.batch_size, pod.processes)
-            return launch(pod)
+            return launch(pod, forked_process)
         if world.distributed:
             die_with_launcher()
         result = run_trial(config, stop, world)
@@ -229,3 +229,13 @@ def die_with_launcher() -> None:
         return
     if os.getppid() == 1:  # the launcher died before the line above
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def forked_process() -> None:
+    """One process of the trial, forked by the agent: the trainer's main. It returns
+    when it succeeds (the agent waits for a returned value, and its multiprocessing
+    ends the process without the interpreter's teardown, as ``main.end_rank`` does);
+    otherwise it exits with the trainer's status."""
+    code = run([])
+    if code != 0:
+        raise SystemExit(code)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
-import importlib
 import json
 import os
 import random
@@ -35,43 +34,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-#: What a trial imports before its first step; each a second or more from cold.
-PRELOAD = (
-    "torch",
-    "torch.optim",
-    "torch._dynamo",
-    "torch.distributed",
-    "torch.distributed.launcher.api",
-    "scalingstudy_trainer.main",
-    "scalingstudy_trainer.loop",
-    "scalingstudy_trainer.checkpoint",
-    "scalingstudy_trainer.distributed",
-    "scalingstudy_trainer.batches",
-    "scalingstudy_trainer.tasks",
-)
+from scalingstudy_trainer.preload import preload
+
 PR_SET_PDEATHSIG = 1
-#: Device files of a GPU driver: a driver initialised before a fork is unusable in the
-#: child, so where one exists every trainer process starts fresh.
-GPU_DEVICES = ("/dev/nvidiactl", "/dev/kfd")
 MAIN = str(Path(__file__).with_name("__main__.py"))
-
-
-def can_fork() -> bool:
-    """Whether trainer processes may be forked from one that has imported torch (here
-    and in ``launch``): Linux without a GPU driver."""
-    return sys.platform.startswith("linux") and not any(map(os.path.exists, GPU_DEVICES))
-
-
-def preload() -> None:
-    """Import what trials need; a module that fails to import is left to the trial,
-    which then fails with the same error a fresh process would."""
-    for name in PRELOAD:
-        with contextlib.suppress(Exception):
-            importlib.import_module(name)
-    with contextlib.suppress(Exception):
-        from scalingstudy_trainer.tasks import task_names
-
-        task_names()  # every built-in task module
 
 
 def _send(message: dict[str, Any]) -> None:

@@ -39,7 +39,7 @@ def available() -> bool:
         return False
     if importlib.util.find_spec("torch") is None:
         return False
-    from scalingstudy_trainer.warm import can_fork
+    from scalingstudy_trainer.preload import can_fork
 
     return can_fork()
 
