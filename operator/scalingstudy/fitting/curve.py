@@ -262,7 +262,7 @@ def profile_interval(
     resamples from residuals that the fit already shrank, and beta and gamma trade off
     along a long valley); profiling alpha and gamma out follows that valley exactly.
     """
-    from scipy.stats import f as f_dist
+    from scipy.special import fdtri
 
     dof = fit.dof
     if dof < 1:
@@ -275,7 +275,7 @@ def profile_interval(
         if fit.weights is not None
         else min(fit.sse_log, float(np.nanmin(sse)))
     )
-    limit = best * (1.0 + float(f_dist.ppf(confidence, 1, dof)) / dof)
+    limit = best * (1.0 + float(fdtri(1, dof, confidence)) / dof)
     inside = np.nan_to_num(sse, nan=np.inf) <= limit
     centre = int(np.argmin(np.abs(PROFILE_GRID - fit.law.beta)))
     if not inside[centre]:

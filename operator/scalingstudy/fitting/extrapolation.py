@@ -59,8 +59,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize_scalar
-from scipy.special import stdtr
-from scipy.stats import t as student_t
+from scipy.special import stdtr, stdtrit
 
 from scalingstudy.fitting.curve import Array
 from scalingstudy.fitting.forms import FORMS, Fitted, Form, trend_guard
@@ -326,7 +325,7 @@ def _error_model(
     return ErrorModel(
         noise=noise,
         growth=_growth(errors, distance, noise),
-        t_quantile=float(student_t.ppf((1.0 + confidence) / 2.0, df=len(own))),
+        t_quantile=float(stdtrit(len(own), (1.0 + confidence) / 2.0)),
         origins=len(own),
         n_backtests=len(errors),
         max_distance=float(distance.max()),

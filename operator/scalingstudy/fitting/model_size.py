@@ -27,8 +27,7 @@ from typing import Literal
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import log_ndtr
-from scipy.stats import f as f_dist
+from scipy.special import fdtri, log_ndtr
 
 from scalingstudy.fitting.curve import fit_log_linear
 from scalingstudy.fitting.points import BestPoint, Point, number
@@ -160,7 +159,7 @@ def fit_size_law(estimates: Sequence[Optimum], confidence: float) -> SizeLaw | N
     )
     theta, best = _fit(lx, ly, cens)
     n = len(estimates)
-    limit = n * math.log(1.0 + float(f_dist.ppf(confidence, 1, n - 2)) / (n - 2))
+    limit = n * math.log(1.0 + float(fdtri(1, n - 2, confidence)) / (n - 2))
     slope = float(theta[1])
     grid = slope + _OFFSETS
     centre = int(np.argmin(np.abs(_OFFSETS)))

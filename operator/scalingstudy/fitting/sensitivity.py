@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.stats import t as student_t
+from scipy.special import stdtrit
 
 from scalingstudy.fitting.curve import Array, CurveFit, PowerLaw, fit_log_linear
 from scalingstudy.fitting.points import FitError, number
@@ -66,5 +66,5 @@ def flat_curve(m: Array, y: Array, confidence: float) -> tuple[CurveFit, OpenInt
     if len(m) < 3:
         return fit, [None, None]
     se = float(np.sqrt(sse / (len(m) - 2) / float(dx @ dx)))
-    t = float(student_t.ppf((1.0 + confidence) / 2.0, len(m) - 2))
+    t = float(stdtrit(len(m) - 2, (1.0 + confidence) / 2.0))
     return fit, [slope - t * se, slope + t * se]
