@@ -9,7 +9,8 @@ the suite keeps the script working between lendings.
 Steps: the device and its measured bf16 matmul rate; trainer throughput and MFU of the
 width-1024 char-LM transformer with and without ``torch.compile``; a char-LM scaling
 study through ``scalingstudy run`` (checks: finite, loss falls with data and width); a
-trial stopped by SIGTERM resumes from its checkpoint; a micro-batch too large for the
+trial stopped by SIGTERM resumes from its checkpoint and ends where an uninterrupted run
+of it does; a micro-batch too large for the
 memory it may use halves itself and ends where a run that fit ends; one process through
 the distributed path (NCCL, gloo on a CPU); the rest of the throughput grid.
 """
@@ -133,6 +134,8 @@ class Report:
         self.path = out / "gpu-check.json"
         started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.data: dict[str, Any] = {"started": started, "steps": {}}
+        self.plain_loss: float | None = None
+        """The mechanics trial's loss, uninterrupted and alone (``plain_loss``)."""
 
     def say(self, line: str) -> None:
         print(line, flush=True)
@@ -375,26 +378,40 @@ def step_resume(report: Report, scale: Scale, out: Path) -> None:
     finished = read_result(result) or {}
     resumed = finished.get("resumed_from_step")
     loss = finished.get(contract.METRIC, math.nan)
+    uninterrupted = plain_loss(report, scale, out, scale.limits["resume"] / 2)
     ok = (first.returncode == contract.EXIT_PREEMPTED and second.returncode == 0
-          and bool(resumed) and finished.get("steps") == total and math.isfinite(loss))  # fmt: skip
+          and bool(resumed) and finished.get("steps") == total
+          and close(uninterrupted, loss))  # fmt: skip
     report.record("resume", ok, sigterm_at_step=sent[0] if sent else None,
                   first_exit=first.returncode, resumed_from_step=resumed,
-                  steps=finished.get("steps"), loss=loss)  # fmt: skip
+                  steps=finished.get("steps"), loss=loss,
+                  loss_uninterrupted=uninterrupted)  # fmt: skip
+
+
+def plain_loss(report: Report, scale: Scale, out: Path, limit: float) -> float:
+    """The loss of the mechanics trial run uninterrupted and alone (NaN if it failed),
+    trained once by the first step that compares against it (resume, OOM, NCCL)."""
+    if report.plain_loss is None:
+        result = out / "plain" / "result.json"
+        result.parent.mkdir(parents=True, exist_ok=True)
+        child = run_child(report, TRAINER, limit, trial_env(scale, result))
+        loss = (read_result(result) or {}).get(contract.METRIC, math.nan)
+        report.plain_loss = loss if child.returncode == 0 else math.nan
+    return report.plain_loss
 
 
 def step_oom(report: Report, scale: Scale, out: Path) -> None:
     folder = out / "oom"
     folder.mkdir(parents=True, exist_ok=True)
-    fits = run_child(report, TRAINER, scale.limits["oom"] / 2, trial_env(scale, folder / "a.json"))
+    la = plain_loss(report, scale, out, scale.limits["oom"] / 2)
     fraction = scale.memory_fraction
     capped_cmd = [PY, __file__, "--capped-trainer", str(fraction or 0)]
     capped = run_child(report, capped_cmd, scale.limits["oom"] / 2,
                        trial_env(scale, folder / "b.json"))  # fmt: skip
-    a, b = read_result(folder / "a.json") or {}, read_result(folder / "b.json") or {}
     micro = [e["micro_batch"] for e in capped.events() if "micro_batch" in e]
     batch = scale.trial["training"]["batchSize"]
-    la, lb = a.get(contract.METRIC, math.nan), b.get(contract.METRIC, math.nan)
-    same = fits.returncode == 0 and capped.returncode == 0 and close(la, lb)
+    lb = (read_result(folder / "b.json") or {}).get(contract.METRIC, math.nan)
+    same = capped.returncode == 0 and close(la, lb)
     figures = {"batch": batch, "micro_batch": micro[-1] if micro else None, "loss_fits": la,
                "loss_capped": lb, "memory_fraction": fraction}  # fmt: skip
     if fraction is None:
@@ -419,16 +436,15 @@ def capped_trainer(fraction: float) -> int:
 def step_nccl(report: Report, scale: Scale, out: Path) -> None:
     folder = out / "nccl"
     folder.mkdir(parents=True, exist_ok=True)
-    plain = run_child(report, TRAINER, scale.limits["nccl"] / 2,
-                      trial_env(scale, folder / "plain.json"))  # fmt: skip
+    la = plain_loss(report, scale, out, scale.limits["nccl"] / 2)
     torchrun = [PY, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=1",
                 "-m", "scalingstudy_trainer"]  # fmt: skip
     group = run_child(report, torchrun, scale.limits["nccl"] / 2,
                       trial_env(scale, folder / "group.json"))  # fmt: skip
-    a, b = read_result(folder / "plain.json") or {}, read_result(folder / "group.json") or {}
-    la, lb = a.get(contract.METRIC, math.nan), b.get(contract.METRIC, math.nan)
+    b = read_result(folder / "group.json") or {}
+    lb = b.get(contract.METRIC, math.nan)
     backend = next((e.get("backend") for e in group.events() if e.get("event") == "start"), None)
-    report.record("nccl", plain.returncode == 0 and group.returncode == 0 and close(la, lb),
+    report.record("nccl", group.returncode == 0 and close(la, lb),
                   loss_plain=la, loss_process_group=lb, processes=b.get("processes"),
                   backend=backend)  # fmt: skip
 
