@@ -48,10 +48,13 @@ def sdk_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     "--no-build-isolation", "-w", str(wheels), str(ROOT / "sdk")],
                    check=True, capture_output=True)  # fmt: skip
     venv = where / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+    # No pip inside (ensurepip costs seconds): this environment's pip installs into it.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   capture_output=True)  # fmt: skip
     python = venv / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-index", "--no-deps",
-                    *map(str, wheels.glob("*.whl"))], check=True, capture_output=True)  # fmt: skip
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
+                    "--no-index", "--no-deps", *map(str, wheels.glob("*.whl"))],
+                   check=True, capture_output=True)  # fmt: skip
     return python
 
 
