@@ -154,7 +154,8 @@ def _discover(api: httpx.Client) -> dict[str, tuple[str, bool]]:
                        *r.get("shortNames", [])}  # fmt: skip
             for alias in aliases - {""}:
                 names.setdefault(alias, where)
-                names.setdefault(f"{alias}.{group}" if group else alias, where)
+                if group:
+                    names.setdefault(f"{alias}.{group}", where)
     return names
 
 

@@ -110,11 +110,13 @@ TRAINING = {"minSteps": 5000, "maxSteps": 5000, "evalEvery": 20, "batchSize": 32
 
 #: One study per way to survive a preemption: from a checkpoint, or from the start.
 CHECKPOINTS = {"kept": True, "restarted": False}
+#: The data sizes of both studies: the same trials, so each is its own reference.
+DATA_SIZES = (256, 512, 1024)
 
 
 def _preemptible_study(name: str, ns: str, checkpoints: bool) -> dict[str, Any]:
     doc = study_doc(
-        name, dataSizes={"values": [256, 512, 1024]}, modelSizes={"values": [8]},
+        name, dataSizes={"values": list(DATA_SIZES)}, modelSizes={"values": [8]},
         training=TRAINING, queueName="gpus", parallelism=2, maxFailedTrials=0,
     )  # fmt: skip
     trainer = doc["spec"]["trainer"]
@@ -146,7 +148,7 @@ def test_a_higher_priority_workload_preempts_trials_that_finish_once_where_they_
     op.start()
     for name, checkpoints in CHECKPOINTS.items():
         assert cluster.apply(_preemptible_study(name, ns, checkpoints), ns).returncode == 0
-    trials = [f"{name}-d{d}-m8-s0" for name in CHECKPOINTS for d in (256, 512, 1024)]
+    trials = [f"{name}-d{d}-m8-s0" for name in CHECKPOINTS for d in DATA_SIZES]
 
     def training_well_under_way() -> list[str]:
         """The four admitted trials, once all are past step 600 and none has finished."""
@@ -201,7 +203,7 @@ def test_a_higher_priority_workload_preempts_trials_that_finish_once_where_they_
     # without checkpoints ran each of its trials from step 0 to the end in one pod (a
     # victim's second pod started at 0, asserted above), with the same seed and data as
     # the checkpointing study's trial of the same sizes: that is the uninterrupted run.
-    for d in (256, 512, 1024):
+    for d in DATA_SIZES:
         resumed, whole = rows[f"kept-d{d}-m8-s0"], rows[f"restarted-d{d}-m8-s0"]
         assert resumed["loss"] == pytest.approx(whole["loss"], rel=1e-9), d
 
