@@ -10,9 +10,9 @@ Steps: the device and its measured bf16 matmul rate; trainer throughput and MFU 
 width-1024 char-LM transformer with and without ``torch.compile``; a char-LM scaling
 study through ``scalingstudy run`` (checks: finite, loss falls with data and width); a
 trial stopped by SIGTERM resumes from its checkpoint and ends where an uninterrupted run
-of it does; a micro-batch too large for the
-memory it may use halves itself and ends where a run that fit ends; one process through
-the distributed path (NCCL, gloo on a CPU); the rest of the throughput grid.
+of it does; a micro-batch too large for the memory it may use halves itself and ends
+where a run that fit ends; one process through the distributed path (NCCL, gloo on a
+CPU); the rest of the throughput grid.
 """
 
 from __future__ import annotations

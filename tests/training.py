@@ -4,6 +4,7 @@ optimiser steps that show a task's loss and model can learn."""
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from scalingstudy.local.processes import warm_starter_for
 from scalingstudy.local.warm import WarmStarter
 from scalingstudy_trainer.tasks.base import Task
 
@@ -30,21 +32,29 @@ def descend(
 
 TRAINER = [sys.executable, "-m", "scalingstudy_trainer"]
 
-_starter: WarmStarter | None = None
+
+@functools.cache
+def _warm_starter() -> WarmStarter | None:
+    """One warm process per test worker, where trials can be forked (``local.warm``)."""
+    starter = warm_starter_for(TRAINER)
+    if starter is not None:
+        atexit.register(starter.close)
+    return starter
 
 
 def run_trainer(env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """The built-in trainer as ``scalingstudy run`` starts it: forked from a warm process
-    (``local.warm``; one per test worker, saving each call torch's imports), with ``env``
-    its whole environment: exit status, stdout log, stderr. Tests that need a fresh
-    interpreter (as in a pod) start ``TRAINER`` themselves."""
-    global _starter
-    if _starter is None:
-        _starter = WarmStarter()
-        atexit.register(_starter.close)
+    (saving each call torch's imports) where the machine allows, else fresh; ``env`` is
+    its whole environment. Exit status, stdout log, stderr. Tests that need a fresh
+    interpreter, as in a pod, start ``TRAINER`` themselves."""
+    starter = _warm_starter()
+    if starter is None:
+        return subprocess.run(
+            TRAINER, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
     with tempfile.TemporaryDirectory() as logs:
         stdout, stderr = Path(logs) / "stdout", Path(logs) / "stderr"
-        process = _starter.start([], env, stdout, stderr)
+        process = starter.start([], env, stdout, stderr)
         try:
             code = process.wait(timeout)
         except subprocess.TimeoutExpired:
