@@ -50,7 +50,8 @@ def run_cli(
 
 
 def expected_seconds(item: pytest.Item) -> float:
-    """A test's rough duration on 2 busy cores, from its `slow(seconds)` marker."""
+    """A test's rough duration in the suite (on its worker's core), from its
+    `slow(seconds)` marker; scripts/test lists the slowest tests to check them by."""
     mark = item.get_closest_marker("slow")
     if mark is None:
         return 0.0

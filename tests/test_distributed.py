@@ -74,7 +74,7 @@ def _result(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())  # type: ignore[no-any-return]
 
 
-@pytest.mark.slow(30)
+@pytest.mark.slow(10)
 @pytest.mark.parametrize("name", ["teacher-student", "char-lm"])
 def test_two_processes_reach_the_loss_of_one(tmp_path: Path, corpus: Path, name: str) -> None:
     task = _tasks(corpus)[name]
@@ -111,7 +111,7 @@ def test_processes_forked_or_fresh_train_the_same(tmp_path: Path, corpus: Path) 
     assert b["validation_loss"] == pytest.approx(a["validation_loss"], rel=1e-6)
 
 
-@pytest.mark.slow(55)
+@pytest.mark.slow(25)
 def test_sigterm_stops_every_rank_and_the_retry_ends_where_an_uninterrupted_run_does(
     tmp_path: Path, corpus: Path
 ) -> None:

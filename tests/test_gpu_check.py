@@ -15,7 +15,7 @@ from benchmarks.gpu_check import GPU, check_losses
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow(75)
+@pytest.mark.slow(55)
 def test_the_cpu_dry_run_passes_every_step_and_writes_its_figures(tmp_path: Path) -> None:
     out = tmp_path / "out"
     run = subprocess.run(

@@ -173,7 +173,7 @@ def test_invalid_study_file_exits_2_naming_fields(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.slow(30)
+@pytest.mark.slow(10)
 def test_real_training_study_end_to_end(tmp_path: Path) -> None:
     """The built-in trainer (real PyTorch) on a small teacher-student grid."""
     doc = {
@@ -414,7 +414,7 @@ def test_a_learning_rate_sweep_keeps_the_best_rate_per_cell(tmp_path: Path) -> N
     assert truth.learning_rate_penalty(16, 0.01) == 1.0
 
 
-@pytest.mark.slow(100)
+@pytest.mark.slow(20)
 def test_a_trial_of_several_processes_runs_locally_with_the_same_results(tmp_path: Path) -> None:
     """spec.trainer.nodes x processesPerPod processes on this one machine (DDP over gloo):
     the same study file as on a cluster, the results of one process within float noise."""

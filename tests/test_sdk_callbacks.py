@@ -179,6 +179,7 @@ def test_lightning_saves_on_sigterm_and_the_retry_finishes(tmp_path: Path) -> No
     assert result_of(tmp_path)["steps"] == 8
 
 
+@pytest.mark.slow(25)
 def test_the_byo_hugging_face_example_runs_as_a_study(tmp_path: Path) -> None:
     """The example's script, unchanged, through `scalingstudy run` (a smaller grid)."""
     import csv

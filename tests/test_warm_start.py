@@ -61,7 +61,7 @@ def _alive(pid: int) -> bool:
     return stat is not None and stat[0] not in "ZX"
 
 
-@pytest.mark.slow(20)
+@pytest.mark.slow(25)
 def test_forked_and_fresh_trials_give_the_same_results_and_logs(tmp_path: Path) -> None:
     study = load_study(_study(tmp_path, "same"))
     fresh = run_study(study, tmp_path / "fresh", workers=2, progress=False, warm_start=False)

@@ -17,7 +17,7 @@ from tests.cluster.test_operator import finished, job_creations, results_at_leas
 from tests.harness import cluster as harness
 
 
-@pytest.mark.slow(60)
+@pytest.mark.slow(45)
 def test_an_evicted_trial_resumes_from_its_checkpoint_without_using_its_backoff(
     cluster: Cluster, namespace: str, operator_factory: Any
 ) -> None:

@@ -131,7 +131,7 @@ def _preemptible_study(name: str, ns: str, checkpoints: bool) -> dict[str, Any]:
     return doc
 
 
-@pytest.mark.slow(250)
+@pytest.mark.slow(75)
 def test_a_higher_priority_workload_preempts_trials_that_finish_once_where_they_would_have(
     cluster: Cluster, kueue_namespace: str, operator_factory: Any
 ) -> None:

@@ -56,7 +56,7 @@ def _steps(cluster: Cluster, namespace: str, trial: str) -> int:
     return max((e.get("step", 0) for pod in events for e in pod), default=0)
 
 
-@pytest.mark.slow(110)
+@pytest.mark.slow(95)
 def test_each_trial_runs_as_two_pods_that_train_together_and_a_killed_pod_retries_the_trial(
     cluster: Cluster, namespace: str, operator_factory: Any
 ) -> None:

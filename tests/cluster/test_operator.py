@@ -85,7 +85,7 @@ def job_creations(c: Cluster, ns: str, *, unanswered: bool = False) -> collectio
     return made
 
 
-@pytest.mark.slow(150)
+@pytest.mark.slow(85)
 def test_quickstart_example_end_to_end(
     cluster: Cluster, namespace: str, operator_factory: Any, tmp_path: Path
 ) -> None:
