@@ -216,7 +216,7 @@ def decide_adaptive(
             if width is not None and width <= SHARE_PREDICTION_WIDTH:
                 return Adaptive(tuple(trials), tuple(windows), None, True, data_sizes[k - 1],
                                 stages, "GridShareSpent")  # fmt: skip
-        names = [trial_name(study, d, m, s, pods=spec.trainer.nodes) for m, s in stage.coords]
+        names = [trial_name(study, d, m, s) for m, s in stage.coords]
         trials += [Trial(d, m, s, n) for (m, s), n in zip(stage.coords, names, strict=True)]
         stages[d] = tuple(names)
         windows.append(StageWindow(data_size=d, model_sizes=sorted({m for m, _ in stage.coords})))

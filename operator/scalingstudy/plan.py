@@ -1,9 +1,11 @@
 """Trial planning: a spec becomes the list of trials, each with a stable name.
 
-Names are derived only from the study name and the trial's coordinates, so
-every process (local runner, each operator restart) computes the same names;
-the operator creates a Job only when one with that name is absent, which is
-what makes restarts free of duplicates.
+Names are derived only from the study name and the trial's values (data size, model
+size, seed, swept learning rate), never from a position in a list, so every process
+(local runner, each operator restart) computes the same names, and a spec edit that
+adds, removes or reorders a value renames no other trial; the operator creates a Job
+only when one with that name is absent, which is what makes restarts free of
+duplicates.
 """
 
 from __future__ import annotations
@@ -35,29 +37,46 @@ class Trial:
         return (self.data_size, self.model_size, self.seed)
 
 
+#: Room kept after every name for a pod's index (``-127``: trainer.nodes is at most 128),
+#: so a trial's name is the same whatever its number of pods.
+INDEX_ROOM = len("-127")
+
+
+def rate_code(learning_rate: float) -> str:
+    """A learning rate as name characters: its shortest decimal form (``repr``), one to
+    one, with ``.`` as ``p`` and an exponent's ``-`` as ``m`` (0.003 -> ``0p003``, 1e-05
+    -> ``1em05``): a trial is named by the rate it runs, not by a position in a list."""
+    return repr(float(learning_rate)).replace(".", "p").replace("-", "m").replace("+", "")
+
+
 def trial_name(
     study: str,
     data_size: int,
     model_size: int,
     seed: int,
-    rate: int | None = None,
+    learning_rate: float | None = None,
     *,
     pods: int = 1,
 ) -> str:
-    """A DNS-1123 label of at most 63 characters, unique per coordinates within a study
-    (``rate``: the index of a swept learning rate).
+    """A DNS-1123 label, unique per trial within a study, made of the trial's values only:
+    data size, model size, seed and the swept learning rate (None: no sweep). Editing a
+    list (insert, remove, reorder) renames no other trial, and a result is never taken
+    for a value it did not run.
 
-    Long study names are shortened and a hash of the full name keeps them distinct. A
-    trial of several ``pods`` also names its headless Service and, with each pod's index
-    appended, the pods' hostnames: the name then starts with a letter, has no dot and
-    leaves room for the index.
+    The topology (``pods``, from trainer.nodes) does not change what a trial computes
+    (the batch is global, split over the processes), so it is not part of the name: every
+    name is already fit for several pods (the Indexed Job's pod hostnames ``<name>-<i>``,
+    the headless Service of the same name): it starts with a letter and leaves room for
+    the index. A study name that does not allow that as is (it starts with a digit, or is
+    long) is shortened, and a hash of the full name keeps names distinct. ``pods`` is
+    accepted for callers that pass it and changes nothing.
     """
-    swept = "" if rate is None else f"-l{rate}"
+    del pods  # identity does not depend on topology (see above)
+    swept = "" if learning_rate is None else f"-l{rate_code(learning_rate)}"
     suffix = f"d{data_size}-m{model_size}{swept}-s{seed}"
-    limit = MAX_NAME if pods == 1 else MAX_NAME - len(f"-{pods - 1}")
+    limit = MAX_NAME - INDEX_ROOM
     name = f"{study}-{suffix}"
-    hostname_safe = pods == 1 or (study[:1].isalpha() and "." not in study)
-    if len(name) <= limit and hostname_safe:
+    if len(name) <= limit and study[:1].isalpha() and "." not in study:
         return name
     digest = hashlib.sha256(study.encode()).hexdigest()[:8]
     room = limit - len(suffix) - len(digest) - 2
@@ -75,26 +94,18 @@ def plan_trials(study: str, spec: ScalingStudySpec) -> list[Trial]:
     """Every trial of the study, smallest data sizes first (so early fits come soon); an
     IsoFLOP study's smallest budgets first."""
     rates = spec.learning_rate_values()
-    pods = spec.trainer.nodes
     if spec.design.isoflop:
         from scalingstudy.isoflop import isoflop_plan
 
-        return [
-            Trial(c.data_size, c.model_size, seed,
-                  trial_name(study, c.data_size, c.model_size, seed,
-                             None if lr is None else i, pods=pods), lr)
-            for c in isoflop_plan(spec).cells
-            for i, lr in enumerate(rates)
-            for seed in range(spec.seeds)
-        ]  # fmt: skip
+        cells = [(c.data_size, c.model_size) for c in isoflop_plan(spec).cells]
+    else:
+        cells = [(d, m) for d in spec.data_sizes.sizes() for m in spec.model_sizes.sizes()]
     return [
-        Trial(data, model, seed,
-              trial_name(study, data, model, seed, None if lr is None else i, pods=pods), lr)
-        for data in spec.data_sizes.sizes()
-        for model in spec.model_sizes.sizes()
-        for i, lr in enumerate(rates)
+        Trial(data, model, seed, trial_name(study, data, model, seed, lr), lr)
+        for data, model in cells
+        for lr in rates
         for seed in range(spec.seeds)
-    ]  # fmt: skip
+    ]
 
 
 @dataclass(frozen=True)
