@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scalingstudy.cluster.reconcile import decide
+from scalingstudy.cluster.reconcile import decide, fit_settings
 from scalingstudy.cluster.status_builder import build_status
 from scalingstudy.fitting import FitOptions, fit_points
 from scalingstudy.plan import Plan
@@ -43,7 +43,9 @@ def full_status() -> ScalingStudyStatus:
         points_of(p.relevant()),
         FitOptions(bootstrap=40, predict_at=(1e6, 1e7), target_loss=2.0, joint=True),
     )
-    fit = FitStatus.of(report, final=p.final, based_on_results=p.succeeded)
+    fit = FitStatus.of(
+        report, final=p.final, based_on_results=p.succeeded, settings=fit_settings(spec)
+    )
     return build_status(p, 1, ScalingStudyStatus(), fit, None, "2026-12-01T00:00:00Z")
 
 

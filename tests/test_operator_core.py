@@ -610,3 +610,97 @@ def test_lease_moves() -> None:
     assert move("other", "me", 15.5, 15.0) == "take"  # unchanged for longer than it lasts
     with pytest.raises(ValueError, match="retry < renew deadline < duration"):
         LeaseTiming(duration=10, renew_deadline=10, retry=2)
+
+
+# -- the fit's failures and its settings (issue 37) -------------------------------------
+
+
+def test_a_final_fit_that_ran_to_no_answer_leaves_the_study_fitting_never_failed() -> None:
+    """A fit that timed out or whose process died says nothing of the data: with no
+    earlier fit the study used to turn Failed (FitFailed, "fewer than 3 data sizes have a
+    succeeded trial", false: all had) with a StudyFailed Event, then Succeeded later."""
+    from scalingstudy.cluster.status_builder import build_status
+    from scalingstudy.cluster.study_events import status_events
+    from scalingstudy.status import ScalingStudyStatus
+
+    planned = Plan.of("demo", spec())
+    records = {t.name: ok(t.name, t.data_size) for t in planned}
+    p = pass_of(planned, [], records, [])
+    assert p.final and p.needs_fit
+    before = ScalingStudyStatus(phase="Running")
+    plain = build_status(p, 1, before, None, None, "t")
+    assert plain.phase == "Fitting"
+    assert {c.type: c.status for c in plain.conditions}["Failed"] == "False"
+    note = "the fit ran to no answer (the fit took longer than 600 s); trying again in 10 s"
+    after = build_status(p, 1, before, None, None, "t", fit_note=note)
+    conditions = {c.type: c for c in after.conditions}
+    assert after.phase == "Fitting"
+    assert (conditions["Progressing"].reason, conditions["Progressing"].message) == (
+        "Fitting", note
+    )  # fmt: skip
+    assert "StudyFailed" not in {e.reason for e in status_events([], before, after, False)}
+    # Data that really cannot be fitted still say so, truthfully.
+    two = {t.name: r for t in planned
+           for r in [ok(t.name, t.data_size) if t.data_size < 400
+                     else TrialRecord.failed(t, "ExitCode1", "x", None)]}  # fmt: skip
+    unfit = pass_of(planned, [], two, [], max_failed=9)
+    failed = {c.type: c for c in build_status(unfit, 1, before, None, None, "t").conditions}
+    assert failed["Failed"].reason == "FitFailed" and "fewer than 3" in (failed["Failed"].message
+                                                                         or "")  # fmt: skip
+
+
+def test_the_fit_child_tells_a_fit_that_raised_from_one_that_ran_to_no_answer() -> None:
+    """Any exception in the fit child used to exit 1, read as "no answer" and retried
+    forever; an exception on the input is the same on every run: a failed fit, with its
+    words. Only a child that wrote no answer (killed, out of memory) is unavailable."""
+    import subprocess
+    import sys
+
+    from scalingstudy.cluster.fitproc import FitDefectError, answer_of
+    from scalingstudy.fitting import FitError, FitUnavailableError
+
+    # A request the fit raises on (a TypeError: an option it does not know) in the real child.
+    request = {"points": [], "options": {"form": "auto", "no-such-option": 1}}
+    child = subprocess.run(
+        [sys.executable, "-m", "scalingstudy.cluster.fitproc"], input=json.dumps(request),
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert child.returncode == 0, child.stderr[-500:]
+    with pytest.raises(FitDefectError, match="the fit raised TypeError") as raised:
+        answer_of(child.returncode, child.stdout, child.stderr)
+    assert not isinstance(raised.value, FitUnavailableError)
+    with pytest.raises(FitUnavailableError, match="Killed"):
+        answer_of(-9, "", "Killed")
+    with pytest.raises(FitError) as plain:
+        answer_of(0, '{"error": "3 distinct data sizes needed"}', "")
+    assert type(plain.value) is FitError
+
+
+def test_a_finished_study_whose_fit_settings_change_is_refitted_before_it_says_so() -> None:
+    """targetLoss removed from a Succeeded study: observedGeneration used to reach the new
+    generation with dataForTarget (for a target nobody asks for) still in status."""
+    from scalingstudy.cluster.reconcile import fit_settings
+    from scalingstudy.cluster.status_builder import build_status
+    from scalingstudy.fitting.report import DataForTarget
+    from scalingstudy.status import ScalingStudyStatus
+
+    with_target = spec(fit={"targetLoss": 0.5})
+    without = spec()
+    planned = Plan.of("demo", without)
+    records = {t.name: ok(t.name, t.data_size) for t in planned}
+    old = FitStatus(
+        final=True, based_on_results=6, settings=fit_settings(with_target),
+        data_for_target=DataForTarget(target_loss=0.5, data_size=1e5),
+    )  # fmt: skip
+    assert fit_settings(with_target) != fit_settings(without)
+    same = decide(planned, [], records, [], parallelism=2, max_failed=1, fit=old,
+                  settings=fit_settings(with_target))  # fmt: skip
+    assert not same.needs_fit and not same.stale_fit
+    p = decide(planned, [], records, [], parallelism=2, max_failed=1, fit=old,
+               settings=fit_settings(without))  # fmt: skip
+    assert p.needs_fit and p.stale_fit
+    assert fit_due(p, since_last_fit=0.1, interval=10.0) == (True, None)
+    before = ScalingStudyStatus(phase="Succeeded", observed_generation=1, fit=old)
+    # No new fit could be made in that pass: the stale one is not shown as the spec's.
+    after = build_status(p, 2, before, old, None, "t")
+    assert after.fit is None and after.phase == "Fitting"

@@ -174,6 +174,9 @@ class FitStatus(_Status):
     """True once every trial has finished."""
     based_on_results: int | None = None
     """How many succeeded trials the fit used."""
+    settings: str | None = None
+    """A digest of the spec's fit settings the fit was made with: a fit of other settings
+    no longer describes the spec and is made again."""
     learning_curve: LearningCurve | None = None
     """Learning-curve fit."""
     model_size: ModelSizeLaw | None = None
@@ -192,7 +195,9 @@ class FitStatus(_Status):
     """Caveats of the fit."""
 
     @classmethod
-    def of(cls, report: FitReport, final: bool, based_on_results: int) -> FitStatus:
+    def of(
+        cls, report: FitReport, final: bool, based_on_results: int, settings: str | None = None
+    ) -> FitStatus:
         """The report's parts a study's reader needs (the trials are in status.results),
         every number to 4 significant digits (`kubectl get` columns stay narrow)."""
         parts = report.model_dump(
@@ -203,7 +208,12 @@ class FitStatus(_Status):
             exclude_unset=True,
         )  # fmt: skip
         return cls.model_validate(
-            {"final": final, "based_on_results": based_on_results, **_rounded(parts)}
+            {
+                "final": final,
+                "based_on_results": based_on_results,
+                "settings": settings,
+                **_rounded(parts),
+            }
         )
 
 

@@ -6,6 +6,7 @@ reads and `actions.py` writes the cluster. When passes run is `workers.py`'s bus
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -16,7 +17,7 @@ from scalingstudy.admission import AdmissionRules, violations
 from scalingstudy.cluster import blocked
 from scalingstudy.cluster.actions import Actor, Configured, now_rfc3339
 from scalingstudy.cluster.backoff import Backoff
-from scalingstudy.cluster.fitproc import run_fit
+from scalingstudy.cluster.fitproc import request_of, run_fit
 from scalingstudy.cluster.gather import Gatherer
 from scalingstudy.cluster.kube import Kube
 from scalingstudy.cluster.manifests import JobSettings, StudyRef
@@ -24,7 +25,15 @@ from scalingstudy.cluster.metrics import OperatorMetrics
 from scalingstudy.cluster.observe import JobState
 from scalingstudy.cluster.prometheus import Prometheus
 from scalingstudy.cluster.reasons import Refusal, Stop
-from scalingstudy.cluster.reconcile import Pass, active_trials, decide, fit_due, merged, to_collect
+from scalingstudy.cluster.reconcile import (
+    Pass,
+    active_trials,
+    decide,
+    fit_due,
+    fit_settings,
+    merged,
+    to_collect,
+)
 from scalingstudy.cluster.status_builder import (
     build_status,
     held_refusal,
@@ -64,6 +73,18 @@ class ControllerConfig:
     status_bytes_max: int = STATUS_BYTES_MAX
 
 
+@dataclass(frozen=True)
+class FitAttempt:
+    """What became of a pass's fit: the new fit (None: none was made), the error of a fit
+    that raised on its input, the note of one that ran to no answer (tried again), and
+    when to come back."""
+
+    fit: FitStatus | None = None
+    error: str | None = None
+    note: str | None = None
+    wake_in: float | None = None
+
+
 def _sooner(*waits: float | None) -> float | None:
     return min((w for w in waits if w is not None), default=None)
 
@@ -79,6 +100,10 @@ class Controller:
         self.last_fit: dict[Key, float] = {}
         #: Fits that ran to no answer (timeout, crashed child): tried again, later.
         self.retries = Backoff()
+        #: Why a study's fit is being tried again (said in its Progressing condition).
+        self.fit_notes: dict[Key, str] = {}
+        #: A study's fit input that raised, and the error: not run again unchanged.
+        self.failed_fits: dict[Key, tuple[str, str]] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         """The study is gone: drop what this process remembers of it."""
@@ -86,6 +111,8 @@ class Controller:
         self.metrics.forget_study(namespace, name)
         self.actor.forget(namespace, name)
         self.retries.forget((namespace, name))
+        self.fit_notes.pop((namespace, name), None)
+        self.failed_fits.pop((namespace, name), None)
 
     def reconcile(self, namespace: str, name: str) -> Wake:  # one pass, in a thread
         obj = self.kube.get_study(namespace, name)
@@ -107,21 +134,23 @@ class Controller:
         jobs = self.gather.jobs(ref)
         found, found_events = self.gather.results(ref, spec, to_collect(jobs, recorded))
         chosen, design_wake = self._design(ref, spec, before, recorded, found.records, jobs)
+        settings = fit_settings(spec)
         p = decide(chosen.plan, jobs, recorded, found.records, parallelism=spec.parallelism,
-                   max_failed=spec.max_failed_trials, fit=before.fit, more=chosen.more)  # fmt: skip
-        fit, fit_error, fit_wake = self._maybe_fit((namespace, name), spec, p)
+                   max_failed=spec.max_failed_trials, fit=before.fit, more=chosen.more,
+                   settings=settings)  # fmt: skip
+        tried = self._maybe_fit((namespace, name), spec, p, settings)
         configured = (self.actor.configure(ref, spec) if p.create and refusal is None
                       else Configured(True))  # fmt: skip
         stuck = self.gather.blocked(ref, jobs)
         now = now_rfc3339()
         held = blocked.condition(stuck, before.conditions, generation, now, configured.conflict)
-        built = build_status(p, generation, before, fit or before.fit, fit_error, now, [held],
-                             chosen.status, refusal)  # fmt: skip
+        built = build_status(p, generation, before, tried.fit or before.fit, tried.error, now,
+                             [held], chosen.status, refusal, tried.note)  # fmt: skip
         after = within_limit(built, generation, now, self.config.status_bytes_max)
         # Results reach status before anything else happens: a crash after this line
         # loses nothing, and one before it only repeats the collection.
         self.actor.write_status(ref, raw, after)
-        events = found_events + status_events(p.new_records, before, after, fit is not None)
+        events = found_events + status_events(p.new_records, before, after, tried.fit is not None)
         events += design_events(before.design, after.design, spec.model_sizes.sizes()[-1])
         events += [e for e in [blocked.became_blocked(before.conditions, held)] if e]
         if refusal is not None and is_new_refusal(before, generation, refusal):
@@ -133,7 +162,7 @@ class Controller:
         if rejected is not None:
             self._refuse(ref, generation, after, after.to_json(), rejected)
         self.metrics.observe_study(namespace, name, after)
-        return Wake(True, _sooner(found.wake_in, fit_wake, design_wake))
+        return Wake(True, _sooner(found.wake_in, tried.wake_in, design_wake))
 
     def _design(
         self, ref: StudyRef, spec: ScalingStudySpec, before: ScalingStudyStatus,
@@ -175,26 +204,39 @@ class Controller:
             self.actor.write_status(ref, raw, invalid)
             self.actor.refusal_event(ref, refusal)
 
-    def _maybe_fit(
-        self, key: Key, spec: ScalingStudySpec, p: Pass
-    ) -> tuple[FitStatus | None, str | None, float | None]:
-        """The new fit (None: none ran), its error, and when to come back for it."""
+    def _maybe_fit(self, key: Key, spec: ScalingStudySpec, p: Pass, settings: str) -> FitAttempt:
+        """The fit of this pass, if one was due. A fit that ran to no answer is tried again
+        with backoff and says so (``note``); one that raised is not run again on the same
+        input (its answer would be the same), so its error stands until the results or the
+        settings change."""
         due, wake_in = fit_due(p, time.monotonic() - self.last_fit.get(key, -1e9),
                                self.config.fit_interval)  # fmt: skip
         retry = self.retries.wait((*key, "fit"), time.monotonic())
-        if not due or retry is not None:
-            return None, None, _sooner(wake_in, retry)
+        if retry is not None and due:
+            return FitAttempt(wake_in=retry, note=self.fit_notes.get(key))
+        if not due:
+            return FitAttempt(wake_in=wake_in)
+        points, options = points_of(p.relevant(), spec), fit_options(spec)
+        inputs = json.dumps(request_of(points, options), sort_keys=True)
+        failed = self.failed_fits.get(key)
+        if failed is not None and failed[0] == inputs:
+            return FitAttempt(error=failed[1])
         started = time.monotonic()
         try:
-            report = run_fit(points_of(p.relevant(), spec), fit_options(spec))
+            report = run_fit(points, options)
         except FitUnavailableError as exc:  # says nothing of the data: not a failed fit
             wait = self.retries.failed((*key, "fit"), time.monotonic())
             log.warning("%s/%s: %s; fitting again in %.0f s", *key, exc, wait)
-            return None, None, wait
+            self.fit_notes[key] = f"the fit ran to no answer ({exc}); trying again in {wait:.0f} s"
+            return FitAttempt(wake_in=wait, note=self.fit_notes[key])
         except FitError as exc:
-            return None, str(exc), None
+            self.failed_fits[key] = (inputs, str(exc))
+            return FitAttempt(error=str(exc))
         finally:
             self.last_fit[key] = time.monotonic()
             self.metrics.fit_seconds.observe(self.last_fit[key] - started)
         self.retries.succeeded((*key, "fit"))
-        return FitStatus.of(report, final=p.final, based_on_results=p.succeeded), None, None
+        self.fit_notes.pop(key, None)
+        self.failed_fits.pop(key, None)
+        fit = FitStatus.of(report, final=p.final, based_on_results=p.succeeded, settings=settings)
+        return FitAttempt(fit=fit)

@@ -9,13 +9,16 @@ pass, so a restarted operator picks up exactly where the last one stopped.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from scalingstudy.cluster.observe import JobState
 from scalingstudy.plan import Plan, Trial
-from scalingstudy.results import fittable
+from scalingstudy.results import fit_options, fittable
 from scalingstudy.scheduling import schedule
+from scalingstudy.spec import ScalingStudySpec
 from scalingstudy.status import (
     FitStatus,
     TrialCounts,
@@ -38,6 +41,10 @@ class Pass:
     needs_fit: bool
     #: Succeeded results of planned trials: what a fit now would be based on.
     succeeded: int
+    #: The fit in status was made with other fit settings than the spec's now (a finished
+    #: study whose spec.fit changed): it does not describe this spec, so it is refitted at
+    #: once, and dropped while no new fit could be made.
+    stale_fit: bool = False
 
     def relevant(self) -> list[TrialRecord]:
         """The records of planned trials (a spec change may leave others behind)."""
@@ -48,6 +55,19 @@ class Pass:
         """Every trial has finished and the study did not fail: the fit is the last one.
         The one place that says so."""
         return self.finished and not self.failed_reason
+
+
+def fit_settings(spec: ScalingStudySpec) -> str:
+    """A digest of everything of the spec a fit's answer depends on besides the results:
+    the fit options and how points are made of records (model sizes and their parameter
+    counts, the design's compute). A fit in status made with another digest is stale."""
+    made_of = {
+        "options": asdict(fit_options(spec)),
+        "modelSizes": spec.model_sizes.model_dump(mode="json"),
+        "design": spec.design.model_dump(mode="json"),
+    }
+    text = json.dumps(made_of, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def to_collect(jobs: Sequence[JobState], recorded: Mapping[str, TrialRecord]) -> list[JobState]:
@@ -82,6 +102,7 @@ def decide(
     max_failed: int,
     fit: FitStatus | None,
     more: bool = False,
+    settings: str | None = None,
 ) -> Pass:
     """Which Jobs to create or delete, what to record, whether to fit.
 
@@ -89,6 +110,8 @@ def decide(
     succeeded results it used changed, or when the study just finished and its fit is not
     final yet. ``more``: the design may still add trials to ``plan`` (an adaptive study
     waiting for results), so the study is not finished when the plan's trials are.
+    ``settings``: the spec's `fit_settings` (None: not compared); a fit made with others
+    is stale and refitted.
     ``queued_on_create``: new Jobs start suspended (Kueue), so they count as queued.
     Running Jobs of trials no longer planned (a spec change, a stopped adaptive study)
     are deleted.
@@ -122,8 +145,9 @@ def decide(
     counts.pending = max(counts.total - started, 0)
     finished = (decision.finished and not uncollected and not more) or decision.failed
     final = finished and not decision.failed
+    stale = fit is not None and settings is not None and fit.settings != settings
     needs_fit = fittable(relevant) and (
-        fit is None or fit.based_on_results != succeeded or (final and not fit.final)
+        fit is None or stale or fit.based_on_results != succeeded or (final and not fit.final)
     )
     return Pass(
         plan=plan,
@@ -136,14 +160,15 @@ def decide(
         failed_reason=decision.failed_reason,
         needs_fit=needs_fit,
         succeeded=succeeded,
+        stale_fit=stale,
     )
 
 
 def fit_due(p: Pass, since_last_fit: float, interval: float) -> tuple[bool, float | None]:
     """Whether to fit now, and else when to come back: new results are fitted at most
-    every ``interval`` seconds, the final fit at once."""
+    every ``interval`` seconds, the final fit and a fit of changed settings at once."""
     if not p.needs_fit:
         return False, None
-    if p.final or since_last_fit >= interval:
+    if p.final or p.stale_fit or since_last_fit >= interval:
         return True, None
     return False, interval - since_last_fit

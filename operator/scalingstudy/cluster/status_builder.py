@@ -49,10 +49,13 @@ def conditions_for(
     generation: int,
     now: str,
     complete_reason: str | None = None,
+    progress_note: str | None = None,
 ) -> list[Condition]:
     """Kubernetes-style conditions; lastTransitionTime moves only when status changes.
     ``complete_reason``: why a Succeeded study ended (the design's stop reason). A refusal
-    that only a new spec fixes also makes SpecValid False, with its own reason."""
+    that only a new spec fixes also makes SpecValid False, with its own reason.
+    ``progress_note``: what the study waits for (a fit to be tried again), said in
+    Progressing while it progresses."""
     spec_error = stop if isinstance(stop.kind if stop else None, Refusal) else None
     failed = phase == "Failed"
     wanted = [
@@ -66,6 +69,7 @@ def conditions_for(
             type="Progressing",
             status="True" if phase in ("Pending", "Running", "Fitting") else "False",
             reason=_PROGRESSING_REASON[phase],
+            message=progress_note if phase in ("Pending", "Running", "Fitting") else None,
         ),
         Condition(
             type="Complete",
@@ -94,16 +98,23 @@ def build_status(
     extra: Sequence[Condition] = (),
     design: DesignStatus | None = None,
     refusal: Stop | None = None,
+    fit_note: str | None = None,
 ) -> ScalingStudyStatus:
     """The status after a pass. ``fit`` is the new fit, or the one in status when none ran;
-    a fit is final only while the study still is (a spec change may add trials).
-    ``extra`` conditions (TrialsBlocked) follow the four of the phase; ``design`` is what
-    the study's design chose and spent; ``refusal``: the study is held (Failed) for that
-    reason while its results are still collected."""
+    a fit is final only while the study still is (a spec change may add trials), and a
+    stale one (made with other fit settings, `Pass.stale_fit`) that no new fit replaced is
+    dropped. ``extra`` conditions (TrialsBlocked) follow the four of the phase; ``design``
+    is what the study's design chose and spent; ``refusal``: the study is held (Failed)
+    for that reason while its results are still collected. ``fit_note``: why a fit that
+    is due has not been made (it ran to no answer and is tried again): the study is still
+    Fitting then, never Failed, whatever the data (only the pass knows whether they can
+    be fitted: `Pass.needs_fit`)."""
+    if fit is not None and p.stale_fit and fit == before.fit:
+        fit = None
     if fit is not None and fit.final and not p.final:
         fit = fit.model_copy(update={"final": False})
     final_error = fit_error if p.finished else None
-    if p.final and fit is None and not final_error:
+    if p.final and fit is None and not final_error and not p.needs_fit:
         final_error = NOT_FITTABLE
     phase, stop = phase_of(p, final_error, bool(fit and fit.final))
     if refusal is not None:
@@ -114,7 +125,8 @@ def build_status(
     )
     done = p.counts.succeeded + p.counts.failed
     complete = design.stop_reason if design else None
-    conditions = conditions_for(phase, stop, before.conditions, generation, now, complete)
+    conditions = conditions_for(phase, stop, before.conditions, generation, now, complete,
+                                fit_note)  # fmt: skip
     return ScalingStudyStatus(
         phase=phase,
         observed_generation=generation,
