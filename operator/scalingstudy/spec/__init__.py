@@ -24,6 +24,7 @@ from pydantic import (
 
 from scalingstudy.spec.base import (
     API_VERSION,
+    BUILTIN_TASKS,
     DNS_LABEL,
     DNS_SUBDOMAIN,
     ENV_NAME,
@@ -49,6 +50,7 @@ from scalingstudy.spec.pod import (
     TrainerSpec,
     VolumeMount,
 )
+from scalingstudy.spec.problems import describe, dotted, line_of, yaml_problem
 from scalingstudy.spec.training import EarlyStopping, FitSpec, MetricSpec, TaskSpec, TrainingSpec
 
 # --------------------------------------------------------------------------- study
@@ -274,54 +276,52 @@ class ScalingStudy(BaseModel):
 # --------------------------------------------------------------------------- loading
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in {"int", "str"} or "[" in str(part):
-            continue  # union branch labels, not field names
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _describe(error: Any, prefix: str) -> str:
-    loc = _location(tuple(error["loc"]))
-    where = f"{prefix}.{loc}" if prefix and loc else (loc or prefix or "study")
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] in {"extra_forbidden"}:
-        return f"{where}: unknown field"
-    if error["type"] == "missing":
-        return f"{where}: required field is missing"
-    value = error.get("input")
-    shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
-    return f"{where}: {message}{shown}"
-
-
-def problems_of(exc: ValidationError, prefix: str = "") -> list[str]:
-    """One readable line per problem, naming the field in the file's own (camelCase) spelling."""
+def problems_of(
+    exc: ValidationError,
+    prefix: str = "",
+    root: type[BaseModel] | None = None,
+    text: str | None = None,
+    file: str | None = None,
+) -> list[str]:
+    """One readable line per problem, naming the field in the file's own (camelCase)
+    spelling, what is allowed in words and the nearest valid name; with the file's
+    ``text``, prefixed ``file:line:`` (the line of the field, or of the mapping a missing
+    one belongs in). ``root`` is the model validated (default: a whole ScalingStudy, or
+    its spec when ``prefix`` is "spec")."""
+    model = root or (ScalingStudySpec if prefix == "spec" else ScalingStudy)
+    lead = tuple(prefix.split(".")) if prefix else ()
     seen: list[str] = []
     for error in exc.errors():
-        line = _describe(error, prefix)
+        where, what = describe(error, model, prefix)
+        line = f"{dotted(where.path, prefix)}: {what}"
+        number = line_of(text, where.path, lead) if text is not None else None
+        if file is not None:
+            line = f"{file}:{number}: {line}" if number else f"{file}: {line}"
         if line not in seen:
             seen.append(line)
     return seen
 
 
-def parse_study(document: Any) -> ScalingStudy:
-    """Validate a parsed YAML/JSON document (a whole object) and raise SpecError on problems."""
+def _validate_study(
+    document: Any, text: str | None = None, file: str | None = None
+) -> ScalingStudy:
     if not isinstance(document, dict):
+        where = f"{file}: " if file else ""
         raise SpecError(
             [
-                f"study: expected a mapping with apiVersion, kind, metadata and spec "
+                f"{where}study: expected a mapping with apiVersion, kind, metadata and spec "
                 f"(got {type(document).__name__})"
             ]
         )
     try:
         return ScalingStudy.model_validate(document)
     except ValidationError as exc:
-        raise SpecError(problems_of(exc)) from None
+        raise SpecError(problems_of(exc, text=text, file=file)) from None
+
+
+def parse_study(document: Any) -> ScalingStudy:
+    """Validate a parsed YAML/JSON document (a whole object) and raise SpecError on problems."""
+    return _validate_study(document)
 
 
 def parse_spec(spec: Any) -> ScalingStudySpec:
@@ -333,7 +333,8 @@ def parse_spec(spec: Any) -> ScalingStudySpec:
 
 
 def load_study(path: str | Path) -> ScalingStudy:
-    """Read a study file (YAML, one document) as ``kubectl apply`` would take it."""
+    """Read a study file (YAML, one document) as ``kubectl apply`` would take it; each
+    problem names the file and the line."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -342,10 +343,10 @@ def load_study(path: str | Path) -> ScalingStudy:
     try:
         documents = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
-        raise SpecError([f"{p}: not valid YAML: {exc}".replace("\n", " ")]) from None
+        raise SpecError([yaml_problem(str(p), text, exc)]) from None
     if len(documents) != 1:
         raise SpecError([f"{p}: expected exactly one YAML document, found {len(documents)}"])
-    return parse_study(documents[0])
+    return _validate_study(documents[0], text, str(p))
 
 
 def spec_digest_fields(spec: ScalingStudySpec) -> dict[str, Any]:
@@ -355,6 +356,7 @@ def spec_digest_fields(spec: ScalingStudySpec) -> dict[str, Any]:
 
 __all__ = [
     "API_VERSION",
+    "BUILTIN_TASKS",
     "DNS_LABEL",
     "DNS_SUBDOMAIN",
     "ENV_NAME",

@@ -25,6 +25,11 @@ DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?
 ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 RESERVED_ENV_PREFIX = "SCALINGSTUDY_"
 
+#: The built-in trainer's tasks (``scalingstudy_trainer.tasks``; a test holds the two
+#: equal), named here so a misspelt task name gets the nearest one without importing the
+#: trainer (and torch) into the operator.
+BUILTIN_TASKS: tuple[str, ...] = ("char-lm", "image-classification", "teacher-student")
+
 
 class SpecError(ValueError):
     """A study file or object that cannot be used, with one readable line per problem."""
