@@ -193,11 +193,20 @@ def test_job_states() -> None:
     assert job_state(job_obj("running", suspend=True)).phase == "queued"
 
 
+#: The uid of the trial's current Job in the collection tests: its pods' controller.
+JOB_UID = "job-uid-1"
+
+
 def pod(
-    code: int, message: str, reason: str = "Error", finished: str = "2026-01-01T00:00:10Z"
-) -> dict[str, Any]:
+    code: int, message: str, reason: str = "Error", finished: str = "2026-01-01T00:00:10Z",
+    job_uid: str = JOB_UID,
+) -> dict[str, Any]:  # fmt: skip
     term = {"exitCode": code, "reason": reason, "message": message, "finishedAt": finished}
-    return {"status": {"containerStatuses": [{"name": "trainer", "state": {"terminated": term}}]}}
+    owner = {"apiVersion": "batch/v1", "kind": "Job", "uid": job_uid, "controller": True}
+    return {
+        "metadata": {"ownerReferences": [owner]},
+        "status": {"containerStatuses": [{"name": "trainer", "state": {"terminated": term}}]},
+    }
 
 
 def test_failure_reasons() -> None:
@@ -442,6 +451,7 @@ def finished_job(phase: str, started: str = "2026-01-01T00:00:00Z") -> JobState:
         started=parse_time(started),
         finished=parse_time("2026-01-01T00:00:30Z"),
         coordinates=(100, 4, 0),
+        uid=JOB_UID,
     )
 
 
@@ -493,6 +503,28 @@ def test_prometheus_stands_in_unverified_only_when_no_pod_can_tell() -> None:
     assert late.status == "Failed" and late.reason == "BadResult"
     # Prometheus unreachable (or no Pushgateway): no waiting.
     assert collected("succeeded", [], None, waits=False).records[0].reason == "BadResult"
+
+
+def test_only_pods_of_the_trials_current_job_are_its_result() -> None:
+    """Pods were taken by their labels: a pod left by an earlier Job of the same name (a
+    spec revert, a re-created study) or a user's copy with the labels was recorded as a
+    verified result. Only the current Job's pods (its controller uid) count (issue 42)."""
+    forged = '{"validation_loss": 0.01, "steps": 300}'
+    stale = pod(0, forged, job_uid="an-earlier-job")
+    copy = {**pod(0, forged), "metadata": {}}  # labels copied, no controller
+    (rec,) = collected("succeeded", [stale, copy, pod(0, MESSAGE)], None).records
+    assert (rec.loss, rec.source, rec.verified) == (0.5, "termination-message", True)
+    # Only the forged pods: no message of this Job's run; nothing of theirs is recorded.
+    (alone,) = collected("succeeded", [stale, copy], None, waits=False).records
+    assert alone.status == "Failed" and alone.loss is None
+    # A failed Job's reason is its own pod's, never an older pod's.
+    failed = collected("failed", [pod(137, "", "OOMKilled", job_uid="old"), pod(3, "x")], None)
+    assert failed.records[0].reason == "ExitCode3"
+    from scalingstudy.cluster.observe import controlled_by
+
+    assert not controlled_by(pod(0, "", job_uid=JOB_UID), "")
+    assert job_state({**job_obj("complete"), "metadata": {
+        **job_obj("complete")["metadata"], "uid": "u-7"}}).uid == "u-7"  # fmt: skip
 
 
 def test_records_from_pods_say_what_went_wrong() -> None:

@@ -120,14 +120,19 @@ class Actor:
         return rejected
 
     def write_status(
-        self, ref: StudyRef, raw: Mapping[str, Any], after: ScalingStudyStatus
-    ) -> None:
+        self, ref: StudyRef, raw: Mapping[str, Any], after: ScalingStudyStatus, version: str
+    ) -> str | None:
         """The one status writer: the whole status as meant, as a merge patch against the
         status read this pass (keys no longer held become nulls), skipped when nothing but
-        condition timestamps would change."""
+        condition timestamps would change; only onto the study (uid) as it was read
+        (``version``). Returns the study's resourceVersion after it (``version`` when
+        nothing was written), or None when the study changed or went since it was read:
+        nothing of the pass may then be acted on."""
         written = after.to_json()
-        if status_changed(raw, written):
-            self.kube.patch_study_status(ref.namespace, ref.name, merge_patch(raw, written))
+        if not status_changed(raw, written):
+            return version
+        patch = merge_patch(raw, written)
+        return self.kube.patch_study_status(ref.namespace, ref.name, patch, ref.uid, version)
 
     def refusal_event(self, ref: StudyRef, refusal: Stop) -> None:
         self.kube.emit(ref, refusal.warning(), now_rfc3339())

@@ -21,7 +21,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from scalingstudy.cluster.manifests import Obj
-from scalingstudy.cluster.observe import JobState, failure_reason, last_outcome, success_message
+from scalingstudy.cluster.observe import (
+    JobState,
+    controlled_by,
+    failure_reason,
+    last_outcome,
+    success_message,
+)
 from scalingstudy.cluster.reasons import Event, EventReason
 from scalingstudy.contract import REASON_BAD_RESULT, ResultError, parse_result
 from scalingstudy.status import TrialRecord
@@ -130,7 +136,9 @@ def collect(
     policy: CollectPolicy,
 ) -> Collected:
     """Records of finished Jobs from their pods (by trial) and Prometheus's samples. Jobs
-    without coordinate labels are not the operator's and are skipped."""
+    without coordinate labels are not the operator's and are skipped. Of the pods with a
+    trial's labels only those its current Job controls count: a pod left by an earlier
+    Job of the same name, or a copy with the labels, says nothing of this Job's run."""
     records: list[TrialRecord] = []
     mismatches: list[Mismatch] = []
     wake_in: float | None = None
@@ -138,7 +146,7 @@ def collect(
         trial = job.as_trial
         if trial is None:
             continue
-        own = pods.get(job.trial, ())
+        own = [p for p in pods.get(job.trial, ()) if controlled_by(p, job.uid)]
         if job.phase != "succeeded":
             reason, message = failure_reason(job, last_outcome(own))
             records.append(TrialRecord.failed(trial, reason, message, job.duration))

@@ -85,6 +85,10 @@ class FitAttempt:
     wake_in: float | None = None
 
 
+#: When to pass a study again whose status write was refused because it changed meanwhile.
+CHANGED_RETRY_SECONDS = 1.0
+
+
 def _sooner(*waits: float | None) -> float | None:
     return min((w for w in waits if w is not None), default=None)
 
@@ -120,11 +124,13 @@ class Controller:
             return Wake(False)
         meta, raw = obj["metadata"], obj.get("status") or {}
         ref, generation = StudyRef(name, namespace, meta["uid"]), int(meta.get("generation", 0))
+        version = str(meta.get("resourceVersion") or "")
         before = ScalingStudyStatus.lenient(raw)
         try:
             spec = parse_spec(obj.get("spec"))
         except SpecError as exc:
-            self._refuse(ref, generation, before, raw, Stop(Refusal.INVALID_SPEC, str(exc)))
+            stop = Stop(Refusal.INVALID_SPEC, str(exc))
+            self._refuse(ref, generation, before, raw, stop, version)
             return Wake(True)
         # A refused study creates nothing but still records what its running Jobs finish.
         forbidden = violations(spec, namespace, self.config.admission)
@@ -149,7 +155,10 @@ class Controller:
         after = within_limit(built, generation, now, self.config.status_bytes_max)
         # Results reach status before anything else happens: a crash after this line
         # loses nothing, and one before it only repeats the collection.
-        self.actor.write_status(ref, raw, after)
+        version_after = self.actor.write_status(ref, raw, after, version)
+        if version_after is None:  # the study changed, or is another one now: start over
+            log.info("%s/%s changed during its pass; passing it again", namespace, name)
+            return Wake(True, CHANGED_RETRY_SECONDS)
         events = found_events + status_events(p.new_records, before, after, tried.fit is not None)
         events += design_events(before.design, after.design, spec.model_sizes.sizes()[-1])
         events += [e for e in [blocked.became_blocked(before.conditions, held)] if e]
@@ -160,7 +169,7 @@ class Controller:
         create = p.create if after.phase != "Failed" and configured.ready else ()
         rejected = self.actor.act(ref, spec, p, events, create)
         if rejected is not None:
-            self._refuse(ref, generation, after, after.to_json(), rejected)
+            self._refuse(ref, generation, after, after.to_json(), rejected, version_after)
         self.metrics.observe_study(namespace, name, after)
         return Wake(True, _sooner(found.wake_in, tried.wake_in, design_wake))
 
@@ -195,13 +204,12 @@ class Controller:
 
     def _refuse(
         self, ref: StudyRef, generation: int, before: ScalingStudyStatus,
-        raw: Mapping[str, Any], refusal: Stop,
+        raw: Mapping[str, Any], refusal: Stop, version: str,
     ) -> None:  # fmt: skip
         """A study that cannot run as it is: say so in status and a Warning Event once,
-        keep every result."""
+        keep every result (only onto the study as it was read: see `Actor.write_status`)."""
         invalid = refused_status(before, generation, refusal, now_rfc3339())
-        if invalid is not None:
-            self.actor.write_status(ref, raw, invalid)
+        if invalid is not None and self.actor.write_status(ref, raw, invalid, version) is not None:
             self.actor.refusal_event(ref, refusal)
 
     def _maybe_fit(self, key: Key, spec: ScalingStudySpec, p: Pass, settings: str) -> FitAttempt:

@@ -95,16 +95,26 @@ class Kube:
         status, obj = self.request("GET", self.study_path(namespace, name), ok=(200, 404))
         return obj if status == 200 else None
 
-    def patch_study_status(self, namespace: str, name: str, patch: Obj) -> None:
+    def patch_study_status(
+        self, namespace: str, name: str, patch: Obj, uid: str, version: str
+    ) -> str | None:
         """A JSON merge patch of the status (`status_patch.merge_patch`: removed keys are
-        explicit nulls)."""
-        self.request(
+        explicit nulls), applied only to the study of that ``uid`` as it was at
+        ``version`` (its resourceVersion when the pass read it): the API server refuses
+        it (409) when the study changed since, or was deleted and made again under the
+        same name, so a pass of a study that is gone never lands on its successor.
+        Returns the study's new resourceVersion, or None when the write was refused or
+        the study is gone (the pass's decisions are then void)."""
+        status, obj = self.request(
             "PATCH",
             self.study_path(namespace, name) + "/status",
-            body={"status": patch},
+            body={"metadata": {"uid": uid, "resourceVersion": version}, "status": patch},
             content_type="application/merge-patch+json",
-            ok=(200, 404),
+            ok=(200, 404, 409),
         )
+        if status != 200:
+            return None
+        return str(obj.get("metadata", {}).get("resourceVersion") or "")
 
     # -- jobs and pods -----------------------------------------------------------------
     def list_jobs(self, namespace: str, selector: str) -> Iterator[Obj]:

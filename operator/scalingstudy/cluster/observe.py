@@ -38,6 +38,8 @@ class JobState:
     created: dt.datetime | None = None
     #: Whether the Job controller has made any pod for it (active, finished or going).
     has_pods: bool = True
+    #: The Job object's uid: only pods it controls are its (`controlled_by`).
+    uid: str = ""
 
     @property
     def as_trial(self) -> Trial | None:
@@ -87,7 +89,8 @@ def job_state(job: Obj) -> JobState:
               "deleting": bool(meta.get("deletionTimestamp")), "coordinates": coords,
               "learning_rate": rate,
               "created": parse_time(meta.get("creationTimestamp")),
-              "has_pods": any(status.get(k) for k in counts)}  # fmt: skip
+              "has_pods": any(status.get(k) for k in counts),
+              "uid": str(meta.get("uid") or "")}  # fmt: skip
     if _condition(job, "Complete"):
         return JobState(
             phase="succeeded", finished=parse_time(status.get("completionTime")), **common
@@ -105,6 +108,14 @@ def job_state(job: Obj) -> JobState:
     if spec.get("suspend") and not status.get("active"):
         return JobState(phase="queued", **common)
     return JobState(phase="active", **common)
+
+
+def controlled_by(obj: Obj, uid: str) -> bool:
+    """Whether ``obj`` (a pod) is controlled by the object of that uid (a trial's Job):
+    labels can be copied by anyone and outlive a Job deleted and made again under the
+    same name; the controller reference is set by the Job controller and names one Job."""
+    owners = obj.get("metadata", {}).get("ownerReferences") or []
+    return bool(uid) and any(o.get("controller") and o.get("uid") == uid for o in owners)
 
 
 @dataclass(frozen=True)
