@@ -94,11 +94,29 @@ class Feeder:
         x, y = (t.index_select(0, indices).pin_memory() for t in self.data)
         return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
-    def slices(self, size: int, limit: int | None = None, world: World = SINGLE) -> Iterator[Batch]:
-        """Batches of the first ``limit`` items (all by default), of this rank's share."""
-        first, end = world.share(self.items if limit is None else min(limit, self.items))
+    def slices(
+        self, size: int, world: World = SINGLE, indices: torch.Tensor | None = None
+    ) -> Iterator[Batch]:
+        """Batches of the items ``indices`` (all items by default), of this rank's share."""
+        every = torch.arange(self.items) if indices is None else indices
+        first, end = world.share(int(every.shape[0]))
         for start in range(first, end, size):
-            yield self.batch(torch.arange(start, min(start + size, end)))
+            yield self.batch(every[start : min(start + size, end)])
+
+
+#: Mixed into the seed of the training-loss sample, so it is not the subsets' permutation.
+SAMPLE_SALT = 0x7E57
+
+
+def sample_indices(items: int, limit: int, seed: int) -> torch.Tensor:
+    """A fixed random sample of ``limit`` of ``items`` (all when fewer), in ascending order:
+    a function of the seed alone, so every process and every resume draws the same. A
+    prefix in stored order would be biased (a class-sorted image folder, the start of a
+    corpus)."""
+    if limit >= items:
+        return torch.arange(items)
+    generator = torch.Generator().manual_seed((seed * 1_000_003 + SAMPLE_SALT) % 2**63)
+    return torch.randperm(items, generator=generator)[:limit].sort().values
 
 
 def _free_gpu_bytes(device: torch.device) -> int:
@@ -113,15 +131,15 @@ def evaluate(
     feeder: Feeder,
     runtime: Runtime,
     batch_size: int,
-    limit: int | None = None,
+    indices: torch.Tensor | None = None,
     collectives: Collectives | None = None,
 ) -> float:
-    """Mean loss over (the first ``limit`` items of) the data, summed on the device; with
+    """Mean loss over (the items ``indices`` of) the data, summed on the device; with
     several ranks each evaluates its share and the sums are added up."""
     model.eval()
     world = collectives.world if collectives else SINGLE
     sums = torch.zeros(2, device=runtime.device, dtype=torch.float64)  # loss x items, items
-    for x, y in feeder.slices(batch_size, limit, world):
+    for x, y in feeder.slices(batch_size, world, indices):
         with runtime.autocast():
             loss = task.loss(model, x, y)
         sums[0] += loss.double() * x.shape[0]

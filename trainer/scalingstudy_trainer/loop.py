@@ -18,9 +18,17 @@ from typing import Any, cast
 import torch
 
 from scalingstudy.spec import TrainingSpec
-from scalingstudy_trainer.batches import Feeder, Runtime, StepSampler, evaluate, step_budget
+from scalingstudy_trainer.batches import (
+    Feeder,
+    Runtime,
+    StepSampler,
+    evaluate,
+    sample_indices,
+    step_budget,
+)
 from scalingstudy_trainer.checkpoint import Checkpoints, Preempted
 from scalingstudy_trainer.distributed import Collectives
+from scalingstudy_trainer.errors import DivergedError
 from scalingstudy_trainer.tasks.base import Task, parameter_count
 from scalingstudy_trainer.world import SINGLE
 
@@ -43,6 +51,14 @@ class Trained:
     #: rate of the last step over the peak: where on its schedule the trial stopped.
     schedule_progress: float = 1.0
     final_learning_rate_ratio: float = 1.0
+    #: The schedule the trial ran (which a short budget may shorten): its step budget,
+    #: warmup steps, peak learning rate and the rate of its last step.
+    step_budget: int = 0
+    warmup_steps: int = 0
+    peak_learning_rate: float = 0.0
+    final_learning_rate: float = 0.0
+    #: The step (1-based) whose training loss was first NaN or infinite; None if none was.
+    diverged_at_step: int | None = None
 
 
 class Trainer:
@@ -98,7 +114,13 @@ class Trainer:
         self.best = math.inf
         self.best_step = 0
         self.stale = 0
+        #: The loss patience last reset at (an improvement of at least minDelta on it); the
+        #: result is ``best``, the lowest evaluated, whatever minDelta.
+        self.reference = math.inf
         self.best_state: dict[str, torch.Tensor] | None = None
+        #: The first step whose training loss was not finite (-1: none), kept on the device
+        #: so watching for it costs no synchronisation per step.
+        self.diverged_at = torch.full((), -1, device=runtime.device, dtype=torch.long)
         self.train_sum = torch.zeros((), device=runtime.device, dtype=torch.float64)
         self.train_n = 0
 
@@ -109,6 +131,7 @@ class Trainer:
             "best": self.best,
             "best_step": self.best_step,
             "stale": self.stale,
+            "reference": self.reference,
             "train_sum": float(self.train_sum),
             "train_n": self.train_n,
             "model": self.model.state_dict(),
@@ -121,6 +144,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.best_step, self.stale = state["step"], state["best_step"], state["stale"]
         self.best = float(state["best"])
+        self.reference = float(state.get("reference", self.best))
         self.train_sum.fill_(float(state["train_sum"]))
         self.train_n = int(state["train_n"])
         best = state["best_state"]
@@ -181,7 +205,10 @@ class Trainer:
         indices = self.sampler.indices(self.step)
         start, end = self.world.share(indices.shape[0])
         x, y = self.train_data.batch(indices[start:end])
-        self.train_sum += self._update(x, y).double()
+        loss = self._update(x, y)
+        first = (self.diverged_at < 0) & ~torch.isfinite(loss)
+        self.diverged_at.masked_fill_(first, self.step + 1)
+        self.train_sum += loss.double()
         self.train_n += 1
         self.step += 1
 
@@ -202,6 +229,7 @@ class Trainer:
         started = time.monotonic()
         resumed_from = self.step
         window_start, window_step = time.monotonic(), self.step
+        diverged: int | None = None
         while self.step < self.budget:
             if self.collectives.any(stop()):
                 saved = self._save(checkpoints)
@@ -227,32 +255,63 @@ class Trainer:
                 micro_batch=self.micro_batch,
             )
             window_start, window_step = time.monotonic(), self.step
-            if validation_loss < self.best - self.training.early_stopping.min_delta:
-                self.best, self.best_step, self.stale = validation_loss, self.step, 0
-                self.best_state = {
-                    k: v.detach().clone() for k, v in self.model.state_dict().items()
-                }
-            else:
-                self.stale += 1
-                if self.stale >= self.training.early_stopping.patience:
-                    log("early_stop", step=self.step, best_step=self.best_step)
-                    break
+            if not (math.isfinite(train_loss) and math.isfinite(validation_loss)):
+                diverged = self._diverged(log, train_loss, validation_loss)
+                break
+            if self._judge(validation_loss, log):
+                break
             if self.collectives.from_main(checkpoints.due()):
                 self._save(checkpoints)
                 log("checkpoint", step=self.step)
+        return self._finish(started, resumed_from, diverged)
+
+    def _judge(self, validation_loss: float, log: Log) -> bool:
+        """Record an evaluation; whether early stopping ends the trial. The lowest loss
+        evaluated is the result (and its weights are kept); patience counts evaluations
+        without an improvement of minDelta, which decides only when to stop."""
+        if validation_loss < self.best:
+            self.best, self.best_step = validation_loss, self.step
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        stopping = self.training.early_stopping
+        if stopping.improves(validation_loss, self.reference):
+            self.reference, self.stale = validation_loss, 0
+            return False
+        self.stale += 1
+        if self.stale < stopping.patience:
+            return False
+        log("early_stop", step=self.step, best_step=self.best_step)
+        return True
+
+    def _diverged(self, log: Log, train_loss: float, validation_loss: float) -> int:
+        """A loss went NaN or infinite: training further cannot help. The trial ends with
+        the lowest finite evaluation before it when there is one (like early stopping, and
+        the result says where it diverged), else fails with a message that says so."""
+        first = int(self.diverged_at)
+        at = first if first > 0 else self.step
+        log("diverged", step=at, evaluated_at=self.step, train_loss=train_loss,
+            validation_loss=validation_loss, best_step=self.best_step)  # fmt: skip
+        if self.best_state is None:
+            raise DivergedError(
+                f"the trial diverged: its loss is not finite from step {at} of {self.budget} "
+                f"(training loss {train_loss}, validation loss {validation_loss} at step "
+                f"{self.step}) and no evaluation before was finite: lower "
+                "training.learningRate, lengthen the warmup (training.schedule) or check the "
+                "data for NaN"
+            )
+        return at
+
+    def _finish(self, started: float, resumed_from: int, diverged: int | None) -> Trained:
+        """The result: the best weights back in place, their training loss on a fixed random
+        sample of the subset as large as the validation set (all of a small subset, so
+        large subsets stay cheap), and the schedule the trial ran."""
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
-        # The training loss of the best weights, on as many training items as the
-        # validation set has (all of a small subset), so large subsets stay cheap.
+        sample = sample_indices(self.train_data.items, self.validation.items, self.task.data_seed)
         train_loss = evaluate(
-            self.task,
-            self.run_model,
-            self.train_data,
-            self.runtime,
-            self.eval_batch,
-            limit=self.validation.items,
-            collectives=self.collectives,
-        )
+            self.task, self.run_model, self.train_data, self.runtime, self.eval_batch,
+            indices=sample, collectives=self.collectives,
+        )  # fmt: skip
+        final_ratio = self.learning_rate_ratio(max(self.step - 1, 0))
         return Trained(
             validation_loss=self.best,
             train_loss=train_loss,
@@ -265,7 +324,12 @@ class Trainer:
             batch_size=self.batch_size,
             resumed_from_step=resumed_from,
             schedule_progress=self.step / self.budget,
-            final_learning_rate_ratio=self.learning_rate_ratio(max(self.step - 1, 0)),
+            final_learning_rate_ratio=final_ratio,
+            step_budget=self.budget,
+            warmup_steps=self.schedule.warmup(self.budget),
+            peak_learning_rate=self.training.learning_rate,
+            final_learning_rate=self.training.learning_rate * final_ratio,
+            diverged_at_step=diverged,
         )
 
 

@@ -21,7 +21,7 @@ from scalingstudy.contract import (
     TrialResult,
 )
 from scalingstudy_trainer.config import TrialConfig, read_config
-from scalingstudy_trainer.errors import ConfigError
+from scalingstudy_trainer.errors import ConfigError, DivergedError
 from scalingstudy_trainer.launch import launch, needs_launcher, read_launch
 from scalingstudy_trainer.report import report_result
 from scalingstudy_trainer.world import SINGLE, World, check_batch
@@ -134,9 +134,15 @@ def _train(
         "processes": world.size,
         "schedule_progress": round(outcome.schedule_progress, 4),
         "final_learning_rate_ratio": round(outcome.final_learning_rate_ratio, 6),
+        "step_budget": outcome.step_budget,
+        "warmup_steps": outcome.warmup_steps,
+        "peak_learning_rate": outcome.peak_learning_rate,
+        "final_learning_rate": outcome.final_learning_rate,
         "data_unit": task.unit,
         **task.describe(config.data_size),
     }
+    if outcome.diverged_at_step is not None:
+        extras["diverged_at_step"] = outcome.diverged_at_step
     if outcome.non_embedding_parameters is not None:
         extras["non_embedding_parameters"] = outcome.non_embedding_parameters
     result = TrialResult(
@@ -205,6 +211,9 @@ def run(argv: list[str] | None) -> int:
         if world.distributed:
             die_with_launcher()
         result = run_trial(config, stop, world)
+    except DivergedError as exc:
+        print(f"scalingstudy-trainer: {exc}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
     except ConfigError as exc:
         print(f"scalingstudy-trainer: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR

@@ -66,14 +66,54 @@ class TaskSpec(SpecModel):
 
 # --------------------------------------------------------------------------- training
 
+#: The largest share of a trial's step budget its warmup takes (warmupFraction's bound):
+#: warmupSteps over it is shortened to it, so the decay keeps the other half.
+MAX_WARMUP_SHARE = 0.5
+
 
 class EarlyStopping(SpecModel):
-    """Stop a trial when validation loss stops improving; the best value is its result."""
+    """Stop a trial when validation loss stops improving. The trial's result is always the
+    lowest validation loss evaluated: minDelta only decides when to stop, never which
+    evaluation is reported (an improvement smaller than minDelta is still the result)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.minDeltaMode) || self.minDeltaMode != 'relative' || "
+                    "!has(self.minDelta) || self.minDelta < 1.0",
+                    "a relative minDelta is a share of the best loss: below 1",
+                )
+            ]
+        }
+    )
 
     patience: Annotated[int, Field(ge=1, le=1000)] = 5
     """Evaluations without an improvement of at least minDelta before stopping."""
     min_delta: Annotated[float, Field(ge=0)] = 0.0
-    """Smallest decrease of validation loss that counts as an improvement."""
+    """Smallest decrease of validation loss that counts as an improvement (for patience
+    only): in the loss's units (absolute), or a share of the best loss so far (relative)."""
+    min_delta_mode: Literal["absolute", "relative"] = "absolute"
+    """absolute: an improvement is a decrease of at least minDelta. relative: of at least
+    minDelta x the best loss so far, the same demand on a high-loss small-data trial and a
+    low-loss large-data one (an absolute minDelta stops the low-loss trials soonest and
+    flattens the curve's end)."""
+
+    @model_validator(mode="after")
+    def _relative_below_one(self) -> EarlyStopping:
+        if self.min_delta_mode == "relative" and self.min_delta >= 1.0:
+            raise ValueError(
+                f"a relative minDelta is a share of the best loss: below 1 (got {self.min_delta})"
+            )
+        return self
+
+    def improves(self, loss: float, reference: float) -> bool:
+        """Whether ``loss`` counts as an improvement on ``reference`` (the loss patience
+        last reset at) for patience."""
+        if not math.isfinite(reference):
+            return math.isfinite(loss)
+        delta = self.min_delta * (abs(reference) if self.min_delta_mode == "relative" else 1.0)
+        return loss < reference - delta
 
 
 class ScheduleSpec(SpecModel):
@@ -95,7 +135,9 @@ class ScheduleSpec(SpecModel):
     kind: Literal["constant", "cosine", "linear"] = "constant"
     """constant (no decay), cosine or linear decay to minLearningRateRatio."""
     warmup_steps: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
-    """Steps of linear warmup from 0 to the peak."""
+    """Steps of linear warmup from 0 to the peak; a trial whose step budget is under twice
+    this warms up over half its budget instead, so its rate still decays to
+    minLearningRateRatio (the result records the warmup each trial ran)."""
     warmup_fraction: Annotated[float, Field(ge=0, le=0.5)] | None = None
     """Warmup as a share of each trial's step budget."""
     min_learning_rate_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
@@ -108,24 +150,30 @@ class ScheduleSpec(SpecModel):
         return self
 
     def warmup(self, budget: int) -> int:
-        """Warmup steps of a trial with this step budget (never all of it)."""
+        """Warmup steps of a trial with this step budget: at most MAX_WARMUP_SHARE of it, so
+        a trial whose budget is near (or under) warmupSteps still decays to
+        minLearningRateRatio at its last step, as every other trial of the study does,
+        instead of ending at the peak."""
         if self.warmup_fraction is not None:
             steps = round(self.warmup_fraction * budget)
         else:
             steps = self.warmup_steps or 0
-        return min(steps, max(budget - 1, 0))
+        return min(steps, math.floor(MAX_WARMUP_SHARE * budget))
 
     def multiplier(self, step: int, budget: int) -> float:
         """The learning rate of optimiser step ``step`` (0-based) over the peak: warmup
         reaches the peak at its last step, the decay reaches minLearningRateRatio at the
-        trial's last step (budget - 1)."""
+        trial's last step (budget - 1), whatever the budget."""
         warm = self.warmup(budget)
         if step < warm:
             return (step + 1) / warm
         if self.kind == "constant":
             return 1.0
-        progress = min(max((step - warm) / max(budget - 1 - warm, 1), 0.0), 1.0)
         ratio = self.min_learning_rate_ratio
+        span = budget - 1 - warm
+        if span <= 0:  # a budget of 1 or 2 steps: its last step is already the decay's end
+            return ratio
+        progress = min(max((step - warm) / span, 0.0), 1.0)
         if self.kind == "cosine":
             return ratio + (1 - ratio) * 0.5 * (1 + math.cos(math.pi * progress))
         return ratio + (1 - ratio) * (1 - progress)
