@@ -22,7 +22,8 @@ from scalingstudy.contract import (
     exit_reason,
     parse_result,
 )
-from scalingstudy.design import design
+from scalingstudy.design import Design, design
+from scalingstudy.dry_run import describe
 from scalingstudy.fitting import fit_points
 from scalingstudy.fitting.report import FitReport
 from scalingstudy.local import processes
@@ -141,6 +142,15 @@ def _conclude(outcome: LocalRun, spec: ScalingStudySpec, store: ResultStore, tit
     outcome.fit, outcome.fit_error, outcome.files = written.fit, written.fit_error, written.files
 
 
+def plan_study(study: ScalingStudy, out: Path, workers: int | None = None) -> list[str]:
+    """The dry run of ``run_study`` on ``out`` (``scalingstudy plan``, ``run --dry-run``):
+    the same refusal (StoreError: a different setup, naming the changed fields) and the
+    same records it would resume from; reads only."""
+    store = ResultStore(out)
+    store.check(study.metadata.name, spec_digest_fields(study.spec))
+    return describe(study, store.load(set_aside=False), workers or default_workers())
+
+
 def run_study(
     study: ScalingStudy,
     out: Path,
@@ -152,60 +162,89 @@ def run_study(
 ) -> LocalRun:
     """Run (or resume) the study in ``out``; ``warm_start=False`` starts every trial as a
     fresh process (``scalingstudy run --cold-start``), ``starter`` is a warm process to
-    fork them from (the CLI's, which ran the preflight check)."""
+    fork them from (the CLI's, which ran the preflight check). A second run on the same
+    ``out`` while this one lives is refused (StoreError): both would train the same
+    trials and replace each other's result files."""
     started = time.monotonic()
     name, spec = study.metadata.name, study.spec
     store = ResultStore(out)
-    store.open(name, spec_digest_fields(spec))
-    records = _resumable(store)
-    workers = workers or default_workers()
-    launch = TrialLauncher(study, store, workers, warm_start, starter)
-    running: dict[str, processes.Running] = {}
-    fits: dict[int, StageFit] = {}
-    ran = 0
-    failed_reason: str | None = None
-    bar = tqdm(total=len(plan_trials(name, spec)), initial=len(records), disable=not progress,
-               unit="trial", desc=name, dynamic_ncols=True)  # fmt: skip
-    try:
-        while True:
-            chosen = design(name, spec, records, running.keys(), fits)
-            if chosen.fit_needed is not None:
-                fits[chosen.fit_needed] = stage_fit(chosen.prefix, spec, chosen.fit_needed,
-                                                    fit_points)  # fmt: skip
-                continue
-            plan = chosen.plan
-            # A stopped adaptive study no longer plans the next stage's trials: cancel them.
-            processes.stop_all([running.pop(n) for n in [n for n in running if n not in plan]])
-            decision = schedule(plan, records, running.keys(), workers, spec.max_failed_trials)
-            if decision.failed or (decision.finished and not chosen.more):
-                failed_reason = decision.failed_reason
-                break
-            for trial in decision.start:
-                running[trial.name] = launch(trial)
-                ran += 1
-            time.sleep(POLL_SECONDS)
-            for trial_name in [n for n, r in running.items() if r.process.poll() is not None]:
-                rec = _finish(running.pop(trial_name), spec.metric.name)
-                store.record(rec)
-                records[rec.trial] = rec
-                bar.total = max(bar.total, len(plan))
-                bar.update(1)
-                bar.set_postfix(failed=sum(r.status == "Failed" for r in records.values()))
-                if on_record:
-                    on_record(rec)
-    finally:
-        processes.stop_all(list(running.values()))
-        launch.close()
-        bar.close()
-    outcome = LocalRun(
-        plan.relevant(records),
-        plan,
-        None,
-        None,
-        failed_reason,
-        time.monotonic() - started,
-        ran,
-        chosen.status,
-    )
-    _conclude(outcome, spec, store, name)
+    with store.lock():
+        store.open(name, spec_digest_fields(spec))
+        records = _resumable(store)
+        launch = TrialLauncher(study, store, workers or default_workers(), warm_start, starter)
+        try:
+            loop = _Loop(name, spec, store, records, workers or default_workers(), on_record)
+            chosen = loop.run(launch, progress)
+        finally:
+            launch.close()
+        outcome = LocalRun(
+            chosen.plan.relevant(records),
+            chosen.plan,
+            None,
+            None,
+            loop.failed_reason,
+            time.monotonic() - started,
+            loop.ran,
+            chosen.status,
+        )
+        _conclude(outcome, spec, store, name)
     return outcome
+
+
+@dataclass
+class _Loop:
+    """The observe-decide-act loop of one run over its records (updated in place)."""
+
+    name: str
+    spec: ScalingStudySpec
+    store: ResultStore
+    records: dict[str, TrialRecord]
+    workers: int
+    on_record: Callable[[TrialRecord], None] | None
+    running: dict[str, processes.Running] = field(default_factory=dict)
+    fits: dict[int, StageFit] = field(default_factory=dict)
+    ran: int = 0
+    failed_reason: str | None = None
+
+    def run(self, launch: TrialLauncher, progress: bool) -> Design:
+        """Until the design is finished or the study failed: the last decision."""
+        spec, running = self.spec, self.running
+        bar = tqdm(total=len(plan_trials(self.name, spec)), initial=len(self.records),
+                   disable=not progress, unit="trial", desc=self.name,
+                   dynamic_ncols=True)  # fmt: skip
+        try:
+            while True:
+                chosen = design(self.name, spec, self.records, running.keys(), self.fits)
+                if chosen.fit_needed is not None:
+                    self.fits[chosen.fit_needed] = stage_fit(
+                        chosen.prefix, spec, chosen.fit_needed, fit_points
+                    )
+                    continue
+                plan = chosen.plan
+                # A stopped adaptive study no longer plans the next stage's trials: cancel.
+                processes.stop_all([running.pop(n) for n in [n for n in running if n not in plan]])
+                decision = schedule(plan, self.records, running.keys(), self.workers,
+                                    spec.max_failed_trials)  # fmt: skip
+                if decision.failed or (decision.finished and not chosen.more):
+                    self.failed_reason = decision.failed_reason
+                    return chosen
+                for trial in decision.start:
+                    running[trial.name] = launch(trial)
+                    self.ran += 1
+                time.sleep(POLL_SECONDS)
+                self._collect(bar, len(plan))
+        finally:
+            processes.stop_all(list(running.values()))
+            bar.close()
+
+    def _collect(self, bar: tqdm, planned: int) -> None:
+        """Record every trial that ended since the last look."""
+        for trial_name in [n for n, r in self.running.items() if r.process.poll() is not None]:
+            rec = _finish(self.running.pop(trial_name), self.spec.metric.name)
+            self.store.record(rec)
+            self.records[rec.trial] = rec
+            bar.total = max(bar.total, planned)
+            bar.update(1)
+            bar.set_postfix(failed=sum(r.status == "Failed" for r in self.records.values()))
+            if self.on_record:
+                self.on_record(rec)
