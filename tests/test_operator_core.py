@@ -736,3 +736,37 @@ def test_a_finished_study_whose_fit_settings_change_is_refitted_before_it_says_s
     # No new fit could be made in that pass: the stale one is not shown as the spec's.
     after = build_status(p, 2, before, old, None, "t")
     assert after.fit is None and after.phase == "Fitting"
+
+
+# -- creates the API server refuses or a name another object holds (issue 42) -----------
+
+
+def test_a_job_name_held_by_another_owner_blocks_the_trial_and_says_whose() -> None:
+    """A 409 on a Job name the study does not own was ignored: the trial was reported
+    started forever with a TrialsStarted Event every pass. Now TrialsBlocked names the
+    owner, with one Warning Event, not one per pass."""
+    from scalingstudy.cluster import blocked
+
+    foreign = {"metadata": {"name": "demo-d100-m4-s0", "ownerReferences": [
+        {"kind": "ScalingStudy", "apiVersion": "x.io/v1", "name": "other", "uid": "u-9",
+         "controller": True}]}}  # fmt: skip
+    taken = blocked.name_taken("demo-d100-m4-s0", foreign)
+    assert config_map_owner(foreign, REF) == "foreign"
+    cond = blocked.condition([], [], 1, "t0", refused=taken)
+    assert (cond.status, cond.reason) == ("True", "JobNameTaken")
+    assert "ScalingStudy other (uid u-9)" in (cond.message or "")
+    event = blocked.became_blocked([], cond)
+    assert event is not None and event.type == "Warning" and "other" in event.message
+    again = blocked.condition([], [cond], 1, "t1", refused=taken)
+    assert blocked.became_blocked([cond], again) is None  # not every pass
+    refused = blocked.create_refused(
+        "Job", "demo-d100-m4-s0",
+        'jobs.batch "demo-d100-m4-s0" is forbidden: exceeded quota: q, requested: '
+        "count/jobs.batch=1, used: count/jobs.batch=2, limited: count/jobs.batch=2",
+    )  # fmt: skip
+    quota = blocked.condition([], [again], 1, "t2", refused=refused)
+    assert (quota.reason, quota.status) == ("CreateRefused", "True")
+    assert "Job demo-d100-m4-s0" in (quota.message or "") and "exceeded quota" in (
+        quota.message or "")  # fmt: skip
+    assert blocked.became_blocked([again], quota) is not None  # another cause: said once
+    assert blocked.condition([], [quota], 1, "t3").status == "False"

@@ -36,6 +36,11 @@ app.kubernetes.io/component: operator
 - apiGroups: ["scalingstudy.io"]
   resources: ["scalingstudies/status"]
   verbs: ["patch"]
+# Owner references with blockOwnerDeletion (every Job, ConfigMap and Service a study owns)
+# need this where OwnerReferencesPermissionEnforcement is on (OpenShift's default).
+- apiGroups: ["scalingstudy.io"]
+  resources: ["scalingstudies/finalizers"]
+  verbs: ["update"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["list", "watch", "create", "delete"]

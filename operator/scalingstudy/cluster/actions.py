@@ -11,6 +11,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from scalingstudy.cluster.blocked import CreateBlock, create_refused, name_taken
 from scalingstudy.cluster.kube import ApiError, Kube
 from scalingstudy.cluster.manifests import (
     JobSettings,
@@ -43,10 +44,22 @@ def now_rfc3339() -> str:
 @dataclass(frozen=True)
 class Configured:
     """Whether the study's ConfigMap (which every trial mounts) is in place; ``conflict``
-    says why no trial can start while a ConfigMap not of a study holds its name."""
+    says why no trial can start while a ConfigMap not of a study holds its name,
+    ``refused`` when the API server refused to create it (403)."""
 
     ready: bool
     conflict: str | None = None
+    refused: CreateBlock | None = None
+
+
+@dataclass(frozen=True)
+class Acted:
+    """What creating the pass's trials met: a Job the API server refused as invalid (the
+    study is refused until its spec changes), or a block (a name taken by an object the
+    study does not own, a 403) that is said in TrialsBlocked and tried again later."""
+
+    rejected: Stop | None = None
+    blocked: CreateBlock | None = None
 
 
 class Actor:
@@ -66,7 +79,14 @@ class Actor:
         key = (ref.namespace, ref.name)
         if self.configured.get(key) == ref.uid:
             return Configured(True)
-        existing = self.kube.create_or_get_config_map(config_map_manifest(ref, spec))
+        manifest = config_map_manifest(ref, spec)
+        try:
+            existing = self.kube.create_or_get_config_map(manifest)
+        except ApiError as exc:
+            if exc.status != 403:
+                raise
+            name = manifest["metadata"]["name"]
+            return Configured(False, refused=create_refused("ConfigMap", name, exc.detail))
         whose = config_map_owner(existing, ref)
         if whose == "ours":
             self.configured[key] = ref.uid
@@ -84,10 +104,10 @@ class Actor:
     def act(
         self, ref: StudyRef, spec: ScalingStudySpec, p: Pass, events: Sequence[Event],
         create: Sequence[Trial],
-    ) -> Stop | None:  # fmt: skip
+    ) -> Acted:  # fmt: skip
         """After status is written: Pushgateway clean-up, deletions, the Jobs of ``create``,
-        Events. Returns the refusal when the API server refused a Job as invalid (nothing
-        more is created then)."""
+        Events. Says when the API server refused a Job as invalid or forbidden (nothing
+        more is created then) or a Job name is held by a Job not the study's."""
         self.metrics.record_trials(ref.namespace, ref.name, p.new_records, gpus_per_trial(spec))
         if p.new_records:
             recorded = {rec.trial for rec in p.new_records}
@@ -97,27 +117,47 @@ class Actor:
         if spec.trainer.nodes > 1:  # a trial's rendezvous Service outlives it for nothing
             for name in sorted({r.trial for r in p.new_records} | set(p.delete)):
                 self.kube.delete_service(ref.namespace, name)
-        rejected: Stop | None = None
-        created = []
-        for trial in create:
-            try:
-                if spec.trainer.nodes > 1:  # its pods resolve each other through it
-                    self.kube.create_service(service_manifest(ref, trial))
-                self.kube.create_job(job_manifest(ref, spec, trial, self.job))
-            except ApiError as exc:
-                if exc.status not in (400, 422):
-                    raise
-                rejected = Stop(Refusal.JOB_REJECTED,
-                                f"the API server refused the Job of trial {trial.name}: "
-                                f"{exc.detail}")  # fmt: skip
-                break
-            created.append(trial)
+        created, acted = self._create(ref, spec, create)
         # TrialsStarted names the trials whose Jobs exist now.
         started = started_event(created)
         stamp = now_rfc3339()
         for event in [started, *events] if started else events:
             self.kube.emit(ref, event, stamp)
-        return rejected
+        return acted
+
+    def _create(
+        self, ref: StudyRef, spec: ScalingStudySpec, create: Sequence[Trial]
+    ) -> tuple[list[Trial], Acted]:
+        """The trials' Services and Jobs; the trials whose Jobs were made, and what
+        stopped or blocked the rest."""
+        created: list[Trial] = []
+        blocked: CreateBlock | None = None
+        for trial in create:
+            kind = "Job"
+            try:
+                if spec.trainer.nodes > 1:  # its pods resolve each other through it
+                    kind = "Service"
+                    self.kube.create_service(service_manifest(ref, trial))
+                    kind = "Job"
+                existing = self.kube.create_job(job_manifest(ref, spec, trial, self.job))
+            except ApiError as exc:
+                if exc.status in (400, 422):
+                    return created, Acted(rejected=Stop(Refusal.JOB_REJECTED, (
+                        f"the API server refused the Job of trial {trial.name}: {exc.detail}"
+                    )), blocked=blocked)  # fmt: skip
+                if exc.status != 403:
+                    raise
+                return created, Acted(blocked=create_refused(kind, trial.name, exc.detail))
+            if existing is None:
+                created.append(trial)
+                continue
+            whose = config_map_owner(existing, ref)  # the same rule for any owned object
+            if whose == "foreign" and blocked is None:
+                blocked = name_taken(trial.name, existing)
+            elif whose == "previous":
+                log.info("%s/%s: the Job %s of a deleted study of the same name is not yet "
+                         "garbage-collected", ref.namespace, ref.name, trial.name)  # fmt: skip
+        return created, Acted(blocked=blocked)
 
     def write_status(
         self, ref: StudyRef, raw: Mapping[str, Any], after: ScalingStudyStatus, version: str

@@ -32,6 +32,39 @@ class Blocked:
     message: str
 
 
+@dataclass(frozen=True)
+class CreateBlock:
+    """Why the operator could not create what a trial needs: a Job name held by an
+    object the study does not own, or a create the API server refused (403: RBAC, a
+    ResourceQuota, a webhook). Said in TrialsBlocked, tried again with backoff."""
+
+    reason: ConditionReason
+    message: str
+
+
+def _owner_of(existing: Obj) -> str:
+    owners = existing.get("metadata", {}).get("ownerReferences") or []
+    ctl = next((o for o in owners if o.get("controller")), owners[0] if owners else None)
+    if ctl is None:
+        return "no owner"
+    return f"owned by {ctl.get('kind')} {ctl.get('name')} (uid {ctl.get('uid')})"
+
+
+def name_taken(trial: str, existing: Obj) -> CreateBlock:
+    """A Job of the trial's name exists and is not the study's."""
+    return CreateBlock(ConditionReason.JOB_NAME_TAKEN, (
+        f"Job {existing.get('metadata', {}).get('name', trial)} exists and is not this "
+        f"study's ({_owner_of(existing)}): trial {trial} cannot start; delete that Job or "
+        "rename the study"
+    ))  # fmt: skip
+
+
+def create_refused(kind: str, name: str, detail: str) -> CreateBlock:
+    """The API server refused a create (403), in its own words."""
+    words = f"the API server refused to create {kind} {name}: {detail[:400]}"
+    return CreateBlock(ConditionReason.CREATE_REFUSED, words)
+
+
 def candidates(jobs: Sequence[JobState], now: dt.datetime, grace: float) -> list[JobState]:
     """Active (admitted, not suspended) Jobs with no pod for longer than ``grace``."""
     out = [
@@ -63,13 +96,17 @@ def why(job: JobState, events: Sequence[Obj]) -> Blocked:
 
 def condition(
     blocked: Sequence[Blocked], previous: Sequence[Condition], generation: int, now: str,
-    conflict: str | None = None,
+    conflict: str | None = None, refused: CreateBlock | None = None,
 ) -> Condition:  # fmt: skip
-    """TrialsBlocked: a ConfigMap conflict (``conflict``: why no Job can be created) or Jobs
-    without pods; False when neither holds. Recomputed every pass, so it clears itself."""
+    """TrialsBlocked: a ConfigMap conflict (``conflict``: why no Job can be created), a
+    create that failed (``refused``: a name taken, a 403) or Jobs without pods; False when
+    none holds. Recomputed every pass, so it clears itself."""
     if conflict:
         cond = Condition(type=CONDITION, status="True", reason=Refusal.CONFIG_MAP_CONFLICT,
                          message=conflict)  # fmt: skip
+    elif refused is not None:
+        cond = Condition(type=CONDITION, status="True", reason=refused.reason,
+                         message=refused.message)  # fmt: skip
     elif blocked:
         shown = "; ".join(f"{b.trial}: {b.message}" for b in blocked[:MAX_SHOWN])
         cond = Condition(
@@ -85,11 +122,14 @@ def condition(
 
 def became_blocked(before: Sequence[Condition], after: Condition) -> Event | None:
     """A Warning Event when trials have just become blocked, or blocked for another reason
-    (not on every pass)."""
+    or by another object (not on every pass)."""
     old: Mapping[str, Condition] = {c.type: c for c in before}
     was = old.get(CONDITION)
+    same_words = after.reason == ConditionReason.PODS_NOT_CREATED or (
+        was is not None and was.message == after.message
+    )
     if after.status != "True" or (
-        was is not None and was.status == "True" and was.reason == after.reason
+        was is not None and was.status == "True" and was.reason == after.reason and same_words
     ):
         return None
     reason = (

@@ -17,6 +17,7 @@ from scalingstudy.admission import AdmissionRules, violations
 from scalingstudy.cluster import blocked
 from scalingstudy.cluster.actions import Actor, Configured, now_rfc3339
 from scalingstudy.cluster.backoff import Backoff
+from scalingstudy.cluster.blocked import CreateBlock
 from scalingstudy.cluster.fitproc import request_of, run_fit
 from scalingstudy.cluster.gather import Gatherer
 from scalingstudy.cluster.kube import Kube
@@ -24,7 +25,7 @@ from scalingstudy.cluster.manifests import JobSettings, StudyRef
 from scalingstudy.cluster.metrics import OperatorMetrics
 from scalingstudy.cluster.observe import JobState
 from scalingstudy.cluster.prometheus import Prometheus
-from scalingstudy.cluster.reasons import Refusal, Stop
+from scalingstudy.cluster.reasons import ConditionReason, Refusal, Stop
 from scalingstudy.cluster.reconcile import (
     Pass,
     active_trials,
@@ -106,6 +107,8 @@ class Controller:
         self.retries = Backoff()
         #: Why a study's fit is being tried again (said in its Progressing condition).
         self.fit_notes: dict[Key, str] = {}
+        #: What blocked a study's last creates (a name taken, a 403): its TrialsBlocked.
+        self.create_blocks: dict[Key, CreateBlock] = {}
         #: A study's fit input that raised, and the error: not run again unchanged.
         self.failed_fits: dict[Key, tuple[str, str]] = {}
 
@@ -117,6 +120,7 @@ class Controller:
         self.retries.forget((namespace, name))
         self.fit_notes.pop((namespace, name), None)
         self.failed_fits.pop((namespace, name), None)
+        self.create_blocks.pop((namespace, name), None)
 
     def reconcile(self, namespace: str, name: str) -> Wake:  # one pass, in a thread
         obj = self.kube.get_study(namespace, name)
@@ -145,11 +149,16 @@ class Controller:
                    max_failed=spec.max_failed_trials, fit=before.fit, more=chosen.more,
                    settings=settings)  # fmt: skip
         tried = self._maybe_fit((namespace, name), spec, p, settings)
-        configured = (self.actor.configure(ref, spec) if p.create and refusal is None
+        create_wait = self.retries.wait((namespace, name, "create"), time.monotonic())
+        configured = (self.actor.configure(ref, spec)
+                      if p.create and refusal is None and create_wait is None
                       else Configured(True))  # fmt: skip
         stuck = self.gather.blocked(ref, jobs)
         now = now_rfc3339()
-        held = blocked.condition(stuck, before.conditions, generation, now, configured.conflict)
+        known_block = configured.refused or (self.create_blocks.get((namespace, name))
+                                             if p.create else None)  # fmt: skip
+        held = blocked.condition(stuck, before.conditions, generation, now, configured.conflict,
+                                 known_block)  # fmt: skip
         built = build_status(p, generation, before, tried.fit or before.fit, tried.error, now,
                              [held], chosen.status, refusal, tried.note)  # fmt: skip
         after = within_limit(built, generation, now, self.config.status_bytes_max)
@@ -166,12 +175,36 @@ class Controller:
             events.append(refusal.warning())
         self.metrics.trials_blocked.labels(namespace, name).set(len(stuck))
         # A status that says Failed (refused, too many failures, too large) starts nothing.
-        create = p.create if after.phase != "Failed" and configured.ready else ()
-        rejected = self.actor.act(ref, spec, p, events, create)
-        if rejected is not None:
-            self._refuse(ref, generation, after, after.to_json(), rejected, version_after)
+        ready = configured.ready and create_wait is None
+        create = p.create if after.phase != "Failed" and ready else ()
+        acted = self.actor.act(ref, spec, p, events, create)
+        if acted.rejected is not None:
+            self._refuse(ref, generation, after, after.to_json(), acted.rejected, version_after)
+        if not p.create:  # nothing to create: nothing is blocked any more
+            self.create_blocks.pop((namespace, name), None)
+        block_wake = self._blocked((namespace, name), configured.refused or acted.blocked,
+                                   bool(create or configured.refused), known_block)  # fmt: skip
         self.metrics.observe_study(namespace, name, after)
-        return Wake(True, _sooner(found.wake_in, tried.wake_in, design_wake))
+        return Wake(True, _sooner(found.wake_in, tried.wake_in, design_wake, create_wait,
+                                  block_wake))  # fmt: skip
+
+    def _blocked(
+        self, key: Key, block: CreateBlock | None, tried: bool, shown: CreateBlock | None
+    ) -> float | None:
+        """Remember what blocked the pass's creates (said in TrialsBlocked by the next
+        pass, which comes at once when it differs from what status shows) and when to
+        try creating again: a 403 or a name taken is retried with backoff, so a refusing
+        API server is not asked every pass and the operator stays healthy."""
+        if block is not None:
+            self.create_blocks[key] = block
+            if block.reason == ConditionReason.CREATE_REFUSED:  # a name taken costs a GET
+                self.retries.failed((*key, "create"), time.monotonic())
+            return CHANGED_RETRY_SECONDS if block != shown else None
+        if tried:
+            self.create_blocks.pop(key, None)
+            self.retries.succeeded((*key, "create"))
+            return CHANGED_RETRY_SECONDS if shown is not None else None
+        return None
 
     def _design(
         self, ref: StudyRef, spec: ScalingStudySpec, before: ScalingStudyStatus,

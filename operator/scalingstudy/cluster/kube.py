@@ -144,14 +144,20 @@ class Kube:
         items: list[Obj] = obj.get("items", [])
         return items
 
-    def create_job(self, manifest: Obj) -> bool:
-        """Create unless a Job of that name exists (False then): names are deterministic,
-        so this is what keeps a restarted operator from starting a trial twice."""
-        ns = manifest["metadata"]["namespace"]
-        status, _ = self.request(
-            "POST", f"/apis/batch/v1/namespaces/{ns}/jobs", body=manifest, ok=(201, 409)
-        )
-        return status == 201
+    def create_job(self, manifest: Obj) -> Obj | None:
+        """Create unless a Job of that name exists: None when created, else the Job that
+        holds the name (whose owner says whether it is the study's). Names are
+        deterministic, so this is what keeps a restarted operator from starting a trial
+        twice."""
+        ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        path = f"/apis/batch/v1/namespaces/{ns}/jobs"
+        status, _ = self.request("POST", path, body=manifest, ok=(201, 409))
+        if status == 201:
+            return None
+        # Listed by name, not read: the operator's role lists Jobs and has no `get`.
+        _, page = self.request("GET", path, query={"fieldSelector": f"metadata.name={name}"})
+        found: list[Obj] = page.get("items") or [{"metadata": {"name": name}}]
+        return found[0]
 
     def create_service(self, manifest: Obj) -> None:
         """Create unless one of that name exists (the name is the trial's)."""

@@ -70,6 +70,10 @@ class ConditionReason(StrEnum):
     NOT_FAILED = "NotFailed"
     PODS_CREATED = "PodsCreated"
     PODS_NOT_CREATED = "PodsNotCreated"
+    JOB_NAME_TAKEN = "JobNameTaken"
+    """A trial's Job name is held by a Job the study does not own (TrialsBlocked)."""
+    CREATE_REFUSED = "CreateRefused"
+    """The API server refused to create an object (403: RBAC, a quota, a webhook)."""
 
 
 class EventReason(StrEnum):
