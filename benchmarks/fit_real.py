@@ -1,14 +1,17 @@
 """Prediction accuracy, interval coverage and worst cases on real learning curves.
 
-Two sets, in ../shared/data/learning-curves/ (its README describes them):
+Two sets (tests/data/README.md and ../shared/data/learning-curves/README.md describe
+them):
 
 - ``lang``: the language half of the extrapolation benchmark of Alabdulmohsin,
   Neyshabur and Zhai (NeurIPS 2022). Every curve is fitted on its `Training = 1`
   points and predicts its held-out points (all larger than every fitted size).
-  ``--cuts 2`` also cuts each curve before its last 1 and 2 fitted points.
+  ``--cuts 2`` also cuts each curve before its last 1 and 2 fitted points. In the
+  repository (tests/data/learning-curves/, de-duplicated), so it runs from a clone alone.
 - ``lcdb``: 232 curves of classic learners from LCDB 1.0 (error rate and log-loss),
   fitted on the sizes <= largest/8 (and, separately, <= largest/4) and predicting
-  every larger size.
+  every larger size. Not in the repository (392 KB): from ../shared/data/learning-curves/
+  beside the clone, or ``--data DIR``.
 
 Printed per domain and metric: the share of held-out points inside the nominal 90%
 prediction interval, the median interval width (log), mean and median RMSE of log
@@ -36,7 +39,9 @@ import numpy as np
 from scalingstudy.fitting import FitOptions, Point, fit_points
 from scalingstudy.fitting.forms import FORMS
 
-DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "learning-curves"
+#: Where each set's file is unless --data says: the language set is in the repository.
+LANG_DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "learning-curves"
+LCDB_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "learning-curves"
 CATASTROPHIC = 1.0
 NAIVE_GOOD = 0.5
 
@@ -176,7 +181,12 @@ def table(curves: list[Curve], scores: Iterable[dict[str, float]], verbose: bool
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", type=Path, default=DEFAULT)
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help=f"folder of both sets' files (default: lang from {LANG_DATA}, lcdb from {LCDB_DATA})",
+    )
     parser.add_argument("--sets", default="lang,lcdb")
     parser.add_argument("--cuts", type=int, default=0)
     parser.add_argument("--bootstrap", type=int, default=100)
@@ -186,9 +196,10 @@ def main() -> int:
     sets = args.sets.split(",")
     curves: list[Curve] = []
     if "lang" in sets:
-        curves += load_lang(args.data, args.cuts)
+        curves += load_lang(args.data or LANG_DATA, args.cuts)
     if "lcdb" in sets:
-        curves += load_lcdb(args.data, 8) + load_lcdb(args.data, 4)
+        lcdb = args.data or LCDB_DATA
+        curves += load_lcdb(lcdb, 8) + load_lcdb(lcdb, 4)
     with multiprocessing.Pool(args.workers) as pool:
         scores = pool.map(_score, [(c, args.bootstrap) for c in curves], chunksize=4)
     table(curves, scores, args.verbose)

@@ -11,20 +11,15 @@ import pytest
 from scalingstudy.fitting import FitOptions, Point, fit_points
 from scalingstudy.fitting.joint import JointLaw, fit_joint
 
-CHINCHILLA = (
-    Path(__file__).resolve().parents[1].parent
-    / "shared"
-    / "data"
-    / "chinchilla"
-    / "svg_extracted_data.csv"
-)
+#: In the repository (tests/data/README.md: source, licence, cut), so a clone alone runs it.
+DATA = Path(__file__).resolve().parent / "data"
+CHINCHILLA = DATA / "chinchilla" / "points.csv"
 
 
 def test_recovers_the_published_chinchilla_fit() -> None:
     """Besiroglu et al. (2024) on the same 245 points, five highest losses dropped:
     E=1.817, A=482.0, B=2085.4, alpha=0.348, beta=0.366 (bootstrap s.e. 0.026, 124.5,
     1293.3, 0.015, 0.021). We must land within one standard error."""
-    assert CHINCHILLA.exists(), f"{CHINCHILLA} missing: CI runs with ../shared beside the clone"
     rows = list(csv.DictReader(CHINCHILLA.open()))
     n = np.array([float(r["Model Size"]) for r in rows])
     c = np.array([float(r["Training FLOP"]) for r in rows])
@@ -79,3 +74,16 @@ def test_bigger_models_that_are_not_better_give_a_warning_not_a_step_function() 
     report = fit_points(points, FitOptions(bootstrap=50, joint=True))
     assert report.joint is None
     assert any("joint fit not reported: alpha_N" in w for w in report.warnings), report["warnings"]
+
+
+def test_bundled_data_is_the_documented_cut() -> None:
+    """tests/data holds what its README says (row counts, columns), nothing from outside
+    the repository."""
+    readme = (DATA / "README.md").read_text()
+    chinchilla = list(csv.DictReader(CHINCHILLA.open()))
+    assert len(chinchilla) == 245 and "245 final losses" in readme
+    assert list(chinchilla[0]) == ["Model Size", "Training FLOP", "loss"]
+    lang = (DATA / "learning-curves" / "benchmark.lang.csv").read_text().splitlines()
+    assert len(lang) - 1 == 712 and "712 of 1,399 rows" in readme
+    assert len(set(lang)) == len(lang)  # each line once
+    assert "Apache-2.0" in readme
