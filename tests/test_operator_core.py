@@ -770,3 +770,41 @@ def test_a_job_name_held_by_another_owner_blocks_the_trial_and_says_whose() -> N
         quota.message or "")  # fmt: skip
     assert blocked.became_blocked([again], quota) is not None  # another cause: said once
     assert blocked.condition([], [quota], 1, "t3").status == "False"
+
+
+# -- leader election against a stalled API server (issue 42) ------------------------------
+
+
+def test_a_renew_stalled_on_its_connection_stops_the_leader_inside_the_renew_deadline() -> None:
+    """A renew blocked for the client's 60 s read timeout kept the leader acting long past
+    the renew deadline and the lease (the standby took over: two leaders). A real server
+    that accepts the connection and never answers: the leader must give up while that
+    request is still unanswered."""
+    import asyncio
+    import socket
+    import threading
+
+    from kubernetes import client
+
+    from scalingstudy.cluster.kube import Kube
+    from scalingstudy.cluster.leader import LeaderElector, LeaseTiming
+
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(server.accept()[0]), daemon=True).start()
+    config = client.Configuration()
+    config.host = f"http://127.0.0.1:{server.getsockname()[1]}"
+    kube = Kube(client.ApiClient(config))
+    elector = LeaderElector(kube, "ns", "lease", "me", LeaseTiming(3.0, 2.0, 0.2))
+    elector.leading = True
+    lost: list[bool] = []
+    try:
+        # 30 s: far inside the 60 s a stalled read used to take, far above the deadline.
+        asyncio.run(asyncio.wait_for(elector.keep(lambda: lost.append(True)), 30))
+        assert lost == [True] and not elector.leading
+        assert accepted, "the renew never reached the server"
+        assert accepted[0].recv(1, socket.MSG_PEEK) != b""  # its request was never answered
+    finally:
+        for conn in accepted:
+            conn.close()
+        server.close()

@@ -24,6 +24,8 @@ from scalingstudy.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
 #: Objects per page of a list.
 LIST_PAGE = 250
+#: (connect, read) seconds of a request.
+REQUEST_TIMEOUT = (10.0, 60.0)
 
 
 class ApiError(RuntimeError):
@@ -66,8 +68,10 @@ class Kube:
         body: Any = None,
         content_type: str = "application/json",
         ok: tuple[int, ...] = (200, 201, 202),
+        timeout: tuple[float, float] = REQUEST_TIMEOUT,
     ) -> tuple[int, Obj]:
-        """One REST call; statuses outside ``ok`` raise ApiError."""
+        """One REST call; statuses outside ``ok`` raise ApiError. ``timeout``: (connect,
+        read) seconds; a caller with a deadline (leader election) passes shorter ones."""
         headers = {"Accept": "application/json", "Content-Type": content_type}
         params = self.api.param_serialize(
             method,
@@ -79,7 +83,7 @@ class Kube:
         )
         with self._lock:
             self.requests[method] += 1
-        resp = self.api.call_api(*params, _request_timeout=(10, 60))
+        resp = self.api.call_api(*params, _request_timeout=timeout)
         raw = resp.read() or b"{}"  # type: ignore[no-untyped-call]
         if resp.status not in ok:
             raise ApiError(resp.status, method, path, raw.decode(errors="replace"))

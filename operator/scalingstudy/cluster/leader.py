@@ -6,7 +6,11 @@ seen no change of the Lease (its resourceVersion) for ``duration`` seconds, meas
 its own clock (so clocks of different nodes need not agree, as in client-go). A leader
 that could not renew for ``renew_deadline`` seconds stops acting at once (the process
 exits and its pod restarts as a standby): ``renew_deadline < duration`` is what makes the
-hand-over free of two leaders. Writes use the Lease's resourceVersion, so of two
+hand-over free of two leaders, and it holds only if a renew cannot outlast the deadline.
+So each Lease request has timeouts of a quarter of the renew deadline (the client's
+default read timeout, 60 s, is four leases), and a renew still unanswered when the
+deadline passes (a stalled connection) counts as failed: the leader stops at its
+deadline, before the standby may take the Lease. Writes use the Lease's resourceVersion, so of two
 candidates at most one succeeds. A leader that stops cleanly releases the Lease and the
 standby takes over without waiting.
 """
@@ -21,10 +25,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+import urllib3
+
 from scalingstudy.cluster.kube import ApiError, Kube
 from scalingstudy.cluster.manifests import Obj
 
 log = logging.getLogger("scalingstudy.operator")
+#: What a Lease request can end in besides an answer: the API server's error, a socket's,
+#: the HTTP client's (a read timeout is urllib3's own, no OSError), or the deadline.
+RENEW_ERRORS = (ApiError, OSError, TimeoutError, urllib3.exceptions.HTTPError)
 Move = Literal["renew", "take", "wait"]
 
 
@@ -37,6 +46,13 @@ class LeaseTiming:
     def __post_init__(self) -> None:
         if not 0 < self.retry < self.renew_deadline < self.duration:
             raise ValueError("leader election needs 0 < retry < renew deadline < duration")
+
+    @property
+    def request_timeout(self) -> tuple[float, float]:
+        """(connect, read) seconds of one Lease request: a try (GET and PUT) ends well
+        inside the renew deadline."""
+        each = self.renew_deadline / 4
+        return each, each
 
 
 def move(holder: str, me: str, unchanged_for: float, duration: float) -> Move:
@@ -78,7 +94,8 @@ class LeaderElector:
 
     def try_lead(self) -> bool:
         """One attempt to acquire or renew (blocking). True: this process leads now."""
-        status, lease = self.kube.request("GET", self.path, ok=(200, 404))
+        timeout = self.timing.request_timeout
+        status, lease = self.kube.request("GET", self.path, ok=(200, 404), timeout=timeout)
         if status == 404:
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
@@ -87,7 +104,7 @@ class LeaderElector:
                 "spec": self._spec(None, self.identity),
             }
             created, _ = self.kube.request(
-                "POST", self.path.rsplit("/", 1)[0], body=body, ok=(201, 409)
+                "POST", self.path.rsplit("/", 1)[0], body=body, ok=(201, 409), timeout=timeout
             )
             return created == 201
         version = str(lease["metadata"].get("resourceVersion", ""))
@@ -99,7 +116,7 @@ class LeaderElector:
         if step == "wait":
             return False
         lease["spec"] = self._spec(lease, self.identity)
-        written, _ = self.kube.request("PUT", self.path, body=lease, ok=(200, 409))
+        written, _ = self.kube.request("PUT", self.path, body=lease, ok=(200, 409), timeout=timeout)
         return written == 200
 
     async def acquire(self) -> None:
@@ -111,7 +128,7 @@ class LeaderElector:
                     log.info("leading (Lease %s/%s as %s)", self.namespace, self.name,
                              self.identity)  # fmt: skip
                     return
-            except (ApiError, OSError) as exc:
+            except RENEW_ERRORS as exc:
                 log.warning("leader election: %s", exc)
             await asyncio.sleep(self.timing.retry)
 
@@ -121,12 +138,15 @@ class LeaderElector:
         last = time.monotonic()
         while True:
             await asyncio.sleep(self.timing.retry)
+            left = self.timing.renew_deadline - (time.monotonic() - last)
             try:
-                if await asyncio.to_thread(self.try_lead):
+                # A renew that outlasts the deadline is a failed one (its thread may
+                # linger in a stalled read; nothing waits for it).
+                if await asyncio.wait_for(asyncio.to_thread(self.try_lead), max(left, 0.0)):
                     last = time.monotonic()
                     continue
                 log.error("leader election: another candidate holds the Lease")
-            except (ApiError, OSError) as exc:
+            except RENEW_ERRORS as exc:
                 if time.monotonic() - last <= self.timing.renew_deadline:
                     log.warning("leader election: renewing failed (%s); retrying", exc)
                     continue
