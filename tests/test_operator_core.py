@@ -808,3 +808,24 @@ def test_a_renew_stalled_on_its_connection_stops_the_leader_inside_the_renew_dea
         for conn in accepted:
             conn.close()
         server.close()
+
+
+def test_a_prometheus_outage_delays_a_pushgateway_only_result_and_never_fails_it_early() -> None:
+    """A trial whose result only the Pushgateway has was recorded Failed at once when
+    Prometheus was down (or its breaker open): not having asked says nothing of the
+    trial. It now waits while Prometheus cannot be asked, and gets its full grace window
+    once Prometheus answers again (issue 42)."""
+    down = collect([finished_job("succeeded")], {TRIAL: []}, {}, NOW,
+                   CollectPolicy("validation_loss", True, 5.0, reachable=False))  # fmt: skip
+    assert down.records == () and down.wake_in == 5.0
+    hours_later = parse_time("2026-01-01T05:00:00Z")
+    back = parse_time("2026-01-01T04:59:58Z")  # Prometheus answered 2 s ago
+    policy = CollectPolicy("validation_loss", True, 5.0, reachable=True, answering_since=back)
+    waiting = collect([finished_job("succeeded")], {TRIAL: []}, {}, hours_later, policy)
+    assert waiting.records == () and waiting.wake_in == pytest.approx(3.0)
+    found = collect([finished_job("succeeded")], {TRIAL: []}, {TRIAL: PUSHED}, hours_later, policy)
+    assert found.records[0].loss == 0.5 and found.records[0].source == "prometheus"
+    # Once its window has passed with Prometheus answering, the missing result is a failure.
+    late = collect([finished_job("succeeded")], {TRIAL: []}, {},
+                   parse_time("2026-01-01T05:00:04Z"), policy)  # fmt: skip
+    assert late.records[0].status == "Failed"

@@ -48,9 +48,17 @@ Samples = Mapping[str, Mapping[str, float]]
 @dataclass(frozen=True)
 class CollectPolicy:
     metric: str
-    #: Prometheus answered and trainers push: a missing result may only be late.
+    #: Trainers push and a Prometheus is configured: a missing result may only be late.
     wait_for_scrape: bool
     grace_seconds: float
+    #: Whether Prometheus answered this pass. While it does not (an outage, its circuit
+    #: breaker), a result that only it can tell is waited for, never failed: not having
+    #: been able to ask says nothing of the trial.
+    reachable: bool = True
+    #: Since when Prometheus has answered without a failure (None: unknown). The grace
+    #: window runs from the later of the Job's end and this, so a trial that finished
+    #: during an outage gets its full window once Prometheus is back.
+    answering_since: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -121,7 +129,10 @@ def _succeeded(
         )
         return unverified, None, None
     if policy.wait_for_scrape and job.finished is not None:
-        left = policy.grace_seconds - (now - job.finished).total_seconds()
+        if not policy.reachable:
+            return None, None, policy.grace_seconds
+        since = max(job.finished, policy.answering_since or job.finished)
+        left = policy.grace_seconds - (now - since).total_seconds()
         if left > 0:
             return None, None, left
     reason = "no pod of the Job reported a termination message, and Prometheus has no result"

@@ -46,8 +46,10 @@ class Gatherer:
         if not done:
             return Collected((), (), None), []
         samples, reachable = _samples(self.prometheus, ref, done)
-        policy = CollectPolicy(spec.metric.name, reachable and self.pushgateway,
-                               self.result_grace)  # fmt: skip
+        # Only a succeeded Job waits for a scrape, and then Prometheus was asked.
+        waits = bool(self.prometheus.url) and self.pushgateway
+        policy = CollectPolicy(spec.metric.name, waits, self.result_grace, reachable,
+                               self.prometheus.answering_since)  # fmt: skip
         pods: dict[str, list[Obj]] = {}
         names = sorted(j.trial for j in done)
         for i in range(0, len(names), POD_SELECTOR_CHUNK):

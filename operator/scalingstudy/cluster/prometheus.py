@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import time
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
@@ -118,6 +119,8 @@ class Prometheus:
         #: (monotonic), the wait doubling up to BREAKER_MAX; a success closes it.
         self.retry_at = 0.0
         self.backoff = 0.0
+        #: Since when (UTC) every query has been answered; None after a failure.
+        self.answering_since: dt.datetime | None = None
 
     def study_results(self, namespace: str, study: str) -> dict[str, dict[str, float]]:
         if not self.url:
@@ -140,10 +143,12 @@ class Prometheus:
         except (httpx.HTTPError, ValueError, PrometheusUnavailableError) as exc:
             self.backoff = min(max(2 * self.backoff, BREAKER_MIN), BREAKER_MAX)
             self.retry_at = time.monotonic() + self.backoff
+            self.answering_since = None
             if isinstance(exc, PrometheusUnavailableError):
                 raise
             raise PrometheusUnavailableError(f"Prometheus query failed: {exc}") from None
         self.backoff, self.retry_at = 0.0, 0.0
+        self.answering_since = self.answering_since or dt.datetime.now(dt.UTC)
         return samples
 
     def push_groups(self) -> list[dict[str, str]]:
