@@ -8,6 +8,7 @@ import csv
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +118,7 @@ def test_a_trials_subset_is_the_token_tasks_subset(tmp_path: Path) -> None:
                   task={"name": "char-lm", "dataSeed": 5})  # fmt: skip
     assert trial.validation(total, held) == lm.validation_indices().tolist()
     assert trial.subset(total, held) == lm.train_indices(64 * 16).tolist()
-    larger = Trial(**{**trial.__dict__, "data_size": 128})
+    larger = replace(trial, data_size=128)
     assert set(trial.subset(total, held)) < set(larger.subset(total, held))
 
 

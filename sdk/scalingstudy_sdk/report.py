@@ -9,7 +9,9 @@ import base64
 import json
 import math
 import os
+import re
 import sys
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
@@ -74,9 +76,42 @@ def _number(value: float) -> str:
     return repr(value)
 
 
+class PushgatewayError(ValueError):
+    """A Pushgateway address no push could reach (refused when the trial starts)."""
+
+
+def pushgateway_url(gateway: str) -> str:
+    """The base URL of the Pushgateway ``gateway`` names (``host:port`` means http), or
+    PushgatewayError saying what is wrong: the same parse the push makes, so an address
+    that passes here fails a push only by the network or the peer, never by its form."""
+    if any(c.isspace() or not c.isprintable() for c in gateway):
+        raise PushgatewayError("a space or control character in it")
+    url = gateway.rstrip("/") if "://" in gateway else f"http://{gateway.rstrip('/')}"
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise PushgatewayError(f"scheme {parts.scheme!r}, not http or https")
+    if not parts.hostname:
+        raise PushgatewayError("no host")
+    if "@" in parts.netloc:
+        raise PushgatewayError("user credentials in it (not supported)")
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise PushgatewayError("a query or fragment in it (the push appends a path)")
+    try:
+        parts.port  # noqa: B018 - the property parses (and range-checks) the port
+    except ValueError:
+        port = parts.netloc.rsplit(":", 1)[-1]
+        raise PushgatewayError(f"port {port!r}, not a number in 0-65535") from None
+    return url
+
+
+def redacted(gateway: str) -> str:
+    """The address as a message may show it: user credentials in it replaced by ***."""
+    return re.sub(r"(^|://)[^/@]*@", r"\1***@", gateway)
+
+
 def push_result(gateway: str, result: Mapping[str, Any], env: Mapping[str, str]) -> None:
     """Replace the trial's group on the Pushgateway with its final numbers."""
-    url = gateway.rstrip("/") if "://" in gateway else f"http://{gateway.rstrip('/')}"
+    url = pushgateway_url(gateway)
     url += f"/metrics/job/{contract.PUSH_JOB}" + "".join(
         _path_part(name, env.get(var, ""))
         for name, var in (("namespace", contract.ENV_NAMESPACE),
@@ -91,8 +126,13 @@ def push_result(gateway: str, result: Mapping[str, Any], env: Mapping[str, str])
 
 
 def report_result(result: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:
-    """Honour the contract: write SCALINGSTUDY_RESULT_FILE, push to the Pushgateway. A
-    failed push is logged and not fatal: the operator falls back to the result file."""
+    """Honour the contract: write SCALINGSTUDY_RESULT_FILE, push to the Pushgateway.
+
+    The result file is written first and is what the executor reads; the push is a
+    cross-check. So a push that fails in any way (network, a peer that is not HTTP, an
+    address malformed past Trial.from_env's check) is one line on stderr, never an
+    exception: one would fail the pod after its result was written, and the executor
+    would train the trial again. A network error is retried; anything else is not."""
     env = os.environ if env is None else env
     path = env.get(contract.ENV_RESULT_FILE, "")
     if path:
@@ -100,10 +140,16 @@ def report_result(result: Mapping[str, Any], env: Mapping[str, str] | None = Non
     gateway = env.get(contract.ENV_PUSHGATEWAY, "")
     if not gateway:
         return
-    for attempt in range(PUSH_ATTEMPTS):
+    attempt, error = 0, ""
+    while attempt < PUSH_ATTEMPTS:
+        attempt += 1
         try:
             push_result(gateway, result, env)
             return
-        except OSError as exc:
-            print(json.dumps({"event": "push_failed", "attempt": attempt + 1,
-                              "error": str(exc)}), file=sys.stderr)  # fmt: skip
+        except OSError as exc:  # the network: worth another try
+            error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a push must never lose the result
+            error = f"{type(exc).__name__}: {exc}"
+            break
+    print(json.dumps({"event": "push_failed", "gateway": redacted(gateway), "attempts": attempt,
+                      "error": error}), file=sys.stderr, flush=True)  # fmt: skip

@@ -17,7 +17,7 @@ from typing import Any
 
 from scalingstudy_sdk import contract
 from scalingstudy_sdk.order import Order
-from scalingstudy_sdk.report import report_result
+from scalingstudy_sdk.report import PushgatewayError, pushgateway_url, redacted, report_result
 
 
 class TrialError(ValueError):
@@ -62,6 +62,20 @@ def _json(env: Mapping[str, str], inline: str, file: str) -> dict[str, Any]:
     return data
 
 
+def _check_pushgateway(env: Mapping[str, str]) -> None:
+    """A malformed Pushgateway address is refused before training (a configuration
+    error), not found when the trained result is pushed."""
+    gateway = env.get(contract.ENV_PUSHGATEWAY, "")
+    if gateway:
+        try:
+            pushgateway_url(gateway)
+        except PushgatewayError as exc:
+            raise TrialError(
+                f"{contract.ENV_PUSHGATEWAY}={redacted(gateway)!r} is not a Pushgateway "
+                f"address: {exc}"
+            ) from None
+
+
 @dataclass(frozen=True)
 class Trial:
     """One trial of a scaling study: its sizes, seed, settings and where to report."""
@@ -84,6 +98,11 @@ class Trial:
     node_rank: int = 0
     processes_per_pod: int = 1
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    _held: dict[int, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """Index space (n_items) -> the most items ``validation`` held out of it."""
+    _taken: dict[int, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """Index space -> the fewest items a ``subset`` was taken after: a later validation
+    of more items would overlap it."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Trial:
@@ -91,6 +110,7 @@ class Trial:
         env = dict(os.environ if env is None else env)
         task = _json(env, contract.ENV_TASK, contract.ENV_TASK_FILE)
         training = _json(env, contract.ENV_TRAINING, contract.ENV_TRAINING_FILE)
+        _check_pushgateway(env)
         rate = env.get(contract.ENV_LEARNING_RATE) or training.get("learningRate")
         try:
             learning_rate = None if rate in (None, "") else float(rate)
@@ -136,23 +156,46 @@ class Trial:
     # ------------------------------------------------------------------ data
     def validation(self, n_items: int, count: int) -> list[int]:
         """The fixed validation items of a dataset of ``n_items``: the first ``count``
-        positions of its order (the same for every trial of the study)."""
+        positions of its order (the same for every trial of the study). Refused when a
+        subset of this index space was already taken after fewer items (they would
+        overlap)."""
         if count < 1:
             raise TrialError("validation needs at least one item")
         if count >= n_items:
             raise TrialError(f"validation of {count} items out of {n_items} leaves none to train")
+        after = self._taken.get(n_items)
+        if after is not None and after < count:
+            raise TrialError(
+                f"validation of {count} items would overlap the training subset taken after "
+                f"{after}: take it as subset({n_items}, validation={count}), or call "
+                "validation first"
+            )
+        self._held[n_items] = max(count, self._held.get(n_items, 0))
         return Order(n_items, self.data_seed).positions(0, count)
 
-    def subset(self, n_items: int, validation: int) -> list[int]:
-        """This trial's training items: the ``data_size`` positions after the validation
-        ones. Nested (a larger data size holds every smaller one) and disjoint from
-        validation, identical to the built-in trainer's order for the same dataSeed."""
-        pool = n_items - validation
+    def subset(self, n_items: int, validation: int | None = None) -> list[int]:
+        """This trial's training items: the ``data_size`` positions after the first
+        ``validation`` ones. Nested (a larger data size holds every smaller one) and
+        disjoint from ``validation(n_items, validation)``, identical to the built-in
+        trainer's order for the same dataSeed.
+
+        ``validation`` left out: the items this trial's ``validation`` held out of the
+        same ``n_items`` (so the two stay disjoint in either form), else none: the
+        dataset's validation is elsewhere (a split of its own). A later ``validation`` of
+        this index space that would overlap the subset is refused, never silent."""
+        held = self._held.get(n_items, 0)
+        start = held if validation is None else validation
+        if start < 0:
+            raise TrialError(f"validation={start}: a count of items, at least 0")
+        if start < held:
+            raise TrialError(f"subset after {start} validation items would overlap the "
+                             f"{held} that validation({n_items}, {held}) holds out")  # fmt: skip
+        pool = n_items - start
         if self.data_size > pool:
             raise TrialError(f"data size {self.data_size} is more than the {pool} items left "
-                             f"after {validation} for validation")  # fmt: skip
-        order = Order(n_items, self.data_seed)
-        return order.positions(validation, validation + self.data_size)
+                             f"after {start} for validation")  # fmt: skip
+        self._taken[n_items] = min(start, self._taken.get(n_items, start))
+        return Order(n_items, self.data_seed).positions(start, start + self.data_size)
 
     # ------------------------------------------------------------------ reporting
     def progress(self, **fields: Any) -> None:

@@ -1,8 +1,10 @@
 """PyTorch Lightning in a scaling study: add ``ScalingStudyCallback()`` to the Trainer's
 callbacks. Each validation is logged as progress, the best ``val_loss`` (the logged
-metric named by ``monitor``) and the module's parameter count are the trial's result, and
-SIGTERM saves ``last.ckpt`` in the trial's checkpoint directory and exits 143 so the
-retry can ``trainer.fit(model, ckpt_path=last_checkpoint(trial))``."""
+metric named by ``monitor``) and the module's parameter count are the trial's result
+(the best of the whole run: the record survives a resume), a run whose validations are
+all NaN fails saying so (exit 78, one line), and SIGTERM saves ``last.ckpt`` in the
+trial's checkpoint directory and exits 143 so the retry can
+``trainer.fit(model, ckpt_path=last_checkpoint(trial))``."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 
-from scalingstudy_sdk.integrations.common import Tracker, parameter_count
+from scalingstudy_sdk.integrations.common import Evaluations, Tracker, parameter_count
 from scalingstudy_sdk.trial import Trial
 
 CHECKPOINT = "last.ckpt"
@@ -25,9 +27,19 @@ def last_checkpoint(trial: Trial) -> str | None:
 
 
 class ScalingStudyCallback(Callback):
+    """The record of the validations is the callback's state, saved in every checkpoint
+    (``last.ckpt`` on SIGTERM, and the user's own) and loaded on ``ckpt_path``: a resumed
+    trial starts from the validations its checkpoint had seen."""
+
     def __init__(self, trial: Trial | None = None, monitor: str = "val_loss") -> None:
         self.tracker = Tracker(trial)
         self.monitor = monitor
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.tracker.record.to_state()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.tracker.record = Evaluations.from_state(state_dict)
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self.tracker.preemption.install()
