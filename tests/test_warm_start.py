@@ -162,3 +162,80 @@ def test_a_warm_process_too_slow_to_import_is_given_up_once(
     finally:
         starter.close()
     assert starter.process.returncode is not None
+
+
+#: A scripted warm process (the one fault not produced for real: the kernel giving a
+#: finished trial's pid to the next one): both requests are answered with the pid of one
+#: long-lived process, and the first "ends" in between, as a reaped trial whose pid the
+#: next fork receives.
+PID_REUSE_PEER = """
+import json, subprocess, sys
+sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+def send(message):
+    sys.stdout.write(json.dumps(message) + "\\n")
+    sys.stdout.flush()
+send({"ready": True})
+for n, line in enumerate(sys.stdin):
+    send({"id": json.loads(line)["id"], "pid": sleeper.pid})
+    if n == 0:
+        send({"pid": sleeper.pid, "exit": 0})
+sleeper.kill()
+"""
+
+
+def test_a_pid_given_again_is_a_new_trial_not_the_finished_one(tmp_path: Path) -> None:
+    """The exit table was keyed by pid and never pruned: the second trial read as
+    finished at once ("exited 0 but wrote no result file")."""
+    peer = tmp_path / "peer.py"
+    peer.write_text(PID_REUSE_PEER)
+    starter = warm.WarmStarter(tmp_path / "warm.log", program=[sys.executable, str(peer)])
+    try:
+        first = starter.start([], {}, tmp_path / "a", tmp_path / "b")
+        second = starter.start([], {}, tmp_path / "c", tmp_path / "d")
+        assert first.pid == second.pid
+        assert first.wait(30) == 0  # the first one's exit is still its own
+        assert second.poll() is None  # the second runs
+        with pytest.raises(subprocess.TimeoutExpired):
+            second.wait(0.1)
+        assert starter.exits == {} and list(starter.forked.values()) == [second.request]
+    finally:
+        starter.close()
+
+
+#: stop_all with the warm process gone, in a runner that is a child subreaper (as under
+#: an init that does not reap): the orphaned trial stays a zombie of this process.
+GONE_WARM_RUNNER = """
+import ctypes, json, os, signal, sys, time
+from pathlib import Path
+from scalingstudy import contract
+from scalingstudy.local import processes, warm
+from scalingstudy.plan import Trial
+
+ctypes.CDLL("libc.so.6").prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+tmp = Path(sys.argv[1])
+starter = warm.WarmStarter(tmp / "warm.log")
+env = {**os.environ, contract.ENV_TASK: json.dumps({"name": "teacher-student"}),
+       contract.ENV_DATA_SIZE: "64", contract.ENV_MODEL_SIZE: "4",
+       contract.ENV_TRAINING: json.dumps({"minSteps": 10**7, "maxSteps": 10**7,
+                                          "evalEvery": 10**6})}
+trial = starter.start([], env, tmp / "t.log", tmp / "t.err")
+running = processes.Running(Trial(64, 4, 0, "t"), trial, tmp / "r.json", tmp / "t.err",
+                            time.monotonic(), ())
+time.sleep(1.0)  # it trains
+starter.process.kill()
+starter.process.wait()
+processes.stop_all([running])
+print(json.dumps({"code": trial.returncode}))
+"""
+
+
+@pytest.mark.slow(15)
+def test_stop_all_ends_when_the_warm_process_is_gone(tmp_path: Path) -> None:
+    """stop_all used to raise TimeoutExpired out of run_study's finally: an orphaned
+    trial no one reaps (a zombie) still read as running, for ever."""
+    script = tmp_path / "runner.py"
+    script.write_text(GONE_WARM_RUNNER)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == {"code": -signal.SIGTERM}

@@ -149,7 +149,14 @@ def _signal(process: TrialProcess, signum: int) -> None:
             os.kill(process.pid, signum)
 
 
+#: How long a trial is waited for after SIGKILL before the runner gives up on it.
+KILL_WAIT_SECONDS = 5.0
+
+
 def stop_all(running: Sequence[Running], grace: float = 5.0) -> None:
+    """SIGTERM every trial, SIGKILL what is left after ``grace``. Never raises for a trial
+    that will not be reaped (a forked trial whose warm process is gone is no child of
+    ours): the runner's ``finally`` must end, and its results must still be written."""
     for r in running:
         if r.process.poll() is None:
             _signal(r.process, signal.SIGTERM)
@@ -159,7 +166,8 @@ def stop_all(running: Sequence[Running], grace: float = 5.0) -> None:
             r.process.wait(max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:
             _signal(r.process, signal.SIGKILL)
-            r.process.wait()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                r.process.wait(KILL_WAIT_SECONDS)
         r.close()
 
 
