@@ -3,7 +3,7 @@ take its nested data subset, report progress and the result, stop cleanly on SIG
 
     from scalingstudy_sdk import Trial
     trial = Trial.from_env_or_exit()
-    train_ids = trial.subset(len(dataset), validation=1000)
+    train_ids = trial.subset(len(dataset), validation=1000)  # or subset(len(train_split))
     ...
     trial.report(validation_loss=best, parameters=n_params)
 
