@@ -25,7 +25,7 @@ from scalingstudy.cluster.manifests import JobSettings, StudyRef
 from scalingstudy.cluster.metrics import OperatorMetrics
 from scalingstudy.cluster.observe import JobState
 from scalingstudy.cluster.prometheus import Prometheus
-from scalingstudy.cluster.reasons import ConditionReason, Refusal, Stop
+from scalingstudy.cluster.reasons import ConditionReason, Event, Refusal, Stop
 from scalingstudy.cluster.reconcile import (
     Pass,
     active_trials,
@@ -49,7 +49,7 @@ from scalingstudy.design import Design, design
 from scalingstudy.fitting import FitError, FitUnavailableError
 from scalingstudy.results import fit_options, points_of, stage_fit
 from scalingstudy.spec import ScalingStudySpec, SpecError, parse_spec
-from scalingstudy.status import FitStatus, ScalingStudyStatus, TrialRecord
+from scalingstudy.status import Condition, FitStatus, ScalingStudyStatus, TrialRecord
 
 log = logging.getLogger("scalingstudy.operator")
 
@@ -84,6 +84,16 @@ class FitAttempt:
     error: str | None = None
     note: str | None = None
     wake_in: float | None = None
+
+
+def _events(
+    p: Pass, spec: ScalingStudySpec, before: ScalingStudyStatus, after: ScalingStudyStatus,
+    fitted: bool, held: Condition,
+) -> list[Event]:  # fmt: skip
+    """The Events of a written pass: results, the fit, the phase, the design, a block."""
+    events = status_events(p.new_records, before, after, fitted)
+    events += design_events(before.design, after.design, spec.model_sizes.sizes()[-1])
+    return events + [e for e in [blocked.became_blocked(before.conditions, held)] if e]
 
 
 #: When to pass a study again whose status write was refused because it changed meanwhile.
@@ -144,11 +154,10 @@ class Controller:
         jobs = self.gather.jobs(ref)
         found, found_events = self.gather.results(ref, spec, to_collect(jobs, recorded))
         chosen, design_wake = self._design(ref, spec, before, recorded, found.records, jobs)
-        settings = fit_settings(spec)
         p = decide(chosen.plan, jobs, recorded, found.records, parallelism=spec.parallelism,
                    max_failed=spec.max_failed_trials, fit=before.fit, more=chosen.more,
-                   settings=settings)  # fmt: skip
-        tried = self._maybe_fit((namespace, name), spec, p, settings)
+                   settings=fit_settings(spec))  # fmt: skip
+        tried = self._maybe_fit((namespace, name), spec, p, fit_settings(spec))
         create_wait = self.retries.wait((namespace, name, "create"), time.monotonic())
         configured = (self.actor.configure(ref, spec)
                       if p.create and refusal is None and create_wait is None
@@ -168,9 +177,7 @@ class Controller:
         if version_after is None:  # the study changed, or is another one now: start over
             log.info("%s/%s changed during its pass; passing it again", namespace, name)
             return Wake(True, CHANGED_RETRY_SECONDS)
-        events = found_events + status_events(p.new_records, before, after, tried.fit is not None)
-        events += design_events(before.design, after.design, spec.model_sizes.sizes()[-1])
-        events += [e for e in [blocked.became_blocked(before.conditions, held)] if e]
+        events = found_events + _events(p, spec, before, after, tried.fit is not None, held)
         if refusal is not None and is_new_refusal(before, generation, refusal):
             events.append(refusal.warning())
         self.metrics.trials_blocked.labels(namespace, name).set(len(stuck))
