@@ -147,6 +147,26 @@ def test_extra_seeds_go_to_the_two_best_model_sizes_when_they_are_close() -> Non
     assert extra and {d for d, _ in extra} == {DATA[0]}
 
 
+def test_a_seed_that_ran_stays_in_the_plan_when_the_best_two_change() -> None:
+    """Extra seeds were chosen afresh each pass: once 32's extra seeds made it third,
+    they left the plan (and the fit) while still moving the noise estimate."""
+    spec = spec_of(strategy="adaptive", computeShare=1, spec={"seeds": 3})
+
+    def overtaken(t: Trial) -> float:  # 32 looks second on seed 0, its other seeds are worse
+        if t.model_size == 32:
+            return 1.001 if t.seed == 0 else 1.1
+        return {16: 1.0, 8: 1.002}.get(t.model_size, 1.5)
+
+    records, final, _ = run(spec, overtaken)
+    seeded = {r.trial for r in records.values() if r.seed > 0}
+    assert {(records[n].data_size, records[n].model_size) for n in seeded} >= {
+        (DATA[0], 32), (DATA[0], 8), (DATA[0], 16)
+    }
+    for chosen, known, _ in moments:  # never out of the plan, once it ran
+        assert {n for n in known if n in seeded} <= chosen.plan.names
+    assert set(records) <= final.plan.names  # every result is in the final fit
+
+
 def test_a_precise_fit_stops_the_study_and_cancels_the_next_stage() -> None:
     spec = spec_of(strategy="adaptive", stopWhen={"betaIntervalWidth": 5.0, "minDataSizes": 4})
     records, final, seen = run(spec, truth_loss(TRUTH), parallelism=6)

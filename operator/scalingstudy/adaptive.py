@@ -132,6 +132,89 @@ def _grid_best(cells: Mapping[Cell, list[TrialRecord]], d: int, models: list[int
     return min(ranked)[1] if ranked else None
 
 
+@dataclass(frozen=True)
+class _Known:
+    """What every stage's decision reads: the spec's sizes and the results so far."""
+
+    study: str
+    spec: ScalingStudySpec
+    records: Mapping[str, TrialRecord]
+    fits: Mapping[int, StageFit]
+    data_sizes: list[int]
+    models: list[int]
+    listed: int
+    reachable: int
+    cells: dict[Cell, list[TrialRecord]]
+    by_coords: dict[tuple[int, int, int], TrialRecord]
+    sizes: list[float]
+    share: _Share | None
+
+    @classmethod
+    def of(
+        cls,
+        study: str,
+        spec: ScalingStudySpec,
+        records: Mapping[str, TrialRecord],
+        fits: Mapping[int, StageFit],
+    ) -> _Known:
+        data_sizes = spec.data_sizes.sizes()
+        models = spec.model_size_candidates()
+        listed = len(spec.model_sizes.sizes())
+        cells: dict[Cell, list[TrialRecord]] = {}
+        for r in records.values():
+            cells.setdefault((r.data_size, r.model_size), []).append(r)
+        # Parameter counts from the full-grid stages only (every listed size trained
+        # there), extension sizes always extrapolated: the same counts whenever later
+        # trials ended.
+        full = set(data_sizes[: spec.design.full_grid_data_sizes])
+        full_records = [r for r in records.values() if r.data_size in full]
+        params = parameter_counts(full_records, models)
+        return cls(study, spec, records, fits, data_sizes, models, listed,
+                   len(models) if spec.design.extend_model_sizes else listed, cells,
+                   {(r.data_size, r.model_size, r.seed): r for r in records.values()},
+                   [params[m] for m in models],
+                   _Share.of(spec, full_records, params))  # fmt: skip
+
+
+@dataclass
+class _Decided:
+    """The stages decided so far, in order, and the fit the decision waits for."""
+
+    trials: list[Trial] = field(default_factory=list)
+    windows: list[StageWindow] = field(default_factory=list)
+    stages: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    finished: list[bool] = field(default_factory=list)
+    fit_needed: int | None = None
+
+    def fit_through(self, known: _Known, d: int) -> StageFit | None:
+        """The fit through ``d`` when it was made of the results there are now (a spec
+        change or a lost status row makes it stale: it is asked for again)."""
+        fit = known.fits.get(d)
+        names = [n for ds, ns in self.stages.items() if ds <= d for n in ns]
+        found = [known.records.get(n) for n in names]
+        ok = sum(1 for r in found if r is not None and r.status == "Succeeded")
+        if fit is None or fit.results != ok:
+            self.fit_needed = d if self.fit_needed is None else min(self.fit_needed, d)
+            return None
+        return fit
+
+    def add(self, known: _Known, d: int, stage: _Stage) -> None:
+        names = [trial_name(known.study, d, m, s) for m, s in stage.coords]
+        self.trials += [Trial(d, m, s, n) for (m, s), n in zip(stage.coords, names, strict=True)]
+        self.stages[d] = tuple(names)
+        sizes = sorted({m for m, _ in stage.coords})
+        self.windows.append(StageWindow(data_size=d, model_sizes=sizes))
+        self.finished.append(stage.finished)
+
+    def result(self, known: _Known, stopped_at: int | None, reason: StopReason | None) -> Adaptive:
+        if reason is not None:
+            return Adaptive(tuple(self.trials), tuple(self.windows), None, True, stopped_at,
+                            self.stages, reason)  # fmt: skip
+        complete = len(self.finished) == len(known.data_sizes) and all(self.finished)
+        return Adaptive(tuple(self.trials), tuple(self.windows), self.fit_needed, complete,
+                        None, self.stages)  # fmt: skip
+
+
 def decide_adaptive(
     study: str,
     spec: ScalingStudySpec,
@@ -139,101 +222,80 @@ def decide_adaptive(
     fits: Mapping[int, StageFit],
 ) -> Adaptive:
     """The trials to train now (see the module's description)."""
-    data_sizes = spec.data_sizes.sizes()
-    models = spec.model_size_candidates()
-    listed = len(spec.model_sizes.sizes())
-    reachable = len(models) if spec.design.extend_model_sizes else listed
-    design, seeds = spec.design, spec.seeds
-    cells: dict[Cell, list[TrialRecord]] = {}
-    for r in records.values():
-        cells.setdefault((r.data_size, r.model_size), []).append(r)
-    by_coords = {(r.data_size, r.model_size, r.seed): r for r in records.values()}
-    # Parameter counts from the full-grid stages only (every listed size trained there),
-    # extension sizes always extrapolated: the same counts whenever later trials ended.
-    full = set(data_sizes[: design.full_grid_data_sizes])
-    full_records = [r for r in records.values() if r.data_size in full]
-    params = parameter_counts(full_records, models)
-    sizes = [params[m] for m in models]
-    share = _Share.of(spec, full_records, params)
-
-    trials: list[Trial] = []
-    windows: list[StageWindow] = []
-    stages: dict[int, tuple[str, ...]] = {}
-    finished: list[bool] = []
-    fit_needed: int | None = None
-
-    def need(d: int) -> None:
-        nonlocal fit_needed
-        fit_needed = d if fit_needed is None else min(fit_needed, d)
-
-    def fit_through(d: int) -> StageFit | None:
-        """The fit through ``d`` when it was made of the results there are now (a spec
-        change or a lost status row makes it stale: it is made again)."""
-        fit = fits.get(d)
-        ok = sum(1 for ds, names in stages.items() if ds <= d for n in names
-                 if (r := records.get(n)) is not None and r.status == "Succeeded")  # fmt: skip
-        if fit is None or fit.results != ok:
-            need(d)
-            return None
-        return fit
-
-    for k, d in enumerate(data_sizes):
-        if k < design.full_grid_data_sizes:
-            chosen: set[int] = set(range(listed))
-        else:
-            chosen = set()
-            for j in (k - 2, k - 1):
-                if j < MIN_FIT_STAGES - 1 or not all(finished[: j + 1]):
-                    continue
-                fit = fit_through(data_sizes[j])
-                if fit is None:
-                    continue
-                centre = predicted_index(fit, d, sizes)
-                if centre is None:  # no parameter counts: follow the best grid point
-                    best = _grid_best(cells, data_sizes[j], models[:reachable])
-                    centre = float(best if best is not None else (listed - 1) / 2)
-                chosen |= set(window(centre, design.model_size_window, reachable))
-            if not chosen:
-                break  # stage k cannot be decided yet, nor any after it
+    known = _Known.of(study, spec, records, fits)
+    done = _Decided()
+    for k, d in enumerate(known.data_sizes):
+        chosen = _chosen_sizes(known, done, k)
+        if not chosen:
+            break  # stage k cannot be decided yet, nor any after it
         # Seeds are decided on the noise of the finished stages before this one, so a
         # stage that finishes first waits for them.
-        noise = seed_noise(cells, set(data_sizes[:k])) if all(finished) else _WAIT
-        stage = _settle(d, sorted(chosen), cells, by_coords, seeds, reachable, models, noise)
-        if (
-            k >= max(design.full_grid_data_sizes, MIN_SHARE_STAGES)
-            and fit_needed is None
-            and share is not None
-            and share.exceeded(trials, d, stage.coords)
-        ):
-            # Whether the rest is predicted rather than trained depends on the fit through
-            # the stage before: nothing of this stage starts until it is in.
-            if not all(finished):
-                break
-            fit = fit_through(data_sizes[k - 1])
-            if fit is None:
-                break
-            width = fit.largest_relative_width
-            if width is not None and width <= SHARE_PREDICTION_WIDTH:
-                return Adaptive(tuple(trials), tuple(windows), None, True, data_sizes[k - 1],
-                                stages, "GridShareSpent")  # fmt: skip
-        names = [trial_name(study, d, m, s) for m, s in stage.coords]
-        trials += [Trial(d, m, s, n) for (m, s), n in zip(stage.coords, names, strict=True)]
-        stages[d] = tuple(names)
-        windows.append(StageWindow(data_size=d, model_sizes=sorted({m for m, _ in stage.coords})))
-        finished.append(stage.finished)
-        stop = design.stop_when
-        last = k + 1 == len(data_sizes)
-        if stop is None or last or k + 1 < stop.min_data_sizes or not all(finished):
-            continue
-        fit = fit_through(d)
-        if fit is not None and criteria_met(fit, stop):
+        noise = seed_noise(known.cells, set(known.data_sizes[:k])) if all(done.finished) else _WAIT
+        stage = _settle(d, sorted(chosen), known, noise)
+        share = _share_verdict(known, done, k, stage)
+        if share == "wait":
+            break
+        if share == "stop":
+            return done.result(known, known.data_sizes[k - 1], "GridShareSpent")
+        done.add(known, d, stage)
+        if _target_reached(known, done, k):
             # Trials of later stages are no longer planned: running ones are cancelled,
             # finished ones stay in the records but out of the fit (a stage with only
             # some of its model sizes would misstate the best loss there), so the final
             # fit is the same whenever they happened to finish.
-            return Adaptive(tuple(trials), tuple(windows), None, True, d, stages, "TargetReached")
-    complete = len(finished) == len(data_sizes) and all(finished)
-    return Adaptive(tuple(trials), tuple(windows), fit_needed, complete, None, stages)
+            return done.result(known, d, "TargetReached")
+    return done.result(known, None, None)
+
+
+def _chosen_sizes(known: _Known, done: _Decided, k: int) -> set[int]:
+    """The model-size indices stage ``k`` trains before growth and seeds: every listed
+    one in the full-grid stages, later the union of the windows the fits through k-2 and
+    k-1 predict (empty: not decidable yet)."""
+    if k < known.spec.design.full_grid_data_sizes:
+        return set(range(known.listed))
+    chosen: set[int] = set()
+    for j in (k - 2, k - 1):
+        if j < MIN_FIT_STAGES - 1 or not all(done.finished[: j + 1]):
+            continue
+        fit = done.fit_through(known, known.data_sizes[j])
+        if fit is None:
+            continue
+        centre = predicted_index(fit, known.data_sizes[k], known.sizes)
+        if centre is None:  # no parameter counts: follow the best grid point
+            best = _grid_best(known.cells, known.data_sizes[j], known.models[: known.reachable])
+            centre = float(best if best is not None else (known.listed - 1) / 2)
+        chosen |= set(window(centre, known.spec.design.model_size_window, known.reachable))
+    return chosen
+
+
+def _share_verdict(known: _Known, done: _Decided, k: int, stage: _Stage) -> str:
+    """computeShare before stage ``k``: "go" (train it), "wait" (nothing of it starts
+    until the fit through the stage before is in) or "stop" (predict the rest)."""
+    design = known.spec.design
+    if (
+        k < max(design.full_grid_data_sizes, MIN_SHARE_STAGES)
+        or done.fit_needed is not None
+        or known.share is None
+        or not known.share.exceeded(done.trials, known.data_sizes[k], stage.coords)
+    ):
+        return "go"
+    if not all(done.finished):
+        return "wait"
+    fit = done.fit_through(known, known.data_sizes[k - 1])
+    if fit is None:
+        return "wait"
+    width = fit.largest_relative_width
+    return "stop" if width is not None and width <= SHARE_PREDICTION_WIDTH else "go"
+
+
+def _target_reached(known: _Known, done: _Decided, k: int) -> bool:
+    """Every stopWhen criterion holds for the fit through finished stage ``k``."""
+    stop = known.spec.design.stop_when
+    last = k + 1 == len(known.data_sizes)
+    if stop is None or last or k + 1 < stop.min_data_sizes or not all(done.finished):
+        return False
+    fit = done.fit_through(known, known.data_sizes[k])
+    return fit is not None and criteria_met(fit, stop)
 
 
 @dataclass(frozen=True)
@@ -296,39 +358,37 @@ class _Stage:
     finished: bool
 
 
-def _settle(
-    d: int,
-    chosen: list[int],
-    cells: Mapping[Cell, list[TrialRecord]],
-    by_coords: Mapping[tuple[int, int, int], TrialRecord],
-    seeds: int,
-    reachable: int,
-    models: list[int],
-    noise: float | object | None,
-) -> _Stage:
-    """A stage's trials: the chosen model sizes (indices into ``models``, made
+def _settle(d: int, chosen: list[int], known: _Known, noise: float | object | None) -> _Stage:
+    """A stage's trials: the chosen model sizes (indices into ``known.models``, made
     contiguous), grown at the edge where the best is, with extra seeds where the best is
-    ambiguous; finished when every one of them has a record and nothing more is added."""
+    ambiguous; finished when every one of them has a record and nothing more is added.
+    A model size whose extra seeds already ran keeps them when the best two change (they
+    are results of this stage: out of the plan they would leave the fit, while still
+    moving the noise estimate)."""
+    models, seeds = known.models, known.spec.seeds
     lo, hi = min(chosen), max(chosen)
-    extra: set[int] = set()  # model indices with every seed
+    # model indices with every seed: those that ran one already
+    extra = {i for i in range(len(models))
+             if any((d, models[i], s) in known.by_coords for s in range(1, seeds))}  # fmt: skip
+    lo, hi = min([lo, *extra]), max([hi, *extra])
 
     def planned() -> list[tuple[int, int]]:
         return [(i, s) for i in range(lo, hi + 1) for s in (range(seeds) if i in extra else [0])]
 
     while True:
         coords = planned()
-        if any((d, models[i], s) not in by_coords for i, s in coords):
+        if any((d, models[i], s) not in known.by_coords for i, s in coords):
             break
         ranked = sorted(
             (v, i)
             for i in range(lo, hi + 1)
-            if (v := _mean_log(cells.get((d, models[i]), []))) is not None
+            if (v := _mean_log(known.cells.get((d, models[i]), []))) is not None
         )
         if not ranked:
             break
         best = ranked[0][1]
         # A failed neighbour is never best: growth past it ends there.
-        if best == hi and hi + 1 < reachable:
+        if best == hi and hi + 1 < known.reachable:
             hi += 1
             continue
         if best == lo and lo > 0:
