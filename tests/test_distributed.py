@@ -8,16 +8,25 @@ import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from scalingstudy.contract import EXIT_CONFIG_ERROR, EXIT_PREEMPTED
+from scalingstudy.spec import TrainingSpec
+from scalingstudy_trainer.batches import Runtime
+from scalingstudy_trainer.checkpoint import Checkpoints, Preempted
+from scalingstudy_trainer.distributed import Collectives
 from scalingstudy_trainer.errors import ConfigError
 from scalingstudy_trainer.launch import exit_status, needs_launcher, read_launch
+from scalingstudy_trainer.loop import Trainer, train
+from scalingstudy_trainer.tasks.image_classification import ImageClassification
+from scalingstudy_trainer.tasks.teacher_student import TeacherStudent
 from scalingstudy_trainer.world import World
 from tests.training import TRAINER, run_trainer
 
@@ -180,3 +189,138 @@ def test_launch_settings_are_read_and_checked() -> None:
         read_launch({**env, "SCALINGSTUDY_NODE_RANK": "2"})
     with pytest.raises(ConfigError, match="SCALINGSTUDY_PROCESSES_PER_POD must be >= 1"):
         read_launch({**env, "SCALINGSTUDY_PROCESSES_PER_POD": "0"})
+
+
+# ------------------------------------------------------------------ ranks in this process
+# Trials of two ranks driven through the Trainer itself (ranks forked from the test), for
+# what a subprocess cannot show: a fault on one rank, each rank's own BatchNorm state,
+# and a stop at an exact step.
+
+IMAGES = {"model": "resnet", "depth": 1}
+RANK_TRAINING = {"minSteps": 60, "maxSteps": 60, "evalEvery": 20, "batchSize": 32,
+                 "learningRate": 3e-3, "earlyStopping": {"patience": 1000}}  # fmt: skip
+
+
+class _OutOfMemoryInBackward(torch.autograd.Function):
+    """The identity whose backward runs out of memory: it runs after the first layer's
+    backward, when the gradients' all-reduce of the old DDP path had already begun."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        raise torch.OutOfMemoryError("stand-in: CUDA out of memory")
+
+
+class OneSidedOom(TeacherStudent):
+    """A stand-in for a GPU running out of memory in a backward pass (a CPU cannot be made
+    to): rank 0 alone fails every training micro-batch of more than 16 items, as the rank
+    with the larger share (17 of a batch of 33) does first."""
+
+    rank = 0
+
+    def loss(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> Any:
+        if model.training and self.rank == 0 and inputs.shape[0] > 16:
+            inputs = _OutOfMemoryInBackward.apply(inputs.detach().requires_grad_())
+        return super().loss(model, inputs, targets)
+
+
+def _scenario(name: str, rank: int, collectives: Collectives, folder: Path) -> dict[str, Any]:
+    """One rank's part of a scenario; what it saw."""
+    training = TrainingSpec.model_validate(
+        RANK_TRAINING | {"batchSize": 33 if name == "oom" else 32}
+    )
+    cpu = Runtime(device=torch.device("cpu"), bf16=False, compile=False)
+    if name == "oom":
+        task: Any = OneSidedOom({"inputDim": 8, "teacherWidth": 16}, 0)
+        task.rank = rank
+        out = train(task, 512, 16, 2, training, _quiet, runtime=cpu, collectives=collectives)
+        return {"loss": out.validation_loss, "micro_batch": out.micro_batch}
+    task = ImageClassification(IMAGES, 0)
+    checkpoints = Checkpoints(str(folder / "ckpt") if name != "resnet" else "", {"t": 1})
+    if name == "preempt":
+        calls = itertools.count()
+        with pytest.raises(Preempted):
+            train(task, 512, 8, 2, training, _quiet, checkpoints, lambda: next(calls) == 27,
+                  runtime=cpu, collectives=collectives)  # fmt: skip
+        return {}
+    trainer = Trainer(task, 512, 8, 2, training, cpu, collectives)
+    if name == "resume":
+        state, _ = collectives.from_main(checkpoints.load() if rank == 0 else (None, ""))
+        assert state is not None
+        trainer.restore(state)
+    out = trainer.run(_quiet, checkpoints, lambda: False)
+    means = [float(m.running_mean.sum()) for m in trainer.model.modules()
+             if isinstance(m, torch.nn.BatchNorm2d) and m.running_mean is not None]  # fmt: skip
+    return {"loss": out.validation_loss, "train_loss": out.train_loss, "means": means,
+            "resumed_from": out.resumed_from_step}  # fmt: skip
+
+
+def _quiet(event: str, **fields: Any) -> None:
+    pass
+
+
+def _rank(rank: int, port: int, name: str, folder: Path) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE="2", LOCAL_RANK=str(rank))  # fmt: skip
+    torch.set_num_threads(1)
+    collectives = Collectives(World(rank, 2, rank, launched=True), torch.device("cpu"))
+    try:
+        seen = _scenario(name, rank, collectives, folder)
+        (folder / f"{name}-{rank}.json").write_text(json.dumps(seen))
+        collectives.barrier()
+    finally:
+        collectives.close()
+
+
+def _two_ranks(name: str, folder: Path) -> list[dict[str, Any]]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.start_processes(  # type: ignore[attr-defined,no-untyped-call]
+        _rank, args=(port, name, folder), nprocs=2, start_method="fork"
+    )
+    return [json.loads((folder / f"{name}-{r}.json").read_text()) for r in range(2)]
+
+
+@pytest.mark.slow(10)
+def test_an_out_of_memory_on_one_rank_is_agreed_and_the_loss_is_that_of_one_process(
+    tmp_path: Path,
+) -> None:
+    """Rank 0 alone ran out of memory: it used to cut its share and redo the step while
+    rank 1 went on with the gradient all-reduce it had begun: DDP failed on both ranks."""
+    ranks = _two_ranks("oom", tmp_path)
+    training = TrainingSpec.model_validate(RANK_TRAINING | {"batchSize": 33})
+    task = TeacherStudent({"inputDim": 8, "teacherWidth": 16}, 0)
+    cpu = Runtime(device=torch.device("cpu"), bf16=False, compile=False)
+    one = train(task, 512, 16, 2, training, _quiet, runtime=cpu)
+    assert [r["micro_batch"] for r in ranks] == [9, 9]  # both cut their share in two
+    assert ranks[0]["loss"] == ranks[1]["loss"]
+    assert ranks[0]["loss"] == pytest.approx(one.validation_loss, rel=TOLERANCE)
+
+
+@pytest.mark.slow(15)
+def test_a_resnet_on_two_ranks_keeps_one_batchnorm_and_scores_like_one_process(
+    tmp_path: Path,
+) -> None:
+    """BatchNorm's running statistics used to drift apart between ranks (only rank 0's
+    were saved), so the two halves of the validation set were scored by different models."""
+    ranks = _two_ranks("resnet", tmp_path)
+    assert ranks[0]["means"] == ranks[1]["means"] and ranks[0]["means"]
+    training = TrainingSpec.model_validate(RANK_TRAINING)
+    cpu = Runtime(device=torch.device("cpu"), bf16=False, compile=False)
+    one = train(ImageClassification(IMAGES, 0), 512, 8, 2, training, _quiet, runtime=cpu)
+    assert ranks[0]["loss"] == pytest.approx(one.validation_loss, rel=TOLERANCE)
+    assert ranks[0]["train_loss"] == pytest.approx(one.train_loss, rel=TOLERANCE)
+
+
+@pytest.mark.slow(15)
+def test_a_resnet_on_two_ranks_resumes_exactly(tmp_path: Path) -> None:
+    whole = _two_ranks("resnet", tmp_path)
+    _two_ranks("preempt", tmp_path)
+    resumed = _two_ranks("resume", tmp_path)
+    assert resumed[0]["resumed_from"] == resumed[1]["resumed_from"] == 27
+    assert resumed[0]["loss"] == resumed[1]["loss"] == whole[0]["loss"]
+    assert resumed[0]["means"] == resumed[1]["means"] == whole[0]["means"]

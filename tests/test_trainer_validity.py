@@ -184,3 +184,65 @@ def test_a_run_that_diverges_later_reports_its_best_finite_loss_and_where() -> N
     assert out.diverged_at_step == 35 and out.steps == 40
     assert out.validation_loss == min(evals[:3]) and out.best_step <= 30
     assert torch.isfinite(torch.tensor(out.train_loss))
+
+
+# ------------------------------------------------------------------------- out of memory
+
+
+class CappedEvaluation(TeacherStudent):
+    """A task whose evaluation outputs allow 3 items a batch (as a 50k-token vocabulary at
+    context 1,024 allows 1)."""
+
+    def eval_items_limit(self) -> int:
+        return 3
+
+
+class EvaluationOom(TeacherStudent):
+    """A stand-in for a GPU running out of memory (a CPU cannot be made to): evaluation
+    batches of more than 100 items fail."""
+
+    def loss(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> Any:
+        if not model.training and inputs.shape[0] > 100:
+            raise torch.OutOfMemoryError("stand-in: CUDA out of memory")
+        return super().loss(model, inputs, targets)
+
+
+def test_the_evaluation_batch_keeps_the_tasks_memory_cap_and_halves_on_out_of_memory() -> None:
+    training = TrainingSpec.model_validate(TRAINING | {"minSteps": 20, "maxSteps": 20})
+    assert Trainer(CappedEvaluation(OPTIONS, 0), 256, 8, 0, training, CPU).eval_batch == 3
+    log = Events()
+    out = train(EvaluationOom(OPTIONS, 0), 256, 8, 0, training, log, runtime=CPU)
+    plain = train(TeacherStudent(OPTIONS, 0), 256, 8, 0, training, Events(), runtime=CPU)
+    assert log.of("eval")[0]["eval_batch"] == 64  # 1024 halved until it fits
+    assert out.validation_loss == pytest.approx(plain.validation_loss, rel=1e-6)
+
+
+class TrainingOom(TeacherStudent):
+    """A stand-in for a GPU running out of memory: training micro-batches of more than 8
+    items fail."""
+
+    def loss(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> Any:
+        if model.training and inputs.shape[0] > 8:
+            raise torch.OutOfMemoryError("stand-in: CUDA out of memory")
+        return super().loss(model, inputs, targets)
+
+
+class BatchNormOom(TrainingOom):
+    """The same with BatchNorm in the model, whose normalisation batch is the micro-batch."""
+
+    def build_model(self, model_size: int) -> torch.nn.Module:
+        return torch.nn.Sequential(
+            torch.nn.Linear(4, model_size), torch.nn.BatchNorm1d(model_size), torch.nn.ReLU(),
+            torch.nn.Linear(model_size, 1),
+        )  # fmt: skip
+
+
+def test_an_out_of_memory_keeps_the_loss_and_says_when_it_changed_a_batchnorm() -> None:
+    training = TrainingSpec.model_validate(TRAINING | {"minSteps": 30, "maxSteps": 30})
+    plain = train(TeacherStudent(OPTIONS, 0), 256, 8, 0, training, Events(), runtime=CPU)
+    cut = train(TrainingOom(OPTIONS, 0), 256, 8, 0, training, Events(), runtime=CPU)
+    assert (plain.micro_batch, cut.micro_batch) == (16, 8)
+    assert cut.validation_loss == pytest.approx(plain.validation_loss, rel=1e-5)
+    assert not cut.normalisation_batch_changed
+    normed = train(BatchNormOom(OPTIONS, 0), 256, 8, 0, training, Events(), runtime=CPU)
+    assert normed.micro_batch == 8 and normed.normalisation_batch_changed

@@ -3,9 +3,13 @@ pod and across pods.
 
 The trial stays the single-process trial. Every rank draws the same global minibatch
 (it is a function of seed and step) and trains on its contiguous share, so the global
-batch is training.batchSize whatever the world size; gradients are averaged by DDP;
-evaluation is shared between ranks and summed, so every rank sees the same validation
-loss and takes the same early-stopping decision; SIGTERM on any rank stops every rank
+batch is training.batchSize whatever the world size; gradients are summed once per step,
+after every rank has said whether its micro-batches fitted in memory (so an out-of-memory
+on one rank makes every rank cut its share finer and redo the step, instead of leaving
+the others in a gradient collective); BatchNorm normalises over the global micro-batch
+(``norms``), so its statistics are the same on every rank; evaluation is shared between
+ranks and summed, so every rank sees the same validation loss and takes the same
+early-stopping decision; SIGTERM on any rank stops every rank
 at the same step (one flag reduced per step on a CPU group, which never waits for the
 GPU); rank 0 alone saves checkpoints and reports, and its state is what a resumed run
 starts from on every rank. With one process every collective here is the identity.
@@ -19,9 +23,12 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
+from scalingstudy_trainer.norms import has_batch_norm, synchronise_batch_norm
 from scalingstudy_trainer.world import World, check_batch
 
 T = TypeVar("T")
+#: Elements per all-reduce of gradients (float32: 64 MiB), so the flat copy stays small.
+BUCKET_ELEMENTS = 1 << 24
 #: How long a collective waits for a rank that stopped answering before the trial fails
 #: (a lost pod): the Job then retries the whole trial.
 COLLECTIVE_TIMEOUT = dt.timedelta(minutes=10)
@@ -49,14 +56,37 @@ class Collectives:
         check_batch(batch_size, self.world.size)
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        """The model as the training step runs it: DDP averages gradients across ranks."""
+        """The model as the step runs it: with several ranks, BatchNorm across ranks and
+        rank 0's weights and buffers on every rank (a seed makes them equal already; this
+        makes it so whatever a task's initialisation does)."""
         if not self.world.distributed:
             return model
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        # No buffer sync per forward: evaluation runs different numbers of batches per rank.
-        return torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=ids, forward_sync_buffers=False
-        )
+        if has_batch_norm(model):
+            model = synchronise_batch_norm(model, self.device)
+        for tensor in [*model.parameters(), *model.buffers()]:
+            dist.broadcast(tensor.data, src=0)
+        return model
+
+    def sum_gradients(self, parameters: list[torch.nn.Parameter]) -> None:
+        """Each gradient summed over ranks, in place, in buckets of flat copies (a missing
+        gradient counts as zeros, so every rank sends the same buckets)."""
+        if not self.world.distributed:
+            return
+        grads = []
+        for p in parameters:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            grads.append(p.grad)
+        bucket: list[torch.Tensor] = []
+        size = 0
+        for grad in grads:
+            bucket.append(grad)
+            size += grad.numel()
+            if size >= BUCKET_ELEMENTS:
+                _sum_bucket(bucket)
+                bucket, size = [], 0
+        if bucket:
+            _sum_bucket(bucket)
 
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:
         """Sum over ranks, in place (every rank gets the same value)."""
@@ -92,3 +122,12 @@ class Collectives:
     def close(self) -> None:
         if self.world.distributed and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _sum_bucket(grads: list[torch.Tensor]) -> None:
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -29,6 +28,7 @@ from scalingstudy_trainer.batches import (
 from scalingstudy_trainer.checkpoint import Checkpoints, Preempted
 from scalingstudy_trainer.distributed import Collectives
 from scalingstudy_trainer.errors import DivergedError
+from scalingstudy_trainer.norms import has_batch_norm
 from scalingstudy_trainer.tasks.base import Task, parameter_count
 from scalingstudy_trainer.world import SINGLE
 
@@ -59,6 +59,10 @@ class Trained:
     final_learning_rate: float = 0.0
     #: The step (1-based) whose training loss was first NaN or infinite; None if none was.
     diverged_at_step: int | None = None
+    #: The largest micro-batch of the last step, and whether an out-of-memory changed it in
+    #: a BatchNorm model (whose normalisation batch it is, so its results changed too).
+    micro_batch: int = 0
+    normalisation_batch_changed: bool = False
 
 
 class Trainer:
@@ -88,12 +92,12 @@ class Trainer:
         self.model = task.build_model(model_size).to(runtime.device)
         self.parameters = parameter_count(self.model)
         self.non_embedding_parameters = task.non_embedding_parameters(self.model)
-        #: What the step and evaluation run: DDP around the model with several ranks.
-        self.parallel = self.collectives.wrap(self.model)
+        #: BatchNorm makes a result depend on how the batch is cut into micro-batches.
+        self.batch_norm = has_batch_norm(self.model)
+        #: With several ranks: BatchNorm across ranks, rank 0's weights everywhere.
+        self.model = self.collectives.wrap(self.model)
         self.run_model: torch.nn.Module = (
-            cast(torch.nn.Module, torch.compile(self.parallel))
-            if runtime.compile
-            else self.parallel
+            cast(torch.nn.Module, torch.compile(self.model)) if runtime.compile else self.model
         )
         self.optimizer = torch.optim.AdamW(
             param_groups(task, self.model, model_size, training),
@@ -103,12 +107,19 @@ class Trainer:
         )
         self.batch_size = min(training.batch_size, self.train_data.items)
         self.collectives.check_batch(self.batch_size)
-        start, end = self.world.share(self.batch_size)
-        self.micro_batch = end - start  # this rank's share of every step's batch
+        #: Micro-batches per step, the same on every rank (agreed after an out-of-memory),
+        #: at most the smallest rank's share (every micro-batch holds an item).
+        self.chunks = 1
+        self.most_chunks = self.batch_size // self.world.size
+        #: Whether an out-of-memory changed the micro-batch of a BatchNorm model (whose
+        #: normalisation batch it is): the result says so.
+        self.normalisation_batch_changed = False
         self.budget = step_budget(training, self.train_data.items, self.batch_size)
         self.schedule = training.schedule
         self.sampler = StepSampler(self.train_data.items, self.batch_size, seed)
-        self.eval_batch = max(self.batch_size, min(1024, task.eval_items_limit()))
+        #: Items per evaluation batch: the task's memory cap holds (a 50k-token vocabulary
+        #: at context 1,024 allows one sequence), and an out-of-memory halves it.
+        self.eval_batch = max(1, min(max(self.batch_size, 1024), task.eval_items_limit()))
         # The state a checkpoint holds besides the weights and the optimiser.
         self.step = 0
         self.best = math.inf
@@ -153,44 +164,63 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------ one step
+    @property
+    def micro_batch(self) -> int:
+        """Items of the largest micro-batch of a step on any rank."""
+        return math.ceil(math.ceil(self.batch_size / self.world.size) / self.chunks)
+
     def _update(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One optimiser step on (this rank's share of) the batch, in micro-batches with
         accumulated gradients; returns the loss weighted by the share of the global batch.
-        A micro-batch that does not fit in GPU memory is halved and the step redone: the
-        batch size (a hyperparameter) never changes, only how it is cut. With several
-        ranks only the last micro-batch's backward averages gradients (DDP), so a rank may
-        cut its share differently from the others."""
-        world = self.world.size
+        Every rank then says whether its micro-batches fitted in memory (one collective):
+        if one did not, every rank cuts its share into twice as many and redoes the step,
+        so the batch size (a hyperparameter) never changes, only how it is cut, and no
+        rank waits in a collective the others never reach. Gradients are summed over ranks
+        only once every rank's step is done."""
         while True:
-            try:
-                self.optimizer.zero_grad(set_to_none=True)
-                total = torch.zeros((), device=x.device)
-                chunks = list(
-                    zip(torch.split(x, self.micro_batch), torch.split(y, self.micro_batch),
-                        strict=True)
-                )  # fmt: skip
-                for i, (xs, ys) in enumerate(chunks):
-                    share = xs.shape[0] / self.batch_size
-                    with self._accumulating(i < len(chunks) - 1):
-                        with self.runtime.autocast():
-                            loss = self.task.loss(self.run_model, xs, ys)
-                        # DDP averages over ranks: world x share sums to the global mean.
-                        (loss * share * world).backward()  # type: ignore[no-untyped-call]
-                    total += loss.detach().float() * share
+            total, failed = self._attempt(x, y)
+            if not self.collectives.any(failed):
+                self.collectives.sum_gradients(list(self.model.parameters()))
                 self.optimizer.step()
                 return total
-            except torch.OutOfMemoryError:
-                if self.micro_batch == 1:
-                    raise
-                self.micro_batch = max(self.micro_batch // 2, 1)
-                self.optimizer.zero_grad(set_to_none=True)
-                torch.cuda.empty_cache()
+            if self.chunks >= self.most_chunks:
+                raise torch.OutOfMemoryError(
+                    f"out of memory at a micro-batch of {self.micro_batch} item(s): "
+                    "lower training.batchSize's memory (a smaller model) or use more processes"
+                )
+            self.chunks = min(self.chunks * 2, self.most_chunks)
+            self.normalisation_batch_changed |= self.batch_norm
 
-    def _accumulating(self, skip_sync: bool) -> AbstractContextManager[Any]:
-        """DDP's no_sync for the micro-batches before the last one of a step."""
-        if skip_sync and isinstance(self.parallel, torch.nn.parallel.DistributedDataParallel):
-            return self.parallel.no_sync()
-        return nullcontext()
+    def _attempt(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """This rank's forward and backward passes of a step; whether memory ran out. Every
+        rank cuts its share into the same number of micro-batches (BatchNorm across ranks
+        runs a collective in each forward)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=x.device)
+        try:
+            parts = torch.tensor_split(x, self.chunks), torch.tensor_split(y, self.chunks)
+            for xs, ys in zip(*parts, strict=True):
+                share = xs.shape[0] / self.batch_size
+                with self.runtime.autocast():
+                    loss = self.task.loss(self.run_model, xs, ys)
+                # Each rank's share-weighted losses sum, over ranks, to the global mean.
+                (loss * share).backward()  # type: ignore[no-untyped-call]
+                total += loss.detach().float() * share
+        except torch.OutOfMemoryError:
+            if self.batch_norm and self.world.size > 1:
+                # The other ranks may wait in this forward's BatchNorm collective: they
+                # cannot be told, so the trial ends here with the reason.
+                raise torch.OutOfMemoryError(
+                    f"out of memory at a micro-batch of {self.micro_batch} with BatchNorm "
+                    f"across {self.world.size} processes: its statistics take every "
+                    "process's micro-batch at once, so one process cannot cut its share "
+                    "finer alone; lower training.batchSize or use more processes"
+                ) from None
+            self.optimizer.zero_grad(set_to_none=True)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            return total, True
+        return total, False
 
     def learning_rate_ratio(self, step: int) -> float:
         """Where on its schedule optimiser step ``step`` is: the learning rate over the peak.
@@ -212,11 +242,22 @@ class Trainer:
         self.train_n += 1
         self.step += 1
 
-    def _evaluate(self) -> float:
-        return evaluate(
-            self.task, self.run_model, self.validation, self.runtime, self.eval_batch,
-            collectives=self.collectives,
-        )  # fmt: skip
+    def _evaluate(self, feeder: Feeder | None = None, indices: torch.Tensor | None = None) -> float:
+        """Mean loss on the validation set (or ``feeder``'s items ``indices``); a batch that
+        does not fit in memory is halved and the evaluation redone (on this rank alone: an
+        evaluation's one collective comes after its batches)."""
+        while True:
+            try:
+                return evaluate(
+                    self.task, self.run_model, feeder or self.validation, self.runtime,
+                    self.eval_batch, indices=indices, collectives=self.collectives,
+                )  # fmt: skip
+            except torch.OutOfMemoryError:
+                if self.eval_batch == 1:
+                    raise
+                self.eval_batch = max(self.eval_batch // 2, 1)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
 
     def _save(self, checkpoints: Checkpoints) -> bool:
         """Rank 0 saves the state (every rank holds the same); the others wait for it."""
@@ -253,6 +294,7 @@ class Trainer:
                     (self.step - window_step) * self.batch_size / max(now - window_start, 1e-9), 1
                 ),
                 micro_batch=self.micro_batch,
+                eval_batch=self.eval_batch,
             )
             window_start, window_step = time.monotonic(), self.step
             if not (math.isfinite(train_loss) and math.isfinite(validation_loss)):
@@ -307,10 +349,7 @@ class Trainer:
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         sample = sample_indices(self.train_data.items, self.validation.items, self.task.data_seed)
-        train_loss = evaluate(
-            self.task, self.run_model, self.train_data, self.runtime, self.eval_batch,
-            indices=sample, collectives=self.collectives,
-        )  # fmt: skip
+        train_loss = self._evaluate(self.train_data, sample)
         final_ratio = self.learning_rate_ratio(max(self.step - 1, 0))
         return Trained(
             validation_loss=self.best,
@@ -330,6 +369,8 @@ class Trainer:
             peak_learning_rate=self.training.learning_rate,
             final_learning_rate=self.training.learning_rate * final_ratio,
             diverged_at_step=diverged,
+            micro_batch=self.micro_batch,
+            normalisation_batch_changed=self.normalisation_batch_changed,
         )
 
 

@@ -138,9 +138,12 @@ def _train(
         "warmup_steps": outcome.warmup_steps,
         "peak_learning_rate": outcome.peak_learning_rate,
         "final_learning_rate": outcome.final_learning_rate,
+        "micro_batch": outcome.micro_batch,
         "data_unit": task.unit,
         **task.describe(config.data_size),
     }
+    if outcome.normalisation_batch_changed:
+        extras["normalisation_batch_changed"] = True
     if outcome.diverged_at_step is not None:
         extras["diverged_at_step"] = outcome.diverged_at_step
     if outcome.non_embedding_parameters is not None:
