@@ -229,3 +229,178 @@ def test_no_interval_is_zero_wide_where_the_data_leave_nothing_to_measure() -> N
     assert report.budgets[-1].best_parameters is not None
     assert report.budgets[-1].interval == [None, None]
     assert report.joint.a_interval == [None, None] and report.joint.b_interval == [None, None]
+
+
+def test_a_budget_range_ends_at_max_without_a_near_duplicate() -> None:
+    """1e11 to 1e12 by 3.16 made 1e11, 3.16e11, 9.9856e11 and 1e12: the most expensive
+    budget trained twice and counted as two (issue 37). The last step now stretches to
+    max, as a size range's does."""
+    spec = parse_spec(spec_doc(computeBudgets={"min": 1e11, "max": 1e12, "factor": 3.16}))
+    assert spec.design.compute_budgets is not None
+    assert spec.design.compute_budgets.sizes() == [1e11, 3.16e11, 1e12]
+    spec = parse_spec(spec_doc(computeBudgets={"min": 1e11, "max": 1e13, "factor": 4}))
+    assert spec.design.compute_budgets is not None
+    # 1e11 x 4^3 = 6.4e12 leaves 1.56x to 1e13, under sqrt(4): stretched, not a sliver.
+    assert spec.design.compute_budgets.sizes() == [1e11, 4e11, 1.6e12, 1e13]
+
+
+def test_a_factor_too_small_to_separate_budgets_is_refused_with_the_budgets_it_makes() -> None:
+    with pytest.raises(SpecError, match=r"factor must be at least 1.6.*factor 1.2 makes 1e\+11, "
+                                        r"1.2e\+11, 1.44e\+11"):  # fmt: skip
+        parse_spec(spec_doc(computeBudgets={"min": 1e11, "max": 1e12, "factor": 1.2}))
+    with pytest.raises(SpecError, match=r"a factor of at least 1.25 apart"):
+        parse_spec(spec_doc(computeBudgets={"values": [1e15, 1.1e15, 1e16, 1e17]}))
+
+
+def test_budgets_that_the_fit_would_merge_are_refused_naming_them() -> None:
+    """Listed budgets 1.25x apart are one budget to the fit when D is so small that its
+    rounding moves a trial's compute by 10%: refused, not trained as duplicates."""
+    doc = spec_doc(computeBudgets={"values": [6e9, 7.5e9, 6e11, 6e12]})
+    doc["dataSizes"] = {"min": 1, "max": 10**9}
+    with pytest.raises(SpecError, match=r"budgets C=6e\+09, C=7.5e\+09 would be one budget"):
+        parse_spec(doc)
+
+
+def test_planned_trial_names_are_distinct_over_random_budget_ranges() -> None:
+    """Issue 42: budgets close together gave the same trial twice (12 planned, 9
+    distinct). Over 400 random ranges and lists of budgets, factors from 1.05 to 20 and
+    data-size bounds from 1: a study is refused or its trials have distinct names, one
+    per planned cell, and the fit groups them into exactly the planned budgets."""
+    from scalingstudy.fitting.compute_optimal import group_budgets
+    from scalingstudy.isoflop import compute_of
+
+    rng = np.random.default_rng(7)
+    planned = 0
+    for i in range(400):
+        low = 10 ** rng.uniform(8, 16)
+        if rng.random() < 0.7:
+            factor = float(rng.choice([1.05, 1.2, 1.6, 2, 3.16, 10, rng.uniform(1.01, 20)]))
+            budgets: dict[str, Any] = {
+                "min": low, "max": low * 10 ** rng.uniform(0.2, 4), "factor": factor
+            }  # fmt: skip
+        else:
+            budgets = {"values": sorted(low * 10 ** rng.uniform(0, 3, int(rng.integers(3, 9))))}
+        doc = spec_doc(computeBudgets=budgets)
+        doc["dataSizes"] = {"min": int(rng.choice([1, 2, 10, 1000])), "max": 10**9}
+        try:
+            spec = parse_spec(doc)
+        except SpecError:
+            continue
+        planned += 1
+        trials = plan_trials(f"iso{i}", spec)
+        cells = isoflop_plan(spec).cells
+        assert len({t.name for t in trials}) == len(trials) == len(cells), budgets
+        groups = group_budgets([compute_of(spec, t.data_size, t.model_size) for t in trials])
+        assert len(groups) == len({c.compute for c in cells}), budgets
+    assert planned > 100
+
+
+# --------------------------------------------------------------------------- N and the joint law
+#: Widths whose parameter count is not the knob: N = width^2, 1e5 to 1e9 (a law in N has
+#: exponent A_TRUE; read in widths it would be half).
+WIDTHS = [316, 548, 1000, 1732, 3162, 5477, 10_000, 17_321, 31_623]
+WIDTH_TRAINER = """
+import os, sys
+from scalingstudy_sdk.report import report_result
+e, a, alpha, b, beta = (float(x) for x in os.environ["JOINT_LAW"].split(","))
+n = float(os.environ["SCALINGSTUDY_MODEL_SIZE"]) ** 2 / 100  # the law's N, as in SIZES
+d = float(os.environ["SCALINGSTUDY_DATA_SIZE"])
+loss = e + a / n**alpha + b / d**beta
+report_result({"validation_loss": loss, "steps": 1}, dict(os.environ))  # no parameters
+"""
+
+
+def width_spec(tmp_path: Path) -> dict[str, Any]:
+    trainer = tmp_path / "width_trainer.py"
+    trainer.write_text(WIDTH_TRAINER)
+    doc = spec_doc(computeBudgets={"min": 6e15, "max": 6e18, "factor": 10})
+    doc["trainer"] = {
+        "command": [sys.executable, str(trainer)],
+        "env": [{"name": "JOINT_LAW", "value": ",".join(map(str, LAW))}],
+    }
+    doc["modelSizes"] = {"values": WIDTHS, "parameters": [float(w * w) for w in WIDTHS]}
+    return doc  # fmt: skip
+
+
+def test_the_fit_reads_n_as_the_listed_count_not_the_width(tmp_path: Path) -> None:
+    """Issue 37: widths with modelSizes.parameters listed and a trainer that reports no
+    count: D was planned with the listed N, but the fit took the width for N (a = 0.227
+    for a true 0.452, "best parameters" 950: a width). The planned count is N; a report
+    that disagrees with it by more than 5% is a warning, not a second N."""
+    from scalingstudy.isoflop import fit_parameters, parameter_warnings, planned_parameters
+
+    spec = parse_spec(width_spec(tmp_path))
+    planned = planned_parameters(spec)
+    assert planned == {w: float(w * w) for w in WIDTHS}
+    assert fit_parameters(planned, 1000, None) == 1e6  # not 1000
+    assert fit_parameters(planned, 1000, 1.03e6) == 1e6  # within 5%: the plan's N
+    assert fit_parameters(planned, 7, 123.0) == 123.0  # a size the spec says nothing of
+    assert parameter_warnings(planned, [(1000, 1.03e6), (316, None)]) == []
+    (warning,) = parameter_warnings(planned, [(1000, 2e6), (1000, 2e6)])
+    assert "model size 1000: the trainer reports 2,000,000 parameters, the spec 1,000,000" in (
+        warning
+    )
+    # A grid study without a list: the trainer's report stands.
+    grid = parse_spec({**spec_doc(computeBudgets={"values": [1e15, 1e16, 1e17]}),
+                       "design": {}, "modelSizes": {"values": WIDTHS}})  # fmt: skip
+    assert planned_parameters(grid) == {}
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "needs results.points_of to take N from scalingstudy.isoflop.fit_parameters "
+    "(results.py is another engineer's)"))  # fmt: skip
+def test_a_width_study_whose_trainer_reports_no_count_finds_the_known_exponent(
+    tmp_path: Path,
+) -> None:
+    doc = {"apiVersion": "scalingstudy.io/v1alpha1", "kind": "ScalingStudy",
+           "metadata": {"name": "widths"}, "spec": width_spec(tmp_path)}  # fmt: skip
+    study = tmp_path / "widths.yaml"
+    study.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "out"
+    result = run_cli("run", str(study), "--out", str(out), "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    co = json.loads((out / "fit.json").read_text())["compute_optimal"]
+    assert abs(co["per_budget"]["a"] - A_TRUE) < 0.03
+    best = [b["best_parameters"] for b in co["budgets"] if b["best_parameters"]]
+    assert best and min(best) > max(WIDTHS)  # parameter counts, not widths
+
+
+def iso_fit_points(noise: float = 0.01) -> list[Point]:
+    return [Point(data_size=p.data_size, loss=p.loss, parameters=p.parameters,
+                  compute=p.compute)
+            for p in iso_points([1e18, 1e19, 1e20, 1e21, 1e22], 7, noise=noise)]  # fmt: skip
+
+
+def test_the_studys_joint_law_is_fitted_to_every_trial() -> None:
+    """Issue 37: fit.joint of an IsoFLOP study was fitted to the frontier (one trial per
+    budget: 5 points for 5 parameters; a = 0.103 where the truth is 0.452). The study's
+    joint law is the one over every trial, and its compute-optimal exponents carry the
+    bootstrap intervals of the compute-optimal report."""
+    from scalingstudy.fitting.compute_optimal import isoflop_fit
+
+    points = iso_fit_points()
+    warnings: list[str] = []
+    fit = isoflop_fit(points, FitOptions(bootstrap=100, joint=True, joint_bootstrap=20), warnings)
+    assert fit.joint is not None and fit.joint.n_points == len(points) == 35
+    assert abs(fit.joint.compute_optimal.a - A_TRUE) < 0.03
+    assert fit.compute_optimal is not None and fit.compute_optimal.joint is not None
+    assert fit.compute_optimal.joint.a == pytest.approx(fit.joint.compute_optimal.a, abs=1e-6)
+    lo, hi = fit.compute_optimal.joint.a_interval
+    assert lo is not None and hi is not None and lo <= A_TRUE <= hi
+    assert len(fit.frontier) == 5 and [p.data_size for p in fit.frontier] == sorted(
+        p.data_size for p in fit.frontier
+    )
+    assert any("joint law and the compute-optimal exponents to every trial (35)" in w
+               for w in warnings)  # fmt: skip
+    # Without options.joint no law is fitted for fit.joint.
+    assert isoflop_fit(points, FitOptions(bootstrap=20), []).joint is None
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "needs fitting/engine.py's _isoflop to delegate to compute_optimal.isoflop_fit and "
+    "keep its joint law (engine.py is another engineer's)"))  # fmt: skip
+def test_fit_points_reports_the_joint_law_of_every_isoflop_trial() -> None:
+    report = fit_points(iso_fit_points(), FitOptions(bootstrap=50, joint=True,
+                                                     joint_bootstrap=10))  # fmt: skip
+    assert report.joint is not None and report.joint.n_points == 35
+    assert abs(report.joint.compute_optimal.a - A_TRUE) < 0.03

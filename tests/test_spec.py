@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 import yaml
 
-from scalingstudy.spec import MAX_TRIALS, SizeGrid, SpecError, load_study, parse_study
+from scalingstudy.spec import (
+    MAX_TRIALS,
+    ModelSizeGrid,
+    SizeGrid,
+    SpecError,
+    load_study,
+    parse_study,
+)
 
 Doc = dict[str, Any]
 
@@ -217,8 +224,12 @@ def test_defaults_fill_an_minimal_study() -> None:
 def test_geometric_range_sizes() -> None:
     assert SizeGrid(min=1000, max=1024000, factor=2).sizes() == [1000 * 2**k for k in range(11)]
     assert SizeGrid(min=10, max=100, factor=3).sizes() == [10, 30, 100]
-    # rounding never repeats a size
-    assert SizeGrid(min=1, max=5, factor=1.1).sizes() == [1, 2, 3, 4, 5]
+    # rounding never repeats a size (model sizes; a data-size range whose first step is
+    # under 1 is refused: the CRD could not count its sizes)
+    assert ModelSizeGrid(min=1, max=5, factor=1.1).sizes() == [1, 2, 3, 4, 5]
+    # the last step is never a sliver: 10 to 35 by 2 is 10, 20, 35; 10 to 25 is 10, 25
+    assert ModelSizeGrid(min=10, max=35, factor=2).sizes() == [10, 20, 35]
+    assert ModelSizeGrid(min=10, max=25, factor=2).sizes() == [10, 25]
     assert SizeGrid(values=[30, 10, 20]).sizes() == [10, 20, 30]
 
 

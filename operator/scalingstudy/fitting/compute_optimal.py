@@ -22,13 +22,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from scalingstudy.fitting.curve import Array
-from scalingstudy.fitting.joint import bootstrap_joint, fit_joint, unidentified
-from scalingstudy.fitting.report import BudgetOptimum, ComputeOptimalReport, ExponentPair
+from scalingstudy.fitting.joint import bootstrap_joint, fit_joint, joint_report, unidentified
+from scalingstudy.fitting.options import FitOptions
+from scalingstudy.fitting.points import FitError, Point
+from scalingstudy.fitting.report import (
+    BudgetOptimum,
+    ComputeOptimalReport,
+    ExponentPair,
+    JointLawReport,
+)
 
-#: Budgets whose compute lies within this many decades of each other are one budget
-#: (trials of one IsoFLOP budget differ by the rounding of their data sizes; measured
-#: compute of other people's runs scatters a little more).
-BUDGET_TOLERANCE_DECADES = 0.08
+# One grouping of trials into budgets: the plan refuses budgets it would merge.
+from scalingstudy.spec.design import BUDGET_TOLERANCE_DECADES, group_budgets
+
 #: Trials each side of the lowest one that the parabola of a budget is fitted to: far
 #: from the optimum the loss is not a parabola in log N, and its vertex would follow
 #: the far points (the bias of approach 2 on noise-free data).
@@ -41,18 +47,6 @@ class IsoPoint:
     parameters: float
     loss: float
     data_size: float
-
-
-def group_budgets(computes: Sequence[float]) -> list[list[int]]:
-    """Indices grouped by budget: sorted by compute, a new budget where the gap between
-    neighbours exceeds the tolerance."""
-    groups: list[list[int]] = []
-    for i in sorted(range(len(computes)), key=lambda i: computes[i]):
-        if groups and np.log10(computes[i] / computes[groups[-1][-1]]) <= BUDGET_TOLERANCE_DECADES:
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-    return groups
 
 
 def frontier(computes: Sequence[float], losses: Sequence[float]) -> list[int]:
@@ -266,3 +260,41 @@ def compute_optimal(
         joint=joint,
         flops_per_parameter_per_item=flops_per_parameter_per_item,
     )
+
+
+@dataclass(frozen=True)
+class IsoflopFit:
+    """What the fit of IsoFLOP trials is made of: the compute-optimal analysis, the
+    study's joint law L(N, D) over every trial, and the points the learning curve and
+    the model-size law are fitted to (each budget's best trial, in data-size order)."""
+
+    compute_optimal: ComputeOptimalReport | None
+    #: Over every trial (None unless options.joint, or when the law is not identified):
+    #: the frontier has one trial per budget, too few for five parameters.
+    joint: JointLawReport | None
+    frontier: list[Point]
+
+
+def isoflop_fit(points: Sequence[Point], options: FitOptions, warnings: list[str]) -> IsoflopFit:
+    """The compute-optimal analysis of IsoFLOP trials and the study's joint law, both over
+    every trial; the frontier for the rest of the fit (at one budget every trial has its
+    own data size, so "the best model per data size" is only meaningful along it)."""
+    if any(p.compute is None or p.size is None for p in points):
+        raise FitError("with a compute column every point needs compute and a model size "
+                       "or parameter count")  # fmt: skip
+    iso = [IsoPoint(float(p.compute or 0), float(p.size or 0), p.loss, p.data_size)
+           for p in points]  # fmt: skip
+    report = compute_optimal(
+        iso, options.flops_per_parameter_per_item, options.confidence, options.bootstrap,
+        options.random_seed, warnings,
+        joint_replicates=min(options.bootstrap, options.joint_bootstrap),
+    )  # fmt: skip
+    joint = joint_report(points, options, warnings) if options.joint else None
+    best = frontier([p.compute for p in iso], [p.loss for p in iso])
+    warnings.append(
+        f"IsoFLOP trials: the learning curve and the model-size law are fitted to each "
+        f"budget's best trial ({len(best)} budgets: the compute-optimal frontier); the "
+        f"joint law and the compute-optimal exponents to every trial ({len(points)})"
+    )
+    ordered = sorted(best, key=lambda i: points[i].data_size)
+    return IsoflopFit(report, joint, [points[i] for i in ordered])

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from scalingstudy.spec.base import SpecModel, cel
+from scalingstudy.spec.grid import geometric, reaches_half, too_many_rule
 
 #: Compute budgets of one IsoFLOP study.
 MAX_BUDGETS = 16
@@ -74,6 +75,28 @@ class Budget(SpecModel):
     above this. A trial without GPUs counts as one device."""
 
 
+#: Budgets whose trials' compute lies within this many decades of each other are one
+#: budget (trials of one IsoFLOP budget differ by the rounding of their data sizes;
+#: measured compute of other people's runs scatters a little more). The fit groups by it
+#: (`fitting.compute_optimal`), and a plan whose budgets it would merge is refused.
+BUDGET_TOLERANCE_DECADES = 0.08
+#: Neighbouring listed budgets at least this ratio apart: 0.1 decades, past the fit's
+#: tolerance with room for the rounding of D.
+BUDGET_SEPARATION = 1.25
+#: The smallest factor of a budget range: its last step, stretched or shortened to end at
+#: max, is at least sqrt(factor) >= BUDGET_SEPARATION.
+MIN_BUDGET_FACTOR = 1.6
+_BUDGET_FACTOR = (
+    f"a range's factor must be at least {MIN_BUDGET_FACTOR}: closer budgets are one budget "
+    "to the fit"
+)
+_BUDGET_GAP = (
+    f"listed budgets must lie a factor of at least {BUDGET_SEPARATION} apart: closer ones "
+    "are one budget to the fit"
+)
+_BUDGET_COUNT = f"a range gives at most {MAX_BUDGETS} budgets (raise factor)"
+
+
 class ComputeBudgets(SpecModel):
     """FLOPs per trial of an IsoFLOP study: a geometric range or a list."""
 
@@ -88,6 +111,18 @@ class ComputeBudgets(SpecModel):
                     "has(self.values) || (has(self.min) && has(self.max) && self.min < self.max)",
                     "a range needs min < max",
                 ),
+                cel(f"has(self.values) || self.factor >= {MIN_BUDGET_FACTOR}", _BUDGET_FACTOR),
+                cel(
+                    "!has(self.min) || !has(self.max) || !("
+                    + too_many_rule("self.min", "self.max", "self.factor", MAX_BUDGETS)
+                    + ")",
+                    _BUDGET_COUNT,
+                ),
+                cel(
+                    "!has(self.values) || self.values.all(x, self.values.all(y, x == y || "
+                    f"x >= y * {BUDGET_SEPARATION} || y >= x * {BUDGET_SEPARATION}))",
+                    _BUDGET_GAP,
+                ),
             ]
         }
     )
@@ -95,13 +130,15 @@ class ComputeBudgets(SpecModel):
     min: Annotated[float, Field(gt=0)] | None = None
     """Smallest budget of a geometric range."""
     max: Annotated[float, Field(gt=0)] | None = None
-    """Largest budget of a geometric range (always trained)."""
+    """Largest budget of a geometric range (always trained: the last step is stretched
+    or shortened to end there, as a size range's)."""
     factor: Annotated[float, Field(gt=1, le=1e6)] = 10.0**0.5
-    """Ratio between neighbouring budgets (default sqrt(10): two per decade)."""
+    """Ratio between neighbouring budgets (default sqrt(10): two per decade; at least
+    1.6, so that no two budgets are one to the fit)."""
     values: list[Annotated[float, Field(gt=0)]] | None = Field(
         default=None, min_length=1, max_length=MAX_BUDGETS
     )
-    """Explicit budgets, instead of a range."""
+    """Explicit budgets, instead of a range (neighbours a factor of 1.25 or more apart)."""
 
     @model_validator(mode="after")
     def _one_form(self) -> ComputeBudgets:
@@ -109,22 +146,30 @@ class ComputeBudgets(SpecModel):
             raise ValueError(
                 "give either values, or min and max (with an optional factor), not both"
             )
-        if self.values is None and (self.min is None or self.max is None or self.min >= self.max):
+        if self.values is not None:
+            values = self.values
+            if not all(x == y or x >= y * BUDGET_SEPARATION or y >= x * BUDGET_SEPARATION
+                       for x in values for y in values):  # fmt: skip
+                raise ValueError(f"{_BUDGET_GAP} (got {sorted(set(values))})")
+            return self
+        if self.min is None or self.max is None or self.min >= self.max:
             raise ValueError(f"a range needs min < max (got min={self.min}, max={self.max})")
-        if len(self.sizes()) > MAX_BUDGETS:
-            raise ValueError(f"{len(self.sizes())} budgets; at most {MAX_BUDGETS} (raise factor)")
+        if self.factor < MIN_BUDGET_FACTOR:
+            made = ", ".join(f"{c:.4g}" for c in geometric(self.min, self.max, self.factor,
+                                                            MAX_BUDGETS))  # fmt: skip
+            raise ValueError(f"{_BUDGET_FACTOR} (factor {self.factor} makes {made})")
+        if reaches_half(self.min, self.max, self.factor, MAX_BUDGETS - 1):
+            raise ValueError(f"{_BUDGET_COUNT}: min={self.min:.4g}, max={self.max:.4g}, "
+                             f"factor={self.factor} gives more")  # fmt: skip
         return self
 
     def sizes(self) -> list[float]:
-        """The budgets in increasing order (a range ends at max exactly)."""
+        """The budgets in increasing order (a range ends at max exactly, with no sliver
+        of a step before it)."""
         if self.values is not None:
             return sorted(set(self.values))
         assert self.min is not None and self.max is not None
-        count = math.floor(math.log(self.max / self.min) / math.log(self.factor) + 1e-9)
-        out = [self.min * self.factor**k for k in range(min(count, 10 * MAX_BUDGETS) + 1)]
-        if out[-1] < self.max * (1 - 1e-9):
-            out.append(self.max)
-        return out
+        return geometric(self.min, self.max, self.factor, MAX_BUDGETS)
 
 
 class DesignSpec(SpecModel):
@@ -189,11 +234,11 @@ class DesignSpec(SpecModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> DesignSpec:
-        if self.strategy == "grid" and self.stop_when is not None:
+        if self.strategy != "adaptive" and self.stop_when is not None:
             raise ValueError("stopWhen needs strategy: adaptive (a grid trains every trial)")
         if self.compute_share is not None and self.strategy != "adaptive":
             raise ValueError(_SHARE)
-        if self.strategy == "grid" and self.extend_model_sizes:
+        if self.strategy != "adaptive" and self.extend_model_sizes:
             raise ValueError("extendModelSizes needs strategy: adaptive")
         if (self.strategy == "isoflop") != (self.compute_budgets is not None):
             raise ValueError("strategy: isoflop needs computeBudgets (and computeBudgets needs it)")
@@ -234,9 +279,12 @@ class IsoflopPlan:
     skipped: tuple[str, ...]
 
     def reach_problem(self, budgets: Sequence[float], low: int, high: int) -> str | None:
-        """Why the plan cannot answer, or None: 3 budgets must each train 3 model sizes
-        within dataSizes' bounds (the frontier's learning curve and the exponent's
-        interval need them)."""
+        """Why the plan cannot answer, or None: the fit must see its budgets as planned
+        (`grouping_problem`), and 3 budgets must each train 3 model sizes within dataSizes'
+        bounds (the frontier's learning curve and the exponent's interval need them)."""
+        grouping = grouping_problem(self.cells)
+        if grouping:
+            return f"design.computeBudgets: {grouping}"
         counts = {c: sum(1 for x in self.cells if x.compute == c) for c in budgets}
         enough = sum(1 for n in counts.values() if n >= 3)
         if enough >= 3:
@@ -267,3 +315,40 @@ def isoflop_cells(
                 skipped.append(f"C={c:.3g} model size {m}: data size {d} {side} "
                                f"{low if d < low else high}")  # fmt: skip
     return IsoflopPlan(tuple(cells), tuple(skipped))
+
+
+def group_budgets(computes: Sequence[float]) -> list[list[int]]:
+    """Indices grouped by budget: sorted by compute, a new budget where the gap between
+    neighbours exceeds BUDGET_TOLERANCE_DECADES. The fit's grouping, and the plan's check
+    that its budgets stay apart under it."""
+    groups: list[list[int]] = []
+    for i in sorted(range(len(computes)), key=lambda i: computes[i]):
+        gap = math.log10(computes[i] / computes[groups[-1][-1]]) if groups else math.inf
+        if gap <= BUDGET_TOLERANCE_DECADES:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def grouping_problem(cells: Sequence[IsoflopCell]) -> str | None:
+    """Why the fit would not see the plan's budgets as planned, or None: it groups trials
+    by their compute k N D (D rounded), so two budgets within the tolerance would be one
+    (and two that give a model size the same data size would name the same trial twice),
+    and a budget whose data sizes are so small that rounding scatters its compute would
+    be several."""
+    groups = group_budgets([c.parameters * c.data_size for c in cells])  # k cancels
+    seen: dict[float, int] = {}
+    for g, group in enumerate(groups):
+        budgets = sorted({cells[i].compute for i in group})
+        if len(budgets) > 1:
+            return (f"budgets {', '.join(f'C={c:.4g}' for c in budgets)} would be one budget "
+                    "to the fit: their trials' compute k N D (D rounded) lies within "
+                    f"{BUDGET_TOLERANCE_DECADES} decades of each other, and equal data sizes "
+                    "would name the same trial twice; move the budgets apart")  # fmt: skip
+        if seen.setdefault(budgets[0], g) != g:
+            return (f"budget C={budgets[0]:.4g} would be several budgets to the fit: its "
+                    "data sizes are so small that rounding them scatters its trials' compute "
+                    f"k N D by more than {BUDGET_TOLERANCE_DECADES} decades; raise the "
+                    "budget or dataSizes.min")  # fmt: skip
+    return None

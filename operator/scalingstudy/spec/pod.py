@@ -22,6 +22,11 @@ from scalingstudy.spec.base import (
     cel,
 )
 
+#: A name that becomes a label value (kueue.x-k8s.io/priority-class on every Job): a DNS
+#: subdomain of at most 63 characters, the limit of a label value (a longer one passes a
+#: 253-character name check and then every Job is refused with 422).
+LabelValueName = Annotated[str, Field(max_length=63, pattern=DNS_SUBDOMAIN)]
+
 # --------------------------------------------------------------------------- trainer pod
 
 
