@@ -244,5 +244,7 @@ def test_an_out_of_memory_keeps_the_loss_and_says_when_it_changed_a_batchnorm() 
     assert (plain.micro_batch, cut.micro_batch) == (16, 8)
     assert cut.validation_loss == pytest.approx(plain.validation_loss, rel=1e-5)
     assert not cut.normalisation_batch_changed
-    normed = train(BatchNormOom(OPTIONS, 0), 256, 8, 0, training, Events(), runtime=CPU)
+    log = Events()
+    normed = train(BatchNormOom(OPTIONS, 0), 256, 8, 0, training, log, runtime=CPU)
     assert normed.micro_batch == 8 and normed.normalisation_batch_changed
+    assert "normalisation batch" in log.of("warning")[0]["message"]

@@ -271,6 +271,7 @@ class Trainer:
         resumed_from = self.step
         window_start, window_step = time.monotonic(), self.step
         diverged: int | None = None
+        warned = False
         while self.step < self.budget:
             if self.collectives.any(stop()):
                 saved = self._save(checkpoints)
@@ -297,6 +298,11 @@ class Trainer:
                 eval_batch=self.eval_batch,
             )
             window_start, window_step = time.monotonic(), self.step
+            if self.normalisation_batch_changed and not warned:
+                warned = True
+                log("warning", step=self.step, micro_batch=self.micro_batch, message=(
+                    "out of memory: the micro-batch, which is BatchNorm's normalisation "
+                    "batch, was cut; this trial's loss is not that of its batch size"))  # fmt: skip
             if not (math.isfinite(train_loss) and math.isfinite(validation_loss)):
                 diverged = self._diverged(log, train_loss, validation_loss)
                 break
