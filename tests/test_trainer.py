@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from scalingstudy.contract import EXIT_CONFIG_ERROR, parse_result
+from scalingstudy.contract import (
+    EXIT_CONFIG_ERROR,
+    MICRO_BATCH,
+    NORMALISATION_BATCH_CHANGED,
+    SCHEDULE_KEYS,
+    parse_result,
+)
 from tests.training import run_trainer
 
 
@@ -40,6 +46,12 @@ def test_trains_and_reports_the_contract_result(tmp_path: Path) -> None:
     assert parsed.loss == raw["validation_loss"] > 0
     assert raw["parameters"] == 4 * 8 + 8 + 8 * 8 + 8 + 8 + 1
     assert raw["steps"] <= 40 and raw["samples_seen"] == raw["steps"] * 64
+    # The schedule it ran (50 epochs of 128 at batch 64, clipped to maxSteps: 40 steps).
+    assert {k: raw[k] for k in SCHEDULE_KEYS} == {
+        "step_budget": 40, "warmup_steps": 0, "peak_learning_rate": 1e-3,
+        "final_learning_rate": 1e-3, "final_learning_rate_ratio": 1.0,
+    }  # fmt: skip
+    assert raw[MICRO_BATCH] == 64 and NORMALISATION_BATCH_CHANGED not in raw
     events = [json.loads(line)["event"] for line in proc.stdout.splitlines()]
     assert events[0] == "start" and events[-1] == "result" and "eval" in events
 

@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from scalingstudy_sdk.contract import (
+    DIVERGED_AT_STEP as DIVERGED_AT_STEP,
+)
+from scalingstudy_sdk.contract import (
     ENV_CHECKPOINT_DIR as ENV_CHECKPOINT_DIR,
 )
 from scalingstudy_sdk.contract import (
@@ -89,7 +92,16 @@ from scalingstudy_sdk.contract import (
     METRIC as METRIC,
 )
 from scalingstudy_sdk.contract import (
+    MICRO_BATCH as MICRO_BATCH,
+)
+from scalingstudy_sdk.contract import (
+    NORMALISATION_BATCH_CHANGED as NORMALISATION_BATCH_CHANGED,
+)
+from scalingstudy_sdk.contract import (
     PUSH_JOB as PUSH_JOB,
+)
+from scalingstudy_sdk.contract import (
+    SCHEDULE_KEYS as SCHEDULE_KEYS,
 )
 from scalingstudy_sdk.contract import (
     TASK_KEY as TASK_KEY,

@@ -57,6 +57,24 @@ TRIAL_GAUGES = {
     "samples_seen": "scalingstudy_trial_samples_seen",
     "steps": "scalingstudy_trial_step",
 }
+#: Extra result keys of the built-in trainer (a custom trainer may report them too): the
+#: schedule a trial ran, which a short step budget may shorten (its budget, warmup steps,
+#: peak learning rate and the rate of its last step, also over the peak) ...
+SCHEDULE_KEYS = (
+    "step_budget",
+    "warmup_steps",
+    "peak_learning_rate",
+    "final_learning_rate",
+    "final_learning_rate_ratio",
+)
+#: ... the largest micro-batch of its last step, present and true when an out-of-memory
+#: cut the micro-batch of a model with BatchNorm (its normalisation batch, so its loss is
+#: not that of its batch size: a fit should say so) ...
+MICRO_BATCH = "micro_batch"
+NORMALISATION_BATCH_CHANGED = "normalisation_batch_changed"
+#: ... and the first step whose training loss was NaN or infinite, when the trial diverged
+#: after a finite evaluation (its result is then the lowest evaluation before).
+DIVERGED_AT_STEP = "diverged_at_step"
 #: Labels of every trial gauge; namespace, study and trial also form the push group.
 TRIAL_LABELS = ("namespace", "study", "trial", "data_size", "model_size", "seed")
 PUSH_JOB = "scalingstudy"

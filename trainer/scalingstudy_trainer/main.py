@@ -15,9 +15,12 @@ import time
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from scalingstudy.contract import (
+    DIVERGED_AT_STEP,
     ENV_METRICS_PORT,
     EXIT_CONFIG_ERROR,
     EXIT_PREEMPTED,
+    MICRO_BATCH,
+    NORMALISATION_BATCH_CHANGED,
     TrialResult,
 )
 from scalingstudy_trainer.config import TrialConfig, read_config
@@ -138,14 +141,14 @@ def _train(
         "warmup_steps": outcome.warmup_steps,
         "peak_learning_rate": outcome.peak_learning_rate,
         "final_learning_rate": outcome.final_learning_rate,
-        "micro_batch": outcome.micro_batch,
+        MICRO_BATCH: outcome.micro_batch,
         "data_unit": task.unit,
         **task.describe(config.data_size),
     }
     if outcome.normalisation_batch_changed:
-        extras["normalisation_batch_changed"] = True
+        extras[NORMALISATION_BATCH_CHANGED] = True
     if outcome.diverged_at_step is not None:
-        extras["diverged_at_step"] = outcome.diverged_at_step
+        extras[DIVERGED_AT_STEP] = outcome.diverged_at_step
     if outcome.non_embedding_parameters is not None:
         extras["non_embedding_parameters"] = outcome.non_embedding_parameters
     result = TrialResult(
