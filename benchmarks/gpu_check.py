@@ -12,16 +12,19 @@ study through ``scalingstudy run`` (checks: finite, loss falls with data and wid
 trial stopped by SIGTERM resumes from its checkpoint and ends where an uninterrupted run
 of it does; a micro-batch too large for the memory it may use halves itself and ends
 where a run that fit ends; one process through the distributed path (NCCL, gloo on a
-CPU); the rest of the throughput grid.
+CPU); a real tokenizer's vocabulary (50,304 tokens, context 1,024) trained and evaluated
+within the evaluation batch's memory cap; the rest of the throughput grid.
 """
 
 from __future__ import annotations
 
 import argparse
+import array
 import csv
 import json
 import math
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -57,6 +60,9 @@ class Scale:
     """Task, data size, model size and training of the resume / OOM / NCCL trials."""
     memory_fraction: float | None
     """The share of the card the OOM step's capped run may use (None: not exercised)."""
+    vocab: dict[str, int] = field(default_factory=dict)
+    """The vocabulary step's token trial: vocab, context, tokens (data size), validation
+    tokens, model size, batch size, steps."""
     limits: dict[str, float] = field(default_factory=dict)
     """Each step's time limit in seconds (cut to what is left of ``budget``)."""
     budget: float = 470
@@ -95,8 +101,12 @@ GPU = Scale(
            "training": {"batchSize": 128, "minSteps": 40, "maxSteps": 40, "evalEvery": 10,
                         "learningRate": 0.001, "earlyStopping": {"patience": 1000}}},
     memory_fraction=0.06,
+    # 64 validation sequences of 1,024 tokens: each process used to evaluate all 64 at
+    # once (13 GB of fp32 logits) whatever the task's cap (one sequence here).
+    vocab={"vocab": 50304, "context": 1024, "tokens": 262144, "validation": 65536,
+           "model_size": 256, "batch": 8, "steps": 10},
     limits={"device": 40, "throughput-headline": 120, "throughput-eager": 40, "study": 150,
-            "resume": 40, "oom": 50, "nccl": 40, "throughput-others": 45},
+            "resume": 40, "oom": 50, "nccl": 40, "vocab-eval": 60, "throughput-others": 45},
     budget=470,
 )  # fmt: skip
 
@@ -118,8 +128,10 @@ CPU = Scale(
            "training": {"batchSize": 32, "minSteps": 200, "maxSteps": 200, "evalEvery": 10,
                         "learningRate": 0.003, "earlyStopping": {"patience": 1000}}},
     memory_fraction=None,
+    vocab={"vocab": 50304, "context": 8, "tokens": 2048, "validation": 1024,
+           "model_size": 16, "batch": 8, "steps": 4},
     limits={"device": 60, "throughput-headline": 60, "throughput-eager": 60, "study": 150,
-            "resume": 60, "oom": 60, "nccl": 60, "throughput-others": 60},
+            "resume": 60, "oom": 60, "nccl": 60, "vocab-eval": 60, "throughput-others": 60},
     budget=600,
 )  # fmt: skip
 
@@ -449,6 +461,47 @@ def step_nccl(report: Report, scale: Scale, out: Path) -> None:
                   backend=backend)  # fmt: skip
 
 
+#: The char-LM task's memory cap of an evaluation batch's logits (and their float copy):
+#: tasks/char_lm.py's eval_items_limit.
+LOGITS_BYTES = 512 << 20
+
+
+def step_vocab(report: Report, scale: Scale, out: Path) -> None:
+    """A token trial of a real tokenizer's vocabulary: it trains and evaluates within the
+    evaluation batch's cap (every logged evaluation batch at most the cap, which is one
+    sequence at 50,304 x 1,024), and its loss is finite and near ln(vocab) (the ids are
+    random: nothing to learn beyond their frequencies)."""
+    v = scale.vocab
+    folder = out / "vocab"
+    folder.mkdir(parents=True, exist_ok=True)
+    tokens = folder / "tokens.bin"
+    rng = random.Random(0)
+    ids = array.array(
+        "H", (rng.randrange(v["vocab"]) for _ in range(v["tokens"] + 2 * v["validation"]))
+    )
+    tokens.write_bytes(ids.tobytes())
+    options = {"tokens": str(tokens), "tokenDtype": "uint16", "vocabSize": v["vocab"],
+               "context": v["context"], "validationBytes": v["validation"],
+               "model": "transformer", "compile": "off"}  # fmt: skip
+    training = {"batchSize": v["batch"], "minSteps": v["steps"], "maxSteps": v["steps"],
+                "evalEvery": v["steps"], "learningRate": 0.001}  # fmt: skip
+    env = trial_env(scale, folder / "result.json",
+                    **{contract.ENV_TASK: json.dumps({"name": "char-lm", "options": options}),
+                       contract.ENV_TRAINING: json.dumps(training),
+                       contract.ENV_DATA_SIZE: str(v["tokens"]),
+                       contract.ENV_MODEL_SIZE: str(v["model_size"])})  # fmt: skip
+    child = run_child(report, TRAINER, scale.limits["vocab-eval"], env)
+    cap = max(LOGITS_BYTES // (v["context"] * v["vocab"] * 8), 1)
+    batches = [e["eval_batch"] for e in child.events() if e.get("event") == "eval"]
+    loss = (read_result(folder / "result.json") or {}).get(contract.METRIC, math.nan)
+    ok = (child.returncode == 0 and bool(batches) and max(batches) <= cap
+          and math.isfinite(loss) and loss < math.log(v["vocab"]) + 1.0)  # fmt: skip
+    report.record("vocab-eval", ok, vocab=v["vocab"], context=v["context"], cap=cap,
+                  eval_batch=max(batches) if batches else None,
+                  validation_sequences=v["validation"] // v["context"], loss=loss,
+                  seconds=round(child.seconds, 1))  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu", action="store_true", help="toy sizes, no GPU needed")
@@ -476,6 +529,7 @@ def main() -> int:
         "resume": lambda: step_resume(report, scale, out),
         "oom": lambda: step_oom(report, scale, out),
         "nccl": lambda: step_nccl(report, scale, out),
+        "vocab-eval": lambda: step_vocab(report, scale, out),
         "throughput-others": lambda: step_throughput(
             report, scale, out, "throughput-others", scale.others, "auto"),
     }  # fmt: skip

@@ -38,6 +38,8 @@ def test_the_cpu_dry_run_passes_every_step_and_writes_its_figures(tmp_path: Path
     assert steps["study"]["trials"] >= 10 and steps["study"]["beta_g"] < 0
     assert 0 < steps["resume"]["resumed_from_step"] < steps["resume"]["steps"]
     assert steps["nccl"]["backend"] == "gloo" and steps["nccl"]["processes"] == 1
+    vocab = steps["vocab-eval"]
+    assert vocab["vocab"] == 50304 and 0 < vocab["eval_batch"] <= vocab["cap"] < 1024
     text = (out / "gpu-check.txt").read_text()
     assert "== summary: ok" in text and '"event": "start"' in text  # children's logs kept
 
