@@ -69,5 +69,5 @@ def test_predictions_lie_within_their_intervals(losses: list[float], factor: flo
     for pred in report.predictions:
         assert math.isfinite(pred.loss) and pred.loss > 0
         if pred.interval:
-            lo, hi = pred.interval
-            assert lo <= hi
+            lo, hi = pred.interval  # an end the data do not bound is None (unbounded)
+            assert (lo is None or lo <= pred.loss) and (hi is None or pred.loss <= hi)

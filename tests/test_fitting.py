@@ -65,16 +65,29 @@ def test_best_model_per_data_size_averages_seeds() -> None:
 
 
 def test_model_size_exponent() -> None:
+    # Optima with a little scatter: on exact ones no interval can be measured, and the
+    # verdict step reports beta_p as null (test_noise_free_optima_give_no_interval).
+    rng = np.random.default_rng(1)
     pts = []
     for m in [1000, 2000, 4000, 8000, 16000]:
+        best_size = 10 * (m / 1000) ** 1.0 * np.exp(rng.normal(0, 0.05))
         for size in [10, 20, 40, 80, 160]:
-            best_size = 10 * (m / 1000) ** 1.0
             pts.append(
                 Point(m, 1.0 + abs(np.log(size / best_size)) + m**-0.3, size, parameters=size * 100)
             )
     report = fit_points(pts, FitOptions(bootstrap=0))
-    assert report.model_size.beta == pytest.approx(1.0, abs=0.01)
+    assert report.model_size.beta == pytest.approx(1.0, abs=0.1)
     assert [b.model_size for b in report.best] == [10, 20, 40, 80, 160]
+
+
+def test_noise_free_optima_give_no_interval() -> None:
+    pts = [
+        Point(m, 1.0 + abs(np.log(size / (10 * m / 1000))) + m**-0.3, size, parameters=size)
+        for m in [1000, 2000, 4000, 8000, 16000]
+        for size in [10, 20, 40, 80, 160]
+    ]
+    ms = fit_points(pts, FitOptions(bootstrap=0)).model_size
+    assert ms is not None and ms.beta is None and "same value" in (ms.reason or "")
 
 
 def test_predictions_and_target() -> None:

@@ -47,7 +47,11 @@ def _curve(ax: Any, fit: FitReport) -> None:
     label = f"fit: β_g = {lc.beta:.3f}"
     if lc.beta_interval:
         label += " [" + ", ".join(_end(v) for v in lc.beta_interval) + "]"
-    ax.plot(grid, lc.alpha * grid**lc.beta + lc.gamma, "r-", lw=2, label=label)
+    if fit.drawn("learning_curve.beta"):
+        ax.plot(grid, lc.alpha * grid**lc.beta + lc.gamma, "r-", lw=2, label=label)
+    else:
+        ax.text(0.03, 0.03, "β_g not identified: no law drawn (see warnings)",
+                transform=ax.transAxes, fontsize=8, color="red")  # fmt: skip
     if lc.outliers:
         ax.plot(
             [o.data_size for o in lc.outliers], [o.loss for o in lc.outliers], "rx", ms=10,
@@ -71,10 +75,7 @@ def _curve(ax: Any, fit: FitReport) -> None:
         if len(beyond) >= 2:
             ext_x = np.array([b.data_size for b in beyond])
             ext_y = np.array([b.loss for b in beyond])
-        else:
-            ext_x = np.geomspace(m_max, m_far, 50)
-            ext_y = lc.alpha * ext_x**lc.beta + lc.gamma
-        ax.plot(ext_x, ext_y, "r--", lw=1.5, label=f"prediction ({fit.extrapolation.form})")
+            ax.plot(ext_x, ext_y, "r--", lw=1.5, label=f"prediction ({fit.extrapolation.form})")
     for pred in fit.predictions:
         if pred.interval and None not in pred.interval:
             low, high = pred.interval
@@ -89,8 +90,8 @@ def _curve(ax: Any, fit: FitReport) -> None:
         ax.axvspan(m_min / 1.2, lo_range, color="grey", alpha=0.12, label="small-data region")
     if hi_range < m_max:
         ax.axvspan(hi_range, m_max * 1.2, color="blue", alpha=0.08, label="irreducible region")
-    if lc.gamma > 0:
-        ax.axhline(lc.gamma, color="grey", ls=":", lw=1, label=f"γ = {lc.gamma:.3g}")
+    if lc.gamma > 0 and fit.drawn("learning_curve.beta"):
+        ax.axhline(lc.gamma, color="grey", ls=":", lw=1, label=f"γ = {lc.gamma:.3g} (fitted floor)")
 
 
 def _model_size(ax: Any, fit: FitReport, ms: ModelSizeLaw) -> None:

@@ -63,9 +63,12 @@ def _interval(values: Sequence[float | None] | None, digits: int = 4) -> str:
 def _exponents(fit: FitReport) -> str:
     lc = fit.learning_curve
     conf = f"{round(100 * lc.confidence)}% interval"
+    beta = fit.verdict("learning_curve.beta")
+    law = f"loss = {short(lc.alpha)} * m^{lc.beta:.4f} + {short(lc.gamma)} ({lc.form})"
+    if beta is not None and not beta.drawn:
+        law = f"not identified: {beta.reason}"
     rows = [
-        ["beta_g (data)", f"{lc.beta:.4f}", _interval(lc.beta_interval),
-         escape(f"loss = {short(lc.alpha)} * m^{lc.beta:.4f} + {short(lc.gamma)} ({lc.form})")],
+        ["beta_g (data)", f"{lc.beta:.4f}", _interval(lc.beta_interval), escape(law)],
         ["gamma (irreducible)", short(lc.gamma) if lc.form != "power-law" else "0",
          _interval(lc.gamma_interval) if lc.form != "power-law"
          else '<span class="none">not in this form</span>',
@@ -82,9 +85,15 @@ def _exponents(fit: FitReport) -> str:
                          escape(law)])  # fmt: skip
     if fit.joint:
         j = fit.joint
-        rows.append(["joint L(N, D)", f"a {j.compute_optimal.a:.3f}, b {j.compute_optimal.b:.3f}",
-                     "", escape(f"E {j.E:.4g} + {j.A:.4g}/N^{j.alpha_N:.4f} + "
-                                f"{j.B:.4g}/D^{j.beta_D:.4f}")])  # fmt: skip
+        co = j.compute_optimal
+        law = f"E {j.E:.4g} + {j.A:.4g}/N^{j.alpha_N:.4f} + {j.B:.4g}/D^{j.beta_D:.4f}"
+        rows += [
+            ["alpha_N (joint)", f"{j.alpha_N:.4f}", _interval(j.intervals.get("alpha_N")),
+             escape(law)],
+            ["beta_D (joint)", f"{j.beta_D:.4f}", _interval(j.intervals.get("beta_D")), ""],
+            ["compute-optimal a (N* ~ C^a)", f"{co.a:.3f}", _interval(co.a_interval, 3),
+             f"b = {co.b:.3f} {_interval(co.b_interval, 3)}"],
+        ]  # fmt: skip
     return _table(["quantity", "estimate", conf, "law"], rows, left=(0, 3))
 
 
@@ -94,7 +103,7 @@ def _predictions(fit: FitReport) -> str:
     conf = round(100 * fit.learning_curve.confidence)
     rows = [
         [f"{p.data_size:g}", f"{p.loss:.5g}", _interval(p.interval), f"{p.distance_ratio:.3g}x",
-         escape(p.form or fit.learning_curve.form)]
+         escape(p.form or fit.learning_curve.form) + (f"<br>{escape(p.note)}" if p.note else "")]
         for p in fit.predictions
     ]  # fmt: skip
     parts = ["<h2>Predictions</h2>"]
@@ -103,9 +112,16 @@ def _predictions(fit: FitReport) -> str:
                              "beyond largest", "form"], rows))  # fmt: skip
     t = fit.data_for_target
     if t is not None:
-        found = "none reaches it" if t.data_size is None else f"{t.data_size:g}"
+        verdict = fit.verdict("data_for_target")
+        found = (
+            f"{t.data_size:g}"
+            if t.data_size is not None
+            else "may be unreachable ("
+            + (verdict.reason if verdict and verdict.reason else "never reached")
+            + ")"
+        )
         parts.append(f"<p>Data for target loss {t.target_loss:g}: {escape(found)} "
-                     f"{_interval(t.interval) if t.data_size is not None else ''}</p>")  # fmt: skip
+                     f"{_interval(t.interval) if t.interval else ''}</p>")  # fmt: skip
     return "".join(parts)
 
 

@@ -9,6 +9,7 @@ from scalingstudy.fitting.report import (
     ComputeOptimalReport,
     DataForTarget,
     FitReport,
+    JointLawReport,
     ModelSizeLaw,
 )
 from scalingstudy.status import DesignStatus
@@ -47,16 +48,49 @@ def _model_size_lines(ms: ModelSizeLaw) -> list[str]:
     return lines
 
 
-def _target_line(target: DataForTarget) -> str:
-    if target.data_size is None:
-        return (
-            f"Target loss {target.target_loss:g} lies below the fitted "
-            "irreducible error: no data size reaches it"
-        )
+def _target_line(fit: FitReport, target: DataForTarget) -> str:
+    """The data for the target as the verdict has it: a size, or why there is none."""
     lo, hi = target.interval or (None, None)
+    ends = f" [{_end(lo, 4)}, {_end(hi, 4)}]" if target.interval else ""
+    if target.data_size is None:
+        verdict = fit.verdict("data_for_target")
+        why = verdict.reason if verdict and verdict.reason else "the prediction never reaches it"
+        return f"Data for target loss {target.target_loss:g}: may be unreachable ({why}){ends}"
+    return f"Data for target loss {target.target_loss:g}: {target.data_size:g}{ends}"
+
+
+def _plural(count: int | None, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _prediction_lines(fit: FitReport) -> list[str]:
+    lc, ex = fit.learning_curve, fit.extrapolation
+    conf = round(100 * lc.confidence)
+    lines = []
+    for p in fit.predictions:
+        lines.append(
+            f"Predicted loss at m = {p.data_size:g}: {p.loss:.5g}"
+            f"{_bracketed(p.interval, 4)} ({conf}% prediction interval; "
+            f"{p.distance_ratio:.3g}x the largest data size, form {p.form or lc.form})"
+        )
+        if p.note:
+            lines.append(f"  {p.note}")
+    if fit.predictions and ex.reach_ratio:
+        lines.append(
+            f"  intervals from a backtest over {_plural(ex.origins, 'origin')} "
+            f"(reach {ex.reach_ratio:.3g}x, noise {ex.noise_sigma_log:.3g} in log loss)"
+        )
+    return lines
+
+
+def _joint_line(joint: JointLawReport) -> str:
+    co, iv = joint.compute_optimal, joint.intervals
     return (
-        f"Data for target loss {target.target_loss:g}: {target.data_size:g}"
-        f" [{'-' if lo is None else f'{lo:g}'}, {'unbounded' if hi is None else f'{hi:g}'}]"
+        f"Joint fit: L(N, D) = {joint.E:.4g} + {joint.A:.4g}/N^{joint.alpha_N:.4f}"
+        f" + {joint.B:.4g}/D^{joint.beta_D:.4f}   alpha_N{_bracketed(iv.get('alpha_N'))}"
+        f"  beta_D{_bracketed(iv.get('beta_D'))}\n"
+        f"  compute-optimal N ~ C^{co.a:.3f}{_bracketed(co.a_interval)}, "
+        f"D ~ C^{co.b:.3f}{_bracketed(co.b_interval)}"
     )
 
 
@@ -85,30 +119,16 @@ def format_fit(fit: FitReport) -> str:
             f"  {b.data_size:>12g} {short(b.model_size):>11} {short(b.parameters):>11}"
             f" {b.loss:>10.5g}"
         )
-    ex = fit.extrapolation
-    for p in fit.predictions:
-        lines.append(
-            f"Predicted loss at m = {p.data_size:g}: {p.loss:.5g}"
-            f"{_bracketed(p.interval, 4)} ({conf}% prediction interval; "
-            f"{p.distance_ratio:.3g}x the largest data size, form {p.form or lc.form})"
-        )
-    if ex.reach_ratio:
-        lines.append(
-            f"  intervals from a backtest over {ex.origins} origins "
-            f"(reach {ex.reach_ratio:.3g}x, noise {ex.noise_sigma_log:.3g} in log loss)"
-        )
+    lines += _prediction_lines(fit)
     if fit.data_for_target:
-        lines.append(_target_line(fit.data_for_target))
-    joint = fit.joint
-    if joint:
-        lines.append(
-            f"Joint fit: L(N, D) = {joint.E:.4g} + {joint.A:.4g}/N^{joint.alpha_N:.4f}"
-            f" + {joint.B:.4g}/D^{joint.beta_D:.4f}   compute-optimal N ~ C^"
-            f"{joint.compute_optimal.a:.3f}, D ~ C^{joint.compute_optimal.b:.3f}"
-        )
+        lines.append(_target_line(fit, fit.data_for_target))
+    if fit.joint:
+        lines.append(_joint_line(fit.joint))
     if fit.compute_optimal:
         lines += compute_optimal_lines(fit.compute_optimal)
-    lines += [f"warning: {w}" for w in fit.warnings]
+    # A reason already printed beside its quantity is not repeated as a warning.
+    shown = {fit.model_size.reason} if fit.model_size and fit.model_size.beta is None else set()
+    lines += [f"warning: {w}" for w in fit.warnings if w not in shown]
     return "\n".join(lines)
 
 

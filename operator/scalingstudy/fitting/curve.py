@@ -10,6 +10,7 @@ the fitted curve, which makes it the first-order equivalent of the log fit.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ Array = NDArray[np.float64]
 #: the range is wide enough for teacher-student tasks (about -1) with a margin.
 BETA_MIN = -3.0
 BETA_MAX = -1e-4
+_LOG_MAX = math.log(float(np.finfo(float).max))
 BETA_GRID = np.concatenate(
     [-np.geomspace(-BETA_MIN, 0.02, 120), np.linspace(-0.0199, BETA_MAX, 20)]
 )
@@ -50,7 +52,10 @@ class PowerLaw:
         """Data size at which the curve reaches ``loss``; None when it never does."""
         if loss <= self.gamma or self.alpha <= 0 or self.beta >= 0:
             return None
-        return float(((loss - self.gamma) / self.alpha) ** (1.0 / self.beta))
+        # In logs: a nearly flat curve (beta near 0) reaches a low target only at a data
+        # size no float holds; that is "never" too, not an overflow.
+        log_m = math.log((loss - self.gamma) / self.alpha) / self.beta
+        return math.exp(log_m) if log_m < _LOG_MAX else None
 
 
 @dataclass(frozen=True)

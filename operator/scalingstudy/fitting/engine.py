@@ -50,6 +50,7 @@ from scalingstudy.fitting.report import (
 )
 from scalingstudy.fitting.robust import find_outliers, fit_robust
 from scalingstudy.fitting.sensitivity import flat_curve, outlier_sensitivity
+from scalingstudy.fitting.verdict import checked
 
 FORM_NAMES = {False: "power-law", True: "power-law-plus-constant"}
 
@@ -366,14 +367,16 @@ def _fit_points(points: Sequence[Point], options: FitOptions) -> FitReport:
         parts["data_for_target"] = target
     if options.joint:
         parts["joint"] = joint_report(points, options, warnings)
-    return FitReport(
-        learning_curve=learning_curve,
-        model_size=size,
-        best=_best_models(all_best),
-        per_model_size=_per_model_size(points, fit.k == 3),
-        predictions=[predictor.prediction(at) for at in options.predict_at],
-        extrapolation=extrapolation_report(predictor.ex),
-        interval_methods=INTERVAL_METHODS,
-        warnings=warnings,
-        **parts,
+    return checked(
+        FitReport(
+            learning_curve=learning_curve,
+            model_size=size,
+            best=_best_models(all_best),
+            per_model_size=_per_model_size(points, fit.k == 3),
+            predictions=[predictor.prediction(at) for at in options.predict_at],
+            extrapolation=extrapolation_report(predictor.ex),
+            interval_methods=INTERVAL_METHODS,
+            warnings=warnings,
+            **parts,
+        )
     )

@@ -202,6 +202,7 @@ def joint_report(
     draws = bootstrap_joint(n, d, loss, law, replicates, np.random.default_rng(options.random_seed))
     names = {"E": "E", "A": "A", "B": "B", "alpha_N": "alpha", "beta_D": "beta"}
     optimal = law.compute_optimal
+    a_draws = [s.compute_optimal["a"] for s in draws]
     return JointLawReport(
         E=law.E,
         A=law.A,
@@ -212,6 +213,30 @@ def joint_report(
             key: quantile_interval([getattr(s, attr) for s in draws], options.confidence)
             for key, attr in names.items()
         },
-        compute_optimal=ComputeOptimal(a=optimal["a"], b=optimal["b"]),
+        compute_optimal=ComputeOptimal(
+            a=optimal["a"],
+            b=optimal["b"],
+            a_interval=_exponent_interval(a_draws, [s.alpha for s in draws], options),
+            b_interval=_exponent_interval(
+                [1 - a for a in a_draws], [s.beta for s in draws], options
+            ),
+        ),
         n_points=len(rows),
     )
+
+
+def _exponent_interval(
+    values: Sequence[float], blocking: Sequence[float], options: FitOptions
+) -> list[float | None] | None:
+    """The bootstrap interval of a compute-optimal exponent. A replicate whose other
+    exponent sits at its bound says nothing about this one: when more of them than the
+    interval's tail would hold, the end they push towards is open (the verdict step then
+    prints it as unbounded, never as a limit)."""
+    found = quantile_interval(values, options.confidence)
+    if found is None:
+        return None
+    tail = (1 - options.confidence) / 2
+    at_bound = sum(1 for v in blocking if v >= EXPONENT_MAX - 1e-6) / max(len(blocking), 1)
+    if at_bound > tail:
+        return [None, found[1]]
+    return [found[0], found[1]]

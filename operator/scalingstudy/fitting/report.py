@@ -48,6 +48,24 @@ class ReportPart(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True)
 
 
+VerdictStatus = Literal["measured", "bounded-below", "bounded-above", "not-identified"]
+
+
+class Verdict(ReportPart):
+    """What the data say about one reported quantity (`verdict.py` decides it once; every
+    output renders it): measured (an interval bounded on both sides), bounded on one side
+    only, or not identified (no end bounded, or a law that explains almost nothing)."""
+
+    quantity: str
+    """The quantity's path in the report, e.g. learning_curve.beta or joint.alpha_N."""
+    status: VerdictStatus
+    """measured, bounded-below, bounded-above or not-identified."""
+    drawn: bool
+    """Whether a plot may draw it as a line (a law nothing bounds is shown as points only)."""
+    reason: str | None = None
+    """Why it is not measured, and what to add (null when measured)."""
+
+
 class BandPoint(ReportPart):
     """A point of the prediction band a plot shades."""
 
@@ -85,10 +103,10 @@ class LearningCurve(ReportPart):
     beta_interval: OpenInterval | None = None
     """Confidence interval of beta_g (bootstrap joined with the profile likelihood); a
     null end: the data do not bound beta_g on that side."""
-    alpha_interval: Interval | None = None
-    """Bootstrap interval of alpha."""
-    gamma_interval: Interval | None = None
-    """Bootstrap interval of gamma (with the constant only)."""
+    alpha_interval: OpenInterval | None = None
+    """Bootstrap interval of alpha; a null end: not bounded by the data on that side."""
+    gamma_interval: OpenInterval | None = None
+    """Bootstrap interval of gamma (with the constant only); a null end: not bounded."""
     r2_log: float
     """R^2 in log space over the power-law region."""
     n_points: int
@@ -183,8 +201,8 @@ class Prediction(ReportPart):
     """Backtest-calibrated prediction interval; null ends: the data cannot bound it."""
     distance_ratio: float
     """data_size over the largest fitted data size."""
-    parametric_interval: Interval | None = None
-    """Bootstrap interval of the power law alone (noise only)."""
+    parametric_interval: OpenInterval | None = None
+    """Bootstrap interval of the printed curve's value here (curve_loss; noise only)."""
     form: str | None = None
     """The form that predicts (with a backtest only)."""
     sigma_log: float | None = None
@@ -193,6 +211,10 @@ class Prediction(ReportPart):
     """The backtest error model's part of sigma_log."""
     supported: bool | None = None
     """Whether a backtest reached this far."""
+    curve_loss: float | None = None
+    """The printed learning curve's own value here (what parametric_interval is about)."""
+    note: str | None = None
+    """Why the point differs from the printed curve (the form the backtest chose)."""
 
 
 class FormBacktest(ReportPart):
@@ -253,6 +275,10 @@ class ComputeOptimal(ReportPart):
     """Exponent of the parameter count."""
     b: float
     """Exponent of the data size."""
+    a_interval: OpenInterval | None = None
+    """Bootstrap interval of a; a null end: not bounded by the data on that side."""
+    b_interval: OpenInterval | None = None
+    """Bootstrap interval of b."""
 
 
 class JointLawReport(ReportPart):
@@ -268,8 +294,9 @@ class JointLawReport(ReportPart):
     """Model-size exponent."""
     beta_D: float  # noqa: N815
     """Data exponent."""
-    intervals: dict[str, Interval | None]
-    """Bootstrap interval per parameter (keys as above)."""
+    intervals: dict[str, OpenInterval | None]
+    """Bootstrap interval per parameter (keys as above); a null end: not bounded by the
+    data on that side (an optimiser bound is never printed as a limit)."""
     compute_optimal: ComputeOptimal
     """Compute-optimal exponents."""
     n_points: int
@@ -366,6 +393,17 @@ class FitReport(ReportPart):
     """Joint fit in model size and data (only when asked for; null when not possible)."""
     compute_optimal: ComputeOptimalReport | None = None
     """Compute-optimal allocation (only for trials with a compute budget)."""
+    verdicts: list[Verdict] = Field(default_factory=list)
+    """What the data say about each reported quantity; every output renders these."""
+
+    def verdict(self, quantity: str) -> Verdict | None:
+        """The verdict on one quantity (None: not judged, e.g. absent from the report)."""
+        return next((v for v in self.verdicts if v.quantity == quantity), None)
+
+    def drawn(self, quantity: str) -> bool:
+        """Whether a plot may draw the quantity's law as a line."""
+        found = self.verdict(quantity)
+        return found is None or found.drawn
 
     @classmethod
     def from_json(cls, raw: Any) -> FitReport:

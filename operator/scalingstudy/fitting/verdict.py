@@ -1,0 +1,400 @@
+"""What the data say about each reported number, decided in one place.
+
+Every quantity a fit reports (an exponent, a scale, a prediction, the data for a target,
+a budget's optimum) is one of: *measured* (an interval bounded on both sides), *bounded*
+on one side only, or *not identified* (nothing bounds it, or the law it belongs to
+explains almost none of the variation). `judge` decides that from the numbers the fit
+produced and rewrites the report so that every output (the CLI table, fit.json,
+report.html, the plots, the status, `get`) renders one verdict instead of re-deciding
+it: an interval end at an optimiser or parameter bound becomes open (null), a
+zero-width interval (replicates that all agree, e.g. on noise-free data) becomes open,
+a point outside its own interval widens it, a beta_p the data contradict becomes null
+with its reason, a target below the fitted floor has no finite data size.
+
+`violations` re-checks the invariants on the finished report. `fit_points` runs both, so
+no output can carry a report that breaks them (the check raises instead of writing).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from scalingstudy.fitting.curve import BETA_MAX, BETA_MIN
+from scalingstudy.fitting.joint import BOUNDS as JOINT_BOUNDS
+from scalingstudy.fitting.points import FitError
+from scalingstudy.fitting.report import (
+    ComputeOptimalReport,
+    DataForTarget,
+    ExponentPair,
+    FitReport,
+    JointLawReport,
+    LearningCurve,
+    ModelSizeLaw,
+    OpenInterval,
+    Prediction,
+    Verdict,
+    VerdictStatus,
+)
+
+#: Below this R^2 (log space) a law explains almost none of the variation of its points:
+#: its exponent is named in a warning and not drawn as a line.
+R2_MIN = 0.2
+#: Relative tolerance for "the same number" (an end at a bound, a zero-width interval).
+_REL = 1e-6
+_LOSS_LIMITS = (float.fromhex("0x1p-1022"), 1.7976931348623157e308)
+#: Bounds the joint fit's optimiser works within, per reported parameter.
+JOINT_LIMITS: dict[str, tuple[float, float]] = {
+    "E": (math.exp(JOINT_BOUNDS[0][0]), math.exp(JOINT_BOUNDS[0][1])),
+    "A": (math.exp(JOINT_BOUNDS[1][0]), math.exp(JOINT_BOUNDS[1][1])),
+    "B": (math.exp(JOINT_BOUNDS[2][0]), math.exp(JOINT_BOUNDS[2][1])),
+    "alpha_N": JOINT_BOUNDS[3],
+    "beta_D": JOINT_BOUNDS[4],
+}
+
+
+class InvariantError(FitError):
+    """A finished report breaks an invariant of `violations` (a bug: nothing is written)."""
+
+
+def _same(a: float, b: float) -> bool:
+    return abs(a - b) <= _REL * max(abs(a), abs(b), 1e-300)
+
+
+def _at_bound(value: float, bounds: Sequence[float]) -> bool:
+    return any(_same(value, b) for b in bounds)
+
+
+def _status(interval: OpenInterval) -> VerdictStatus:
+    lo, hi = interval
+    if lo is not None and hi is not None:
+        return "measured"
+    if lo is not None:
+        return "bounded-below"
+    if hi is not None:
+        return "bounded-above"
+    return "not-identified"
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One quantity's interval after judging, and its verdict."""
+
+    interval: OpenInterval | None
+    verdict: Verdict
+
+
+def judge_interval(
+    quantity: str,
+    point: float | None,
+    interval: Sequence[float | None] | None,
+    bounds: Sequence[float] = (),
+    *,
+    explained: float | None = None,
+) -> Judged:
+    """The honest interval of one quantity and its verdict. ``bounds``: values the
+    optimiser or the parameterisation cannot pass (an end there is not a limit of the
+    data); ``explained``: the R^2 of the law the quantity belongs to, when it has one."""
+    if interval is None:
+        # No interval was computed (bootstrap 0): nothing to judge, nothing claimed.
+        return Judged(None, Verdict(quantity=quantity, status="measured", drawn=True,
+                                    reason="no interval computed (bootstrap 0)"))  # fmt: skip
+    lo, hi = interval
+    reasons = []
+    if lo is not None and (_at_bound(lo, bounds) or not math.isfinite(lo)):
+        lo = None
+        reasons.append("an end at the fit's bound is not a limit of the data")
+    if hi is not None and (_at_bound(hi, bounds) or not math.isfinite(hi)):
+        hi = None
+        reasons.append("an end at the fit's bound is not a limit of the data")
+    if lo is not None and hi is not None and (hi < lo or _same(lo, hi)):
+        lo = hi = None
+        reasons.append("every resample gave the same value (no noise left to measure): no interval")
+    if point is not None and math.isfinite(point):
+        lo = None if lo is None else min(lo, point)
+        hi = None if hi is None else max(hi, point)
+    judged: OpenInterval = [lo, hi]
+    status = _status(judged)
+    drawn = status != "not-identified"
+    if status == "not-identified":
+        reasons.append("the data bound it on neither side")
+    if explained is not None and explained < R2_MIN:
+        drawn = False
+        reasons.append(f"its law explains almost none of the variation (R^2(log) = "
+                       f"{explained:.2f})")  # fmt: skip
+    verdict = Verdict(quantity=quantity, status=status, drawn=drawn,
+                      reason="; ".join(dict.fromkeys(reasons)) or None)  # fmt: skip
+    return Judged(judged, verdict)
+
+
+def _learning_curve(
+    lc: LearningCurve, verdicts: list[Verdict], warnings: list[str]
+) -> LearningCurve:
+    beta = judge_interval("learning_curve.beta", lc.beta, lc.beta_interval,
+                          (BETA_MIN, BETA_MAX), explained=lc.r2_log)  # fmt: skip
+    alpha = judge_interval("learning_curve.alpha", lc.alpha, lc.alpha_interval)
+    gamma = judge_interval("learning_curve.gamma", lc.gamma, lc.gamma_interval, (0.0,))
+    verdicts += [beta.verdict, alpha.verdict]
+    if lc.gamma_interval is not None:
+        verdicts.append(gamma.verdict)
+    if not beta.verdict.drawn:
+        warnings.append(f"beta_g = {lc.beta:.4g} is not identified: {beta.verdict.reason}; "
+                        "the curve is shown as points only")  # fmt: skip
+    band = [b for b in lc.band if not list(_interval_problems(
+        Quantity("band", b.loss, b.interval, _LOSS_LIMITS)))]  # fmt: skip
+    return lc.model_copy(update={
+        "beta_interval": beta.interval, "alpha_interval": alpha.interval, "band": band,
+        "gamma_interval": gamma.interval if lc.gamma_interval is not None else None,
+    })  # fmt: skip
+
+
+def _contradicted_optima(ms: ModelSizeLaw) -> str | None:
+    """Whether the fitted line contradicts a censored optimum by more than the grid's own
+    half step there: the optimum is known to lie at or above (below) a bound, and the line
+    passes below (above) it. Then the law is an artefact of the censoring, not a
+    measurement; the reason says which edge of the grid to extend."""
+    if ms.alpha is None or ms.beta is None:
+        return None
+    for e in ms.estimates:
+        if e.censored is None:
+            continue
+        line = ms.alpha * float(e.data_size) ** ms.beta
+        step = max(e.grid_best, e.parameters) / min(e.grid_best, e.parameters)
+        if e.censored == "above" and line * step < e.parameters:
+            return ("the fitted line passes below optima known to lie above the largest "
+                    f"model size (m = {e.data_size:g}): add larger model sizes")  # fmt: skip
+        if e.censored == "below" and line > e.parameters * step:
+            return ("the fitted line passes above optima known to lie below the smallest "
+                    f"model size (m = {e.data_size:g}): add smaller model sizes")  # fmt: skip
+    return None
+
+
+def _model_size(ms: ModelSizeLaw, verdicts: list[Verdict]) -> ModelSizeLaw:
+    if ms.beta is None:
+        verdicts.append(Verdict(quantity="model_size.beta", status="not-identified",
+                                drawn=False, reason=ms.reason))  # fmt: skip
+        return ms
+    explained = ms.r2_log if ms.method == "best grid point" else None
+    beta = judge_interval("model_size.beta", ms.beta, ms.beta_interval, explained=explained)
+    reason = _contradicted_optima(ms) or (None if beta.verdict.drawn else beta.verdict.reason)
+    if reason is None:
+        verdicts.append(beta.verdict)
+        return ms.model_copy(update={"beta_interval": beta.interval})
+    verdicts.append(Verdict(quantity="model_size.beta", status="not-identified", drawn=False,
+                            reason=reason))  # fmt: skip
+    return ms.model_copy(update={
+        "beta": None, "alpha": None, "beta_interval": None, "method": "not measurable",
+        "reason": f"beta_p is not measurable: {reason}",
+    })  # fmt: skip
+
+
+def _joint(joint: JointLawReport, verdicts: list[Verdict], warnings: list[str]) -> JointLawReport:
+    intervals: dict[str, OpenInterval | None] = {}
+    for key, (low, high) in JOINT_LIMITS.items():
+        found = judge_interval(f"joint.{key}", getattr(joint, key), joint.intervals.get(key),
+                               (low, high))  # fmt: skip
+        intervals[key] = found.interval
+        verdicts.append(found.verdict)
+        if key in ("alpha_N", "beta_D") and not found.verdict.drawn:
+            warnings.append(f"joint law: {key} = {getattr(joint, key):.4g} is not "
+                            f"identified: {found.verdict.reason}")  # fmt: skip
+    co = joint.compute_optimal
+    a = judge_interval("joint.compute_optimal.a", co.a, co.a_interval, (0.0, 1.0))
+    b = judge_interval("joint.compute_optimal.b", co.b, co.b_interval, (0.0, 1.0))
+    verdicts += [a.verdict, b.verdict]
+    optimal = co.model_copy(update={"a_interval": a.interval, "b_interval": b.interval})
+    return joint.model_copy(update={"intervals": intervals, "compute_optimal": optimal})
+
+
+def _prediction(i: int, p: Prediction, lc: LearningCurve, verdicts: list[Verdict],
+                warnings: list[str]) -> Prediction:  # fmt: skip
+    found = judge_interval(f"predictions[{i}]", p.loss, p.interval, _LOSS_LIMITS)
+    curve_loss = lc.alpha * float(p.data_size) ** lc.beta + lc.gamma
+    parametric = judge_interval(f"predictions[{i}].curve_loss", curve_loss,
+                                p.parametric_interval, _LOSS_LIMITS)  # fmt: skip
+    verdicts.append(found.verdict)
+    note = None
+    form = p.form or lc.form
+    if form != lc.form or not _same(p.loss, curve_loss):
+        note = (f"the point is the {form} form the backtest chose (held within the forms' "
+                f"middle half); the curve printed above gives {curve_loss:.4g} here")  # fmt: skip
+    if lc.gamma > 0 and p.loss < lc.gamma:
+        warnings.append(
+            f"the prediction at m = {p.data_size:g} ({p.loss:.4g}) lies below the fitted "
+            f"irreducible error gamma = {lc.gamma:.4g}: the backtest preferred the {form} "
+            "form, which has no floor; the curve with gamma gives "
+            f"{curve_loss:.4g}; the interval covers both"
+        )
+    update = {"interval": found.interval, "curve_loss": curve_loss,
+              "parametric_interval": parametric.interval, "note": note}  # fmt: skip
+    return p.model_copy(update=update)
+
+
+def _target(t: DataForTarget, lc: LearningCurve, verdicts: list[Verdict]) -> DataForTarget:
+    if lc.gamma > 0 and t.target_loss <= lc.gamma:
+        lo = (t.interval or [None, None])[0]
+        verdicts.append(Verdict(
+            quantity="data_for_target", status="bounded-below" if lo else "not-identified",
+            drawn=False, reason=f"the target lies below the fitted irreducible error "
+            f"{lc.gamma:.4g}",
+        ))  # fmt: skip
+        return t.model_copy(update={"data_size": None, "distance_ratio": None,
+                                    "parameters": None, "interval": [lo, None]})  # fmt: skip
+    point = None if t.data_size is None else float(t.data_size)
+    found = judge_interval("data_for_target", point, t.interval)
+    verdict = found.verdict
+    if point is None:
+        verdict = verdict.model_copy(update={"drawn": False, "reason": (
+            "the predicted loss does not fall to it within a million times the largest "
+            "data size")})  # fmt: skip
+    verdicts.append(verdict)
+    return t.model_copy(update={"interval": found.interval})
+
+
+def _pair(name: str, pair: ExponentPair | None, verdicts: list[Verdict]) -> ExponentPair | None:
+    if pair is None:
+        return None
+    found = judge_interval(f"compute_optimal.{name}.a", pair.a, pair.a_interval)
+    verdicts.append(found.verdict)
+    return ExponentPair.of(pair.a, found.interval or [None, None])
+
+
+def _compute_optimal(co: ComputeOptimalReport, verdicts: list[Verdict]) -> ComputeOptimalReport:
+    budgets = []
+    for i, b in enumerate(co.budgets):
+        found = judge_interval(f"compute_optimal.budgets[{i}]", b.best_parameters, b.interval)
+        budgets.append(b.model_copy(update={"interval": found.interval or [None, None]}))
+        verdicts.append(found.verdict)
+    per_budget = _pair("per_budget", co.per_budget, verdicts)
+    joint = _pair("joint", co.joint, verdicts)
+    main = per_budget if co.method == "per-budget" else joint if co.method == "joint" else None
+    return co.model_copy(update={
+        "budgets": budgets, "per_budget": per_budget, "joint": joint,
+        "model_size_exponent_interval": main.a_interval if main else None,
+        "data_size_exponent_interval": main.b_interval if main else None,
+    })  # fmt: skip
+
+
+def judge(report: FitReport) -> FitReport:
+    """The report with every quantity judged (see the module docstring)."""
+    verdicts: list[Verdict] = []
+    warnings = list(report.warnings)
+    lc = _learning_curve(report.learning_curve, verdicts, warnings)
+    update: dict[str, object] = {"learning_curve": lc}
+    if report.model_size is not None:
+        update["model_size"] = _model_size(report.model_size, verdicts)
+    if report.joint is not None:
+        update["joint"] = _joint(report.joint, verdicts, warnings)
+    update["predictions"] = [_prediction(i, p, lc, verdicts, warnings)
+                             for i, p in enumerate(report.predictions)]  # fmt: skip
+    if report.data_for_target is not None:
+        update["data_for_target"] = _target(report.data_for_target, lc, verdicts)
+    if report.compute_optimal is not None:
+        update["compute_optimal"] = _compute_optimal(report.compute_optimal, verdicts)
+    update["warnings"] = list(dict.fromkeys(warnings))
+    update["verdicts"] = verdicts
+    return report.model_copy(update=update)
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """One reported number with its interval, for the invariant check."""
+
+    path: str
+    point: float | None
+    interval: Sequence[float | None] | None
+    bounds: Sequence[float] = ()
+
+
+def quantities(report: FitReport) -> Iterator[Quantity]:
+    """Every (number, interval) pair the report prints."""
+    lc = report.learning_curve
+    yield Quantity("learning_curve.beta", lc.beta, lc.beta_interval, (BETA_MIN, BETA_MAX))
+    yield Quantity("learning_curve.alpha", lc.alpha, lc.alpha_interval)
+    yield Quantity("learning_curve.gamma", lc.gamma, lc.gamma_interval, (0.0,))
+    for i, band in enumerate(lc.band):
+        yield Quantity(f"learning_curve.band[{i}]", band.loss, band.interval, _LOSS_LIMITS)
+    if report.model_size is not None:
+        yield Quantity("model_size.beta", report.model_size.beta, report.model_size.beta_interval)
+    for i, p in enumerate(report.predictions):
+        yield Quantity(f"predictions[{i}]", p.loss, p.interval, _LOSS_LIMITS)
+        yield Quantity(f"predictions[{i}].curve_loss", p.curve_loss, p.parametric_interval,
+                       _LOSS_LIMITS)  # fmt: skip
+    t = report.data_for_target
+    if t is not None:
+        yield Quantity("data_for_target", None if t.data_size is None else float(t.data_size),
+                       t.interval)  # fmt: skip
+    if report.joint is not None:
+        for key, limits in JOINT_LIMITS.items():
+            yield Quantity(f"joint.{key}", getattr(report.joint, key),
+                           report.joint.intervals.get(key), limits)  # fmt: skip
+        co = report.joint.compute_optimal
+        yield Quantity("joint.compute_optimal.a", co.a, co.a_interval, (0.0, 1.0))
+        yield Quantity("joint.compute_optimal.b", co.b, co.b_interval, (0.0, 1.0))
+    if report.compute_optimal is not None:
+        yield from _compute_optimal_quantities(report.compute_optimal)
+
+
+def _compute_optimal_quantities(co: ComputeOptimalReport) -> Iterator[Quantity]:
+    for i, b in enumerate(co.budgets):
+        yield Quantity(f"compute_optimal.budgets[{i}]", b.best_parameters, b.interval)
+    for name, pair in (("per_budget", co.per_budget), ("joint", co.joint)):
+        if pair is not None:
+            yield Quantity(f"compute_optimal.{name}.a", pair.a, pair.a_interval)
+            yield Quantity(f"compute_optimal.{name}.b", pair.b, pair.b_interval)
+
+
+def _interval_problems(q: Quantity) -> Iterator[str]:
+    if q.interval is None:
+        return
+    lo, hi = q.interval
+    for end in (lo, hi):
+        if end is not None and (not math.isfinite(end) or _at_bound(end, q.bounds)):
+            yield f"{q.path}: interval end {end!r} is a bound of the fit, not of the data"
+    if lo is not None and hi is not None and _same(lo, hi):
+        yield f"{q.path}: zero-width interval [{lo}, {hi}]"
+    if q.point is not None:
+        slack = _REL * max(abs(q.point), 1e-300)
+        if (lo is not None and q.point < lo - slack) or (hi is not None and q.point > hi + slack):
+            yield f"{q.path}: point {q.point!r} outside its interval [{lo}, {hi}]"
+
+
+def _named(report: FitReport, name: str) -> bool:
+    return any(name in w for w in report.warnings)
+
+
+def _law_problems(report: FitReport) -> Iterator[str]:
+    lc = report.learning_curve
+    beta = report.verdict("learning_curve.beta")
+    unbounded = lc.beta_interval is not None and lc.beta_interval == [None, None]
+    if (unbounded or lc.r2_log < R2_MIN) and (beta is None or beta.drawn
+                                              or not _named(report, "beta_g")):  # fmt: skip
+        yield "learning_curve.beta: not identified, yet drawn or not named in a warning"
+    ms = report.model_size
+    if (ms is not None and ms.beta is not None
+            and (ms.beta_interval == [None, None] or _contradicted_optima(ms))):  # fmt: skip
+        yield "model_size.beta: reported, but not identified by the data"
+    for p in report.predictions:
+        if lc.gamma > 0 and p.loss < lc.gamma and not _named(report, f"m = {p.data_size:g}"):
+            yield f"predictions at {p.data_size:g}: below the fitted floor without a word"
+    t = report.data_for_target
+    if t is not None and lc.gamma > 0 and t.target_loss <= lc.gamma and t.data_size is not None:
+        yield "data_for_target: a finite data size for a target below the fitted floor"
+
+
+def violations(report: FitReport) -> list[str]:
+    """Every invariant the report breaks (empty: it may be written)."""
+    found = [problem for q in quantities(report) for problem in _interval_problems(q)]
+    return found + list(_law_problems(report))
+
+
+def checked(report: FitReport) -> FitReport:
+    """The judged report, after the invariant check; raises InvariantError instead of
+    letting a report that breaks one reach any output."""
+    judged = judge(report)
+    problems = violations(judged)
+    if problems:
+        raise InvariantError("the fit broke its own honesty check (a bug, please report it): "
+                             + "; ".join(problems[:3]))  # fmt: skip
+    return judged
