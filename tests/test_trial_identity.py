@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -31,7 +32,7 @@ report_result({"validation_loss": loss, "parameters": model * 100, "train_loss":
 
 def expected_loss(data: int, model: int, rate: float) -> float:
     """What the trainer above reports: a loss that names the rate it ran at."""
-    return (2.0 * float(data) ** -0.4 + 0.01) * (1 + model / 100) * (1 + 100 * rate)
+    return (2.0 * math.pow(data, -0.4) + 0.01) * (1 + model / 100) * (1 + 100 * rate)
 
 
 def _study(tmp_path: Path, rates: list[float]) -> Path:
