@@ -17,53 +17,22 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
-#: Data sizes and counts are ints in the JSON when they are whole.
-Number = int | float
-Interval = list[float]
-#: An interval whose ends may be None: not bounded by the data on that side ("unbounded").
-OpenInterval = list[float | None]
+from scalingstudy.fitting.report_base import (
+    Interval,
+    Number,
+    OpenInterval,
+    ReportPart,
+    Verdict,
+    VerdictStatus,
+)
+from scalingstudy.fitting.report_isoflop import BudgetOptimum, ComputeOptimalReport, ExponentPair
 
-
-class ReportPart(BaseModel):
-    """Frozen, with a camelCase alias per field for the status view; unknown keys (from a
-    newer engine) are ignored rather than fatal."""
-
-    model_config = ConfigDict(
-        frozen=True,
-        alias_generator=to_camel,
-        populate_by_name=True,
-        use_attribute_docstrings=True,
-        extra="ignore",
-    )
-
-    def to_json(self) -> dict[str, Any]:
-        """The contract's JSON (snake_case keys, optional fields only where set)."""
-        return self.model_dump(exclude_unset=True)
-
-    def to_status(self) -> dict[str, Any]:
-        """The status view: camelCase keys, without empty fields."""
-        return self.model_dump(by_alias=True, exclude_none=True)
-
-
-VerdictStatus = Literal["measured", "bounded-below", "bounded-above", "not-identified"]
-
-
-class Verdict(ReportPart):
-    """What the data say about one reported quantity (`verdict.py` decides it once; every
-    output renders it): measured (an interval bounded on both sides), bounded on one side
-    only, or not identified (no end bounded, or a law that explains almost nothing)."""
-
-    quantity: str
-    """The quantity's path in the report, e.g. learning_curve.beta or joint.alpha_N."""
-    status: VerdictStatus
-    """measured, bounded-below, bounded-above or not-identified."""
-    drawn: bool
-    """Whether a plot may draw it as a line (a law nothing bounds is shown as points only)."""
-    reason: str | None = None
-    """Why it is not measured, and what to add (null when measured)."""
+__all__ = [
+    "BudgetOptimum", "ComputeOptimalReport", "ExponentPair", "Interval", "Number",
+    "OpenInterval", "ReportPart", "Verdict", "VerdictStatus",
+]  # fmt: skip
 
 
 class BandPoint(ReportPart):
@@ -301,71 +270,6 @@ class JointLawReport(ReportPart):
     """Compute-optimal exponents."""
     n_points: int
     """Trials fitted."""
-
-
-class BudgetOptimum(ReportPart):
-    """The best model size at one compute budget."""
-
-    compute: float
-    """The budget (FLOPs per trial; the geometric mean of its trials' compute)."""
-    best_parameters: float | None = None
-    """Parameters at the optimum (null: the optimum lies beyond the sizes tried)."""
-    interval: OpenInterval
-    """Interval of the optimum; an end beyond the sizes tried is null (unbounded)."""
-    loss: float
-    """Lowest loss trained at this budget."""
-    at_edge: Literal["above", "below"] | None = None
-    """The optimum lies above the largest or below the smallest model size tried."""
-
-
-class ExponentPair(ReportPart):
-    """Exponents of N* ~ C^a and D* ~ C^b (b = 1 - a, as D = C / (k N))."""
-
-    a: float
-    """Model-size exponent."""
-    a_interval: OpenInterval
-    """Its interval (null ends: not bounded by the data)."""
-    b: float
-    """Data-size exponent."""
-    b_interval: OpenInterval
-    """Its interval."""
-
-    @classmethod
-    def of(cls, a: float, interval: list[float | None]) -> ExponentPair:
-        lo, hi = interval
-        b_interval = [None if hi is None else 1 - hi, None if lo is None else 1 - lo]
-        return cls(a=a, a_interval=[lo, hi], b=1 - a, b_interval=b_interval)
-
-    def overlaps(self, other: ExponentPair) -> bool:
-        """Whether the two intervals of a share a value (an open end reaches anything)."""
-        inf = float("inf")
-        lo = max(-inf if v is None else v for v in (self.a_interval[0], other.a_interval[0]))
-        hi = min(inf if v is None else v for v in (self.a_interval[1], other.a_interval[1]))
-        return lo <= hi
-
-
-class ComputeOptimalReport(ReportPart):
-    """How to split a compute budget between model size and data (IsoFLOP trials)."""
-
-    model_size_exponent: float | None = None
-    """a of N* ~ C^a (the method's estimate; null when neither method gives one)."""
-    model_size_exponent_interval: OpenInterval | None = None
-    """Its interval."""
-    data_size_exponent: float | None = None
-    """b of D* ~ C^b."""
-    data_size_exponent_interval: OpenInterval | None = None
-    """Its interval."""
-    method: Literal["per-budget", "joint", "none"]
-    """Which estimate the exponents above are: per-budget optima (approach 2), else the
-    joint law (approach 3)."""
-    budgets: list[BudgetOptimum]
-    """The optimum of each budget."""
-    per_budget: ExponentPair | None = None
-    """The line through the budgets' optima (null: fewer than 2 interior optima)."""
-    joint: ExponentPair | None = None
-    """The exponents the joint law L(N, D) implies (null: not identified)."""
-    flops_per_parameter_per_item: float
-    """k of C = k N D."""
 
 
 class FitReport(ReportPart):
