@@ -115,6 +115,10 @@ def test_a_second_run_on_the_same_output_is_refused_naming_the_first(tmp_path: P
         deadline = time.monotonic() + 120
         while not calls.exists() and time.monotonic() < deadline:
             time.sleep(0.05)  # the first run holds the lock and trains
+        from scalingstudy.local.store import ResultStore
+
+        busy = ResultStore(out).in_use()
+        assert busy is not None and f"pid {first.pid}, started " in busy
         second = run_cli("run", str(path), "--out", str(out), "--quiet")
         assert second.returncode == 2
         lines = second.stderr.strip().splitlines()
@@ -127,6 +131,7 @@ def test_a_second_run_on_the_same_output_is_refused_naming_the_first(tmp_path: P
         if first.poll() is None:
             first.kill()
             first.wait()
+    assert ResultStore(out).in_use() is None  # the kernel released it with the process
     done = {p.stem for p in (out / "trials").glob("*.json")}
     before = calls.read_text().split()
     assert len(done) < 6  # it was killed while training

@@ -117,6 +117,17 @@ class ResultStore:
             )
         return False
 
+    def in_use(self) -> str | None:
+        """The refusal ``lock`` would give now (None: free), without keeping the lock: a
+        caller with slow work before ``run_study`` (a preflight check) refuses at once."""
+        if not (self.root / LOCK_FILE).exists():
+            return None
+        try:
+            with self.lock():
+                return None
+        except StoreError as exc:
+            return str(exc)
+
     @contextmanager
     def lock(self) -> Iterator[None]:
         """This run alone writes here: a second run is refused at once (StoreError naming
