@@ -35,9 +35,7 @@ def _parameters(width: float) -> float:
     return 12 * width + width * width + width + 1
 
 
-def _loss(
-    shape: str, n: float, d: float, rng: np.random.Generator, law: tuple[float, ...]
-) -> float:
+def _loss(shape: str, n: float, d: float, law: tuple[float, ...]) -> float:
     e, a_scale, alpha, b_scale, beta = law
     if shape == "flat":
         return 0.5

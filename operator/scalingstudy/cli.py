@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -37,29 +38,51 @@ def _positive(text: str) -> float:
     return _sizes(text)[0]
 
 
-def cmd_fit(args: argparse.Namespace) -> int:
-    from scalingstudy.fitting import FitError, FitOptions
-    from scalingstudy.pointsfile import PointsFileError, read_points
+def _fit_input(args: argparse.Namespace) -> tuple[list[Any], Any]:
+    """The points and options of `scalingstudy fit`: with ``--study`` those of the run that
+    wrote the CSV (its planned trials, its fit settings), so the numbers are fit.json's;
+    else the CSV's rows with defaults that match a run's (a prediction at 10x the largest
+    data size, the joint law with 3 or more model sizes). Flags given override."""
+    from scalingstudy.fitting import FitOptions
+    from scalingstudy.pointsfile import PointsFileError, read_points, read_records
+    from scalingstudy.results import fit_options, planned_records, points_of
+    from scalingstudy.spec import SpecError, load_study
 
     try:
-        points = read_points(args.points)
-    except PointsFileError as exc:
-        fail(str(exc))
+        if args.study:
+            study = load_study(args.study)
+            records = read_records(args.points)
+            spec = study.spec
+            points = points_of(planned_records(study.metadata.name, spec, records), spec)
+            options = fit_options(spec)
+        else:
+            points = read_points(args.points)
+            largest = max(p.data_size for p in points)
+            options = FitOptions(
+                predict_at=(10 * largest,), joint=len({p.model_size for p in points}) >= 3
+            )
+    except (PointsFileError, SpecError) as exc:
+        fail(str(exc) if isinstance(exc, PointsFileError) else f"{args.study}: {exc}")
+    given = {
+        "form": args.form,
+        "confidence": args.confidence,
+        "bootstrap": args.bootstrap,
+        "predict_at": None if args.predict_at is None else tuple(args.predict_at),
+        "target_loss": args.target_loss,
+        "joint": args.joint,
+        "flops_per_parameter_per_item": args.flops_per_parameter_per_item,
+    }
+    return points, dataclasses.replace(options, **{k: v for k, v in given.items() if v is not None})
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from scalingstudy.fitting import FitError
+
+    points, options = _fit_input(args)
     from scalingstudy.fitting import fit_points  # numpy and scipy: once the input reads
 
     try:
-        report = fit_points(
-            points,
-            FitOptions(
-                form=args.form,
-                confidence=args.confidence,
-                bootstrap=args.bootstrap,
-                predict_at=tuple(args.predict_at or ()),
-                target_loss=args.target_loss,
-                joint=args.joint,
-                flops_per_parameter_per_item=args.flops_per_parameter_per_item,
-            ),
-        )
+        report = fit_points(points, options)
     except FitError as exc:
         fail(str(exc))
     if args.json:
@@ -151,8 +174,11 @@ def _preflight(study: Any, starter: WarmStarter | None = None) -> None:
         if problem:
             fail(f"spec.trainer.command {list(custom)}: {problem}")
         if command[0] != custom[0]:
-            print(f"scalingstudy: trainer.command runs with {command[0]} (the study's "
-                  f"Python), not the first {custom[0]!r} on PATH", file=sys.stderr)  # fmt: skip
+            print(
+                f"scalingstudy: trainer.command runs with {command[0]} (the study's "
+                f"Python), not the first {custom[0]!r} on PATH",
+                file=sys.stderr,
+            )
         return
     code, stderr = _trainer_check({**os.environ, **env}, starter)
     if code == EXIT_CONFIG_ERROR:
@@ -176,8 +202,13 @@ def _trainer_check(env: dict[str, str], starter: WarmStarter | None) -> tuple[in
             with contextlib.suppress(WarmStartError):
                 code = starter.start(["--check"], env, out, err).wait()
                 return code, err.read_text(errors="replace")
-    checked = subprocess.run([*trainer_command(None, None), "--check"], env=env,
-                             capture_output=True, text=True, check=False)  # fmt: skip
+    checked = subprocess.run(
+        [*trainer_command(None, None), "--check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return checked.returncode, checked.stderr
 
 
@@ -192,13 +223,16 @@ def _warm_starter(study: Any, args: argparse.Namespace) -> WarmStarter | None:
 
 
 def _dry_run(study: Any, out: Path, workers: int | None) -> int:
-    """What the run would do, from the results already in ``out`` (read only)."""
-    from scalingstudy.dry_run import describe
-    from scalingstudy.local.runner import default_workers
-    from scalingstudy.local.store import ResultStore
+    """What the run would do, from the results already in ``out`` (read only): the same
+    refusal `run` would give (a different setup, naming the changed fields)."""
+    from scalingstudy.local.runner import plan_study
+    from scalingstudy.local.store import StoreError
 
-    records = ResultStore(out).load(set_aside=False)
-    for line in describe(study, records, workers or default_workers()):
+    try:
+        lines = plan_study(study, out, workers)
+    except StoreError as exc:
+        fail(str(exc))
+    for line in lines:
         print(line)
     return 0
 
@@ -224,11 +258,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         _preflight(study)
         return _dry_run(study, out, args.workers)
+    from scalingstudy.local.store import ResultStore
+
+    if busy := ResultStore(out).in_use():  # refused before the slow preflight check
+        fail(busy)
     starter = _warm_starter(study, args)
     try:
         _preflight(study, starter)
-        outcome = run_study(study, out, workers=args.workers, progress=not args.quiet,
-                            warm_start=not args.cold_start, starter=starter)  # fmt: skip
+        outcome = run_study(
+            study,
+            out,
+            workers=args.workers,
+            progress=not args.quiet,
+            warm_start=not args.cold_start,
+            starter=starter,
+        )
     except StoreError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -286,13 +330,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, help="trials at once (default: CPU count)"
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
-    run.add_argument("--dry-run", action="store_true",
-                     help="validate and print the grid, the first trials and the expected "
-                          "cost; run nothing")  # fmt: skip
-    run.add_argument("--cold-start", action="store_true",
-                     help="start every trial of the built-in trainer as a fresh Python "
-                          "(default on a machine without a GPU: forked from one process "
-                          "that imported torch once)")  # fmt: skip
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate and print the grid, the first trials and the expected cost; run nothing",
+    )
+    run.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="start every trial of the built-in trainer as a fresh Python "
+        "(default on a machine without a GPU: forked from one process "
+        "that imported torch once)",
+    )
     run.set_defaults(func=cmd_run)
 
     plan = sub.add_parser("plan", help="what `run` would do (same as run --dry-run)")
@@ -303,29 +352,57 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = sub.add_parser("fit", help="fit the power laws to a CSV of trial results")
     fit.add_argument(
-        "points", help="CSV with columns data_size, loss [, model_size, seed, parameters]"
+        "points",
+        help="CSV with columns data_size, loss [, model_size, seed, "
+        "parameters, compute, learning_rate] (a run's results.csv reads as is)",
     )
     fit.add_argument(
-        "--predict-at", type=_sizes, metavar="M[,M...]", help="data sizes to predict the loss at"
+        "--study",
+        metavar="STUDY.yaml",
+        help="the study that wrote the CSV: fit its planned trials with its fit "
+        "settings, exactly as its run's fit.json (flags below override)",
+    )
+    fit.add_argument(
+        "--predict-at",
+        type=_sizes,
+        metavar="M[,M...]",
+        help="data sizes to predict the loss at (default: 10x the largest)",
     )
     fit.add_argument(
         "--target-loss",
         type=_positive,
         metavar="L",
-        help="report the data size needed to reach this loss",
+        help="report the data size needed to reach this loss (default: none)",
     )
-    fit.add_argument("--form", choices=FORMS, default="auto")
-    fit.add_argument("--confidence", type=float, default=0.9)
-    fit.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, help="bootstrap resamples")
+    fit.add_argument(
+        "--form",
+        choices=FORMS,
+        default=None,
+        help="learning-curve form (default: auto, chosen by AICc)",
+    )
+    fit.add_argument(
+        "--confidence", type=float, default=None, help="level of every interval (default: 0.9)"
+    )
+    fit.add_argument(
+        "--bootstrap",
+        type=int,
+        default=None,
+        help=f"bootstrap resamples (default: {DEFAULT_BOOTSTRAP})",
+    )
     fit.add_argument(
         "--joint",
-        action="store_true",
-        help="also fit L(N, D) = E + A/N^alpha + B/D^beta (Hoffmann et al. 2022)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fit L(N, D) = E + A/N^alpha + B/D^beta (Hoffmann et al. 2022) "
+        "(default: with 3 or more model sizes)",
     )
     fit.add_argument(
-        "--flops-per-parameter-per-item", type=_positive, default=6.0, metavar="K",
+        "--flops-per-parameter-per-item",
+        type=_positive,
+        default=None,
+        metavar="K",
         help="with a compute column: C = K N D (default 6, forward and backward per token)",
-    )  # fmt: skip
+    )
     fit.add_argument("--json", action="store_true", help="one JSON object on stdout")
     fit.set_defaults(func=cmd_fit)
 

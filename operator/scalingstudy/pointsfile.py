@@ -14,11 +14,16 @@ import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scalingstudy.fitting import Point
+from scalingstudy.fitting.points import best_rate_per_cell
+
+if TYPE_CHECKING:
+    from scalingstudy.status import TrialRecord
 
 REQUIRED = ("data_size", "loss")
-OPTIONAL_NUMBERS = ("model_size", "parameters", "compute")
+OPTIONAL_NUMBERS = ("model_size", "parameters", "compute", "learning_rate")
 MAX_BYTES = 256 * 1024 * 1024
 #: A cell like ``1,08`` or ``4,000`` (quoted, so it reached one column intact).
 _COMMA_NUMBER = re.compile(r"^[+-]?\d+(,\d+)+(\.\d*)?$")
@@ -74,7 +79,8 @@ def _header(reader: Iterator[list[str]], source: str) -> dict[str, int]:
     return index
 
 
-def _point(row: list[str], index: dict[str, int], where: str) -> Point:
+def _point(row: list[str], index: dict[str, int], where: str) -> tuple[Point, float | None]:
+    """One row's point, and its learning rate (a run's results.csv of a sweep)."""
     width = index[""]
     if len(row) != width:
         hint = (
@@ -92,7 +98,7 @@ def _point(row: list[str], index: dict[str, int], where: str) -> Point:
 
     data_size, loss = value("data_size", True), value("loss", True)
     assert data_size is not None and loss is not None
-    return Point(
+    point = Point(
         data_size=data_size,
         loss=loss,
         model_size=value("model_size"),
@@ -100,6 +106,18 @@ def _point(row: list[str], index: dict[str, int], where: str) -> Point:
         seed=cell("seed").strip() or None,
         compute=value("compute"),
     )
+    return point, value("learning_rate")
+
+
+def _best_rates(points: list[Point], rates: list[float | None]) -> list[Point]:
+    """With a learning_rate column (a sweep's results.csv), the rows of the best rate per
+    (data size, model size) only, chosen as a run chooses it (`best_rate_per_cell`), so
+    `fit results.csv` fits what the run fitted."""
+    if all(r is None for r in rates):
+        return points
+    rows = [((p.data_size, p.model_size), r, p.loss) for p, r in zip(points, rates, strict=True)]
+    best = best_rate_per_cell(rows)
+    return [p for p, (cell, r, _) in zip(points, rows, strict=True) if best.get(cell, r) == r]
 
 
 def parse_points(text: str, source: str = "input") -> list[Point]:
@@ -108,18 +126,22 @@ def parse_points(text: str, source: str = "input") -> list[Point]:
         raise PointsFileError(f"{source}: binary data (NUL bytes), not a CSV file")
     reader = csv.reader(io.StringIO(text))
     points: list[Point] = []
+    rates: list[float | None] = []
     try:
         index = _header(reader, source)
         start = reader.line_num + 1
         for row in reader:
             if any(cell.strip() for cell in row):
                 # line_num is the last line read: the row's first line is where it started.
-                points.append(_point(row, index, f"{source}:{start}"))
+                point, rate = _point(row, index, f"{source}:{start}")
+                points.append(point)
+                rates.append(rate)
             start = reader.line_num + 1
     except csv.Error as exc:
         raise PointsFileError(f"{source}:{reader.line_num}: not a readable CSV ({exc})") from None
     if not points:
         raise PointsFileError(f"{source}: no data rows after the header")
+    points = _best_rates(points, rates)
     distinct = {p.data_size for p in points}
     if len(distinct) < 3:
         raise PointsFileError(
@@ -131,6 +153,10 @@ def parse_points(text: str, source: str = "input") -> list[Point]:
 
 def read_points(path: str | Path) -> list[Point]:
     p = Path(path)
+    return parse_points(_read_text(p), str(p))
+
+
+def _read_text(p: Path) -> str:
     try:
         if p.is_dir():
             raise PointsFileError(f"{p}: is a directory, not a CSV file")
@@ -140,7 +166,29 @@ def read_points(path: str | Path) -> list[Point]:
     except OSError as exc:
         raise PointsFileError(f"{p}: cannot read: {exc.strerror or exc}") from None
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise PointsFileError(f"{p}: not UTF-8 text (binary file?)") from None
-    return parse_points(text, str(p))
+
+
+def read_records(path: str | Path) -> list[TrialRecord]:
+    """A run's results.csv as the records it was written from (`scalingstudy fit
+    --study`): the fit then takes the same path as the run's own (`results.points_of`)."""
+    from pydantic import ValidationError
+
+    from scalingstudy.status import TrialRecord
+
+    text = _read_text(Path(path))
+    reader = csv.DictReader(io.StringIO(text))
+    if "trial" not in (reader.fieldnames or []):
+        raise PointsFileError(f"{path}:1: no trial column: --study reads a run's results.csv")
+    records = []
+    for line, row in enumerate(reader, start=2):
+        values = {k: v for k, v in row.items() if k and v not in ("", None)}
+        try:
+            records.append(TrialRecord.model_validate({**values, "status": "Succeeded"}))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            column = ".".join(str(part) for part in first["loc"])
+            raise PointsFileError(f"{path}:{line}: column {column}: {first['msg']}") from None
+    return records

@@ -4,12 +4,13 @@ and the operator (records in status.results)."""
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Iterable, Sequence
 
 from scalingstudy.fitting import FitError, FitOptions, FitUnavailableError, Point
+from scalingstudy.fitting.points import best_rate_per_cell
 from scalingstudy.fitting.report import FitReport
 from scalingstudy.isoflop import compute_of
+from scalingstudy.plan import plan_trials
 from scalingstudy.spec import ScalingStudySpec
 from scalingstudy.status import LearningRateChoice, StageFit, TrialRecord
 
@@ -50,27 +51,36 @@ def best_learning_rates(records: Iterable[TrialRecord]) -> list[LearningRateChoi
     """Per (data size, model size) of a sweep, the learning rate with the lowest mean log
     loss over its succeeded seeds, and whether it is the smallest or largest tried there
     (the optimum may lie beyond: widen the sweep). Empty without a sweep."""
-    cells: dict[tuple[int, int], dict[float, list[float]]] = {}
-    tried: dict[tuple[int, int], set[float]] = {}
-    for r in records:
-        if r.learning_rate is None:
-            continue
-        key = (r.data_size, r.model_size)
-        tried.setdefault(key, set()).add(r.learning_rate)
-        if r.status == "Succeeded" and r.loss:
-            cells.setdefault(key, {}).setdefault(r.learning_rate, []).append(math.log(r.loss))
+    kept = [r for r in records if r.learning_rate is not None]
+    tried: dict[tuple[float, float | None], set[float]] = {}
+    for r in kept:
+        tried.setdefault((r.data_size, r.model_size), set()).add(r.learning_rate or 0.0)
+    best = best_rate_per_cell(
+        ((r.data_size, r.model_size), r.learning_rate, r.loss or 0.0)
+        for r in kept
+        if r.status == "Succeeded"
+    )
     out = []
-    for key in sorted(cells):
-        means = {lr: sum(v) / len(v) for lr, v in cells[key].items()}
-        lr = min(means, key=lambda x: (means[x], x))
-        rates = tried[key]
+    for key in sorted(best, key=lambda k: (k[0], k[1] or 0)):
+        lr, rates = best[key], tried[key]
         out.append(
             LearningRateChoice(
-                data_size=key[0], model_size=key[1], learning_rate=lr,
+                data_size=int(key[0]), model_size=int(key[1] or 0), learning_rate=lr,
                 at_edge=len(rates) > 1 and lr in (min(rates), max(rates)),
             )
         )  # fmt: skip
     return out
+
+
+def planned_records(
+    study: str, spec: ScalingStudySpec, records: Iterable[TrialRecord]
+) -> list[TrialRecord]:
+    """The records of trials the spec plans now: what the fit and results.csv read, the
+    same in `run`, the operator and `get`. A trial the spec no longer plans (a data size
+    cut from the range, a value removed from a list) stays in the record (status.results,
+    the run's record files) but out of the fit."""
+    names = {t.name for t in plan_trials(study, spec)}
+    return [r for r in records if r.trial in names]
 
 
 def fit_options(spec: ScalingStudySpec) -> FitOptions:

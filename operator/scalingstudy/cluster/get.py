@@ -3,7 +3,9 @@
 It reads the study once (GET only: the command needs no more than `get` on
 scalingstudies) and refits the status's results with the study's own fit settings, so
 fit.json holds the whole report (the band, every interval) and not only the summary the
-status carries; the fit is deterministic, so its numbers are the status's.
+status carries. It fits the same trials the operator fits (those the spec plans now,
+`planned_records`; status.results also keeps trials a spec edit left out) with the same
+deterministic fit, so its numbers are the status's.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def cmd_get(args: argparse.Namespace) -> int:
     from kubernetes import config
 
     from scalingstudy.cluster.kube import ApiError, Kube, load_config
+    from scalingstudy.results import planned_records
     from scalingstudy.spec import SpecError, parse_spec
     from scalingstudy.status import ScalingStudyStatus
     from scalingstudy.study_output import print_summary, write_study_output
@@ -62,12 +65,16 @@ def cmd_get(args: argparse.Namespace) -> int:
         fail(f"scalingstudy {namespace}/{args.study} has an invalid spec: {exc.problems[0]}")
     status = ScalingStudyStatus.lenient(obj.get("status") or {})
     out = Path(args.out or f"scalingstudy-{args.study}")
+    planned = planned_records(args.study, spec, status.results)
     written = write_study_output(
-        out, args.study, spec, status.results, status.design,
+        out, args.study, spec, planned, status.design,
         f"cluster study {namespace}/{args.study}, phase {status.phase or 'unknown'}",
     )  # fmt: skip
-    ok = sum(r.status == "Succeeded" for r in status.results)
+    ok = sum(r.status == "Succeeded" for r in planned)
+    left_out = len(status.results) - len(planned)
     print(f"Study {namespace}/{args.study}: phase {status.phase or 'unknown'}, {ok} of "
-          f"{len(status.results)} recorded trials succeeded")  # fmt: skip
+          f"{len(planned)} planned trials succeeded"
+          + (f"; {left_out} recorded trial(s) the spec no longer plans are left out"
+             if left_out else ""))  # fmt: skip
     print_summary(written, status.design)
     return 0

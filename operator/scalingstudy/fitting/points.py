@@ -105,3 +105,21 @@ def best_from_cells(cell_points: dict[CellKey, list[Point]]) -> list[BestPoint]:
 
 def best_per_data_size(points: Iterable[Point]) -> list[BestPoint]:
     return best_from_cells(cells(points))
+
+
+def best_rate_per_cell(
+    rows: Iterable[tuple[tuple[float, float | None], float | None, float]],
+) -> dict[tuple[float, float | None], float]:
+    """Per (data size, model size) of a learning-rate sweep, the rate with the lowest mean
+    log loss over its rows (the smaller rate on a tie): the one rule by which a run, the
+    operator and `scalingstudy fit` keep one configuration per cell. ``rows``: (cell,
+    rate, loss); rows without a rate or a positive loss are skipped."""
+    logs: dict[tuple[float, float | None], dict[float, list[float]]] = {}
+    for cell, rate, loss in rows:
+        if rate is not None and loss and loss > 0:
+            logs.setdefault(cell, {}).setdefault(rate, []).append(math.log(loss))
+    out = {}
+    for cell, by_rate in logs.items():
+        means = {rate: sum(v) / len(v) for rate, v in by_rate.items()}
+        out[cell] = min(means, key=lambda r: (means[r], r))
+    return out
