@@ -13,10 +13,7 @@ from tests.conftest import EXAMPLES, ROOT, run_cli
 
 #: Docs whose links are known broken, until their owners fix them: a strict xfail, so
 #: the fix shows (as an unexpected pass) and the entry is then removed.
-KNOWN_BROKEN = {
-    "docs/sdk.md": "links examples/byo-huggingface/ from docs/: needs ../examples/...",
-    "docs/tasks.md": "links examples/char-lm*.yaml from docs/: needs ../examples/...",
-}
+KNOWN_BROKEN: dict[str, str] = {}
 DOCS = [
     pytest.param(
         doc,

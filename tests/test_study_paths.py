@@ -116,9 +116,6 @@ def test_absolute_paths_and_programs_on_path_are_left_alone(tmp_path: Path) -> N
     )
 
 
-@pytest.mark.xfail(
-    strict=True, reason="cli.cmd_run does not call with_study_paths yet (cli.py: the lead's)"
-)
 def test_the_cli_plans_a_study_from_another_directory(tmp_path: Path) -> None:
     """`plan` and `run` call with_study_paths after load_study (cli.cmd_run); before,
     plan said "script 'train.py' does not exist" without saying where it looked."""

@@ -247,13 +247,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from scalingstudy.local.store import StoreError
     from scalingstudy.spec import SpecError, load_study
     from scalingstudy.study_output import StudyOutput, print_summary
+    from scalingstudy.study_paths import with_study_paths
 
     try:
-        study = load_study(args.study)
+        # Relative paths of trainer.command are read from the study file's folder.
+        located = with_study_paths(load_study(args.study), args.study)
     except SpecError as exc:
         for problem in exc.problems:
             print(f"scalingstudy: error: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    study = located.study
+    for note in located.notes:
+        print(f"scalingstudy: {note}", file=sys.stderr)
     out = Path(args.out or f"scalingstudy-{study.metadata.name}")
     if args.dry_run:
         _preflight(study)
