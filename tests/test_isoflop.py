@@ -44,7 +44,7 @@ def spec_doc(**design: Any) -> dict[str, Any]:
 
 def law(n: float, d: float) -> float:
     e, a, alpha, b, beta = LAW
-    return e + a / n**alpha + b / d**beta
+    return float(e + a / n**alpha + b / d**beta)
 
 
 def optimum(c: float) -> float:
@@ -266,8 +266,8 @@ def test_planned_trial_names_are_distinct_over_random_budget_ranges() -> None:
     distinct). Over 400 random ranges and lists of budgets, factors from 1.05 to 20 and
     data-size bounds from 1: a study is refused or its trials have distinct names, one
     per planned cell, and the fit groups them into exactly the planned budgets."""
-    from scalingstudy.fitting.compute_optimal import group_budgets
     from scalingstudy.isoflop import compute_of
+    from scalingstudy.spec.design import group_budgets
 
     rng = np.random.default_rng(7)
     planned = 0

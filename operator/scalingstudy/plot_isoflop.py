@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from scalingstudy.fitting import Point
-from scalingstudy.fitting.compute_optimal import group_budgets
 from scalingstudy.fitting.report import ComputeOptimalReport
+from scalingstudy.spec.design import group_budgets
 
 
 def isoflop_curves(ax: Any, points: Sequence[Point], co: ComputeOptimalReport, cmap: Any) -> None:
