@@ -384,7 +384,9 @@ def test_the_studys_joint_law_is_fitted_to_every_trial() -> None:
     assert fit.joint is not None and fit.joint.n_points == len(points) == 35
     assert abs(fit.joint.compute_optimal.a - A_TRUE) < 0.03
     assert fit.compute_optimal is not None and fit.compute_optimal.joint is not None
-    assert fit.compute_optimal.joint.a == pytest.approx(fit.joint.compute_optimal.a, abs=1e-6)
+    # One law: the report's joint exponents are the joint law's, interval and all.
+    assert fit.compute_optimal.joint.a == fit.joint.compute_optimal.a
+    assert fit.compute_optimal.joint.a_interval == fit.joint.compute_optimal.a_interval
     lo, hi = fit.compute_optimal.joint.a_interval
     assert lo is not None and hi is not None and lo <= A_TRUE <= hi
     assert len(fit.frontier) == 5 and [p.data_size for p in fit.frontier] == sorted(

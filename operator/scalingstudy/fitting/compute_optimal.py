@@ -229,19 +229,38 @@ def joint_exponents(
     return ExponentPair.of(law.compute_optimal["a"], _quantiles(a_draws, confidence))
 
 
+def pair_of(law: JointLawReport | None) -> ExponentPair | None:
+    """The exponents a joint law implies, with its bootstrap interval (a zero-wide one,
+    from noise-free trials, is no interval: both ends open, as `_quantiles` says)."""
+    if law is None:
+        return None
+    lo, hi = law.compute_optimal.a_interval or [None, None]
+    if lo is not None and hi is not None and hi - lo <= 1e-9 * max(abs(lo), abs(hi), 1.0):
+        lo = hi = None
+    return ExponentPair.of(law.compute_optimal.a, [lo, hi])
+
+
 def compute_optimal(
     points: Sequence[IsoPoint], flops_per_parameter_per_item: float, confidence: float,
     replicates: int, seed: int, warnings: list[str], joint_replicates: int | None = None,
+    joint_law: JointLawReport | bool | None = True,
 ) -> ComputeOptimalReport | None:  # fmt: skip
-    """Both estimates, and a warning when they disagree beyond their intervals."""
+    """Both estimates, and a warning when they disagree beyond their intervals. The joint
+    estimate is fitted here (`joint_law` True), or read from the study's joint law over
+    the same trials (a JointLawReport; None: that law was not identified), so the two
+    never differ."""
     if len(points) < 6:
         warnings.append("compute-optimal analysis skipped: fewer than 6 trials with compute")
         return None
     budgets, by_budget = per_budget(points, confidence, replicates, seed, warnings)
-    n = np.array([p.parameters for p in points])
-    d = np.array([p.data_size for p in points])
-    loss = np.array([p.loss for p in points])
-    joint = joint_exponents(n, d, loss, confidence, joint_replicates or replicates, seed, warnings)
+    if joint_law is True:
+        n = np.array([p.parameters for p in points])
+        d = np.array([p.data_size for p in points])
+        loss = np.array([p.loss for p in points])
+        joint = joint_exponents(n, d, loss, confidence, joint_replicates or replicates, seed,
+                                warnings)  # fmt: skip
+    else:
+        joint = pair_of(joint_law if isinstance(joint_law, JointLawReport) else None)
     if by_budget and joint and not by_budget.overlaps(joint):
         warnings.append(
             f"the compute-optimal model-size exponent per budget ({by_budget.a:.3f}) and from "
@@ -284,12 +303,14 @@ def isoflop_fit(points: Sequence[Point], options: FitOptions, warnings: list[str
                        "or parameter count")  # fmt: skip
     iso = [IsoPoint(float(p.compute or 0), float(p.size or 0), p.loss, p.data_size)
            for p in points]  # fmt: skip
+    # One joint fit: the study's law over every trial gives the exponents too.
+    joint = joint_report(points, options, warnings) if options.joint else None
     report = compute_optimal(
         iso, options.flops_per_parameter_per_item, options.confidence, options.bootstrap,
         options.random_seed, warnings,
         joint_replicates=min(options.bootstrap, options.joint_bootstrap),
+        joint_law=joint if options.joint else True,
     )  # fmt: skip
-    joint = joint_report(points, options, warnings) if options.joint else None
     best = frontier([p.compute for p in iso], [p.loss for p in iso])
     warnings.append(
         f"IsoFLOP trials: the learning curve and the model-size law are fitted to each "
