@@ -160,7 +160,9 @@ def test_a_seed_that_ran_stays_in_the_plan_when_the_best_two_change() -> None:
     records, final, _ = run(spec, overtaken)
     seeded = {r.trial for r in records.values() if r.seed > 0}
     assert {(records[n].data_size, records[n].model_size) for n in seeded} >= {
-        (DATA[0], 32), (DATA[0], 8), (DATA[0], 16)
+        (DATA[0], 32),
+        (DATA[0], 8),
+        (DATA[0], 16),
     }
     for chosen, known, _ in moments:  # never out of the plan, once it ran
         assert {n for n in known if n in seeded} <= chosen.plan.names

@@ -55,7 +55,7 @@ def _target_line(fit: FitReport, target: DataForTarget) -> str:
     if target.data_size is None:
         verdict = fit.verdict("data_for_target")
         why = verdict.reason if verdict and verdict.reason else "the prediction never reaches it"
-        return f"Data for target loss {target.target_loss:g}: may be unreachable ({why}){ends}"
+        return f"Data for target loss {target.target_loss:g}: no estimate ({why}){ends}"
     return f"Data for target loss {target.target_loss:g}: {target.data_size:g}{ends}"
 
 

@@ -78,9 +78,19 @@ def planned_records(
     """The records of trials the spec plans now: what the fit and results.csv read, the
     same in `run`, the operator and `get`. A trial the spec no longer plans (a data size
     cut from the range, a value removed from a list) stays in the record (status.results,
-    the run's record files) but out of the fit."""
-    names = {t.name for t in plan_trials(study, spec)}
-    return [r for r in records if r.trial in names]
+    the run's record files) but out of the fit. An adaptive design plans more than the
+    listed grid (extra seeds, model sizes it extends to): there a record counts while its
+    data size, learning rate and model size are still ones the spec allows."""
+    kept = list(records)
+    if not spec.design.adaptive:
+        names = {t.name for t in plan_trials(study, spec)}
+        return [r for r in kept if r.trial in names]
+    sizes, models = set(spec.data_sizes.sizes()), set(spec.model_size_candidates())
+    rates = set(spec.learning_rate_values())
+    return [
+        r for r in kept
+        if r.data_size in sizes and r.learning_rate in rates and r.model_size in models
+    ]  # fmt: skip
 
 
 def fit_options(spec: ScalingStudySpec) -> FitOptions:

@@ -10,6 +10,7 @@ is evaluated at once (vectorised), and only its best starts are refined.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -63,6 +64,8 @@ class JointLaw:
     def compute_optimal(self) -> dict[str, float]:
         """Exponents of N_opt ~ C**a and D_opt ~ C**b under C = 6 N D."""
         total = self.alpha + self.beta
+        if total <= 0:  # both exponents 0 (a bootstrap replicate): no allocation at all
+            return {"a": math.nan, "b": math.nan}
         return {"a": self.beta / total, "b": self.alpha / total}
 
 
@@ -202,7 +205,8 @@ def joint_report(
     draws = bootstrap_joint(n, d, loss, law, replicates, np.random.default_rng(options.random_seed))
     names = {"E": "E", "A": "A", "B": "B", "alpha_N": "alpha", "beta_D": "beta"}
     optimal = law.compute_optimal
-    a_draws = [s.compute_optimal["a"] for s in draws]
+    # A replicate with both exponents 0 allocates nothing: it counts against the ends.
+    a_draws = [s.compute_optimal["a"] for s in draws if s.alpha + s.beta > 0]
     return JointLawReport(
         E=law.E,
         A=law.A,
@@ -237,6 +241,9 @@ def _exponent_interval(
         return None
     tail = (1 - options.confidence) / 2
     at_bound = sum(1 for v in blocking if v >= EXPONENT_MAX - 1e-6) / max(len(blocking), 1)
+    degenerate = 1 - len(values) / max(len(blocking), 1)
+    if degenerate > tail:
+        return [None, None]
     if at_bound > tail:
         return [None, found[1]]
     return [found[0], found[1]]

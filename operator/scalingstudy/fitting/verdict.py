@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from scalingstudy.fitting.curve import BETA_MAX, BETA_MIN
 from scalingstudy.fitting.joint import BOUNDS as JOINT_BOUNDS
 from scalingstudy.fitting.points import FitError
+from scalingstudy.fitting.predict import TARGET_HORIZON
 from scalingstudy.fitting.report import (
     ComputeOptimalReport,
     DataForTarget,
@@ -97,9 +98,13 @@ def judge_interval(
     optimiser or the parameterisation cannot pass (an end there is not a limit of the
     data); ``explained``: the R^2 of the law the quantity belongs to, when it has one."""
     if interval is None:
-        # No interval was computed (bootstrap 0): nothing to judge, nothing claimed.
-        return Judged(None, Verdict(quantity=quantity, status="measured", drawn=True,
-                                    reason="no interval computed (bootstrap 0)"))  # fmt: skip
+        # No interval was computed (bootstrap 0): nothing to judge but the law's R^2.
+        poor = explained is not None and explained < R2_MIN
+        reason = "no interval computed (bootstrap 0)" + (
+            f"; its law explains almost none of the variation (R^2(log) = {explained:.2f})"
+            if poor else "")  # fmt: skip
+        return Judged(None, Verdict(quantity=quantity, status="measured", drawn=not poor,
+                                    reason=reason))  # fmt: skip
     lo, hi = interval
     reasons = []
     if lo is not None and (_at_bound(lo, bounds) or not math.isfinite(lo)):
@@ -231,13 +236,30 @@ def _prediction(i: int, p: Prediction, lc: LearningCurve, verdicts: list[Verdict
     return p.model_copy(update=update)
 
 
-def _target(t: DataForTarget, lc: LearningCurve, verdicts: list[Verdict]) -> DataForTarget:
+def _target(
+    t: DataForTarget, lc: LearningCurve, reach: tuple[float, float], verdicts: list[Verdict]
+) -> DataForTarget:
+    """``reach``: where the search for the target starts (the smallest data size) and
+    ends (TARGET_HORIZON times the largest): an answer at either is not a limit."""
+    start, horizon = reach
+    ends = [None if v is None or v <= start * (1 + _REL) or v >= horizon * (1 - _REL)
+            else v for v in (t.interval or [None, None])]  # fmt: skip
+    if t.interval is not None:
+        t = t.model_copy(update={"interval": ends})
+    if t.data_size is not None and float(t.data_size) <= start * (1 + _REL):
+        verdicts.append(Verdict(
+            quantity="data_for_target", status="not-identified", drawn=False,
+            reason=f"the target is reached already at the smallest data size ({start:g}): "
+            "the data do not say how much less would do",
+        ))  # fmt: skip
+        return t.model_copy(update={"data_size": None, "distance_ratio": None,
+                                    "parameters": None, "interval": [None, ends[1]]})  # fmt: skip
     if lc.gamma > 0 and t.target_loss <= lc.gamma:
         lo = (t.interval or [None, None])[0]
         verdicts.append(Verdict(
             quantity="data_for_target", status="bounded-below" if lo else "not-identified",
-            drawn=False, reason=f"the target lies below the fitted irreducible error "
-            f"{lc.gamma:.4g}",
+            drawn=False, reason="it may be unreachable: the target lies below the fitted "
+            f"irreducible error {lc.gamma:.4g}",
         ))  # fmt: skip
         return t.model_copy(update={"data_size": None, "distance_ratio": None,
                                     "parameters": None, "interval": [lo, None]})  # fmt: skip
@@ -246,8 +268,8 @@ def _target(t: DataForTarget, lc: LearningCurve, verdicts: list[Verdict]) -> Dat
     verdict = found.verdict
     if point is None:
         verdict = verdict.model_copy(update={"drawn": False, "reason": (
-            "the predicted loss does not fall to it within a million times the largest "
-            "data size")})  # fmt: skip
+            "it may be unreachable: the predicted loss does not fall to it within a million "
+            "times the largest data size")})  # fmt: skip
     verdicts.append(verdict)
     return t.model_copy(update={"interval": found.interval})
 
@@ -289,7 +311,9 @@ def judge(report: FitReport) -> FitReport:
     update["predictions"] = [_prediction(i, p, lc, verdicts, warnings)
                              for i, p in enumerate(report.predictions)]  # fmt: skip
     if report.data_for_target is not None:
-        update["data_for_target"] = _target(report.data_for_target, lc, verdicts)
+        sizes = [float(b.data_size) for b in report.best]
+        reach = (min(sizes), max(sizes) * TARGET_HORIZON)
+        update["data_for_target"] = _target(report.data_for_target, lc, reach, verdicts)
     if report.compute_optimal is not None:
         update["compute_optimal"] = _compute_optimal(report.compute_optimal, verdicts)
     update["warnings"] = list(dict.fromkeys(warnings))
