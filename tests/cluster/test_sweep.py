@@ -41,7 +41,7 @@ def test_a_sweep_runs_each_rate_once_and_keeps_the_best_per_cell(
     assert len(rows) == 12 and {r["learningRate"] for r in rows} == {0.0025, 0.01}
     creations = job_creations(cluster, namespace)
     assert len(creations) == 12 and set(creations.values()) == {1}
-    job = cluster.get("job", "sweep-d1000-m64-l0-s0", namespace)
+    job = cluster.get("job", "sweep-d1000-m64-l0p0025-s0", namespace)
     assert job["metadata"]["labels"]["scalingstudy.io/learning-rate"] == "0.0025"
     winners = {(w["dataSize"], w["modelSize"]): w["learningRate"]
                for w in status["design"]["learningRates"]}  # fmt: skip
