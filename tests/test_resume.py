@@ -116,9 +116,10 @@ def test_periodic_checkpoints_bound_what_a_sigkill_loses(
 def test_micro_batches_accumulate_to_the_full_batch_gradient(corpus: Path) -> None:
     task = tasks(corpus)["teacher-student"]
     runs = []
-    for micro in (16, 5):
+    for chunks in (1, 7):  # the whole batch at once, then in 7 micro-batches
         trainer = Trainer(task, 300, 8, 0, TRAINING, CPU)
-        trainer.micro_batch = micro
+        trainer.chunks = chunks
+        assert chunks == 1 or trainer.micro_batch < trainer.batch_size
         for _ in range(5):
             trainer.advance()
         runs.append(torch.cat([p.detach().flatten() for p in trainer.model.parameters()]))
