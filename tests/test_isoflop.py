@@ -346,9 +346,6 @@ def test_the_fit_reads_n_as_the_listed_count_not_the_width(tmp_path: Path) -> No
     assert planned_parameters(grid) == {}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "needs results.points_of to take N from scalingstudy.isoflop.fit_parameters "
-    "(results.py is another engineer's)"))  # fmt: skip
 def test_a_width_study_whose_trainer_reports_no_count_finds_the_known_exponent(
     tmp_path: Path,
 ) -> None:
@@ -398,9 +395,6 @@ def test_the_studys_joint_law_is_fitted_to_every_trial() -> None:
     assert isoflop_fit(points, FitOptions(bootstrap=20), []).joint is None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "needs fitting/engine.py's _isoflop to delegate to compute_optimal.isoflop_fit and "
-    "keep its joint law (engine.py is another engineer's)"))  # fmt: skip
 def test_fit_points_reports_the_joint_law_of_every_isoflop_trial() -> None:
     report = fit_points(iso_fit_points(), FitOptions(bootstrap=50, joint=True,
                                                      joint_bootstrap=10))  # fmt: skip

@@ -45,7 +45,7 @@ def _fit_input(args: argparse.Namespace) -> tuple[list[Any], Any]:
     data size, the joint law with 3 or more model sizes). Flags given override."""
     from scalingstudy.fitting import FitOptions
     from scalingstudy.pointsfile import PointsFileError, read_points, read_records
-    from scalingstudy.results import fit_options, planned_records, points_of
+    from scalingstudy.results import fit_input, planned_records
     from scalingstudy.spec import SpecError, load_study
 
     try:
@@ -53,8 +53,7 @@ def _fit_input(args: argparse.Namespace) -> tuple[list[Any], Any]:
             study = load_study(args.study)
             records = read_records(args.points)
             spec = study.spec
-            points = points_of(planned_records(study.metadata.name, spec, records), spec)
-            options = fit_options(spec)
+            points, options = fit_input(planned_records(study.metadata.name, spec, records), spec)
         else:
             points = read_points(args.points)
             largest = max(p.data_size for p in points)

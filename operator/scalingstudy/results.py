@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from scalingstudy.fitting import FitError, FitOptions, FitUnavailableError, Point
 from scalingstudy.fitting.points import best_rate_per_cell
 from scalingstudy.fitting.report import FitReport
-from scalingstudy.isoflop import compute_of
+from scalingstudy.isoflop import compute_of, fit_parameters, parameter_warnings, planned_parameters
 from scalingstudy.plan import plan_trials
 from scalingstudy.spec import ScalingStudySpec
 from scalingstudy.status import LearningRateChoice, StageFit, TrialRecord
@@ -31,13 +31,14 @@ def points_of(records: Iterable[TrialRecord], spec: ScalingStudySpec | None = No
     best = {(c.data_size, c.model_size): c.learning_rate for c in best_learning_rates(kept)}
     ordered = sorted(kept, key=lambda r: (r.data_size, r.model_size, r.seed, r.trial))
     iso = spec if spec is not None and spec.design.isoflop else None
+    planned = planned_parameters(spec) if spec is not None else {}
     return [
         Point(
             data_size=float(r.data_size),
             loss=r.loss,
             model_size=float(r.model_size),
             seed=str(r.seed),
-            parameters=r.parameters,
+            parameters=fit_parameters(planned, r.model_size, r.parameters),
             compute=compute_of(iso, r.data_size, r.model_size) if iso else None,
         )
         for r in ordered
@@ -118,6 +119,18 @@ def stage_options(spec: ScalingStudySpec) -> FitOptions:
     options = fit_options(spec)
     largest = float(spec.data_sizes.sizes()[-1])
     return dataclasses.replace(options, predict_at=(largest, options.predict_at[0]), joint=False)
+
+
+def fit_input(
+    records: Iterable[TrialRecord], spec: ScalingStudySpec
+) -> tuple[list[Point], FitOptions]:
+    """The study's fit input from its (planned) records, the same for `run`, the operator,
+    `get` and `fit --study`: the points, and the study's fit options with the input's
+    caveats (a reported parameter count that disagrees with the planned one) as notes."""
+    kept = list(records)
+    succeeded = ((r.model_size, r.parameters) for r in kept if r.status == "Succeeded")
+    notes = tuple(parameter_warnings(planned_parameters(spec), succeeded))
+    return points_of(kept, spec), dataclasses.replace(fit_options(spec), notes=notes)
 
 
 def fittable(records: Iterable[TrialRecord]) -> bool:

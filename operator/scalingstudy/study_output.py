@@ -21,7 +21,7 @@ from scalingstudy.fitting import FitError, fit_points
 from scalingstudy.fitting.report import FitReport
 from scalingstudy.report_html import ReportInput, render_report
 from scalingstudy.report_table import design_line, format_fit, learning_rate_lines
-from scalingstudy.results import NOT_FITTABLE, best_learning_rates, fit_options, fittable, points_of
+from scalingstudy.results import NOT_FITTABLE, best_learning_rates, fit_input, fittable, points_of
 from scalingstudy.spec import ScalingStudySpec
 from scalingstudy.status import CSV_COLUMNS, DesignStatus, TrialRecord
 from scalingstudy_sdk.atomic import write_atomic
@@ -104,7 +104,7 @@ def write_study_output(
         out.fit_error = NOT_FITTABLE
     else:
         try:
-            out.fit = fit_points(points_of(records, spec), fit_options(spec))
+            out.fit = fit_points(*fit_input(records, spec))
         except FitError as exc:
             out.fit_error = str(exc)
     if out.fit is not None:

@@ -15,7 +15,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from scalingstudy.fitting.bootstrap import bootstrap
-from scalingstudy.fitting.compute_optimal import IsoPoint, compute_optimal, frontier
+from scalingstudy.fitting.compute_optimal import isoflop_fit
 from scalingstudy.fitting.curve import (
     BETA_MAX,
     CurveFit,
@@ -42,7 +42,6 @@ from scalingstudy.fitting.predict import Predictor, extrapolation_report, reach_
 from scalingstudy.fitting.region import find_region
 from scalingstudy.fitting.report import (
     BestModel,
-    ComputeOptimalReport,
     FitReport,
     LearningCurve,
     ModelSizeCurve,
@@ -254,30 +253,6 @@ def _best_models(best: Sequence[BestPoint]) -> list[BestModel]:
     ]
 
 
-def _isoflop(
-    points: Sequence[Point], options: FitOptions, warnings: list[str]
-) -> tuple[ComputeOptimalReport | None, list[Point]]:
-    """The compute-optimal analysis of IsoFLOP trials, and the points the rest of the fit
-    sees: each budget's best trial (at one budget every trial has its own data size, so
-    "the best model per data size" is only meaningful along that frontier)."""
-    if any(p.compute is None or p.size is None for p in points):
-        raise FitError("with a compute column every point needs compute and a model size "
-                       "or parameter count")  # fmt: skip
-    iso = [IsoPoint(float(p.compute or 0), float(p.size or 0), p.loss, p.data_size)
-           for p in points]  # fmt: skip
-    report = compute_optimal(
-        iso, options.flops_per_parameter_per_item, options.confidence, options.bootstrap,
-        options.random_seed, warnings, joint_replicates=min(options.bootstrap,
-                                                            options.joint_bootstrap),
-    )  # fmt: skip
-    best = frontier([p.compute for p in iso], [p.loss for p in iso])
-    warnings.append(
-        f"IsoFLOP trials: the learning curve and the model-size law are fitted to each "
-        f"budget's best trial ({len(best)} budgets: the compute-optimal frontier)"
-    )
-    return report, [points[i] for i in sorted(best, key=lambda i: points[i].data_size)]
-
-
 def fit_points(points: Sequence[Point], options: FitOptions | None = None) -> FitReport:
     """Fit the learning curve and the model-size law; predict. Raises FitError on bad input.
 
@@ -294,8 +269,14 @@ def _fit_points(points: Sequence[Point], options: FitOptions) -> FitReport:
     validate(points)
     parts: dict[str, Any] = {}
     warnings_first: list[str] = []
+    warnings_first.extend(options.notes)
     if any(p.compute is not None for p in points):
-        parts["compute_optimal"], points = _isoflop(points, options, warnings_first)
+        # The compute-optimal analysis and the study's joint law over every trial; the
+        # rest of the fit sees each budget's best trial (the frontier).
+        iso = isoflop_fit(points, options, warnings_first)
+        parts["compute_optimal"], points = iso.compute_optimal, iso.frontier
+        if options.joint:
+            parts["joint"] = iso.joint
 
     all_best = best = best_from_cells(cells(points))
     all_m = np.array([b.data_size for b in best])
@@ -365,7 +346,7 @@ def _fit_points(points: Sequence[Point], options: FitOptions) -> FitReport:
             parameters = (size.alpha or 0.0) * target.data_size**size.beta
             target = target.model_copy(update={"parameters": parameters})
         parts["data_for_target"] = target
-    if options.joint:
+    if options.joint and "joint" not in parts:
         parts["joint"] = joint_report(points, options, warnings)
     return checked(
         FitReport(

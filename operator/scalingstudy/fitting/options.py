@@ -30,3 +30,6 @@ class FitOptions:
     joint_bootstrap: int = 50
     #: k of C = k N D (forward and backward pass: 6), for points with a compute.
     flops_per_parameter_per_item: float = 6.0
+    #: Caveats of the fit's input the caller found (e.g. a reported parameter count that
+    #: disagrees with the planned one): the report's first warnings.
+    notes: tuple[str, ...] = ()

@@ -44,6 +44,7 @@ from scalingstudy.spec.grid import ModelSizeGrid, SizeGrid
 from scalingstudy.spec.parameters import builtin_parameters
 from scalingstudy.spec.pod import (
     EnvVar,
+    LabelValueName,
     ObjectName,
     Resources,
     Toleration,
@@ -148,9 +149,7 @@ class ScalingStudySpec(SpecModel):
     """The study fails once more trials than this have failed."""
     queue_name: Annotated[str, Field(max_length=63, pattern=DNS_LABEL)] | None = None
     """Kueue LocalQueue: Jobs carry kueue.x-k8s.io/queue-name and start suspended until admitted."""
-    workload_priority_class_name: (
-        Annotated[str, Field(max_length=253, pattern=DNS_SUBDOMAIN)] | None
-    ) = None
+    workload_priority_class_name: LabelValueName | None = None
     """Kueue WorkloadPriorityClass of the trials' Jobs (label kueue.x-k8s.io/priority-class):
     their priority in queueing and preemption. Without it Kueue takes the priority of
     trainer.priorityClassName (a pod PriorityClass)."""
