@@ -172,6 +172,9 @@ def test_install_and_least_privilege(
     assert not _can(cluster, sa, "get", "secrets", namespace)
     assert not _can(cluster, sa, "list", "secrets", namespace)
     assert not _can(cluster, sa, "patch", "scalingstudies", namespace)  # only its status
+    # Owner references that block deletion (the control plane enforces it, as OpenShift).
+    assert _can(cluster, sa, "update", "scalingstudies", namespace, "finalizers")
+    assert not _can(cluster, sa, "update", "scalingstudies", namespace)
     assert not _can(cluster, sa, "delete", "scalingstudies", namespace)
     assert not _can(cluster, sa, "create", "pods", namespace)
     assert not _can(cluster, sa, "update", "jobs", namespace)

@@ -338,10 +338,22 @@ def test_growing_the_grid_adds_trials_and_keeps_results(
     before = {r["trial"]: r for r in first["status"]["results"]}
     assert first["status"]["fit"]["dataForTarget"]["targetLoss"] == 0.01
     assert first["status"]["fit"]["learningCurve"]["gammaInterval"]
+    # A fit setting of the finished study changes alone (issue 37): once observedGeneration
+    # says the status reflects the new spec, the fit must be that spec's.
+    cluster.kubectl("patch", "scalingstudy", "grow", "-n", namespace, "--type=json",
+                    "-p", '[{"op": "remove", "path": "/spec/fit/targetLoss"}]')  # fmt: skip
+
+    def observed() -> dict[str, Any] | None:
+        obj = study(cluster, "grow", namespace)
+        seen = (obj.get("status") or {}).get("observedGeneration")
+        return obj if seen == obj["metadata"]["generation"] else None
+
+    untargeted = wait_until("the new generation observed", observed, timeout=60)["status"]
+    assert "dataForTarget" not in (untargeted.get("fit") or {}), untargeted.get("fit")
+    doc["spec"]["fit"].pop("targetLoss")
     doc["spec"]["dataSizes"]["values"] += [1600]
-    # The target and the constant go with the same change: the refit must not keep their
-    # answers (a merge patch of the new status alone used to leave them in place).
-    del doc["spec"]["fit"]["targetLoss"]
+    # The constant goes with the grid's change: the refit must not keep its answers (a
+    # merge patch of the new status alone used to leave them in place).
     doc["spec"]["fit"]["form"] = "power-law"
     cluster.apply(doc, namespace)
 

@@ -300,7 +300,10 @@ def _start_all(
             "--authorization-mode=RBAC",
             "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,LimitRanger,"
             "DefaultStorageClass,ResourceQuota,Priority,DefaultTolerationSeconds,"
-            "MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy",
+            "MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy,"
+            # As OpenShift has it: an owner reference with blockOwnerDeletion needs the
+            # right to update the owner's finalizers (the chart's RBAC is checked under it).
+            "OwnerReferencesPermissionEnforcement",
             # The endpoints of the `kubernetes` Service may not be a loopback address.
             "--endpoint-reconciler-type=none",
             "--allow-privileged=true",
