@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from scalingstudy_trainer.distributed import Collectives
 from scalingstudy_trainer.errors import ConfigError
 from scalingstudy_trainer.launch import exit_status, needs_launcher, read_launch
 from scalingstudy_trainer.loop import Trainer, train
+from scalingstudy_trainer.norms import synchronise_batch_norm
 from scalingstudy_trainer.tasks.image_classification import ImageClassification
 from scalingstudy_trainer.tasks.teacher_student import TeacherStudent
 from scalingstudy_trainer.world import World
@@ -227,12 +229,59 @@ class OneSidedOom(TeacherStudent):
         return super().loss(model, inputs, targets)
 
 
+class NanOnOneRank(TeacherStudent):
+    """A stand-in for a loss that goes NaN on one rank first (a small CPU run does not
+    diverge reliably): rank ``nan_rank``'s training loss is NaN from its 25th step on."""
+
+    rank = 0
+    nan_rank = 1
+
+    def __init__(self, options: dict[str, Any], data_seed: int) -> None:
+        super().__init__(options, data_seed)
+        self.calls = 0
+
+    def loss(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> Any:
+        loss = super().loss(model, inputs, targets)
+        if model.training and self.rank == self.nan_rank:
+            self.calls += 1
+            if self.calls >= 25:
+                return loss * float("nan")
+        return loss
+
+
+def _global_batch_norm(rank: int) -> dict[str, Any]:
+    """GlobalBatchNorm's output and input gradient for this rank's half of a fixed batch,
+    and the warnings it raised."""
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 4, 4, dtype=torch.float64)
+    weight = torch.randn(8, 3, 4, 4, dtype=torch.float64)
+    layer = torch.nn.BatchNorm2d(3).double()
+    norm = synchronise_batch_norm(layer, torch.device("cpu"))  # the same layer, converted
+    assert layer.running_mean is not None
+    mine = x[4 * rank : 4 * rank + 4].clone().requires_grad_()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = norm(mine)
+        (out * weight[4 * rank : 4 * rank + 4]).sum().backward()
+    assert mine.grad is not None
+    return {"out": out.detach().tolist(), "grad": mine.grad.tolist(),
+            "running_mean": layer.running_mean.tolist(),
+            "warnings": [f"{w.category.__name__}: {w.message}" for w in caught]}  # fmt: skip
+
+
 def _scenario(name: str, rank: int, collectives: Collectives, folder: Path) -> dict[str, Any]:
     """One rank's part of a scenario; what it saw."""
     training = TrainingSpec.model_validate(
         RANK_TRAINING | {"batchSize": 33 if name == "oom" else 32}
     )
     cpu = Runtime(device=torch.device("cpu"), bf16=False, compile=False)
+    if name == "norm":
+        return _global_batch_norm(rank)
+    if name == "nan":
+        nan: Any = NanOnOneRank({"inputDim": 8, "teacherWidth": 16}, 0)
+        nan.rank = rank
+        out = train(nan, 512, 16, 2, training, _quiet, runtime=cpu, collectives=collectives)
+        return {"diverged_at_step": out.diverged_at_step, "loss": out.validation_loss}
     if name == "oom":
         task: Any = OneSidedOom({"inputDim": 8, "teacherWidth": 16}, 0)
         task.rank = rank
@@ -324,3 +373,38 @@ def test_a_resnet_on_two_ranks_resumes_exactly(tmp_path: Path) -> None:
     assert resumed[0]["resumed_from"] == resumed[1]["resumed_from"] == 27
     assert resumed[0]["loss"] == resumed[1]["loss"] == whole[0]["loss"]
     assert resumed[0]["means"] == resumed[1]["means"] == whole[0]["means"]
+
+
+@pytest.mark.slow(5)
+def test_a_loss_that_goes_nan_on_one_rank_is_reported_at_its_first_step(tmp_path: Path) -> None:
+    """Rank 1's loss is NaN from step 25, rank 0's (whose weights the summed NaN gradient
+    reaches one step later) from 26: the result, which rank 0 reports, used to say 26."""
+    ranks = _two_ranks("nan", tmp_path)
+    assert [r["diverged_at_step"] for r in ranks] == [25, 25]
+    assert ranks[0]["loss"] == ranks[1]["loss"]
+
+
+@pytest.mark.slow(5)
+def test_global_batch_norm_on_two_ranks_is_one_batch_norm_without_deprecated_calls(
+    tmp_path: Path,
+) -> None:
+    """Each rank's half of a batch normalised (forward and backward) as one BatchNorm of the
+    whole batch; it used to go through torch.distributed.nn's all_reduce, deprecated (a
+    FutureWarning at every forward on torch 2.15)."""
+    ranks = _two_ranks("norm", tmp_path)
+    assert ranks[0]["warnings"] == ranks[1]["warnings"] == []
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 4, 4, dtype=torch.float64).requires_grad_()
+    weight = torch.randn(8, 3, 4, 4, dtype=torch.float64)
+    norm = torch.nn.BatchNorm2d(3).double()
+    out = norm(x)
+    (out * weight).sum().backward()
+    assert x.grad is not None
+    both = torch.tensor(ranks[0]["out"] + ranks[1]["out"], dtype=torch.float64)
+    grads = torch.tensor(ranks[0]["grad"] + ranks[1]["grad"], dtype=torch.float64)
+    assert torch.allclose(both, out.detach(), atol=1e-10)
+    assert torch.allclose(grads, x.grad, atol=1e-10)
+    assert ranks[0]["running_mean"] == ranks[1]["running_mean"]
+    mean = torch.tensor(ranks[0]["running_mean"], dtype=torch.float64)
+    assert norm.running_mean is not None
+    assert torch.allclose(mean, norm.running_mean, atol=1e-10)

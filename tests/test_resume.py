@@ -145,6 +145,81 @@ def test_out_of_memory_halves_the_micro_batch_not_the_batch() -> None:
     assert squeezed.validation_loss == pytest.approx(plain.validation_loss, rel=1e-4)
 
 
+class BatchNormOutOfMemory(TeacherStudent):
+    """A BatchNorm model on a card whose memory holds micro-batches of at most ``fits``
+    items (a stand-in: a CPU cannot be made to run out of memory; None: a card where the
+    whole batch fits)."""
+
+    fits: int | None = 8
+
+    def build_model(self, model_size: int) -> torch.nn.Module:
+        return torch.nn.Sequential(
+            torch.nn.Linear(4, model_size), torch.nn.BatchNorm1d(model_size), torch.nn.ReLU(),
+            torch.nn.Linear(model_size, 1),
+        )  # fmt: skip
+
+    def loss(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> Any:
+        if model.training and self.fits is not None and inputs.shape[0] > self.fits:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return super().loss(model, inputs, targets)
+
+
+def test_a_resume_on_a_larger_card_keeps_the_cut_the_trial_ran_with(tmp_path: Path) -> None:
+    """A BatchNorm trial that ran out of memory, was preempted and resumed where its whole
+    batch fits used to report normalisation_batch_changed false and train its remaining
+    steps at another normalisation batch: the cut is part of the trial's state."""
+    options = {"inputDim": 4, "teacherWidth": 8}
+    whole = train(BatchNormOutOfMemory(options, 0), 300, 8, 5, TRAINING, quiet, runtime=CPU)
+    assert whole.normalisation_batch_changed and whole.micro_batch == 8
+    checkpoints = Checkpoints(str(tmp_path / "ckpt"), {"trial": "bn"})
+    calls = itertools.count()
+    with pytest.raises(Preempted):
+        train(BatchNormOutOfMemory(options, 0), 300, 8, 5, TRAINING, quiet, checkpoints,
+              lambda: next(calls) == 23, runtime=CPU)  # fmt: skip
+    larger = BatchNormOutOfMemory(options, 0)
+    larger.fits = None
+    resumed = train(larger, 300, 8, 5, TRAINING, quiet, checkpoints, runtime=CPU)
+    assert resumed.resumed_from_step == 23
+    assert resumed.normalisation_batch_changed and resumed.micro_batch == 8
+    assert resumed.validation_loss == whole.validation_loss
+
+
+class NanFrom(TeacherStudent):
+    """A stand-in for a diverging run (a small CPU run does not diverge reliably): every
+    training loss from the ``nan_from``-th step on is NaN."""
+
+    nan_from = 25
+
+    def __init__(self, options: dict[str, Any], data_seed: int) -> None:
+        super().__init__(options, data_seed)
+        self.calls = 0
+
+    def loss(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> Any:
+        loss = super().loss(model, inputs, targets)
+        if model.training:
+            self.calls += 1
+            if self.calls >= self.nan_from:
+                return loss * float("nan")
+        return loss
+
+
+def test_a_resume_after_the_loss_went_nan_reports_the_step_it_did(tmp_path: Path) -> None:
+    """NaN at step 25, preempted at 27, resumed: the first NaN step used to be forgotten,
+    and the result said the evaluation's step (30)."""
+    options = {"inputDim": 4, "teacherWidth": 8}
+    whole = train(NanFrom(options, 0), 300, 8, 5, TRAINING, quiet, runtime=CPU)
+    assert whole.diverged_at_step == 25
+    checkpoints = Checkpoints(str(tmp_path / "ckpt"), {"trial": "nan"})
+    calls = itertools.count()
+    with pytest.raises(Preempted):
+        train(NanFrom(options, 0), 300, 8, 5, TRAINING, quiet, checkpoints,
+              lambda: next(calls) == 27, runtime=CPU)  # fmt: skip
+    resumed = train(NanFrom(options, 0), 300, 8, 5, TRAINING, quiet, checkpoints, runtime=CPU)
+    assert resumed.resumed_from_step == 27
+    assert resumed.diverged_at_step == 25
+    assert (resumed.validation_loss, resumed.best_step) == (whole.validation_loss, whole.best_step)
+
+
 # ---------------------------------------------------------------------- the real process
 
 

@@ -4,6 +4,7 @@ shapes, the trial's own budget, exact resumption, and which parameters the rule 
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,9 @@ from scalingstudy.spec import SpecError, TrainingSpec, parse_spec
 from scalingstudy.spec.training import ScheduleSpec
 from scalingstudy_trainer.batches import Runtime
 from scalingstudy_trainer.checkpoint import Checkpoints, Preempted
+from scalingstudy_trainer.config import read_config
 from scalingstudy_trainer.loop import Trainer, param_groups, train
+from scalingstudy_trainer.main import run_trial
 from scalingstudy_trainer.tasks.char_lm import CharLM
 from scalingstudy_trainer.tasks.teacher_student import TeacherStudent
 
@@ -80,7 +83,7 @@ def test_inverse_width_scales_exactly_the_hidden_matrices() -> None:
     names = {n for n, p in lm.named_parameters() if id(p) in hidden}
     assert names and all(n.startswith("blocks.") and n.endswith("weight") for n in names)
     assert not any("norm" in n for n in names)
-    assert id(lm.token.weight) not in hidden  # the tied embedding/unembedding keeps the rate
+    assert id(lm.get_submodule("token").weight) not in hidden  # tied embedding: keeps the rate
     assert {"blocks.0.qkv.weight", "blocks.0.proj.weight", "blocks.0.mlp.0.weight"} <= names
     plain = param_groups(lm_task, lm, 64, TrainingSpec())
     assert len(plain) == 1  # the default rule changes nothing
@@ -119,3 +122,31 @@ def test_early_stopping_reports_where_on_the_schedule_it_stopped() -> None:
     assert out.steps < 400
     assert out.schedule_progress == pytest.approx(out.steps / 400)
     assert out.final_learning_rate_ratio == pytest.approx(1 - (out.steps - 1) / 399)
+
+
+def test_a_scaled_rule_records_the_rate_the_hidden_matrices_ran_at() -> None:
+    """With learningRateScaling the result's peak/final rates are training.learningRate's
+    (the embeddings, biases and norms); the hidden matrices ran at that times the rule's
+    factor, and the result used not to say so."""
+    training = {
+        "minSteps": 20, "maxSteps": 20, "evalEvery": 10, "batchSize": 16, "learningRate": 0.01,
+        "learningRateScaling": {"rule": "inverse-width", "baseModelSize": 8},
+        "schedule": {"kind": "linear", "minLearningRateRatio": 0.1},
+    }  # fmt: skip
+    env = {
+        "SCALINGSTUDY_TASK": json.dumps(
+            {"name": "teacher-student", "options": {"inputDim": 4, "teacherWidth": 8}}
+        ),
+        "SCALINGSTUDY_TRAINING": json.dumps(training),
+        "SCALINGSTUDY_DATA_SIZE": "128",
+        "SCALINGSTUDY_MODEL_SIZE": "32",
+    }
+    result = run_trial(read_config(env), False)
+    assert result is not None
+    assert result["peak_learning_rate"] == 0.01
+    assert result["final_learning_rate"] == pytest.approx(0.001)
+    assert result["hidden_peak_learning_rate"] == pytest.approx(0.01 * 8 / 32)
+    assert result["hidden_final_learning_rate"] == pytest.approx(0.001 * 8 / 32)
+    plain = {**env, "SCALINGSTUDY_TRAINING": json.dumps({"minSteps": 20, "maxSteps": 20})}
+    unscaled = run_trial(read_config(plain), False)
+    assert unscaled is not None and "hidden_peak_learning_rate" not in unscaled

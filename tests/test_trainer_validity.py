@@ -4,6 +4,7 @@ is measured on a random sample (not the first items stored), and a diverged run 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -90,11 +91,12 @@ def test_the_result_is_the_lowest_loss_evaluated_whatever_min_delta() -> None:
 
 def test_a_relative_min_delta_scales_with_the_best_loss() -> None:
     relative = EarlyStopping(min_delta=0.1, min_delta_mode="relative")
-    assert relative.improves(0.89, 1.0) and not relative.improves(0.91, 1.0)
-    assert relative.improves(0.0089, 0.01) and not relative.improves(0.0091, 0.01)
+    assert relative.improves(0.89, 1.0, 1.0) and not relative.improves(0.91, 1.0, 1.0)
+    assert relative.improves(0.0089, 0.01, 0.01) and not relative.improves(0.0091, 0.01, 0.01)
     absolute = EarlyStopping(min_delta=0.1)
-    assert not absolute.improves(0.0001, 0.01)  # no low-loss improvement counts at all
-    assert absolute.improves(1.0, float("inf")) and not absolute.improves(float("nan"), 1.0)
+    assert not absolute.improves(0.0001, 0.01, 0.01)  # no low-loss improvement counts at all
+    assert absolute.improves(1.0, math.inf, math.inf)
+    assert not absolute.improves(math.nan, 1.0, 1.0)
     base = {"task": {"name": "teacher-student"}, "dataSizes": {"values": [1, 2, 4]},
             "modelSizes": {"values": [1]}}  # fmt: skip
     study = parse_spec(
@@ -105,6 +107,33 @@ def test_a_relative_min_delta_scales_with_the_best_loss() -> None:
         parse_spec(
             {**base, "training": {"earlyStopping": {"minDelta": 1.5, "minDeltaMode": "relative"}}}
         )
+
+
+def test_a_relative_min_delta_is_a_share_of_the_best_loss_so_far() -> None:
+    """As documented: the decrease that resets patience, measured from the loss patience
+    last reset at (1.0 here), is minDelta x the lowest loss evaluated so far (this one
+    included), not x the loss at the reset (which asked for 0.1 whatever the best)."""
+    relative = EarlyStopping(min_delta=0.1, min_delta_mode="relative")
+    assert relative.improves(0.905, 1.0, 0.905)  # 1.0 - 0.1 x 0.905 = 0.9095
+    assert not relative.improves(0.91, 1.0, 0.91)  # 1.0 - 0.1 x 0.91 = 0.909
+    assert relative.improves(0.94, 1.0, 0.5)  # a best of 0.5 asks for 0.05 only
+    absolute = EarlyStopping(min_delta=0.1)
+    assert absolute.improves(0.899, 1.0, 0.899) and not absolute.improves(0.905, 1.0, 0.905)
+
+
+def test_relative_patience_in_a_trial_follows_the_best_loss_so_far() -> None:
+    """Patience in a trial: a loss that beats the last reset by minDelta x the best so far
+    resets it. The evaluations 1.0, 0.95, 0.904 with minDelta 0.1 (relative): the third
+    resets patience, so a patience of 2 does not stop the trial there."""
+    training = TrainingSpec.model_validate({
+        "minSteps": 40, "maxSteps": 40, "evalEvery": 10, "batchSize": 16,
+        "earlyStopping": {"patience": 2, "minDelta": 0.1, "minDeltaMode": "relative"},
+    })  # fmt: skip
+    trainer = Trainer(TeacherStudent(OPTIONS, 0), 64, 8, 0, training, CPU)
+    log = Events()
+    stops = [trainer._judge(loss, log) for loss in (1.0, 0.95, 0.904, 0.95, 0.95)]
+    assert stops == [False, False, False, False, True]
+    assert (trainer.best, trainer.reference) == (0.904, 0.904)
 
 
 # ------------------------------------------------------------------------- train_loss

@@ -94,6 +94,12 @@ class Collectives:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
+    def minimum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Minimum over ranks, in place (every rank gets the same value)."""
+        if self.world.distributed:
+            dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+        return tensor
+
     def any(self, flag: bool) -> bool:
         """Whether any rank says yes (every rank gets the same answer)."""
         if not self.world.distributed:

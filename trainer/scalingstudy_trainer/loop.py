@@ -57,6 +57,10 @@ class Trained:
     warmup_steps: int = 0
     peak_learning_rate: float = 0.0
     final_learning_rate: float = 0.0
+    #: With learningRateScaling, the peak and last-step rates of the hidden matrices (the
+    #: peak above times the rule's factor for this size); None when no group was scaled.
+    hidden_peak_learning_rate: float | None = None
+    hidden_final_learning_rate: float | None = None
     #: The step (1-based) whose training loss was first NaN or infinite; None if none was.
     diverged_at_step: int | None = None
     #: The largest micro-batch of the last step, and whether an out-of-memory changed it in
@@ -99,8 +103,11 @@ class Trainer:
         self.run_model: torch.nn.Module = (
             cast(torch.nn.Module, torch.compile(self.model)) if runtime.compile else self.model
         )
+        groups = param_groups(task, self.model, model_size, training)
+        #: The hidden matrices' peak rate when learningRateScaling scaled them: what ran.
+        self.hidden_peak: float | None = groups[1]["peak_lr"] if len(groups) > 1 else None
         self.optimizer = torch.optim.AdamW(
-            param_groups(task, self.model, model_size, training),
+            groups,
             lr=training.learning_rate,
             weight_decay=training.weight_decay,
             fused=cuda or None,
@@ -137,6 +144,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict[str, Any]:
+        """Everything a resumed trial needs to end, and report, as the uninterrupted one:
+        besides weights, optimiser and early stopping, the micro-batch cut an out-of-memory
+        forced (a resume on a card where the batch fits keeps it: a BatchNorm model's
+        normalisation batch, and the result's word that it changed) and the first step
+        whose loss was not finite."""
         return {
             "step": self.step,
             "best": self.best,
@@ -145,6 +157,9 @@ class Trainer:
             "reference": self.reference,
             "train_sum": float(self.train_sum),
             "train_n": self.train_n,
+            "chunks": self.chunks,
+            "normalisation_batch_changed": self.normalisation_batch_changed,
+            "diverged_at": int(self.diverged_at),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "best_state": self.best_state,
@@ -158,6 +173,9 @@ class Trainer:
         self.reference = float(state.get("reference", self.best))
         self.train_sum.fill_(float(state["train_sum"]))
         self.train_n = int(state["train_n"])
+        self.chunks = max(1, min(int(state.get("chunks", 1)), self.most_chunks))
+        self.normalisation_batch_changed |= bool(state.get("normalisation_batch_changed"))
+        self.diverged_at.fill_(int(state.get("diverged_at", -1)))
         best = state["best_state"]
         self.best_state = (
             None if best is None else {k: v.to(self.runtime.device) for k, v in best.items()}
@@ -321,7 +339,7 @@ class Trainer:
             self.best, self.best_step = validation_loss, self.step
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         stopping = self.training.early_stopping
-        if stopping.improves(validation_loss, self.reference):
+        if stopping.improves(validation_loss, self.reference, self.best):
             self.reference, self.stale = validation_loss, 0
             return False
         self.stale += 1
@@ -333,9 +351,10 @@ class Trainer:
     def _diverged(self, log: Log, train_loss: float, validation_loss: float) -> int:
         """A loss went NaN or infinite: training further cannot help. The trial ends with
         the lowest finite evaluation before it when there is one (like early stopping, and
-        the result says where it diverged), else fails with a message that says so."""
-        first = int(self.diverged_at)
-        at = first if first > 0 else self.step
+        the result says where it diverged), else fails with a message that says so. Every
+        rank gets here at the same evaluation (its losses are summed over ranks)."""
+        first = self._first_diverged_step()
+        at = first if first is not None else self.step
         log("diverged", step=at, evaluated_at=self.step, train_loss=train_loss,
             validation_loss=validation_loss, best_step=self.best_step)  # fmt: skip
         if self.best_state is None:
@@ -347,6 +366,14 @@ class Trainer:
                 "data for NaN"
             )
         return at
+
+    def _first_diverged_step(self) -> int | None:
+        """The first step whose training loss was not finite on any rank (one collective):
+        a NaN on one rank reaches the others' weights, and losses, a step later."""
+        none = self.budget + 1
+        steps = torch.where(self.diverged_at > 0, self.diverged_at, none)
+        first = int(self.collectives.minimum(steps))
+        return None if first == none else first
 
     def _finish(self, started: float, resumed_from: int, diverged: int | None) -> Trained:
         """The result: the best weights back in place, their training loss on a fixed random
@@ -374,6 +401,10 @@ class Trainer:
             warmup_steps=self.schedule.warmup(self.budget),
             peak_learning_rate=self.training.learning_rate,
             final_learning_rate=self.training.learning_rate * final_ratio,
+            hidden_peak_learning_rate=self.hidden_peak,
+            hidden_final_learning_rate=(
+                None if self.hidden_peak is None else self.hidden_peak * final_ratio
+            ),
             diverged_at_step=diverged,
             micro_batch=self.micro_batch,
             normalisation_batch_changed=self.normalisation_batch_changed,

@@ -145,6 +145,9 @@ def _train(
         "data_unit": task.unit,
         **task.describe(config.data_size),
     }
+    if outcome.hidden_peak_learning_rate is not None:
+        extras["hidden_peak_learning_rate"] = outcome.hidden_peak_learning_rate
+        extras["hidden_final_learning_rate"] = outcome.hidden_final_learning_rate
     if outcome.normalisation_batch_changed:
         extras[NORMALISATION_BATCH_CHANGED] = True
     if outcome.diverged_at_step is not None:

@@ -5,7 +5,9 @@ by the same model, and a trial of 2 processes trains like a trial of 1.
 
 On a GPU this is torch's SyncBatchNorm; torch's refuses CPU tensors, so on a CPU (gloo)
 the layers become ``GlobalBatchNorm``, the same computation with a differentiable
-all-reduce of each channel's sums (its backward all-reduces their gradients)."""
+all-reduce of each channel's sums (its backward all-reduces their gradients), built on
+``torch.distributed.all_reduce`` (torch.distributed.nn's differentiable one is deprecated
+and warns at every call on torch 2.15; its suggested replacement is a private module)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 #: The BatchNorm layers whose statistics depend on the micro-batch.
@@ -47,6 +48,24 @@ def _global_class(cls: type[_BatchNorm]) -> type[_BatchNorm]:
     return _CLASSES[cls]
 
 
+class SumOverProcesses(torch.autograd.Function):
+    """A tensor summed over every process, differentiable: each process's input reaches
+    every process's output, so its gradient is the sum of every process's output
+    gradient (another all-reduce)."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
+        total = tensor.clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        total = grad.contiguous().clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total
+
+
 class GlobalBatchNorm(_BatchNorm):
     """A BatchNorm layer whose training-mode statistics are those of the union of every
     process's input. Sums are taken in float64: E[x^2] - E[x]^2 in float32 would lose the
@@ -64,7 +83,7 @@ class GlobalBatchNorm(_BatchNorm):
         count = torch.full((1,), input.numel() / channels, dtype=torch.float64,
                            device=input.device)  # fmt: skip
         local = torch.cat([wide.sum(dims), (wide * wide).sum(dims), count])
-        total: torch.Tensor = dist_fn.all_reduce(local)  # type: ignore[no-untyped-call]
+        total: torch.Tensor = SumOverProcesses.apply(local)
         n = total[-1]
         mean = total[:channels] / n
         var = total[channels : 2 * channels] / n - mean * mean

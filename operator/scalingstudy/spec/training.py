@@ -91,13 +91,14 @@ class EarlyStopping(SpecModel):
     patience: Annotated[int, Field(ge=1, le=1000)] = 5
     """Evaluations without an improvement of at least minDelta before stopping."""
     min_delta: Annotated[float, Field(ge=0)] = 0.0
-    """Smallest decrease of validation loss that counts as an improvement (for patience
-    only): in the loss's units (absolute), or a share of the best loss so far (relative)."""
+    """Smallest decrease of validation loss, below the loss at which patience last reset,
+    that counts as an improvement (for patience only): in the loss's units (absolute), or
+    a share of the best (lowest) loss evaluated so far (relative)."""
     min_delta_mode: Literal["absolute", "relative"] = "absolute"
-    """absolute: an improvement is a decrease of at least minDelta. relative: of at least
-    minDelta x the best loss so far, the same demand on a high-loss small-data trial and a
-    low-loss large-data one (an absolute minDelta stops the low-loss trials soonest and
-    flattens the curve's end)."""
+    """absolute: an improvement is a decrease of at least minDelta below the loss at which
+    patience last reset. relative: of at least minDelta x the best loss so far, the same
+    demand on a high-loss small-data trial and a low-loss large-data one (an absolute
+    minDelta stops the low-loss trials soonest and flattens the curve's end)."""
 
     @model_validator(mode="after")
     def _relative_below_one(self) -> EarlyStopping:
@@ -107,13 +108,16 @@ class EarlyStopping(SpecModel):
             )
         return self
 
-    def improves(self, loss: float, reference: float) -> bool:
-        """Whether ``loss`` counts as an improvement on ``reference`` (the loss patience
-        last reset at) for patience."""
+    def improves(self, loss: float, reference: float, best: float) -> bool:
+        """Whether ``loss`` resets patience: a decrease of minDelta (absolute) or minDelta x
+        ``best`` (relative; the lowest loss evaluated so far, this one included) below
+        ``reference`` (the loss patience last reset at). Measured from the reset, small
+        improvements add up: a slow steady decline resets patience once it totals minDelta,
+        where each one measured from the best alone never would."""
         if not math.isfinite(reference):
             return math.isfinite(loss)
-        delta = self.min_delta * (abs(reference) if self.min_delta_mode == "relative" else 1.0)
-        return loss < reference - delta
+        scale = abs(best) if self.min_delta_mode == "relative" and math.isfinite(best) else 1.0
+        return loss < reference - self.min_delta * scale
 
 
 class ScheduleSpec(SpecModel):
