@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scalingstudy.fitting import FitError, fit_points
-from scalingstudy.fitting import verdict as verdict_module
+from scalingstudy.fitting import invariants as verdict_module
 from scalingstudy.fitting.report import FitReport
 from scalingstudy.report_html import ReportInput, render_report
 from scalingstudy.report_table import format_fit

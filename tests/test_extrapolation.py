@@ -104,8 +104,8 @@ def test_data_for_target_brackets_its_answer_and_is_open_when_unreachable() -> N
     y = 2 * (m / 1e3) ** -0.4 + 0.2
     reachable = fit_points(_points(m, y), FitOptions(bootstrap=50, target_loss=0.3))
     target = reachable.data_for_target
-    lo, hi = target.interval
-    assert lo <= target.data_size and (hi is None or target.data_size <= hi)
+    lo, hi = target.interval  # None: an end the data do not bound (e.g. at the first size)
+    assert (lo is None or lo <= target.data_size) and (hi is None or target.data_size <= hi)
     assert target.data_size > m[-1]
     below_floor = fit_points(_points(m, y), FitOptions(bootstrap=50, target_loss=0.1))
     assert below_floor.data_for_target.data_size is None

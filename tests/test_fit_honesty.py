@@ -171,9 +171,11 @@ def test_fit_plot_and_study_files_share_one_bootstrap_default() -> None:
     from scalingstudy.fitting.options import DEFAULT_BOOTSTRAP, FitOptions
     from scalingstudy.spec.training import FitSpec
 
+    # Unset on the command line: the study's setting with --study, else FitOptions'.
     fit_args = build_parser().parse_args(["fit", "x.csv"])
-    assert fit_args.bootstrap == DEFAULT_BOOTSTRAP == FitSpec().bootstrap
-    assert FitOptions().bootstrap == DEFAULT_BOOTSTRAP
+    assert fit_args.bootstrap is None
+    assert FitOptions().bootstrap == DEFAULT_BOOTSTRAP == FitSpec().bootstrap
+    assert f"default: {DEFAULT_BOOTSTRAP}" in run_cli("fit", "--help").stdout
 
 
 def test_plot_refuses_refit_options_for_a_fit_json(tmp_path: Path) -> None:

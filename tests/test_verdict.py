@@ -13,8 +13,9 @@ import pytest
 from benchmarks.honesty import check
 from benchmarks.study_shapes import SHAPES, random_study
 from scalingstudy.fitting import FitOptions, Point, fit_points
+from scalingstudy.fitting.invariants import violations
 from scalingstudy.fitting.report import JointLawReport, ModelSizeLaw, SizeEstimate
-from scalingstudy.fitting.verdict import judge_interval, violations
+from scalingstudy.fitting.verdict import judge_interval
 from scalingstudy.report_table import format_fit
 from tests.conftest import run_cli
 

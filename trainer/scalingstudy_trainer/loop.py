@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, cast
 
 import torch
@@ -29,44 +28,12 @@ from scalingstudy_trainer.checkpoint import Checkpoints, Preempted
 from scalingstudy_trainer.distributed import Collectives
 from scalingstudy_trainer.errors import DivergedError
 from scalingstudy_trainer.norms import has_batch_norm
+from scalingstudy_trainer.resume_state import restore_trainer, trainer_state
 from scalingstudy_trainer.tasks.base import Task, parameter_count
+from scalingstudy_trainer.trained import Trained, param_groups
 from scalingstudy_trainer.world import SINGLE
 
 Log = Callable[..., None]
-
-
-@dataclass(frozen=True)
-class Trained:
-    validation_loss: float
-    train_loss: float
-    steps: int
-    samples_seen: int
-    parameters: int
-    non_embedding_parameters: int | None
-    best_step: int
-    seconds: float
-    batch_size: int
-    resumed_from_step: int
-    #: Steps taken over the step budget (below 1 after early stopping), and the learning
-    #: rate of the last step over the peak: where on its schedule the trial stopped.
-    schedule_progress: float = 1.0
-    final_learning_rate_ratio: float = 1.0
-    #: The schedule the trial ran (which a short budget may shorten): its step budget,
-    #: warmup steps, peak learning rate and the rate of its last step.
-    step_budget: int = 0
-    warmup_steps: int = 0
-    peak_learning_rate: float = 0.0
-    final_learning_rate: float = 0.0
-    #: With learningRateScaling, the peak and last-step rates of the hidden matrices (the
-    #: peak above times the rule's factor for this size); None when no group was scaled.
-    hidden_peak_learning_rate: float | None = None
-    hidden_final_learning_rate: float | None = None
-    #: The step (1-based) whose training loss was first NaN or infinite; None if none was.
-    diverged_at_step: int | None = None
-    #: The largest micro-batch of the last step, and whether an out-of-memory changed it in
-    #: a BatchNorm model (whose normalisation batch it is, so its results changed too).
-    micro_batch: int = 0
-    normalisation_batch_changed: bool = False
 
 
 class Trainer:
@@ -144,42 +111,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict[str, Any]:
-        """Everything a resumed trial needs to end, and report, as the uninterrupted one:
-        besides weights, optimiser and early stopping, the micro-batch cut an out-of-memory
-        forced (a resume on a card where the batch fits keeps it: a BatchNorm model's
-        normalisation batch, and the result's word that it changed) and the first step
-        whose loss was not finite."""
-        return {
-            "step": self.step,
-            "best": self.best,
-            "best_step": self.best_step,
-            "stale": self.stale,
-            "reference": self.reference,
-            "train_sum": float(self.train_sum),
-            "train_n": self.train_n,
-            "chunks": self.chunks,
-            "normalisation_batch_changed": self.normalisation_batch_changed,
-            "diverged_at": int(self.diverged_at),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "best_state": self.best_state,
-        }
+        return trainer_state(self)
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step, self.best_step, self.stale = state["step"], state["best_step"], state["stale"]
-        self.best = float(state["best"])
-        self.reference = float(state.get("reference", self.best))
-        self.train_sum.fill_(float(state["train_sum"]))
-        self.train_n = int(state["train_n"])
-        self.chunks = max(1, min(int(state.get("chunks", 1)), self.most_chunks))
-        self.normalisation_batch_changed |= bool(state.get("normalisation_batch_changed"))
-        self.diverged_at.fill_(int(state.get("diverged_at", -1)))
-        best = state["best_state"]
-        self.best_state = (
-            None if best is None else {k: v.to(self.runtime.device) for k, v in best.items()}
-        )
+        restore_trainer(self, state)
 
     # ------------------------------------------------------------------ one step
     @property
@@ -409,22 +344,6 @@ class Trainer:
             micro_batch=self.micro_batch,
             normalisation_batch_changed=self.normalisation_batch_changed,
         )
-
-
-def param_groups(
-    task: Task, model: torch.nn.Module, model_size: int, training: TrainingSpec
-) -> list[dict[str, Any]]:
-    """AdamW's parameter groups, each with its peak learning rate: the hidden matrices at
-    learningRate x learningRateScaling's factor for this size, the rest at learningRate."""
-    factor = training.learning_rate_scaling.factor(model_size)
-    peak = training.learning_rate
-    hidden = task.hidden_matrices(model) if factor != 1.0 else []
-    ids = {id(p) for p in hidden}
-    rest = [p for p in model.parameters() if id(p) not in ids]
-    groups = [{"params": rest, "lr": peak, "peak_lr": peak}]
-    if hidden:
-        groups.append({"params": hidden, "lr": peak * factor, "peak_lr": peak * factor})
-    return groups
 
 
 def train(

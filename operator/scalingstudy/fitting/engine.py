@@ -26,6 +26,7 @@ from scalingstudy.fitting.curve import (
     quantile_interval,
 )
 from scalingstudy.fitting.extrapolation import extrapolate
+from scalingstudy.fitting.invariants import checked
 from scalingstudy.fitting.joint import joint_report
 from scalingstudy.fitting.model_size import model_size_law
 from scalingstudy.fitting.options import FitOptions, Form
@@ -49,7 +50,6 @@ from scalingstudy.fitting.report import (
 )
 from scalingstudy.fitting.robust import find_outliers, fit_robust
 from scalingstudy.fitting.sensitivity import flat_curve, outlier_sensitivity
-from scalingstudy.fitting.verdict import checked
 
 FORM_NAMES = {False: "power-law", True: "power-law-plus-constant"}
 

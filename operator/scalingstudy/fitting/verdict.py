@@ -11,19 +11,19 @@ zero-width interval (replicates that all agree, e.g. on noise-free data) becomes
 a point outside its own interval widens it, a beta_p the data contradict becomes null
 with its reason, a target below the fitted floor has no finite data size.
 
-`violations` re-checks the invariants on the finished report. `fit_points` runs both, so
-no output can carry a report that breaks them (the check raises instead of writing).
+`invariants.violations` re-checks the invariants on the finished report; `fit_points`
+runs both (`invariants.checked`), so no output can carry a report that breaks them (the
+check raises instead of writing).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from scalingstudy.fitting.curve import BETA_MAX, BETA_MIN
 from scalingstudy.fitting.joint import BOUNDS as JOINT_BOUNDS
-from scalingstudy.fitting.points import FitError
 from scalingstudy.fitting.predict import TARGET_HORIZON
 from scalingstudy.fitting.report import (
     ComputeOptimalReport,
@@ -53,10 +53,6 @@ JOINT_LIMITS: dict[str, tuple[float, float]] = {
     "alpha_N": JOINT_BOUNDS[3],
     "beta_D": JOINT_BOUNDS[4],
 }
-
-
-class InvariantError(FitError):
-    """A finished report breaks an invariant of `violations` (a bug: nothing is written)."""
 
 
 def _same(a: float, b: float) -> bool:
@@ -133,6 +129,17 @@ def judge_interval(
     return Judged(judged, verdict)
 
 
+def _band_point_ok(loss: float, interval: Sequence[float | None]) -> bool:
+    """A band point the plot may shade: finite ends, not at the loss clamps, not zero
+    width, holding its loss."""
+    lo, hi = interval
+    if lo is None or hi is None or _same(lo, hi):
+        return False
+    if not (math.isfinite(lo) and math.isfinite(hi)) or _at_bound(lo, _LOSS_LIMITS):
+        return False
+    return not _at_bound(hi, _LOSS_LIMITS) and lo <= loss <= hi
+
+
 def _learning_curve(
     lc: LearningCurve, verdicts: list[Verdict], warnings: list[str]
 ) -> LearningCurve:
@@ -146,8 +153,7 @@ def _learning_curve(
     if not beta.verdict.drawn:
         warnings.append(f"beta_g = {lc.beta:.4g} is not identified: {beta.verdict.reason}; "
                         "the curve is shown as points only")  # fmt: skip
-    band = [b for b in lc.band if not list(_interval_problems(
-        Quantity("band", b.loss, b.interval, _LOSS_LIMITS)))]  # fmt: skip
+    band = [b for b in lc.band if _band_point_ok(b.loss, b.interval)]
     return lc.model_copy(update={
         "beta_interval": beta.interval, "alpha_interval": alpha.interval, "band": band,
         "gamma_interval": gamma.interval if lc.gamma_interval is not None else None,
@@ -319,106 +325,3 @@ def judge(report: FitReport) -> FitReport:
     update["warnings"] = list(dict.fromkeys(warnings))
     update["verdicts"] = verdicts
     return report.model_copy(update=update)
-
-
-@dataclass(frozen=True)
-class Quantity:
-    """One reported number with its interval, for the invariant check."""
-
-    path: str
-    point: float | None
-    interval: Sequence[float | None] | None
-    bounds: Sequence[float] = ()
-
-
-def quantities(report: FitReport) -> Iterator[Quantity]:
-    """Every (number, interval) pair the report prints."""
-    lc = report.learning_curve
-    yield Quantity("learning_curve.beta", lc.beta, lc.beta_interval, (BETA_MIN, BETA_MAX))
-    yield Quantity("learning_curve.alpha", lc.alpha, lc.alpha_interval)
-    yield Quantity("learning_curve.gamma", lc.gamma, lc.gamma_interval, (0.0,))
-    for i, band in enumerate(lc.band):
-        yield Quantity(f"learning_curve.band[{i}]", band.loss, band.interval, _LOSS_LIMITS)
-    if report.model_size is not None:
-        yield Quantity("model_size.beta", report.model_size.beta, report.model_size.beta_interval)
-    for i, p in enumerate(report.predictions):
-        yield Quantity(f"predictions[{i}]", p.loss, p.interval, _LOSS_LIMITS)
-        yield Quantity(f"predictions[{i}].curve_loss", p.curve_loss, p.parametric_interval,
-                       _LOSS_LIMITS)  # fmt: skip
-    t = report.data_for_target
-    if t is not None:
-        yield Quantity("data_for_target", None if t.data_size is None else float(t.data_size),
-                       t.interval)  # fmt: skip
-    if report.joint is not None:
-        for key, limits in JOINT_LIMITS.items():
-            yield Quantity(f"joint.{key}", getattr(report.joint, key),
-                           report.joint.intervals.get(key), limits)  # fmt: skip
-        co = report.joint.compute_optimal
-        yield Quantity("joint.compute_optimal.a", co.a, co.a_interval, (0.0, 1.0))
-        yield Quantity("joint.compute_optimal.b", co.b, co.b_interval, (0.0, 1.0))
-    if report.compute_optimal is not None:
-        yield from _compute_optimal_quantities(report.compute_optimal)
-
-
-def _compute_optimal_quantities(co: ComputeOptimalReport) -> Iterator[Quantity]:
-    for i, b in enumerate(co.budgets):
-        yield Quantity(f"compute_optimal.budgets[{i}]", b.best_parameters, b.interval)
-    for name, pair in (("per_budget", co.per_budget), ("joint", co.joint)):
-        if pair is not None:
-            yield Quantity(f"compute_optimal.{name}.a", pair.a, pair.a_interval)
-            yield Quantity(f"compute_optimal.{name}.b", pair.b, pair.b_interval)
-
-
-def _interval_problems(q: Quantity) -> Iterator[str]:
-    if q.interval is None:
-        return
-    lo, hi = q.interval
-    for end in (lo, hi):
-        if end is not None and (not math.isfinite(end) or _at_bound(end, q.bounds)):
-            yield f"{q.path}: interval end {end!r} is a bound of the fit, not of the data"
-    if lo is not None and hi is not None and _same(lo, hi):
-        yield f"{q.path}: zero-width interval [{lo}, {hi}]"
-    if q.point is not None:
-        slack = _REL * max(abs(q.point), 1e-300)
-        if (lo is not None and q.point < lo - slack) or (hi is not None and q.point > hi + slack):
-            yield f"{q.path}: point {q.point!r} outside its interval [{lo}, {hi}]"
-
-
-def _named(report: FitReport, name: str) -> bool:
-    return any(name in w for w in report.warnings)
-
-
-def _law_problems(report: FitReport) -> Iterator[str]:
-    lc = report.learning_curve
-    beta = report.verdict("learning_curve.beta")
-    unbounded = lc.beta_interval is not None and lc.beta_interval == [None, None]
-    if (unbounded or lc.r2_log < R2_MIN) and (beta is None or beta.drawn
-                                              or not _named(report, "beta_g")):  # fmt: skip
-        yield "learning_curve.beta: not identified, yet drawn or not named in a warning"
-    ms = report.model_size
-    if (ms is not None and ms.beta is not None
-            and (ms.beta_interval == [None, None] or _contradicted_optima(ms))):  # fmt: skip
-        yield "model_size.beta: reported, but not identified by the data"
-    for p in report.predictions:
-        if lc.gamma > 0 and p.loss < lc.gamma and not _named(report, f"m = {p.data_size:g}"):
-            yield f"predictions at {p.data_size:g}: below the fitted floor without a word"
-    t = report.data_for_target
-    if t is not None and lc.gamma > 0 and t.target_loss <= lc.gamma and t.data_size is not None:
-        yield "data_for_target: a finite data size for a target below the fitted floor"
-
-
-def violations(report: FitReport) -> list[str]:
-    """Every invariant the report breaks (empty: it may be written)."""
-    found = [problem for q in quantities(report) for problem in _interval_problems(q)]
-    return found + list(_law_problems(report))
-
-
-def checked(report: FitReport) -> FitReport:
-    """The judged report, after the invariant check; raises InvariantError instead of
-    letting a report that breaks one reach any output."""
-    judged = judge(report)
-    problems = violations(judged)
-    if problems:
-        raise InvariantError("the fit broke its own honesty check (a bug, please report it): "
-                             + "; ".join(problems[:3]))  # fmt: skip
-    return judged
