@@ -82,3 +82,23 @@ def test_get_and_the_operator_leave_out_trials_the_spec_no_longer_plans(tmp_path
     kept = planned_records("answer", spec, records)
     assert {r.data_size for r in kept} == {100, 200, 400, 800, 1600, 3200}
     assert len(kept) == 18
+
+
+def test_a_trainers_word_on_its_result_reaches_the_fits_warnings() -> None:
+    """normalisation_batch_changed and diverged_at_step, from the result JSON through the
+    record to the fit's first warnings (issue 41: the fit says so)."""
+    from scalingstudy.contract import parse_result
+    from scalingstudy.plan import Trial
+    from scalingstudy.results import fit_input
+
+    spec = parse_spec({**_study(Path("/tmp"))["spec"], "learningRates": None})
+    records = []
+    for d in (100, 200, 400):
+        raw = {"validation_loss": 1.0 / d, "parameters": 400}
+        if d == 200:
+            raw |= {"normalisation_batch_changed": True, "diverged_at_step": 17}
+        trial = Trial(d, 4, 0, f"answer-d{d}-m4-s0")
+        records.append(TrialRecord.succeeded(trial, parse_result(json.dumps(raw)), 1.0))
+    _, options = fit_input(records, spec)
+    assert any("answer-d200-m4-s0" in n and "micro-batch" in n for n in options.notes)
+    assert any("from step 17" in n for n in options.notes)

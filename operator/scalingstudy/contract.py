@@ -139,6 +139,12 @@ class ResultFields(BaseModel):
     """Optimiser steps taken."""
     samples_seen: int | None = None
     """Training examples processed."""
+    normalisation_batch_changed: bool | None = None
+    """True: an out-of-memory cut a BatchNorm model's micro-batch, which is its
+    normalisation batch, so its loss may differ from a run at the planned batch."""
+    diverged_at_step: int | None = None
+    """The step from which the training loss was not finite (the result is the best
+    evaluation before it)."""
 
 
 class TrialResult(ResultFields):
@@ -216,6 +222,11 @@ def parse_result(text: str, metric: str = METRIC) -> TrialResult:
         raise ResultError(f"result {metric!r} must be positive (got {loss!r})")
     steps = _optional_number(raw, "steps")
     seen = _optional_number(raw, "samples_seen")
+    diverged = _optional_number(raw, DIVERGED_AT_STEP)
+    changed = raw.get(NORMALISATION_BATCH_CHANGED)
+    if changed is not None and not isinstance(changed, bool):
+        raise ResultError(f"result field {NORMALISATION_BATCH_CHANGED!r} must be true or false "
+                          f"(got {changed!r})")  # fmt: skip
     known = {metric, *RESULT_KEYS, *ResultFields.model_fields}
     return TrialResult(
         loss=loss,
@@ -223,5 +234,7 @@ def parse_result(text: str, metric: str = METRIC) -> TrialResult:
         train_loss=_optional_number(raw, "train_loss"),
         steps=None if steps is None else int(steps),
         samples_seen=None if seen is None else int(seen),
+        normalisation_batch_changed=changed,
+        diverged_at_step=None if diverged is None else int(diverged),
         **{k: v for k, v in raw.items() if k not in known},
     )

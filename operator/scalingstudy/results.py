@@ -128,9 +128,33 @@ def fit_input(
     `get` and `fit --study`: the points, and the study's fit options with the input's
     caveats (a reported parameter count that disagrees with the planned one) as notes."""
     kept = list(records)
-    succeeded = ((r.model_size, r.parameters) for r in kept if r.status == "Succeeded")
-    notes = tuple(parameter_warnings(planned_parameters(spec), succeeded))
+    succeeded = [r for r in kept if r.status == "Succeeded"]
+    sizes = ((r.model_size, r.parameters) for r in succeeded)
+    notes = (*parameter_warnings(planned_parameters(spec), sizes), *trainer_warnings(succeeded))
     return points_of(kept, spec), dataclasses.replace(fit_options(spec), notes=notes)
+
+
+def trainer_warnings(records: Sequence[TrialRecord]) -> list[str]:
+    """What the trainers said of their own results that the fit's reader must know: a
+    BatchNorm model whose micro-batch an out-of-memory cut (its normalisation batch, so
+    its loss), a trial whose loss diverged (its result is the best evaluation before)."""
+    out = []
+    changed = [r.trial for r in records if r.normalisation_batch_changed]
+    if changed:
+        out.append(
+            f"{len(changed)} trial(s) of a BatchNorm model ran a smaller micro-batch after an "
+            f"out-of-memory ({', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}): "
+            "their normalisation batch, and so their loss, differs from the planned batch's"
+        )
+    diverged = [r for r in records if r.diverged_at_step is not None]
+    if diverged:
+        first = diverged[0]
+        out.append(
+            f"{len(diverged)} trial(s) diverged (e.g. {first.trial} from step "
+            f"{first.diverged_at_step}): each reports its best evaluation before; a lower "
+            "learning rate may give a lower loss"
+        )
+    return out
 
 
 def fittable(records: Iterable[TrialRecord]) -> bool:

@@ -9,7 +9,6 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
-from scalingstudy.contract import REASON_BYTES, ResultFields, TrialResult, message_tail
 from scalingstudy.fitting.report import (
     ComputeOptimalReport,
     DataForTarget,
@@ -20,7 +19,9 @@ from scalingstudy.fitting.report import (
     ModelSizeLaw,
     Prediction,
 )
-from scalingstudy.plan import Trial
+from scalingstudy.records import CSV_COLUMNS as CSV_COLUMNS
+from scalingstudy.records import TrialCoordinates as TrialCoordinates
+from scalingstudy.records import TrialRecord as TrialRecord
 
 Phase = Literal["Pending", "Running", "Fitting", "Succeeded", "Failed"]
 log = logging.getLogger("scalingstudy.status")
@@ -65,106 +66,6 @@ class TrialCounts(_Status):
     """Finished with a recorded result."""
     failed: int = 0
     """Finished without a result."""
-
-
-class TrialCoordinates(BaseModel):
-    """Which trial: its name and where it sits in the grid."""
-
-    model_config = ResultFields.model_config
-
-    trial: str
-    """Trial (and Job) name."""
-    data_size: int
-    """Training-subset size."""
-    model_size: int
-    """Model-size knob."""
-    seed: int
-    """Initialisation seed."""
-    learning_rate: float | None = None
-    """The trial's learning rate in a learning-rate sweep."""
-
-
-class TrialRecord(ResultFields, TrialCoordinates):
-    """One finished trial, from the executor that saw it end to status.results, the local
-    run's record files and results.csv. ``loss`` is set exactly when it succeeded."""
-
-    status: Literal["Succeeded", "Failed"]
-    """Outcome."""
-    duration_seconds: float | None = None
-    """Wall time of the trial."""
-    reason: str | None = None
-    """Why a trial failed (exit code, OOMKilled, DeadlineExceeded, ...)."""
-    message: str | None = None
-    """Tail of the failed trial's message."""
-    source: str | None = None
-    """Where the result was read: termination-message (or file, locally), or prometheus
-    when no termination message could be read."""
-    verified: bool | None = None
-    """False: the result came only from the Pushgateway, which anyone who can reach it may
-    write to; true: the trial's own container reported it."""
-
-    @classmethod
-    def succeeded(
-        cls,
-        trial: Trial,
-        result: TrialResult,
-        duration: float | None,
-        source: str | None = None,
-        verified: bool = True,
-    ) -> TrialRecord:
-        measured = {f: getattr(result, f) for f in ResultFields.model_fields}
-        return cls(
-            **_coordinates(trial),
-            status="Succeeded",
-            duration_seconds=_seconds(duration),
-            source=source,
-            verified=verified,
-            **measured,
-        )
-
-    @classmethod
-    def failed(cls, trial: Trial, reason: str, message: str, duration: float | None) -> TrialRecord:
-        return cls(
-            **_coordinates(trial),
-            status="Failed",
-            reason=reason[:REASON_BYTES],
-            message=message_tail(message),
-            duration_seconds=_seconds(duration),
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """camelCase, without empty fields: the shape of a status.results row."""
-        return self.model_dump(by_alias=True, exclude_none=True)
-
-    @classmethod
-    def from_json(cls, raw: Any) -> TrialRecord:
-        return cls.model_validate(raw)
-
-    def csv_row(self) -> dict[str, Any]:
-        return {c: "" if getattr(self, c) is None else getattr(self, c) for c in CSV_COLUMNS}
-
-
-#: The results CSV (the fit CSV of DESIGN §5 plus columns): coordinates, the reported
-#: numbers and the duration; outcome and failure details stay in the records.
-CSV_COLUMNS = tuple(
-    f
-    for f in TrialRecord.model_fields
-    if f not in ("status", "reason", "message", "source", "verified")
-)
-
-
-def _coordinates(trial: Trial) -> dict[str, Any]:
-    return {
-        "trial": trial.name,
-        "data_size": trial.data_size,
-        "model_size": trial.model_size,
-        "seed": trial.seed,
-        "learning_rate": trial.learning_rate,
-    }
-
-
-def _seconds(duration: float | None) -> float | None:
-    return None if duration is None else round(duration, 3)
 
 
 class FitStatus(_Status):

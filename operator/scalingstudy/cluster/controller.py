@@ -47,7 +47,7 @@ from scalingstudy.cluster.workers import Key, Wake
 from scalingstudy.contract import STATUS_BYTES_MAX
 from scalingstudy.design import Design, design
 from scalingstudy.fitting import FitError, FitUnavailableError
-from scalingstudy.results import fit_options, points_of, stage_fit
+from scalingstudy.results import fit_input, stage_fit
 from scalingstudy.spec import ScalingStudySpec, SpecError, parse_spec
 from scalingstudy.status import Condition, FitStatus, ScalingStudyStatus, TrialRecord
 
@@ -264,7 +264,7 @@ class Controller:
             return FitAttempt(wake_in=retry, note=self.fit_notes.get(key))
         if not due:
             return FitAttempt(wake_in=wake_in)
-        points, options = points_of(p.relevant(), spec), fit_options(spec)
+        points, options = fit_input(p.relevant(), spec)
         inputs = json.dumps(request_of(points, options), sort_keys=True)
         failed = self.failed_fits.get(key)
         if failed is not None and failed[0] == inputs:
