@@ -37,8 +37,9 @@ func parentCall(path []parser.Node) *parser.Call {
 }
 
 // rateInterval: rate and irate over $__rate_interval (the linter's rule); stricter, an
-// increase over $__rate_interval or the dashboard's $__range, never a fixed window that
-// ignores the scrape interval and the dashboard's step.
+// increase (and delta and deriv, a gauge's increase and rate) over $__rate_interval or the
+// dashboard's $__range, never a fixed window that ignores the scrape interval and the
+// dashboard's step.
 func rateInterval(expr parser.Expr) []string {
 	return walk(expr, func(node parser.Node, path []parser.Node) string {
 		sel, ok := node.(*parser.MatrixSelector)
@@ -54,9 +55,10 @@ func rateInterval(expr parser.Expr) []string {
 			if sel.Range != rateIntervalMagic {
 				return fmt.Sprintf("%s() over %s: use $__rate_interval", call.Func.Name, sel.Range)
 			}
-		case "increase":
+		case "increase", "delta", "deriv":
 			if sel.Range != rateIntervalMagic && sel.Range != rangeMagic {
-				return fmt.Sprintf("increase() over %s: use $__rate_interval or $__range", sel.Range)
+				return fmt.Sprintf("%s() over %s: use $__rate_interval or $__range",
+					call.Func.Name, sel.Range)
 			}
 		default:
 			if sel.Range == rateIntervalMagic {
