@@ -253,9 +253,9 @@ def test_the_budget_is_never_exceeded_once_costs_are_known() -> None:
     spent = sum(cost(t) for t in plan_trials("s", spec) if t.name in records)
     assert final.stop_reason == "BudgetSpent"
     assert spent <= budget_s
-    assert final.status.gpu_seconds == pytest.approx(spent, rel=1e-3)
+    assert final.status.device_seconds == pytest.approx(spent, rel=1e-3)
     # the estimate of the full grid from the cost model is close to the truth
-    assert final.status.grid_gpu_seconds == pytest.approx(full, rel=0.05)
+    assert final.status.grid_device_seconds == pytest.approx(full, rel=0.05)
 
 
 def test_cost_model_recovers_how_cost_grows() -> None:

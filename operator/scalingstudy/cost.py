@@ -1,4 +1,9 @@
-"""What trials cost, in GPU-seconds: measured for finished trials, expected for the rest.
+"""What trials cost, in device-seconds: measured for finished trials, expected for the rest.
+
+The device is what the trials request: GPUs when their pods ask for any (nvidia.com/gpu),
+else CPUs (the cpu a pod requests, else its limit, else 1). A trial's device-seconds are
+its duration times the devices of all its pods, so a CPU study on a laptop is priced in
+CPU-seconds, never in GPU-seconds it did not use.
 
 The expected cost of a trial comes from the finished ones through
 ``log cost = a + b log(data size) + c log(parameters)`` by least squares (b and c kept
@@ -14,15 +19,74 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from scalingstudy.spec import ScalingStudySpec
+from scalingstudy.spec.pod import Resources
 from scalingstudy.status import TrialRecord
+
+DeviceKind = Literal["gpu", "cpu"]
+#: Kubernetes quantity suffixes a cpu amount may carry (millicores, and the SI and binary
+#: multipliers the API server also accepts).
+_SUFFIXES = {
+    "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
+    "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Devices:
+    """What one trial holds while it runs, all its pods together: the unit its spend,
+    expected cost and budget are counted in."""
+
+    kind: DeviceKind
+    count: float
+
+    @property
+    def unit(self) -> str:
+        """The word of the unit: GPU or CPU (GPU-seconds, CPU-hours)."""
+        return self.kind.upper()
+
+
+def _cpu_amount(raw: object) -> float | None:
+    """A cpu quantity (2, "500m", "1.5") in cores; None when absent or unparsable."""
+    if raw is None:
+        return None
+    text = str(raw).strip()
+    scale = 1.0
+    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
+        if text.endswith(suffix):
+            text, scale = text[: -len(suffix)], _SUFFIXES[suffix]
+            break
+    try:
+        value = float(text) * scale
+    except ValueError:
+        return None
+    return value if value > 0 and math.isfinite(value) else None
+
+
+def pod_cpus(resources: Resources) -> float:
+    """CPUs of one pod: its cpu request, else its limit (Kubernetes requests the limit
+    when no request is given), else 1."""
+    for amounts in (resources.requests, resources.limits):
+        cores = _cpu_amount(amounts.get("cpu"))
+        if cores is not None:
+            return cores
+    return 1.0
+
+
+def trial_devices(spec: ScalingStudySpec) -> Devices:
+    """GPUs of every pod of a trial when its pods request GPUs, else their CPUs."""
+    trainer = spec.trainer
+    gpus = trainer.resources.gpus()
+    if gpus > 0:
+        return Devices("gpu", gpus * trainer.nodes)
+    return Devices("cpu", pod_cpus(trainer.resources) * trainer.nodes)
 
 
 def devices_per_trial(spec: ScalingStudySpec) -> float:
-    """GPUs a trial's pods ask for, all of them; a pod without GPUs counts as one device,
-    so a CPU study's budget is in device-hours."""
-    return max(spec.trainer.resources.gpus(), 1.0) * spec.trainer.nodes
+    """Devices of a whole trial (see :func:`trial_devices`): what a second of it costs."""
+    return trial_devices(spec).count
 
 
 def gpus_per_trial(spec: ScalingStudySpec) -> float:
@@ -31,13 +95,13 @@ def gpus_per_trial(spec: ScalingStudySpec) -> float:
 
 
 def measured(record: TrialRecord, devices: float) -> float:
-    """A finished trial's GPU-seconds (0 when its duration is unknown)."""
+    """A finished trial's device-seconds (0 when its duration is unknown)."""
     return (record.duration_seconds or 0.0) * devices
 
 
 @dataclass(frozen=True)
 class CostModel:
-    """Expected GPU-seconds of a trial from its data size and parameter count."""
+    """Expected device-seconds of a trial from its data size and parameter count."""
 
     intercept: float
     data_exponent: float

@@ -9,7 +9,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from scalingstudy.adaptive import decide_adaptive
-from scalingstudy.cost import CostModel, devices_per_trial, measured, parameter_counts
+from scalingstudy.cost import CostModel, Devices, measured, parameter_counts, trial_devices
 from scalingstudy.isoflop import isoflop_plan
 from scalingstudy.plan import Plan, Trial, plan_trials
 from scalingstudy.results import best_learning_rates
@@ -71,7 +71,8 @@ def design(
             prefix = tuple(records[n] for n in sorted(names) if n in records)
     else:
         wanted, more = grid, False
-    devices = devices_per_trial(spec)
+    kind = trial_devices(spec)
+    devices = kind.count
     models = spec.model_size_candidates()
     sizes = parameter_counts(records.values(), models)
     # What the study spent: every trial of its sizes that ran, also one a stop left out
@@ -85,12 +86,12 @@ def design(
     spent = sum(measured(r, devices) for r in ran)
 
     def expected(t: Trial) -> float:
-        """GPU-seconds a trial is expected to take (0 while no cost is known)."""
+        """Device-seconds a trial is expected to take (0 while no cost is known)."""
         if cost is None:
             return 0.0
         return cost.expected(t.data_size, sizes.get(t.model_size, t.model_size))
 
-    budget = None if spec.design.budget is None else spec.design.budget.gpu_hours * 3600.0
+    budget = None if spec.design.budget is None else spec.design.budget.hours() * 3600.0
     kept: list[Trial] = []
     blocked = False
     committed = spent + sum(
@@ -126,10 +127,7 @@ def design(
         trials_started=len(started),
         grid_trials=len(grid),
         trials_skipped=sum(1 for t in grid if t.name not in started),
-        gpu_seconds=round(spent, 1),
-        grid_gpu_seconds=None if estimate is None else round(estimate, 1),
-        spend=None if not estimate else f"{100.0 * spent / estimate:.0f}%",
-        budget_gpu_seconds=budget,
+        **_spend(kind, spent, estimate, budget),
         stop_reason=reason,
         windows=list(windows),
         out_of_range=list(isoflop_plan(spec).skipped) if spec.design.isoflop else [],
@@ -138,3 +136,22 @@ def design(
     )
     return Design(Plan(tuple(kept)), more or fit_needed is not None, fit_needed, reason,
                   status, prefix, frozenset(t.name for t in grid))  # fmt: skip
+
+
+def _spend(
+    kind: Devices, spent: float, estimate: float | None, budget: float | None
+) -> dict[str, object]:
+    """The status' spend fields: device-seconds in the unit the trials request, and the
+    GPU-seconds fields that dashboards read (0, or no budget, for a CPU study)."""
+    gpu = kind.kind == "gpu"
+    grid = None if estimate is None else round(estimate, 1)
+    return {
+        "device": kind.kind,
+        "device_seconds": round(spent, 1),
+        "grid_device_seconds": grid,
+        "budget_device_seconds": budget,
+        "gpu_seconds": round(spent, 1) if gpu else 0.0,
+        "grid_gpu_seconds": grid if gpu or grid is None else 0.0,
+        "budget_gpu_seconds": budget if gpu else None,
+        "spend": None if not estimate else f"{100.0 * spent / estimate:.0f}%",
+    }

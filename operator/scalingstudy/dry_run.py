@@ -14,6 +14,7 @@ from scalingstudy.report_table import short
 from scalingstudy.scheduling import schedule
 from scalingstudy.spec import ScalingStudy, ScalingStudySpec
 from scalingstudy.status import TrialRecord
+from scalingstudy.words import device_hours, plural
 
 SHOWN = 12  # trial names listed before "and N more"
 
@@ -23,8 +24,16 @@ def _listed(names: list[str]) -> str:
     return ", ".join(names[:SHOWN]) + (f" and {more} more" if more > 0 else "")
 
 
-def _hours(seconds: float | None) -> str:
-    return "unknown" if seconds is None else f"{seconds / 3600:.3g} GPU-hours"
+def _budget_line(spec: ScalingStudySpec, seconds: float | None, unit: str) -> str:
+    """The budget in the unit the trials request; an older gpuHours on a CPU study says
+    what it caps."""
+    if seconds is None:
+        return "budget: none"
+    legacy = spec.design.budget is not None and spec.design.budget.gpu_hours is not None
+    note = (
+        " (gpuHours caps CPU-hours: the trials request no GPUs)" if legacy and unit == "CPU" else ""
+    )
+    return f"budget: {device_hours(seconds, unit)}{note}"
 
 
 def _isoflop_lines(spec: ScalingStudySpec, trials: int) -> list[str]:
@@ -39,7 +48,7 @@ def _isoflop_lines(spec: ScalingStudySpec, trials: int) -> list[str]:
                  for x in cells]  # fmt: skip
         lines.append(f"  C = {c:.3g}: " + ", ".join(pairs))
     lines += [f"  skipped: {s}" for s in iso.skipped]
-    lines.append(f"trials: {trials} ({spec.seeds} seed(s) per pair)")
+    lines.append(f"trials: {trials} ({plural(spec.seeds, 'seed')} per pair)")
     return lines
 
 
@@ -54,9 +63,9 @@ def describe(study: ScalingStudy, records: Mapping[str, TrialRecord], workers: i
         f"study {name}: task {spec.task.name}, metric {spec.metric.name}",
         f"data sizes ({len(data)}): {', '.join(str(d) for d in data)}",
         f"model sizes ({len(models)}): {', '.join(str(m) for m in models)}",
-        f"grid: {len(data)} x {len(models)} x {spec.seeds} seed(s)"
+        f"grid: {len(data)} x {len(models)} x {plural(spec.seeds, 'seed')}"
         + (f" x {len(rates)} learning rates" if len(rates) > 1 else "")
-        + f" = {len(grid)} trials",
+        + f" = {plural(len(grid), 'trial')}",
     ]
     if spec.design.isoflop:
         lines[1:4] = _isoflop_lines(spec, len(grid))
@@ -70,7 +79,7 @@ def describe(study: ScalingStudy, records: Mapping[str, TrialRecord], workers: i
     start = schedule(chosen.plan, kept, set(), workers, spec.max_failed_trials).start
     strategy = spec.design.strategy
     lines.append(
-        f"design {strategy}: plans {len(plan_names)} trial(s) now"
+        f"design {strategy}: plans {plural(len(plan_names), 'trial')} now"
         + (" (more once results arrive)" if chosen.more else "")
     )
     if chosen.fit_needed is not None:
@@ -83,18 +92,20 @@ def describe(study: ScalingStudy, records: Mapping[str, TrialRecord], workers: i
     else:
         lines.append("starts nothing: every planned trial has a result")
     status = chosen.status
-    budget = status.budget_gpu_seconds
-    lines.append(f"budget: {_hours(budget)}" if budget is not None else "budget: none")
+    unit = status.device.upper()
+    budget = status.budget_device_seconds
+    lines.append(_budget_line(spec, budget, unit))
     if spec.design.adaptive and spec.design.share < 1:
         lines.append(
             f"computeShare: {spec.design.share:g} (from the sixth data size on, none starts "
             "that would take the study past this share of the grid's compute once the "
             "largest data size's loss can be predicted instead)"
         )
-    if status.grid_gpu_seconds is not None:
+    if status.grid_device_seconds is not None:
         lines.append(
-            f"expected cost of the full grid: {_hours(status.grid_gpu_seconds)} "
-            f"(spent so far {_hours(status.gpu_seconds)}; from the earlier results' durations)"
+            f"expected cost of the full grid: {device_hours(status.grid_device_seconds, unit)} "
+            f"(spent so far {device_hours(status.device_seconds, unit)}; from the earlier "
+            "results' durations)"
         )
     else:
         lines.append("expected cost: unknown until trials finish (no earlier durations to "

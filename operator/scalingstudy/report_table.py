@@ -13,6 +13,7 @@ from scalingstudy.fitting.report import (
     ModelSizeLaw,
 )
 from scalingstudy.status import DesignStatus
+from scalingstudy.words import plural
 
 
 def short(value: float | None, digits: int = 4) -> str:
@@ -150,12 +151,14 @@ def compute_optimal_lines(co: ComputeOptimalReport) -> list[str]:
 
 
 def design_line(d: DesignStatus) -> str:
-    """What an adaptive study chose and spent, in one line."""
-    grid = f" of the full grid's estimated {d.grid_gpu_seconds:.0f}" if d.grid_gpu_seconds else ""
+    """What an adaptive study chose and spent, in one line, in the device its trials
+    request (GPU-seconds, or CPU-seconds for a study without GPUs)."""
+    spent, grid_s = d.device_seconds, d.grid_device_seconds
+    grid = f" of the full grid's estimated {grid_s:.0f}" if grid_s else ""
     return (
-        f"design {d.strategy}: {d.trials_started} trials started, {d.trials_skipped} of the "
-        f"grid's {d.grid_trials} skipped; {d.gpu_seconds:.0f} GPU-seconds ({d.spend or '?'}"
-        f"{grid}); stopped: {d.stop_reason or 'no'}"
+        f"design {d.strategy}: {plural(d.trials_started, 'trial')} started, "
+        f"{d.trials_skipped} of the grid's {d.grid_trials} skipped; {spent:.0f} "
+        f"{d.device.upper()}-seconds ({d.spend or '?'}{grid}); stopped: {d.stop_reason or 'no'}"
     )
 
 

@@ -212,15 +212,26 @@ class DesignStatus(_Status):
     trials_skipped: int
     """Grid trials not started."""
     gpu_seconds: float
-    """GPU-seconds of finished trials (duration times GPUs; a trial without GPUs counts
-    as one device)."""
+    """GPU-seconds of finished trials (duration times the GPUs of all their pods); 0 for a
+    study whose trials request no GPUs (see deviceSeconds)."""
+    device: Literal["gpu", "cpu"] = "gpu"
+    """What deviceSeconds and the budget count: gpu when the trials request GPUs
+    (nvidia.com/gpu), else cpu (the cpu each pod requests, else its limit, else 1)."""
+    device_seconds: float = 0.0
+    """Device-seconds of finished trials: duration times the devices of all their pods
+    (GPUs or CPUs, see device)."""
     grid_gpu_seconds: float | None = None
-    """Estimated GPU-seconds of the full grid: finished trials as measured, the others
+    """Estimated GPU-seconds of the full grid (gridDeviceSeconds on a GPU study, 0 on a
+    CPU study)."""
+    grid_device_seconds: float | None = None
+    """Estimated device-seconds of the full grid: finished trials as measured, the others
     from the cost model fitted to them."""
     spend: str | None = None
-    """gpuSeconds over gridGpuSeconds, as a percentage."""
+    """deviceSeconds over gridDeviceSeconds, as a percentage."""
     budget_gpu_seconds: float | None = None
-    """The budget, when the spec sets one."""
+    """The budget in GPU-seconds, when the spec sets one and the trials request GPUs."""
+    budget_device_seconds: float | None = None
+    """The budget in device-seconds (see device), when the spec sets one."""
     stop_reason: StopReason | None = None
     """Why no more trials start: TargetReached (stopWhen), GridShareSpent (computeShare:
     the larger data sizes are predicted), BudgetSpent or AllDataSizes."""
@@ -257,7 +268,7 @@ class ScalingStudyStatus(_Status):
     fit: FitStatus | None = None
     """Fitted scaling laws."""
     design: DesignStatus | None = None
-    """Trials chosen and GPU time spent, against the full grid."""
+    """Trials chosen and device time spent, against the full grid."""
 
     def to_json(self) -> dict[str, Any]:
         """The status as the API server stores it: camelCase, without empty fields."""

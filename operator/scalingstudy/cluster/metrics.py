@@ -17,10 +17,12 @@ from prometheus_client import (
     generate_latest,
 )
 
+from scalingstudy.cost import Devices
 from scalingstudy.fitting.report import LearningCurve, ModelSizeLaw
 from scalingstudy.status import ScalingStudyStatus, StopReason, TrialCounts, TrialRecord
 
 STATES = ("pending", "queued", "running", "succeeded", "failed")
+DEVICES = ("gpu", "cpu")
 STOP_REASONS: tuple[str, ...] = get_args(StopReason)
 PHASES = ("Pending", "Running", "Fitting", "Succeeded", "Failed")
 
@@ -84,8 +86,15 @@ class OperatorMetrics:
         )
         self.gpu_seconds = Counter(
             "scalingstudy_trial_gpu_seconds",
-            "GPU time of finished trials (duration x nvidia.com/gpu limit)",
+            "GPU time of finished trials (duration x nvidia.com/gpu limit); 0 for CPU trials",
             study,
+            registry=r,
+        )
+        self.device_seconds = Counter(
+            "scalingstudy_trial_device_seconds",
+            "Device time of finished trials: duration x the GPUs of their pods, or their CPUs "
+            "where they request no GPUs (device label)",
+            [*study, "device"],
             registry=r,
         )
         self.reconciles = Counter(
@@ -121,6 +130,12 @@ class OperatorMetrics:
             "scalingstudy_design_gpu_seconds", "GPU-seconds the study's finished trials used",
             study, registry=r,
         )  # fmt: skip
+        self.design_device_seconds = Gauge(
+            "scalingstudy_design_device_seconds",
+            "Device-seconds the study's finished trials used (status.design.deviceSeconds; "
+            "GPU or CPU, the device label)",
+            [*study, "device"], registry=r,
+        )  # fmt: skip
         self.design_grid_gpu_seconds = Gauge(
             "scalingstudy_design_grid_gpu_seconds",
             "Estimated GPU-seconds of the study's full grid (finished trials as measured)",
@@ -154,6 +169,14 @@ class OperatorMetrics:
         if design is None:
             return
         self.design_gpu_seconds.labels(namespace, study).set(design.gpu_seconds)
+        for device in DEVICES:  # one series: a spec edit may change the device
+            if device == design.device:
+                self.design_device_seconds.labels(namespace, study, device).set(
+                    design.device_seconds
+                )
+            else:
+                with contextlib.suppress(KeyError):
+                    self.design_device_seconds.remove(namespace, study, device)
         if design.grid_gpu_seconds is not None:
             self.design_grid_gpu_seconds.labels(namespace, study).set(design.grid_gpu_seconds)
         for reason in STOP_REASONS:
@@ -161,16 +184,23 @@ class OperatorMetrics:
             self.design_stopped.labels(namespace, study, reason).set(stopped)
 
     def record_trials(
-        self, namespace: str, study: str, records: Iterable[TrialRecord], gpus: float
+        self, namespace: str, study: str, records: Iterable[TrialRecord], devices: Devices | float
     ) -> None:
-        """Newly recorded trials: where their result came from, their time and GPU time."""
+        """Newly recorded trials: where their result came from, their time and device time.
+        ``devices``: the trial's (cost.trial_devices); a bare number is its GPUs (the older
+        call), which adds no device time for CPU trials since it cannot say their CPUs."""
+        held = devices if isinstance(devices, Devices) else Devices("gpu", float(devices))
         for rec in records:
             self.result_source.labels(rec.source or "none").inc()
             if rec.duration_seconds is None:
                 continue
             self.trial_seconds.labels(namespace, study, rec.status).observe(rec.duration_seconds)
-            if gpus:
-                self.gpu_seconds.labels(namespace, study).inc(gpus * rec.duration_seconds)
+            if not held.count:
+                continue
+            used = held.count * rec.duration_seconds
+            if held.kind == "gpu":
+                self.gpu_seconds.labels(namespace, study).inc(used)
+            self.device_seconds.labels(namespace, study, held.kind).inc(used)
 
     def pass_done(self, seconds: float, requests: Mapping[str, int]) -> None:
         """A reconcile pass ended: its duration, and the API requests made since the last."""
@@ -195,6 +225,7 @@ class OperatorMetrics:
             )
         ]
         per_study += [(self.design_stopped, (reason,)) for reason in STOP_REASONS]
+        per_study += [(self.design_device_seconds, (device,)) for device in DEVICES]
         per_study += [(self.trials, (state,)) for state in STATES]
         per_study += [(self.phase, (phase,)) for phase in PHASES]
         for gauge, extra in per_study:

@@ -10,6 +10,7 @@ from scalingstudy.cluster.reasons import Event, EventReason, Refusal
 from scalingstudy.plan import Trial
 from scalingstudy.report_table import short
 from scalingstudy.status import EARLY_STOPS, DesignStatus, ScalingStudyStatus, TrialRecord
+from scalingstudy.words import plural
 
 MAX_LISTED = 10  # trial names quoted in one aggregated Event
 
@@ -25,7 +26,9 @@ def started_event(created: Sequence[Trial]) -> Event | None:
     if not created:
         return None
     names = _names([t.name for t in created])
-    return Event("Normal", EventReason.TRIALS_STARTED, f"started {len(created)} trial(s): {names}")
+    return Event(
+        "Normal", EventReason.TRIALS_STARTED, f"started {plural(len(created), 'trial')}: {names}"
+    )
 
 
 def trial_events(new: Sequence[TrialRecord]) -> list[Event]:
@@ -34,7 +37,7 @@ def trial_events(new: Sequence[TrialRecord]) -> list[Event]:
     events = []
     if ok:
         events.append(Event("Normal", EventReason.TRIALS_SUCCEEDED,
-                            f"{len(ok)} trial(s) succeeded: {_names(ok)}"))  # fmt: skip
+                            f"{plural(len(ok), 'trial')} succeeded: {_names(ok)}"))  # fmt: skip
     events += [
         Event("Warning", EventReason.TRIAL_FAILED,
               f"{r.trial}: {r.reason}: {(r.message or '')[-400:]}")
@@ -101,7 +104,8 @@ def design_events(
         if beyond and not [m for m in old.get(w.data_size, []) if m > listed_max]:
             events.append(Event(
                 "Normal", EventReason.GRID_EXTENDED,
-                f"data size {w.data_size}: model size(s) {beyond} beyond the listed ones, "
+                f"data size {w.data_size}: {'model size' if len(beyond) == 1 else 'model sizes'} "
+                f"{beyond} beyond the listed ones, "
                 f"where the best model was at the largest",
             ))  # fmt: skip
         previous = w.model_sizes
@@ -110,7 +114,7 @@ def design_events(
     ):
         events.append(Event(
             "Normal", EventReason.DESIGN_STOPPED,
-            f"{after.stop_reason}: no more trials start; spent {after.gpu_seconds:.0f} "
-            f"GPU-seconds ({after.spend or '?'} of the full grid's estimate)",
+            f"{after.stop_reason}: no more trials start; spent {after.device_seconds:.0f} "
+            f"{after.device.upper()}-seconds ({after.spend or '?'} of the full grid's estimate)",
         ))  # fmt: skip
     return events

@@ -66,13 +66,40 @@ class StopWhen(SpecModel):
         return self
 
 
-class Budget(SpecModel):
-    """A hard cap on what a study may spend."""
+_ONE_BUDGET = "give deviceHours, or gpuHours (its older name), not both"
 
-    gpu_hours: Annotated[float, Field(gt=0, le=1e7)]
-    """No trial starts whose expected cost would take the study's GPU-hours (finished
-    trials' measured durations times their GPUs, plus the expected cost of running ones)
-    above this. A trial without GPUs counts as one device."""
+
+class Budget(SpecModel):
+    """A hard cap on what a study may spend, in hours of the device its trials request:
+    GPU-hours when the trainer's pods request GPUs (nvidia.com/gpu), else CPU-hours (the
+    cpu each pod requests, else its limit, else 1 per pod)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("has(self.deviceHours) != has(self.gpuHours)", _ONE_BUDGET)
+            ]
+        }
+    )
+
+    device_hours: Annotated[float, Field(gt=0, le=1e7)] | None = None
+    """No trial starts whose expected cost would take the study's device-hours (finished
+    trials' measured durations times the devices of all their pods, plus the expected
+    cost of running ones) above this. GPU-hours for a study whose trials request GPUs,
+    else CPU-hours."""
+    gpu_hours: Annotated[float, Field(gt=0, le=1e7)] | None = None
+    """The older name of deviceHours, still accepted and meaning the same: on a study
+    whose trials request no GPUs it caps CPU-hours."""
+
+    @model_validator(mode="after")
+    def _one(self) -> Budget:
+        if (self.device_hours is None) == (self.gpu_hours is None):
+            raise ValueError(_ONE_BUDGET)
+        return self
+
+    def hours(self) -> float:
+        """The cap, whichever name gave it."""
+        return self.device_hours if self.device_hours is not None else self.gpu_hours or 0.0
 
 
 #: Budgets whose trials' compute lies within this many decades of each other are one
@@ -225,7 +252,8 @@ class DesignSpec(SpecModel):
     1: train a window at every data size. Costs come from the cost model of the
     full-grid data sizes."""
     budget: Budget | None = None
-    """Hard cap on GPU-hours (any strategy)."""
+    """Hard cap on device-hours: GPU-hours, or CPU-hours where the trials request no GPUs
+    (any strategy)."""
     compute_budgets: ComputeBudgets | None = None
     """FLOPs per trial of an IsoFLOP study (strategy: isoflop)."""
     flops_per_parameter_per_item: Annotated[float, Field(gt=0, le=1e6)] = 6.0

@@ -1,0 +1,194 @@
+"""Spend as the trials used it: device-seconds in the device the trials request (GPUs when
+their pods ask for any, else the CPUs each pod requests or is limited to, 1 when it says
+nothing), the same number in the status, the metrics, the budget check and every text."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry
+
+from scalingstudy.cluster.metrics import OperatorMetrics
+from scalingstudy.cluster.study_events import design_events
+from scalingstudy.contract import TrialResult
+from scalingstudy.cost import trial_devices
+from scalingstudy.design import Design, design
+from scalingstudy.dry_run import describe
+from scalingstudy.plan import plan_trials
+from scalingstudy.report_table import design_line
+from scalingstudy.spec import SpecError, parse_spec, parse_study
+from scalingstudy.status import ScalingStudyStatus, TrialRecord
+from tests.conftest import run_cli
+
+HERE = Path(__file__).resolve().parent
+DATA = [100, 200, 400]
+MODELS = [2, 4]
+
+
+def _spec_doc(trainer: dict[str, Any] | None = None, **design_spec: Any) -> dict[str, Any]:
+    return {
+        "task": {"name": "simulated"},
+        "trainer": {"command": ["simulated"], **(trainer or {})},
+        "dataSizes": {"values": DATA},
+        "modelSizes": {"values": MODELS},
+        "design": design_spec,
+    }
+
+
+def _finished(spec_doc: dict[str, Any], seconds: float, count: int = 1) -> Design:
+    """The design once the first ``count`` grid trials finished in ``seconds`` each."""
+    spec = parse_spec(spec_doc)
+    grid = plan_trials("s", spec)[:count]
+    records = {
+        t.name: TrialRecord.succeeded(
+            t, TrialResult(loss=1.0, parameters=100 * t.model_size), seconds
+        )
+        for t in grid
+    }
+    return design("s", spec, records, set(), {})
+
+
+def test_a_cpu_study_spends_cpu_seconds_and_no_gpu_seconds() -> None:
+    # the issue's case: 4 CPU pods for 900 s counted 3,600 GPU-seconds
+    status = _finished(_spec_doc({"nodes": 4}), 900.0).status
+    assert status.device == "cpu"
+    assert status.device_seconds == 3600.0
+    assert status.gpu_seconds == 0.0 and status.grid_gpu_seconds == 0.0
+    assert status.grid_device_seconds is not None and status.grid_device_seconds > 3600.0
+
+
+@pytest.mark.parametrize(
+    ("resources", "cpus"),
+    [
+        ({}, 1.0),
+        ({"requests": {"cpu": "500m"}}, 0.5),
+        ({"limits": {"cpu": 2}}, 2.0),
+        ({"requests": {"cpu": "1.5"}, "limits": {"cpu": "4"}}, 1.5),
+    ],
+)
+def test_cpu_seconds_count_the_cpus_each_pod_requests(
+    resources: dict[str, Any], cpus: float
+) -> None:
+    status = _finished(_spec_doc({"nodes": 2, "resources": resources}), 100.0).status
+    assert status.device == "cpu"
+    assert status.device_seconds == pytest.approx(100.0 * 2 * cpus)
+
+
+def test_a_gpu_study_counts_the_gpus_of_every_pod_in_every_field() -> None:
+    resources = {"limits": {"nvidia.com/gpu": 2, "cpu": 8}}
+    doc = _spec_doc({"nodes": 2, "resources": resources}, budget={"deviceHours": 1})
+    status = _finished(doc, 100.0).status
+    assert status.device == "gpu"
+    assert status.device_seconds == status.gpu_seconds == 400.0
+    assert status.budget_gpu_seconds == status.budget_device_seconds == 3600.0
+    assert status.grid_gpu_seconds == status.grid_device_seconds
+
+
+def test_the_budget_caps_the_cpu_time_the_pods_request() -> None:
+    # two trials of 900 s on 2-CPU pods spent 3,600 CPU-seconds: a 1 CPU-hour budget is
+    # spent, while the same trials on 1-CPU pods leave half of it for more trials
+    two_cpus = {"resources": {"requests": {"cpu": 2}}}
+    spent = _finished(_spec_doc(two_cpus, budget={"deviceHours": 1}), 900.0, count=2)
+    assert spent.stop_reason == "BudgetSpent" and len(spent.plan) == 2
+    assert spent.status.device_seconds == spent.status.budget_device_seconds == 3600.0
+    room = _finished(_spec_doc({}, budget={"deviceHours": 1}), 900.0, count=2)
+    assert len(room.plan) > 2
+
+
+def test_gpu_hours_is_still_accepted_and_means_device_hours() -> None:
+    two_cpus = {"resources": {"requests": {"cpu": 2}}}
+    old = _finished(_spec_doc(two_cpus, budget={"gpuHours": 1}), 900.0, count=2)
+    new = _finished(_spec_doc(two_cpus, budget={"deviceHours": 1}), 900.0, count=2)
+    assert old.status == new.status and old.plan == new.plan
+    for budget in ({"gpuHours": 1, "deviceHours": 1}, {}):
+        with pytest.raises(SpecError, match="deviceHours, or gpuHours"):
+            parse_spec(_spec_doc(budget=budget))
+
+
+def test_the_metrics_count_what_the_status_counts() -> None:
+    doc = _spec_doc({"nodes": 4})
+    finished = _finished(doc, 900.0)
+    metrics = OperatorMetrics(CollectorRegistry())
+    record = next(iter(finished.plan))
+    rec = TrialRecord.succeeded(record, TrialResult(loss=1.0), 900.0)
+    metrics.record_trials("ns", "s", [rec], trial_devices(parse_spec(doc)))
+    metrics.observe_study("ns", "s", ScalingStudyStatus(design=finished.status))
+
+    def sample(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, {"namespace": "ns", "study": "s", **labels})
+
+    assert sample("scalingstudy_trial_device_seconds_total", device="cpu") == 3600.0
+    assert sample("scalingstudy_design_device_seconds", device="cpu") == 3600.0
+    assert sample("scalingstudy_design_device_seconds", device="gpu") is None
+    assert not sample("scalingstudy_trial_gpu_seconds_total")
+    assert sample("scalingstudy_design_gpu_seconds") == finished.status.gpu_seconds == 0.0
+
+
+def test_the_design_line_and_the_stop_event_name_the_device() -> None:
+    one = _finished(_spec_doc({"nodes": 4}), 900.0).status
+    line = design_line(one)
+    assert "1 trial started" in line and "3600 CPU-seconds" in line and "GPU" not in line
+    stopped = _finished(
+        _spec_doc({"resources": {"requests": {"cpu": 2}}}, budget={"deviceHours": 1}),
+        900.0,
+        count=2,
+    ).status
+    (event,) = design_events(None, stopped, MODELS[-1])
+    assert event.reason == "DesignStopped"
+    assert "spent 3600 CPU-seconds" in event.message and "GPU" not in event.message
+    assert "2 trials started" in design_line(stopped)
+
+
+def test_a_gpu_studys_dry_run_prices_it_in_gpu_hours() -> None:
+    doc = _spec_doc({"resources": {"limits": {"nvidia.com/gpu": 1}}}, budget={"gpuHours": 2})
+    study = parse_study({"apiVersion": "scalingstudy.io/v1alpha1", "kind": "ScalingStudy",
+                         "metadata": {"name": "s"}, "spec": {**doc, "seeds": 1}})  # fmt: skip
+    spec = study.spec
+    first = plan_trials("s", spec)[0]
+    rec = TrialRecord.succeeded(first, TrialResult(loss=1.0, parameters=200), 60.0)
+    text = "\n".join(describe(study, {first.name: rec}, 2))
+    assert "budget: 2 GPU-hours\n" in text + "\n"
+    assert "(spent so far 0.0167 GPU-hours;" in text and "CPU" not in text
+    assert "x 1 seed =" in text and "seed(s)" not in text
+
+
+def _cpu_study(tmp_path: Path, **spec: Any) -> Path:
+    doc = {
+        "apiVersion": "scalingstudy.io/v1alpha1",
+        "kind": "ScalingStudy",
+        "metadata": {"name": "cpu"},
+        "spec": {
+            "task": {"name": "known-curve"},
+            "trainer": {"command": [sys.executable, str(HERE / "contract_trainer.py")]},
+            "dataSizes": {"values": [100, 200, 400]},
+            "modelSizes": {"values": [2]},
+            "fit": {"bootstrap": 20},
+            **spec,
+        },
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_a_cpu_studys_plan_speaks_of_cpu_hours(tmp_path: Path) -> None:
+    study = _cpu_study(tmp_path, design={"budget": {"gpuHours": 0.5}})
+    out = tmp_path / "out"
+    before = run_cli("plan", str(study), "--out", str(out))
+    assert before.returncode == 0, before.stderr
+    assert "budget: 0.5 CPU-hours (gpuHours caps CPU-hours: the trials request no GPUs)" in (
+        before.stdout
+    )
+    assert "grid: 3 x 1 x 1 seed = 3 trials" in before.stdout
+    assert run_cli("run", str(study), "--out", str(out), "--quiet").returncode == 0
+    next((out / "trials").glob("*d400*.json")).unlink()  # one trial left to price
+    again = run_cli("plan", str(study), "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    cost = next(x for x in again.stdout.splitlines() if x.startswith("expected cost"))
+    assert cost.startswith("expected cost of the full grid: ") and "CPU-hours" in cost
+    assert "(spent so far " in cost and "GPU-hours" not in again.stdout
+    assert "design grid: plans 3 trials now" in again.stdout
