@@ -172,7 +172,7 @@ def test_dashboard_passes_grafanas_lint_rules(tmp_path: Path) -> None:
 
 
 def mutated(change: Callable[[dict[str, Any]], object]) -> dict[str, Any]:
-    dashboard = copy.deepcopy(DASHBOARD)
+    dashboard: dict[str, Any] = copy.deepcopy(DASHBOARD)
     change(dashboard)
     return dashboard
 

@@ -286,9 +286,9 @@ def test_a_dry_run_says_what_would_run_and_runs_nothing(tmp_path: Path) -> None:
                       "--workers", "3")  # fmt: skip
     assert planned.returncode == 0, planned.stderr
     text = planned.stdout
-    assert "grid: 7 x 6 x 1 seed(s) = 42 trials" in text and "design adaptive" in text
+    assert "grid: 7 x 6 x 1 seed = 42 trials" in text and "design adaptive" in text
     assert "starts first (3 at a time): adaptive-d100-m4-s0" in text
-    assert "budget: 0.5 GPU-hours" in text and "nothing was run" in text
+    assert "budget: 0.5 CPU-hours" in text and "nothing was run" in text
     assert "computeShare: 0.4" in text
     assert not out.exists()
     # From an earlier run's results: nothing left to start, and a priced grid.

@@ -101,3 +101,25 @@ def test_editing_the_learning_rates_trains_only_new_values_and_fits_only_listed_
     trained, rows = _run(tmp_path, [0.0003, 0.001, 0.003])
     assert trained == []
     _check(rows, [0.0003, 0.001, 0.003])
+
+
+def test_records_under_an_older_naming_are_the_same_trials_after_an_upgrade(
+    tmp_path: Path,
+) -> None:
+    """A sweep recorded when rates were named by position (`-l0`, `-l1`): resumed by
+    this version, nothing is trained again and every result keeps its own rate."""
+    trained, _ = _run(tmp_path, [0.001, 0.003])
+    assert len(trained) == 12
+    for path in (tmp_path / "out" / "trials").glob("*.json"):
+        record = json.loads(path.read_text())
+        position = [0.001, 0.003].index(record["learningRate"])
+        old = record["trial"].replace(
+            f"-l{str(record['learningRate']).replace('.', 'p')}-", f"-l{position}-"
+        )
+        assert old != record["trial"]
+        record["trial"] = old
+        path.unlink()
+        (path.parent / f"{old}.json").write_text(json.dumps(record))
+    trained, rows = _run(tmp_path, [0.001, 0.003])
+    assert trained == []
+    _check(rows, [0.001, 0.003])

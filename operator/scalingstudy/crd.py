@@ -232,7 +232,7 @@ PRINTER_COLUMNS = [
         "name": "Spend",
         "type": "string",
         "jsonPath": ".status.design.spend",
-        "description": "GPU-seconds spent over the full grid's estimate",
+        "description": "Device-seconds spent over the full grid's estimate",
     },
     {
         "name": "Task",

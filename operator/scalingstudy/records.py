@@ -3,12 +3,13 @@ record files and results.csv, from the executor that saw the trial end."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from scalingstudy.contract import REASON_BYTES, ResultFields, TrialResult, message_tail
-from scalingstudy.plan import Trial
+from scalingstudy.plan import Trial, trial_name
 
 
 class TrialCoordinates(BaseModel):
@@ -109,3 +110,21 @@ def _coordinates(trial: Trial) -> dict[str, Any]:
 
 def _seconds(duration: float | None) -> float | None:
     return None if duration is None else round(duration, 3)
+
+
+def with_current_names(study: str, records: Iterable[TrialRecord]) -> dict[str, TrialRecord]:
+    """The records keyed by the names their values give today (`plan.trial_name`): a
+    record written under an older naming (a sweep's rate by its position, a study name
+    starting with a digit) is the same trial, so an upgrade retrains nothing that
+    finished. Where two records claim one name, the one already under it wins."""
+    out: dict[str, TrialRecord] = {}
+    renamed: list[TrialRecord] = []
+    for r in records:
+        name = trial_name(study, r.data_size, r.model_size, r.seed, r.learning_rate)
+        if name == r.trial:
+            out[name] = r
+        else:
+            renamed.append(r.model_copy(update={"trial": name}))
+    for r in renamed:
+        out.setdefault(r.trial, r)
+    return out

@@ -29,7 +29,7 @@ from scalingstudy.cluster.reconcile import Pass
 from scalingstudy.cluster.status_patch import merge_patch, status_changed
 from scalingstudy.cluster.study_events import started_event
 from scalingstudy.contract import PUSH_JOB
-from scalingstudy.cost import gpus_per_trial
+from scalingstudy.cost import trial_devices
 from scalingstudy.plan import Trial
 from scalingstudy.spec import ScalingStudySpec
 from scalingstudy.status import ScalingStudyStatus
@@ -108,7 +108,7 @@ class Actor:
         """After status is written: Pushgateway clean-up, deletions, the Jobs of ``create``,
         Events. Says when the API server refused a Job as invalid or forbidden (nothing
         more is created then) or a Job name is held by a Job not the study's."""
-        self.metrics.record_trials(ref.namespace, ref.name, p.new_records, gpus_per_trial(spec))
+        self.metrics.record_trials(ref.namespace, ref.name, p.new_records, trial_devices(spec))
         if p.new_records:
             recorded = {rec.trial for rec in p.new_records}
             self.prometheus.delete_groups(ref.namespace, ref.name, recorded)

@@ -47,6 +47,7 @@ from scalingstudy.cluster.workers import Key, Wake
 from scalingstudy.contract import STATUS_BYTES_MAX
 from scalingstudy.design import Design, design
 from scalingstudy.fitting import FitError, FitUnavailableError
+from scalingstudy.records import with_current_names
 from scalingstudy.results import fit_input, stage_fit
 from scalingstudy.spec import ScalingStudySpec, SpecError, parse_spec
 from scalingstudy.status import Condition, FitStatus, ScalingStudyStatus, TrialRecord
@@ -150,7 +151,7 @@ class Controller:
         forbidden = violations(spec, namespace, self.config.admission)
         refusal = (Stop(Refusal.FORBIDDEN, "; ".join(forbidden)) if forbidden
                    else held_refusal(before, generation))  # fmt: skip
-        recorded = {r.trial: r for r in before.results}
+        recorded = with_current_names(name, before.results)  # older names: same trials
         jobs = self.gather.jobs(ref)
         found, found_events = self.gather.results(ref, spec, to_collect(jobs, recorded))
         chosen, design_wake = self._design(ref, spec, before, recorded, found.records, jobs)

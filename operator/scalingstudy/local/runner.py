@@ -30,6 +30,7 @@ from scalingstudy.local import processes
 from scalingstudy.local.store import ResultStore
 from scalingstudy.local.warm import WarmStarter
 from scalingstudy.plan import Plan, Trial, plan_trials
+from scalingstudy.records import with_current_names
 from scalingstudy.results import stage_fit
 from scalingstudy.scheduling import schedule
 from scalingstudy.spec import ScalingStudy, ScalingStudySpec, spec_digest_fields
@@ -81,14 +82,14 @@ def default_workers() -> int:
     )
 
 
-def _resumable(store: ResultStore) -> dict[str, TrialRecord]:
-    """The records on disk; a failure may be transient, so a resumed run tries failed trials
-    again, never succeeded ones."""
+def _resumable(store: ResultStore, study: str) -> dict[str, TrialRecord]:
+    """The records on disk, under the names their values give today; a failure may be
+    transient, so a resumed run tries failed trials again, never succeeded ones."""
     records = store.load()
     for rec in [r for r in records.values() if r.status == "Failed"]:
         store.forget(rec.trial)
         del records[rec.trial]
-    return records
+    return with_current_names(study, records.values())
 
 
 class TrialLauncher:
@@ -148,7 +149,8 @@ def plan_study(study: ScalingStudy, out: Path, workers: int | None = None) -> li
     same records it would resume from; reads only."""
     store = ResultStore(out)
     store.check(study.metadata.name, spec_digest_fields(study.spec))
-    return describe(study, store.load(set_aside=False), workers or default_workers())
+    records = with_current_names(study.metadata.name, store.load(set_aside=False).values())
+    return describe(study, records, workers or default_workers())
 
 
 def run_study(
@@ -170,7 +172,7 @@ def run_study(
     store = ResultStore(out)
     with store.lock():
         store.open(name, spec_digest_fields(spec))
-        records = _resumable(store)
+        records = _resumable(store, name)
         launch = TrialLauncher(study, store, workers or default_workers(), warm_start, starter)
         try:
             loop = _Loop(name, spec, store, records, workers or default_workers(), on_record)
