@@ -42,11 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scaling_truth import DATA_SIZES, MODEL_SIZES, Truth, parameters, random_truth
 from scalingstudy.contract import TrialResult
-from scalingstudy.design import design
 from scalingstudy.fitting import fit_points
 from scalingstudy.fitting.report import FitReport
+from scalingstudy.planning.design import design
+from scalingstudy.planning.scheduling import schedule
 from scalingstudy.results import fit_options, points_of, stage_fit
-from scalingstudy.scheduling import schedule
 from scalingstudy.spec import ScalingStudySpec, parse_spec
 from scalingstudy.status import DesignStatus, StageFit, TrialRecord
 

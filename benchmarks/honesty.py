@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scalingstudy.fitting import FitError, fit_points
 from scalingstudy.fitting import invariants as verdict_module
 from scalingstudy.fitting.report import FitReport
-from scalingstudy.report_html import ReportInput, render_report
-from scalingstudy.report_table import format_fit
+from scalingstudy.render.html import ReportInput, render_report
+from scalingstudy.render.table import format_fit
 from study_shapes import Study, random_study
 
 
@@ -78,7 +78,7 @@ def output_problems(report: FitReport, plot_dir: Path | None = None) -> list[str
         )
     )
     if plot_dir is not None:
-        from scalingstudy.plot import plot_study
+        from scalingstudy.render.plot import plot_study
 
         plot_study([], report, plot_dir / "p.png")
     return problems

@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 from benchmarks.scaling_truth import parameters
 from scalingstudy.contract import TrialResult
-from scalingstudy.design import Design, design
 from scalingstudy.fitting import fit_points
-from scalingstudy.plan import Trial
+from scalingstudy.planning.design import Design, design
+from scalingstudy.planning.plan import Trial
 from scalingstudy.results import stage_fit
 from scalingstudy.spec import ScalingStudySpec
 from scalingstudy.status import StageFit, TrialRecord

@@ -9,7 +9,7 @@ import numpy as np
 from scalingstudy.cluster.reconcile import decide, fit_settings
 from scalingstudy.cluster.status_builder import build_status
 from scalingstudy.fitting import FitOptions, fit_points
-from scalingstudy.plan import Plan
+from scalingstudy.planning.plan import Plan
 from scalingstudy.results import points_of
 from scalingstudy.spec import parse_spec
 from scalingstudy.status import FitStatus, ScalingStudyStatus, TrialRecord
@@ -54,7 +54,7 @@ def largest_status() -> ScalingStudyStatus:
     longest name, the largest coordinates, the longest reason and a message of the worst
     kind (multi-byte characters and newlines), and the full fit."""
     from scalingstudy.contract import REASON_BYTES
-    from scalingstudy.plan import MAX_NAME, Trial
+    from scalingstudy.planning.plan import MAX_NAME, Trial
     from scalingstudy.spec import MAX_TRIALS
 
     full = full_status()

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from benchmarks.scaling_truth import DATA_SIZES, MODEL_SIZES, Truth, parameters, random_truth
-from scalingstudy.adaptive import predicted_index, window
 from scalingstudy.cluster.study_events import design_events
-from scalingstudy.cost import CostModel, parameter_counts
-from scalingstudy.design import design
 from scalingstudy.fitting import fit_points
-from scalingstudy.plan import Trial, plan_trials
+from scalingstudy.planning.adaptive import predicted_index, window
+from scalingstudy.planning.cost import CostModel, parameter_counts
+from scalingstudy.planning.design import design
+from scalingstudy.planning.plan import Trial, plan_trials
 from scalingstudy.results import fit_options, points_of, stage_fit
 from scalingstudy.spec import ScalingStudySpec, SpecError, parse_spec
 from scalingstudy.status import DesignStatus, StageFit, StageWindow

@@ -15,8 +15,8 @@ import yaml
 
 from scalingstudy.fitting import FitOptions, Point, fit_points
 from scalingstudy.fitting.compute_optimal import IsoPoint, compute_optimal
-from scalingstudy.isoflop import isoflop_plan
-from scalingstudy.plan import plan_trials
+from scalingstudy.planning.isoflop import isoflop_plan
+from scalingstudy.planning.plan import plan_trials
 from scalingstudy.spec import SpecError, parse_spec
 from tests.browser import render
 from tests.conftest import run_cli
@@ -266,7 +266,7 @@ def test_planned_trial_names_are_distinct_over_random_budget_ranges() -> None:
     distinct). Over 400 random ranges and lists of budgets, factors from 1.05 to 20 and
     data-size bounds from 1: a study is refused or its trials have distinct names, one
     per planned cell, and the fit groups them into exactly the planned budgets."""
-    from scalingstudy.isoflop import compute_of
+    from scalingstudy.planning.isoflop import compute_of
     from scalingstudy.spec.design import group_budgets
 
     rng = np.random.default_rng(7)
@@ -327,7 +327,7 @@ def test_the_fit_reads_n_as_the_listed_count_not_the_width(tmp_path: Path) -> No
     count: D was planned with the listed N, but the fit took the width for N (a = 0.227
     for a true 0.452, "best parameters" 950: a width). The planned count is N; a report
     that disagrees with it by more than 5% is a warning, not a second N."""
-    from scalingstudy.isoflop import fit_parameters, parameter_warnings, planned_parameters
+    from scalingstudy.planning.isoflop import fit_parameters, parameter_warnings, planned_parameters
 
     spec = parse_spec(width_spec(tmp_path))
     planned = planned_parameters(spec)

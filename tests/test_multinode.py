@@ -16,8 +16,8 @@ from scalingstudy.cluster.manifests import (
     service_manifest,
 )
 from scalingstudy.cluster.observe import success_message
-from scalingstudy.cost import devices_per_trial, gpus_per_trial
-from scalingstudy.plan import plan_trials, trial_name
+from scalingstudy.planning.cost import devices_per_trial, gpus_per_trial
+from scalingstudy.planning.plan import plan_trials, trial_name
 from scalingstudy.spec import SpecError, parse_spec
 from scalingstudy.trial_env import trial_environment
 

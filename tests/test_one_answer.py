@@ -88,7 +88,7 @@ def test_a_trainers_word_on_its_result_reaches_the_fits_warnings() -> None:
     """normalisation_batch_changed and diverged_at_step, from the result JSON through the
     record to the fit's first warnings (issue 41: the fit says so)."""
     from scalingstudy.contract import parse_result
-    from scalingstudy.plan import Trial
+    from scalingstudy.planning.plan import Trial
     from scalingstudy.results import fit_input
 
     spec = parse_spec({**_study(Path("/tmp"))["spec"], "learningRates": None})

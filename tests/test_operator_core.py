@@ -34,7 +34,7 @@ from scalingstudy.cluster.prometheus import (
 from scalingstudy.cluster.reasons import Failure, Refusal, Stop
 from scalingstudy.cluster.reconcile import decide, fit_due, to_collect
 from scalingstudy.cluster.status_builder import conditions_for, phase_of
-from scalingstudy.plan import Plan, plan_trials
+from scalingstudy.planning.plan import Plan, plan_trials
 from scalingstudy.spec import SpecError, parse_spec
 from scalingstudy.status import FitStatus, TrialCounts, TrialRecord
 

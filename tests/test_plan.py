@@ -7,7 +7,7 @@ import subprocess
 import sys
 from typing import Any
 
-from scalingstudy.plan import plan_trials, trial_name
+from scalingstudy.planning.plan import plan_trials, trial_name
 from scalingstudy.spec import parse_study
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -47,7 +47,7 @@ def test_names_are_stable_across_processes(quickstart_doc: dict[str, Any]) -> No
     ]
     code = (
         "import json,sys,yaml;from scalingstudy.spec import parse_study;"
-        "from scalingstudy.plan import plan_trials;"
+        "from scalingstudy.planning.plan import plan_trials;"
         "s=parse_study(yaml.safe_load(open(sys.argv[1])));"
         "print(json.dumps([t.name for t in plan_trials("
         "'a-rather-long-study-name-for-hashing-purposes-xyz', s.spec)]))"

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from scalingstudy.fitting import FitOptions, Point, fit_points
-from scalingstudy.plot import _winning_rates, plot_study
+from scalingstudy.render.plot import _winning_rates, plot_study
 
 
 def test_the_winning_learning_rate_is_written_beside_each_best_point(tmp_path: Path) -> None:
@@ -43,7 +43,7 @@ def _grid_points(best_width: Callable[[float], float]) -> list[Point]:
 
 
 def test_a_censored_optimum_is_drawn_at_its_edge_and_no_unmeasured_law_as_a_line() -> None:
-    from scalingstudy.plot import _curve, _model_size
+    from scalingstudy.render.plot import _curve, _model_size
 
     points = _grid_points(lambda d: 1e5)  # the largest model is best everywhere
     fit = fit_points(points, FitOptions(bootstrap=20))

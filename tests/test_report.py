@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from scalingstudy.fitting import fit_points
-from scalingstudy.plan import Plan
-from scalingstudy.report_html import ReportInput, render_report
+from scalingstudy.planning.plan import Plan
+from scalingstudy.render.html import ReportInput, render_report
+from scalingstudy.render.output import write_study_output
 from scalingstudy.results import fit_options, points_of
 from scalingstudy.spec import parse_spec
 from scalingstudy.status import TrialRecord
-from scalingstudy.study_output import write_study_output
 from tests.browser import render
 
 SPEC = parse_spec({

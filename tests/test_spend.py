@@ -15,11 +15,11 @@ from prometheus_client import CollectorRegistry
 from scalingstudy.cluster.metrics import OperatorMetrics
 from scalingstudy.cluster.study_events import design_events
 from scalingstudy.contract import TrialResult
-from scalingstudy.cost import trial_devices
-from scalingstudy.design import Design, design
-from scalingstudy.dry_run import describe
-from scalingstudy.plan import plan_trials
-from scalingstudy.report_table import design_line
+from scalingstudy.planning.cost import trial_devices
+from scalingstudy.planning.design import Design, design
+from scalingstudy.planning.dry_run import describe
+from scalingstudy.planning.plan import plan_trials
+from scalingstudy.render.table import design_line
 from scalingstudy.spec import SpecError, parse_spec, parse_study
 from scalingstudy.status import ScalingStudyStatus, TrialRecord
 from tests.conftest import run_cli

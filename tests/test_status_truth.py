@@ -19,10 +19,10 @@ from scalingstudy.cluster.status_builder import (
     is_new_refusal,
     refused_status,
 )
-from scalingstudy.design import design
 from scalingstudy.fitting import FitError, FitOptions, FitUnavailableError, Point, fit_points
 from scalingstudy.fitting.report import FitReport
-from scalingstudy.plan import Plan
+from scalingstudy.planning.design import design
+from scalingstudy.planning.plan import Plan
 from scalingstudy.results import stage_fit
 from scalingstudy.spec import parse_spec
 from scalingstudy.status import ScalingStudyStatus

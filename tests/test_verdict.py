@@ -16,7 +16,7 @@ from scalingstudy.fitting import FitOptions, Point, fit_points
 from scalingstudy.fitting.invariants import violations
 from scalingstudy.fitting.report import JointLawReport, ModelSizeLaw, SizeEstimate
 from scalingstudy.fitting.verdict import judge_interval
-from scalingstudy.report_table import format_fit
+from scalingstudy.render.table import format_fit
 from tests.conftest import run_cli
 
 

@@ -17,7 +17,7 @@ import yaml
 from scalingstudy import contract
 from scalingstudy.local import processes, warm
 from scalingstudy.local.runner import run_study
-from scalingstudy.plan import plan_trials
+from scalingstudy.planning.plan import plan_trials
 from scalingstudy.spec import load_study
 
 pytestmark = pytest.mark.skipif(not warm.available(), reason="warm starts need Linux, no GPU")
@@ -209,7 +209,7 @@ import ctypes, json, os, signal, sys, time
 from pathlib import Path
 from scalingstudy import contract
 from scalingstudy.local import processes, warm
-from scalingstudy.plan import Trial
+from scalingstudy.planning.plan import Trial
 
 ctypes.CDLL("libc.so.6").prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
 tmp = Path(sys.argv[1])

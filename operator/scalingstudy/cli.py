@@ -32,7 +32,7 @@ def _preflight(study: Any, starter: WarmStarter | None = None) -> None:
     own command: its program and the script or module it runs must exist."""
     from scalingstudy.contract import EXIT_CONFIG_ERROR
     from scalingstudy.local.processes import command_problem, trainer_command
-    from scalingstudy.plan import plan_trials
+    from scalingstudy.planning.plan import plan_trials
     from scalingstudy.trial_env import trial_environment
 
     largest = max(plan_trials(study.metadata.name, study.spec), key=lambda t: t.data_size)
@@ -118,8 +118,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from scalingstudy.local.runner import run_study
     from scalingstudy.local.store import StoreError
+    from scalingstudy.render.output import StudyOutput, print_summary
     from scalingstudy.spec import SpecError, load_study
-    from scalingstudy.study_output import StudyOutput, print_summary
     from scalingstudy.study_paths import with_study_paths
 
     try:
@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--workers", type=int, default=None, help="trials at once (default: CPU count)"
     )
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--quiet", action="store_true", help="no progress bar (default: shown)")
     run.add_argument(
         "--dry-run",
         action="store_true",
@@ -224,8 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = sub.add_parser("plan", help="what `run` would do (same as run --dry-run)")
     plan.add_argument("study", help="study YAML")
-    plan.add_argument("--out", help="a run's output directory: plan from its results")
-    plan.add_argument("--workers", type=int, default=None, help="trials at once")
+    plan.add_argument(
+        "--out",
+        help="a run's output directory: plan from its results (default: scalingstudy-NAME)",
+    )
+    plan.add_argument(
+        "--workers", type=int, default=None, help="trials at once (default: CPU count)"
+    )
     plan.set_defaults(func=cmd_plan)
 
     add_fit_commands(sub)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scalingstudy.fitting.options import DEFAULT_BOOTSTRAP, FORMS
-from scalingstudy.report_table import format_fit
+from scalingstudy.render.table import format_fit
 from scalingstudy.usage import fail
 
 if TYPE_CHECKING:
@@ -115,8 +115,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     """A results CSV is fitted first; a fit JSON (from `fit --json` or a run's fit.json)
     is drawn as it is, without the individual trials."""
     from scalingstudy.fitting import FitError, fit_points
-    from scalingstudy.plot import plot_study
     from scalingstudy.pointsfile import PointsFileError, read_points
+    from scalingstudy.render.plot import plot_study
 
     source, out = Path(args.input), Path(args.output)
     if out.suffix.lower() not in (".png", ".svg", ".pdf"):
@@ -161,7 +161,8 @@ def add_fit_commands(sub: Any) -> None:
         "--study",
         metavar="STUDY.yaml",
         help="the study that wrote the CSV: fit its planned trials with its fit "
-        "settings, exactly as its run's fit.json (flags below override)",
+        "settings, exactly as its run's fit.json (flags below override; default: "
+        "none, every row with a run's default settings)",
     )
     fit.add_argument(
         "--predict-at",
@@ -204,14 +205,21 @@ def add_fit_commands(sub: Any) -> None:
         metavar="K",
         help="with a compute column: C = K N D (default 6, forward and backward per token)",
     )
-    fit.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    fit.add_argument(
+        "--json", action="store_true", help="one JSON object on stdout (default: a table)"
+    )
     fit.set_defaults(func=cmd_fit)
 
     plot = sub.add_parser("plot", help="draw the learning curve of a results CSV or fit JSON")
     plot.add_argument("input", help="results.csv (fitted first) or a fit JSON")
-    plot.add_argument("-o", "--output", required=True, help="out.png, out.svg or out.pdf")
     plot.add_argument(
-        "--predict-at", type=_sizes, metavar="M[,M...]", help="extrapolate to (a CSV input only)"
+        "-o", "--output", required=True, help="out.png, out.svg or out.pdf (required)"
+    )
+    plot.add_argument(
+        "--predict-at",
+        type=_sizes,
+        metavar="M[,M...]",
+        help="data sizes to extrapolate to (a CSV input only; default: 10x the largest)",
     )
     plot.add_argument(
         "--bootstrap",
@@ -219,5 +227,10 @@ def add_fit_commands(sub: Any) -> None:
         default=None,
         help=f"resamples for the band (a CSV input only; default {DEFAULT_BOOTSTRAP})",
     )
-    plot.add_argument("--title", default=None)
+    plot.add_argument(
+        "--title",
+        default=None,
+        help="plot title (default: the study folder's name for a results.csv or "
+        "fit.json, else the file's name)",
+    )
     plot.set_defaults(func=cmd_plot)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from scalingstudy.contract import REASON_BYTES, ResultFields, TrialResult, message_tail
-from scalingstudy.plan import Trial, trial_name
+from scalingstudy.planning.plan import Trial, trial_name
 
 
 class TrialCoordinates(BaseModel):

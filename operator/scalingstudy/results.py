@@ -9,8 +9,13 @@ from collections.abc import Callable, Iterable, Sequence
 from scalingstudy.fitting import FitError, FitOptions, FitUnavailableError, Point
 from scalingstudy.fitting.points import best_rate_per_cell
 from scalingstudy.fitting.report import FitReport
-from scalingstudy.isoflop import compute_of, fit_parameters, parameter_warnings, planned_parameters
-from scalingstudy.plan import plan_trials
+from scalingstudy.planning.isoflop import (
+    compute_of,
+    fit_parameters,
+    parameter_warnings,
+    planned_parameters,
+)
+from scalingstudy.planning.plan import plan_trials
 from scalingstudy.spec import ScalingStudySpec
 from scalingstudy.status import LearningRateChoice, StageFit, TrialRecord
 

@@ -32,7 +32,7 @@ from scalingstudy.contract import (
     TASK_KEY,
     TRAINING_KEY,
 )
-from scalingstudy.plan import Trial
+from scalingstudy.planning.plan import Trial
 from scalingstudy.spec import ScalingStudySpec
 
 

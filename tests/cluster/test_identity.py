@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from benchmarks.scaling_truth import random_truth
-from scalingstudy.plan import trial_name
+from scalingstudy.planning.plan import trial_name
 from tests.cluster.conftest import ROOT, Cluster, Operator, study_doc, wait_until
 from tests.cluster.test_operator import job_creations, phase_is
 

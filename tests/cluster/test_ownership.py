@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from scalingstudy.cluster.kube import Kube, load_config
-from scalingstudy.plan import Plan
+from scalingstudy.planning.plan import Plan
 from scalingstudy.spec import parse_spec
 from tests.cluster.conftest import Cluster, Operator, study_doc, wait_until
 from tests.cluster.test_faults import blocked_condition, small

@@ -29,8 +29,8 @@ from scalingstudy.cluster.reconcile import Pass
 from scalingstudy.cluster.status_patch import merge_patch, status_changed
 from scalingstudy.cluster.study_events import started_event
 from scalingstudy.contract import PUSH_JOB
-from scalingstudy.cost import trial_devices
-from scalingstudy.plan import Trial
+from scalingstudy.planning.cost import trial_devices
+from scalingstudy.planning.plan import Trial
 from scalingstudy.spec import ScalingStudySpec
 from scalingstudy.status import ScalingStudyStatus
 

@@ -45,8 +45,8 @@ from scalingstudy.cluster.status_builder import (
 from scalingstudy.cluster.study_events import design_events, status_events
 from scalingstudy.cluster.workers import Key, Wake
 from scalingstudy.contract import STATUS_BYTES_MAX
-from scalingstudy.design import Design, design
 from scalingstudy.fitting import FitError, FitUnavailableError
+from scalingstudy.planning.design import Design, design
 from scalingstudy.records import with_current_names
 from scalingstudy.results import fit_input, stage_fit
 from scalingstudy.spec import ScalingStudySpec, SpecError, parse_spec

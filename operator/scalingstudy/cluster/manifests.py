@@ -11,7 +11,7 @@ from scalingstudy.contract import (
     EXIT_CONFIG_ERROR,
     MASTER_PORT,
 )
-from scalingstudy.plan import Trial
+from scalingstudy.planning.plan import Trial
 from scalingstudy.spec import API_VERSION, GROUP, KIND, ScalingStudySpec
 from scalingstudy.spec.pod import CONFIG_PATH, CONFIG_VOLUME, TMP_PATH, TMP_VOLUME
 from scalingstudy.trial_env import Topology, trial_config, trial_environment

@@ -17,8 +17,8 @@ from prometheus_client import (
     generate_latest,
 )
 
-from scalingstudy.cost import Devices
 from scalingstudy.fitting.report import LearningCurve, ModelSizeLaw
+from scalingstudy.planning.cost import Devices
 from scalingstudy.status import ScalingStudyStatus, StopReason, TrialCounts, TrialRecord
 
 STATES = ("pending", "queued", "running", "succeeded", "failed")

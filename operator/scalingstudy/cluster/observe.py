@@ -18,7 +18,7 @@ from scalingstudy.cluster.manifests import (
     Obj,
 )
 from scalingstudy.contract import EXIT_REASONS
-from scalingstudy.plan import Trial
+from scalingstudy.planning.plan import Trial
 
 JobPhase = Literal["queued", "active", "succeeded", "failed"]
 

@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from scalingstudy.cluster.observe import JobState
-from scalingstudy.plan import Plan, Trial
+from scalingstudy.planning.plan import Plan, Trial
+from scalingstudy.planning.scheduling import schedule
 from scalingstudy.results import fit_options, fittable
-from scalingstudy.scheduling import schedule
 from scalingstudy.spec import ScalingStudySpec
 from scalingstudy.status import (
     FitStatus,

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from scalingstudy.cluster.reasons import Event, EventReason, Refusal
-from scalingstudy.plan import Trial
-from scalingstudy.report_table import short
+from scalingstudy.planning.plan import Trial
+from scalingstudy.render.table import short
 from scalingstudy.status import EARLY_STOPS, DesignStatus, ScalingStudyStatus, TrialRecord
 from scalingstudy.words import plural
 

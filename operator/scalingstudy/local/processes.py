@@ -17,7 +17,7 @@ from typing import IO, Protocol
 
 from scalingstudy.local import warm
 from scalingstudy.local.warm import WarmStarter, WarmStartError, die_with_parent
-from scalingstudy.plan import Trial
+from scalingstudy.planning.plan import Trial
 
 
 class TrialProcess(Protocol):

@@ -22,20 +22,20 @@ from scalingstudy.contract import (
     exit_reason,
     parse_result,
 )
-from scalingstudy.design import Design, design
-from scalingstudy.dry_run import describe
 from scalingstudy.fitting import fit_points
 from scalingstudy.fitting.report import FitReport
 from scalingstudy.local import processes
 from scalingstudy.local.store import ResultStore
 from scalingstudy.local.warm import WarmStarter
-from scalingstudy.plan import Plan, Trial, plan_trials
+from scalingstudy.planning.design import Design, design
+from scalingstudy.planning.dry_run import describe
+from scalingstudy.planning.plan import Plan, Trial, plan_trials
+from scalingstudy.planning.scheduling import schedule
 from scalingstudy.records import with_current_names
+from scalingstudy.render.output import write_study_output
 from scalingstudy.results import stage_fit
-from scalingstudy.scheduling import schedule
 from scalingstudy.spec import ScalingStudy, ScalingStudySpec, spec_digest_fields
 from scalingstudy.status import DesignStatus, StageFit, TrialRecord
-from scalingstudy.study_output import write_study_output
 from scalingstudy.trial_env import trial_environment
 
 POLL_SECONDS = 0.05

@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from scalingstudy.adaptive_rules import (
+from scalingstudy.planning.adaptive_rules import (
     Cell,
     criteria_met,
     grid_best,
@@ -43,8 +43,8 @@ from scalingstudy.adaptive_rules import (
     seed_noise,
     window,
 )
-from scalingstudy.cost import CostModel, devices_per_trial, parameter_counts
-from scalingstudy.plan import Trial, trial_name
+from scalingstudy.planning.cost import CostModel, devices_per_trial, parameter_counts
+from scalingstudy.planning.plan import Trial, trial_name
 from scalingstudy.spec import ScalingStudySpec
 from scalingstudy.status import StageFit, StageWindow, StopReason, TrialRecord
 

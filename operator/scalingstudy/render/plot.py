@@ -201,7 +201,7 @@ def plot_study(
 def _isoflop_figure(plt: Any, points: Sequence[Point], fit: FitReport, path: Path,
                     title: str) -> Path:  # fmt: skip
     """An IsoFLOP study's plot: its curves per budget and the optimum against compute."""
-    from scalingstudy.plot_isoflop import isoflop_curves, optimum_against_compute
+    from scalingstudy.render.plot_isoflop import isoflop_curves, optimum_against_compute
 
     assert fit.compute_optimal is not None
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))

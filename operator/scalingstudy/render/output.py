@@ -19,8 +19,8 @@ from typing import Any
 
 from scalingstudy.fitting import FitError, fit_points
 from scalingstudy.fitting.report import FitReport
-from scalingstudy.report_html import ReportInput, render_report
-from scalingstudy.report_table import design_line, format_fit, learning_rate_lines
+from scalingstudy.render.html import ReportInput, render_report
+from scalingstudy.render.table import design_line, format_fit, learning_rate_lines
 from scalingstudy.results import NOT_FITTABLE, best_learning_rates, fit_input, fittable, points_of
 from scalingstudy.spec import ScalingStudySpec
 from scalingstudy.status import CSV_COLUMNS, DesignStatus, TrialRecord
@@ -129,7 +129,7 @@ def _plot(
     path: Path, title: str, spec: ScalingStudySpec, records: Collection[TrialRecord],
     fit: FitReport,
 ) -> Path:  # fmt: skip
-    from scalingstudy.plot import plot_study
+    from scalingstudy.render.plot import plot_study
 
     winners = {(float(c.data_size), float(c.model_size)): c.learning_rate
                for c in best_learning_rates(records)}  # fmt: skip

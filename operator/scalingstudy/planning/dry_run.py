@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from scalingstudy.design import design
-from scalingstudy.isoflop import isoflop_plan
-from scalingstudy.plan import plan_trials
-from scalingstudy.report_table import short
-from scalingstudy.scheduling import schedule
+from scalingstudy.planning.design import design
+from scalingstudy.planning.isoflop import isoflop_plan
+from scalingstudy.planning.plan import plan_trials
+from scalingstudy.planning.scheduling import schedule
+from scalingstudy.render.table import short
 from scalingstudy.spec import ScalingStudy, ScalingStudySpec
 from scalingstudy.status import TrialRecord
 from scalingstudy.words import device_hours, plural

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from scalingstudy.plan import Plan, Trial
+from scalingstudy.planning.plan import Plan, Trial
 from scalingstudy.status import TrialRecord
 
 

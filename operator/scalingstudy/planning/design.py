@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from scalingstudy.adaptive import decide_adaptive
-from scalingstudy.cost import CostModel, Devices, measured, parameter_counts, trial_devices
-from scalingstudy.isoflop import isoflop_plan
-from scalingstudy.plan import Plan, Trial, plan_trials
+from scalingstudy.planning.adaptive import decide_adaptive
+from scalingstudy.planning.cost import CostModel, Devices, measured, parameter_counts, trial_devices
+from scalingstudy.planning.isoflop import isoflop_plan
+from scalingstudy.planning.plan import Plan, Trial, plan_trials
 from scalingstudy.results import best_learning_rates
 from scalingstudy.spec import ScalingStudySpec
 from scalingstudy.status import DesignStatus, StageFit, StageWindow, StopReason, TrialRecord

@@ -95,7 +95,7 @@ def plan_trials(study: str, spec: ScalingStudySpec) -> list[Trial]:
     IsoFLOP study's smallest budgets first."""
     rates = spec.learning_rate_values()
     if spec.design.isoflop:
-        from scalingstudy.isoflop import isoflop_plan
+        from scalingstudy.planning.isoflop import isoflop_plan
 
         cells = [(c.data_size, c.model_size) for c in isoflop_plan(spec).cells]
     else:

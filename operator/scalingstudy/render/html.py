@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from html import escape
 
 from scalingstudy.fitting.report import ComputeOptimalReport, FitReport
-from scalingstudy.report_table import design_line, short
+from scalingstudy.render.table import design_line, short
 from scalingstudy.status import DesignStatus, TrialRecord
 
 _STYLE = """
