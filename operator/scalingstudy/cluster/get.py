@@ -44,10 +44,10 @@ def cmd_get(args: argparse.Namespace) -> int:
     from kubernetes import config
 
     from scalingstudy.cluster.kube import ApiError, Kube, load_config
+    from scalingstudy.render.output import print_summary, write_study_output
     from scalingstudy.results import planned_records
     from scalingstudy.spec import SpecError, parse_spec
     from scalingstudy.status import ScalingStudyStatus
-    from scalingstudy.study_output import print_summary, write_study_output
 
     namespace = args.namespace or _context_namespace(args.kubeconfig)
     try:
