@@ -400,3 +400,22 @@ def test_fit_points_reports_the_joint_law_of_every_isoflop_trial() -> None:
                                                      joint_bootstrap=10))  # fmt: skip
     assert report.joint is not None and report.joint.n_points == 35
     assert abs(report.joint.compute_optimal.a - A_TRUE) < 0.03
+
+
+def test_an_isoflop_study_of_a_trainer_of_its_own_fits_the_n_it_planned_with(
+    tmp_path: Path,
+) -> None:
+    """Review of issue 37: without modelSizes.parameters, an IsoFLOP study of a custom
+    trainer plans D = C / (k * knob); a trainer that reports its own counts must not
+    silently become N (the per-budget a came out 0.554 [0.531, 0.586] for a true 0.452):
+    the fit keeps the knob it planned with, and the reports that differ are warnings."""
+    from scalingstudy.planning.isoflop import fit_parameters, parameter_warnings, planned_parameters
+
+    doc = width_spec(tmp_path)
+    doc["modelSizes"] = {"values": WIDTHS}
+    doc["design"]["computeBudgets"] = {"min": 6e8, "max": 6e11, "factor": 10}
+    spec = parse_spec(doc)
+    planned = planned_parameters(spec)
+    assert planned == {w: float(w) for w in WIDTHS}
+    assert fit_parameters(planned, WIDTHS[0], 9e5) == float(WIDTHS[0])
+    assert parameter_warnings(planned, [(WIDTHS[0], 9e5)])

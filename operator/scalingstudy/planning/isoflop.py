@@ -36,11 +36,17 @@ def parameters_of(spec: ScalingStudySpec, model_size: int) -> float:
 def planned_parameters(spec: ScalingStudySpec) -> dict[int, float]:
     """The parameter counts the spec fixes: modelSizes.parameters when listed, and for an
     IsoFLOP study the built-in task's counts too (the N its data sizes were planned
-    with). Empty where the spec says nothing (the trainer's report is then N)."""
+    with; the knob itself for a trainer of its own, as `compute_of` planned with it).
+    Empty where the spec says nothing (the trainer's report is then N)."""
     listed = spec.model_sizes.parameter_map()
     if listed is not None:
         return listed
-    return (spec.parameter_counts() or {}) if spec.design.isoflop else {}
+    if not spec.design.isoflop:
+        return {}
+    # An IsoFLOP study's data sizes were planned with these N (the knob itself for a
+    # trainer of its own): the fit uses the same, and a reported count that differs is
+    # a warning, never a silent change of N.
+    return spec.parameter_counts() or {m: float(m) for m in spec.model_sizes.sizes()}
 
 
 def fit_parameters(
