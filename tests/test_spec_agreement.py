@@ -65,6 +65,8 @@ CASES: list[Any] = [
     ("budgets by 1.2", _isoflop({"min": 1e11, "max": 1e12, "factor": 1.2}), False),
     ("budgets 17 by 1.6", _isoflop({"min": 1e11, "max": 1e11 * 1.6**16, "factor": 1.6}), False),
     ("budgets listed apart", _isoflop({"values": [1e11, 3e11, 1e12]}), True),
+    # A range narrower than the separation: two budgets the fit cannot tell apart.
+    ("budgets 1e11-1.01e11", _isoflop({"min": 1e11, "max": 1.01e11, "factor": 2}), False),
     ("budgets listed close", _isoflop({"values": [1e11, 1.1e11, 1e12, 3e12]}), False),
     # stopWhen and extendModelSizes only mean something to an adaptive study.
     (

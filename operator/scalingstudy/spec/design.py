@@ -110,6 +110,10 @@ BUDGET_TOLERANCE_DECADES = 0.08
 #: Neighbouring listed budgets at least this ratio apart: 0.1 decades, past the fit's
 #: tolerance with room for the rounding of D.
 BUDGET_SEPARATION = 1.25
+_BUDGET_SPAN = (
+    f"a range's max must be at least {BUDGET_SEPARATION} times its min: two budgets closer "
+    "than that are one to the fit"
+)
 #: The smallest factor of a budget range: its last step, stretched or shortened to end at
 #: max, is at least sqrt(factor) >= BUDGET_SEPARATION.
 MIN_BUDGET_FACTOR = 1.6
@@ -137,6 +141,11 @@ class ComputeBudgets(SpecModel):
                 cel(
                     "has(self.values) || (has(self.min) && has(self.max) && self.min < self.max)",
                     "a range needs min < max",
+                ),
+                cel(
+                    f"has(self.values) || !has(self.min) || !has(self.max) || "
+                    f"self.max >= self.min * {BUDGET_SEPARATION}",
+                    _BUDGET_SPAN,
                 ),
                 cel(f"has(self.values) || self.factor >= {MIN_BUDGET_FACTOR}", _BUDGET_FACTOR),
                 cel(
@@ -181,6 +190,8 @@ class ComputeBudgets(SpecModel):
             return self
         if self.min is None or self.max is None or self.min >= self.max:
             raise ValueError(f"a range needs min < max (got min={self.min}, max={self.max})")
+        if self.max < self.min * BUDGET_SEPARATION:
+            raise ValueError(f"{_BUDGET_SPAN} (got min={self.min:.4g}, max={self.max:.4g})")
         if self.factor < MIN_BUDGET_FACTOR:
             made = ", ".join(f"{c:.4g}" for c in geometric(self.min, self.max, self.factor,
                                                             MAX_BUDGETS))  # fmt: skip
