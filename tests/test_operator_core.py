@@ -829,3 +829,20 @@ def test_a_prometheus_outage_delays_a_pushgateway_only_result_and_never_fails_it
     late = collect([finished_job("succeeded")], {TRIAL: []}, {},
                    parse_time("2026-01-01T05:00:04Z"), policy)  # fmt: skip
     assert late.records[0].status == "Failed"
+
+
+def test_a_taken_job_name_does_not_keep_the_other_trials_from_starting() -> None:
+    """Review of issue 42: with parallelism 1, a trial whose Job name another owner holds
+    was picked first on every pass and nothing else ever started. A name found taken is
+    tried after every other waiting trial; the study stays unfinished while it waits."""
+    spec = parse_spec(
+        {"task": {"name": "teacher-student"}, "dataSizes": {"values": [100, 200, 400]},
+         "modelSizes": {"values": [4]}}
+    )  # fmt: skip
+    planned = Plan(tuple(plan_trials("demo", spec)))
+    first = planned.trials[0].name
+    blocked = decide(planned, [], {}, [], parallelism=1, max_failed=0, fit=None)
+    assert [t.name for t in blocked.create] == [first]
+    p = decide(planned, [], {}, [], parallelism=1, max_failed=0, fit=None, deferred={first})
+    assert [t.name for t in p.create] == [planned.trials[1].name]
+    assert not p.finished

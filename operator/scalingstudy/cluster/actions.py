@@ -60,6 +60,8 @@ class Acted:
 
     rejected: Stop | None = None
     blocked: CreateBlock | None = None
+    #: Trials whose Job name an object the study does not own holds (all of this pass's).
+    taken: tuple[str, ...] = ()
 
 
 class Actor:
@@ -132,6 +134,7 @@ class Actor:
         stopped or blocked the rest."""
         created: list[Trial] = []
         blocked: CreateBlock | None = None
+        taken: list[str] = []
         for trial in create:
             kind = "Job"
             try:
@@ -147,17 +150,19 @@ class Actor:
                     )), blocked=blocked)  # fmt: skip
                 if exc.status != 403:
                     raise
-                return created, Acted(blocked=create_refused(kind, trial.name, exc.detail))
+                refused = create_refused(kind, trial.name, exc.detail)
+                return created, Acted(blocked=refused, taken=tuple(taken))
             if existing is None:
                 created.append(trial)
                 continue
             whose = config_map_owner(existing, ref)  # the same rule for any owned object
-            if whose == "foreign" and blocked is None:
-                blocked = name_taken(trial.name, existing)
+            if whose == "foreign":
+                taken.append(trial.name)
+                blocked = blocked or name_taken(trial.name, existing)
             elif whose == "previous":
                 log.info("%s/%s: the Job %s of a deleted study of the same name is not yet "
                          "garbage-collected", ref.namespace, ref.name, trial.name)  # fmt: skip
-        return created, Acted(blocked=blocked)
+        return created, Acted(blocked=blocked, taken=tuple(taken))
 
     def write_status(
         self, ref: StudyRef, raw: Mapping[str, Any], after: ScalingStudyStatus, version: str

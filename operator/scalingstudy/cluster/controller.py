@@ -118,6 +118,8 @@ class Controller:
         self.retries = Backoff()
         #: Why a study's fit is being tried again (said in its Progressing condition).
         self.fit_notes: dict[Key, str] = {}
+        #: Trials whose Job name another owner holds: started after the others.
+        self.taken: dict[Key, frozenset[str]] = {}
         #: What blocked a study's last creates (a name taken, a 403): its TrialsBlocked.
         self.create_blocks: dict[Key, CreateBlock] = {}
         #: A study's fit input that raised, and the error: not run again unchanged.
@@ -132,6 +134,7 @@ class Controller:
         self.fit_notes.pop((namespace, name), None)
         self.failed_fits.pop((namespace, name), None)
         self.create_blocks.pop((namespace, name), None)
+        self.taken.pop((namespace, name), None)
 
     def reconcile(self, namespace: str, name: str) -> Wake:  # one pass, in a thread
         obj = self.kube.get_study(namespace, name)
@@ -155,9 +158,10 @@ class Controller:
         jobs = self.gather.jobs(ref)
         found, found_events = self.gather.results(ref, spec, to_collect(jobs, recorded))
         chosen, design_wake = self._design(ref, spec, before, recorded, found.records, jobs)
+        taken = self.taken.get((namespace, name), frozenset())
         p = decide(chosen.plan, jobs, recorded, found.records, parallelism=spec.parallelism,
                    max_failed=spec.max_failed_trials, fit=before.fit, more=chosen.more,
-                   settings=fit_settings(spec))  # fmt: skip
+                   settings=fit_settings(spec), deferred=taken)  # fmt: skip
         tried = self._maybe_fit((namespace, name), spec, p, fit_settings(spec))
         create_wait = self.retries.wait((namespace, name, "create"), time.monotonic())
         configured = (self.actor.configure(ref, spec)
@@ -186,6 +190,9 @@ class Controller:
         ready = configured.ready and create_wait is None
         create = p.create if after.phase != "Failed" and ready else ()
         acted = self.actor.act(ref, spec, p, events, create)
+        # A name found taken is tried after the others until it is tried again.
+        tried_now = {t.name for t in create}
+        self.taken[(namespace, name)] = frozenset((taken - tried_now) | set(acted.taken))
         if acted.rejected is not None:
             self._refuse(ref, generation, after, after.to_json(), acted.rejected, version_after)
         if not p.create:  # nothing to create: nothing is blocked any more

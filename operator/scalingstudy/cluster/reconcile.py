@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from scalingstudy.cluster.observe import JobState
@@ -103,6 +103,7 @@ def decide(
     fit: FitStatus | None,
     more: bool = False,
     settings: str | None = None,
+    deferred: Collection[str] = (),
 ) -> Pass:
     """Which Jobs to create or delete, what to record, whether to fit.
 
@@ -111,7 +112,8 @@ def decide(
     final yet. ``more``: the design may still add trials to ``plan`` (an adaptive study
     waiting for results), so the study is not finished when the plan's trials are.
     ``settings``: the spec's `fit_settings` (None: not compared); a fit made with others
-    is stale and refitted.
+    is stale and refitted. ``deferred``: trials whose Job name another owner holds; they
+    start after the others (`schedule`).
     ``queued_on_create``: new Jobs start suspended (Kueue), so they count as queued.
     Running Jobs of trials no longer planned (a spec change, a stopped adaptive study)
     are deleted.
@@ -124,7 +126,8 @@ def decide(
     uncollected = {
         j.trial for j in jobs if j.phase in ("succeeded", "failed") and j.trial not in records
     } & plan.names
-    decision = schedule(plan, records, active, parallelism, max_failed, hold=uncollected)
+    decision = schedule(plan, records, active, parallelism, max_failed, hold=uncollected,
+                        deferred=deferred)  # fmt: skip
     # Stop spending after too many failures: running trials finish, none start. A Job may
     # exist already for a trial to start (finished but not collected, or being deleted).
     create = () if decision.failed else tuple(t for t in decision.start if t.name not in by_trial)

@@ -28,10 +28,13 @@ def schedule(
     parallelism: int,
     max_failed: int,
     hold: Collection[str] = (),
+    deferred: Collection[str] = (),
 ) -> Schedule:
     """Start trials in plan order up to ``parallelism`` active ones; stop once more than
     ``max_failed`` have failed. Recorded trials are never started again, nor held ones
-    (finished, result not read yet)."""
+    (finished, result not read yet). ``deferred`` trials (their Job name is held by an
+    object the study does not own) start after every other waiting trial, so one name
+    taken never keeps the rest from starting; they still keep the study unfinished."""
     failures = [r for r in plan.relevant(records).values() if r.status == "Failed"]
     if len(failures) > max_failed:
         reasons = sorted({f.reason or "Failed" for f in failures})
@@ -47,4 +50,7 @@ def schedule(
     ]
     running = [a for a in active if a in plan]
     room = max(parallelism - len(running), 0)
-    return Schedule(tuple(waiting[:room]), not waiting and not running, None)
+    order = [t for t in waiting if t.name not in deferred] + [
+        t for t in waiting if t.name in deferred
+    ]
+    return Schedule(tuple(order[:room]), not waiting and not running, None)
