@@ -124,7 +124,13 @@ class Actor:
         started = started_event(created)
         stamp = now_rfc3339()
         for event in [started, *events] if started else events:
-            self.kube.emit(ref, event, stamp)
+            try:
+                self.kube.emit(ref, event, stamp)
+            except ApiError as exc:  # Events are a courtesy: a refused one stops nothing
+                if exc.status not in (403, 422):
+                    raise
+                log.warning("%s/%s: Event %s refused: %s", ref.namespace, ref.name,
+                            event.reason, exc.detail)  # fmt: skip
         return acted
 
     def _create(
