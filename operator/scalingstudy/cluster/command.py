@@ -9,64 +9,136 @@ from typing import Any
 from scalingstudy.contract import STATUS_BYTES_MAX
 from scalingstudy.usage import fail
 
+#: Where the Kubernetes client looks for a service account inside a pod.
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+def cluster_config_problem(kubeconfig: str | None) -> str | None:
+    """None when the Kubernetes client finds a configuration; else one line naming both
+    places it looked (a pod's service account, then the kubeconfig), so an operator
+    started on a machine without a cluster says what to provide instead of ending in
+    the client's ConfigException traceback. Reads files only; no request is made."""
+    from kubernetes import config
+
+    from scalingstudy.cluster.kube import load_config
+
+    try:
+        load_config(kubeconfig)
+    except (config.ConfigException, OSError) as exc:
+        path = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        return (
+            "no cluster configuration: not in a pod (no KUBERNETES_SERVICE_HOST and "
+            f"{SERVICE_ACCOUNT_TOKEN}) and no usable kubeconfig at {path} ({exc}); "
+            "give --kubeconfig FILE or set KUBECONFIG"
+        )
+    return None
+
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def add_operator_command(sub: Any) -> None:
+    """The `operator` subcommand; every option says what it does and its default."""
+    from scalingstudy.cluster.manifests import JobSettings
+
     op = sub.add_parser("operator", help="run the Kubernetes operator (current kubeconfig)")
     scope = op.add_mutually_exclusive_group()
     scope.add_argument(
-        "--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable)"
-    )
+        "--namespace", "-n", action="append", default=[],
+        help="watch this namespace (repeatable; required unless --all-namespaces)",
+    )  # fmt: skip
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")
-    op.add_argument("--prometheus-url", default="", help="Prometheus to read trial results from")
     op.add_argument(
-        "--pushgateway-url", default="", help="Pushgateway that trainers push results to"
-    )
-    op.add_argument("--metrics-port", type=int, default=8080, help="/metrics and /healthz")
-    op.add_argument("--trainer-image", default=None, help="image of the built-in trainer")
-    op.add_argument("--kubeconfig", default=None, help="default: KUBECONFIG or in-cluster")
+        "--prometheus-url", default="",
+        help="Prometheus to check trial results against (default: none, results from "
+             "termination messages only)",
+    )  # fmt: skip
     op.add_argument(
-        "--resync-seconds", type=float, default=30.0, help="pass every study this often"
-    )
-    op.add_argument("--fit-interval", type=float, default=10.0, help="refit at most this often")
+        "--pushgateway-url", default="",
+        help="Pushgateway that trainers push results to (default: none, no push)",
+    )  # fmt: skip
     op.add_argument(
-        "--result-grace",
-        type=float,
-        default=15.0,
-        help="seconds a finished trial without a termination message waits for Prometheus",
-    )
+        "--metrics-port", type=int, default=8080,
+        help="port of /metrics and /healthz (default: %(default)s)",
+    )  # fmt: skip
+    op.add_argument(
+        "--trainer-image", default=None,
+        help=f"image of the built-in trainer (default: {JobSettings().trainer_image})",
+    )  # fmt: skip
+    op.add_argument(
+        "--kubeconfig", default=None,
+        help="default: the in-cluster service account, else KUBECONFIG or ~/.kube/config",
+    )  # fmt: skip
+    op.add_argument(
+        "--resync-seconds", type=float, default=30.0,
+        help="pass over every study this often, events or not (default: %(default)s)",
+    )  # fmt: skip
+    op.add_argument(
+        "--fit-interval", type=float, default=10.0,
+        help="refit a study at most this often, in seconds (default: %(default)s)",
+    )  # fmt: skip
+    op.add_argument(
+        "--result-grace", type=float, default=15.0,
+        help="seconds a finished trial without a termination message waits for "
+             "Prometheus (default: %(default)s)",
+    )  # fmt: skip
     op.add_argument(
         "--blocked-after", type=float, default=60.0,
-        help="seconds a trial's Job may have no pod before the study reports TrialsBlocked",
+        help="seconds a trial's Job may have no pod before the study reports TrialsBlocked "
+             "(default: %(default)s)",
     )  # fmt: skip
     op.add_argument(
         "--max-status-bytes", type=int, default=STATUS_BYTES_MAX,
         help="a study whose status would be larger fails (StatusTooLarge); lower it when "
-             "etcd's --max-request-bytes is below its 1.5 MiB default",
+             "etcd's --max-request-bytes is below its 1.5 MiB default (default: %(default)s)",
     )  # fmt: skip
+    _add_leader_options(op)
+    _add_admission_options(op)
+    op.set_defaults(func=cmd_operator)
+
+
+def _add_leader_options(op: argparse.ArgumentParser) -> None:
     lead = op.add_argument_group("leader election (for more than one replica)")
     lead.add_argument("--leader-election", action="store_true",
                       help="act only while holding a coordination.k8s.io Lease")  # fmt: skip
     lead.add_argument("--leader-election-namespace", default=os.environ.get("POD_NAMESPACE", ""),
                       help="namespace of the Lease (default: $POD_NAMESPACE)")  # fmt: skip
-    lead.add_argument("--leader-election-id", default="scalingstudy-operator", help="Lease name")
-    lead.add_argument("--lease-duration", type=float, default=15.0)
-    lead.add_argument("--renew-deadline", type=float, default=10.0)
-    lead.add_argument("--retry-period", type=float, default=2.0)
+    lead.add_argument("--leader-election-id", default="scalingstudy-operator",
+                      help="name of the Lease (default: %(default)s)")  # fmt: skip
+    lead.add_argument(
+        "--lease-duration", type=float, default=15.0,
+        help="seconds a Lease not renewed stays held: how long a standby waits before it "
+             "takes over (default: %(default)s)",
+    )  # fmt: skip
+    lead.add_argument(
+        "--renew-deadline", type=float, default=10.0,
+        help="seconds the leader keeps trying to renew before it stops acting "
+             "(below --lease-duration; default: %(default)s)",
+    )  # fmt: skip
+    lead.add_argument(
+        "--retry-period", type=float, default=2.0,
+        help="seconds between tries to take or renew the Lease (default: %(default)s)",
+    )  # fmt: skip
+
+
+def _add_admission_options(op: argparse.ArgumentParser) -> None:
     from scalingstudy.admission import DEFAULT_VOLUME_TYPES
 
     rules = op.add_argument_group("what a study may ask for (as the admission policy)")
     for flag, default, note in (
-        ("--allowed-volume-types", ",".join(DEFAULT_VOLUME_TYPES), ""),
-        ("--allowed-priority-classes", "", "default: none"),
-        ("--trusted-namespaces", "", "the allow-lists do not apply there"),
-    ):
+        ("--allowed-volume-types", ",".join(DEFAULT_VOLUME_TYPES),
+         f"volume types a trial pod may mount (default: {','.join(DEFAULT_VOLUME_TYPES)})"),
+        ("--allowed-priority-classes", "",
+         "priority classes a study may name (default: none)"),
+        ("--trusted-namespaces", "",
+         "namespaces where the allow-lists do not apply (default: none)"),
+    ):  # fmt: skip
         rules.add_argument(flag, type=_names, default=default, metavar="A,B", help=note)
-    rules.add_argument("--allow-service-account-tokens", action="store_true")
-    op.set_defaults(func=cmd_operator)
+    rules.add_argument(
+        "--allow-service-account-tokens", action="store_true",
+        help="let a study's projected volumes hold a serviceAccountToken (default: refused)",
+    )  # fmt: skip
 
 
 def cmd_operator(args: argparse.Namespace) -> int:
@@ -78,6 +150,8 @@ def cmd_operator(args: argparse.Namespace) -> int:
 
     if not (args.all_namespaces or args.namespace):
         fail("say which namespaces to watch: --namespace NS (repeatable) or --all-namespaces")
+    if problem := cluster_config_problem(args.kubeconfig):
+        fail(problem)
     leader = None
     if args.leader_election:
         if not args.leader_election_namespace:
