@@ -1,4 +1,6 @@
-"""Wall time and fitted exponents of the quickstart study, from scratch.
+"""Wall time and fitted exponents of the quickstart study, from scratch (the whole
+command: checks, trials, fit, plot and report; scripts/readme-quickstart writes the
+README's figure the same way).
 
 Usage: python benchmarks/quickstart.py [--workers N]
 Prints the figures the README quotes: wall time, beta_g with its interval, beta_p.
@@ -39,8 +41,10 @@ def main() -> int:
     print(f"beta_g              {lc['beta']:8.4f}  interval {lc['beta_interval']}")
     print(f"gamma               {lc['gamma']:8.5f}  form {lc['form']}")
     print(f"r2_log              {lc['r2_log']:8.4f}")
-    if ms:
+    if ms and ms.get("beta") is not None:
         print(f"beta_p              {ms['beta']:8.4f}  interval {ms['beta_interval']}")
+    elif ms:
+        print(f"beta_p              null: {ms.get('reason')}")
     print(
         "best model size per data size:",
         ", ".join(f"{b['data_size']}:{b['model_size']}" for b in fit["best"]),
