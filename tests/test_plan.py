@@ -77,7 +77,7 @@ def test_a_learning_rate_sweep_adds_a_coordinate_with_short_deterministic_names(
         **quickstart_doc, "spec": {k: v for k, v in quickstart_doc["spec"].items()
                                    if k != "learningRates"}}).spec))  # fmt: skip
     assert len({t.name for t in trials}) == len(trials)
-    assert trials[1].name == "quickstart-d100-m4-l0p003-s0" and trials[1].learning_rate == 0.003
+    assert trials[1].name == "quickstart-d100-m1-l0p003-s0" and trials[1].learning_rate == 0.003
     long = "x" * 63
     names = {trial_name(long, 10**9, 10**6, 31, r) for r in (1e-5, 1.5e-5, 0.1, 1e300)}
     assert len(names) == 4 and all(len(n) <= 63 and DNS_LABEL.match(n) for n in names)

@@ -95,7 +95,7 @@ INVALID: list[tuple[str, Callable[[Doc], None], list[str]]] = [
     (
         "seeds x grid",
         _all(_set("spec.dataSizes", {"min": 1, "max": 2**20}), _set("spec.seeds", 32)),
-        ["spec", "2016 trials"],
+        ["spec", "6048 trials"],
     ),
     ("seeds 0", _set("spec.seeds", 0), ["spec.seeds", "greater than or equal to 1"]),
     ("parallelism 0", _set("spec.parallelism", 0), ["spec.parallelism"]),

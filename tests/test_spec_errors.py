@@ -45,10 +45,10 @@ def test_tab_names_the_file_shows_the_line_and_says_use_spaces(tmp_path: Path) -
 
 
 def test_tab_after_spaces_puts_the_caret_under_it(tmp_path: Path) -> None:
-    path = _study(tmp_path, "    minSteps: 300", "  \tminSteps: 300")
+    path = _study(tmp_path, "    minSteps: 800", "  \tminSteps: 800")
     err = _errors(path)
     shown, caret = err.splitlines()[1:3]
-    assert shown.endswith("  \tminSteps: 300")
+    assert shown.endswith("  \tminSteps: 800")
     assert caret.index("^") == shown.index("\t") and "use spaces" in err
 
 

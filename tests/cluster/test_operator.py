@@ -106,28 +106,28 @@ def test_quickstart_example_end_to_end(
     status = done["status"]
     assert status["phase"] == "Succeeded", status.get("conditions")
     assert status["trials"] == {
-        "total": 21,
+        "total": 63,
         "pending": 0,
         "queued": 0,
         "running": 0,
-        "succeeded": 21,
+        "succeeded": 63,
         "failed": 0,
     }
-    assert status["progress"] == "21/21"
+    assert status["progress"] == "63/63"
     assert status["observedGeneration"] == done["metadata"]["generation"]
     lc = status["fit"]["learningCurve"]
     assert status["fit"]["final"] is True
     assert lc["beta"] < 0 and lc["betaInterval"][0] <= lc["beta"] <= lc["betaInterval"][1]
-    # Width 64 is the best model from m = 200 on: beta_p is not measurable, and the
-    # status says so (null with a reason) instead of a step function's exponent.
+    # The best width grows with the data inside the grid: beta_p is measured, with an
+    # interval bounded on both sides (the quickstart shows both laws of the paper).
     size = status["fit"]["modelSize"]
-    assert size.get("beta") is None and "add larger model sizes" in size["reason"]
+    assert size.get("beta") is not None and None not in size["betaInterval"]
     conditions = {c["type"]: c["status"] for c in status["conditions"]}
     assert conditions["Complete"] == "True" and conditions["Failed"] == "False"
     # Each result is the pod's own termination message; the copy that went through the
     # Pushgateway and Prometheus was checked against it and agreed (forgeries: test_trust).
     sources = collections.Counter((r["source"], r["verified"]) for r in status["results"])
-    assert sources == {("termination-message", True): 21}, sources
+    assert sources == {("termination-message", True): 63}, sources
     assert all(r["loss"] > 0 and r["parameters"] > 0 for r in status["results"])
     # Recorded groups were deleted from the Pushgateway.
     groups = httpx.get(f"{cluster.env['PUSHGATEWAY_URL']}/api/v1/metrics").json()["data"]
@@ -135,7 +135,7 @@ def test_quickstart_example_end_to_end(
     # `kubectl get scalingstudies` columns are filled.
     header, line = cluster.kubectl("get", "scalingstudies", "-n", namespace).stdout.splitlines()[:2]
     row = line.split()
-    assert row[:3] == ["quickstart-k8s", "Succeeded", "21/21"]
+    assert row[:3] == ["quickstart-k8s", "Succeeded", "63/63"]
     cells = dict(zip(header.split(), row, strict=False))
     assert (cells["RUNNING"], cells["QUEUED"]) == ("0", "0")
     assert float(cells["BETAG"]) == lc["beta"]
@@ -162,7 +162,7 @@ def looks_like_a_local_run(c: Cluster, ns: str, status: dict[str, Any], out: Pat
     )  # fmt: skip
     assert got.returncode == 0, got.stderr
     rows = list(csv.DictReader((out / "results.csv").open()))
-    assert len(rows) == 21 and {r["trial"] for r in rows} == {r["trial"] for r in status["results"]}
+    assert len(rows) == 63 and {r["trial"] for r in rows} == {r["trial"] for r in status["results"]}
     # The same fit as the operator's (status rounds to 4 significant digits).
     beta = json.loads((out / "fit.json").read_text())["learning_curve"]["beta"]
     assert f"{beta:.4g}" == f"{status['fit']['learningCurve']['beta']:.4g}"
