@@ -14,6 +14,7 @@ from scalingstudy.cli_fit import add_fit_commands
 from scalingstudy.usage import EXIT_BAD_INPUT, fail
 
 if TYPE_CHECKING:
+    from scalingstudy.local.runner import LocalRun
     from scalingstudy.local.warm import WarmStarter
 
 
@@ -118,7 +119,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from scalingstudy.local.runner import run_study
     from scalingstudy.local.store import StoreError
-    from scalingstudy.render.output import StudyOutput, print_summary
     from scalingstudy.spec import SpecError, load_study
     from scalingstudy.study_paths import with_study_paths
 
@@ -163,10 +163,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if starter is not None:
             starter.close()
+    return _report_run(study.metadata.name, outcome)
+
+
+def _report_run(name: str, outcome: LocalRun) -> int:
+    """What `run` prints when it ends (the trials, the failures, the fit and the files),
+    and its exit status: 1 when the study failed or has no fit."""
+    from scalingstudy.render.output import StudyOutput, print_summary
+
     succeeded = sum(r.status == "Succeeded" for r in outcome.records.values())
     failed = sum(r.status == "Failed" for r in outcome.records.values())
     print(
-        f"Study {study.metadata.name}: {succeeded}/{len(outcome.planned)} trials succeeded, "
+        f"Study {name}: {succeeded}/{len(outcome.planned)} trials succeeded, "
         f"{failed} failed; {outcome.ran} run now, {outcome.wall_seconds:.1f} s"
     )
     for rec in sorted(outcome.records.values(), key=lambda r: r.trial):

@@ -151,6 +151,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def add_fit_commands(sub: Any) -> None:
     """The `fit` and `plot` subcommands."""
+    _add_fit(sub)
+    _add_plot(sub)
+
+
+def _add_fit(sub: Any) -> None:
     fit = sub.add_parser("fit", help="fit the power laws to a CSV of trial results")
     fit.add_argument(
         "points",
@@ -210,6 +215,8 @@ def add_fit_commands(sub: Any) -> None:
     )
     fit.set_defaults(func=cmd_fit)
 
+
+def _add_plot(sub: Any) -> None:
     plot = sub.add_parser("plot", help="draw the learning curve of a results CSV or fit JSON")
     plot.add_argument("input", help="results.csv (fitted first) or a fit JSON")
     plot.add_argument(

@@ -43,13 +43,15 @@ from scalingstudy.fitting.predict import Predictor, extrapolation_report, reach_
 from scalingstudy.fitting.region import find_region
 from scalingstudy.fitting.report import (
     BestModel,
+    DataForTarget,
     FitReport,
     LearningCurve,
     ModelSizeCurve,
+    ModelSizeLaw,
     OpenInterval,
 )
 from scalingstudy.fitting.robust import find_outliers, fit_robust
-from scalingstudy.fitting.sensitivity import flat_curve, outlier_sensitivity
+from scalingstudy.fitting.sensitivity import Sensitivity, flat_curve, outlier_sensitivity
 
 FORM_NAMES = {False: "power-law", True: "power-law-plus-constant"}
 
@@ -264,60 +266,49 @@ def fit_points(points: Sequence[Point], options: FitOptions | None = None) -> Fi
         return _fit_points(points, options or FitOptions())
 
 
-def _fit_points(points: Sequence[Point], options: FitOptions) -> FitReport:
-    _check(options)
-    validate(points)
-    parts: dict[str, Any] = {}
-    warnings_first: list[str] = []
-    warnings_first.extend(options.notes)
-    if any(p.compute is not None for p in points):
-        # The compute-optimal analysis and the study's joint law over every trial; the
-        # rest of the fit sees each budget's best trial (the frontier).
-        iso = isoflop_fit(points, options, warnings_first)
-        parts["compute_optimal"], points = iso.compute_optimal, iso.frontier
-        if options.joint:
-            parts["joint"] = iso.joint
+@dataclass(frozen=True)
+class _Kept:
+    """The best point per data size (all of them: the model-size law and the table read
+    these), and what the learning curve reads once the outliers are left out."""
 
-    all_best = best = best_from_cells(cells(points))
-    all_m = np.array([b.data_size for b in best])
-    all_y = np.array([b.loss for b in best])
+    all_best: list[BestPoint]
+    best: list[BestPoint]
+    curve_points: list[Point]
+    flagged: list[tuple[int, float]]
+
+
+def _leave_out_outliers(points: Sequence[Point], options: FitOptions) -> _Kept:
+    """Outliers are left out of everything the learning curve feeds: its fit, bootstrap,
+    predictions (the model-size law and the report's table of best models keep them)."""
+    all_best = best_from_cells(cells(points))
+    all_m = np.array([b.data_size for b in all_best])
+    all_y = np.array([b.loss for b in all_best])
     flagged = find_outliers(all_m, all_y, with_gamma=options.form != "power-law")
-    curve_points = points
-    if flagged:
-        # Left out of everything the learning curve feeds: its fit, bootstrap, predictions
-        # (the model-size law and the report's table of best models keep them).
-        gone = {best[i].data_size for i, _ in flagged}
-        curve_points = [p for p in points if p.data_size not in gone]
-        best = [b for b in best if b.data_size not in gone]
-    m = np.array([b.data_size for b in best])
-    y = np.array([b.loss for b in best])
-    curve = _learning_curve(m, y, options.form, options.confidence)
-    fit, lo, hi = curve.fit, curve.lo, curve.hi
-    warnings = [*warnings_first, *curve.warnings]
+    gone = {all_best[i].data_size for i, _ in flagged}
+    return _Kept(
+        all_best,
+        [b for b in all_best if b.data_size not in gone],
+        [p for p in points if p.data_size not in gone],
+        list(flagged),
+    )
+
+
+def _size_warnings(fit: CurveFit, n: int) -> list[str]:
     if fit.dof < 1:
-        warnings.append(
-            f"{hi - lo} data sizes for {fit.k} parameters: nothing is left to measure "
+        return [
+            f"{n} data sizes for {fit.k} parameters: nothing is left to measure "
             "uncertainty with, so beta_g and predictions have unbounded intervals; add data "
             "sizes (or use --form power-law)"
-        )
-    elif hi - lo < 5:
-        warnings.append(f"only {hi - lo} data sizes in the fit: exponents and intervals are rough")
-    sensitivity = outlier_sensitivity(all_m, all_y, flagged, fit)
-    warnings.extend(sensitivity.warnings)
-    boot = bootstrap(curve_points, best, fit, (lo, hi), options)
-    if options.bootstrap and boot.failed:
-        warnings.append(
-            f"{boot.failed} of {options.bootstrap} bootstrap replicates could not be fitted"
-        )
-    laws = boot.laws
-    conf = options.confidence
-    # Predictions use the flattening tail too (M2 and M4 bend into the irreducible
-    # error); the small-data plateau only where a form can model it (M4).
-    predictor = Predictor(
-        extrapolate(m, y, conf, plateau_end=lo), fit.law, laws, conf, identified=fit.dof >= 1
-    )
-    warnings.extend(reach_warnings(predictor, options.predict_at))
-    learning_curve = LearningCurve(
+        ]
+    return [f"only {n} data sizes in the fit: exponents and intervals are rough"] if n < 5 else []
+
+
+def _curve_report(
+    m: np.ndarray, y: np.ndarray, curve: _Curve, laws: Sequence[PowerLaw],
+    predictor: Predictor, sensitivity: Sensitivity, options: FitOptions,
+) -> LearningCurve:  # fmt: skip
+    fit, lo, hi, conf = curve.fit, curve.lo, curve.hi, options.confidence
+    return LearningCurve(
         form=FORM_NAMES[fit.k == 3],
         alpha=fit.law.alpha,
         beta=fit.law.beta,
@@ -337,22 +328,63 @@ def _fit_points(points: Sequence[Point], options: FitOptions) -> FitReport:
         outliers=sensitivity.outliers,
         beta_with_outliers=sensitivity.beta_with,
     )
+
+
+def _target(predictor: Predictor, size: ModelSizeLaw | None, target_loss: float) -> DataForTarget:
+    """The data for the target, and the best model size there from the model-size law."""
+    target = predictor.data_for_target(target_loss)
+    if target.data_size is not None and size is not None and size.beta is not None:
+        parameters = (size.alpha or 0.0) * target.data_size**size.beta
+        target = target.model_copy(update={"parameters": parameters})
+    return target
+
+
+def _fit_points(points: Sequence[Point], options: FitOptions) -> FitReport:
+    _check(options)
+    validate(points)
+    parts: dict[str, Any] = {}
+    warnings: list[str] = list(options.notes)
+    if any(p.compute is not None for p in points):
+        # The compute-optimal analysis and the study's joint law over every trial; the
+        # rest of the fit sees each budget's best trial (the frontier).
+        iso = isoflop_fit(points, options, warnings)
+        parts["compute_optimal"], points = iso.compute_optimal, iso.frontier
+        if options.joint:
+            parts["joint"] = iso.joint
+    kept = _leave_out_outliers(points, options)
+    m = np.array([b.data_size for b in kept.best])
+    y = np.array([b.loss for b in kept.best])
+    curve = _learning_curve(m, y, options.form, options.confidence)
+    fit, lo, hi = curve.fit, curve.lo, curve.hi
+    warnings += [*curve.warnings, *_size_warnings(fit, hi - lo)]
+    all_m = np.array([b.data_size for b in kept.all_best])
+    all_y = np.array([b.loss for b in kept.all_best])
+    sensitivity = outlier_sensitivity(all_m, all_y, kept.flagged, fit)
+    warnings.extend(sensitivity.warnings)
+    boot = bootstrap(kept.curve_points, kept.best, fit, (lo, hi), options)
+    if options.bootstrap and boot.failed:
+        warnings.append(
+            f"{boot.failed} of {options.bootstrap} bootstrap replicates could not be fitted"
+        )
+    conf = options.confidence
+    # Predictions use the flattening tail too (M2 and M4 bend into the irreducible
+    # error); the small-data plateau only where a form can model it (M4).
+    predictor = Predictor(extrapolate(m, y, conf, plateau_end=lo), fit.law, boot.laws, conf,
+                          identified=fit.dof >= 1)  # fmt: skip
+    warnings.extend(reach_warnings(predictor, options.predict_at))
+    learning_curve = _curve_report(m, y, curve, boot.laws, predictor, sensitivity, options)
     size = model_size_law(
-        points, all_best, quantile_interval(boot.size_betas, conf), conf, warnings
+        points, kept.all_best, quantile_interval(boot.size_betas, conf), conf, warnings
     )
     if options.target_loss is not None:
-        target = predictor.data_for_target(options.target_loss)
-        if target.data_size is not None and size is not None and size.beta is not None:
-            parameters = (size.alpha or 0.0) * target.data_size**size.beta
-            target = target.model_copy(update={"parameters": parameters})
-        parts["data_for_target"] = target
+        parts["data_for_target"] = _target(predictor, size, options.target_loss)
     if options.joint and "joint" not in parts:
         parts["joint"] = joint_report(points, options, warnings)
     return checked(
         FitReport(
             learning_curve=learning_curve,
             model_size=size,
-            best=_best_models(all_best),
+            best=_best_models(kept.all_best),
             per_model_size=_per_model_size(points, fit.k == 3),
             predictions=[predictor.prediction(at) for at in options.predict_at],
             extrapolation=extrapolation_report(predictor.ex),

@@ -310,12 +310,19 @@ def judge(report: FitReport) -> FitReport:
     warnings = list(report.warnings)
     lc = _learning_curve(report.learning_curve, verdicts, warnings)
     update: dict[str, object] = {"learning_curve": lc}
-    if report.model_size is not None:
-        update["model_size"] = _model_size(report.model_size, verdicts)
+    size = report.model_size
+    if size is not None:
+        size = _model_size(size, verdicts)
+        update["model_size"] = size
     if report.joint is not None:
         update["joint"] = _joint(report.joint, verdicts, warnings)
     update["predictions"] = [_prediction(i, p, lc, verdicts, warnings)
                              for i, p in enumerate(report.predictions)]  # fmt: skip
+    if report.data_for_target is not None and (size is None or size.beta is None):
+        # The best model size there comes from beta_p: none when beta_p is not measured.
+        report = report.model_copy(update={
+            "data_for_target": report.data_for_target.model_copy(update={"parameters": None})
+        })  # fmt: skip
     if report.data_for_target is not None:
         sizes = [float(b.data_size) for b in report.best]
         reach = (min(sizes), max(sizes) * TARGET_HORIZON)

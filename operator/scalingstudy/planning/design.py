@@ -5,7 +5,7 @@ asked for in; the decision out."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from scalingstudy.planning.adaptive import decide_adaptive
@@ -44,6 +44,58 @@ class Design:
         )
 
 
+@dataclass(frozen=True)
+class _Wanted:
+    """The trials the design wants now, before the budget: the grid, or the adaptive
+    design's choice with its windows, the stage fit it waits for and why it stopped."""
+
+    trials: Sequence[Trial]
+    more: bool
+    windows: tuple[StageWindow, ...] = ()
+    fit_needed: int | None = None
+    stopped: StopReason | None = None
+    prefix: tuple[TrialRecord, ...] = ()
+
+
+def _wanted(
+    study: str, spec: ScalingStudySpec, records: Mapping[str, TrialRecord],
+    fits: Mapping[int, StageFit], grid: list[Trial],
+) -> _Wanted:  # fmt: skip
+    if not spec.design.adaptive:
+        return _Wanted(grid, False)
+    chosen = decide_adaptive(study, spec, records, fits)
+    prefix: tuple[TrialRecord, ...] = ()
+    if chosen.fit_needed is not None:
+        names = {n for d, ns in chosen.stages.items() if d <= chosen.fit_needed for n in ns}
+        prefix = tuple(records[n] for n in sorted(names) if n in records)
+    return _Wanted(chosen.trials, not chosen.complete, chosen.windows, chosen.fit_needed,
+                   chosen.stop_reason, prefix)  # fmt: skip
+
+
+def _within_budget(
+    wanted: Sequence[Trial], records: Mapping[str, TrialRecord], active: Collection[str],
+    expected: Callable[[Trial], float], spent: float, budget: float | None,
+) -> tuple[list[Trial], bool]:  # fmt: skip
+    """The wanted trials that fit the budget, in order (recorded and running ones always),
+    and whether the budget stopped one: no later trial starts then either."""
+    kept: list[Trial] = []
+    blocked = False
+    committed = spent + sum(
+        expected(t) for t in wanted if t.name in active and t.name not in records
+    )
+    for t in wanted:
+        if t.name in records or t.name in active:
+            kept.append(t)
+            continue
+        cost_of = expected(t)
+        if not blocked and (budget is None or committed + cost_of <= budget):
+            kept.append(t)
+            committed += cost_of
+        else:
+            blocked = True
+    return kept, blocked
+
+
 def design(
     study: str,
     spec: ScalingStudySpec,
@@ -52,29 +104,11 @@ def design(
     fits: Mapping[int, StageFit],
 ) -> Design:
     """The decision of this moment (see the module's description)."""
-    stopped: StopReason | None = None
-    windows: tuple[StageWindow, ...] = ()
-    fit_needed: int | None = None
-    prefix: tuple[TrialRecord, ...] = ()
     grid = plan_trials(study, spec)
-    if spec.design.adaptive:
-        chosen = decide_adaptive(study, spec, records, fits)
-        wanted: Sequence[Trial] = chosen.trials
-        windows, fit_needed, stopped = (
-            chosen.windows,
-            chosen.fit_needed,
-            chosen.stop_reason,
-        )
-        more = not chosen.complete
-        if fit_needed is not None:
-            names = {n for d, ns in chosen.stages.items() if d <= fit_needed for n in ns}
-            prefix = tuple(records[n] for n in sorted(names) if n in records)
-    else:
-        wanted, more = grid, False
+    want = _wanted(study, spec, records, fits, grid)
     kind = trial_devices(spec)
     devices = kind.count
-    models = spec.model_size_candidates()
-    sizes = parameter_counts(records.values(), models)
+    sizes = parameter_counts(records.values(), spec.model_size_candidates())
     # What the study spent: every trial of its sizes that ran, also one a stop left out
     # of the plan (not a trial of an earlier spec's sizes).
     data_sizes, seeds = set(spec.data_sizes.sizes()), spec.seeds
@@ -92,26 +126,11 @@ def design(
         return cost.expected(t.data_size, sizes.get(t.model_size, t.model_size))
 
     budget = None if spec.design.budget is None else spec.design.budget.hours() * 3600.0
-    kept: list[Trial] = []
-    blocked = False
-    committed = spent + sum(
-        expected(t) for t in wanted if t.name in active and t.name not in records
-    )
-    for t in wanted:
-        if t.name in records or t.name in active:
-            kept.append(t)
-            continue
-        cost_of = expected(t)
-        if not blocked and (budget is None or committed + cost_of <= budget):
-            kept.append(t)
-            committed += cost_of
-        else:
-            blocked = True
-    if blocked:
-        more = False
-    finished = not more and fit_needed is None and all(t.name in records for t in kept)
+    kept, blocked = _within_budget(want.trials, records, active, expected, spent, budget)
+    more = want.more and not blocked
+    finished = not more and want.fit_needed is None and all(t.name in records for t in kept)
     reason: StopReason | None = (
-        stopped if stopped
+        want.stopped if want.stopped
         else "BudgetSpent" if blocked
         else "AllDataSizes" if finished
         else None
@@ -129,13 +148,13 @@ def design(
         trials_skipped=sum(1 for t in grid if t.name not in started),
         **_spend(kind, spent, estimate, budget),
         stop_reason=reason,
-        windows=list(windows),
+        windows=list(want.windows),
         out_of_range=list(isoflop_plan(spec).skipped) if spec.design.isoflop else [],
         stage_fits=[fits[d] for d in sorted(fits)] if spec.design.adaptive else [],
         learning_rates=best_learning_rates(records[t.name] for t in kept if t.name in records),
     )
-    return Design(Plan(tuple(kept)), more or fit_needed is not None, fit_needed, reason,
-                  status, prefix, frozenset(t.name for t in grid))  # fmt: skip
+    return Design(Plan(tuple(kept)), more or want.fit_needed is not None, want.fit_needed,
+                  reason, status, want.prefix, frozenset(names))  # fmt: skip
 
 
 def _spend(
