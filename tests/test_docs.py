@@ -109,12 +109,14 @@ def test_the_link_check_catches_what_it_should(tmp_path: Path) -> None:
 @pytest.mark.slow(60)
 @pytest.mark.parametrize("study", STUDIES, ids=lambda p: str(p.relative_to(EXAMPLES)))
 def test_every_example_study_plans_cleanly(study: Path, tmp_path: Path) -> None:
-    """`scalingstudy plan` on each example, as its own comment says to run it (from the
-    repository's root): exit 0 and no error or warning."""
-    result = run_cli("plan", str(study.relative_to(ROOT)), "--out", str(tmp_path / "o"), cwd=ROOT)
-    assert result.returncode == 0, result.stderr
-    assert "error" not in result.stderr and "warning" not in result.stderr, result.stderr
-    assert "nothing was run" in result.stdout
+    """`scalingstudy plan` on each example, from the repository's root as its own comment
+    says and from another directory (a study's relative paths are read from its folder):
+    exit 0 and nothing on stderr (no error, warning or note on a path)."""
+    for cwd, path in ((ROOT, str(study.relative_to(ROOT))), (tmp_path, str(study))):
+        result = run_cli("plan", path, "--out", str(tmp_path / "o"), cwd=cwd)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.strip() == "", result.stderr
+        assert "nothing was run" in result.stdout
 
 
 @pytest.mark.parametrize("study", STUDIES, ids=lambda p: str(p.relative_to(EXAMPLES)))

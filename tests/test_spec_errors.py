@@ -134,3 +134,13 @@ def test_builtin_tasks_are_the_trainers() -> None:
     from scalingstudy_trainer.tasks import task_names
 
     assert sorted(BUILTIN_TASKS) == sorted(task_names())
+
+
+def test_a_key_given_twice_is_refused_at_its_second_line(tmp_path: Path) -> None:
+    """As kubectl apply refuses it: keeping the last value silently ran another study
+    than the file seemed to say (review of issue 39)."""
+    path = _study(tmp_path, "  seeds: 1", "  seeds: 1\n  seeds: 2")
+    err = _errors(path)
+    second = _line(path, "seeds: 2")
+    assert f"{path}:{second}:3: not valid YAML: key 'seeds' given twice" in err
+    assert f"started at line {second - 1}" in err

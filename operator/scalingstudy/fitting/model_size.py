@@ -197,7 +197,10 @@ def edge_warnings(estimates: Sequence[Optimum]) -> list[str]:
         head += 1
     if head:
         end = estimates[head - 1].data_size
-        out.append(f"the smallest model size is best up to m = {end:g}: add smaller model sizes")
+        out.append(
+            f"the smallest model size is best up to m = {end:g}: its optimum may lie below "
+            "the grid; add smaller model sizes where the model allows them"
+        )
     return out
 
 

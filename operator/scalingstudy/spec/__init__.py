@@ -51,7 +51,13 @@ from scalingstudy.spec.pod import (
     TrainerSpec,
     VolumeMount,
 )
-from scalingstudy.spec.problems import describe, dotted, line_of, yaml_problem
+from scalingstudy.spec.problems import (
+    UniqueKeyLoader,
+    describe,
+    dotted,
+    line_of,
+    yaml_problem,
+)
 from scalingstudy.spec.training import EarlyStopping, FitSpec, MetricSpec, TaskSpec, TrainingSpec
 
 # --------------------------------------------------------------------------- study
@@ -340,7 +346,7 @@ def load_study(path: str | Path) -> ScalingStudy:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError([f"{p}: cannot read study file: {exc}"]) from None
     try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+        documents = [d for d in yaml.load_all(text, Loader=UniqueKeyLoader) if d is not None]
     except yaml.YAMLError as exc:
         raise SpecError([yaml_problem(str(p), text, exc)]) from None
     if len(documents) != 1:

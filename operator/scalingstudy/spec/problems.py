@@ -281,3 +281,22 @@ def yaml_problem(file: str, text: str, exc: yaml.YAMLError) -> str:
     if hint is not None:
         out.append(f"  hint: {hint}")
     return "\n".join(out)
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader that refuses a key given twice in one mapping, as ``kubectl
+    apply`` does: silently keeping the last one would run a study other than the one
+    the file seems to say (and point errors at the first key's line)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in seen:
+                first = seen[key].start_mark
+                raise yaml.constructor.ConstructorError(
+                    f"the first {key!r}", first,
+                    f"key {key!r} given twice (each key once)", key_node.start_mark,
+                )  # fmt: skip
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
