@@ -156,8 +156,14 @@ class TrialResult(ResultFields):
     """The study's metric; in the JSON under the metric's name."""
 
     def to_json(self, metric: str = METRIC) -> dict[str, Any]:
-        """The result file's JSON: the metric under its own name (and as validation_loss)."""
-        return {metric: self.loss, METRIC: self.loss, **self.model_dump(exclude={"loss"})}
+        """The result file's JSON: the metric under its own name (and as validation_loss);
+        a trainer's word on its result (a changed normalisation batch, a divergence) only
+        where it has one."""
+        body = self.model_dump(exclude={"loss"})
+        for key in (NORMALISATION_BATCH_CHANGED, DIVERGED_AT_STEP):
+            if body.get(key) is None:
+                body.pop(key, None)
+        return {metric: self.loss, METRIC: self.loss, **body}
 
 
 #: Keys of the result JSON the contract defines.

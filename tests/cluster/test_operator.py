@@ -139,9 +139,10 @@ def test_quickstart_example_end_to_end(
     cells = dict(zip(header.split(), row, strict=False))
     assert (cells["RUNNING"], cells["QUEUED"]) == ("0", "0")
     assert float(cells["BETAG"]) == lc["beta"]
-    # BETAP is empty (the only empty column: the example has a budget, SPEND is shown).
-    assert "BETAP" in header.split() and len(row) == len(header.split()) - 1
-    assert row[6].endswith("%")
+    # Every column is filled: beta_p is measured (and the example has a budget: SPEND).
+    assert len(row) == len(header.split())
+    assert float(cells["BETAP"]) == pytest.approx(status["fit"]["modelSize"]["beta"], rel=1e-3)
+    assert cells["SPEND"].endswith("%")
     reasons = {e["reason"] for e in events(cluster, namespace, "quickstart-k8s")}
     assert {"TrialsStarted", "TrialsSucceeded", "FitUpdated", "StudySucceeded"} <= reasons
     assert "ResultMismatch" not in reasons
