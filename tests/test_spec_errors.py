@@ -144,3 +144,9 @@ def test_a_key_given_twice_is_refused_at_its_second_line(tmp_path: Path) -> None
     second = _line(path, "seeds: 2")
     assert f"{path}:{second}:3: not valid YAML: key 'seeds' given twice" in err
     assert f"started at line {second - 1}" in err
+
+
+def test_a_misspelt_task_suggests_the_built_in_one(tmp_path: Path) -> None:
+    path = _study(tmp_path, "name: teacher-student", "name: teacher-studnet")
+    err = _errors(path)
+    assert "unknown task 'teacher-studnet'; did you mean 'teacher-student'?" in err

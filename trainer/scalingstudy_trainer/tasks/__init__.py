@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import pkgutil
 
@@ -25,6 +26,8 @@ def get_task(name: str) -> type[Task]:
     try:
         return REGISTRY[name]
     except KeyError:
+        near = difflib.get_close_matches(name, sorted(REGISTRY), n=1)
+        hint = f"did you mean {near[0]!r}? " if near else ""
         raise ConfigError(
-            f"unknown task {name!r}; built-in tasks: {', '.join(sorted(REGISTRY))}"
+            f"unknown task {name!r}; {hint}built-in tasks: {', '.join(sorted(REGISTRY))}"
         ) from None
