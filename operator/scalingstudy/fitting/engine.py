@@ -52,6 +52,7 @@ from scalingstudy.fitting.report import (
 )
 from scalingstudy.fitting.robust import find_outliers, fit_robust
 from scalingstudy.fitting.sensitivity import Sensitivity, flat_curve, outlier_sensitivity
+from scalingstudy.words import plural
 
 FORM_NAMES = {False: "power-law", True: "power-law-plus-constant"}
 
@@ -192,7 +193,8 @@ def _learning_curve(m: np.ndarray, y: np.ndarray, form: Form, confidence: float)
     if lo or hi < len(m):
         warnings.append(
             f"fitted over the power-law region [{m[lo]:g}, {m[hi - 1]:g}]; "
-            f"{lo} small-data and {len(m) - hi} irreducible-region point(s) excluded"
+            f"{plural(lo, 'small-data point')} and "
+            f"{plural(len(m) - hi, 'irreducible-region point')} excluded"
         )
     if not _falls(fit.law, m[lo:hi]):
         warnings.append(

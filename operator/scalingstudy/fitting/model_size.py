@@ -32,6 +32,7 @@ from scipy.special import fdtri, log_ndtr
 from scalingstudy.fitting.curve import fit_log_linear
 from scalingstudy.fitting.points import BestPoint, Point, number
 from scalingstudy.fitting.report import Interval, ModelSizeLaw, SizeEstimate
+from scalingstudy.words import plural
 
 Censoring = Literal["above", "below"] | None
 
@@ -272,9 +273,9 @@ def model_size_law(
         }
     else:
         reason = (
-            f"beta_p is not measurable: the best model is one of only {distinct} grid "
-            "size(s) at every data size, and fewer than 2 data sizes have their best model "
-            "inside the grid"
+            "beta_p is not measurable: the best model is one of only "
+            f"{plural(distinct, 'grid size')} at every data size, and fewer than 2 data "
+            "sizes have their best model inside the grid"
         )
         reason += f" ({edges[0]})" if edges else " (add model sizes between and around them)"
         warnings.append(reason)

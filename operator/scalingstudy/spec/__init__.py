@@ -51,13 +51,7 @@ from scalingstudy.spec.pod import (
     TrainerSpec,
     VolumeMount,
 )
-from scalingstudy.spec.problems import (
-    UniqueKeyLoader,
-    describe,
-    dotted,
-    line_of,
-    yaml_problem,
-)
+from scalingstudy.spec.problems import UniqueKeyLoader, describe, dotted, line_of, yaml_problem
 from scalingstudy.spec.training import EarlyStopping, FitSpec, MetricSpec, TaskSpec, TrainingSpec
 
 # --------------------------------------------------------------------------- study
