@@ -344,6 +344,11 @@ def test_the_byo_hugging_face_example_runs_as_a_study(tmp_path: Path) -> None:
     doc["spec"]["dataSizes"] = {"values": [128, 256, 512]}
     doc["spec"]["modelSizes"] = {"values": [16]}
     doc["spec"]["training"].update(minSteps=20, maxSteps=20, evalEvery=10)
+    # The copy lives elsewhere: its script by its full path (the example's own command is
+    # relative to the example's folder).
+    doc["spec"]["trainer"]["command"] = [
+        "python", str(ROOT / "examples" / "byo-huggingface" / "train.py")
+    ]  # fmt: skip
     study = tmp_path / "study.yaml"
     study.write_text(yaml.safe_dump(doc))
     out = tmp_path / "out"
