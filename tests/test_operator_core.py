@@ -706,6 +706,10 @@ def test_the_fit_child_tells_a_fit_that_raised_from_one_that_ran_to_no_answer() 
     with pytest.raises(FitError) as plain:
         answer_of(0, '{"error": "3 distinct data sizes needed"}', "")
     assert type(plain.value) is FitError
+    # An answer this operator cannot read is a defect said in status, not a crash of the
+    # pass (review of issue 37).
+    with pytest.raises(FitDefectError, match="unreadably"):
+        answer_of(0, '{"fit": {"learning_curve": 3}}', "")
 
 
 def test_a_finished_study_whose_fit_settings_change_is_refitted_before_it_says_so() -> None:

@@ -66,6 +66,7 @@ def test_an_end_at_the_optimisers_bound_is_unbounded_not_a_limit() -> None:
 def test_a_point_outside_its_interval_widens_it() -> None:
     judged = judge_interval("x", 2.0, [2.5, 3.0])
     assert judged.interval == [2.0, 3.0]
+    assert "widened to hold its point" in (judged.verdict.reason or "")
 
 
 def test_beta_p_contradicted_by_censored_optima_is_null_and_says_what_to_add() -> None:

@@ -52,4 +52,5 @@ class Verdict(ReportPart):
     drawn: bool
     """Whether a plot may draw it as a line (a law nothing bounds is shown as points only)."""
     reason: str | None = None
-    """Why it is not measured, and what to add (null when measured)."""
+    """Why it is not measured and what to add, or how its interval was corrected (null
+    when the fit's interval stands as it is)."""

@@ -113,6 +113,8 @@ def judge_interval(
         lo = hi = None
         reasons.append("every resample gave the same value (no noise left to measure): no interval")
     if point is not None and math.isfinite(point):
+        if (lo is not None and point < lo) or (hi is not None and point > hi):
+            reasons.append("widened to hold its point (the resamples' interval missed it)")
         lo = None if lo is None else min(lo, point)
         hi = None if hi is None else max(hi, point)
     judged: OpenInterval = [lo, hi]
