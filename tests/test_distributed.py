@@ -30,7 +30,7 @@ from scalingstudy_trainer.norms import synchronise_batch_norm
 from scalingstudy_trainer.tasks.image_classification import ImageClassification
 from scalingstudy_trainer.tasks.teacher_student import TeacherStudent
 from scalingstudy_trainer.world import World
-from tests.training import TRAINER, run_trainer
+from tests.training import TRAINER, DivergingTeacherStudent, run_trainer
 
 #: Relative difference allowed between the final losses of 1 and 2 processes: the same
 #: batches and updates, only the order of the floating-point sums differs, and 120 Adam
@@ -229,26 +229,6 @@ class OneSidedOom(TeacherStudent):
         return super().loss(model, inputs, targets)
 
 
-class NanOnOneRank(TeacherStudent):
-    """A stand-in for a loss that goes NaN on one rank first (a small CPU run does not
-    diverge reliably): rank ``nan_rank``'s training loss is NaN from its 25th step on."""
-
-    rank = 0
-    nan_rank = 1
-
-    def __init__(self, options: dict[str, Any], data_seed: int) -> None:
-        super().__init__(options, data_seed)
-        self.calls = 0
-
-    def loss(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> Any:
-        loss = super().loss(model, inputs, targets)
-        if model.training and self.rank == self.nan_rank:
-            self.calls += 1
-            if self.calls >= 25:
-                return loss * float("nan")
-        return loss
-
-
 def _global_batch_norm(rank: int) -> dict[str, Any]:
     """GlobalBatchNorm's output and input gradient for this rank's half of a fixed batch,
     and the warnings it raised."""
@@ -278,8 +258,9 @@ def _scenario(name: str, rank: int, collectives: Collectives, folder: Path) -> d
     if name == "norm":
         return _global_batch_norm(rank)
     if name == "nan":
-        nan: Any = NanOnOneRank({"inputDim": 8, "teacherWidth": 16}, 0)
-        nan.rank = rank
+        # Rank 1's training loss is NaN from its 25th step on.
+        nan = DivergingTeacherStudent({"inputDim": 8, "teacherWidth": 16}, 0)
+        nan.nan_from, nan.only_rank, nan.rank = 24, 1, rank
         out = train(nan, 512, 16, 2, training, _quiet, runtime=cpu, collectives=collectives)
         return {"diverged_at_step": out.diverged_at_step, "loss": out.validation_loss}
     if name == "oom":

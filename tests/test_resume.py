@@ -24,7 +24,7 @@ from scalingstudy_trainer.loop import Trainer, train
 from scalingstudy_trainer.tasks.base import Task
 from scalingstudy_trainer.tasks.char_lm import CharLM
 from scalingstudy_trainer.tasks.teacher_student import TeacherStudent
-from tests.training import TRAINER, run_trainer
+from tests.training import TRAINER, DivergingTeacherStudent, run_trainer
 
 TRAINING = TrainingSpec.model_validate(
     {"minSteps": 60, "maxSteps": 60, "evalEvery": 10, "batchSize": 16, "learningRate": 3e-3}
@@ -184,37 +184,26 @@ def test_a_resume_on_a_larger_card_keeps_the_cut_the_trial_ran_with(tmp_path: Pa
     assert resumed.validation_loss == whole.validation_loss
 
 
-class NanFrom(TeacherStudent):
-    """A stand-in for a diverging run (a small CPU run does not diverge reliably): every
-    training loss from the ``nan_from``-th step on is NaN."""
-
-    nan_from = 25
-
-    def __init__(self, options: dict[str, Any], data_seed: int) -> None:
-        super().__init__(options, data_seed)
-        self.calls = 0
-
-    def loss(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> Any:
-        loss = super().loss(model, inputs, targets)
-        if model.training:
-            self.calls += 1
-            if self.calls >= self.nan_from:
-                return loss * float("nan")
-        return loss
+def _nan_from_step_25(options: dict[str, Any]) -> DivergingTeacherStudent:
+    task = DivergingTeacherStudent(options, 0)
+    task.nan_from = 24
+    return task
 
 
 def test_a_resume_after_the_loss_went_nan_reports_the_step_it_did(tmp_path: Path) -> None:
     """NaN at step 25, preempted at 27, resumed: the first NaN step used to be forgotten,
     and the result said the evaluation's step (30)."""
     options = {"inputDim": 4, "teacherWidth": 8}
-    whole = train(NanFrom(options, 0), 300, 8, 5, TRAINING, quiet, runtime=CPU)
+    whole = train(_nan_from_step_25(options), 300, 8, 5, TRAINING, quiet, runtime=CPU)
     assert whole.diverged_at_step == 25
     checkpoints = Checkpoints(str(tmp_path / "ckpt"), {"trial": "nan"})
     calls = itertools.count()
     with pytest.raises(Preempted):
-        train(NanFrom(options, 0), 300, 8, 5, TRAINING, quiet, checkpoints,
+        train(_nan_from_step_25(options), 300, 8, 5, TRAINING, quiet, checkpoints,
               lambda: next(calls) == 27, runtime=CPU)  # fmt: skip
-    resumed = train(NanFrom(options, 0), 300, 8, 5, TRAINING, quiet, checkpoints, runtime=CPU)
+    resumed = train(
+        _nan_from_step_25(options), 300, 8, 5, TRAINING, quiet, checkpoints, runtime=CPU
+    )
     assert resumed.resumed_from_step == 27
     assert resumed.diverged_at_step == 25
     assert (resumed.validation_loss, resumed.best_step) == (whole.validation_loss, whole.best_step)

@@ -18,6 +18,7 @@ from scalingstudy_trainer.errors import DivergedError
 from scalingstudy_trainer.loop import Trainer, train
 from scalingstudy_trainer.tasks.base import Batch
 from scalingstudy_trainer.tasks.teacher_student import TeacherStudent
+from tests.training import DivergingTeacherStudent
 
 CPU = Runtime(device=torch.device("cpu"), bf16=False, compile=False)
 OPTIONS = {"inputDim": 4, "teacherWidth": 8, "validationSize": 256}
@@ -169,25 +170,6 @@ def test_train_loss_is_measured_on_a_random_sample_of_the_subset() -> None:
 
 
 # ------------------------------------------------------------------------- divergence
-
-
-class DivergingTeacherStudent(TeacherStudent):
-    """A stand-in for a run that diverges (a fault a small CPU run does not produce
-    reliably): from its ``nan_from``-th training loss on, every training loss is NaN."""
-
-    nan_from = 0
-
-    def __init__(self, options: dict[str, Any], data_seed: int) -> None:
-        super().__init__(options, data_seed)
-        self.calls = 0
-
-    def loss(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> Any:
-        loss = super().loss(model, inputs, targets)
-        if model.training:
-            self.calls += 1
-            if self.calls > self.nan_from:
-                return loss * float("nan")
-        return loss
 
 
 TRAINING = {"minSteps": 100, "maxSteps": 100, "evalEvery": 10, "batchSize": 16,

@@ -11,12 +11,36 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from scalingstudy.local.processes import warm_starter_for
 from scalingstudy.local.warm import WarmStarter
 from scalingstudy_trainer.tasks.base import Task
+from scalingstudy_trainer.tasks.teacher_student import TeacherStudent
+
+
+class DivergingTeacherStudent(TeacherStudent):
+    """A stand-in for a run that diverges (a fault a small CPU run does not produce
+    reliably): after ``nan_from`` finite training losses every one is NaN; with
+    ``only_rank`` set, only on that process (``rank``: the process this one is)."""
+
+    nan_from = 0
+    only_rank: int | None = None
+    rank = 0
+
+    def __init__(self, options: dict[str, Any], data_seed: int) -> None:
+        super().__init__(options, data_seed)
+        self.calls = 0
+
+    def loss(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> Any:
+        loss = super().loss(model, inputs, targets)
+        if model.training and self.only_rank in (None, self.rank):
+            self.calls += 1
+            if self.calls > self.nan_from:
+                return loss * float("nan")
+        return loss
 
 
 def descend(
