@@ -124,3 +124,15 @@ def test_generated_studies_of_every_shape_break_no_invariant_in_any_output(seed:
         seen.add(study.shape)
         assert check(study, None) == [], study.shape
     assert len(seen) >= 4 and seen <= set(SHAPES)
+
+
+def test_a_steep_rising_curve_predicted_far_out_is_an_answer_not_a_crash() -> None:
+    """The printed curve's own value past the data (curve_loss) and the data for a
+    target, on a slope of about 512: both left floating point (OverflowError, and a
+    math domain error in a degenerate bootstrap law's inversion)."""
+    points = [Point(2.0, 1.0), Point(3.0, 1.0), Point(4.0, 8.996683824024983e164)]
+    report = fit_points(points, FitOptions(bootstrap=5, predict_at=(1e9,), target_loss=0.5))
+    (pred,) = report.predictions
+    assert pred.curve_loss is None and "no finite value" in (pred.note or "")
+    assert report.data_for_target is not None and report.data_for_target.data_size is None
+    assert violations(report) == []

@@ -54,8 +54,18 @@ class PowerLaw:
             return None
         # In logs: a nearly flat curve (beta near 0) reaches a low target only at a data
         # size no float holds; that is "never" too, not an overflow.
-        log_m = math.log((loss - self.gamma) / self.alpha) / self.beta
+        ratio = (loss - self.gamma) / self.alpha
+        if not ratio > 0:  # an infinite alpha (a degenerate bootstrap law) never gets there
+            return None
+        log_m = math.log(ratio) / self.beta
         return math.exp(log_m) if log_m < _LOG_MAX else None
+
+    def value(self, m: float) -> float | None:
+        """The curve at one data size, computed in logs; None where no float holds it (a
+        steep rising curve far past its data)."""
+        with np.errstate(all="ignore"):
+            log_value = float(self.log(np.array([m]))[0])
+        return math.exp(log_value) if log_value < _LOG_MAX else None
 
 
 @dataclass(frozen=True)

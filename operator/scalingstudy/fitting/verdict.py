@@ -22,7 +22,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scalingstudy.fitting.curve import BETA_MAX, BETA_MIN
+from scalingstudy.fitting.curve import BETA_MAX, BETA_MIN, PowerLaw
 from scalingstudy.fitting.joint import BOUNDS as JOINT_BOUNDS
 from scalingstudy.fitting.predict import TARGET_HORIZON
 from scalingstudy.fitting.report import (
@@ -223,21 +223,22 @@ def _joint(joint: JointLawReport, verdicts: list[Verdict], warnings: list[str]) 
 def _prediction(i: int, p: Prediction, lc: LearningCurve, verdicts: list[Verdict],
                 warnings: list[str]) -> Prediction:  # fmt: skip
     found = judge_interval(f"predictions[{i}]", p.loss, p.interval, _LOSS_LIMITS)
-    curve_loss = lc.alpha * float(p.data_size) ** lc.beta + lc.gamma
+    curve_loss = PowerLaw(lc.alpha, lc.beta, lc.gamma).value(float(p.data_size))
+    shown = "no finite value" if curve_loss is None else f"{curve_loss:.4g}"
     parametric = judge_interval(f"predictions[{i}].curve_loss", curve_loss,
                                 p.parametric_interval, _LOSS_LIMITS)  # fmt: skip
     verdicts.append(found.verdict)
     note = None
     form = p.form or lc.form
-    if form != lc.form or not _same(p.loss, curve_loss):
+    if form != lc.form or curve_loss is None or not _same(p.loss, curve_loss):
         note = (f"the point is the {form} form the backtest chose (held within the forms' "
-                f"middle half); the curve printed above gives {curve_loss:.4g} here")  # fmt: skip
+                f"middle half); the curve printed above gives {shown} here")  # fmt: skip
     if lc.gamma > 0 and p.loss < lc.gamma:
         warnings.append(
             f"the prediction at m = {p.data_size:g} ({p.loss:.4g}) lies below the fitted "
             f"irreducible error gamma = {lc.gamma:.4g}: the backtest preferred the {form} "
-            "form, which has no floor; the curve with gamma gives "
-            f"{curve_loss:.4g}; the interval covers both"
+            f"form, which has no floor; the curve with gamma gives {shown}; the interval "
+            "covers both"
         )
     update = {"interval": found.interval, "curve_loss": curve_loss,
               "parametric_interval": parametric.interval, "note": note}  # fmt: skip
