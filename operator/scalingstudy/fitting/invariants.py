@@ -6,37 +6,24 @@ prediction below the fitted floor explained, no finite data size for a target be
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 from scalingstudy.fitting.curve import BETA_MAX, BETA_MIN
 from scalingstudy.fitting.points import FitError
 from scalingstudy.fitting.report import ComputeOptimalReport, FitReport
 from scalingstudy.fitting.verdict import (
-    _LOSS_LIMITS,
-    _REL,
     JOINT_LIMITS,
+    LOSS_LIMITS,
     R2_MIN,
-    _at_bound,
-    _contradicted_optima,
-    _same,
+    Quantity,
+    contradicted_optima,
+    interval_problems,
     judge,
 )
 
 
 class InvariantError(FitError):
     """A finished report breaks an invariant of `violations` (a bug: nothing is written)."""
-
-
-@dataclass(frozen=True)
-class Quantity:
-    """One reported number with its interval, for the invariant check."""
-
-    path: str
-    point: float | None
-    interval: Sequence[float | None] | None
-    bounds: Sequence[float] = ()
 
 
 def quantities(report: FitReport) -> Iterator[Quantity]:
@@ -46,13 +33,13 @@ def quantities(report: FitReport) -> Iterator[Quantity]:
     yield Quantity("learning_curve.alpha", lc.alpha, lc.alpha_interval)
     yield Quantity("learning_curve.gamma", lc.gamma, lc.gamma_interval, (0.0,))
     for i, band in enumerate(lc.band):
-        yield Quantity(f"learning_curve.band[{i}]", band.loss, band.interval, _LOSS_LIMITS)
+        yield Quantity(f"learning_curve.band[{i}]", band.loss, band.interval, LOSS_LIMITS)
     if report.model_size is not None:
         yield Quantity("model_size.beta", report.model_size.beta, report.model_size.beta_interval)
     for i, p in enumerate(report.predictions):
-        yield Quantity(f"predictions[{i}]", p.loss, p.interval, _LOSS_LIMITS)
+        yield Quantity(f"predictions[{i}]", p.loss, p.interval, LOSS_LIMITS)
         yield Quantity(f"predictions[{i}].curve_loss", p.curve_loss, p.parametric_interval,
-                       _LOSS_LIMITS)  # fmt: skip
+                       LOSS_LIMITS)  # fmt: skip
     t = report.data_for_target
     if t is not None:
         yield Quantity("data_for_target", None if t.data_size is None else float(t.data_size),
@@ -77,21 +64,6 @@ def _compute_optimal_quantities(co: ComputeOptimalReport) -> Iterator[Quantity]:
             yield Quantity(f"compute_optimal.{name}.b", pair.b, pair.b_interval)
 
 
-def _interval_problems(q: Quantity) -> Iterator[str]:
-    if q.interval is None:
-        return
-    lo, hi = q.interval
-    for end in (lo, hi):
-        if end is not None and (not math.isfinite(end) or _at_bound(end, q.bounds)):
-            yield f"{q.path}: interval end {end!r} is a bound of the fit, not of the data"
-    if lo is not None and hi is not None and _same(lo, hi):
-        yield f"{q.path}: zero-width interval [{lo}, {hi}]"
-    if q.point is not None:
-        slack = _REL * max(abs(q.point), 1e-300)
-        if (lo is not None and q.point < lo - slack) or (hi is not None and q.point > hi + slack):
-            yield f"{q.path}: point {q.point!r} outside its interval [{lo}, {hi}]"
-
-
 def _named(report: FitReport, name: str) -> bool:
     return any(name in w for w in report.warnings)
 
@@ -105,7 +77,7 @@ def _law_problems(report: FitReport) -> Iterator[str]:
         yield "learning_curve.beta: not identified, yet drawn or not named in a warning"
     ms = report.model_size
     if (ms is not None and ms.beta is not None
-            and (ms.beta_interval == [None, None] or _contradicted_optima(ms))):  # fmt: skip
+            and (ms.beta_interval == [None, None] or contradicted_optima(ms))):  # fmt: skip
         yield "model_size.beta: reported, but not identified by the data"
     for p in report.predictions:
         if lc.gamma > 0 and p.loss < lc.gamma and not _named(report, f"m = {p.data_size:g}"):
@@ -117,7 +89,7 @@ def _law_problems(report: FitReport) -> Iterator[str]:
 
 def violations(report: FitReport) -> list[str]:
     """Every invariant the report breaks (empty: it may be written)."""
-    found = [problem for q in quantities(report) for problem in _interval_problems(q)]
+    found = [problem for q in quantities(report) for problem in interval_problems(q)]
     return found + list(_law_problems(report))
 
 

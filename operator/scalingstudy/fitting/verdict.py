@@ -19,7 +19,7 @@ check raises instead of writing).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from scalingstudy.fitting.curve import BETA_MAX, BETA_MIN, PowerLaw
@@ -44,7 +44,7 @@ from scalingstudy.fitting.report import (
 R2_MIN = 0.2
 #: Relative tolerance for "the same number" (an end at a bound, a zero-width interval).
 _REL = 1e-6
-_LOSS_LIMITS = (float.fromhex("0x1p-1022"), 1.7976931348623157e308)
+LOSS_LIMITS = (float.fromhex("0x1p-1022"), 1.7976931348623157e308)
 #: Bounds the joint fit's optimiser works within, per reported parameter.
 JOINT_LIMITS: dict[str, tuple[float, float]] = {
     "E": (math.exp(JOINT_BOUNDS[0][0]), math.exp(JOINT_BOUNDS[0][1])),
@@ -131,15 +131,30 @@ def judge_interval(
     return Judged(judged, verdict)
 
 
-def _band_point_ok(loss: float, interval: Sequence[float | None]) -> bool:
-    """A band point the plot may shade: finite ends, not at the loss clamps, not zero
-    width, holding its loss."""
-    lo, hi = interval
-    if lo is None or hi is None or _same(lo, hi):
-        return False
-    if not (math.isfinite(lo) and math.isfinite(hi)) or _at_bound(lo, _LOSS_LIMITS):
-        return False
-    return not _at_bound(hi, _LOSS_LIMITS) and lo <= loss <= hi
+@dataclass(frozen=True)
+class Quantity:
+    """One reported number with its interval, for the invariant check."""
+
+    path: str
+    point: float | None
+    interval: Sequence[float | None] | None
+    bounds: Sequence[float] = ()
+
+
+def interval_problems(q: Quantity) -> Iterator[str]:
+    """What is wrong with one quantity's interval (nothing: it may be printed)."""
+    if q.interval is None:
+        return
+    lo, hi = q.interval
+    for end in (lo, hi):
+        if end is not None and (not math.isfinite(end) or _at_bound(end, q.bounds)):
+            yield f"{q.path}: interval end {end!r} is a bound of the fit, not of the data"
+    if lo is not None and hi is not None and _same(lo, hi):
+        yield f"{q.path}: zero-width interval [{lo}, {hi}]"
+    if q.point is not None:
+        slack = _REL * max(abs(q.point), 1e-300)
+        if (lo is not None and q.point < lo - slack) or (hi is not None and q.point > hi + slack):
+            yield f"{q.path}: point {q.point!r} outside its interval [{lo}, {hi}]"
 
 
 def _learning_curve(
@@ -155,14 +170,18 @@ def _learning_curve(
     if not beta.verdict.drawn:
         warnings.append(f"beta_g = {lc.beta:.4g} is not identified: {beta.verdict.reason}; "
                         "the curve is shown as points only")  # fmt: skip
-    band = [b for b in lc.band if _band_point_ok(b.loss, b.interval)]
+    band = [
+        b for b in lc.band
+        if None not in b.interval
+        and not list(interval_problems(Quantity("band", b.loss, b.interval, LOSS_LIMITS)))
+    ]  # fmt: skip
     return lc.model_copy(update={
         "beta_interval": beta.interval, "alpha_interval": alpha.interval, "band": band,
         "gamma_interval": gamma.interval if lc.gamma_interval is not None else None,
     })  # fmt: skip
 
 
-def _contradicted_optima(ms: ModelSizeLaw) -> str | None:
+def contradicted_optima(ms: ModelSizeLaw) -> str | None:
     """Whether the fitted line contradicts a censored optimum by more than the grid's own
     half step there: the optimum is known to lie at or above (below) a bound, and the line
     passes below (above) it. Then the law is an artefact of the censoring, not a
@@ -190,7 +209,7 @@ def _model_size(ms: ModelSizeLaw, verdicts: list[Verdict]) -> ModelSizeLaw:
         return ms
     explained = ms.r2_log if ms.method == "best grid point" else None
     beta = judge_interval("model_size.beta", ms.beta, ms.beta_interval, explained=explained)
-    reason = _contradicted_optima(ms) or (None if beta.verdict.drawn else beta.verdict.reason)
+    reason = contradicted_optima(ms) or (None if beta.verdict.drawn else beta.verdict.reason)
     if reason is None:
         verdicts.append(beta.verdict)
         return ms.model_copy(update={"beta_interval": beta.interval})
@@ -222,11 +241,11 @@ def _joint(joint: JointLawReport, verdicts: list[Verdict], warnings: list[str]) 
 
 def _prediction(i: int, p: Prediction, lc: LearningCurve, verdicts: list[Verdict],
                 warnings: list[str]) -> Prediction:  # fmt: skip
-    found = judge_interval(f"predictions[{i}]", p.loss, p.interval, _LOSS_LIMITS)
+    found = judge_interval(f"predictions[{i}]", p.loss, p.interval, LOSS_LIMITS)
     curve_loss = PowerLaw(lc.alpha, lc.beta, lc.gamma).value(float(p.data_size))
     shown = "no finite value" if curve_loss is None else f"{curve_loss:.4g}"
     parametric = judge_interval(f"predictions[{i}].curve_loss", curve_loss,
-                                p.parametric_interval, _LOSS_LIMITS)  # fmt: skip
+                                p.parametric_interval, LOSS_LIMITS)  # fmt: skip
     verdicts.append(found.verdict)
     note = None
     form = p.form or lc.form
