@@ -63,16 +63,21 @@ def _fit_input(args: argparse.Namespace) -> tuple[list[Any], Any]:
             options = default_options(points)
     except (PointsFileError, SpecError) as exc:
         fail(str(exc) if isinstance(exc, PointsFileError) else f"{args.study}: {exc}")
-    given = {
-        "form": args.form,
-        "confidence": args.confidence,
-        "bootstrap": args.bootstrap,
-        "predict_at": None if args.predict_at is None else tuple(args.predict_at),
-        "target_loss": args.target_loss,
-        "joint": args.joint,
-        "flops_per_parameter_per_item": args.flops_per_parameter_per_item,
-    }
-    return points, dataclasses.replace(options, **{k: v for k, v in given.items() if v is not None})
+    return points, _overridden(options, args)
+
+
+#: The FitOptions fields a command-line flag of the same name (where the command has
+#: one) overrides when given.
+_FLAGS = ("form", "confidence", "bootstrap", "predict_at", "target_loss", "joint",
+          "flops_per_parameter_per_item")  # fmt: skip
+
+
+def _overridden(options: Any, args: argparse.Namespace) -> Any:
+    """``options`` with every flag the user gave in its place (an unset flag is None)."""
+    given = {name: getattr(args, name, None) for name in _FLAGS}
+    if given["predict_at"] is not None:
+        given["predict_at"] = tuple(given["predict_at"])
+    return dataclasses.replace(options, **{k: v for k, v in given.items() if v is not None})
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -132,14 +137,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
             fit = _read_fit_json(source)
         else:
             points = read_points(str(source))
-            given = {
-                "bootstrap": args.bootstrap,
-                "predict_at": None if args.predict_at is None else tuple(args.predict_at),
-            }
-            options = dataclasses.replace(
-                default_options(points), **{k: v for k, v in given.items() if v is not None}
-            )
-            fit = fit_points(points, options)
+            fit = fit_points(points, _overridden(default_options(points), args))
     except (PointsFileError, FitError) as exc:
         fail(str(exc))
     # A run's results.csv or fit.json lies in the study's output folder: name the study.
