@@ -136,3 +136,19 @@ def test_a_steep_rising_curve_predicted_far_out_is_an_answer_not_a_crash() -> No
     assert pred.curve_loss is None and "no finite value" in (pred.note or "")
     assert report.data_for_target is not None and report.data_for_target.data_size is None
     assert violations(report) == []
+
+
+def test_a_data_size_past_the_horizon_is_no_estimate_and_unbounded_predictions_say_why() -> None:
+    """Review: with too few points to backtest, the bootstrap inversion printed a data
+    size 27 million times the largest as measured; and a prediction whose interval is
+    unbounded on both sides said so without the reason the JSON holds."""
+    report = fit_points(
+        [Point(100.0, 1.0), Point(200.0, 0.99), Point(400.0, 0.98)],
+        FitOptions(bootstrap=40, target_loss=0.5, predict_at=(4000.0,)),
+    )
+    t = report.data_for_target
+    assert t is not None and t.data_size is None
+    noise_free = [Point(x, 38 * x**-0.5) for x in (100.0, 200.0, 400.0, 800.0, 1600.0)]
+    clean = fit_points(noise_free, FitOptions(bootstrap=40, predict_at=(1000.0,)))
+    assert clean.predictions[0].interval == [None, None]
+    assert "interval not identified: every resample gave the same value" in format_fit(clean)

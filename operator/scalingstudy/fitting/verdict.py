@@ -63,6 +63,13 @@ def _at_bound(value: float, bounds: Sequence[float]) -> bool:
     return any(_same(value, b) for b in bounds)
 
 
+def _outside(point: float, lo: float | None, hi: float | None) -> bool:
+    """Whether ``point`` lies outside [lo, hi] by more than rounding (an open end holds
+    anything)."""
+    slack = _REL * max(abs(point), 1e-300)
+    return (lo is not None and point < lo - slack) or (hi is not None and point > hi + slack)
+
+
 def _status(interval: OpenInterval) -> VerdictStatus:
     lo, hi = interval
     if lo is not None and hi is not None:
@@ -113,7 +120,7 @@ def judge_interval(
         lo = hi = None
         reasons.append("every resample gave the same value (no noise left to measure): no interval")
     if point is not None and math.isfinite(point):
-        if (lo is not None and point < lo) or (hi is not None and point > hi):
+        if _outside(point, lo, hi):  # a rounding step's miss is mended without a word
             reasons.append("widened to hold its point (the resamples' interval missed it)")
         lo = None if lo is None else min(lo, point)
         hi = None if hi is None else max(hi, point)
@@ -151,10 +158,8 @@ def interval_problems(q: Quantity) -> Iterator[str]:
             yield f"{q.path}: interval end {end!r} is a bound of the fit, not of the data"
     if lo is not None and hi is not None and _same(lo, hi):
         yield f"{q.path}: zero-width interval [{lo}, {hi}]"
-    if q.point is not None:
-        slack = _REL * max(abs(q.point), 1e-300)
-        if (lo is not None and q.point < lo - slack) or (hi is not None and q.point > hi + slack):
-            yield f"{q.path}: point {q.point!r} outside its interval [{lo}, {hi}]"
+    if q.point is not None and _outside(q.point, lo, hi):
+        yield f"{q.path}: point {q.point!r} outside its interval [{lo}, {hi}]"
 
 
 def _learning_curve(
@@ -274,6 +279,10 @@ def _target(
             else v for v in (t.interval or [None, None])]  # fmt: skip
     if t.interval is not None:
         t = t.model_copy(update={"interval": ends})
+    if t.data_size is not None and float(t.data_size) >= horizon * (1 - _REL):
+        # Past the search's horizon (a bootstrap-only inversion has none of its own): as
+        # unreachable as a curve that never gets there.
+        t = t.model_copy(update={"data_size": None, "distance_ratio": None, "parameters": None})
     if t.data_size is not None and float(t.data_size) <= start * (1 + _REL):
         verdicts.append(Verdict(
             quantity="data_for_target", status="not-identified", drawn=False,

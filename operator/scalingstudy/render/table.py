@@ -68,12 +68,16 @@ def _prediction_lines(fit: FitReport) -> list[str]:
     lc, ex = fit.learning_curve, fit.extrapolation
     conf = round(100 * lc.confidence)
     lines = []
-    for p in fit.predictions:
+    for i, p in enumerate(fit.predictions):
+        kind = f"{conf}% prediction interval; " if p.interval else "no interval; "
         lines.append(
             f"Predicted loss at m = {p.data_size:g}: {p.loss:.5g}"
-            f"{_bracketed(p.interval, 4)} ({conf}% prediction interval; "
+            f"{_bracketed(p.interval, 4)} ({kind}"
             f"{p.distance_ratio:.3g}x the largest data size, form {p.form or lc.form})"
         )
+        verdict = fit.verdict(f"predictions[{i}]")
+        if verdict is not None and verdict.status == "not-identified" and verdict.reason:
+            lines.append(f"  interval not identified: {verdict.reason}")
         if p.note:
             lines.append(f"  {p.note}")
     if fit.predictions and ex.reach_ratio:
@@ -86,10 +90,11 @@ def _prediction_lines(fit: FitReport) -> list[str]:
 
 def _joint_line(joint: JointLawReport) -> str:
     co, iv = joint.compute_optimal, joint.intervals
+    exponents = "  ".join(f"{name}{_bracketed(iv[name])}" for name in ("alpha_N", "beta_D")
+                          if iv.get(name))  # fmt: skip
     return (
         f"Joint fit: L(N, D) = {joint.E:.4g} + {joint.A:.4g}/N^{joint.alpha_N:.4f}"
-        f" + {joint.B:.4g}/D^{joint.beta_D:.4f}   alpha_N{_bracketed(iv.get('alpha_N'))}"
-        f"  beta_D{_bracketed(iv.get('beta_D'))}\n"
+        f" + {joint.B:.4g}/D^{joint.beta_D:.4f}{'   ' + exponents if exponents else ''}\n"
         f"  compute-optimal N ~ C^{co.a:.3f}{_bracketed(co.a_interval)}, "
         f"D ~ C^{co.b:.3f}{_bracketed(co.b_interval)}"
     )
