@@ -56,6 +56,8 @@ import yaml
 from scalingstudy.local.processes import TrialProcess
 from scalingstudy.local.warm import WarmStarter, WarmStartError
 from scalingstudy.local.warm import available as warm_start_available
+from tests.harness.container_logs import ContainerLog
+from tests.harness.container_logs import serve as serve_logs
 
 NODE = "scalingstudy-test-node"
 CAPACITY = {"cpu": "16", "memory": "64Gi", "pods": "110", "nvidia.com/gpu": "8"}
@@ -118,6 +120,11 @@ class Agent:
     #: whole suite shares, and what the operator sees (exit code, termination message,
     #: logs, signals to the pod's group) is the same.
     starter: WarmStarter | None = None
+    #: The port this node serves container logs on (the kubelet's), 0: none. The API
+    #: server finds it in the Node's status, as it finds a kubelet's.
+    log_port: int = 0
+    #: (namespace, pod name) -> its container's log, for the log endpoint's thread.
+    logs: dict[tuple[str, str], ContainerLog] = field(default_factory=dict)
 
     # -- node ------------------------------------------------------------------------
     def register(self) -> None:
@@ -144,6 +151,7 @@ class Agent:
                     }
                 ],
                 "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": self.log_port}},
                 "nodeInfo": {
                     "architecture": "amd64",
                     "operatingSystem": "linux",
@@ -211,7 +219,9 @@ class Agent:
                 self.pods[obj["metadata"]["uid"]] = obj
 
     def forget(self, uid: str) -> None:
-        self.pods.pop(uid, None)
+        pod = self.pods.pop(uid, None)
+        if pod is not None:  # a kubelet's logs of a deleted pod go with it
+            self.logs.pop((pod["metadata"]["namespace"], pod["metadata"]["name"]), None)
         proc = self.procs.get(uid)
         if proc is not None and proc.stop_at is None:
             self.terminate(proc, grace=0)
@@ -332,6 +342,7 @@ class Agent:
                             f"test agent: cannot start {argv[0]!r}: {e.strerror}")  # fmt: skip
             return
         self.procs[uid] = Proc(pod, process, pod_dir, message_file, started)
+        self.keep_log(pod, log, lambda: uid in self.procs)
         self.patch(path + "/status", {"status": self.pod_status(pod, started, running=True)})
 
     def fail_start(self, uid: str, path: str, pod: Pod, started: str, pod_dir: Path,
@@ -339,8 +350,20 @@ class Agent:
         """A container that cannot start ends at once with 127, as a kubelet's does."""
         message_file = pod_dir / "termination-log"
         message_file.write_text(message)
+        self.keep_log(pod, pod_dir / "log", lambda: False)
         self.write_terminated(path, pod, 127, started, message_file, pod_dir / "log")
         self.done.add(uid)
+
+    def keep_log(self, pod: Pod, log: Path, running: Callable[[], bool]) -> None:
+        """Where the log endpoint finds the pod's log (until the pod is gone)."""
+        meta = pod["metadata"]
+        container = pod["spec"]["containers"][0]["name"]
+        self.logs[(meta["namespace"], meta["name"])] = ContainerLog(
+            container, log, time.time(), running
+        )
+
+    def find_log(self, namespace: str, pod: str) -> ContainerLog | None:
+        return self.logs.get((namespace, pod))
 
     def fork_trainer(
         self, argv: list[str], env: dict[str, str], log: Path, workdir: Path, hosts: Path | None
@@ -660,9 +683,28 @@ def main() -> None:
     parser.add_argument("--kubeconfig", type=Path, required=True)
     parser.add_argument("--state", type=Path, required=True)
     parser.add_argument("--slots", type=int, default=16, help="pods run at once")
+    parser.add_argument(
+        "--log-port",
+        type=int,
+        default=0,
+        help="serve container logs on this port (the kubelet's; 0: none)",
+    )
+    parser.add_argument("--tls-cert", type=Path, help="the log endpoint's serving certificate")
+    parser.add_argument("--tls-key", type=Path)
+    parser.add_argument("--client-ca", type=Path, help="CA of the API server's client cert")
+    parser.add_argument(
+        "--log-client",
+        action="append",
+        default=[],
+        help="a common name allowed to read logs (the API server's)",
+    )
     args = parser.parse_args()
-    agent = Agent(client_from_kubeconfig(args.kubeconfig), args.state, args.slots)
+    agent = Agent(client_from_kubeconfig(args.kubeconfig), args.state, args.slots,
+                  log_port=args.log_port)  # fmt: skip
     args.state.mkdir(parents=True, exist_ok=True)
+    if args.log_port:
+        serve_logs(args.log_port, args.tls_cert, args.tls_key, args.client_ca, agent.find_log,
+                   frozenset(args.log_client))  # fmt: skip
     stopping = threading.Event()
 
     def on_term(signum: int, frame: object) -> None:

@@ -26,7 +26,8 @@ import httpx
 import yaml
 
 from scalingstudy_sdk.contract import MASTER_PORT
-from tests.harness.pki import Pki, make_pki
+from tests.harness.pki import CLIENT_EXT, Pki, issue_server_certificate, make_pki
+from tests.harness.pki import _issue as issue_certificate
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 120.0
@@ -94,10 +95,25 @@ class Endpoints:
     controller_manager: int
     pushgateway: int
     prometheus: int
+    #: The node agent's container-log endpoint (a kubelet's port).
+    kubelet: int
 
     @classmethod
     def pick(cls) -> Endpoints:
-        return cls(*(free_port() for _ in range(6)))
+        return cls(*(free_port() for _ in range(7)))
+
+
+#: The API server's client identity towards kubelets (`kubectl logs` goes through it).
+KUBELET_CLIENT = "kube-apiserver-kubelet-client"
+
+
+def kubelet_certificates(pki: Pki) -> None:
+    """The node agent's serving certificate (for 127.0.0.1, its InternalIP) and the API
+    server's client certificate towards it, as kubeadm makes them; idempotent."""
+    issue_server_certificate(pki, "kubelet")
+    if not pki.cert(KUBELET_CLIENT).exists():
+        issue_certificate(pki, KUBELET_CLIENT, f"/O=system:masters/CN={KUBELET_CLIENT}",
+                          CLIENT_EXT)  # fmt: skip
 
 
 def kubeconfig(pki: Pki, server: str, user: str) -> dict[str, object]:
@@ -256,6 +272,7 @@ def up(dir: Path, *, agent_slots: int = 16) -> dict[str, str]:
 def _start_all(
     dir: Path, bin: Path, pki: Pki, ports: Endpoints, launcher: Launcher, agent_slots: int
 ) -> None:
+    kubelet_certificates(pki)
     etcd_url = f"http://127.0.0.1:{ports.etcd}"
     peer_url = f"http://127.0.0.1:{ports.etcd_peer}"
     launcher.start(
@@ -307,6 +324,12 @@ def _start_all(
             # The endpoints of the `kubernetes` Service may not be a loopback address.
             "--endpoint-reconciler-type=none",
             "--allow-privileged=true",
+            # Pod logs are read from the node agent as from a kubelet: at the Node's
+            # InternalIP and daemonEndpoints port, over TLS both ways.
+            f"--kubelet-client-certificate={pki.cert(KUBELET_CLIENT)}",
+            f"--kubelet-client-key={pki.key(KUBELET_CLIENT)}",
+            f"--kubelet-certificate-authority={pki.ca}",
+            "--kubelet-preferred-address-types=InternalIP",
             f"--audit-policy-file={policy}",
             f"--audit-log-path={dir / 'audit.log'}",
             "--audit-log-format=json",
@@ -351,6 +374,11 @@ def _start_all(
             f"--kubeconfig={dir / 'agent.kubeconfig'}",
             f"--state={dir / 'pods'}",
             f"--slots={agent_slots}",
+            f"--log-port={ports.kubelet}",
+            f"--tls-cert={pki.cert('kubelet')}",
+            f"--tls-key={pki.key('kubelet')}",
+            f"--client-ca={pki.ca}",
+            f"--log-client={KUBELET_CLIENT}",
         ],
         env={"PYTHONPATH": str(ROOT)},
     )
