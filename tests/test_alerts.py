@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from scalingstudy.cluster.metrics import OperatorMetrics
 from tests.conftest import ROOT
 
 CHART = ROOT / "charts" / "scalingstudy"
@@ -54,7 +55,7 @@ def test_the_alerts_the_design_promises_exist() -> None:
         "ScalingStudyTrialsFailing",  # a failed-trials burst
         "ScalingStudyOperatorDown",
         "ScalingStudyStalled",  # a study stuck without progress
-        "ScalingStudyBudgetSpent",  # spend reaches the budget
+        "ScalingStudyBudgetSpent",  # spend beyond budget
         "ScalingStudyFailed",
     } <= alert_names()
 
@@ -82,3 +83,26 @@ def test_the_unit_tests_catch_an_alert_that_never_fires(tmp_path: Path) -> None:
     out = run_promtool(broken, tmp_path)
     assert out.returncode != 0
     assert "failed-trials burst" in out.stdout + out.stderr
+
+
+def test_the_unit_tests_catch_a_budget_alert_that_ignores_the_device(tmp_path: Path) -> None:
+    """Spend is compared with the budget of its own device: matched on namespace and study
+    alone, the CPU-seconds of a study whose budget series is still a GPU one would fire."""
+    rules = rendered_rules()
+    broken = rules.replace("on (namespace, study, device)", "on (namespace, study) group_left")
+    assert broken != rules
+    out = run_promtool(broken, tmp_path)
+    assert out.returncode != 0
+    assert "spend beyond budget" in out.stdout + out.stderr
+
+
+def test_the_budget_alert_reads_the_gauges_the_operator_exports() -> None:
+    """The alert's two series are the operator's spend and budget gauges (a misspelt name
+    would leave the alert silent in every study, and promtool's own series would agree)."""
+    rule = next(
+        r for group in yaml.safe_load(rendered_rules())["groups"] for r in group["rules"]
+        if r.get("alert") == "ScalingStudyBudgetSpent"
+    )  # fmt: skip
+    exported = {family.name for family in OperatorMetrics().registry.collect()}
+    for name in ("scalingstudy_design_device_seconds", "scalingstudy_design_budget_device_seconds"):
+        assert name in rule["expr"] and name in exported

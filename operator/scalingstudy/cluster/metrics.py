@@ -141,6 +141,18 @@ class OperatorMetrics:
             "Estimated GPU-seconds of the study's full grid (finished trials as measured)",
             study, registry=r,
         )  # fmt: skip
+        self.design_grid_device_seconds = Gauge(
+            "scalingstudy_design_grid_device_seconds",
+            "Estimated device-seconds of the study's full grid (status.design."
+            "gridDeviceSeconds: finished trials as measured, the others from the cost model)",
+            [*study, "device"], registry=r,
+        )  # fmt: skip
+        self.design_budget_device_seconds = Gauge(
+            "scalingstudy_design_budget_device_seconds",
+            "The study's budget in device-seconds (status.design.budgetDeviceSeconds, from "
+            "spec.design.budget); no series without a budget",
+            [*study, "device"], registry=r,
+        )  # fmt: skip
         self.design_stopped = Gauge(
             "scalingstudy_design_stopped", "1 for why the study starts no more trials",
             [*study, "reason"], registry=r,
@@ -169,14 +181,13 @@ class OperatorMetrics:
         if design is None:
             return
         self.design_gpu_seconds.labels(namespace, study).set(design.gpu_seconds)
-        for device in DEVICES:  # one series: a spec edit may change the device
-            if device == design.device:
-                self.design_device_seconds.labels(namespace, study, device).set(
-                    design.device_seconds
-                )
-            else:
-                with contextlib.suppress(KeyError):
-                    self.design_device_seconds.remove(namespace, study, device)
+        by_device = (
+            (self.design_device_seconds, design.device_seconds),
+            (self.design_grid_device_seconds, design.grid_device_seconds),
+            (self.design_budget_device_seconds, design.budget_device_seconds),
+        )
+        for gauge, value in by_device:
+            _set_device_series(gauge, namespace, study, design.device, value)
         if design.grid_gpu_seconds is not None:
             self.design_grid_gpu_seconds.labels(namespace, study).set(design.grid_gpu_seconds)
         for reason in STOP_REASONS:
@@ -225,12 +236,35 @@ class OperatorMetrics:
             )
         ]
         per_study += [(self.design_stopped, (reason,)) for reason in STOP_REASONS]
-        per_study += [(self.design_device_seconds, (device,)) for device in DEVICES]
+        per_study += [
+            (gauge, (device,))
+            for gauge in (
+                self.design_device_seconds,
+                self.design_grid_device_seconds,
+                self.design_budget_device_seconds,
+            )
+            for device in DEVICES
+        ]
         per_study += [(self.trials, (state,)) for state in STATES]
         per_study += [(self.phase, (phase,)) for phase in PHASES]
         for gauge, extra in per_study:
             with contextlib.suppress(KeyError):
                 gauge.remove(namespace, study, *extra)
+
+
+def _set_device_series(
+    gauge: Gauge, namespace: str, study: str, device: str, value: float | None
+) -> None:
+    """One series per study, labelled with the device the study counts (a spec edit may
+    change it: the other device's series goes); none where the status holds no value
+    (no budget, no cost estimate yet), rather than a stale one or a 0 that an alert
+    comparing spend with the budget would read as a budget of nothing."""
+    for other in DEVICES:
+        if other == device and value is not None:
+            gauge.labels(namespace, study, other).set(value)
+        else:
+            with contextlib.suppress(KeyError):
+                gauge.remove(namespace, study, other)
 
 
 def metrics_app(metrics: OperatorMetrics, problem: Callable[[], str | None]) -> web.Application:
