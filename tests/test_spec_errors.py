@@ -150,3 +150,21 @@ def test_a_misspelt_task_suggests_the_built_in_one(tmp_path: Path) -> None:
     path = _study(tmp_path, "name: teacher-student", "name: teacher-studnet")
     err = _errors(path)
     assert "unknown task 'teacher-studnet'; did you mean 'teacher-student'?" in err
+
+
+def test_a_list_where_a_grid_belongs_names_the_fields_and_how_to_write_it(
+    tmp_path: Path,
+) -> None:
+    path = _study(tmp_path, "dataSizes: {min: 100, max: 6400, factor: 2}", "dataSizes: [100, 200]")
+    err = _errors(path)
+    assert f"{path}:{_line(path, 'dataSizes')}: spec.dataSizes: expected a mapping" in err
+    assert "min, max, factor, values" in err and "{values: [100, 200]}" in err
+    assert "SizeGrid" not in err and "dictionary" not in err
+
+
+def test_a_mistyped_task_option_names_the_file_line_and_the_tasks_options(tmp_path: Path) -> None:
+    path = _study(tmp_path, "studentDepth: 1}", "studentdepth: 1}")
+    err = _errors(path)
+    assert f"{path}:{_line(path, 'studentdepth')}: spec.task:" in err
+    assert "did you mean 'studentDepth'?" in err and "teacherWidth" in err
+    assert "Extra inputs" not in err

@@ -25,7 +25,26 @@ def cmd_crd(args: argparse.Namespace) -> int:
     return 0
 
 
-def _preflight(study: Any, starter: WarmStarter | None = None) -> None:
+def _task_problem(message: str, file: str | None) -> str:
+    """The trainer's task-option error, prefixed ``file:line:`` of the option it names
+    (``task NAME: options.KEY: ...``) where the study file has it."""
+    import re
+
+    from scalingstudy.spec.problems import line_of
+
+    found = re.match(r"task [^:]+: options\.([\w.]+):", message)
+    if file is None or found is None:
+        return f"spec.task: {message}"
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return f"spec.task: {message}"
+    keys = tuple(int(k) if k.isdigit() else k for k in found.group(1).split("."))
+    line = line_of(text, ("spec", "task", "options", *keys))
+    return f"{file}:{line}: spec.task: {message}" if line else f"{file}: spec.task: {message}"
+
+
+def _preflight(study: Any, starter: WarmStarter | None = None, file: str | None = None) -> None:
     """Catch a wrong task name or option, a missing corpus or one too small for the
     largest subset once, before every trial fails with it: the built-in trainer checks
     the largest trial's environment (`scalingstudy-trainer --check`, forked from the warm
@@ -56,7 +75,7 @@ def _preflight(study: Any, starter: WarmStarter | None = None) -> None:
         return
     code, stderr = _trainer_check({**os.environ, **env}, starter)
     if code == EXIT_CONFIG_ERROR:
-        fail(f"spec.task: {stderr.strip().splitlines()[-1]}")
+        fail(_task_problem(stderr.strip().splitlines()[-1], file))
     if code != 0:
         tail = (stderr.strip().splitlines() or [f"exit status {code}"])[-1]
         print(f"scalingstudy: warning: the trainer's check failed: {tail}", file=sys.stderr)
@@ -134,7 +153,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"scalingstudy: {note}", file=sys.stderr)
     out = Path(args.out or f"scalingstudy-{study.metadata.name}")
     if args.dry_run:
-        _preflight(study)
+        _preflight(study, file=args.study)
         return _dry_run(study, out, args.workers)
     from scalingstudy.local.store import ResultStore
 
@@ -142,7 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         fail(busy)
     starter = _warm_starter(study, args)
     try:
-        _preflight(study, starter)
+        _preflight(study, starter, args.study)
         outcome = run_study(
             study,
             out,

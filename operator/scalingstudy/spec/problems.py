@@ -9,6 +9,7 @@ pure: it turns a pydantic error (and, for a file, its text) into one line per pr
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import types
 import typing
@@ -181,12 +182,27 @@ def describe(error: Any, root: type[BaseModel], prefix: str = "") -> tuple[Locat
         if said is not None:
             return where, said
     shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
+    if kind in {"model_type", "model_attributes_type", "dict_type"}:
+        return where, _not_a_mapping(root, path, value)
     if kind in {"literal_error", "enum"} and isinstance(value, str):
         allowed = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
         guess = nearest(value, allowed)
         if guess is not None:
             return where, f"{message}{shown}; did you mean {guess!r}?"
     return where, f"{message}{shown}"
+
+
+def _not_a_mapping(root: type[BaseModel], path: tuple[str | int, ...], value: Any) -> str:
+    """A value where a mapping belongs, said in the file's words (not pydantic's "a valid
+    dictionary or instance of SizeGrid")."""
+    got = "a list" if isinstance(value, list) else f"{value!r}"
+    fields = field_names(root, path)
+    if not fields:
+        return f"expected a mapping, got {got}"
+    hint = ""
+    if isinstance(value, list) and "values" in fields:
+        hint = f": write a list as {{values: {json.dumps(value)}}}"
+    return f"expected a mapping with the fields {', '.join(fields)}; got {got}{hint}"
 
 
 def _unknown_field(root: type[BaseModel], path: tuple[str | int, ...], prefix: str) -> str:

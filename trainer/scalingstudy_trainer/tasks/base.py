@@ -8,6 +8,7 @@ draws minibatches from them, so tasks never see the optimiser or the device.
 
 from __future__ import annotations
 
+import difflib
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -53,8 +54,21 @@ class Task(ABC):
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "options"
-            raise ConfigError(f"task {self.name}: options.{where}: {first['msg']}") from None
+            raise ConfigError(f"task {self.name}: options.{where}: {self._said(first)}") from None
         self.data_seed = data_seed
+
+    @classmethod
+    def _said(cls, error: Any) -> str:
+        """An unknown option names the task's options (a user needs what to type instead
+        of pydantic's "Extra inputs are not permitted")."""
+        if error["type"] != "extra_forbidden":
+            return str(error["msg"])
+        fields = cls.options_model.model_fields
+        known = sorted(info.alias or name for name, info in fields.items())
+        key = str(error["loc"][-1]) if error["loc"] else ""
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown option; {hint}the options of {cls.name} are: {', '.join(known)}"
 
     @abstractmethod
     def train_subset(self, data_size: int) -> Batch:
