@@ -41,12 +41,18 @@ app.kubernetes.io/component: operator
 - apiGroups: ["scalingstudy.io"]
   resources: ["scalingstudies/finalizers"]
   verbs: ["update"]
+# patch: a pruned trial's Job is annotated with the decision before it is deleted, so a
+# restarted operator records it and never prunes it twice (no other field is written).
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["list", "watch", "create", "delete"]
+  verbs: ["list", "watch", "create", "delete", "patch"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]
+# A trial's curve is its pod 0's log: the one channel only the trial writes (pruning).
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "create"]

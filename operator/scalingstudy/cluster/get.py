@@ -6,15 +6,24 @@ fit.json holds the whole report (the band, every interval) and not only the summ
 status carries. It fits the same trials the operator fits (those the spec plans now,
 `planned_records`; status.results also keeps trials a spec edit left out) with the same
 deterministic fit, so its numbers are the status's.
+
+curves.csv holds every evaluation of each trial, read from its pod 0's log through the API
+server (`pod_logs.py`: the one channel only the trial writes; it needs `list` on pods and
+`get` on pods/log), or, for a pruned trial whose pod is gone, from the compact curve its
+record keeps. Without those rights the rest is written and it says so.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from scalingstudy.records import TrialRecord
 from scalingstudy.usage import fail
+
+if TYPE_CHECKING:
+    from scalingstudy.cluster.kube import Kube
 
 
 def add_get_command(sub: Any) -> None:
@@ -77,4 +86,40 @@ def cmd_get(args: argparse.Namespace) -> int:
           + (f"; {left_out} recorded trial(s) the spec no longer plans are left out"
              if left_out else ""))  # fmt: skip
     print_summary(written, status.design)
+    _write_curves(kube, namespace, args.study, planned, out)
     return 0
+
+
+def _write_curves(
+    kube: Kube, namespace: str, study: str, planned: list[TrialRecord], out: Path
+) -> None:
+    """curves.csv: the recorded trials' curves and the running ones', from their pods'
+    logs; a pruned trial whose pod is gone from its record's compact curve."""
+    from scalingstudy.cluster import curve_rows
+    from scalingstudy.cluster.kube import ApiError
+    from scalingstudy.cluster.manifests import LABEL_STUDY
+    from scalingstudy.cluster.pod_logs import PodLogs, trial_curves
+
+    trials = [curve_rows.of_record(r) for r in planned]
+    problem = None
+    try:
+        pods = kube.list_pods(namespace, f"{LABEL_STUDY}={study}")
+        known = {t.trial for t in trials}
+        for pod in pods:
+            running = curve_rows.of_pod(pod)
+            if running is not None and running.trial not in known:
+                known.add(running.trial)
+                trials.append(running)
+        curves = trial_curves(PodLogs(kube), namespace, pods, [t.trial for t in trials])
+    except ApiError as exc:
+        problem, curves = exc.detail, {}
+    for record in planned:
+        kept = curve_rows.compact_curve(record)
+        if record.trial not in curves and kept is not None:
+            curves[record.trial] = kept
+    table = curve_rows.rows(trials, curves)
+    curve_rows.write(out / curve_rows.CURVES_FILE, table)
+    shown = len({row["trial"] for row in table})
+    print(f"{out / curve_rows.CURVES_FILE}: {len(table)} evaluations of {shown} trial(s)"
+          + (f"; pod logs could not be read ({problem}): only curves kept in status"
+             if problem else ""))  # fmt: skip
