@@ -99,7 +99,8 @@ def test_dashboard_uses_only_exported_metrics() -> None:
 def test_dashboard_has_the_promised_panels() -> None:
     titles = " | ".join(p["title"].lower() for p in DASHBOARD["panels"])
     for words in ("trials by state", "validation loss vs data size", "beta_g over time",
-                  "beta_p over time", "trial duration", "gpu-hours", "operator"):  # fmt: skip
+                  "beta_p over time", "trial duration", "device-hours", "operator",
+                  "running trials (live curves)", "budget"):  # fmt: skip
         assert words in titles, words
     names = {v["name"] for v in DASHBOARD["templating"]["list"]}
     assert {"namespace", "study"} <= names
@@ -153,7 +154,7 @@ def test_dashboard_decodes_strictly_under_grafanas_schema(tmp_path: Path) -> Non
     report = grafana_check(DASHBOARD, tmp_path)
     assert findings(report, "strict-decode") + findings(report, "validate") == []
     decoded = {p["id"]: p for p in report["panels"]}
-    assert len(decoded) == len(DASHBOARD["panels"]) == 15
+    assert len(decoded) == len(DASHBOARD["panels"]) == 16
     for panel in DASHBOARD["panels"]:
         mine = decoded[panel["id"]]
         assert (mine["type"], mine["title"]) == (panel["type"], panel["title"])
