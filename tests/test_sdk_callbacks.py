@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from scalingstudy_sdk import Trial
+from scalingstudy_sdk.curve import read_curve
 
 pytestmark = pytest.mark.slow
 
@@ -95,6 +96,17 @@ def test_hugging_face_trainer_reports_its_best_evaluation(tmp_path: Path) -> Non
     assert callback.tracker.evaluations == 3
     assert result["validation_loss"] == pytest.approx(callback.tracker.best)
     assert result["parameters"] == trainer.model.num_parameters() and result["steps"] == 6
+
+
+def test_hugging_face_evaluations_are_a_curve_with_the_step_budget(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 38: each evaluation's line carries its step and the run's max_steps."""
+    trainer, _ = _hf_trainer(tmp_path, trial_in(tmp_path), steps=6)
+    trainer.train()
+    curve = read_curve(capsys.readouterr().out.splitlines())
+    assert [p.step for p in curve.points] == [2, 4, 6] and curve.step_budget == 6
+    assert curve.best() == pytest.approx(result_of(tmp_path)["validation_loss"])
 
 
 def test_hugging_face_trainer_saves_on_sigterm_and_the_retry_finishes(tmp_path: Path) -> None:
@@ -241,6 +253,18 @@ def test_lightning_reports_its_best_validation(tmp_path: Path) -> None:
     assert callback.tracker.evaluations == 3
     assert result["validation_loss"] == pytest.approx(callback.tracker.best)
     assert result["parameters"] == sum(p.numel() for p in module.parameters())
+
+
+def test_lightning_validations_are_a_curve_with_the_step_budget(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 38: each validation's line carries its step and estimated_stepping_batches."""
+    trial = trial_in(tmp_path)
+    trainer, module, (train, val), _ = _lightning(trial, 6)
+    trainer.fit(module, train, val)
+    curve = read_curve(capsys.readouterr().out.splitlines())
+    assert [p.step for p in curve.points] == [2, 4, 6] and curve.step_budget == 6
+    assert curve.best() == pytest.approx(result_of(tmp_path)["validation_loss"])
 
 
 def test_lightning_saves_on_sigterm_and_the_retry_finishes(tmp_path: Path) -> None:

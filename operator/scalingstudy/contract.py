@@ -98,6 +98,15 @@ from scalingstudy_sdk.contract import (
     NORMALISATION_BATCH_CHANGED as NORMALISATION_BATCH_CHANGED,
 )
 from scalingstudy_sdk.contract import (
+    PROGRESS_GAUGE_KEYS as PROGRESS_GAUGE_KEYS,
+)
+from scalingstudy_sdk.contract import (
+    PROGRESS_PUSH_JOB as PROGRESS_PUSH_JOB,
+)
+from scalingstudy_sdk.contract import (
+    PROGRESS_PUSH_SECONDS as PROGRESS_PUSH_SECONDS,
+)
+from scalingstudy_sdk.contract import (
     PUSH_JOB as PUSH_JOB,
 )
 from scalingstudy_sdk.contract import (

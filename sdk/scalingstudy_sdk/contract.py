@@ -78,3 +78,16 @@ DIVERGED_AT_STEP = "diverged_at_step"
 #: Labels of every trial gauge; namespace, study and trial also form the push group.
 TRIAL_LABELS = ("namespace", "study", "trial", "data_size", "model_size", "seed")
 PUSH_JOB = "scalingstudy"
+#: The push group (job label) of a running trial's latest evaluation: the same gauges and
+#: labels as its result, in a group of its own, so that the operator, which reads results
+#: only with job="scalingstudy", never takes progress for a result (issue 38).
+PROGRESS_PUSH_JOB = "scalingstudy-progress"
+#: Progress is pushed at most once per this many seconds (and the last one at the end).
+PROGRESS_PUSH_SECONDS = 10.0
+#: Progress key -> result key of its gauge (an evaluation's ``step`` is a result's ``steps``).
+PROGRESS_GAUGE_KEYS = {
+    "validation_loss": "validation_loss",
+    "train_loss": "train_loss",
+    "step": "steps",
+    "samples_seen": "samples_seen",
+}

@@ -45,8 +45,9 @@ def _path_part(name: str, value: str) -> str:
     return f"/{name}@base64/{encoded}"
 
 
-def exposition(result: Mapping[str, Any], env: Mapping[str, str]) -> str:
-    """The result's gauges in Prometheus' text format, labelled with the trial's sizes."""
+def exposition(result: Mapping[str, Any], env: Mapping[str, str], which: str = "Final") -> str:
+    """The result's gauges in Prometheus' text format, labelled with the trial's sizes
+    (``which`` says in their help whether they are final or the latest evaluation's)."""
     labels = ",".join(
         f'{key}="{_label(env.get(var, ""))}"'
         for key, var in (("data_size", contract.ENV_DATA_SIZE),
@@ -61,7 +62,7 @@ def exposition(result: Mapping[str, Any], env: Mapping[str, str]) -> str:
         value = result.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool):
             lines += [
-                f"# HELP {metric} Final {key} of a scaling-study trial",
+                f"# HELP {metric} {which} {key} of a scaling-study trial",
                 f"# TYPE {metric} gauge",
                 f"{metric}{{{labels}}} {_number(float(value))}",
             ]
@@ -109,20 +110,28 @@ def redacted(gateway: str) -> str:
     return re.sub(r"(^|://)[^/@]*@", r"\1***@", gateway)
 
 
-def push_result(gateway: str, result: Mapping[str, Any], env: Mapping[str, str]) -> None:
-    """Replace the trial's group on the Pushgateway with its final numbers."""
-    url = pushgateway_url(gateway)
-    url += f"/metrics/job/{contract.PUSH_JOB}" + "".join(
+def group_url(gateway: str, job: str, env: Mapping[str, str]) -> str:
+    """The URL of the trial's push group under ``job`` (its result's, or its progress')."""
+    return pushgateway_url(gateway) + f"/metrics/job/{job}" + "".join(
         _path_part(name, env.get(var, ""))
         for name, var in (("namespace", contract.ENV_NAMESPACE),
                           ("study", contract.ENV_STUDY), ("trial", contract.ENV_TRIAL))
     )  # fmt: skip
+
+
+def put_group(url: str, text: str, timeout: float) -> None:
+    """Replace the push group at ``url`` with the gauges in ``text``."""
     request = urllib.request.Request(
-        url, data=exposition(result, env).encode(), method="PUT",
+        url, data=text.encode(), method="PUT",
         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
     )  # fmt: skip
-    with urllib.request.urlopen(request, timeout=10) as answer:
+    with urllib.request.urlopen(request, timeout=timeout) as answer:
         answer.read()
+
+
+def push_result(gateway: str, result: Mapping[str, Any], env: Mapping[str, str]) -> None:
+    """Replace the trial's group on the Pushgateway with its final numbers."""
+    put_group(group_url(gateway, contract.PUSH_JOB, env), exposition(result, env), timeout=10)
 
 
 def report_result(result: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:

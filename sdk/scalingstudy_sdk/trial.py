@@ -16,7 +16,9 @@ from types import FrameType
 from typing import Any
 
 from scalingstudy_sdk import contract
+from scalingstudy_sdk.curve import EVAL_EVENT
 from scalingstudy_sdk.order import Order
+from scalingstudy_sdk.progress import ProgressPush
 from scalingstudy_sdk.report import PushgatewayError, pushgateway_url, redacted, report_result
 
 
@@ -103,6 +105,8 @@ class Trial:
     _taken: dict[int, int] = field(default_factory=dict, init=False, repr=False, compare=False)
     """Index space -> the fewest items a ``subset`` was taken after: a later validation
     of more items would overlap it."""
+    _pushes: list[ProgressPush] = field(default_factory=list, init=False, repr=False,
+                                        compare=False)  # fmt: skip
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Trial:
@@ -198,9 +202,32 @@ class Trial:
         return Order(n_items, self.data_seed).positions(start, start + self.data_size)
 
     # ------------------------------------------------------------------ reporting
-    def progress(self, **fields: Any) -> None:
-        """One JSON line on stdout (``step``, ``validation_loss``, ...): the trial's log."""
-        print(json.dumps({"ts": round(time.time(), 3), "event": "eval", **fields}), flush=True)
+    def progress(
+        self,
+        step: int | None = None,
+        validation_loss: float | None = None,
+        train_loss: float | None = None,
+        samples_seen: int | None = None,
+        step_budget: int | None = None,
+        **fields: Any,
+    ) -> None:
+        """One evaluation: a JSON line on stdout (the trial's log, which is its curve:
+        ``curve.read_curve`` reads it) and, when a Pushgateway is set, its numbers pushed
+        as the trial's live progress (throttled; a failing push never raises). A number
+        not known is left out; ``step_budget`` is the steps the trial plans, if known."""
+        named = {"step": step, "validation_loss": validation_loss, "train_loss": train_loss,
+                 "samples_seen": samples_seen, "step_budget": step_budget}  # fmt: skip
+        line = {k: v for k, v in named.items() if v is not None} | fields
+        print(json.dumps({"ts": round(time.time(), 3), "event": EVAL_EVENT, **line}), flush=True)
+        self._push.offer(line)
+
+    @property
+    def _push(self) -> ProgressPush:
+        """The trial's progress push, made at its first evaluation (a Trial copied with
+        ``dataclasses.replace`` gets its own)."""
+        if not self._pushes:
+            self._pushes.append(ProgressPush(self.env))
+        return self._pushes[0]
 
     def report(self, validation_loss: float, parameters: int | None = None,
                **extra: Any) -> dict[str, Any]:  # fmt: skip
@@ -211,6 +238,7 @@ class Trial:
             result.setdefault(self.metric, float(validation_loss))
         if parameters is not None:
             result["parameters"] = int(parameters)
+        self._push.flush()  # the last evaluation the throttle held back
         report_result(result, self.env)
         print(json.dumps({"event": "result", **result}), flush=True)
         return result

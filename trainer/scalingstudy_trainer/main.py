@@ -23,6 +23,8 @@ from scalingstudy.contract import (
     NORMALISATION_BATCH_CHANGED,
     TrialResult,
 )
+from scalingstudy_sdk.curve import EVAL_EVENT
+from scalingstudy_sdk.progress import ProgressPush
 from scalingstudy_trainer.config import TrialConfig, read_config
 from scalingstudy_trainer.errors import ConfigError, DivergedError
 from scalingstudy_trainer.launch import launch, needs_launcher, read_launch
@@ -32,6 +34,7 @@ from scalingstudy_trainer.world import SINGLE, World, check_batch
 if TYPE_CHECKING:
     from scalingstudy_trainer.checkpoint import Checkpoints
     from scalingstudy_trainer.distributed import Collectives
+    from scalingstudy_trainer.progress import Progress
 
 
 def log(event: str, **fields: Any) -> None:
@@ -39,23 +42,40 @@ def log(event: str, **fields: Any) -> None:
     print(json.dumps({"ts": round(time.time(), 3), "event": event, **fields}), flush=True)
 
 
-def progress_log() -> Any:
-    """The JSON-lines log, also feeding /metrics when SCALINGSTUDY_METRICS_PORT is set."""
+class EventLog:
+    """The trainer's log: each event a JSON line on stdout (the trial's curve is read from
+    its eval lines), also feeding /metrics when SCALINGSTUDY_METRICS_PORT is set and, with
+    a Pushgateway, the SDK's progress push (the same code ``Trial.progress`` uses)."""
+
+    def __init__(self, metrics: Progress | None, push: ProgressPush | None) -> None:
+        self.metrics, self.push = metrics, push
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        if self.metrics is not None:
+            self.metrics.on_event(event, fields)
+        log(event, **fields)  # the line first: the push may wait on the network
+        if self.push is not None and event == EVAL_EVENT:
+            self.push.offer(fields)
+
+    def flush(self) -> None:
+        """Push the last evaluation the throttle held back (training has ended)."""
+        if self.push is not None:
+            self.push.flush()
+
+
+def progress_log() -> EventLog:
+    """The JSON-lines log, with /metrics and the progress push where they are set."""
+    push = ProgressPush(os.environ)
     port = os.environ.get(ENV_METRICS_PORT, "")
-    if not port.isdigit() or int(port) == 0:
-        return log
-    from scalingstudy_trainer.progress import Progress
+    metrics: Progress | None = None
+    if port.isdigit() and int(port) != 0:
+        from scalingstudy_trainer.progress import Progress
 
-    progress = Progress(os.environ)
-    if not progress.serve(int(port)):
-        log("metrics_unavailable", port=int(port))
-        return log
-
-    def log_and_export(event: str, **fields: Any) -> None:
-        progress.on_event(event, fields)
-        log(event, **fields)
-
-    return log_and_export
+        metrics = Progress(os.environ)
+        if not metrics.serve(int(port)):
+            log("metrics_unavailable", port=int(port))
+            metrics = None
+    return EventLog(metrics, push if push.enabled else None)
 
 
 def identity(config: TrialConfig) -> dict[str, Any]:
@@ -115,18 +135,23 @@ def _train(
 
         torch.set_num_threads(int(threads))
     task = get_task(config.task.name)(config.task.options, config.task.data_seed)
-    outcome = train(
-        task,
-        config.data_size,
-        config.model_size,
-        config.seed,
-        config.training,
-        progress_log() if world.main else quiet,
-        checkpoints=checkpoints,
-        stop=lambda: bool(stop),
-        runtime=Runtime.choose(task, world.device()),
-        collectives=collectives,
-    )
+    events = progress_log() if world.main else None
+    try:
+        outcome = train(
+            task,
+            config.data_size,
+            config.model_size,
+            config.seed,
+            config.training,
+            events or quiet,
+            checkpoints=checkpoints,
+            stop=lambda: bool(stop),
+            runtime=Runtime.choose(task, world.device()),
+            collectives=collectives,
+        )
+    finally:
+        if events is not None:
+            events.flush()
     if not world.main:
         return None
     extras: dict[str, Any] = {

@@ -145,6 +145,14 @@ class Tracker:
                           **self.record.extras(), **extra)  # fmt: skip
 
 
+def budget(value: Any) -> int | None:
+    """A library's step budget as the curve records it: a positive finite count, else
+    None (HF's max_steps is -1 before it is known, Lightning's estimate may be inf)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value) if math.isfinite(value) and value > 0 else None
+
+
 def parameter_count(model: Any) -> int | None:
     try:
         return int(sum(p.numel() for p in model.parameters()))

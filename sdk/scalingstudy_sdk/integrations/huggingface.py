@@ -14,7 +14,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from scalingstudy_sdk.integrations.common import Evaluations, Tracker, parameter_count
+from scalingstudy_sdk.integrations.common import Evaluations, Tracker, budget, parameter_count
 from scalingstudy_sdk.trial import Trial
 
 
@@ -56,7 +56,8 @@ class ScalingStudyCallback(TrainerCallback):
 
     def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         metrics = kwargs.get("metrics") or {}
-        self.tracker.evaluated(int(state.global_step), metrics.get(self.metric))
+        self.tracker.evaluated(int(state.global_step), metrics.get(self.metric),
+                               step_budget=budget(getattr(state, "max_steps", None)))  # fmt: skip
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.tracker.preemption.requested:

@@ -13,7 +13,7 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 
-from scalingstudy_sdk.integrations.common import Evaluations, Tracker, parameter_count
+from scalingstudy_sdk.integrations.common import Evaluations, Tracker, budget, parameter_count
 from scalingstudy_sdk.trial import Trial
 
 CHECKPOINT = "last.ckpt"
@@ -24,6 +24,16 @@ def last_checkpoint(trial: Trial) -> str | None:
         return None
     path = Path(trial.checkpoint_dir) / CHECKPOINT
     return str(path) if path.exists() else None
+
+
+def stepping_budget(trainer: Any) -> int | None:
+    """The optimiser steps the fit will take (``estimated_stepping_batches``), or None
+    where Lightning cannot say (no max_steps nor max_epochs: infinite; or it raises for
+    a loader without a length)."""
+    try:
+        return budget(trainer.estimated_stepping_batches)
+    except Exception:  # a budget is a nicety of the curve, never worth the trial
+        return None
 
 
 class ScalingStudyCallback(Callback):
@@ -49,7 +59,8 @@ class ScalingStudyCallback(Callback):
             return
         value = trainer.callback_metrics.get(self.monitor)
         self.tracker.evaluated(int(trainer.global_step),
-                               None if value is None else float(value))  # fmt: skip
+                               None if value is None else float(value),
+                               step_budget=stepping_budget(trainer))  # fmt: skip
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, *args: Any) -> None:
         if self.tracker.preemption.requested:
