@@ -3,6 +3,7 @@ record files and results.csv, from the executor that saw the trial end."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -10,6 +11,7 @@ from pydantic import BaseModel
 
 from scalingstudy.contract import REASON_BYTES, ResultFields, TrialResult, message_tail
 from scalingstudy.planning.plan import Trial, trial_name
+from scalingstudy_sdk.curve import Curve, thin
 
 
 class TrialCoordinates(BaseModel):
@@ -33,20 +35,29 @@ class TrialRecord(ResultFields, TrialCoordinates):
     """One finished trial, from the executor that saw it end to status.results, the local
     run's record files and results.csv. ``loss`` is set exactly when it succeeded."""
 
-    status: Literal["Succeeded", "Failed"]
-    """Outcome."""
+    status: Literal["Succeeded", "Failed", "Pruned"]
+    """Outcome. Pruned: stopped because it could not win its slot (docs/pruning.md);
+    never retried, not a failure, left out of the fit."""
     duration_seconds: float | None = None
     """Wall time of the trial."""
     reason: str | None = None
-    """Why a trial failed (exit code, OOMKilled, DeadlineExceeded, ...)."""
+    """Why a trial failed (exit code, OOMKilled, DeadlineExceeded, ...), or Pruned."""
     message: str | None = None
-    """Tail of the failed trial's message."""
+    """Tail of the failed trial's message, or why a pruned trial was stopped."""
     source: str | None = None
     """Where the result was read: termination-message (or file, locally), or prometheus
     when no termination message could be read."""
     verified: bool | None = None
     """False: the result came only from the Pushgateway, which anyone who can reach it may
     write to; true: the trial's own container reported it."""
+    best_loss: float | None = None
+    """A pruned trial's lowest validation loss before it was stopped (not a result: it
+    never finished)."""
+    pruned_at_step: int | None = None
+    """The step of a pruned trial's last evaluation before it was stopped."""
+    curve: list[list[float]] | None = None
+    """A pruned trial's curve as at most 24 [step, validation loss] pairs (finite losses
+    only), kept so that its curve outlives its pod; not in results.csv."""
 
     @classmethod
     def succeeded(
@@ -77,6 +88,23 @@ class TrialRecord(ResultFields, TrialCoordinates):
             duration_seconds=_seconds(duration),
         )
 
+    @classmethod
+    def pruned(
+        cls, trial: Trial, step: int, message: str, curve: Curve, duration: float | None
+    ) -> TrialRecord:
+        """A trial stopped by pruning: no loss (it never finished), its best evaluation
+        and where it stopped, why, and a compact curve."""
+        return cls(
+            **_coordinates(trial),
+            status="Pruned",
+            reason="Pruned",
+            message=message_tail(message),
+            best_loss=curve.best(),
+            pruned_at_step=step,
+            curve=compact_curve(curve),
+            duration_seconds=_seconds(duration),
+        )
+
     def to_json(self) -> dict[str, Any]:
         """camelCase, without empty fields: the shape of a status.results row."""
         return self.model_dump(by_alias=True, exclude_none=True)
@@ -94,8 +122,22 @@ class TrialRecord(ResultFields, TrialCoordinates):
 CSV_COLUMNS = tuple(
     f
     for f in TrialRecord.model_fields
-    if f not in ("status", "reason", "message", "source", "verified")
+    if f not in ("status", "reason", "message", "source", "verified", "curve")
 )
+
+#: Points of a pruned trial's curve kept in its record (status.results stays small).
+RECORD_CURVE_POINTS = 24
+
+
+def compact_curve(curve: Curve, limit: int = RECORD_CURVE_POINTS) -> list[list[float]]:
+    """At most ``limit`` [step, validation loss] pairs of ``curve``, thinned as the SDK
+    thins (first, last, lowest, spread), finite losses only (JSON has no NaN)."""
+    finite = [
+        p
+        for p in curve.points
+        if p.validation_loss is not None and math.isfinite(p.validation_loss)
+    ]
+    return [[p.step, p.validation_loss or 0.0] for p in thin(finite, limit)]
 
 
 def _coordinates(trial: Trial) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from scalingstudy.planning.isoflop import (
 from scalingstudy.planning.plan import plan_trials
 from scalingstudy.spec import ScalingStudySpec
 from scalingstudy.status import LearningRateChoice, StageFit, TrialRecord
+from scalingstudy.words import plural
 
 Fitter = Callable[[Sequence[Point], FitOptions], FitReport]
 
@@ -135,8 +136,26 @@ def fit_input(
     kept = list(records)
     succeeded = [r for r in kept if r.status == "Succeeded"]
     sizes = ((r.model_size, r.parameters) for r in succeeded)
-    notes = (*parameter_warnings(planned_parameters(spec), sizes), *trainer_warnings(succeeded))
+    notes = (
+        *parameter_warnings(planned_parameters(spec), sizes),
+        *trainer_warnings(succeeded),
+        *pruned_warnings(kept),
+    )
     return points_of(kept, spec), dataclasses.replace(fit_options(spec), notes=notes)
+
+
+def pruned_warnings(records: Sequence[TrialRecord]) -> list[str]:
+    """How many trials pruning stopped: the fit leaves them out (a pruned trial never
+    finished, so its best loss so far is no final loss, and it was not the best of its
+    slot), and its reader must know the points it does not see."""
+    pruned = [r.trial for r in records if r.status == "Pruned"]
+    if not pruned:
+        return []
+    shown = ", ".join(pruned[:3]) + (", ..." if len(pruned) > 3 else "")
+    return [
+        f"{plural(len(pruned), 'trial')} pruned ({shown}): left out of the fit, as trials "
+        "that could not win their slot and never finished"
+    ]
 
 
 def trainer_warnings(records: Sequence[TrialRecord]) -> list[str]:

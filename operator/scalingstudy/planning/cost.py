@@ -119,12 +119,14 @@ class CostModel:
         cls, records: Iterable[TrialRecord], devices: float, sizes: Mapping[int, float]
     ) -> CostModel | None:
         """From finished trials with a duration; ``sizes`` maps a model size to its
-        parameter count (the knob itself where none was reported). None without any."""
+        parameter count (the knob itself where none was reported). None without any. A
+        pruned trial's duration counts in the spend, not here: it ran only part of its
+        budget, so it would price a whole trial too low."""
         rows = [
             (math.log(r.data_size), math.log(sizes.get(r.model_size, r.model_size)),
              math.log(measured(r, devices)))
             for r in records
-            if (r.duration_seconds or 0) > 0
+            if (r.duration_seconds or 0) > 0 and r.status != "Pruned"
         ]  # fmt: skip
         if not rows:
             return None

@@ -1,0 +1,8 @@
+"""Pruning: stop the trials that cannot win their slot (issue 38; docs/pruning.md).
+Pure (no I/O): the local runner and the operator read the trials' curves from their own
+logs, call `decide`, and stop what it names."""
+
+from scalingstudy.pruning.forecast import Forecast, forecast
+from scalingstudy.pruning.rule import Competitor, Prune, decide, pessimistic
+
+__all__ = ["Competitor", "Forecast", "Prune", "decide", "forecast", "pessimistic"]
