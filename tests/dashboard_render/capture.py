@@ -56,11 +56,20 @@ def kubectl(env: dict[str, str], *args: str, input: str | None = None) -> str:
     return out.stdout
 
 
-def start_scraper(dir: Path, env: dict[str, str], operator_port: int) -> str:
-    """A second Prometheus: the harness's scrapes only the Pushgateway."""
+def start_scraper(
+    dir: Path,
+    env: dict[str, str],
+    operator_port: int,
+    scrape_seconds: float = SCRAPE_SECONDS,
+    name: str = "dashboard-prometheus",
+) -> str:
+    """A second Prometheus, scraping the operator's /metrics (as the chart's ServiceMonitor
+    does, job scalingstudy) and the Pushgateway (honor_labels, as docs/monitoring.md asks):
+    the harness's scrapes only the Pushgateway. Started under ``name`` in ``dir``'s
+    launcher records (harness.stop(dir, name) stops it); its URL."""
     port = harness.free_port()
     config = {
-        "global": {"scrape_interval": f"{SCRAPE_SECONDS:.0f}s"},
+        "global": {"scrape_interval": f"{scrape_seconds:.0f}s"},
         "scrape_configs": [
             {
                 "job_name": "pushgateway",
@@ -73,19 +82,19 @@ def start_scraper(dir: Path, env: dict[str, str], operator_port: int) -> str:
             },
         ],
     }
-    (dir / "dashboard-prometheus.yml").write_text(yaml.safe_dump(config))
+    (dir / f"{name}.yml").write_text(yaml.safe_dump(config))
     harness.Launcher(dir).start(
-        "dashboard-prometheus",
+        name,
         [
             "prometheus",
-            f"--config.file={dir / 'dashboard-prometheus.yml'}",
-            f"--storage.tsdb.path={dir / 'dashboard-prometheus'}",
+            f"--config.file={dir / f'{name}.yml'}",
+            f"--storage.tsdb.path={dir / name}",
             f"--web.listen-address=127.0.0.1:{port}",
             "--log.level=warn",
         ],
     )
     url = f"http://127.0.0.1:{port}"
-    harness.wait_for("dashboard prometheus", lambda: httpx.get(f"{url}/-/ready").is_success, dir)
+    harness.wait_for(name, lambda: httpx.get(f"{url}/-/ready").is_success, dir)
     return url
 
 
