@@ -8,8 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from scalingstudy.cluster import curve_rows
+from scalingstudy.cluster import pruning_pass as pp
 from scalingstudy.cluster.manifests import COMPLETION_INDEX, LABEL_TRIAL
+from scalingstudy.cluster.observe import JobState
 from scalingstudy.cluster.pod_logs import combined, pod_zero
+from scalingstudy.cluster.reconcile import decide
+from scalingstudy.cluster.status_builder import build_status
+from scalingstudy.contract import TrialResult
+from scalingstudy.planning.plan import Plan, Trial
+from scalingstudy.pruning import Prune
+from scalingstudy.records import TrialRecord
+from scalingstudy.spec import parse_spec
+from scalingstudy.status import ScalingStudyStatus
 from scalingstudy_sdk.curve import Curve, CurvePoint
 
 
@@ -62,3 +72,79 @@ def test_curves_csv_has_a_row_per_evaluation_in_the_shared_columns(tmp_path: Pat
                        "samples_seen": "640", "validation_loss": "2.5", "train_loss": "2.7",
                        "seconds": "1.5"}  # fmt: skip
     assert read[1]["validation_loss"] == "" and read[1]["samples_seen"] == ""
+
+
+# -- the pruning pass ------------------------------------------------------------------
+def _job(trial: str, *, rate: float, pruned: str | None = None, phase: str = "active",
+         deleting: bool = False) -> JobState:  # fmt: skip
+    return JobState(trial=trial, name=trial, phase=phase, coordinates=(100, 4, 0),  # type: ignore[arg-type]
+                    learning_rate=rate, uid=f"uid-{trial}", pruned=pruned,
+                    deleting=deleting)  # fmt: skip
+
+
+def _curve(*losses: float, budget: int = 100) -> Curve:
+    return Curve(tuple(CurvePoint(step=10 * (i + 1), validation_loss=v)
+                       for i, v in enumerate(losses)), budget)  # fmt: skip
+
+
+def test_a_decision_on_a_job_is_recorded_once_and_its_job_deleted_then() -> None:
+    """After a restart between annotating and writing status, the next pass records the
+    trial from its Job alone (curve included); once recorded, the Job is deleted, and
+    the trial is never judged again."""
+    curve = _curve(3.0, 2.9, 2.8)
+    mark = pp.mark_of(Prune("bad", 30, 2.8, "cannot win"), curve, 12.5)
+    jobs = [_job("bad", rate=1.0, pruned=mark.to_annotation()), _job("good", rate=0.1)]
+    [record] = pp.to_record(jobs, {})
+    assert (record.trial, record.status, record.pruned_at_step) == ("bad", "Pruned", 30)
+    assert record.best_loss == 2.8 and record.message == "cannot win"
+    assert record.curve == [[10, 3.0], [20, 2.9], [30, 2.8]]
+    assert record.duration_seconds == 12.5 and record.loss is None
+    assert pp.to_delete(jobs, {}) == []  # not before status holds it
+    assert pp.to_record(jobs, {"bad": record}) == []  # never twice
+    assert pp.to_delete(jobs, {"bad": record}) == ["bad"]
+    assert [j.trial for j in pp.running(jobs, {})] == ["good"]  # never judged again
+    deleting = [_job("bad", rate=1.0, pruned=mark.to_annotation(), deleting=True)]
+    assert pp.to_delete(deleting, {"bad": record}) == []
+
+
+def test_an_unreadable_decision_still_records_the_trial_pruned() -> None:
+    [record] = pp.to_record([_job("bad", rate=1.0, pruned="{not json")], {})
+    assert record.status == "Pruned" and "could not be read" in (record.message or "")
+
+
+def test_only_running_and_succeeded_trials_compete() -> None:
+    ok = TrialRecord.succeeded(Trial(100, 4, 0, name="ok", learning_rate=0.1),
+                               TrialResult(loss=2.0), 5.0)  # fmt: skip
+    failed = TrialRecord.failed(Trial(100, 4, 0, name="bad", learning_rate=1.0), "X", "", 1.0)
+    out = pp.competitors([_job("run", rate=0.3)], {"ok": ok, "bad": failed},
+                         {"run": _curve(2.5), "ok": _curve(2.1)})  # fmt: skip
+    assert [(c.trial, c.running, c.final) for c in out] == [("run", True, None),
+                                                            ("ok", False, 2.0)]  # fmt: skip
+    assert out[1].curve == _curve(2.1)
+
+
+def test_pushed_progress_that_the_log_contradicts_is_forged() -> None:
+    curves = {"t1": _curve(3.0, 2.0), "t2": _curve(3.0, 2.0), "t3": _curve(3.0)}
+    pushed = {
+        "t1": {"steps": 20.0, "validation_loss": 9.0},  # the log says 2.0 at step 20
+        "t2": {"steps": 20.0, "validation_loss": 2.0},  # agrees
+        "t3": {"steps": 50.0, "validation_loss": 9.0},  # a step the log lacks: unknown
+        "t4": {"steps": 10.0, "validation_loss": 9.0},  # no log read
+    }
+    assert pp.forged(pushed, curves) == [pp.Forged("t1", 20, 2.0, 9.0)]
+
+
+def test_a_pruned_trial_is_finished_not_failed_and_not_started_again() -> None:
+    spec = parse_spec({"task": {"name": "teacher-student"},
+                       "dataSizes": {"values": [100, 200, 400]}, "modelSizes": {"values": [4]},
+                       "learningRates": {"values": [0.1, 1.0]}, "maxFailedTrials": 0})  # fmt: skip
+    plan = Plan.of("s", spec)
+    good, bad = list(plan)[:2]
+    record = TrialRecord.pruned(bad, 30, "cannot win", _curve(3.0, 2.9), 5.0)
+    jobs = [_job(good.name, rate=0.1), _job(bad.name, rate=1.0, pruned="{}")]
+    p = decide(plan, jobs, {}, [record], parallelism=2, max_failed=0, fit=None)
+    assert bad.name not in {t.name for t in p.create} and len(p.create) == 1
+    assert p.failed_reason is None and not p.finished
+    assert (p.counts.failed, p.counts.pending, p.counts.running, p.pruned) == (0, 4, 1, 1)
+    status = build_status(p, 1, ScalingStudyStatus(), None, None, "2026-01-01T00:00:00Z")
+    assert status.progress == "1/6" and status.phase == "Running"

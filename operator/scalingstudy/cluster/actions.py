@@ -105,16 +105,18 @@ class Actor:
 
     def act(
         self, ref: StudyRef, spec: ScalingStudySpec, p: Pass, events: Sequence[Event],
-        create: Sequence[Trial],
+        create: Sequence[Trial], pruned: Sequence[str] = (),
     ) -> Acted:  # fmt: skip
-        """After status is written: Pushgateway clean-up, deletions, the Jobs of ``create``,
-        Events. Says when the API server refused a Job as invalid or forbidden (nothing
-        more is created then) or a Job name is held by a Job not the study's."""
+        """After status is written: Pushgateway clean-up, deletions (``pruned``: Jobs of
+        trials status now records as pruned; background propagation, so their pods get
+        SIGTERM and Kueue frees their quota), the Jobs of ``create``, Events. Says when
+        the API server refused a Job as invalid or forbidden (nothing more is created
+        then) or a Job name is held by a Job not the study's."""
         self.metrics.record_trials(ref.namespace, ref.name, p.new_records, trial_devices(spec))
         if p.new_records:
             recorded = {rec.trial for rec in p.new_records}
             self.prometheus.delete_groups(ref.namespace, ref.name, recorded)
-        for job_name in p.delete:
+        for job_name in sorted({*p.delete, *pruned}):
             self.kube.delete_job(ref.namespace, job_name)
         if spec.trainer.nodes > 1:  # a trial's rendezvous Service outlives it for nothing
             for name in sorted({r.trial for r in p.new_records} | set(p.delete)):

@@ -25,6 +25,8 @@ from scalingstudy.cluster.manifests import JobSettings, StudyRef
 from scalingstudy.cluster.metrics import OperatorMetrics
 from scalingstudy.cluster.observe import JobState
 from scalingstudy.cluster.prometheus import Prometheus
+from scalingstudy.cluster.pruner import Pruner
+from scalingstudy.cluster.pruning_pass import PRUNE_INTERVAL
 from scalingstudy.cluster.reasons import ConditionReason, Event, Refusal, Stop
 from scalingstudy.cluster.reconcile import (
     Pass,
@@ -73,6 +75,8 @@ class ControllerConfig:
     #: The largest status written; above it the study fails (etcd's request limit, 1.5
     #: MiB by default, less the object's spec and metadata).
     status_bytes_max: int = STATUS_BYTES_MAX
+    #: How often a study with pruning on has its running trials' logs read and judged.
+    prune_interval: float = PRUNE_INTERVAL
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,7 @@ class Controller:
         self.gather = Gatherer(kube, prometheus, metrics, config.result_grace,
                                config.blocked_after, bool(config.job.pushgateway_url))  # fmt: skip
         self.actor = Actor(kube, prometheus, metrics, config.job)
+        self.pruner = Pruner(kube, prometheus, metrics, config.prune_interval)
         self.last_fit: dict[Key, float] = {}
         #: Fits that ran to no answer (timeout, crashed child): tried again, later.
         self.retries = Backoff()
@@ -130,6 +135,7 @@ class Controller:
         self.last_fit.pop((namespace, name), None)
         self.metrics.forget_study(namespace, name)
         self.actor.forget(namespace, name)
+        self.pruner.forget(namespace, name)
         self.retries.forget((namespace, name))
         self.fit_notes.pop((namespace, name), None)
         self.failed_fits.pop((namespace, name), None)
@@ -156,10 +162,15 @@ class Controller:
                    else held_refusal(before, generation))  # fmt: skip
         recorded = with_current_names(name, before.results)  # older names: same trials
         jobs = self.gather.jobs(ref)
-        found, found_events = self.gather.results(ref, spec, to_collect(jobs, recorded))
-        chosen, design_wake = self._design(ref, spec, before, recorded, found.records, jobs)
+        # Pruning first: a decision is on its Job before anything else (pruning_pass.py),
+        # and a pruned trial's Job is never collected as a failure.
+        pruned = self.pruner.step(ref, spec, jobs, recorded)
+        unpruned = {**recorded, **{r.trial: r for r in pruned.records}}
+        found, found_events = self.gather.results(ref, spec, to_collect(jobs, unpruned))
+        collected = [*pruned.records, *found.records]
+        chosen, design_wake = self._design(ref, spec, before, recorded, collected, jobs)
         taken = self.taken.get((namespace, name), frozenset())
-        p = decide(chosen.plan, jobs, recorded, found.records, parallelism=spec.parallelism,
+        p = decide(chosen.plan, jobs, recorded, collected, parallelism=spec.parallelism,
                    max_failed=spec.max_failed_trials, fit=before.fit, more=chosen.more,
                    settings=fit_settings(spec), deferred=taken)  # fmt: skip
         tried = self._maybe_fit((namespace, name), spec, p, fit_settings(spec))
@@ -182,14 +193,15 @@ class Controller:
         if version_after is None:  # the study changed, or is another one now: start over
             log.info("%s/%s changed during its pass; passing it again", namespace, name)
             return Wake(True, CHANGED_RETRY_SECONDS)
-        events = found_events + _events(p, spec, before, after, tried.fit is not None, held)
+        events = [*pruned.events, *found_events,
+                  *_events(p, spec, before, after, tried.fit is not None, held)]  # fmt: skip
         if refusal is not None and is_new_refusal(before, generation, refusal):
             events.append(refusal.warning())
         self.metrics.trials_blocked.labels(namespace, name).set(len(stuck))
         # A status that says Failed (refused, too many failures, too large) starts nothing.
         ready = configured.ready and create_wait is None
         create = p.create if after.phase != "Failed" and ready else ()
-        acted = self.actor.act(ref, spec, p, events, create)
+        acted = self.actor.act(ref, spec, p, events, create, pruned.delete)
         # A name found taken is tried after the others until it is tried again.
         tried_now = {t.name for t in create}
         self.taken[(namespace, name)] = frozenset((taken - tried_now) | set(acted.taken))
@@ -201,7 +213,7 @@ class Controller:
                                    bool(create or configured.refused), known_block)  # fmt: skip
         self.metrics.observe_study(namespace, name, after)
         return Wake(True, _sooner(found.wake_in, tried.wake_in, design_wake, create_wait,
-                                  block_wake))  # fmt: skip
+                                  block_wake, pruned.wake_in))  # fmt: skip
 
     def _blocked(
         self, key: Key, block: CreateBlock | None, tried: bool, shown: CreateBlock | None

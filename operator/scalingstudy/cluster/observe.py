@@ -19,6 +19,10 @@ from scalingstudy.cluster.manifests import (
 )
 from scalingstudy.contract import EXIT_REASONS
 from scalingstudy.planning.plan import Trial
+from scalingstudy.spec import GROUP
+
+#: The annotation a pruned trial's Job carries (the decision, as JSON: `pruning_pass`).
+PRUNED_ANNOTATION = f"{GROUP}/pruned"
 
 JobPhase = Literal["queued", "active", "succeeded", "failed"]
 
@@ -40,6 +44,8 @@ class JobState:
     has_pods: bool = True
     #: The Job object's uid: only pods it controls are its (`controlled_by`).
     uid: str = ""
+    #: The pruning decision the Job carries (`pruning_pass.PRUNED_ANNOTATION`), if any.
+    pruned: str | None = None
 
     @property
     def as_trial(self) -> Trial | None:
@@ -90,7 +96,8 @@ def job_state(job: Obj) -> JobState:
               "learning_rate": rate,
               "created": parse_time(meta.get("creationTimestamp")),
               "has_pods": any(status.get(k) for k in counts),
-              "uid": str(meta.get("uid") or "")}  # fmt: skip
+              "uid": str(meta.get("uid") or ""),
+              "pruned": (meta.get("annotations") or {}).get(PRUNED_ANNOTATION)}  # fmt: skip
     if _condition(job, "Complete"):
         return JobState(
             phase="succeeded", finished=parse_time(status.get("completionTime")), **common

@@ -88,7 +88,7 @@ class PodLogs:
         path = f"/api/v1/namespaces/{namespace}/pods/{quote(pod)}/log"
         params = self.kube.api.param_serialize(
             "GET", path, query_params=list(query.items()),
-            header_params={"Accept": "text/plain"}, auth_settings=["BearerToken"],
+            header_params={"Accept": "*/*"}, auth_settings=["BearerToken"],
         )  # fmt: skip
         self.kube.requests["GET"] += 1
         resp = self.kube.api.call_api(*params, _request_timeout=REQUEST_TIMEOUT)

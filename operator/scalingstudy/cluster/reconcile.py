@@ -45,6 +45,8 @@ class Pass:
     #: study whose spec.fit changed): it does not describe this spec, so it is refitted at
     #: once, and dropped while no new fit could be made.
     stale_fit: bool = False
+    #: Planned trials stopped by pruning: finished, neither a result nor a failure.
+    pruned: int = 0
 
     def relevant(self) -> list[TrialRecord]:
         """The records of planned trials (a spec change may leave others behind)."""
@@ -134,17 +136,18 @@ def decide(
     delete = tuple(sorted(j.name for j in jobs if j.trial in active and j.trial not in plan))
     relevant = list(plan.relevant(records).values())
     succeeded = sum(1 for r in relevant if r.status == "Succeeded")
+    pruned = sum(1 for r in relevant if r.status == "Pruned")
     holding = [j for j in jobs if j.trial in plan and j.trial in active]
     running = sum(1 for j in holding if j.phase == "active")
     queued = sum(1 for j in holding if j.phase == "queued")
     counts = TrialCounts(
         total=len(plan),
         succeeded=succeeded,
-        failed=len(relevant) - succeeded,
+        failed=len(relevant) - succeeded - pruned,
         running=running,
         queued=queued,
     )
-    started = counts.succeeded + counts.failed + counts.running + counts.queued
+    started = counts.succeeded + counts.failed + pruned + counts.running + counts.queued
     counts.pending = max(counts.total - started, 0)
     finished = (decision.finished and not uncollected and not more) or decision.failed
     final = finished and not decision.failed
@@ -164,6 +167,7 @@ def decide(
         needs_fit=needs_fit,
         succeeded=succeeded,
         stale_fit=stale,
+        pruned=pruned,
     )
 
 
