@@ -4,7 +4,7 @@ what a user would see of a report, and every console message and script error.""
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
@@ -18,6 +18,9 @@ class Rendered:
     #: naturalWidth of each <img> by id (0: the image did not decode).
     image_widths: dict[str, int]
     scripts: int
+    #: Inline <svg> panels by id: how many of their lines (polyline) the browser laid out
+    #: with a non-empty box (0: the panel drew nothing).
+    svg_lines: dict[str, int] = field(default_factory=dict)
 
 
 def chromium() -> str:
@@ -40,11 +43,17 @@ def render(page_file: Path) -> Rendered:
             widths = page.evaluate(
                 "Object.fromEntries([...document.images].map(i => [i.id, i.naturalWidth]))"
             )
+            lines = page.evaluate(
+                "Object.fromEntries([...document.querySelectorAll('svg[id]')].map(s => [s.id,"
+                " [...s.querySelectorAll('polyline')].filter(l => {const b = l.getBBox();"
+                " return b.width > 0 || b.height > 0;}).length]))"
+            )
             return Rendered(
                 text=page.inner_text("body"),
                 problems=problems,
                 image_widths={str(k): int(v) for k, v in widths.items()},
                 scripts=int(page.evaluate("document.scripts.length")),
+                svg_lines={str(k): int(v) for k, v in lines.items()},
             )
         finally:
             browser.close()

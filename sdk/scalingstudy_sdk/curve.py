@@ -77,33 +77,52 @@ def _event(line: str) -> dict[str, Any] | None:
     return event if isinstance(event, dict) else None
 
 
-def read_curve(lines: Iterable[str], limit: int = MAX_POINTS) -> Curve:
-    """The curve in a trial's log lines (other output ignored). A step seen again (a
-    trial resumed from a checkpoint evaluates it anew) keeps its latest evaluation."""
-    by_step: dict[int, CurvePoint] = {}
-    budget: int | None = None
-    first_ts: float | None = None
-    for line in lines:
+class CurveReader:
+    """A curve read line by line as a log grows (the local runner follows a running
+    trial's log, reading only what was appended). ``read_curve`` is this over a whole
+    log, so a curve followed live is the curve read at the end."""
+
+    def __init__(self) -> None:
+        self.by_step: dict[int, CurvePoint] = {}
+        self.budget: int | None = None
+        self.first_ts: float | None = None
+
+    def add(self, line: str) -> None:
+        """One log line (other output ignored). A step seen again (a trial resumed from
+        a checkpoint evaluates it anew) keeps its latest evaluation."""
         event = _event(line)
         if event is None:
-            continue
+            return
         ts = _number(event.get("ts"))
-        if first_ts is None and ts is not None:
-            first_ts = ts
-        budget = _count(event.get("step_budget")) or budget
+        if self.first_ts is None and ts is not None:
+            self.first_ts = ts
+        self.budget = _count(event.get("step_budget")) or self.budget
         step = _count(event.get("step"))
         if event.get("event") != EVAL_EVENT or step is None:
-            continue
+            return
         seen = event.get("samples_seen", event.get("items_seen"))
-        by_step[step] = CurvePoint(
+        first = self.first_ts
+        self.by_step[step] = CurvePoint(
             step=step,
             samples_seen=_count(seen),
             validation_loss=_number(event.get("validation_loss")),
             train_loss=_number(event.get("train_loss")),
-            seconds=None if ts is None or first_ts is None else round(ts - first_ts, 3),
+            seconds=None if ts is None or first is None else round(ts - first, 3),
         )
-    points = tuple(by_step[s] for s in sorted(by_step))
-    return Curve(thin(points, limit), budget)
+
+    def curve(self, limit: int = MAX_POINTS) -> Curve:
+        """The curve so far, in step order, thinned to at most ``limit`` points."""
+        points = tuple(self.by_step[s] for s in sorted(self.by_step))
+        return Curve(thin(points, limit), self.budget)
+
+
+def read_curve(lines: Iterable[str], limit: int = MAX_POINTS) -> Curve:
+    """The curve in a trial's log lines (other output ignored). A step seen again (a
+    trial resumed from a checkpoint evaluates it anew) keeps its latest evaluation."""
+    reader = CurveReader()
+    for line in lines:
+        reader.add(line)
+    return reader.curve(limit)
 
 
 def thin(points: Sequence[CurvePoint], limit: int = MAX_POINTS) -> tuple[CurvePoint, ...]:

@@ -139,6 +139,13 @@ def start(
     return Running(trial, process, result_file, stderr_path, time.monotonic(), (stdout, stderr))
 
 
+def signal_trial(running: Running, signum: int) -> None:
+    """Signal a running trial's whole process group (pruning's SIGTERM: the trainer saves
+    and stops as on a preemption)."""
+    if running.process.poll() is None:
+        _signal(running.process, signum)
+
+
 def _signal(process: TrialProcess, signum: int) -> None:
     """The trial's whole session (a launcher's ranks too); its process alone while a
     forked trial has not made its session yet."""

@@ -8,14 +8,18 @@ interrupted in any way resumes where it stopped.
 
 from __future__ import annotations
 
+import math
 import os
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
+from scalingstudy.cluster.curve_rows import compact_curve
 from scalingstudy.contract import (
     REASON_BAD_RESULT,
     ResultError,
@@ -25,6 +29,7 @@ from scalingstudy.contract import (
 from scalingstudy.fitting import fit_points
 from scalingstudy.fitting.report import FitReport
 from scalingstudy.local import processes
+from scalingstudy.local.curve_logs import LogFollower, read_log_curve
 from scalingstudy.local.store import ResultStore
 from scalingstudy.local.warm import WarmStarter
 from scalingstudy.planning.design import Design, design
@@ -35,10 +40,17 @@ from scalingstudy.records import with_current_names
 from scalingstudy.render.output import write_study_output
 from scalingstudy.results import stage_fit
 from scalingstudy.spec import ScalingStudy, ScalingStudySpec, spec_digest_fields
+from scalingstudy.spec.design import PruningSpec
 from scalingstudy.status import DesignStatus, StageFit, TrialRecord
 from scalingstudy.trial_env import trial_environment
+from scalingstudy_sdk.curve import Curve
+
+if TYPE_CHECKING:
+    from scalingstudy.pruning import Competitor, Prune
 
 POLL_SECONDS = 0.05
+#: How often the running trials' logs are looked at (live curves, best so far, pruning).
+LOOK_SECONDS = 1.0
 
 
 @dataclass
@@ -54,8 +66,12 @@ class LocalRun:
     files: dict[str, Path] = field(default_factory=dict)
 
 
-def _finish(running: processes.Running, metric: str) -> TrialRecord:
-    """Turn an ended process into a record: its result file, or why it failed."""
+def _finish(
+    running: processes.Running, metric: str, prune: Prune | None = None,
+    curve: Curve | None = None,
+) -> TrialRecord:  # fmt: skip
+    """Turn an ended process into a record: its result file, or why it failed, or (a
+    trial the runner stopped by pruning that did not finish first) Pruned."""
     running.close()
     duration = time.monotonic() - running.started
     code = running.process.wait()
@@ -64,15 +80,66 @@ def _finish(running: processes.Running, metric: str) -> TrialRecord:
             text = running.result_file.read_text(encoding="utf-8")
             return TrialRecord.succeeded(running.trial, parse_result(text, metric), duration)
         except FileNotFoundError:
-            return TrialRecord.failed(
-                running.trial, REASON_BAD_RESULT, "trainer exited 0 but wrote no result file",
-                duration,
-            )  # fmt: skip
+            if prune is None:
+                return TrialRecord.failed(
+                    running.trial, REASON_BAD_RESULT,
+                    "trainer exited 0 but wrote no result file", duration,
+                )  # fmt: skip
         except ResultError as exc:
-            return TrialRecord.failed(running.trial, REASON_BAD_RESULT, str(exc), duration)
+            if prune is None:
+                return TrialRecord.failed(running.trial, REASON_BAD_RESULT, str(exc), duration)
+    if prune is not None:
+        return TrialRecord.pruned(running.trial, prune.step, prune.message, curve or Curve(),
+                                  duration)  # fmt: skip
     return TrialRecord.failed(
         running.trial, exit_reason(code), processes.tail(running.stderr_path), duration
     )
+
+
+def best_so_far(
+    records: Iterable[TrialRecord], live: Mapping[str, Curve], metric: str
+) -> float | None:
+    """The study's lowest validation loss so far, for the progress line: the finished
+    trials' results (a pruned trial's best evaluation) and the running trials' best
+    evaluations. A study whose metric is not validation loss shows its results only
+    (its curves are validation losses, another number)."""
+    values = [
+        r.loss if r.status == "Succeeded" else r.best_loss
+        for r in records
+        if metric == "validation_loss" or r.status == "Succeeded"
+    ]
+    if metric == "validation_loss":
+        values += [c.best() for c in live.values()]
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return min(finite) if finite else None
+
+
+def pruning_settings(spec: ScalingStudySpec) -> PruningSpec | None:
+    """The study's pruning settings when it is enabled, else None."""
+    return spec.design.pruning if spec.design.pruning.enabled else None
+
+
+def competitors(
+    records: Iterable[TrialRecord], finished: Mapping[str, Curve],
+    running: Mapping[str, Trial], live: Mapping[str, Curve],
+) -> list[Competitor]:  # fmt: skip
+    """What pruning compares: every running trial with its live curve, and every finished
+    one with its curve and (succeeded) recorded loss."""
+    from scalingstudy.pruning import Competitor
+
+    out = [
+        Competitor(t.name, t.data_size, t.model_size, t.seed, t.learning_rate,
+                   live.get(t.name, Curve()), None, True)
+        for t in running.values()
+    ]  # fmt: skip
+    out += [
+        Competitor(r.trial, r.data_size, r.model_size, r.seed, r.learning_rate,
+                   finished.get(r.trial, Curve()),
+                   r.loss if r.status == "Succeeded" else None, False)
+        for r in records
+        if r.trial not in running
+    ]  # fmt: skip
+    return out
 
 
 def default_workers() -> int:
@@ -137,9 +204,13 @@ class TrialLauncher:
             self.starter.close()
 
 
-def _conclude(outcome: LocalRun, spec: ScalingStudySpec, store: ResultStore, title: str) -> None:
+def _conclude(
+    outcome: LocalRun, spec: ScalingStudySpec, store: ResultStore, title: str,
+    curves: Mapping[str, Curve],
+) -> None:  # fmt: skip
     written = write_study_output(store.root, title, spec, list(outcome.records.values()),
-                                 outcome.design, f"local run in {store.root}")  # fmt: skip
+                                 outcome.design, f"local run in {store.root}",
+                                 curves=curves)  # fmt: skip
     outcome.fit, outcome.fit_error, outcome.files = written.fit, written.fit_error, written.files
 
 
@@ -189,7 +260,7 @@ def run_study(
             loop.ran,
             chosen.status,
         )
-        _conclude(outcome, spec, store, name)
+        _conclude(outcome, spec, store, name, loop.finished_curves(outcome.records.values()))
     return outcome
 
 
@@ -207,6 +278,15 @@ class _Loop:
     fits: dict[int, StageFit] = field(default_factory=dict)
     ran: int = 0
     failed_reason: str | None = None
+    followers: dict[str, LogFollower] = field(default_factory=dict)
+    """The running trials' logs, each read from where the last look stopped."""
+    live: dict[str, Curve] = field(default_factory=dict)
+    """The running trials' curves at the last look."""
+    curves: dict[str, Curve] = field(default_factory=dict)
+    """Finished trials' curves (this run's, and earlier runs' read once from their logs)."""
+    pruned: dict[str, Prune] = field(default_factory=dict)
+    """Trials stopped by pruning, not yet ended: each is signalled once."""
+    last_look: float = -math.inf
 
     def run(self, launch: TrialLauncher, progress: bool) -> Design:
         """Until the design is finished or the study failed: the last decision."""
@@ -224,7 +304,10 @@ class _Loop:
                     continue
                 plan = chosen.plan
                 # A stopped adaptive study no longer plans the next stage's trials: cancel.
-                processes.stop_all([running.pop(n) for n in [n for n in running if n not in plan]])
+                cancelled = [n for n in running if n not in plan]
+                processes.stop_all([running.pop(n) for n in cancelled])
+                for n in cancelled:
+                    self.followers.pop(n, None)
                 decision = schedule(plan, self.records, running.keys(), self.workers,
                                     spec.max_failed_trials)  # fmt: skip
                 if decision.failed or (decision.finished and not chosen.more):
@@ -232,21 +315,76 @@ class _Loop:
                     return chosen
                 for trial in decision.start:
                     running[trial.name] = launch(trial)
+                    self.followers[trial.name] = LogFollower(self._log(trial.name))
                     self.ran += 1
                 time.sleep(POLL_SECONDS)
                 self._collect(bar, len(plan))
+                if time.monotonic() - self.last_look >= LOOK_SECONDS:
+                    self._look(bar, plan)
         finally:
             processes.stop_all(list(running.values()))
             bar.close()
 
+    def _log(self, trial: str) -> Path:
+        return self.store.logs_dir / f"{trial}.log"
+
     def _collect(self, bar: tqdm, planned: int) -> None:
         """Record every trial that ended since the last look."""
         for trial_name in [n for n, r in self.running.items() if r.process.poll() is not None]:
-            rec = _finish(self.running.pop(trial_name), self.spec.metric.name)
+            follower = self.followers.pop(trial_name, None)
+            curve = follower.finish() if follower else read_log_curve(self._log(trial_name))
+            self.live.pop(trial_name, None)
+            if curve is not None:
+                self.curves[trial_name] = curve
+            rec = _finish(self.running.pop(trial_name), self.spec.metric.name,
+                          self.pruned.pop(trial_name, None), curve)  # fmt: skip
             self.store.record(rec)
             self.records[rec.trial] = rec
             bar.total = max(bar.total, planned)
             bar.update(1)
-            bar.set_postfix(failed=sum(r.status == "Failed" for r in self.records.values()))
+            self._postfix(bar)
             if self.on_record:
                 self.on_record(rec)
+
+    def _look(self, bar: tqdm, plan: Plan) -> None:
+        """About once per second: the running trials' logs read on from where they were,
+        the progress line's best so far, and pruning."""
+        self.last_look = time.monotonic()
+        self.live = {n: f.poll() for n, f in self.followers.items()}
+        self._postfix(bar)
+        self._prune(plan)
+
+    def _postfix(self, bar: tqdm) -> None:
+        best = best_so_far(self.records.values(), self.live, self.spec.metric.name)
+        failed = sum(r.status == "Failed" for r in self.records.values())
+        bar.set_postfix(failed=failed, **({} if best is None else {"best": f"{best:.4g}"}))
+
+    def _prune(self, plan: Plan) -> None:
+        """Stop the running trials that pruning says cannot win (each signalled once;
+        recorded as Pruned when it ends). Nothing without ``design.pruning.enabled``."""
+        settings = pruning_settings(self.spec)
+        if settings is None:
+            return
+        from scalingstudy.pruning import decide
+
+        finished = list(plan.relevant(self.records).values())
+        running = {n: r.trial for n, r in self.running.items()}
+        table = competitors(finished, self.finished_curves(finished), running, self.live)
+        # The built-in trainer reports its lowest evaluation: its best so far bounds its final.
+        lowest = not self.spec.trainer.command
+        for prune in decide(table, settings, final_is_lowest=lowest):
+            if prune.trial in self.running and prune.trial not in self.pruned:
+                self.pruned[prune.trial] = prune
+                processes.signal_trial(self.running[prune.trial], signal.SIGTERM)
+
+    def finished_curves(self, records: Iterable[TrialRecord]) -> dict[str, Curve]:
+        """The curves of finished trials: this run's, else read once from their logs (an
+        earlier run's trial in the same folder), else a pruned record's compact curve."""
+        out: dict[str, Curve] = {}
+        for r in records:
+            if r.trial not in self.curves:
+                curve = read_log_curve(self._log(r.trial)) or compact_curve(r)
+                self.curves[r.trial] = curve or Curve()
+            if self.curves[r.trial].points:
+                out[r.trial] = self.curves[r.trial]
+        return out

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from html import escape
 
 from scalingstudy.fitting.report import ComputeOptimalReport, FitReport
+from scalingstudy.render.curves_html import STYLE as CURVES_STYLE
+from scalingstudy.render.curves_html import TrialLine, curves_section
 from scalingstudy.render.table import design_line, short
 from scalingstudy.status import DesignStatus, TrialRecord
 
@@ -35,6 +37,8 @@ class ReportInput:
     fit_error: str | None
     design: DesignStatus | None
     plot_png: bytes | None
+    curves: Sequence[TrialLine] = ()
+    """The trials' training curves (none: no "Training curves" section)."""
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]], left: Collection[int] = (),
@@ -162,12 +166,14 @@ def _trials(records: Sequence[TrialRecord]) -> str:
 
 def render_report(r: ReportInput) -> str:
     ok = sum(x.status == "Succeeded" for x in r.records)
-    failed = len(r.records) - ok
+    pruned = sum(x.status == "Pruned" for x in r.records)
+    failed = len(r.records) - ok - pruned
     parts = [
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
-        f"<title>{escape(r.title)}: scaling study</title><style>{_STYLE}</style></head><body>",
+        f"<title>{escape(r.title)}: scaling study</title>",
+        f"<style>{_STYLE}{CURVES_STYLE}</style></head><body>",
         f"<h1>{escape(r.title)}</h1><p class=source>{escape(r.source)}; {ok} trials "
-        f"succeeded, {failed} failed</p>",
+        f"succeeded, {failed} failed" + (f", {pruned} pruned" if pruned else "") + "</p>",
     ]
     if r.design is not None and r.design.strategy != "grid":
         parts.append(f"<p>{escape(design_line(r.design))}</p>")
@@ -188,5 +194,6 @@ def render_report(r: ReportInput) -> str:
                 for c in r.design.learning_rates]  # fmt: skip
         parts += ["<h2>Best learning rate per cell</h2>",
                   _table(["data size", "model size", "learning rate", ""], rows)]  # fmt: skip
-    parts += ["<h2>Trials</h2>", _trials(r.records), "</body></html>\n"]
+    parts += [curves_section(r.curves), "<h2>Trials</h2>", _trials(r.records),
+              "</body></html>\n"]  # fmt: skip
     return "".join(parts)

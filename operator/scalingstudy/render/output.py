@@ -12,19 +12,22 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scalingstudy.cluster.curve_rows import CURVE_COLUMNS, CURVES_FILE, CurveTrial, of_record, rows
 from scalingstudy.fitting import FitError, fit_points
 from scalingstudy.fitting.report import FitReport
+from scalingstudy.render.curves_html import TrialLine
 from scalingstudy.render.html import ReportInput, render_report
 from scalingstudy.render.table import design_line, format_fit, learning_rate_lines
 from scalingstudy.results import NOT_FITTABLE, best_learning_rates, fit_input, fittable, points_of
 from scalingstudy.spec import ScalingStudySpec
 from scalingstudy.status import CSV_COLUMNS, DesignStatus, TrialRecord
 from scalingstudy_sdk.atomic import write_atomic
+from scalingstudy_sdk.curve import Curve
 
 
 @dataclass
@@ -64,6 +67,32 @@ def write_results_csv(path: Path, records: Collection[TrialRecord]) -> Path:
     return path
 
 
+def curve_trials(
+    records: Collection[TrialRecord], curves: Mapping[str, Curve], running: Sequence[CurveTrial]
+) -> list[TrialLine]:
+    """The trials with a curve, in the order results.csv lists them, running ones after."""
+    ordered = sorted(records, key=lambda r: (r.data_size, r.model_size, r.seed,
+                                             r.learning_rate or 0.0, r.trial))  # fmt: skip
+    known = [of_record(r) for r in ordered]
+    names = {t.trial for t in known}
+    trials = known + [t for t in running if t.trial not in names]
+    return [TrialLine(t, curves[t.trial]) for t in trials if t.trial in curves]
+
+
+def write_curves_csv(path: Path, lines: Sequence[TrialLine]) -> Path | None:
+    """curves.csv: one row per evaluation of every trial that printed one (each curve
+    thinned to at most MAX_POINTS); not written when no trial did."""
+    table = rows([line.trial for line in lines], {line.trial.trial: line.curve for line in lines})
+    if not table:
+        return None
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(CURVE_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(table)
+    write_atomic(path, buffer.getvalue())
+    return path
+
+
 def write_json(path: Path, payload: Any) -> Path:
     write_atomic(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
     return path
@@ -88,13 +117,20 @@ def write_study_output(
     records: Collection[TrialRecord],
     design: DesignStatus | None,
     source: str,
+    curves: Mapping[str, Curve] | None = None,
+    running: Sequence[CurveTrial] = (),
 ) -> StudyOutput:
-    """results.csv always; the fit, fit.json and the plot when the results allow; the
-    report in either case (a study without a fit still has trials to look at).
-    ``source`` says where the study ran, for the report's header."""
+    """results.csv always; curves.csv when a trial printed evaluations (``curves``, by
+    trial name; ``running`` places trials without a record); the fit, fit.json and the
+    plot when the results allow; the report in either case (a study without a fit still
+    has trials to look at). ``source`` says where the study ran, for the report's header."""
     root.mkdir(parents=True, exist_ok=True)
     out = StudyOutput()
     out.files["results"] = write_results_csv(root / "results.csv", records)
+    lines = curve_trials(records, curves or {}, running)
+    curves_csv = write_curves_csv(root / CURVES_FILE, lines)
+    if curves_csv is not None:
+        out.files["curves"] = curves_csv
     if design is not None:
         out.files["design"] = write_json(
             root / "design.json", design.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -119,6 +155,7 @@ def write_study_output(
         fit_error=out.fit_error,
         design=design,
         plot_png=plot.read_bytes() if plot else None,
+        curves=lines,
     )
     out.files["report"] = root / "report.html"
     write_atomic(out.files["report"], render_report(report))
