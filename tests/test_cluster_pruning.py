@@ -12,6 +12,7 @@ from scalingstudy.cluster import pruning_pass as pp
 from scalingstudy.cluster.manifests import COMPLETION_INDEX, LABEL_TRIAL
 from scalingstudy.cluster.observe import JobState
 from scalingstudy.cluster.pod_logs import combined, pod_zero
+from scalingstudy.cluster.pruner import pruned_event
 from scalingstudy.cluster.reconcile import decide
 from scalingstudy.cluster.status_builder import build_status
 from scalingstudy.contract import TrialResult
@@ -148,3 +149,21 @@ def test_a_pruned_trial_is_finished_not_failed_and_not_started_again() -> None:
     assert (p.counts.failed, p.counts.pending, p.counts.running, p.pruned) == (0, 4, 1, 1)
     status = build_status(p, 1, ScalingStudyStatus(), None, None, "2026-01-01T00:00:00Z")
     assert status.progress == "1/6" and status.phase == "Running"
+
+
+def test_a_pruned_trial_whose_pod_is_gone_keeps_its_curve_in_curves_csv() -> None:
+    trial = Trial(100, 4, 0, name="bad", learning_rate=1.0)
+    record = TrialRecord.pruned(trial, 30, "cannot win", _curve(3.0, 2.9, 2.8), 5.0)
+    kept = curve_rows.compact_curve(record)
+    assert kept is not None
+    table = curve_rows.rows([curve_rows.of_record(record)], {"bad": kept})
+    assert [(r["status"], r["step"], r["validation_loss"]) for r in table] == [
+        ("Pruned", 10, 3.0), ("Pruned", 20, 2.9), ("Pruned", 30, 2.8)]  # fmt: skip
+
+
+def test_the_pruned_event_names_every_trial_before_its_details() -> None:
+    records = [TrialRecord.pruned(Trial(100, 4, 0, name=f"t{i}", learning_rate=1.0), 30,
+                                  "x" * 400, _curve(3.0), 5.0) for i in range(5)]  # fmt: skip
+    event = pruned_event(records)
+    assert event.reason == "TrialsPruned"
+    assert event.message[:1024].startswith("pruned 5 trial(s): t0, t1, t2, t3, t4.")

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from scalingstudy.cluster.pruning_pass import PRUNED_ANNOTATION, PruneMark
 from scalingstudy.planning.plan import trial_name
 from scalingstudy_sdk.contract import PROGRESS_PUSH_JOB
 from scalingstudy_sdk.curve import read_curve
@@ -138,13 +139,19 @@ def test_pruning_on_the_cluster_from_the_pods_own_logs(
     wait_until("the clearly worse trials pruned",
                lambda: bad <= set(_pruned(cluster, namespace)), timeout=90)  # fmt: skip
     op.kill()  # mid-study: the slow and fast starters still run
-    time.sleep(1)
+    # As if the operator had died right after writing a decision on a Job: the next one
+    # records the trial from the Job alone, deletes it, and never starts it again.
+    by_hand = names[(400, FAST)]
+    assert by_hand not in _pruned(cluster, namespace)
+    mark = PruneMark(50, "pruned by hand", 7.5, ((10.0, 1.5), (50.0, 1.0)))
+    cluster.kubectl("annotate", "job", by_hand, "-n", namespace,
+                    f"{PRUNED_ANNOTATION}={mark.to_annotation()}")  # fmt: skip
     op.start()
     wait_until("the study to finish", lambda: _status(cluster, namespace).get("phase")
                in ("Succeeded", "Failed"), timeout=150)  # fmt: skip
     _check_outcome(cluster, namespace, names, bad)
     _check_curves_csv(cluster, namespace, names, bad, tmp_path)
-    live = _live_curve(cluster, namespace, names[(400, FAST)], started)
+    live = _live_curve(cluster, namespace, names[(200, FAST)], started)
     assert len(live) >= 2 and live == sorted(live, reverse=True), live
 
 
@@ -154,6 +161,10 @@ def _check_outcome(
     status = _status(cluster, namespace)
     assert status["phase"] == "Succeeded", status.get("conditions")
     rows = {r["trial"]: r for r in status["results"]}
+    hand = rows[names[(400, FAST)]]
+    assert (hand["status"], hand["message"], hand["prunedAtStep"]) == (
+        "Pruned", "pruned by hand", 50)  # fmt: skip
+    assert hand["curve"] == [[10, 1.5], [50, 1.0]]
     for d in (100, 200, 400):
         # The slow starter wins its slot (forged curve or not); the clearly worse rate
         # stopped early, its best loss so far above the winner's.
@@ -167,10 +178,10 @@ def _check_outcome(
     writes = _job_writes(cluster, namespace)
     assert all(n == 1 for n in writes["create"].values()), writes["create"]
     assert {t: writes["patch"][t] for t in bad} == dict.fromkeys(bad, 1)
-    assert all(writes["delete"][t] >= 1 for t in bad)
+    assert all(writes["delete"][t] >= 1 for t in [*bad, names[(400, FAST)]])
     events = cluster.items("events", namespace)
     pruned_msgs = [e["message"] for e in events if e["reason"] == "TrialsPruned"]
-    for trial in bad:  # named in one TrialsPruned Event across both operators
+    for trial in [*bad, names[(400, FAST)]]:  # in one TrialsPruned Event across both
         assert sum(f"{trial} at step" in m for m in pruned_msgs) == 1, pruned_msgs
     forged = [e for e in events if e["reason"] == "ResultMismatch"]
     assert any(names[(100, SLOW)] in e["message"] for e in forged), forged

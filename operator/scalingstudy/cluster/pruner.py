@@ -68,8 +68,10 @@ def progress_query(namespace: str, study: str) -> str:
 
 
 def pruned_event(records: Sequence[TrialRecord]) -> Event:
-    parts = [f"{r.trial} at step {r.pruned_at_step}: {r.message}" for r in records]
-    return Event("Normal", TRIALS_PRUNED, f"pruned {len(records)} trial(s): " + "; ".join(parts))
+    """Names first (an Event's message is cut at 1 KiB), then where and why each stopped."""
+    names = ", ".join(r.trial for r in records)
+    why = "; ".join(f"{r.trial} at step {r.pruned_at_step}: {r.message}" for r in records)
+    return Event("Normal", TRIALS_PRUNED, f"pruned {len(records)} trial(s): {names}. {why}")
 
 
 def forged_event(f: pp.Forged) -> Event:
