@@ -242,3 +242,19 @@ def test_the_built_in_trainers_log_is_its_curve_and_its_evaluations_push_progres
     assert progress and progress[-1]["scalingstudy_trial_step"] == 40.0
     assert gateway.jobs()[-1] == contract.PUSH_JOB
     assert gateway.jobs().count(contract.PUSH_JOB) == 1
+
+
+def test_a_callbacks_diverged_evaluation_is_a_non_finite_point_of_its_curve(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """It printed ``"validation_loss": null``: the curve lost the divergence that pruning
+    stops a trial for (a non-finite evaluation)."""
+    from scalingstudy_sdk.integrations.common import Tracker
+
+    tracker = Tracker(Trial.from_env(ENV))
+    tracker.evaluated(10, 2.0, step_budget=100)
+    tracker.evaluated(20, math.nan, step_budget=100)
+    tracker.evaluated(30, math.nan, step_budget=100)  # logged once, at the first
+    curve = read_curve(capsys.readouterr().out.splitlines())
+    assert [p.step for p in curve.points] == [10, 20] and curve.step_budget == 100
+    assert math.isnan(curve.points[1].validation_loss or 0.0) and curve.best() == 2.0

@@ -131,7 +131,9 @@ class Tracker:
         if math.isfinite(loss):
             self.trial.progress(step=step, validation_loss=loss, **fields)
         elif first_divergence:
-            self.trial.progress(step=step, validation_loss=None, non_finite=_word(loss), **fields)
+            # NaN/Infinity in the line (as the built-in trainer prints it): the curve shows
+            # the divergence, which pruning stops at its first rung.
+            self.trial.progress(step=step, validation_loss=loss, non_finite=_word(loss), **fields)
 
     def report(self, parameters: int | None, **extra: Any) -> None:
         """The result: the best finite validation loss. None to report (the run diverged,
