@@ -212,13 +212,18 @@ def test_the_learning_curve_shows_recorded_results_only(study: StudyData) -> Non
 
 def test_the_live_panel_shows_running_trials_progress(study: StudyData) -> None:
     """Running trials' curves: one line per trial of this study, falling as the trainer's
-    progress fell, and each trial's last progress no lower than its recorded result."""
+    progress fell, each trial's last progress no lower than its recorded result, and each
+    line ended before the time range did: a recorded trial runs no more (the operator
+    deletes its progress group), so its last evaluation must not stay on the panel."""
     results = {r["trial"]: r["loss"] for r in study.status["results"]}
     lines = study.series("Validation loss of running trials")
     assert lines
+    (succeeded,) = [s for s in study.series("Trials by state") if s.labels["state"] == "succeeded"]
+    last_step = succeeded.times[-1]  # the range query's last evaluation
     for s in lines:
         trial = s.labels["trial"]
         assert trial in results
         seen = [v for v in s.values if not math.isnan(v)]
         assert seen == sorted(seen, reverse=True), (trial, seen)
         assert seen[-1] >= results[trial] * (1 - 1e-3)
+        assert s.times[-1] < last_step, f"{trial}'s progress is still shown after its result"
