@@ -167,3 +167,19 @@ def test_the_pruned_event_names_every_trial_before_its_details() -> None:
     event = pruned_event(records)
     assert event.reason == "TrialsPruned"
     assert event.message[:1024].startswith("pruned 5 trial(s): t0, t1, t2, t3, t4.")
+
+
+def test_the_built_in_trainers_best_so_far_bounds_its_final_as_locally() -> None:
+    """A rival with too few evaluations to forecast still bounds the slot with its best
+    so far when it is the built-in trainer (it reports its lowest evaluation), as the
+    local runner judges; a custom trainer's does not."""
+    doc = {"task": {"name": "teacher-student"}, "dataSizes": {"values": [100, 200, 400]},
+           "modelSizes": {"values": [4]}, "learningRates": {"values": [0.1, 1.0]},
+           "design": {"pruning": {"enabled": True}}}  # fmt: skip
+    builtin = parse_spec(doc)
+    custom = parse_spec({**doc, "trainer": {"command": ["train"]}})
+    live = [_job("bad", rate=1.0), _job("new", rate=0.1)]
+    curves = {"bad": _curve(*[3.0 - 0.001 * i for i in range(12)], budget=200),
+              "new": _curve(1.0, 0.9, budget=200)}  # fmt: skip
+    assert [p.trial for p in pp.judge(builtin, live, {}, curves)] == ["bad"]
+    assert pp.judge(custom, live, {}, curves) == []

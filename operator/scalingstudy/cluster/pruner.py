@@ -36,7 +36,6 @@ from scalingstudy.cluster.prometheus import (
 )
 from scalingstudy.cluster.reasons import Event, EventReason
 from scalingstudy.contract import PROGRESS_PUSH_JOB
-from scalingstudy.pruning import decide
 from scalingstudy.records import TrialRecord
 from scalingstudy.spec import ScalingStudySpec
 from scalingstudy_sdk.curve import Curve
@@ -134,7 +133,7 @@ class Pruner:
         pods = pods_by_trial(self.kube.list_pods(ref.namespace, f"{LABEL_STUDY}={ref.name}"))
         curves = self._curves(ref, jobs, live, recorded, pods)
         events = self._check_progress(ref, curves)
-        prunes = decide(pp.competitors(live, recorded, curves), spec.design.pruning)
+        prunes = pp.judge(spec, live, recorded, curves)
         by_trial = {j.trial: j for j in live}
         out: list[TrialRecord] = []
         for prune in prunes:

@@ -25,8 +25,9 @@ from typing import Any
 from scalingstudy.cluster.collect import AGREE_REL
 from scalingstudy.cluster.observe import PRUNED_ANNOTATION as PRUNED_ANNOTATION
 from scalingstudy.cluster.observe import JobState
-from scalingstudy.pruning import Competitor, Prune
+from scalingstudy.pruning import Competitor, Prune, decide
 from scalingstudy.records import TrialRecord, compact_curve
+from scalingstudy.spec import ScalingStudySpec
 from scalingstudy_sdk.curve import Curve, CurvePoint
 
 #: At most this often (seconds) a study's running trials' logs are read and judged.
@@ -134,6 +135,17 @@ def competitors(
             out.append(Competitor(r.trial, r.data_size, r.model_size, r.seed, r.learning_rate,
                                   curves.get(r.trial, Curve()), r.loss, False))  # fmt: skip
     return out
+
+
+def judge(
+    spec: ScalingStudySpec, live: Sequence[JobState], records: Mapping[str, TrialRecord],
+    curves: Mapping[str, Curve],
+) -> list[Prune]:  # fmt: skip
+    """The running trials to stop, by the study's pruning settings, exactly as the local
+    runner asks: the built-in trainer (no custom command) reports its lowest evaluation,
+    so its best so far bounds its final."""
+    table = competitors(live, records, curves)
+    return decide(table, spec.design.pruning, final_is_lowest=not spec.trainer.command)
 
 
 @dataclass(frozen=True)
