@@ -8,7 +8,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import signal
+import subprocess
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -252,10 +255,74 @@ for step in range(10, 101, 10):
     trial.progress(step=step, validation_loss=loss, step_budget=100)
     if bad and step >= 30:
         break
-if bad:  # a diverged run that would go on for minutes: pruning must stop it
+if bad and os.environ.get("STUBBORN"):  # ignores SIGTERM; ends with its runner
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    parent = os.getppid()
+    for _ in range(300):
+        if os.getppid() != parent:
+            sys.exit(1)
+        time.sleep(0.1)
+elif bad:  # a diverged run that would go on for minutes: pruning must stop it
     time.sleep(120)
 trial.report(validation_loss=1.0 + 10.0 / 100, parameters=trial.model_size)
 """
+
+
+def _sweep(tmp_path: Path, stubborn: bool = False) -> Path:
+    script = tmp_path / "trainer.py"
+    script.write_text(SWEEP)
+    env = [{"name": "STUBBORN", "value": "1"}] if stubborn else []
+    spec = {
+        "task": {"name": "sweep"},
+        "trainer": {"command": [sys.executable, str(script)], "env": env},
+        "dataSizes": {"values": [100, 200, 400]}, "modelSizes": {"values": [4]},
+        "learningRates": {"values": [0.001, 0.1]},
+        "design": {"pruning": {"enabled": True}},
+        "fit": {"bootstrap": 20},
+    }  # fmt: skip
+    return _write_study(tmp_path, "sweep", spec)
+
+
+PRUNED = [f"sweep-d{d}-m4-l0p1-s0" for d in (100, 200, 400)]
+
+
+def _statuses(out: Path) -> dict[str, str]:
+    return {p.stem: json.loads(p.read_text())["status"] for p in (out / "trials").glob("*.json")}
+
+
+def test_a_pruned_trial_that_ignores_sigterm_is_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(Before, the run waited for it, and its result, when it came, counted.)"""
+    import scalingstudy.local.runner as runner
+
+    monkeypatch.setattr(runner, "PRUNED_KILL_SECONDS", 0.0)
+    out = tmp_path / "out"
+    run = run_study(load_study(_sweep(tmp_path, stubborn=True)), out, workers=6, progress=False)
+    assert sorted(r.trial for r in run.records.values() if r.status == "Pruned") == PRUNED
+
+
+def test_a_runner_killed_after_pruning_never_trains_the_pruned_trial_again(
+    tmp_path: Path,
+) -> None:
+    """The runner dies (SIGKILL) between its SIGTERM to a pruned trial and that trial's
+    end: the resumed run keeps it Pruned and trains nothing again."""
+    study, out = _sweep(tmp_path, stubborn=True), tmp_path / "out"
+    cmd = [sys.executable, "-m", "scalingstudy.cli", "run", str(study), "--out", str(out),
+           "--workers", "6", "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while sorted(_statuses(out).values()) != ["Pruned"] * 3 + ["Succeeded"] * 3:
+            assert time.monotonic() < deadline, f"not pruned in time: {_statuses(out)}"
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    again = run_study(load_study(study), out, workers=6, progress=False)
+    assert again.ran == 0
+    assert sorted(r.trial for r in again.records.values() if r.status == "Pruned") == PRUNED
+    assert all(again.records[name].pruned_at_step == 30 for name in PRUNED)
 
 
 def test_a_diverged_rate_is_pruned_once_and_a_resumed_run_keeps_it(tmp_path: Path) -> None:

@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 POLL_SECONDS = 0.05
 #: How often the running trials' logs are looked at (live curves, best so far, pruning).
 LOOK_SECONDS = 1.0
+#: A pruned trial still running this long after its SIGTERM gets SIGKILL.
+PRUNED_KILL_SECONDS = 30.0
 
 
 @dataclass
@@ -286,6 +288,8 @@ class _Loop:
     """Finished trials' curves (this run's, and earlier runs' read once from their logs)."""
     pruned: dict[str, Prune] = field(default_factory=dict)
     """Trials stopped by pruning, not yet ended: each is signalled once."""
+    pruned_since: dict[str, float] = field(default_factory=dict)
+    """When each pruned trial was sent SIGTERM."""
     last_look: float = -math.inf
 
     def run(self, launch: TrialLauncher, progress: bool) -> Design:
@@ -338,6 +342,7 @@ class _Loop:
                 self.curves[trial_name] = curve
             rec = _finish(self.running.pop(trial_name), self.spec.metric.name,
                           self.pruned.pop(trial_name, None), curve)  # fmt: skip
+            self.pruned_since.pop(trial_name, None)
             self.store.record(rec)
             self.records[rec.trial] = rec
             bar.total = max(bar.total, planned)
@@ -353,6 +358,7 @@ class _Loop:
         self.live = {n: f.poll() for n, f in self.followers.items()}
         self._postfix(bar)
         self._prune(plan)
+        self._kill_pruned_stragglers()
 
     def _postfix(self, bar: tqdm) -> None:
         best = best_so_far(self.records.values(), self.live, self.spec.metric.name)
@@ -374,8 +380,29 @@ class _Loop:
         lowest = not self.spec.trainer.command
         for prune in decide(table, settings, final_is_lowest=lowest):
             if prune.trial in self.running and prune.trial not in self.pruned:
-                self.pruned[prune.trial] = prune
-                processes.signal_trial(self.running[prune.trial], signal.SIGTERM)
+                self._stop_pruned(prune)
+
+    def _stop_pruned(self, prune: Prune) -> None:
+        """Record the trial as Pruned first (a runner that dies before the trial ends must
+        not train it again: a resumed run keeps the record), then SIGTERM its group. Its
+        record is written again when it ends, with its full duration (or its result, if
+        it finished before the signal landed)."""
+        running = self.running[prune.trial]
+        ran = time.monotonic() - running.started
+        curve = self.live.get(prune.trial, Curve())
+        self.store.record(TrialRecord.pruned(running.trial, prune.step, prune.message, curve,
+                                             ran))  # fmt: skip
+        self.pruned[prune.trial] = prune
+        self.pruned_since[prune.trial] = time.monotonic()
+        processes.signal_trial(running, signal.SIGTERM)
+
+    def _kill_pruned_stragglers(self) -> None:
+        """SIGKILL a pruned trial still running ``PRUNED_KILL_SECONDS`` after its SIGTERM
+        (a checkpoint saved on the way out is never resumed: it has no use)."""
+        now = time.monotonic()
+        for name, since in self.pruned_since.items():
+            if name in self.running and now - since >= PRUNED_KILL_SECONDS:
+                processes.signal_trial(self.running[name], signal.SIGKILL)
 
     def finished_curves(self, records: Iterable[TrialRecord]) -> dict[str, Curve]:
         """The curves of finished trials: this run's, else read once from their logs (an
