@@ -19,7 +19,7 @@ from scalingstudy.render.table import short
 from scalingstudy_sdk.curve import MAX_POINTS, Curve, thin
 
 WIDTH, HEIGHT = 340, 230
-LEFT, RIGHT, TOP, BOTTOM = 52, 10, 10, 34
+LEFT, RIGHT, TOP, BOTTOM = 60, 12, 10, 34
 #: Colour per model size (by rank), dash per learning rate (by rank): distinguishable in
 #: print and for the common colour blindnesses (Okabe-Ito).
 COLOURS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000",
@@ -27,7 +27,7 @@ COLOURS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#0
 DASHES = ("", "6 3", "2 3", "8 3 2 3")
 
 STYLE = """
-.curves{display:flex;flex-wrap:wrap;gap:1em}.curves figure{margin:0}
+.curves{display:flex;flex-wrap:wrap;gap:1em}.curves figure{margin:0;max-width:342px}
 .curves figcaption{font-size:.9em;color:#444}.curves svg{border:1px solid #eee}
 .curves text{font:10px system-ui,sans-serif;fill:#444}
 """
@@ -81,9 +81,12 @@ def _axes(lines: Sequence[list[tuple[int, float]]]) -> _Axes:
 
 
 def _ticks(lo: float, hi: float) -> list[float]:
-    """Values to label on a log axis from 10**lo to 10**hi: decades, else the ends."""
-    decades = [10.0**k for k in range(math.ceil(lo), math.floor(hi) + 1)]
-    return decades if len(decades) >= 2 else [10.0**lo, 10.0**hi]
+    """Values to label on a log axis from 10**lo to 10**hi: both ends, and the decades
+    between that are not crowded against them."""
+    room = 0.12 * (hi - lo)
+    inner = [10.0**k for k in range(math.ceil(lo), math.floor(hi) + 1)
+             if lo + room < k < hi - room]  # fmt: skip
+    return [10.0**lo, *inner, 10.0**hi]
 
 
 def _frame(axes: _Axes) -> str:
@@ -99,6 +102,9 @@ def _frame(axes: _Axes) -> str:
                      f"{escape(short(v, 3))}</text>")  # fmt: skip
     parts.append(f'<text x="{(LEFT + WIDTH - RIGHT) / 2}" y="{HEIGHT - 6}" '
                  "text-anchor=middle>step</text>")  # fmt: skip
+    middle = (TOP + HEIGHT - BOTTOM) / 2
+    parts.append(f'<text x=12 y="{middle}" text-anchor=middle '
+                 f'transform="rotate(-90 12 {middle})">validation loss</text>')  # fmt: skip
     return "".join(parts)
 
 
