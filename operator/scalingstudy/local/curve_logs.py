@@ -31,6 +31,7 @@ class LogFollower:
         self.partial = b""
         self.skipping = False
         self.reader = CurveReader()
+        self.cached: Curve | None = None
 
     def poll(self) -> Curve:
         try:
@@ -40,10 +41,18 @@ class LogFollower:
                 handle.seek(self.offset)
                 data = handle.read(READ_BYTES)
         except OSError:
-            return self.reader.curve()
-        self.offset += len(data)
-        self._feed(data)
-        return self.reader.curve()
+            return self._curve()
+        if data:
+            self.offset += len(data)
+            self._feed(data)
+            self.cached = None
+        return self._curve()
+
+    def _curve(self) -> Curve:
+        """The curve so far, thinned once per change (not at every look)."""
+        if self.cached is None:
+            self.cached = self.reader.curve()
+        return self.cached
 
     def _feed(self, data: bytes) -> None:
         *lines, self.partial = (self.partial + data).split(b"\n")
@@ -65,8 +74,8 @@ class LogFollower:
                 break
         if self.partial and not self.skipping:
             self.reader.add(self.partial.decode("utf-8", errors="replace"))
-            self.partial = b""
-        return self.reader.curve()
+            self.partial, self.cached = b"", None
+        return self._curve()
 
 
 def read_log_curve(path: Path) -> Curve | None:
