@@ -12,6 +12,7 @@ kept in OUT_DIR/dashboard-data.json (``--from-data`` draws again from it, no clu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -118,6 +119,18 @@ def start_operator(dir: Path, env: dict[str, str], port: int) -> None:
     )
 
 
+def wait_established(env: dict[str, str], timeout: float = 60) -> None:
+    """Polled: `kubectl wait` fails at once while the new CRD has no status yet."""
+    deadline = time.monotonic() + timeout
+    jsonpath = "jsonpath={.status.conditions[?(@.type=='Established')].status}"
+    while time.monotonic() < deadline:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            if kubectl(env, "get", "crd/scalingstudies.scalingstudy.io", "-o", jsonpath) == "True":
+                return
+        time.sleep(0.5)
+    raise TimeoutError("the ScalingStudy CRD was not established")
+
+
 def wait_for_study(env: dict[str, str], timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -136,13 +149,7 @@ def capture(out: Path) -> None:
         env = harness.up(dir)
         try:
             kubectl(env, "apply", "-f", str(ROOT / "crds" / "scalingstudies.yaml"))
-            kubectl(
-                env,
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "crd/scalingstudies.scalingstudy.io",
-            )
+            wait_established(env)
             kubectl(env, "create", "namespace", NAMESPACE)
             operator_port = harness.free_port()
             prometheus = start_scraper(dir, env, operator_port)

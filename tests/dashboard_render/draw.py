@@ -30,6 +30,8 @@ WIDTH_INCHES = 18.0
 HEADING_INCHES = 0.9
 #: Room around each panel's plot (inches): its title above, tick labels below and left.
 PAD_TOP, PAD_BOTTOM, PAD_LEFT, PAD_RIGHT = 0.35, 0.45, 0.75, 0.15
+#: The most series a time-series panel names in its legend (the live panel has one per trial).
+MAX_LEGEND = 12
 
 
 def draw(data: Sequence[PanelData], heading: str, path: Path) -> None:
@@ -103,7 +105,13 @@ def _timeseries(ax: Axes, d: PanelData) -> None:
             if name not in hidden:
                 ax.plot(when[name], s.values, label=name, marker="." if len(s.values) < 3 else "")
     ax.set_ylabel(UNIT_LABELS.get(d.panel["fieldConfig"]["defaults"].get("unit", ""), ""))
-    ax.legend(fontsize=8, loc="upper left")
+    if custom.get("scaleDistribution", {}).get("type") == "log":
+        ax.set_yscale("log")
+    if len(named) <= MAX_LEGEND:
+        ax.legend(fontsize=8, loc="upper left")
+    else:  # one line per trial: Grafana lists them beside the plot; here, their count
+        ax.text(0.99, 0.97, f"{len(named)} series (legend left out)", ha="right", va="top",
+                fontsize=8, transform=ax.transAxes)  # fmt: skip
     ax.tick_params(labelsize=8)
     span = max(s.times[-1] for s in named.values()) - min(s.times[0] for s in named.values())
     fmt = "%H:%M:%S" if span < 3600 else "%H:%M"
