@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from scalingstudy.local.curve_logs import MAX_LINE_BYTES, LogFollower, read_log_curve
-from scalingstudy.local.runner import _Loop, best_so_far, run_study
+from scalingstudy.local.live_curves import best_so_far
+from scalingstudy.local.runner import _Loop, run_study
 from scalingstudy.local.store import ResultStore
 from scalingstudy.planning.plan import Plan
 from scalingstudy.render.output import write_study_output

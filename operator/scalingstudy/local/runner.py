@@ -30,6 +30,7 @@ from scalingstudy.fitting import fit_points
 from scalingstudy.fitting.report import FitReport
 from scalingstudy.local import processes
 from scalingstudy.local.curve_logs import LogFollower, read_log_curve
+from scalingstudy.local.live_curves import best_so_far, competitors, pruning_settings
 from scalingstudy.local.store import ResultStore
 from scalingstudy.local.warm import WarmStarter
 from scalingstudy.planning.design import Design, design
@@ -40,13 +41,12 @@ from scalingstudy.records import with_current_names
 from scalingstudy.render.output import write_study_output
 from scalingstudy.results import stage_fit
 from scalingstudy.spec import ScalingStudy, ScalingStudySpec, spec_digest_fields
-from scalingstudy.spec.design import PruningSpec
 from scalingstudy.status import DesignStatus, StageFit, TrialRecord
 from scalingstudy.trial_env import trial_environment
 from scalingstudy_sdk.curve import Curve
 
 if TYPE_CHECKING:
-    from scalingstudy.pruning import Competitor, Prune
+    from scalingstudy.pruning import Prune
 
 POLL_SECONDS = 0.05
 #: How often the running trials' logs are looked at (live curves, best so far, pruning).
@@ -96,52 +96,6 @@ def _finish(
     return TrialRecord.failed(
         running.trial, exit_reason(code), processes.tail(running.stderr_path), duration
     )
-
-
-def best_so_far(
-    records: Iterable[TrialRecord], live: Mapping[str, Curve], metric: str
-) -> float | None:
-    """The study's lowest validation loss so far, for the progress line: the finished
-    trials' results (a pruned trial's best evaluation) and the running trials' best
-    evaluations. A study whose metric is not validation loss shows its results only
-    (its curves are validation losses, another number)."""
-    values = [
-        r.loss if r.status == "Succeeded" else r.best_loss
-        for r in records
-        if metric == "validation_loss" or r.status == "Succeeded"
-    ]
-    if metric == "validation_loss":
-        values += [c.best() for c in live.values()]
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    return min(finite) if finite else None
-
-
-def pruning_settings(spec: ScalingStudySpec) -> PruningSpec | None:
-    """The study's pruning settings when it is enabled, else None."""
-    return spec.design.pruning if spec.design.pruning.enabled else None
-
-
-def competitors(
-    records: Iterable[TrialRecord], finished: Mapping[str, Curve],
-    running: Mapping[str, Trial], live: Mapping[str, Curve],
-) -> list[Competitor]:  # fmt: skip
-    """What pruning compares: every running trial with its live curve, and every finished
-    one with its curve and (succeeded) recorded loss."""
-    from scalingstudy.pruning import Competitor
-
-    out = [
-        Competitor(t.name, t.data_size, t.model_size, t.seed, t.learning_rate,
-                   live.get(t.name, Curve()), None, True)
-        for t in running.values()
-    ]  # fmt: skip
-    out += [
-        Competitor(r.trial, r.data_size, r.model_size, r.seed, r.learning_rate,
-                   finished.get(r.trial, Curve()),
-                   r.loss if r.status == "Succeeded" else None, False)
-        for r in records
-        if r.trial not in running
-    ]  # fmt: skip
-    return out
 
 
 def default_workers() -> int:
