@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
 from kubernetes import client, config
 
+from scalingstudy.cluster.event_folding import Slots, Write, flush, fold, idle
 from scalingstudy.cluster.manifests import Obj, StudyRef
 from scalingstudy.cluster.reasons import Event
 from scalingstudy.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION
@@ -58,6 +60,9 @@ class Kube:
         self.api.user_agent = user_agent
         self.requests: Counter[str] = Counter()
         self._lock = threading.Lock()
+        #: Each study's Event folds (passes of different studies run in threads).
+        self._folds: dict[StudyRef, Slots] = {}
+        self._fold_lock = threading.Lock()
 
     def request(
         self,
@@ -193,28 +198,71 @@ class Kube:
 
     # -- events --------------------------------------------------------------------------
     def emit(self, study: StudyRef, event: Event, now: str) -> None:
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{study.name}.", "namespace": study.namespace},
-            "involvedObject": {
-                "apiVersion": API_VERSION,
-                "kind": KIND,
-                "name": study.name,
-                "namespace": study.namespace,
-                "uid": study.uid,
-            },
-            "type": event.type,
-            "reason": event.reason,
-            "message": event.message[:1024],
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-            "source": {"component": "scalingstudy-operator"},
-            "reportingComponent": "scalingstudy.io/operator",
-            "reportingInstance": "scalingstudy-operator",
-        }
-        self.request("POST", f"/api/v1/namespaces/{study.namespace}/events", body=body)
+        """Say ``event`` of the study, folded with its like (`event_folding`): written at
+        once, held to be written with the next of its kind, or with what was held before
+        it. Every write is tried; the first refusal is raised after them."""
+        at = time.monotonic()
+        with self._fold_lock:
+            slots, writes = fold(self._folds.get(study, {}), event, at, now)
+            # What is idle is forgotten: no study's memory outlives its last window.
+            self._folds = {s: f for s, f in self._folds.items() if not idle(f, at)}
+            self._folds[study] = slots
+        self._create_events(study, writes)
+
+    def flush_events(self, study: StudyRef) -> None:
+        """Write the study's held Events whose window has passed: for the end of a pass
+        with nothing to say, so what was held is not kept until the study's next Event."""
+        with self._fold_lock:
+            held = self._folds.get(study)
+            if held is None:
+                return
+            self._folds[study], writes = flush(held, time.monotonic())
+        self._create_events(study, writes)
+
+    def forget_events(self, namespace: str, name: str) -> None:
+        """The study is gone: what was held of it goes too."""
+        with self._fold_lock:
+            gone = [s for s in self._folds if (s.namespace, s.name) == (namespace, name)]
+            for study in gone:
+                del self._folds[study]
+
+    def _create_events(self, study: StudyRef, writes: Sequence[Write]) -> None:
+        failed: ApiError | None = None
+        for write in writes:
+            try:
+                self.request(
+                    "POST", f"/api/v1/namespaces/{study.namespace}/events",
+                    body=event_body(study, write),
+                )  # fmt: skip
+            except ApiError as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
 
     def writes(self) -> int:
         return sum(self.requests[v] for v in WRITE_VERBS)
+
+
+def event_body(study: StudyRef, write: Write) -> Obj:
+    """The core/v1 Event of a write: ``count`` occurrences from ``first`` to ``last``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{study.name}.", "namespace": study.namespace},
+        "involvedObject": {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": study.name,
+            "namespace": study.namespace,
+            "uid": study.uid,
+        },
+        "type": write.event.type,
+        "reason": write.event.reason,
+        "message": write.event.message[:1024],
+        "firstTimestamp": write.first,
+        "lastTimestamp": write.last,
+        "count": write.count,
+        "source": {"component": "scalingstudy-operator"},
+        "reportingComponent": "scalingstudy.io/operator",
+        "reportingInstance": "scalingstudy-operator",
+    }

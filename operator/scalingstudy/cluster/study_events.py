@@ -1,10 +1,13 @@
 """The Events of a pass, decided without I/O: trials started, finished and failed, the fit,
 the study's end and an adaptive design's moves. Aggregated per pass (one Event names up
-to MAX_LISTED trials), which keeps API writes per trial low."""
+to MAX_LISTED trials) and folded across passes by `event_folding` (a TrialsEvent keeps
+the trials it names, so two fold into one that counts both), which keeps API writes per
+trial low."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from scalingstudy.cluster.reasons import Event, EventReason, Refusal
 from scalingstudy.planning.plan import Trial
@@ -15,29 +18,54 @@ from scalingstudy.words import plural
 MAX_LISTED = 10  # trial names quoted in one aggregated Event
 
 
-def _names(trials: Sequence[str]) -> str:
-    shown = ", ".join(trials[:MAX_LISTED])
-    more = len(trials) - MAX_LISTED
-    return shown + (f" and {more} more" if more > 0 else "")
+def _names(listed: Sequence[str], total: int) -> str:
+    more = total - len(listed)
+    return ", ".join(listed) + (f" and {more} more" if more > 0 else "")
+
+
+@dataclass(frozen=True)
+class TrialsEvent(Event):
+    """An Event about trials, with the trials it names (the first MAX_LISTED) and how many
+    it is about, so two of them fold into one that says both (`event_folding`)."""
+
+    trials: tuple[str, ...] = ()
+    total: int = 0
+
+    @classmethod
+    def of(cls, type: str, reason: EventReason, trials: Sequence[str]) -> TrialsEvent:
+        listed = tuple(trials[:MAX_LISTED])
+        return cls(type, reason, _trials_message(reason, listed, len(trials)), listed, len(trials))
+
+    def merged(self, later: Event) -> TrialsEvent:
+        """This Event and a later one of its reason as one: every trial counted."""
+        if not isinstance(later, TrialsEvent) or later.reason != self.reason:
+            raise ValueError(f"cannot fold {later.reason} into {self.reason}")
+        listed = (self.trials + later.trials)[:MAX_LISTED]
+        total = self.total + later.total
+        message = _trials_message(self.reason, listed, total)
+        return TrialsEvent(self.type, self.reason, message, listed, total)
+
+
+def _trials_message(reason: str, listed: Sequence[str], total: int) -> str:
+    names = _names(listed, total)
+    if reason == EventReason.TRIALS_STARTED:
+        return f"started {plural(total, 'trial')}: {names}"
+    return f"{plural(total, 'trial')} succeeded: {names}"
 
 
 def started_event(created: Sequence[Trial]) -> Event | None:
     """The Event of the trials whose Jobs were created (None: none were)."""
     if not created:
         return None
-    names = _names([t.name for t in created])
-    return Event(
-        "Normal", EventReason.TRIALS_STARTED, f"started {plural(len(created), 'trial')}: {names}"
-    )
+    return TrialsEvent.of("Normal", EventReason.TRIALS_STARTED, [t.name for t in created])
 
 
 def trial_events(new: Sequence[TrialRecord]) -> list[Event]:
     """The Events of the pass's new results."""
     ok = [r.trial for r in new if r.status == "Succeeded"]
-    events = []
+    events: list[Event] = []
     if ok:
-        events.append(Event("Normal", EventReason.TRIALS_SUCCEEDED,
-                            f"{plural(len(ok), 'trial')} succeeded: {_names(ok)}"))  # fmt: skip
+        events.append(TrialsEvent.of("Normal", EventReason.TRIALS_SUCCEEDED, ok))
     events += [
         Event("Warning", EventReason.TRIAL_FAILED,
               f"{r.trial}: {r.reason}: {(r.message or '')[-400:]}")
