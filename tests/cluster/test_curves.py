@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import json
 import subprocess
 import sys
 import time
@@ -21,13 +22,15 @@ from typing import Any
 import httpx
 import pytest
 
+from scalingstudy.cluster.kube import Kube, load_config
+from scalingstudy.cluster.pod_logs import PodLogs
 from scalingstudy.cluster.pruning_pass import PRUNED_ANNOTATION, PruneMark
 from scalingstudy.planning.plan import trial_name
 from scalingstudy_sdk.contract import PROGRESS_PUSH_JOB
 from scalingstudy_sdk.curve import read_curve
 from scalingstudy_sdk.report import exposition, group_url, put_group
 from tests.cluster.conftest import ROOT, Cluster, Operator, study_doc, wait_until
-from tests.harness.cluster import audit_events
+from tests.harness.cluster import audit_events, free_port
 
 STUDY = "curves"
 SLOW, FAST, BAD = 0.01, 0.1, 1.0
@@ -220,3 +223,33 @@ def _check_curves_csv(
     assert len(slow) == 40 and {r["status"] for r in slow} == {"Succeeded"}
     losses = [float(r["validation_loss"]) for r in slow]
     assert losses == sorted(losses, reverse=True) and losses[0] < 99  # the log, not forged
+
+
+def test_a_log_its_node_cannot_serve_is_unknown_not_an_error(
+    cluster: Cluster, namespace: str
+) -> None:
+    """A pod on a node whose kubelet does not answer (a real refused connection, made by
+    a Node whose log port nothing listens on): its curve is unknown this time, and the
+    operator's pass (which reads logs to prune) goes on."""
+    port = free_port()  # picked, never bound
+    node = f"ghost-{namespace}"
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}))  # fmt: skip
+    try:
+        status = {"status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                             "daemonEndpoints": {"kubeletEndpoint": {"Port": port}}}}  # fmt: skip
+        cluster.kubectl("patch", "node", node, "--subresource=status", "--type=merge",
+                        "-p", json.dumps(status))  # fmt: skip
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "far"},
+            "spec": {"nodeName": node, "containers": [{"name": "trainer", "image": "x"}]},
+        }
+        assert cluster.apply(pod, namespace).returncode == 0
+        refused = cluster.kubectl("logs", "far", "-n", namespace, check=False)
+        assert refused.returncode != 0 and "refused" in refused.stderr, refused.stderr
+        kube = Kube(load_config(cluster.env["KUBECONFIG"]), user_agent="test")
+        assert PodLogs(kube).curve(namespace, "far") is None
+    finally:
+        cluster.kubectl("delete", "node", node, "--wait=false", check=False)

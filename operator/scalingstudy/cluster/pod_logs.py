@@ -19,7 +19,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from urllib.parse import quote
 
-from scalingstudy.cluster.kube import REQUEST_TIMEOUT, ApiError, Kube
+from scalingstudy.cluster.kube import ApiError, Kube
 from scalingstudy.cluster.manifests import COMPLETION_INDEX, CONTAINER, LABEL_TRIAL, Obj
 from scalingstudy.cluster.observe import controlled_by, parse_time
 from scalingstudy_sdk.curve import Curve, read_curve
@@ -29,6 +29,9 @@ log = logging.getLogger("scalingstudy.operator")
 #: The most of a log's start read, and of its end when it is longer.
 LOG_BYTES = 1 << 20
 TAIL_LINES = 2000
+#: (connect, read) seconds of one log read: a node that does not answer costs a pass
+#: this much, not the minute of other requests.
+LOG_TIMEOUT = (5.0, 20.0)
 
 
 def _index(pod: Obj) -> str | None:
@@ -91,9 +94,13 @@ class PodLogs:
             header_params={"Accept": "*/*"}, auth_settings=["BearerToken"],
         )  # fmt: skip
         self.kube.requests["GET"] += 1
-        resp = self.kube.api.call_api(*params, _request_timeout=REQUEST_TIMEOUT)
+        resp = self.kube.api.call_api(*params, _request_timeout=LOG_TIMEOUT)
         body: bytes = resp.read() or b""  # type: ignore[no-untyped-call]
         if resp.status in (400, 404):  # the pod is gone, or its container never started
+            return None
+        if resp.status >= 500:  # its node's kubelet did not answer: unknown, this time
+            log.warning("the log of pod %s/%s could not be read: HTTP %d: %s", namespace,
+                        pod, resp.status, body.decode(errors="replace")[:300])  # fmt: skip
             return None
         if resp.status != 200:
             raise ApiError(resp.status, "GET", path, body.decode(errors="replace"))

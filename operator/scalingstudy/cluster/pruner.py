@@ -130,8 +130,13 @@ class Pruner:
         self, ref: StudyRef, spec: ScalingStudySpec, jobs: Sequence[JobState],
         live: Sequence[JobState], recorded: Mapping[str, TrialRecord],
     ) -> tuple[list[TrialRecord], list[Event]]:  # fmt: skip
-        pods = pods_by_trial(self.kube.list_pods(ref.namespace, f"{LABEL_STUDY}={ref.name}"))
-        curves = self._curves(ref, jobs, live, recorded, pods)
+        try:
+            pods = pods_by_trial(self.kube.list_pods(ref.namespace, f"{LABEL_STUDY}={ref.name}"))
+            curves = self._curves(ref, jobs, live, recorded, pods)
+        except ApiError as exc:  # e.g. a role without pods/log: pruning waits, nothing else
+            log.warning("%s/%s: pruning waits: the trials' logs cannot be read: %s",
+                        ref.namespace, ref.name, exc)  # fmt: skip
+            return [], []
         events = self._check_progress(ref, curves)
         prunes = pp.judge(spec, live, recorded, curves)
         by_trial = {j.trial: j for j in live}
