@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import json
+from pathlib import Path
 
 import pytest
 
-from tests.harness.container_logs import BadRequestError, LogOptions, parse_options, select
+from tests.harness.container_logs import (
+    BadRequestError,
+    ContainerLog,
+    LogOptions,
+    follow,
+    parse_options,
+    select,
+)
 
 
 def _log() -> bytes:
@@ -41,3 +50,24 @@ def test_options_as_the_kubelet_parses_them() -> None:
         parse_options({"limitBytes": ["0"]})
     with pytest.raises(BadRequestError):
         parse_options({"timestamps": ["true"]})
+
+
+def test_follow_streams_what_is_written_while_the_container_runs(tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    path.write_bytes(b"first\n")
+    polls = iter([True, True, False])
+
+    def running() -> bool:  # the container writes a line between polls, then ends
+        alive = next(polls)
+        if alive:
+            path.write_bytes(path.read_bytes() + b"more\n")
+        return alive
+
+    out = io.BytesIO()
+    follow(ContainerLog("c", path, 0.0, running), out, sent=6, limit=None, written=6)
+    assert out.getvalue() == b"more\nmore\n"
+    out = io.BytesIO()
+    path.write_bytes(b"first\n")
+    polls = iter([True, True, False])
+    follow(ContainerLog("c", path, 0.0, running), out, sent=6, limit=9, written=6)
+    assert out.getvalue() == b"mor"  # limitBytes counts what was sent before

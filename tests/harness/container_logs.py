@@ -19,6 +19,7 @@ Test-only.
 
 from __future__ import annotations
 
+import io
 import json
 import ssl
 import threading
@@ -159,21 +160,27 @@ def _handler(find: Finder, clients: frozenset[str]) -> type[BaseHTTPRequestHandl
                 self.send_header("Content-Length", str(len(out)))
             self.end_headers()
             self.wfile.write(out)
-            if not options.follow:
-                return
-            sent, budget = len(data), None if options.limit_bytes is None else (
-                options.limit_bytes - len(out))  # fmt: skip
-            while log.running() and (budget is None or budget > 0):
-                time.sleep(FOLLOW_POLL_SECONDS)
-                more = log.path.read_bytes()[sent:]
-                sent += len(more)
-                chunk = more if budget is None else more[:budget]
-                budget = None if budget is None else budget - len(chunk)
-                if chunk:
-                    self.wfile.write(chunk)
-                    self.wfile.flush()
+            if options.follow:
+                follow(log, self.wfile, len(data), options.limit_bytes, len(out))
 
     return Handler
+
+
+def follow(
+    log: ContainerLog, out: io.BufferedIOBase, sent: int, limit: int | None, written: int
+) -> None:
+    """Stream what the container writes after the first ``sent`` bytes while it runs
+    (``kubectl logs -f``), within ``limitBytes`` of ``written`` so far."""
+    budget = None if limit is None else limit - written
+    while log.running() and (budget is None or budget > 0):
+        time.sleep(FOLLOW_POLL_SECONDS)
+        more = log.path.read_bytes()[sent:]
+        sent += len(more)
+        chunk = more if budget is None else more[:budget]
+        budget = None if budget is None else budget - len(chunk)
+        if chunk:
+            out.write(chunk)
+            out.flush()
 
 
 def serve(

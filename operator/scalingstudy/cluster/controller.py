@@ -18,6 +18,7 @@ from scalingstudy.cluster import blocked
 from scalingstudy.cluster.actions import Actor, Configured, now_rfc3339
 from scalingstudy.cluster.backoff import Backoff
 from scalingstudy.cluster.blocked import CreateBlock
+from scalingstudy.cluster.collect import Collected
 from scalingstudy.cluster.fitproc import request_of, run_fit
 from scalingstudy.cluster.gather import Gatherer
 from scalingstudy.cluster.kube import Kube
@@ -25,7 +26,7 @@ from scalingstudy.cluster.manifests import JobSettings, StudyRef
 from scalingstudy.cluster.metrics import OperatorMetrics
 from scalingstudy.cluster.observe import JobState
 from scalingstudy.cluster.prometheus import Prometheus
-from scalingstudy.cluster.pruner import Pruner
+from scalingstudy.cluster.pruner import Pruner, PruneStep
 from scalingstudy.cluster.pruning_pass import PRUNE_INTERVAL
 from scalingstudy.cluster.reasons import ConditionReason, Event, Refusal, Stop
 from scalingstudy.cluster.reconcile import (
@@ -162,11 +163,7 @@ class Controller:
                    else held_refusal(before, generation))  # fmt: skip
         recorded = with_current_names(name, before.results)  # older names: same trials
         jobs = self.gather.jobs(ref)
-        # Pruning first: a decision is on its Job before anything else (pruning_pass.py),
-        # and a pruned trial's Job is never collected as a failure.
-        pruned = self.pruner.step(ref, spec, jobs, recorded)
-        unpruned = {**recorded, **{r.trial: r for r in pruned.records}}
-        found, found_events = self.gather.results(ref, spec, to_collect(jobs, unpruned))
+        pruned, found, found_events = self._finished(ref, spec, jobs, recorded)
         collected = [*pruned.records, *found.records]
         chosen, design_wake = self._design(ref, spec, before, recorded, collected, jobs)
         taken = self.taken.get((namespace, name), frozenset())
@@ -214,6 +211,18 @@ class Controller:
         self.metrics.observe_study(namespace, name, after)
         return Wake(True, _sooner(found.wake_in, tried.wake_in, design_wake, create_wait,
                                   block_wake, pruned.wake_in))  # fmt: skip
+
+    def _finished(
+        self, ref: StudyRef, spec: ScalingStudySpec, jobs: Sequence[JobState],
+        recorded: dict[str, TrialRecord],
+    ) -> tuple[PruneStep, Collected, list[Event]]:  # fmt: skip
+        """The trials that ended since status was written: pruned ones first (a decision
+        is on its Job before anything else: pruning_pass.py), then the finished Jobs'
+        results, where a pruned trial's Job is never collected as a failure."""
+        pruned = self.pruner.step(ref, spec, jobs, recorded)
+        unpruned = {**recorded, **{r.trial: r for r in pruned.records}}
+        found, events = self.gather.results(ref, spec, to_collect(jobs, unpruned))
+        return pruned, found, events
 
     def _blocked(
         self, key: Key, block: CreateBlock | None, tried: bool, shown: CreateBlock | None
