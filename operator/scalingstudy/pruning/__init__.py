@@ -2,7 +2,7 @@
 Pure (no I/O): the local runner and the operator read the trials' curves from their own
 logs, call `decide`, and stop what it names."""
 
-from scalingstudy.pruning.forecast import Forecast, forecast
+from scalingstudy.pruning.curvefit import Forecast, forecast
 from scalingstudy.pruning.rule import Competitor, Prune, decide, pessimistic
 
 __all__ = ["Competitor", "Forecast", "Prune", "decide", "forecast", "pessimistic"]

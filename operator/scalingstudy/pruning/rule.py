@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
-from scalingstudy.pruning.forecast import forecast
+from scalingstudy.pruning.curvefit import Forecast, forecast
 from scalingstudy.spec.design import PruningSpec
 from scalingstudy_sdk.curve import Curve, CurvePoint
 
@@ -75,14 +75,12 @@ def _diverged(curve: Curve) -> bool:
     )
 
 
-def _forecast_of(points: Sequence[CurvePoint], budget: int) -> tuple[float, float] | None:
+def _forecast_of(points: Sequence[CurvePoint], budget: int) -> Forecast | None:
     finite = _finite(points)
     if len(finite) < 3:
         return None
-    f = forecast(
-        tuple(p.step for p in finite), tuple(p.validation_loss or 0.0 for p in finite), budget
-    )
-    return f.mean, f.sigma
+    steps = tuple(p.step for p in finite)
+    return forecast(steps, tuple(p.validation_loss or 0.0 for p in finite), budget)
 
 
 def pessimistic(c: Competitor, z: float, settings: PruningSpec, lowest: bool) -> _Bound | None:
@@ -100,7 +98,7 @@ def pessimistic(c: Competitor, z: float, settings: PruningSpec, lowest: bool) ->
     if budget and len(_finite(c.curve.points)) >= settings.min_evaluations:
         fc = _forecast_of(c.curve.points, budget)
         if fc is not None:
-            bounds.append(_Bound(fc[0] + z * fc[1], c.trial, "predicted final (upper bound)"))
+            bounds.append(_Bound(fc.upper(z), c.trial, "predicted final (upper bound)"))
     return min(bounds, key=lambda b: b.value) if bounds else None
 
 
@@ -124,22 +122,32 @@ def _optimistic(
     fc = _forecast_of(seen, c.curve.step_budget)
     if fc is None:
         return None
-    low = fc[0] - z * fc[1]
+    if not lowest:
+        return fc.lower(z)
     best = c.curve.best()
-    return min(low, best) if lowest and best is not None else low
+    low = fc.lowest_lower(z)
+    return low if best is None else min(low, best)
 
 
 def _rivals(
-    t: Competitor, everyone: Sequence[Competitor], settings: PruningSpec
-) -> list[Competitor]:
-    return [
-        c
-        for c in everyone
-        if c.trial != t.trial
-        and c.data_size == t.data_size
-        and c.seed == t.seed
-        and (settings.compare_model_sizes or c.model_size == t.model_size)
-    ]
+    t: Competitor, everyone: Sequence[Competitor], bounds: dict[str, _Bound | None],
+    settings: PruningSpec,
+) -> list[Competitor]:  # fmt: skip
+    """T's competitors: the other learning rates of its (data size, model size, seed),
+    and, where model sizes compete, the other trials of its (data size, seed), except
+    for a model size next to the slot's best one, which is kept for the model-size law
+    (its continuous optimum is read from the best size's neighbours)."""
+    slot = [c for c in everyone if c.data_size == t.data_size and c.seed == t.seed]
+    same_size = [c for c in slot if c.model_size == t.model_size and c.trial != t.trial]
+    if not settings.compare_model_sizes:
+        return same_size
+    known = [(b.value, b.trial, c.model_size) for c in slot if (b := bounds[c.trial]) is not None]
+    if known:
+        sizes = sorted({c.model_size for c in slot})
+        best = sizes.index(min(known)[2])
+        if abs(sizes.index(t.model_size) - best) == 1:
+            return same_size
+    return [c for c in slot if c.trial != t.trial]
 
 
 def _judge(
@@ -187,7 +195,8 @@ def decide(
     for t in everyone:
         if not t.running or t.final is not None or not t.curve.step_budget:
             continue
-        prune = _judge(t, _rivals(t, everyone, settings), bounds, z, settings, final_is_lowest)
+        rivals = _rivals(t, everyone, bounds, settings)
+        prune = _judge(t, rivals, bounds, z, settings, final_is_lowest)
         if prune is not None:
             out.append(prune)
     return out

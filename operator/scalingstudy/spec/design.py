@@ -13,6 +13,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from scalingstudy.spec.base import SpecModel, cel
 from scalingstudy.spec.grid import geometric, reaches_half, too_many_rule
+from scalingstudy.spec.pruning import PruningSpec
 
 #: Compute budgets of one IsoFLOP study.
 MAX_BUDGETS = 16
@@ -208,56 +209,6 @@ class ComputeBudgets(SpecModel):
             return sorted(set(self.values))
         assert self.min is not None and self.max is not None
         return geometric(self.min, self.max, self.factor, MAX_BUDGETS)
-
-
-#: The rungs of pruning: fractions of its step budget at which a trial may be judged.
-DEFAULT_PRUNING_RUNGS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-_RUNGS_ORDER = "pruning.rungs must increase strictly, each in (0, 1)"
-
-
-class PruningSpec(SpecModel):
-    """Stop trials that cannot win their slot (docs/pruning.md): a running trial whose
-    predicted final loss, with an uncertainty backtested on its own partial curve, is
-    worse with high confidence than the best competitor's pessimistic final. Competitors
-    are the learning rates of one (data size, model size, seed) and the model sizes of one
-    (data size, seed). Off by default: benchmarks/pruning.py measures whether it keeps
-    every winner, and says when it does not."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel(
-                    "!has(self.rungs) || self.rungs.all(r, r > 0.0 && r < 1.0)",
-                    _RUNGS_ORDER,
-                )
-            ]
-        }
-    )
-
-    enabled: bool = False
-    """Stop trials that cannot win (default false: see docs/pruning.md for what the
-    benchmark measured)."""
-    rungs: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
-        default_factory=lambda: list(DEFAULT_PRUNING_RUNGS), min_length=1, max_length=32
-    )
-    """Fractions of a trial's step budget at which it is judged, on its curve up to that
-    point (default 0.2, 0.3, ... 0.9); never before the first."""
-    confidence: Annotated[float, Field(ge=0.5, lt=1)] = 0.99
-    """One-sided confidence that a stopped trial's final loss is above its best
-    competitor's pessimistic final."""
-    min_evaluations: Annotated[int, Field(ge=3, le=1000)] = 5
-    """Finite evaluations a trial's curve needs before it is judged (a robust fit over
-    several points, never one evaluation)."""
-    compare_model_sizes: bool = True
-    """Also compare the model sizes of one (data size, seed), not only the learning rates
-    of one (data size, model size, seed). False keeps every model size to its end (the
-    joint fit in model size and data reads them all)."""
-
-    @model_validator(mode="after")
-    def _ordered(self) -> PruningSpec:
-        if any(b <= a for a, b in zip(self.rungs, self.rungs[1:], strict=False)):
-            raise ValueError(f"{_RUNGS_ORDER} (got {self.rungs})")
-        return self
 
 
 class DesignSpec(SpecModel):

@@ -11,8 +11,11 @@ vectorised and deterministic). Its uncertainty at the budget adds three parts:
 - the backtest: the same law fitted on the first half of the points predicts the last
   one; its miss, scaled by the ratio of the horizons (in log-steps) still to go and gone
   in the backtest, is the extrapolation error of this curve;
-- the shape: a share of the drop the law still predicts, because a schedule that anneals
-  steepens the curve's end, which no law fitted before it sees.
+- the slope: a share of the fall the curve's current slope would give if it went on in a
+  straight line to the budget, because a schedule that anneals steepens the curve's end,
+  which no law fitted before it sees: a trial still falling steeply keeps a wide
+  interval (benchmarks/pruning.py: a share of the law's own remaining drop instead lost
+  winners of annealed sweeps).
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ import numpy as np
 EXPONENTS = np.geomspace(0.05, 3.0, 28)
 #: Huber's tuning constant (95% efficiency under Gaussian noise).
 HUBER = 1.345
-#: Share of the law's remaining predicted drop added to the uncertainty: the curve may
-#: still steepen (a learning rate that anneals to zero lowers the end of the curve).
-SHAPE_SHARE = 0.5
+#: Share of the straight-line fall at the current slope to the budget added to the
+#: uncertainty: the curve may still steepen (a learning rate that anneals to zero lowers
+#: the end of the curve).
+SLOPE_SHARE = 0.5
 #: Points before this fraction of the last observed step are left out when enough remain
 #: (warmup and the first steep fall follow no power law of steps).
 SKIP_BEFORE = 0.1
@@ -45,6 +49,18 @@ class Forecast:
     at_step: int
     points: int
     """Finite evaluations the forecast rests on."""
+    noise: float = 0.0
+    """The spread of one evaluation around the law (its robust residual spread)."""
+    evaluations_left: int = 0
+    """Evaluations still to come at the curve's spacing of evaluations so far."""
+
+    def lowest_lower(self, z: float) -> float:
+        """A lower bound on the lowest evaluation still to come (what a trainer that
+        reports its lowest evaluation reports): the bound on the curve at the budget,
+        less the expected extreme of the remaining evaluations' noise, about
+        sqrt(2 ln k) spreads for k of them."""
+        k = max(self.evaluations_left, 2)
+        return self.lower(z) - self.noise * math.sqrt(2 * math.log(k))
 
     def lower(self, z: float) -> float:
         return self.mean - z * self.sigma
@@ -62,7 +78,7 @@ class _Law:
     residual_spread: float
 
     def value(self, step: float) -> float:
-        return self.c + self.a * (step / self.scale) ** -self.b
+        return float(self.c + self.a * (step / self.scale) ** -self.b)
 
 
 def _weighted_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[int, np.ndarray]:
@@ -141,6 +157,9 @@ def forecast(steps: tuple[int, ...], losses: tuple[float, ...], budget: int) -> 
     horizon = max(budget, xs[-1])
     mean = law.value(horizon)
     backtest = _backtest_error(xs, ys, law, horizon)
-    shape = SHAPE_SHARE * abs(law.value(xs[-1]) - mean)
-    sigma = math.sqrt(law.residual_spread**2 + backtest**2 + shape**2)
-    return Forecast(mean=mean, sigma=sigma, at_step=horizon, points=len(xs))
+    slope = abs(law.a * law.b) / law.scale  # |dy/ds| at the last point (scale = its step)
+    straight = SLOPE_SHARE * slope * (horizon - xs[-1])
+    sigma = math.sqrt(law.residual_spread**2 + backtest**2 + straight**2)
+    spacing = (xs[-1] - xs[0]) / max(len(xs) - 1, 1) or xs[-1]
+    left = math.ceil((horizon - xs[-1]) / spacing)
+    return Forecast(mean, sigma, horizon, len(xs), law.residual_spread, left)
