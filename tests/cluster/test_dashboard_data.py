@@ -9,7 +9,9 @@ Pushgateway). When the study has succeeded, every panel's queries run as Grafana
 namespace and name, range queries for time series, instant ones for stats and the
 xychart), and each must return a series, with the values the study's status holds.
 
-One study for the whole module: a panel's data is read once, every test reads it."""
+One study, read once, and one test that runs every check on it and reports each that
+failed: a study per test would cost the suite a study each, and xdist may hand a module's
+tests to both workers, which would build a module-scoped fixture twice."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -50,10 +53,12 @@ class StudyData:
     window: Window
 
     def panel(self, title_start: str) -> PanelData:
-        return next(p for p in self.panels if p.panel["title"].startswith(title_start))
+        found = [p for p in self.panels if p.panel["title"].startswith(title_start)]
+        assert found, f"the dashboard has no panel titled {title_start!r}..."
+        return found[0]
 
     def series(self, title_start: str, ref: str = "A") -> list[Series]:
-        target = next(t for t in self.panel(title_start).targets if t.ref_id == ref)
+        (target,) = [t for t in self.panel(title_start).targets if t.ref_id == ref]
         return target.series
 
 
@@ -103,8 +108,8 @@ def run_study(cluster: Cluster, namespace: str, operator: Operator, prometheus: 
     return StudyData(status, fetch(prometheus, DASHBOARD, window, namespace, STUDY), window)
 
 
-@pytest.fixture(scope="module")
-def study(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StudyData]:
+@pytest.fixture
+def study(cluster: Cluster, tmp_path: Path) -> Iterator[StudyData]:
     namespace = f"t-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", namespace)
     wait_until(
@@ -114,7 +119,7 @@ def study(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         ),
         timeout=60,
     )
-    operator = Operator(cluster, [namespace], tmp_path_factory.mktemp("dashboard") / "op.log")
+    operator = Operator(cluster, [namespace], tmp_path / "operator.log")
     prometheus = start_scraper(
         cluster.dir, cluster.env, operator.metrics_port, SCRAPE_SECONDS, PROMETHEUS
     )
@@ -127,7 +132,7 @@ def study(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
-def test_every_panel_shows_data(study: StudyData) -> None:
+def check_every_panel_shows_data(study: StudyData) -> None:
     """Each query of each panel returns at least one series (the exceptions, named in
     NO_DATA, say why), and no series is all NaN (an empty quantile, a 0/0)."""
     counts: dict[str, int] = {}
@@ -151,7 +156,7 @@ def last(series: Series) -> float:
     return series.values[-1]
 
 
-def test_the_stats_equal_the_status(study: StudyData) -> None:
+def check_the_stats_equal_the_status(study: StudyData) -> None:
     status, fit = study.status, study.status["fit"]
     (phase,) = study.series("Phase")
     assert phase.labels["phase"] == status["phase"] == "Succeeded"
@@ -167,14 +172,14 @@ def test_the_stats_equal_the_status(study: StudyData) -> None:
     assert stopped.labels["reason"] == design["stopReason"] == "AllDataSizes"
 
 
-def test_trials_by_state_match_the_status_counts(study: StudyData) -> None:
+def check_trials_by_state_match_the_status_counts(study: StudyData) -> None:
     shown = {s.labels["state"]: last(s) for s in study.series("Trials by state")}
     counts = {k: v for k, v in study.status["trials"].items() if k != "total"}
     assert shown == {state: float(n) for state, n in counts.items()}
     assert shown["succeeded"] == study.status["trials"]["total"] == 25
 
 
-def test_spend_panels_equal_the_status_design(study: StudyData) -> None:
+def check_spend_panels_equal_the_status_design(study: StudyData) -> None:
     design = study.status["design"]
     spent = {legend(t.legend, s.labels): last(s)
              for t in study.panel("Device-seconds spent").targets for s in t.series}  # fmt: skip
@@ -186,7 +191,7 @@ def test_spend_panels_equal_the_status_design(study: StudyData) -> None:
     assert design["budgetDeviceSeconds"] == BUDGET_HOURS * 3600
 
 
-def test_the_exponents_over_time_end_at_the_status_fit(study: StudyData) -> None:
+def check_the_exponents_over_time_end_at_the_status_fit(study: StudyData) -> None:
     for name, part in (("beta_g", "learningCurve"), ("beta_p", "modelSize")):
         fit = study.status["fit"][part]
         shown = {legend(t.legend, s.labels): last(s)
@@ -195,7 +200,7 @@ def test_the_exponents_over_time_end_at_the_status_fit(study: StudyData) -> None
         assert [shown.get("lower"), shown.get("upper")] == fit["betaInterval"]
 
 
-def test_the_learning_curve_shows_recorded_results_only(study: StudyData) -> None:
+def check_the_learning_curve_shows_recorded_results_only(study: StudyData) -> None:
     """Each point of the xychart is a trial's result as the status recorded it (a final
     value, never a progress push); the trials whose result Prometheus never scraped
     (the operator deletes the group once it recorded the result) are only missing."""
@@ -210,7 +215,7 @@ def test_the_learning_curve_shows_recorded_results_only(study: StudyData) -> Non
         assert last(s) == pytest.approx(result["loss"], rel=1e-3)
 
 
-def test_the_live_panel_shows_running_trials_progress(study: StudyData) -> None:
+def check_the_live_panel_shows_running_trials_progress(study: StudyData) -> None:
     """Running trials' curves: one line per trial of this study, falling as the trainer's
     progress fell, each trial's last progress no lower than its recorded result, and each
     line ended before the time range did: a recorded trial runs no more (the operator
@@ -227,3 +232,25 @@ def test_the_live_panel_shows_running_trials_progress(study: StudyData) -> None:
         assert seen == sorted(seen, reverse=True), (trial, seen)
         assert seen[-1] >= results[trial] * (1 - 1e-3)
         assert s.times[-1] < last_step, f"{trial}'s progress is still shown after its result"
+
+
+CHECKS = (
+    check_every_panel_shows_data,
+    check_the_stats_equal_the_status,
+    check_trials_by_state_match_the_status_counts,
+    check_spend_panels_equal_the_status_design,
+    check_the_exponents_over_time_end_at_the_status_fit,
+    check_the_learning_curve_shows_recorded_results_only,
+    check_the_live_panel_shows_running_trials_progress,
+)
+
+
+@pytest.mark.slow(40)
+def test_every_panel_shows_the_studys_data(study: StudyData) -> None:
+    failed = []
+    for check in CHECKS:
+        try:
+            check(study)
+        except (AssertionError, LookupError, ValueError) as exc:
+            failed.append(f"{check.__name__}: {type(exc).__name__}: {exc}")
+    assert not failed, "\n\n".join(failed)
