@@ -4,8 +4,11 @@ curve, curves.csv's rows, and the pruning pass (`cluster/pruning_pass.py`)."""
 from __future__ import annotations
 
 import csv
+import subprocess
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from scalingstudy.cluster import curve_rows
 from scalingstudy.cluster import pruning_pass as pp
@@ -22,6 +25,7 @@ from scalingstudy.records import TrialRecord
 from scalingstudy.spec import parse_spec
 from scalingstudy.status import ScalingStudyStatus
 from scalingstudy_sdk.curve import Curve, CurvePoint
+from tests.harness import cluster as harness
 
 
 def _pod(name: str, created: str, *, uid: str = "job-uid", index: str | None = None,
@@ -183,3 +187,26 @@ def test_the_built_in_trainers_best_so_far_bounds_its_final_as_locally() -> None
               "new": _curve(1.0, 0.9, budget=200)}  # fmt: skip
     assert [p.trial for p in pp.judge(builtin, live, {}, curves)] == ["bad"]
     assert pp.judge(custom, live, {}, curves) == []
+
+
+def _rules(*values: str) -> list[dict[str, Any]]:
+    chart = Path(__file__).resolve().parents[1] / "charts" / "scalingstudy"
+    out = subprocess.run([str(harness.testbin() / "helm"), "template", "t", str(chart),
+                          "--kube-version=1.35.0", *values],
+                         capture_output=True, text=True, check=True, timeout=120)  # fmt: skip
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    roles = [d for d in docs if d["kind"] in ("ClusterRole", "Role")
+             and not d["metadata"]["name"].endswith("-leader")]  # fmt: skip
+    assert roles
+    return [rule for role in roles for rule in role["rules"]]
+
+
+def test_the_chart_lets_the_operator_read_pod_logs_and_annotate_jobs_only() -> None:
+    """What pruning needs, and no more: pods/log get (the curves), Jobs patch (the
+    decision written on the Job); still no pod writes and no Job updates."""
+    for values in ([], ["--set", "watchNamespaces={a}"]):
+        rules = _rules(*values)
+        verbs = {res: set(r["verbs"]) for r in rules for res in r["resources"]}
+        assert verbs["pods/log"] == {"get"}
+        assert verbs["jobs"] == {"list", "watch", "create", "delete", "patch"}
+        assert verbs["pods"] == {"list"}

@@ -216,6 +216,7 @@ def _check_curves_csv(
     by_trial: dict[str, list[dict[str, str]]] = collections.defaultdict(list)
     for row in rows:
         by_trial[row["trial"]].append(row)
+    assert set(by_trial) == set(names.values())  # no curve lost, restart or not
     for trial in bad:
         assert {r["status"] for r in by_trial[trial]} == {"Pruned"}
         assert len(by_trial[trial]) >= 3
