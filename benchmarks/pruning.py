@@ -56,7 +56,7 @@ from scalingstudy.fitting import FitOptions, fit_points
 from scalingstudy.fitting.report import FitReport
 from scalingstudy.pruning import Competitor, Prune, decide
 from scalingstudy.results import points_of
-from scalingstudy.spec.design import PruningSpec
+from scalingstudy.spec.pruning import PruningSpec
 from scalingstudy.status import TrialRecord
 from scalingstudy_sdk.curve import Curve, CurvePoint, read_curve, thin
 
@@ -239,7 +239,13 @@ def _betas(base: FitReport | None, pruned: FitReport | None) -> tuple[bool, bool
     return g, p
 
 
-def score(family: Family, rule: Rule, in_turn: bool) -> Score:
+def unpruned_fits(family: Family) -> dict[int, FitReport | None]:
+    """Each study's fit with nothing pruned: what every rule is measured against."""
+    studies = sorted({r.study for r in family.runs})
+    return {k: _fit(_records([r for r in family.runs if r.study == k], {})) for k in studies}
+
+
+def score(family: Family, rule: Rule, in_turn: bool, bases: dict[int, FitReport | None]) -> Score:
     """The rule replayed on every slot of every study of the family."""
     slots: dict[tuple[int, ...], list[Run]] = {}
     for r in family.runs:
@@ -268,7 +274,9 @@ def score(family: Family, rule: Rule, in_turn: bool) -> Score:
     inside_g = inside_p = studies = measured_p = 0
     for study in sorted({r.study for r in family.runs}):
         runs = [r for r in family.runs if r.study == study]
-        base, pruned = _fit(_records(runs, {})), _fit(_records(runs, stopped))
+        cut = {r.trial: stopped[r.trial] for r in runs if r.trial in stopped}
+        base = bases[study]
+        pruned = _fit(_records(runs, cut)) if cut else base
         g, p = _betas(base, pruned)
         studies += 1
         inside_g += g
@@ -401,9 +409,9 @@ def recorded_family() -> Family | None:
         )  # fmt: skip
         seconds = points[-1].seconds or float(points[-1].step)
         final = float(first["final"]) if first["final"] else None
-        runs.append(Run(0, trial, int(first["data_size"]), int(first["model_size"]), int(first["seed"]),
-                        float(first["learning_rate"]), points, int(first["step_budget"]), final,
-                        seconds / points[-1].step))  # fmt: skip
+        where = (int(first["data_size"]), int(first["model_size"]), int(first["seed"]))
+        runs.append(Run(0, trial, *where, float(first["learning_rate"]), points,
+                        int(first["step_budget"]), final, seconds / points[-1].step))  # fmt: skip
     return Family(
         "recorded (CPU study)", "rates+sizes", tuple(runs), _recorded_noise(runs), True, True
     )
@@ -449,12 +457,13 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{'pruned':>7} {'beta_g in':>10} {'beta_p in':>10}")  # fmt: skip
     for family in families(args.studies):
         own = settings.model_copy(update={"compare_model_sizes": family.compare_model_sizes})
+        bases = unpruned_fits(family)
         rules = (
             ("product", product_rule(own, family.final_is_lowest)),
             ("median", median_rule(own)),
         )
         for (label, rule), in_turn in itertools.product(rules, (False, True)):
-            s = score(family, rule, in_turn)
+            s = score(family, rule, in_turn, bases)
             name = f"{label} {'in turn' if in_turn else 'together'}"
             print(f"{family.name:22} {name:16} {s.compute:8.0%} {s.kept:>6}/{s.slots:<5} "
                   f"{s.kept / max(s.slots, 1):4.0%} {s.lost_beyond_noise:>10} {s.pruned:>7} "

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from scalingstudy.pruning import Competitor, Prune, decide, forecast
-from scalingstudy.spec.design import PruningSpec
+from scalingstudy.spec.pruning import PruningSpec
 from scalingstudy_sdk.curve import Curve, CurvePoint
 
 ON = PruningSpec(enabled=True)

@@ -16,7 +16,7 @@ from scalingstudy.planning.scheduling import schedule
 from scalingstudy.records import CSV_COLUMNS, RECORD_CURVE_POINTS, TrialRecord
 from scalingstudy.results import fit_input, planned_records
 from scalingstudy.spec import SpecError, parse_spec
-from scalingstudy.spec.design import PruningSpec
+from scalingstudy.spec.pruning import PruningSpec
 from scalingstudy_sdk.curve import Curve, CurvePoint
 
 ROOT = Path(__file__).resolve().parents[1]

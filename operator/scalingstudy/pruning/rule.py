@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 from scalingstudy.pruning.curvefit import Forecast, forecast
-from scalingstudy.spec.design import PruningSpec
+from scalingstudy.spec.pruning import PruningSpec
 from scalingstudy_sdk.curve import Curve, CurvePoint
 
 
