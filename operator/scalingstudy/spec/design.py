@@ -13,7 +13,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from scalingstudy.spec.base import SpecModel, cel
 from scalingstudy.spec.grid import geometric, reaches_half, too_many_rule
-from scalingstudy.spec.pruning import PruningSpec
+from scalingstudy.spec.pruning import PruningSpec as PruningSpec  # re-exported: design.pruning
 
 #: Compute budgets of one IsoFLOP study.
 MAX_BUDGETS = 16
