@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from scalingstudy.cluster import curve_rows
+from scalingstudy import curve_rows
 from scalingstudy.cluster import pruning_pass as pp
 from scalingstudy.cluster.manifests import COMPLETION_INDEX, LABEL_TRIAL
 from scalingstudy.cluster.observe import JobState
@@ -22,6 +22,8 @@ from scalingstudy.contract import TrialResult
 from scalingstudy.planning.plan import Plan, Trial
 from scalingstudy.pruning import Prune
 from scalingstudy.records import TrialRecord
+from scalingstudy.render.curves_html import TrialLine
+from scalingstudy.render.output import write_curves_csv
 from scalingstudy.spec import parse_spec
 from scalingstudy.status import ScalingStudyStatus
 from scalingstudy_sdk.curve import Curve, CurvePoint
@@ -65,9 +67,10 @@ def test_curves_csv_has_a_row_per_evaluation_in_the_shared_columns(tmp_path: Pat
         curve_rows.CurveTrial("t2", 100, 4, 0, None, "Succeeded"),  # no curve: no row
     ]
     curve = Curve((CurvePoint(10, 640, 2.5, 2.7, 1.5), CurvePoint(20, None, float("nan"))))
-    table = curve_rows.rows(trials, {"t1": curve})
-    path = tmp_path / curve_rows.CURVES_FILE
-    curve_rows.write(path, table)
+    lines = [TrialLine(t, c) for t, c in [(trials[0], curve)]]
+    assert curve_rows.rows(trials, {"t1": curve}) == curve_rows.rows([trials[0]], {"t1": curve})
+    path = write_curves_csv(tmp_path / curve_rows.CURVES_FILE, lines)
+    assert path is not None
     with path.open() as f:
         read = list(csv.DictReader(f))
     assert tuple(read[0]) == curve_rows.CURVE_COLUMNS

@@ -224,6 +224,8 @@ def _check_curves_csv(
     assert len(slow) == 40 and {r["status"] for r in slow} == {"Succeeded"}
     losses = [float(r["validation_loss"]) for r in slow]
     assert losses == sorted(losses, reverse=True) and losses[0] < 99  # the log, not forged
+    report = (out / "report.html").read_text()  # the same curves drawn, pruned ones marked
+    assert "<h2 id=curves>Training curves</h2>" in report and "pruned" in report
 
 
 def test_a_log_its_node_cannot_serve_is_unknown_not_an_error(

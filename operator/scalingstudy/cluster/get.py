@@ -24,6 +24,8 @@ from scalingstudy.usage import fail
 
 if TYPE_CHECKING:
     from scalingstudy.cluster.kube import Kube
+    from scalingstudy.curve_rows import CurveTrial
+    from scalingstudy_sdk.curve import Curve
 
 
 def add_get_command(sub: Any) -> None:
@@ -75,9 +77,11 @@ def cmd_get(args: argparse.Namespace) -> int:
     status = ScalingStudyStatus.lenient(obj.get("status") or {})
     out = Path(args.out or f"scalingstudy-{args.study}")
     planned = planned_records(args.study, spec, status.results)
+    curves, running, problem = _curves(kube, namespace, args.study, planned)
     written = write_study_output(
         out, args.study, spec, planned, status.design,
         f"cluster study {namespace}/{args.study}, phase {status.phase or 'unknown'}",
+        curves=curves, running=running,
     )  # fmt: skip
     ok = sum(r.status == "Succeeded" for r in planned)
     left_out = len(status.results) - len(planned)
@@ -86,40 +90,38 @@ def cmd_get(args: argparse.Namespace) -> int:
           + (f"; {left_out} recorded trial(s) the spec no longer plans are left out"
              if left_out else ""))  # fmt: skip
     print_summary(written, status.design)
-    _write_curves(kube, namespace, args.study, planned, out)
+    if problem:
+        print(f"pod logs could not be read ({problem}): curves.csv holds only the curves "
+              "kept in status")  # fmt: skip
     return 0
 
 
-def _write_curves(
-    kube: Kube, namespace: str, study: str, planned: list[TrialRecord], out: Path
-) -> None:
-    """curves.csv: the recorded trials' curves and the running ones', from their pods'
-    logs; a pruned trial whose pod is gone from its record's compact curve."""
-    from scalingstudy.cluster import curve_rows
+def _curves(
+    kube: Kube, namespace: str, study: str, planned: list[TrialRecord]
+) -> tuple[dict[str, Curve], list[CurveTrial], str | None]:
+    """Each trial's curve from its pod 0's log (the recorded trials' and the running
+    ones'), a pruned trial whose pod is gone from its record's compact curve; the running
+    trials as their pods place them; and why pod logs could not be read, if so."""
     from scalingstudy.cluster.kube import ApiError
     from scalingstudy.cluster.manifests import LABEL_STUDY
-    from scalingstudy.cluster.pod_logs import PodLogs, trial_curves
+    from scalingstudy.cluster.pod_logs import PodLogs, of_pod, trial_curves
+    from scalingstudy.curve_rows import compact_curve
 
-    trials = [curve_rows.of_record(r) for r in planned]
+    names = {r.trial for r in planned}
+    running: list[CurveTrial] = []
     problem = None
     try:
         pods = kube.list_pods(namespace, f"{LABEL_STUDY}={study}")
-        known = {t.trial for t in trials}
         for pod in pods:
-            running = curve_rows.of_pod(pod)
-            if running is not None and running.trial not in known:
-                known.add(running.trial)
-                trials.append(running)
-        curves = trial_curves(PodLogs(kube), namespace, pods, [t.trial for t in trials])
+            trial = of_pod(pod)
+            if trial is not None and trial.trial not in names:
+                names.add(trial.trial)
+                running.append(trial)
+        curves = trial_curves(PodLogs(kube), namespace, pods, sorted(names))
     except ApiError as exc:
         problem, curves = exc.detail, {}
     for record in planned:
-        kept = curve_rows.compact_curve(record)
+        kept = compact_curve(record)
         if record.trial not in curves and kept is not None:
             curves[record.trial] = kept
-    table = curve_rows.rows(trials, curves)
-    curve_rows.write(out / curve_rows.CURVES_FILE, table)
-    shown = len({row["trial"] for row in table})
-    print(f"{out / curve_rows.CURVES_FILE}: {len(table)} evaluations of {shown} trial(s)"
-          + (f"; pod logs could not be read ({problem}): only curves kept in status"
-             if problem else ""))  # fmt: skip
+    return curves, running, problem

@@ -20,8 +20,18 @@ from collections.abc import Iterable, Sequence
 from urllib.parse import quote
 
 from scalingstudy.cluster.kube import ApiError, Kube
-from scalingstudy.cluster.manifests import COMPLETION_INDEX, CONTAINER, LABEL_TRIAL, Obj
+from scalingstudy.cluster.manifests import (
+    COMPLETION_INDEX,
+    CONTAINER,
+    LABEL_DATA_SIZE,
+    LABEL_LEARNING_RATE,
+    LABEL_MODEL_SIZE,
+    LABEL_SEED,
+    LABEL_TRIAL,
+    Obj,
+)
 from scalingstudy.cluster.observe import controlled_by, parse_time
+from scalingstudy.curve_rows import CurveTrial
 from scalingstudy_sdk.curve import Curve, read_curve
 
 log = logging.getLogger("scalingstudy.operator")
@@ -137,3 +147,16 @@ def trial_curves(
         if curve is not None:
             out[trial] = curve
     return out
+
+
+def of_pod(pod: Obj) -> CurveTrial | None:
+    """A running trial as its pod's labels place it (None: not a trial's pod)."""
+    labels = pod.get("metadata", {}).get("labels") or {}
+    try:
+        rate = labels.get(LABEL_LEARNING_RATE)
+        return CurveTrial(
+            labels[LABEL_TRIAL], int(labels[LABEL_DATA_SIZE]), int(labels[LABEL_MODEL_SIZE]),
+            int(labels[LABEL_SEED]), None if rate is None else float(rate), "Running",
+        )  # fmt: skip
+    except (KeyError, ValueError):
+        return None

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from scalingstudy.cluster.curve_rows import compact_curve
 from scalingstudy.contract import (
     REASON_BAD_RESULT,
     ResultError,
     exit_reason,
     parse_result,
 )
+from scalingstudy.curve_rows import compact_curve
 from scalingstudy.fitting import fit_points
 from scalingstudy.fitting.report import FitReport
 from scalingstudy.local import processes

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-from scalingstudy.cluster.curve_rows import CurveTrial
+from scalingstudy.curve_rows import CurveTrial
 from scalingstudy.render.table import short
 from scalingstudy_sdk.curve import MAX_POINTS, Curve, thin
 

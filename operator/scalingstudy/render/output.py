@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scalingstudy.cluster.curve_rows import CURVE_COLUMNS, CURVES_FILE, CurveTrial, of_record, rows
+from scalingstudy.curve_rows import CURVE_COLUMNS, CURVES_FILE, CurveTrial, of_record, rows
 from scalingstudy.fitting import FitError, fit_points
 from scalingstudy.fitting.report import FitReport
 from scalingstudy.render.curves_html import TrialLine

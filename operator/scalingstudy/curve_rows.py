@@ -1,27 +1,15 @@
-"""`curves.csv` of a cluster study, decided without I/O: one row per evaluation of every
-trial whose curve is known, in the columns of a local run's curves.csv.
-
-A trial's curve is its pod 0's log (`pod_logs.py`); a pruned trial whose pod is gone keeps
-a compact curve in its record (``[step, validation_loss]`` pairs), which is used then.
-"""
+"""The rows of `curves.csv`, decided without I/O: one per evaluation of every trial whose
+curve is known, the same for a local run (its trials' logs) and `scalingstudy get` (its
+pods' logs). A pruned trial whose log is gone keeps a compact curve in its record
+(``[step, validation_loss]`` pairs), which is used then."""
 
 from __future__ import annotations
 
-import csv
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from scalingstudy.cluster.manifests import (
-    LABEL_DATA_SIZE,
-    LABEL_LEARNING_RATE,
-    LABEL_MODEL_SIZE,
-    LABEL_SEED,
-    LABEL_TRIAL,
-    Obj,
-)
 from scalingstudy.records import TrialRecord
 from scalingstudy_sdk.curve import Curve, CurvePoint
 
@@ -45,19 +33,6 @@ class CurveTrial:
 def of_record(record: TrialRecord) -> CurveTrial:
     return CurveTrial(record.trial, record.data_size, record.model_size, record.seed,
                       record.learning_rate, record.status)  # fmt: skip
-
-
-def of_pod(pod: Obj) -> CurveTrial | None:
-    """A running trial as its pod's labels place it (None: not a trial's pod)."""
-    labels = pod.get("metadata", {}).get("labels") or {}
-    try:
-        rate = labels.get(LABEL_LEARNING_RATE)
-        return CurveTrial(
-            labels[LABEL_TRIAL], int(labels[LABEL_DATA_SIZE]), int(labels[LABEL_MODEL_SIZE]),
-            int(labels[LABEL_SEED]), None if rate is None else float(rate), "Running",
-        )  # fmt: skip
-    except (KeyError, ValueError):
-        return None
 
 
 def compact_curve(record: TrialRecord) -> Curve | None:
@@ -97,10 +72,3 @@ def rows(trials: Sequence[CurveTrial], curves: Mapping[str, Curve]) -> list[dict
                 "seconds": _cell(p.seconds),
             })  # fmt: skip
     return out
-
-
-def write(path: Path, table: Iterable[Mapping[str, Any]]) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CURVE_COLUMNS)
-        writer.writeheader()
-        writer.writerows(table)
