@@ -153,7 +153,7 @@ def test_a_pruned_trial_is_finished_not_failed_and_not_started_again() -> None:
     p = decide(plan, jobs, {}, [record], parallelism=2, max_failed=0, fit=None)
     assert bad.name not in {t.name for t in p.create} and len(p.create) == 1
     assert p.failed_reason is None and not p.finished
-    assert (p.counts.failed, p.counts.pending, p.counts.running, p.pruned) == (0, 4, 1, 1)
+    assert (p.counts.failed, p.counts.pending, p.counts.running, p.counts.pruned) == (0, 4, 1, 1)
     status = build_status(p, 1, ScalingStudyStatus(), None, None, "2026-01-01T00:00:00Z")
     assert status.progress == "1/6" and status.phase == "Running"
 

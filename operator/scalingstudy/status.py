@@ -66,6 +66,8 @@ class TrialCounts(_Status):
     """Finished with a recorded result."""
     failed: int = 0
     """Finished without a result."""
+    pruned: int = 0
+    """Stopped early by design.pruning: it could not win its slot (not a failure)."""
 
 
 class FitStatus(_Status):

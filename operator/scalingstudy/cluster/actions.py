@@ -11,8 +11,6 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from scalingstudy.cluster.blocked import CreateBlock, create_refused, name_taken
 from scalingstudy.cluster.kube import ApiError, Kube
 from scalingstudy.cluster.manifests import (
@@ -25,7 +23,7 @@ from scalingstudy.cluster.manifests import (
     service_manifest,
 )
 from scalingstudy.cluster.metrics import OperatorMetrics
-from scalingstudy.cluster.prometheus import Prometheus, group_path
+from scalingstudy.cluster.prometheus import Prometheus
 from scalingstudy.cluster.reasons import Event, Refusal, Stop
 from scalingstudy.cluster.reconcile import Pass
 from scalingstudy.cluster.status_patch import merge_patch, status_changed
@@ -118,7 +116,9 @@ class Actor:
         if p.new_records:
             recorded = {rec.trial for rec in p.new_records}
             self.prometheus.delete_groups(ref.namespace, ref.name, recorded)
-            delete_progress_groups(self.prometheus, ref.namespace, ref.name, recorded)
+            # A recorded trial is not running: its last pushed evaluation leaves the
+            # dashboard's panel of running trials (Prometheus keeps the history).
+            self.prometheus.delete_groups(ref.namespace, ref.name, recorded, PROGRESS_PUSH_JOB)
         for job_name in sorted({*p.delete, *pruned}):
             self.kube.delete_job(ref.namespace, job_name)
         if spec.trainer.nodes > 1:  # a trial's rendezvous Service outlives it for nothing
@@ -208,29 +208,5 @@ def sweep_pushgateway(
             continue
         if namespace and name and kube.get_study(namespace, name) is None:
             deleted += prometheus.delete_groups(namespace, name)
-            deleted += delete_progress_groups(prometheus, namespace, name)
-    return deleted
-
-
-def delete_progress_groups(
-    prometheus: Prometheus, namespace: str, study: str, trials: Collection[str] | None = None
-) -> int:
-    """Delete the live-progress groups (job ``scalingstudy-progress``) of a study's trials
-    (of the given ones, when given) once they are recorded: a finished trial is not
-    running, and its last pushed evaluation must not stay on the dashboard's panel of
-    running trials (Prometheus keeps the series' history). Returns how many went."""
-    deleted = 0
-    for labels in prometheus.push_groups():
-        if (
-            labels.get("job") != PROGRESS_PUSH_JOB
-            or labels.get("namespace") != namespace
-            or labels.get("study") != study
-            or (trials is not None and labels.get("trial") not in trials)
-        ):
-            continue
-        try:
-            r = prometheus.http.delete(f"{prometheus.pushgateway}/metrics/{group_path(labels)}")
-        except httpx.HTTPError:
-            continue
-        deleted += r.status_code in (200, 202)
+            deleted += prometheus.delete_groups(namespace, name, job=PROGRESS_PUSH_JOB)
     return deleted

@@ -79,6 +79,11 @@ def add_operator_command(sub: Any) -> None:
         help="refit a study at most this often, in seconds (default: %(default)s)",
     )  # fmt: skip
     op.add_argument(
+        "--prune-interval", type=float, default=10.0,
+        help="read running trials' logs to prune (design.pruning) at most this often per "
+             "study, in seconds (default: %(default)s)",
+    )  # fmt: skip
+    op.add_argument(
         "--result-grace", type=float, default=15.0,
         help="seconds a finished trial without a termination message waits for "
              "Prometheus (default: %(default)s)",
@@ -176,6 +181,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
                 job=job,
                 resync_seconds=args.resync_seconds,
                 fit_interval=args.fit_interval,
+                prune_interval=args.prune_interval,
                 result_grace=args.result_grace,
                 blocked_after=args.blocked_after,
                 status_bytes_max=args.max_status_bytes,

@@ -21,7 +21,7 @@ from scalingstudy.fitting.report import LearningCurve, ModelSizeLaw
 from scalingstudy.planning.cost import Devices
 from scalingstudy.status import ScalingStudyStatus, StopReason, TrialCounts, TrialRecord
 
-STATES = ("pending", "queued", "running", "succeeded", "failed")
+STATES = ("pending", "queued", "running", "succeeded", "failed", "pruned")
 DEVICES = ("gpu", "cpu")
 STOP_REASONS: tuple[str, ...] = get_args(StopReason)
 PHASES = ("Pending", "Running", "Fitting", "Succeeded", "Failed")

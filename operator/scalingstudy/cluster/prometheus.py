@@ -86,11 +86,14 @@ def study_groups(
     namespace: str,
     study: str,
     trials: Collection[str] | None = None,
+    job: str = PUSH_JOB,
 ) -> list[Mapping[str, str]]:
+    """The push groups of a study's trials (of the given ones, when given) under ``job``:
+    the results' (``scalingstudy``) or the live progress' (``scalingstudy-progress``)."""
     return [
         g
         for g in groups
-        if g.get("job") == PUSH_JOB
+        if g.get("job") == job
         and g.get("namespace") == namespace
         and g.get("study") == study
         and (trials is None or g.get("trial") in trials)
@@ -163,13 +166,18 @@ class Prometheus:
             return []
 
     def delete_groups(
-        self, namespace: str, study: str, trials: Collection[str] | None = None
+        self,
+        namespace: str,
+        study: str,
+        trials: Collection[str] | None = None,
+        job: str = PUSH_JOB,
     ) -> int:
-        """Delete every group that carries the study's labels (of the given trials only,
-        when given), whatever other labels it has: a group pushed with an extra label is
-        not the trainer's and must not outlive the trial. Returns how many went."""
+        """Delete every group under ``job`` that carries the study's labels (of the given
+        trials only, when given), whatever other labels it has: a group pushed with an
+        extra label is not the trainer's and must not outlive the trial. Returns how many
+        went."""
         deleted = 0
-        for labels in study_groups(self.push_groups(), namespace, study, trials):
+        for labels in study_groups(self.push_groups(), namespace, study, trials, job):
             try:
                 r = self.http.delete(f"{self.pushgateway}/metrics/{group_path(labels)}")
             except httpx.HTTPError:

@@ -17,7 +17,6 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import cast
 
 import httpx
 
@@ -41,10 +40,6 @@ from scalingstudy.spec import ScalingStudySpec
 from scalingstudy_sdk.curve import Curve
 
 log = logging.getLogger("scalingstudy.operator")
-
-#: The Event that names the trials a pass pruned. (Its reason belongs in
-#: `reasons.EventReason`; named here until it is added there.)
-TRIALS_PRUNED = cast(EventReason, "TrialsPruned")
 
 
 @dataclass(frozen=True)
@@ -70,7 +65,8 @@ def pruned_event(records: Sequence[TrialRecord]) -> Event:
     """Names first (an Event's message is cut at 1 KiB), then where and why each stopped."""
     names = ", ".join(r.trial for r in records)
     why = "; ".join(f"{r.trial} at step {r.pruned_at_step}: {r.message}" for r in records)
-    return Event("Normal", TRIALS_PRUNED, f"pruned {len(records)} trial(s): {names}. {why}")
+    message = f"pruned {len(records)} trial(s): {names}. {why}"
+    return Event("Normal", EventReason.TRIALS_PRUNED, message)
 
 
 def forged_event(f: pp.Forged) -> Event:

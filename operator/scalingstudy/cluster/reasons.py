@@ -90,6 +90,7 @@ class EventReason(StrEnum):
     DESIGN_STOPPED = "DesignStopped"
     TRIALS_BLOCKED = "TrialsBlocked"
     RESULT_MISMATCH = "ResultMismatch"
+    TRIALS_PRUNED = "TrialsPruned"
 
 
 @dataclass(frozen=True)

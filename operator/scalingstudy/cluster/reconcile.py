@@ -45,8 +45,6 @@ class Pass:
     #: study whose spec.fit changed): it does not describe this spec, so it is refitted at
     #: once, and dropped while no new fit could be made.
     stale_fit: bool = False
-    #: Planned trials stopped by pruning: finished, neither a result nor a failure.
-    pruned: int = 0
 
     def relevant(self) -> list[TrialRecord]:
         """The records of planned trials (a spec change may leave others behind)."""
@@ -144,10 +142,11 @@ def decide(
         total=len(plan),
         succeeded=succeeded,
         failed=len(relevant) - succeeded - pruned,
+        pruned=pruned,
         running=running,
         queued=queued,
     )
-    started = counts.succeeded + counts.failed + pruned + counts.running + counts.queued
+    started = counts.succeeded + counts.failed + counts.pruned + counts.running + counts.queued
     counts.pending = max(counts.total - started, 0)
     finished = (decision.finished and not uncollected and not more) or decision.failed
     final = finished and not decision.failed
@@ -167,7 +166,6 @@ def decide(
         needs_fit=needs_fit,
         succeeded=succeeded,
         stale_fit=stale,
-        pruned=pruned,
     )
 
 

@@ -28,7 +28,7 @@ def phase_of(p: Pass, fit_error: str | None, fit_final: bool) -> tuple[Phase, St
         if fit_error:
             return "Failed", Stop(Failure.FIT_FAILED, f"fit failed: {fit_error}")
         return ("Succeeded", None) if fit_final else ("Fitting", None)
-    if p.counts.running or p.counts.succeeded or p.counts.failed or p.pruned:
+    if p.counts.running or p.counts.succeeded or p.counts.failed or p.counts.pruned:
         return "Running", None
     return "Pending", None
 
@@ -123,7 +123,7 @@ def build_status(
     rows = sorted(
         p.records.values(), key=lambda r: (r.data_size, r.model_size, r.seed, order[r.trial])
     )
-    done = p.counts.succeeded + p.counts.failed + p.pruned  # a pruned trial is finished
+    done = p.counts.succeeded + p.counts.failed + p.counts.pruned  # a pruned trial is finished
     complete = design.stop_reason if design else None
     conditions = conditions_for(phase, stop, before.conditions, generation, now, complete,
                                 fit_note)  # fmt: skip
