@@ -359,3 +359,13 @@ def test_a_diverged_rate_is_pruned_once_and_a_resumed_run_keeps_it(tmp_path: Pat
     again = run_study(study, out, workers=6, progress=False)
     assert again.ran == 0
     assert sorted(r.trial for r in again.records.values() if r.status == "Pruned") == pruned
+
+
+def test_run_says_how_many_trials_were_pruned(tmp_path: Path) -> None:
+    """`scalingstudy run`'s summary counts pruned trials apart from failed ones."""
+    from tests.conftest import run_cli
+
+    out = tmp_path / "out"
+    done = run_cli("run", str(_sweep(tmp_path)), "--out", str(out), "--quiet")
+    assert "3/6 trials succeeded, 0 failed, 3 pruned;" in done.stdout, done.stdout + done.stderr
+    assert set(PRUNED) <= {n for n, s in _statuses(out).items() if s == "Pruned"}

@@ -192,9 +192,12 @@ def _report_run(name: str, outcome: LocalRun) -> int:
 
     succeeded = sum(r.status == "Succeeded" for r in outcome.records.values())
     failed = sum(r.status == "Failed" for r in outcome.records.values())
+    pruned = sum(r.status == "Pruned" for r in outcome.records.values())
     print(
         f"Study {name}: {succeeded}/{len(outcome.planned)} trials succeeded, "
-        f"{failed} failed; {outcome.ran} run now, {outcome.wall_seconds:.1f} s"
+        f"{failed} failed"
+        + (f", {pruned} pruned" if pruned else "")
+        + f"; {outcome.ran} run now, {outcome.wall_seconds:.1f} s"
     )
     for rec in sorted(outcome.records.values(), key=lambda r: r.trial):
         if rec.status == "Failed":
