@@ -6,16 +6,15 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.cluster.conftest import ROOT, Cluster, study_doc, wait_until
+from tests.cluster.chart_operator import CHART, helm
+from tests.cluster.conftest import ROOT, Cluster
 
-CHART = ROOT / "charts" / "scalingstudy"
 EVERYTHING_ON = [
     "--set", "prometheusRule.enabled=true", "--set", "grafanaDashboard.enabled=true",
     "--set", "serviceMonitor.enabled=true", "--set", "podMonitor.enabled=true",
@@ -23,13 +22,6 @@ EVERYTHING_ON = [
 # No schemas for the Prometheus-operator kinds are available offline (their CRDs ship
 # with that project); the rules inside PrometheusRule are checked by promtool instead.
 NO_SCHEMA = "ServiceMonitor,PodMonitor,PrometheusRule"
-
-
-def helm(c: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(c.bin / "helm"), f"--kubeconfig={c.env['KUBECONFIG']}", *args],
-        capture_output=True, text=True, check=False, timeout=120,
-    )  # fmt: skip
 
 
 def test_the_charts_admission_policy_is_the_plain_manifest_with_its_values(
@@ -142,9 +134,7 @@ def _can(c: Cluster, sa: str, verb: str, resource: str, ns: str, sub: str = "") 
 
 
 @pytest.mark.parametrize("scope", ["namespaced", "cluster"])
-def test_install_and_least_privilege(
-    cluster: Cluster, namespace: str, tmp_path: Path, scope: str
-) -> None:
+def test_install_and_least_privilege(cluster: Cluster, namespace: str, scope: str) -> None:
     release = f"ss-{scope[:2]}-{namespace[-4:]}"
     # The CRD and the admission policy are cluster-wide: installed once, not per release.
     values = [
@@ -157,8 +147,8 @@ def test_install_and_least_privilege(
     ]
     if scope == "namespaced":
         values += ["--set", f"watchNamespaces={{{namespace}}}"]
-    # replicas=0: the test agent cannot give a pod an in-cluster service-account token,
-    # so the operator runs below as a local process with the same account's token.
+    # replicas=0: the account's rights alone are checked here; the chart's operator pod
+    # running a whole study on them: test_quickstart_example_end_to_end (test_operator.py).
     out = helm(
         cluster, "install", release, str(CHART), "-n", namespace, *values, "--wait", "--timeout=60s"
     )
@@ -193,39 +183,3 @@ def test_install_and_least_privilege(
     assert _can(cluster, sa, "update", "leases", namespace)
     assert not _can(cluster, sa, "delete", "leases", namespace)
     assert _can(cluster, sa, "create", "jobs", other) == (scope == "cluster")
-    if scope == "cluster":
-        return
-    # The account's permissions are enough for a whole study.
-    token = cluster.kubectl(
-        "create", "token", f"{release}-scalingstudy", "-n", namespace
-    ).stdout.strip()
-    admin = yaml.safe_load(Path(cluster.env["KUBECONFIG"]).read_text())
-    admin["users"][0]["user"] = {"token": token}
-    kubeconfig = tmp_path / "sa.kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump(admin))
-    cluster.apply(
-        study_doc("rbac", dataSizes={"values": [100, 200, 400]}, modelSizes={"values": [4]}),
-        namespace,
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scalingstudy.cli", "operator", "-n", namespace,
-         f"--kubeconfig={kubeconfig}", "--metrics-port=0", "--result-grace=0"],
-        stdout=(tmp_path / "op.log").open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        done = wait_until(
-            "the study run under the chart's service account",
-            lambda: (
-                (cluster.get("scalingstudy", "rbac", namespace).get("status") or {}).get("phase")
-                in ("Succeeded", "Failed")
-            ),
-            timeout=120,
-        )
-        assert done
-        status = cluster.get("scalingstudy", "rbac", namespace)["status"]
-        assert status["phase"] == "Succeeded", status
-    finally:
-        proc.terminate()
-        proc.wait(15)
-    log = (tmp_path / "op.log").read_text()
-    assert "403" not in log and "Forbidden" not in log, log[-2000:]

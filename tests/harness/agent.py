@@ -25,12 +25,23 @@ Service exists (cluster DNS has no record before). Because the pods share one ne
 namespace, two pods cannot listen on one port at once (pod 0's rendezvous port): one
 multi-pod trial at a time per test node.
 
+In-cluster identity. A pod that mounts a service account (the ServiceAccount admission
+plugin's projected `kube-api-access-*` volume) gets what a kubelet writes there: a token
+from the TokenRequest API bound to the pod, the `kube-root-ca.crt` ConfigMap's CA (the
+controller-manager publishes the CA that signed the API server's certificate) and its
+namespace, at the fixed /var/run/secrets/kubernetes.io/serviceaccount (bind-mounted in a
+private mount namespace, see pod_mounts.py); KUBERNETES_SERVICE_HOST/_PORT name the API
+server, and `kubernetes.default.svc` resolves, in the pod's /etc/hosts, to the agent's
+relay on port 443 (kube-proxy's part, see service_proxy.py). So the chart's Deployment
+runs `scalingstudy operator` on its own service account.
+
 Test-only; nothing here ships in the product.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import ctypes
 import datetime as dt
@@ -58,6 +69,9 @@ from scalingstudy.local.warm import WarmStarter, WarmStartError
 from scalingstudy.local.warm import available as warm_start_available
 from tests.harness.container_logs import ContainerLog
 from tests.harness.container_logs import serve as serve_logs
+from tests.harness.pod_mounts import FixedMount, holds_token, namespace_script, token_request
+from tests.harness.service_proxy import bind_service_address, hosts_line
+from tests.harness.service_proxy import serve as serve_kubernetes_service
 
 NODE = "scalingstudy-test-node"
 CAPACITY = {"cpu": "16", "memory": "64Gi", "pods": "110", "nvidia.com/gpu": "8"}
@@ -125,6 +139,9 @@ class Agent:
     log_port: int = 0
     #: (namespace, pod name) -> its container's log, for the log endpoint's thread.
     logs: dict[tuple[str, str], ContainerLog] = field(default_factory=dict)
+    #: The /etc/hosts line of the `kubernetes` Service's names (tests/harness/
+    #: service_proxy.py), for pods that mount a service account; empty: none.
+    service_hosts: str = ""
 
     # -- node ------------------------------------------------------------------------
     def register(self) -> None:
@@ -323,8 +340,11 @@ class Agent:
         except MountNotReadyError as e:
             print(f"agent: {meta['name']}: {e}; retrying", flush=True)
             return
-        if hosts is not None and argv:
-            argv = [*own_hosts_file(hosts), *argv]
+        fixed = self.fixed_mounts(pod, container, mounts)
+        if fixed and self.service_hosts:
+            hosts = self.with_service_names(pod, pod_dir, hosts)
+        if argv:
+            argv = [*namespace_script(hosts, fixed, pod_dir), *argv]
         started = now()
         if not argv:
             self.fail_start(uid, path, pod, started, pod_dir,
@@ -391,6 +411,9 @@ class Agent:
                 self.project_config_map(pod, vol["configMap"], local)
             elif "hostPath" in vol:
                 local = Path(vol["hostPath"]["path"])
+            elif "projected" in vol:
+                local = pod_dir / "volumes" / m["name"]
+                self.project(pod, vol["projected"], local)
             elif "persistentVolumeClaim" in vol:
                 claim = vol["persistentVolumeClaim"]["claimName"]
                 local = self.state / pod["metadata"]["namespace"] / "pvc" / claim
@@ -440,6 +463,68 @@ class Agent:
             return []
         return [f"{owner['name']}-{i}" for i in range(int(job.get("completions") or 1))]
 
+    def project(self, pod: Pod, projected: dict[str, Any], local: Path) -> None:
+        """A projected volume's files, as a kubelet writes them: a service-account token
+        from the TokenRequest API bound to the pod, ConfigMap and Secret keys, downward
+        API fields. (A kubelet renews the token at 80% of its life; pods here live
+        minutes, tokens an hour or more: written once.)"""
+        local.mkdir(parents=True, exist_ok=True)
+        ns = pod["metadata"]["namespace"]
+        for source in projected.get("sources") or []:
+            if "serviceAccountToken" in source:
+                sa = pod["spec"].get("serviceAccountName") or "default"
+                token = source["serviceAccountToken"]
+                r = self.api.post(f"/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token",
+                                  json=token_request(pod, token))  # fmt: skip
+                if r.status_code == 404:
+                    raise MountNotReadyError(f"service account {sa} not found")
+                r.raise_for_status()
+                (local / token["path"]).write_text(r.json()["status"]["token"])
+            for kind, resource in (("configMap", "configmaps"), ("secret", "secrets")):
+                if kind in source:
+                    self.project_keys(pod, resource, source[kind], local)
+            for item in (source.get("downwardAPI") or {}).get("items") or []:
+                (local / item["path"]).write_text(self.value_from(pod, item))
+
+    def project_keys(self, pod: Pod, resource: str, source: dict[str, Any], local: Path) -> None:
+        """A projected ConfigMap's or Secret's keys (``items``: only those, at their paths)."""
+        ns = pod["metadata"]["namespace"]
+        r = self.api.get(f"/api/v1/namespaces/{ns}/{resource}/{source['name']}")
+        if r.status_code == 404:
+            if source.get("optional"):
+                return
+            raise MountNotReadyError(f"{resource[:-1]} {source['name']} not found")
+        r.raise_for_status()
+        data: dict[str, str] = r.json().get("data") or {}
+        if resource == "secrets":
+            data = {k: base64.b64decode(v).decode() for k, v in data.items()}
+        items = source.get("items") or [{"key": k, "path": k} for k in data]
+        for item in items:
+            if item["key"] in data:
+                (local / item["path"]).write_text(data[item["key"]])
+
+    def fixed_mounts(
+        self, pod: Pod, container: dict[str, Any], mounts: dict[str, str]
+    ) -> list[FixedMount]:
+        """The mounts a program reads at their own paths, which no rewriting of env and
+        args reaches: the service account's (see tests/harness/pod_mounts.py)."""
+        volumes = {v["name"]: v for v in pod["spec"].get("volumes", [])}
+        return [
+            FixedMount(Path(mounts[m["mountPath"]]), m["mountPath"])
+            for m in container.get("volumeMounts", [])
+            if holds_token(volumes.get(m["name"], {}))
+        ]
+
+    def with_service_names(self, pod: Pod, pod_dir: Path, hosts: Path | None) -> Path:
+        """The pod's /etc/hosts with the names cluster DNS gives the `kubernetes` Service
+        (what kopf's in-cluster login connects to): the pod's own file if it has one, else
+        a kubelet's (localhost and the pod's hostname)."""
+        own = pod["spec"].get("hostname") or pod["metadata"]["name"]
+        base = hosts.read_text() if hosts is not None else f"127.0.0.1 localhost\n127.0.0.1 {own}\n"
+        path = pod_dir / "hosts"
+        path.write_text(f"{base}{self.service_hosts}\n")
+        return path
+
     def project_config_map(self, pod: Pod, source: dict[str, Any], local: Path) -> None:
         """Each key of the ConfigMap as a file, as a kubelet projects it. A missing one
         keeps the pod from starting (a kubelet reports FailedMount and retries)."""
@@ -461,7 +546,12 @@ class Agent:
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "HOME": os.environ.get("HOME", "/root"),
             "HOSTNAME": pod["spec"].get("hostname") or pod["metadata"]["name"],
-            "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+            # The API server as a pod finds it (a kubelet's `kubernetes` Service variables):
+            # its address, since no Service IP is routed here; its certificate is signed
+            # by the CA in the kube-root-ca.crt ConfigMap a pod's service account mounts.
+            "KUBERNETES_SERVICE_HOST": self.api.base_url.host,
+            "KUBERNETES_SERVICE_PORT": str(self.api.base_url.port),
+            "KUBERNETES_SERVICE_PORT_HTTPS": str(self.api.base_url.port),
             # Every pod runs on this machine's few cores with no cgroup of its own: one
             # thread per pod stands in for a kubelet's CPU limit (three torch processes
             # of 2 threads each on 2 cores ran 10x slower than one). A pod may override it.
@@ -507,8 +597,6 @@ class Agent:
                 data = r.json().get("data", {}) if r.status_code == 200 else {}
                 value = data.get(ref[kind]["key"], "")
                 if kind == "secretKeyRef" and value:
-                    import base64
-
                     value = base64.b64decode(value).decode()
                 return str(value)
         return "1" if "resourceFieldRef" in ref else ""
@@ -631,15 +719,6 @@ def spawn(argv: list[str], env: dict[str, str], workdir: Path, log: Path) -> Tri
         )
 
 
-def own_hosts_file(hosts: Path) -> list[str]:
-    """The prefix that runs a command with ``hosts`` as its /etc/hosts: a private mount
-    namespace (a user namespace too when not root) and a bind mount, then exec."""
-    user = [] if os.geteuid() == 0 else ["--map-root-user"]
-    script = 'mount --bind "$0" /etc/hosts && exec "$@"'
-    return ["unshare", "--mount", "--propagation", "private", *user, "--",
-            "sh", "-c", script, str(hosts)]  # fmt: skip
-
-
 def read_tail(path: Path, limit: int) -> str:
     try:
         data = path.read_bytes()
@@ -702,6 +781,11 @@ def main() -> None:
     agent = Agent(client_from_kubeconfig(args.kubeconfig), args.state, args.slots,
                   log_port=args.log_port)  # fmt: skip
     args.state.mkdir(parents=True, exist_ok=True)
+    service = bind_service_address()
+    if service is not None:
+        url = agent.api.base_url
+        serve_kubernetes_service(service, (url.host, url.port or 443))
+        agent.service_hosts = hosts_line(service)
     if args.log_port:
         serve_logs(args.log_port, args.tls_cert, args.tls_key, args.client_ca, agent.find_log,
                    frozenset(args.log_client))  # fmt: skip
