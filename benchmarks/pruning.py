@@ -113,67 +113,93 @@ def _seen(run: Run, step: int) -> Curve:
     return Curve(tuple(p for p in run.points if p.step <= step), run.budget)
 
 
-def _competitors(runs: Sequence[Run], step: int, stopped: dict[str, int]) -> list[Competitor]:
-    out = []
-    for r in runs:
-        at = stopped.get(r.trial)
-        curve = _seen(r, min(step, at) if at is not None else step)
-        done = at is None and step >= r.end
-        out.append(
-            Competitor(
-                trial=r.trial, data_size=r.data_size, model_size=r.model_size, seed=r.seed,
-                learning_rate=r.learning_rate, curve=curve,
-                final=r.final if done else None, running=at is None and not done,
-            )
-        )  # fmt: skip
-    return out
+def _competitor(run: Run, at: int, state: str) -> Competitor:
+    """``run`` as pruning sees it with its curve up to step ``at``; ``state`` is
+    running, finished or stopped."""
+    return Competitor(
+        trial=run.trial, data_size=run.data_size, model_size=run.model_size, seed=run.seed,
+        learning_rate=run.learning_rate, curve=_seen(run, at),
+        final=run.final if state == "finished" else None, running=state == "running",
+    )  # fmt: skip
 
 
-def replay(runs: Sequence[Run], rule: Rule) -> dict[str, int]:
-    """Side by side: the step at which each stopped trial of one slot was stopped,
-    replaying every evaluation step of the slot in order."""
+def plan_order(runs: Sequence[Run]) -> list[Run]:
+    """The order a study plans (and starts) its trials: smaller data sizes first, then
+    model size, learning rate and seed, as `scalingstudy run` and the operator do."""
+    return sorted(runs, key=lambda r: (r.data_size, r.model_size, r.learning_rate or 0.0,
+                                       r.seed, r.trial))  # fmt: skip
+
+
+def replay(runs: Sequence[Run], rule: Rule, workers: int) -> dict[str, int]:
+    """One study as a run makes it: ``workers`` trials at once, started in plan order,
+    each evaluation arriving at its start time + steps x cost per step (so a cheaper or
+    earlier trial finishes first and calibrates the later ones); the rule is asked after
+    every evaluation with the whole study (running trials' curves so far, finished
+    trials' curves and finals, stopped trials). The step at which each stopped trial was
+    stopped."""
+    queue = plan_order(runs)[::-1]
+    running: dict[str, tuple[Run, float, int]] = {}  # trial -> (run, start, next point)
+    done: dict[str, Run] = {}
     stopped: dict[str, int] = {}
-    for step in sorted({p.step for r in runs for p in r.points}):
-        for prune in rule(_competitors(runs, step, stopped), step):
-            stopped.setdefault(prune.trial, step)
+    now = 0.0
+    while queue or running:
+        while queue and len(running) < workers:
+            r = queue.pop()
+            running[r.trial] = (r, now, 0)
+        name = min(running, key=lambda n: (_due(running[n]), n))
+        r, start, k = running[name]
+        now = _due(running[name])
+        if k + 1 >= len(r.points):
+            del running[name]
+            done[name] = r
+        else:
+            running[name] = (r, start, k + 1)
+        table = [_competitor(d, d.end, "finished") for d in done.values()]
+        table += [_competitor(d, stopped[n], "stopped") for n, d in _by_name(runs).items()
+                  if n in stopped]  # fmt: skip
+        table += [_competitor(x, x.points[i].step, "running") for x, _, i in running.values()]
+        for prune in rule(table, 0):
+            if prune.trial in running:
+                x, _, i = running.pop(prune.trial)
+                stopped[prune.trial] = x.points[i].step
     return stopped
 
 
-def replay_in_turn(runs: Sequence[Run], rule: Rule) -> dict[str, int]:
-    """One at a time in plan order (a study whose parallelism is below its slot's size):
-    each trial runs against the finished (or stopped) ones before it."""
-    stopped: dict[str, int] = {}
-    for i, r in enumerate(runs):
-        earlier = _competitors(runs[:i], 10**12, stopped)
-        for step in (p.step for p in r.points):
-            now = _competitors([r], step, stopped)
-            if any(p.trial == r.trial for p in rule([*earlier, *now], step)):
-                stopped[r.trial] = step
-                break
-    return stopped
+def _due(entry: tuple[Run, float, int]) -> float:
+    """When the next evaluation of a running trial arrives."""
+    r, start, k = entry
+    return start + r.points[k].step * r.cost_per_step
+
+
+def _by_name(runs: Sequence[Run]) -> dict[str, Run]:
+    return {r.trial: r for r in runs}
 
 
 def product_rule(settings: PruningSpec, lowest: bool) -> Rule:
     return lambda competitors, _step: decide(competitors, settings, final_is_lowest=lowest)
 
 
-def median_rule(settings: PruningSpec) -> Rule:
-    """Median stop (Katib): at each rung, a running trial whose best value so far is
-    worse than the median of the others' best values up to the same step is stopped
-    (never the last one left)."""
+def median_rule(settings: PruningSpec, compare_model_sizes: bool) -> Rule:
+    """Median stop (Katib): a running trial whose last evaluation is at a rung and whose
+    best value so far is worse than the median of its slot's other trials' best values
+    up to the same step is stopped (never the last one left)."""
 
-    def rule(competitors: Sequence[Competitor], step: int) -> list[Prune]:
+    def slot(c: Competitor) -> tuple[int, ...]:
+        size = () if compare_model_sizes else (c.model_size,)
+        return (c.data_size, c.seed, *size)
+
+    def rule(competitors: Sequence[Competitor], _step: int) -> list[Prune]:
         out: list[Prune] = []
-        alive = [c for c in competitors if c.running or c.final is not None]
         for c in competitors:
-            budget = c.curve.step_budget or 0
-            if not c.running or not any(step == math.floor(r * budget) for r in settings.rungs):
+            budget, step = c.curve.step_budget or 0, c.curve.last_step
+            if not c.running or step not in {math.floor(r * budget) for r in settings.rungs}:
                 continue
+            alive = [o for o in competitors if slot(o) == slot(c) and (o.running or o.final)]
             others = [_best_until(o.curve, step) for o in alive if o.trial != c.trial]
             values = [v for v in others if v is not None]
             own = c.curve.best()
             worse = bool(values) and (own is None or own > statistics.median(values))
-            if worse and len(alive) - len(out) > 1:
+            if worse and len(alive) > 1:
                 out.append(Prune(c.trial, step, own, "median stop"))
         return out
 
@@ -192,6 +218,8 @@ class Score:
     kept: int
     lost_beyond_noise: int
     pruned: int
+    stop: str
+    """The median step at which pruned trials were stopped, as a share of the budget."""
     beta_g: str
     beta_p: str
 
@@ -245,17 +273,16 @@ def unpruned_fits(family: Family) -> dict[int, FitReport | None]:
     return {k: _fit(_records([r for r in family.runs if r.study == k], {})) for k in studies}
 
 
-def score(family: Family, rule: Rule, in_turn: bool, bases: dict[int, FitReport | None]) -> Score:
-    """The rule replayed on every slot of every study of the family."""
+def score(family: Family, rule: Rule, workers: int, bases: dict[int, FitReport | None]) -> Score:
+    """The rule replayed on every study of the family, ``workers`` trials at once."""
+    stopped: dict[str, int] = {}
+    for study in sorted({r.study for r in family.runs}):
+        stopped.update(replay([r for r in family.runs if r.study == study], rule, workers))
+    spent = sum(r.cost_per_step * stopped.get(r.trial, r.end) for r in family.runs)
+    full = sum(r.cost_per_step * r.end for r in family.runs)
     slots: dict[tuple[int, ...], list[Run]] = {}
     for r in family.runs:
         slots.setdefault(_slot(r, family), []).append(r)
-    stopped: dict[str, int] = {}
-    for runs in slots.values():
-        order = sorted(runs, key=lambda r: (r.model_size, r.learning_rate or 0.0, r.trial))
-        stopped.update(replay_in_turn(order, rule) if in_turn else replay(order, rule))
-    spent = sum(r.cost_per_step * stopped.get(r.trial, r.end) for r in family.runs)
-    full = sum(r.cost_per_step * r.end for r in family.runs)
     kept = lost = total = 0
     for runs in slots.values():
         finals = sorted(
@@ -271,6 +298,17 @@ def score(family: Family, rule: Rule, in_turn: bool, bases: dict[int, FitReport 
         survivors = [f for f, t in finals if t not in stopped]
         if not survivors or survivors[0] - finals[0][0] > family.noise:
             lost += 1
+    runs_of = _by_name(family.runs)
+    at = [stopped[t] / runs_of[t].budget for t in stopped]
+    stop = f"{statistics.median(at):.0%}" if at else "-"
+    beta_g, beta_p = _betas_of(family, stopped, bases)
+    return Score(spent / full, total, kept, lost, len(stopped), stop, beta_g, beta_p)
+
+
+def _betas_of(
+    family: Family, stopped: dict[str, int], bases: dict[int, FitReport | None]
+) -> tuple[str, str]:
+    """How many studies' pruned beta_g and beta_p lie inside the unpruned intervals."""
     inside_g = inside_p = studies = measured_p = 0
     for study in sorted({r.study for r in family.runs}):
         runs = [r for r in family.runs if r.study == study]
@@ -283,7 +321,7 @@ def score(family: Family, rule: Rule, in_turn: bool, bases: dict[int, FitReport 
         inside_p += p is True
         measured_p += p is not None
     beta_p = f"{inside_p}/{measured_p}" if measured_p else "not measured"
-    return Score(spent / full, total, kept, lost, len(stopped), f"{inside_g}/{studies}", beta_p)
+    return f"{inside_g}/{studies}", beta_p
 
 
 # ---------------------------------------------------------------- synthetic families
@@ -444,6 +482,10 @@ def families(studies: int) -> list[Family]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--studies", type=int, default=10, help="studies per synthetic family")
+    parser.add_argument("--workers", default="2,6", help="trials at once, comma-separated")
+    parser.add_argument("--only", help="families whose name contains this")
+    parser.add_argument("--calibrate-after", type=int, help="minCalibrationTrials")
+    parser.add_argument("--v1", action="store_true", help="also the uncalibrated rule (v1)")
     parser.add_argument("--record", type=Path, help="thin RUN_DIR's curves into curves.csv")
     args = parser.parse_args(argv)
     if args.record:
@@ -451,23 +493,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     started = time.monotonic()
     settings = PruningSpec(enabled=True)
+    if args.calibrate_after:
+        settings = settings.model_copy(update={"min_calibration_trials": args.calibrate_after})
     print(f"settings: rungs {settings.rungs}, confidence {settings.confidence}, "
-          f"minEvaluations {settings.min_evaluations}")  # fmt: skip
-    print(f"{'family':22} {'rule':16} {'compute':>8} {'winner kept':>16} {'lost>noise':>10} "
-          f"{'pruned':>7} {'beta_g in':>10} {'beta_p in':>10}")  # fmt: skip
+          f"minEvaluations {settings.min_evaluations}, minCalibrationTrials "
+          f"{settings.min_calibration_trials}")  # fmt: skip
+    print(f"{'family':22} {'rule':18} {'compute':>8} {'winner kept':>16} {'lost>noise':>10} "
+          f"{'pruned':>7} {'stop@':>6} {'beta_g in':>10} {'beta_p in':>10}")  # fmt: skip
+    workers = [int(w) for w in args.workers.split(",")]
     for family in families(args.studies):
+        if args.only and args.only not in family.name:
+            continue
         own = settings.model_copy(update={"compare_model_sizes": family.compare_model_sizes})
+        v1 = own.model_copy(update={"min_calibration_trials": 1000})  # never calibrated
         bases = unpruned_fits(family)
-        rules = (
-            ("product", product_rule(own, family.final_is_lowest)),
-            ("median", median_rule(own)),
-        )
-        for (label, rule), in_turn in itertools.product(rules, (False, True)):
-            s = score(family, rule, in_turn, bases)
-            name = f"{label} {'in turn' if in_turn else 'together'}"
-            print(f"{family.name:22} {name:16} {s.compute:8.0%} {s.kept:>6}/{s.slots:<5} "
+        rules = [
+            ("v2", product_rule(own, family.final_is_lowest)),
+            ("median", median_rule(own, family.compare_model_sizes)),
+        ]
+        if args.v1:
+            rules.insert(1, ("v1", product_rule(v1, family.final_is_lowest)))
+        for (label, rule), w in itertools.product(rules, workers):
+            s = score(family, rule, w, bases)
+            name = f"{label}, {w} workers"
+            print(f"{family.name:22} {name:18} {s.compute:8.0%} {s.kept:>6}/{s.slots:<5} "
                   f"{s.kept / max(s.slots, 1):4.0%} {s.lost_beyond_noise:>10} {s.pruned:>7} "
-                  f"{s.beta_g:>10} {s.beta_p:>10}")  # fmt: skip
+                  f"{s.stop:>6} {s.beta_g:>10} {s.beta_p:>10}", flush=True)  # fmt: skip
         print(f"{'':22} {len(family.runs)} trials; evaluation noise {family.noise:.2g}; "
               f"{family.kind}")  # fmt: skip
     print(f"({time.monotonic() - started:.0f} s)")

@@ -2,7 +2,17 @@
 Pure (no I/O): the local runner and the operator read the trials' curves from their own
 logs, call `decide`, and stop what it names."""
 
+from scalingstudy.pruning.calibration import Calibration, calibrate
 from scalingstudy.pruning.curvefit import Forecast, forecast
-from scalingstudy.pruning.rule import Competitor, Prune, decide, pessimistic
+from scalingstudy.pruning.rule import Competitor, Prune, decide, study_calibration
 
-__all__ = ["Competitor", "Forecast", "Prune", "decide", "forecast", "pessimistic"]
+__all__ = [
+    "Calibration",
+    "Competitor",
+    "Forecast",
+    "Prune",
+    "calibrate",
+    "decide",
+    "forecast",
+    "study_calibration",
+]

@@ -14,6 +14,11 @@ upper bound of its own forecast, or its best evaluation so far where the trainer
 its lowest evaluation (the built-in trainer), whichever is lower.
 A curve with a non-finite evaluation (diverged) beside a finite competitor is stopped at
 its first rung.
+
+Rule v2 (calibration.py): once ``minCalibrationTrials`` finished trials of the study
+reached a rung, a forecast made at that rung has the interval their backtests measured
+(the empirical quantiles of log(final / forecast)) instead of the curve's own
+conservative one; a competitor is bounded at its own last rung passed the same way.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
+from scalingstudy.pruning.calibration import Calibration, calibrate, forecast_at
+from scalingstudy.pruning.calibration import finite as _finite
 from scalingstudy.pruning.curvefit import Forecast, forecast
 from scalingstudy.spec.pruning import PruningSpec
 from scalingstudy_sdk.curve import Curve, CurvePoint
@@ -61,14 +68,6 @@ class _Bound:
     kind: str
 
 
-def _finite(points: Sequence[CurvePoint]) -> list[CurvePoint]:
-    return [
-        p
-        for p in points
-        if p.step > 0 and p.validation_loss is not None and math.isfinite(p.validation_loss)
-    ]
-
-
 def _diverged(curve: Curve) -> bool:
     return any(
         p.validation_loss is not None and not math.isfinite(p.validation_loss) for p in curve.points
@@ -83,7 +82,46 @@ def _forecast_of(points: Sequence[CurvePoint], budget: int) -> Forecast | None:
     return forecast(steps, tuple(p.validation_loss or 0.0 for p in finite), budget)
 
 
-def pessimistic(c: Competitor, z: float, settings: PruningSpec, lowest: bool) -> _Bound | None:
+@dataclass(frozen=True)
+class _Context:
+    """What every judgement of one decision shares."""
+
+    z: float
+    settings: PruningSpec
+    lowest: bool
+    calibration: Calibration
+
+
+@dataclass(frozen=True)
+class _Calibrated:
+    """A running trial's forecast at its last rung passed, bounded by the study's
+    backtests there."""
+
+    rung: float
+    mean: float
+    lower: float
+    upper: float
+    trials: int
+
+
+def _calibrated(c: Competitor, ctx: _Context) -> _Calibrated | None:
+    """The forecast of ``c`` at its last rung passed and its calibrated bounds; None
+    where that rung has too few finished backtests (or ``c`` too few evaluations)."""
+    rung = _rung(c, ctx.settings)
+    if rung is None:
+        return None
+    fraction, step = rung
+    bounds = ctx.calibration.bounds(fraction, ctx.settings.confidence)
+    fc = forecast_at(c.curve, step, ctx.settings.min_evaluations)
+    if bounds is None or fc is None or fc.mean <= 0:
+        return None
+    low, high = bounds
+    trials = ctx.calibration.trials(fraction)
+    return _Calibrated(fraction, fc.mean, fc.mean * math.exp(low), fc.mean * math.exp(high),
+                       trials)  # fmt: skip
+
+
+def pessimistic(c: Competitor, ctx: _Context) -> _Bound | None:
     """A competitor's worst plausible final, or None when nothing bounds it (failed,
     pruned, or running without enough curve to forecast)."""
     if c.final is not None and math.isfinite(c.final):
@@ -92,41 +130,52 @@ def pessimistic(c: Competitor, z: float, settings: PruningSpec, lowest: bool) ->
         return None
     best = c.curve.best()
     bounds: list[_Bound] = []
-    if lowest and best is not None:
+    if ctx.lowest and best is not None:
         bounds.append(_Bound(best, c.trial, "best loss so far"))
     budget = c.curve.step_budget
-    if budget and len(_finite(c.curve.points)) >= settings.min_evaluations:
+    calibrated = _calibrated(c, ctx)
+    if calibrated is not None:
+        n = calibrated.trials
+        bounds.append(_Bound(calibrated.upper, c.trial, f"predicted final (upper bound, {n} "
+                             "finished trials' backtests)"))  # fmt: skip
+    elif budget and len(_finite(c.curve.points)) >= ctx.settings.min_evaluations:
         fc = _forecast_of(c.curve.points, budget)
         if fc is not None:
-            bounds.append(_Bound(fc.upper(z), c.trial, "predicted final (upper bound)"))
+            bounds.append(_Bound(fc.upper(ctx.z), c.trial, "predicted final (upper bound)"))
     return min(bounds, key=lambda b: b.value) if bounds else None
 
 
-def _rung(c: Competitor, settings: PruningSpec) -> int | None:
-    """The step of the last rung the trial has passed, or None before the first."""
+def _rung(c: Competitor, settings: PruningSpec) -> tuple[float, int] | None:
+    """The last rung the trial has passed (its fraction and step), or None before the
+    first."""
     budget, last = c.curve.step_budget, c.curve.last_step
     if not budget or last is None:
         return None
     passed = [r for r in settings.rungs if last >= r * budget]
-    return math.floor(passed[-1] * budget) if passed else None
+    return (passed[-1], math.floor(passed[-1] * budget)) if passed else None
 
 
-def _optimistic(
-    c: Competitor, rung: int, z: float, settings: PruningSpec, lowest: bool
-) -> float | None:
-    """T's best plausible final, judged on its curve up to ``rung``; None when too few
-    evaluations to judge."""
+def _optimistic(c: Competitor, rung: int, ctx: _Context) -> tuple[float, str] | None:
+    """T's best plausible final, judged on its curve up to ``rung``, and how it was
+    bounded; None when too few evaluations to judge."""
     seen = [p for p in c.curve.points if p.step <= rung]
-    if len(_finite(seen)) < settings.min_evaluations or not c.curve.step_budget:
+    n = len(_finite(seen))
+    if n < ctx.settings.min_evaluations or not c.curve.step_budget:
         return None
-    fc = _forecast_of(seen, c.curve.step_budget)
-    if fc is None:
-        return None
-    if not lowest:
-        return fc.lower(z)
     best = c.curve.best()
-    low = fc.lowest_lower(z)
-    return low if best is None else min(low, best)
+    calibrated = _calibrated(c, ctx)
+    if calibrated is not None:
+        low = calibrated.lower
+        why = f"from {calibrated.trials} finished trials' backtests at step {rung}"
+    else:
+        fc = _forecast_of(seen, c.curve.step_budget)
+        if fc is None:
+            return None
+        low = fc.lowest_lower(ctx.z) if ctx.lowest else fc.lower(ctx.z)
+        why = f"from {n} evaluations up to step {rung}"
+    if ctx.lowest and best is not None:
+        low = min(low, best)
+    return low, why
 
 
 def _rivals(
@@ -152,10 +201,10 @@ def _rivals(
 
 def _judge(
     t: Competitor, rivals: Sequence[Competitor], bounds: dict[str, _Bound | None],
-    z: float, settings: PruningSpec, lowest: bool,
+    ctx: _Context,
 ) -> Prune | None:  # fmt: skip
     """Whether T is stopped against the best bound among its rivals."""
-    rung = _rung(t, settings)
+    rung = _rung(t, ctx.settings)
     known = [b for c in rivals if (b := bounds[c.trial]) is not None]
     if rung is None or not known:
         return None
@@ -164,20 +213,56 @@ def _judge(
     if own is not None and (own.value, own.trial) <= (best.value, best.trial):
         return None  # T itself is the slot's best bound: it is what the others meet
     step = t.curve.last_step or 0
-    budget = t.curve.step_budget
     if _diverged(t.curve):
         why = f"its loss is not finite (diverged); {best.trial} has {best.kind} {best.value:.4g}"
         return Prune(t.trial, step, t.curve.best(), why)
-    low = _optimistic(t, rung, z, settings, lowest)
-    if low is None or low <= best.value:
+    judged = _optimistic(t, rung[1], ctx)
+    if judged is None:
         return None
-    n = len(_finite([p for p in t.curve.points if p.step <= rung]))
+    if judged[0] <= best.value:
+        return _against_running(t, rivals, ctx)
+    low, how = judged
     return Prune(
         t.trial, step, t.curve.best(),
         f"cannot win its slot: its final loss is at least {low:.4g} "
-        f"({settings.confidence:.0%} lower bound from {n} evaluations up to step {rung} of "
-        f"{budget}), above {best.trial}'s {best.kind} {best.value:.4g}",
+        f"({ctx.settings.confidence:.0%} lower bound {how} of {t.curve.step_budget}), "
+        f"above {best.trial}'s {best.kind} {best.value:.4g}",
     )  # fmt: skip
+
+
+def _against_running(t: Competitor, rivals: Sequence[Competitor], ctx: _Context) -> Prune | None:
+    """T stopped against a running rival whose forecast is lower than T's by more than
+    the study's backtests let the two forecasts' errors differ (`Calibration.difference`:
+    one bound on the pair, where the bounds of each, added, ask for far more)."""
+    own = _calibrated(t, ctx)
+    if own is None or not t.running:
+        return None
+    for c in sorted(rivals, key=lambda c: c.trial):
+        if not c.running or _diverged(c.curve) or (theirs := _calibrated(c, ctx)) is None:
+            continue
+        d = ctx.calibration.difference(own.rung, theirs.rung, ctx.settings.confidence)
+        if d is None or math.log(own.mean) - math.log(theirs.mean) + d <= 0:
+            continue
+        return Prune(
+            t.trial, t.curve.last_step or 0, t.curve.best(),
+            f"cannot win its slot: its predicted final {own.mean:.4g} is above {c.trial}'s "
+            f"{theirs.mean:.4g} by more than {-d:.3g} in log loss, the "
+            f"{ctx.settings.confidence:.0%} bound of the difference of two forecasts' "
+            f"errors ({own.trials} finished trials' backtests)",
+        )  # fmt: skip
+    return None
+
+
+def study_calibration(competitors: Sequence[Competitor], settings: PruningSpec) -> Calibration:
+    """The calibration from every finished trial of the study with a recorded loss and a
+    curve (any slot: the forecast's errors are the study's, not the slot's)."""
+    finished = [
+        (c.curve, c.final)
+        for c in sorted(competitors, key=lambda c: c.trial)
+        if c.final is not None and math.isfinite(c.final) and c.curve.step_budget
+    ]
+    return calibrate(finished, settings.rungs, settings.min_evaluations,
+                     settings.min_calibration_trials)  # fmt: skip
 
 
 def decide(
@@ -190,13 +275,14 @@ def decide(
         return []
     z = NormalDist().inv_cdf(settings.confidence)
     everyone = sorted(competitors, key=lambda c: c.trial)
-    bounds = {c.trial: pessimistic(c, z, settings, final_is_lowest) for c in everyone}
+    ctx = _Context(z, settings, final_is_lowest, study_calibration(everyone, settings))
+    bounds = {c.trial: pessimistic(c, ctx) for c in everyone}
     out = []
     for t in everyone:
         if not t.running or t.final is not None or not t.curve.step_budget:
             continue
         rivals = _rivals(t, everyone, bounds, settings)
-        prune = _judge(t, rivals, bounds, z, settings, final_is_lowest)
+        prune = _judge(t, rivals, bounds, ctx)
         if prune is not None:
             out.append(prune)
     return out

@@ -56,6 +56,13 @@ from scalingstudy.spec.training import EarlyStopping, FitSpec, MetricSpec, TaskS
 
 # --------------------------------------------------------------------------- study
 
+#: Pruning compares a running trial's validation-loss curve with its competitors'
+#: recorded finals: those must be the same quantity (issue 38, like with like).
+PRUNING_METRIC = (
+    "design.pruning.enabled needs metric.name validation_loss: pruning forecasts "
+    "validation-loss curves and compares them with the competitors' final metric"
+)
+
 
 class LearningRates(SpecModel):
     """A sweep: every trial once per learning rate; per data size and model size the best
@@ -112,6 +119,13 @@ class ScalingStudySpec(SpecModel):
                     "!has(self.learningRates) || !has(self.design) || "
                     "!has(self.design.strategy) || self.design.strategy != 'adaptive'",
                     "learningRates (a sweep) needs design.strategy: grid",
+                ),
+                cel(
+                    "!has(self.design) || !has(self.design.pruning) || "
+                    "!has(self.design.pruning.enabled) || !self.design.pruning.enabled || "
+                    "!has(self.metric) || !has(self.metric.name) || "
+                    "self.metric.name == 'validation_loss'",
+                    PRUNING_METRIC,
                 ),
                 cel(
                     "!has(self.dataSizes.values) || !has(self.modelSizes.values) || "
@@ -172,6 +186,8 @@ class ScalingStudySpec(SpecModel):
             )
         if self.learning_rates is not None and design.adaptive:
             raise ValueError("learningRates (a sweep) needs design.strategy: grid")
+        if design.pruning.enabled and self.metric.name != "validation_loss":
+            raise ValueError(f"{PRUNING_METRIC} (got metric.name {self.metric.name})")
         if self.workload_priority_class_name and not self.queue_name:
             raise ValueError(
                 "workloadPriorityClassName (a Kueue WorkloadPriorityClass) needs queueName"

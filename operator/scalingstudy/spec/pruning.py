@@ -47,6 +47,10 @@ class PruningSpec(SpecModel):
     min_evaluations: Annotated[int, Field(ge=3, le=1000)] = 5
     """Finite evaluations a trial's curve needs before it is judged (a robust fit over
     several points, never one evaluation)."""
+    min_calibration_trials: Annotated[int, Field(ge=2, le=1000)] = 10
+    """Finished trials (of any slot) whose backtests at a rung calibrate the forecasts
+    made there: from then on a forecast's interval is the empirical spread of the
+    study's own forecast errors, not the curve's conservative one (docs/pruning.md)."""
     compare_model_sizes: bool = True
     """Also compare the model sizes of one (data size, seed), not only the learning rates
     of one (data size, model size, seed). False keeps every model size to its end (the
