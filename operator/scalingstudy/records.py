@@ -55,6 +55,10 @@ class TrialRecord(ResultFields, TrialCoordinates):
     never finished)."""
     pruned_at_step: int | None = None
     """The step of a pruned trial's last evaluation before it was stopped."""
+    pruned_against: str | None = None
+    """The competitor a pruned trial could not beat: while that trial is planned and has
+    not failed the decision stands; if it fails or a spec edit drops it, the pruned trial
+    is trained again (`scheduling.lapsed_prunes`)."""
     curve: list[list[float]] | None = None
     """A pruned trial's curve as at most 24 [step, validation loss] pairs (finite losses
     only), kept so that its curve outlives its pod; not in results.csv."""
@@ -90,7 +94,13 @@ class TrialRecord(ResultFields, TrialCoordinates):
 
     @classmethod
     def pruned(
-        cls, trial: Trial, step: int, message: str, curve: Curve, duration: float | None
+        cls,
+        trial: Trial,
+        step: int,
+        message: str,
+        curve: Curve,
+        duration: float | None,
+        against: str | None = None,
     ) -> TrialRecord:
         """A trial stopped by pruning: no loss (it never finished), its best evaluation
         and where it stopped, why, and a compact curve."""
@@ -101,6 +111,7 @@ class TrialRecord(ResultFields, TrialCoordinates):
             message=message_tail(message),
             best_loss=curve.best(),
             pruned_at_step=step,
+            pruned_against=against,
             curve=compact_curve(curve),
             duration_seconds=_seconds(duration),
         )
@@ -122,7 +133,10 @@ class TrialRecord(ResultFields, TrialCoordinates):
 CSV_COLUMNS = tuple(
     f
     for f in TrialRecord.model_fields
-    if f not in ("status", "reason", "message", "source", "verified", "curve")
+    if f not in ("status", "reason", "message", "source", "verified")
+    # A pruned trial's fields: results.csv lists succeeded trials only (curves.csv and the
+    # records keep pruned ones).
+    and f not in ("best_loss", "pruned_at_step", "pruned_against", "curve")
 )
 
 #: Points of a pruned trial's curve kept in its record (status.results stays small).

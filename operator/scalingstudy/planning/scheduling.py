@@ -21,6 +21,25 @@ class Schedule:
         return self.failed_reason is not None
 
 
+def lapsed_prunes(plan: Plan, records: Mapping[str, TrialRecord]) -> list[str]:
+    """Pruned trials whose decision no longer stands: the competitor each could not beat
+    has failed, or is no longer planned (a spec edit dropped its value). Such a trial
+    may be the slot's winner after all, so its record is dropped and it is trained again
+    (from its checkpoint where the trainer kept one). A competitor that was itself pruned
+    keeps the decision: it lost to a third that beats both."""
+    lapsed = []
+    for name, r in plan.relevant(records).items():
+        rival = r.pruned_against
+        if r.status != "Pruned" or rival is None:
+            continue
+        rival_record = records.get(rival)
+        if rival not in plan.names or (
+            rival_record is not None and rival_record.status == "Failed"
+        ):
+            lapsed.append(name)
+    return sorted(lapsed)
+
+
 def schedule(
     plan: Plan,
     records: Mapping[str, TrialRecord],
