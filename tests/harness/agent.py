@@ -111,6 +111,11 @@ class Proc:
     started: str
     stop_at: float | None = None  # SIGKILL deadline once terminating
     deleting: bool = False
+    #: The readiness probe's state (Agent.probe_readiness): Ready as last reported, the
+    #: next probe's time, failures in a row.
+    ready: bool = False
+    probe_at: float = 0.0
+    failures: int = 0
 
 
 @dataclass
@@ -265,6 +270,7 @@ class Agent:
             except httpx.HTTPError as e:
                 print(f"agent: {pod['metadata']['name']}: {e!r}", flush=True)
         self.reap()
+        self.probe_readiness()
 
     def handle(self, uid: str, pod: Pod) -> None:
         meta, spec, status = pod["metadata"], pod["spec"], pod.get("status", {})
@@ -361,9 +367,14 @@ class Agent:
             self.fail_start(uid, path, pod, started, pod_dir,
                             f"test agent: cannot start {argv[0]!r}: {e.strerror}")  # fmt: skip
             return
-        self.procs[uid] = Proc(pod, process, pod_dir, message_file, started)
+        probe = container.get("readinessProbe") or {}
+        ready = "httpGet" not in probe  # other kinds of probe are not run: Ready at once
+        delay = probe.get("initialDelaySeconds", 0)
+        self.procs[uid] = Proc(pod, process, pod_dir, message_file, started, ready=ready,
+                               probe_at=time.monotonic() + delay)  # fmt: skip
         self.keep_log(pod, log, lambda: uid in self.procs)
-        self.patch(path + "/status", {"status": self.pod_status(pod, started, running=True)})
+        status = self.pod_status(pod, started, running=True, ready=ready)
+        self.patch(path + "/status", {"status": status})
 
     def fail_start(self, uid: str, path: str, pod: Pod, started: str, pod_dir: Path,
                    message: str) -> None:  # fmt: skip
@@ -668,14 +679,41 @@ class Agent:
         if r.status_code != 404:
             r.raise_for_status()
 
-    def pod_status(self, pod: Pod, started: str, *, running: bool) -> dict[str, Any]:
+    def probe_readiness(self) -> None:
+        """Each running container's httpGet readinessProbe, as a kubelet runs it: not Ready
+        until it answers (2xx or 3xx), again every periodSeconds, unready after
+        failureThreshold failures in a row; the change written to the pod's status (a
+        Deployment's rollout waits on it). A container without one is Ready once it
+        runs. Liveness probes are not run."""
+        for proc in self.procs.values():
+            probe = proc.pod["spec"]["containers"][0].get("readinessProbe") or {}
+            if "httpGet" not in probe or proc.stop_at is not None:
+                continue
+            if time.monotonic() < proc.probe_at:
+                continue
+            proc.probe_at = time.monotonic() + probe.get("periodSeconds", 10)
+            ok = http_probe(proc.pod, probe["httpGet"], probe.get("timeoutSeconds", 1))
+            proc.failures = 0 if ok else proc.failures + 1
+            ready = ok or (proc.ready and proc.failures < probe.get("failureThreshold", 3))
+            if ready == proc.ready:
+                continue
+            meta = proc.pod["metadata"]
+            path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
+            status = self.pod_status(proc.pod, proc.started, running=True, ready=ready)
+            with contextlib.suppress(httpx.HTTPError):
+                self.patch(path, {"status": status}).raise_for_status()
+                proc.ready = ready
+
+    def pod_status(
+        self, pod: Pod, started: str, *, running: bool, ready: bool | None = None
+    ) -> dict[str, Any]:
         """The kubelet's part of the status. A merge patch replaces the conditions list
         whole, so the conditions others set (DisruptionTarget, written by the eviction
         API or the disruption controller) are carried over, as a kubelet keeps them."""
         container = pod["spec"]["containers"][0]
-        ready = "True" if running else "False"
-        own = {"PodScheduled": "True", "Initialized": "True", "ContainersReady": ready,
-               "Ready": ready}  # fmt: skip
+        is_ready = running if ready is None else ready
+        own = {"PodScheduled": "True", "Initialized": "True",
+               "ContainersReady": str(is_ready), "Ready": str(is_ready)}  # fmt: skip
         latest = self.pods.get(pod["metadata"]["uid"], pod)
         kept = [c for c in (latest.get("status") or {}).get("conditions") or []
                 if c.get("type") not in own]  # fmt: skip
@@ -695,7 +733,7 @@ class Agent:
                     "name": container["name"],
                     "image": container.get("image", ""),
                     "imageID": "",
-                    "ready": running,
+                    "ready": is_ready,
                     "started": running,
                     "restartCount": 0,
                     "state": {"running": {"startedAt": started}},
@@ -717,6 +755,24 @@ def spawn(argv: list[str], env: dict[str, str], workdir: Path, log: Path) -> Tri
             start_new_session=True,
             preexec_fn=_die_with_agent,
         )
+
+
+def http_probe(pod: Pod, get: dict[str, Any], timeout: float) -> bool:
+    """One httpGet probe: the port by number or by the container's port name, on the pod's
+    address (this machine's loopback, which every pod shares)."""
+    port = get["port"]
+    if isinstance(port, str) and not port.isdigit():
+        ports = pod["spec"]["containers"][0].get("ports") or []
+        port = next((p["containerPort"] for p in ports if p.get("name") == port), None)
+        if port is None:
+            return False
+    scheme = str(get.get("scheme", "HTTP")).lower()
+    url = f"{scheme}://{get.get('host') or '127.0.0.1'}:{port}{get.get('path', '/')}"
+    try:
+        code = httpx.get(url, timeout=timeout, verify=False).status_code
+    except httpx.HTTPError:
+        return False
+    return 200 <= code < 400
 
 
 def read_tail(path: Path, limit: int) -> str:
