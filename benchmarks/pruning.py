@@ -1,20 +1,27 @@
 """Is pruning safe? Replays whole training curves through the product's rule
-(`scalingstudy.pruning.decide`) and, for contrast, a median-stop rule that compares
-current values (Katib's), and prints per family of curves:
+(`scalingstudy.pruning.decide`: v2, calibrated on the study's finished trials; with
+--v1 also the uncalibrated first version) and, for contrast, a median-stop rule that
+compares current values (Katib's), and prints per family of curves and worker count:
 
 - compute: the compute the pruned study spent against the unpruned one (steps x cost
   per step: seconds per step for the recorded study, model size for synthetic ones);
 - kept: the fraction of slots whose winner (lowest final loss of the slot) survived;
 - lost>noise: slots whose winner was stopped although its final was lower than every
   survivor's by more than the evaluation noise (the goal is none);
+- stop@: the median point of their budget at which pruned trials were stopped;
 - beta_g / beta_p: the fit (`fit_points` on the best-per-slot results, through
   `results.points_of` as the product makes them) of the pruned study, and whether each
   lies inside the unpruned study's interval.
 
 A slot is where pruning compares trials: the (data size, seed) of a study whose rule
 compares model sizes, and the (data size, model size, seed) of a learning-rate sweep.
-All trials of a slot run side by side, in step (a replay's simplification: bigger models
-are slower in wall time, which gives the rule finished competitors sooner).
+A replay is a run: a study's trials start in plan order (smaller data sizes first, then
+model size, rate, seed) on W workers; an evaluation arrives at its trial's start time
+plus steps x cost per step, and the rule is asked after every evaluation with the whole
+study (running trials' curves so far, finished trials' curves and finals, which
+calibrate the forecasts, and the stopped ones). So the smaller data sizes finish first
+and calibrate the larger ones, as in `scalingstudy run --workers W` or a cluster with
+parallelism W.
 
 Families:
 - recorded: a real CPU study (benchmarks/data/pruning/study.yaml: a 3-rate sweep of the
@@ -32,7 +39,8 @@ Goals (issue 38): at most 50% of the unpruned compute on 3-rate sweeps, at most 
 model-size grids, the winner kept in at least 95% of slots and in every slot whose
 finals differ by more than the noise, the exponents inside the unpruned intervals.
 
-Usage: python benchmarks/pruning.py [--seeds 12] [--record RUN_DIR]
+Usage: python benchmarks/pruning.py [--studies 10] [--workers 2,6] [--only NAME] [--v1]
+       [--calibrate-after N] [--record RUN_DIR]
 """
 
 from __future__ import annotations

@@ -17,10 +17,11 @@ _RUNGS_ORDER = "pruning.rungs must increase strictly, each in (0, 1)"
 class PruningSpec(SpecModel):
     """Stop trials that cannot win their slot (docs/pruning.md): a running trial whose
     predicted final loss, with an uncertainty backtested on its own partial curve, is
-    worse with high confidence than the best competitor's pessimistic final. Competitors
-    are the learning rates of one (data size, model size, seed) and the model sizes of one
-    (data size, seed). Off by default: benchmarks/pruning.py measures whether it keeps
-    every winner, and says when it does not."""
+    worse with high confidence than the best competitor's pessimistic final; once enough
+    trials finished, the uncertainty is the spread of the study's own forecast errors.
+    Competitors are the learning rates of one (data size, model size, seed) and the model
+    sizes of one (data size, seed). Needs metric.name validation_loss. Off by default:
+    benchmarks/pruning.py measures what it saves and whether it keeps every winner."""
 
     model_config = ConfigDict(
         json_schema_extra={
