@@ -162,3 +162,12 @@ def test_the_crd_refuses_it_with_the_same_words() -> None:
     (rule,) = [r for r in rules if r["message"] == PRUNING_METRIC]
     assert "self.design.pruning.enabled" in rule["rule"]
     assert "self.metric.name == 'validation_loss'" in rule["rule"]
+
+
+def test_a_large_study_bounds_a_difference_from_a_bounded_number_of_pairs() -> None:
+    """1,000 finished trials: the pairs are thinned (not a million sorted a decision),
+    and the bound is still the shared anneal's, near zero."""
+    calibration = study_calibration(history(12) * 84, ON)  # 1,008 finished backtests
+    assert calibration.trials(0.5) == 1008
+    difference = calibration.difference(0.5, 0.5, ON.confidence)
+    assert difference is not None and -0.05 < difference < 0
