@@ -171,3 +171,14 @@ def test_a_large_study_bounds_a_difference_from_a_bounded_number_of_pairs() -> N
     assert calibration.trials(0.5) == 1008
     difference = calibration.difference(0.5, 0.5, ON.confidence)
     assert difference is not None and -0.05 < difference < 0
+
+
+def test_min_calibration_trials_is_a_documented_setting_with_a_floor() -> None:
+    schema = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    design = schema["properties"]["spec"]["properties"]["design"]
+    setting = design["properties"]["pruning"]["properties"]["minCalibrationTrials"]
+    assert setting["default"] == 10 and setting["minimum"] == 2 and setting["description"]
+    doc = copy.deepcopy(STUDY)
+    doc["spec"]["design"] = {"pruning": {"enabled": True, "minCalibrationTrials": 1}}
+    with pytest.raises(SpecError, match="minCalibrationTrials"):
+        parse_study(doc)
