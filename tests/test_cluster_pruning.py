@@ -4,6 +4,8 @@ curve, curves.csv's rows, and the pruning pass (`cluster/pruning_pass.py`)."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,11 +14,26 @@ import yaml
 
 from scalingstudy import curve_rows
 from scalingstudy.cluster import pruning_pass as pp
-from scalingstudy.cluster.manifests import COMPLETION_INDEX, LABEL_TRIAL
-from scalingstudy.cluster.observe import JobState
-from scalingstudy.cluster.pod_logs import combined, pod_zero
+from scalingstudy.cluster.collect import CollectPolicy, collect
+from scalingstudy.cluster.manifests import (
+    COMPLETION_INDEX,
+    LABEL_DATA_SIZE,
+    LABEL_MODEL_SIZE,
+    LABEL_SEED,
+    LABEL_TRIAL,
+)
+from scalingstudy.cluster.observe import PRUNED_ANNOTATION, JobState, job_state
+from scalingstudy.cluster.pod_logs import (
+    ATTEMPT_BYTES_MIN,
+    ATTEMPTS_MAX,
+    LOG_BYTES,
+    attempt_bytes,
+    combined,
+    curve_of,
+    pods_zero,
+)
 from scalingstudy.cluster.pruner import pruned_event
-from scalingstudy.cluster.reconcile import decide
+from scalingstudy.cluster.reconcile import decide, to_collect
 from scalingstudy.cluster.status_builder import build_status
 from scalingstudy.contract import TrialResult
 from scalingstudy.planning.plan import Plan, Trial
@@ -40,19 +57,53 @@ def _pod(name: str, created: str, *, uid: str = "job-uid", index: str | None = N
     }}  # fmt: skip
 
 
-def test_the_curve_is_the_latest_pod_zero_of_the_trials_own_job() -> None:
+def _names(pods: list[dict[str, Any]]) -> list[str]:
+    return [p["metadata"]["name"] for p in pods]
+
+
+def test_the_curve_is_every_pod_zero_of_the_trials_own_job_oldest_first() -> None:
+    """D: a retried trial's curve is every attempt's log, not only the latest one's."""
     pods = [
-        _pod("first-try", "2026-01-01T00:00:00Z", index="0"),
         _pod("retry", "2026-01-01T00:05:00Z", index="0"),
+        _pod("first-try", "2026-01-01T00:00:00Z", index="0"),
         _pod("rank-1", "2026-01-01T00:06:00Z", index="1"),
         # A pod with the trial's labels that another Job (or anyone) made, later still:
         _pod("copy", "2026-01-01T00:07:00Z", uid="other-uid", index="0", job="forger"),
     ]
-    chosen = pod_zero(pods, job_uid="job-uid")
-    assert chosen is not None and chosen["metadata"]["name"] == "retry"
-    by_name = pod_zero(pods, job_name="t1")
-    assert by_name is not None and by_name["metadata"]["name"] == "retry"
-    assert pod_zero(pods, job_uid="gone-uid") is None
+    assert _names(pods_zero(pods, job_uid="job-uid")) == ["first-try", "retry"]
+    assert _names(pods_zero(pods, job_name="t1")) == ["first-try", "retry"]
+    assert pods_zero(pods, job_uid="gone-uid") == []
+
+
+def test_a_trial_retried_many_times_reads_its_first_and_latest_attempts_bounded() -> None:
+    pods = [_pod(f"try-{i:02d}", f"2026-01-01T00:{i:02d}:00Z") for i in range(20)]
+    chosen = _names(pods_zero(pods, job_uid="job-uid", limit=4))
+    assert chosen == ["try-00", "try-17", "try-18", "try-19"]
+    assert len(pods_zero(pods, job_uid="job-uid")) == ATTEMPTS_MAX
+    # The attempts share the start read: the total stays bounded, each gets a floor.
+    assert attempt_bytes(1) == LOG_BYTES
+    assert attempt_bytes(ATTEMPTS_MAX) * ATTEMPTS_MAX <= max(
+        LOG_BYTES, ATTEMPTS_MAX * ATTEMPT_BYTES_MIN
+    )
+
+
+def _line(**event: Any) -> str:
+    return json.dumps(event)
+
+
+def test_a_restarted_curve_keeps_its_first_part() -> None:
+    """D: the attempts' lines, oldest first, into one reader: the first attempt's early
+    evaluations stay, the resumed attempt's evaluations win where both evaluated."""
+    first = [_line(event="start", step_budget=100, ts=0.0),
+             *[_line(event="eval", step=s, validation_loss=3.0 - s / 100, ts=float(s))
+               for s in (10, 20, 30, 40)]]  # fmt: skip
+    second = [_line(event="start", step_budget=100, ts=100.0),
+              *[_line(event="eval", step=s, validation_loss=2.0 - s / 100, ts=100.0 + s)
+                for s in (30, 40, 50)]]  # fmt: skip
+    curve = curve_of([first, second])
+    assert [p.step for p in curve.points] == [10, 20, 30, 40, 50]
+    assert [p.validation_loss for p in curve.points][:2] == [2.9, 2.8]
+    assert curve.points[2].validation_loss == 1.7 and curve.step_budget == 100
 
 
 def test_a_cut_log_drops_the_line_cut_in_two() -> None:
@@ -213,3 +264,156 @@ def test_the_chart_lets_the_operator_read_pod_logs_and_annotate_jobs_only() -> N
         assert verbs["pods/log"] == {"get"}
         assert verbs["jobs"] == {"list", "watch", "create", "delete", "patch"}
         assert verbs["pods"] == {"list"}
+
+
+# -- A: a trial that finished by itself is collected, never recorded Pruned ------------
+def _job_obj(trial: str, *, complete: bool = False, succeeded: int = 0,
+             annotated: bool = True) -> dict[str, Any]:  # fmt: skip
+    """A trial's Job as the API server answers it (the annotation's PATCH answers so)."""
+    labels = {LABEL_TRIAL: trial, LABEL_DATA_SIZE: "100", LABEL_MODEL_SIZE: "4",
+              LABEL_SEED: "0"}  # fmt: skip
+    mark = pp.PruneMark(30, "cannot win", 5.0, ((10.0, 3.0), (30.0, 2.8)), "good")
+    annotations = {PRUNED_ANNOTATION: mark.to_annotation()} if annotated else {}
+    status: dict[str, Any] = {"startTime": "2026-01-01T00:00:00Z", "succeeded": succeeded}
+    if complete:
+        status["conditions"] = [{"type": "Complete", "status": "True"}]
+        status["completionTime"] = "2026-01-01T00:01:00Z"
+    else:
+        status["active"] = 1
+    return {"metadata": {"name": trial, "uid": f"uid-{trial}", "labels": labels,
+                         "annotations": annotations}, "spec": {}, "status": status}  # fmt: skip
+
+
+def _ended_pod(trial: str, exit_code: int, message: str = "") -> dict[str, Any]:
+    pod = _pod(f"{trial}-pod", "2026-01-01T00:00:00Z", uid=f"uid-{trial}", job=trial)
+    pod["metadata"]["labels"] = {LABEL_TRIAL: trial}
+    terminated = {"exitCode": exit_code, "message": message,
+                  "finishedAt": "2026-01-01T00:01:00Z"}  # fmt: skip
+    pod["status"] = {"containerStatuses": [{"name": "trainer",
+                                            "state": {"terminated": terminated}}]}  # fmt: skip
+    return pod
+
+
+def test_a_job_that_finished_by_itself_is_not_pruned_by_a_late_decision() -> None:
+    """A: the Job the PATCH answers, or the pass's pods, say the trial finished: no
+    Pruned record, not now (`completed`) nor after a restart (`to_record`)."""
+    running = _job_obj("t", annotated=False)
+    assert not pp.completed(running, [])
+    assert not pp.completed(running, [_ended_pod("t", 1)])  # failed: the decision stands
+    assert pp.completed(_job_obj("t", complete=True), [])
+    assert pp.completed(_job_obj("t", succeeded=1), [])
+    assert pp.completed(running, [_ended_pod("t", 0)])  # pod 0 done, the Job not yet
+    # The next pass (a restart, say): the annotated Job still active, its pod 0 exited 0.
+    active = job_state(_job_obj("t"))
+    pods = {"t": [_ended_pod("t", 0)]}
+    assert pp.unsettled([active], {})
+    assert pp.ended_by_itself([active], {}, pods) == {"t"}
+    assert pp.to_record([active], {}, pp.ended_by_itself([active], {}, pods)) == []
+    assert [r.trial for r in pp.to_record([active], {})] == ["t"]  # without the pods: Pruned
+    assert pp.ended_by_itself([active], {}, {"t": [_ended_pod("t", 1)]}) == set()
+
+
+def test_an_annotated_job_that_completed_is_collected_and_its_result_wins() -> None:
+    done = job_state(_job_obj("t", complete=True))
+    assert done.pruned is not None and done.phase == "succeeded"
+    assert pp.to_record([done], {}) == []
+    assert pp.to_delete([done], {}) == []
+    assert to_collect([done], {}) == [done]
+    policy = CollectPolicy("validation_loss", wait_for_scrape=False, grace_seconds=0.0)
+    pods = {"t": [_ended_pod("t", 0, json.dumps({"validation_loss": 1.25}))]}
+    found = collect([done], pods, {}, dt.datetime.now(dt.UTC), policy)
+    [record] = found.records
+    assert (record.status, record.loss) == ("Succeeded", 1.25)
+
+
+# -- B: only running trials' logs are read each pass; succeeded ones' once -------------
+def _ok(trial: str, rate: float = 0.1) -> TrialRecord:
+    return TrialRecord.succeeded(Trial(100, 4, 0, name=trial, learning_rate=rate),
+                                 TrialResult(loss=2.0), 5.0)  # fmt: skip
+
+
+def test_only_succeeded_trials_logs_are_read_and_each_once() -> None:
+    failed = TrialRecord.failed(Trial(100, 4, 0, name="f", learning_rate=1.0), "X", "", 1.0)
+    pruned = TrialRecord.pruned(Trial(100, 4, 0, name="p", learning_rate=1.0), 30, "x",
+                                _curve(3.0), 5.0)  # fmt: skip
+    recorded = {"ok": _ok("ok"), "old": _ok("old"), "f": failed, "p": pruned}
+    jobs = [_job(t, rate=0.1, phase=ph) for t, ph in
+            [("run", "active"), ("ok", "succeeded"), ("old", "succeeded"), ("f", "failed"),
+             ("p", "active")]]  # fmt: skip
+    assert [j.trial for j in pp.to_read_once(jobs, recorded, {"uid-old"})] == ["ok"]
+    cache = {f"uid-{t}": (t, _curve(2.5)) for t in ("gone", "old", "ok", "f")}
+    assert list(pp.kept_curves(cache, recorded)) == ["uid-old", "uid-ok"]
+    assert list(pp.kept_curves(cache, recorded, limit=1)) == ["uid-ok"]  # bounded
+
+
+def test_a_succeeded_trial_without_a_read_curve_competes_with_its_record() -> None:
+    out = pp.competitors([], {"ok": _ok("ok")}, {"ok": Curve()})
+    assert [(c.trial, c.final, c.curve) for c in out] == [("ok", 2.0, Curve())]
+
+
+# -- C: a forged flood is one Event a pass, every forgery counted, memory bounded ------
+def test_a_flood_of_forged_pushes_writes_one_event_and_forgets_ended_trials() -> None:
+    found = [pp.Forged(f"t{i:02d}", 20, 2.0, 9.0) for i in range(30)]
+    fresh, seen = pp.unseen(found, {}, {f.trial for f in found})
+    assert len(fresh) == 30
+    event = pp.forged_event(fresh)
+    assert event is not None and event.reason == "ResultMismatch" and event.type == "Warning"
+    assert event.message.startswith("30 pushed evaluation(s)")
+    assert "t00 at step 20" in event.message and "t04" in event.message
+    assert "t05" not in event.message and "and 25 more" in event.message
+    assert pp.forged_event([]) is None
+    again, seen = pp.unseen(found, seen, {f.trial for f in found})
+    assert again == []  # the same samples read again: not counted twice
+    moved, seen = pp.unseen([pp.Forged("t00", 30, 2.0, 9.0)], seen, {"t00"})
+    assert [f.step for f in moved] == [30] and seen == {"t00": 30}  # ended trials forgotten
+
+
+# -- E: a pruned trial whose rival failed, or is no longer planned, is trained again ---
+def _sweep(rates: list[float]) -> Plan:
+    spec = parse_spec({"task": {"name": "teacher-student"},
+                       "dataSizes": {"values": [100, 200, 400]}, "modelSizes": {"values": [4]},
+                       "learningRates": {"values": rates}, "maxFailedTrials": 5})  # fmt: skip
+    return Plan.of("s", spec)
+
+
+def _rate(plan: Plan, rate: float) -> Trial:
+    return next(t for t in plan if t.learning_rate == rate and t.data_size == 100)
+
+
+def test_a_pruned_trial_whose_rival_failed_is_trained_again() -> None:
+    plan = _sweep([0.1, 1.0])
+    good, bad = _rate(plan, 0.1), _rate(plan, 1.0)
+    pruned = TrialRecord.pruned(bad, 30, "cannot win", _curve(3.0), 5.0, against=good.name)
+    failed = TrialRecord.failed(good, "OOMKilled", "", 9.0)
+    p = decide(plan, [], {bad.name: pruned}, [failed], parallelism=9, max_failed=5, fit=None)
+    assert bad.name not in p.records and bad.name in {t.name for t in p.create}
+    assert p.counts.pruned == 0 and p.counts.failed == 1 and not p.finished
+    # While the rival stands, the decision does:
+    ok = TrialRecord.succeeded(good, TrialResult(loss=2.0), 9.0)
+    p = decide(plan, [], {bad.name: pruned}, [ok], parallelism=9, max_failed=5, fit=None)
+    assert p.records[bad.name].status == "Pruned" and bad.name not in {t.name for t in p.create}
+
+
+def test_a_pruned_trial_whose_rival_a_spec_edit_removed_waits_for_its_old_job() -> None:
+    before = _sweep([0.1, 1.0])
+    good, bad = _rate(before, 0.1), _rate(before, 1.0)
+    plan = _sweep([1.0, 3.0])  # 0.1 is no longer planned
+    pruned = TrialRecord.pruned(bad, 30, "cannot win", _curve(3.0), 5.0, against=good.name)
+    mark = pp.PruneMark(30, "cannot win", 5.0, ((10.0, 3.0),), good.name).to_annotation()
+    old = JobState(trial=bad.name, name=bad.name, phase="failed", coordinates=(100, 4, 0),
+                   learning_rate=1.0, uid="old", pruned=mark, deleting=True)  # fmt: skip
+    p = decide(plan, [old], {bad.name: pruned}, [], parallelism=9, max_failed=5, fit=None)
+    assert bad.name not in p.records
+    assert bad.name not in {t.name for t in p.create}  # its old Job is still going: wait
+    assert pp.to_record([old], {}) == [] and to_collect([old], {}) == []  # not again
+    p = decide(plan, [], {bad.name: pruned}, [], parallelism=9, max_failed=5, fit=None)
+    assert bad.name in {t.name for t in p.create}  # gone: made again
+
+
+def test_a_decision_carries_its_rival_through_the_jobs_annotation() -> None:
+    mark = pp.PruneMark(30, "cannot win", 5.0, ((10.0, 3.0),), "rival")
+    again = pp.PruneMark.from_annotation(mark.to_annotation())
+    assert again == mark
+    [record] = pp.to_record([_job("bad", rate=1.0, pruned=mark.to_annotation())], {})
+    assert record.pruned_against == "rival"
+    assert pp.mark_of(Prune("bad", 30, 2.8, "x"), _curve(3.0), None).against is None

@@ -2,11 +2,14 @@
 
 The log is the one channel only the trial's container writes (the kubelet captures its
 stdout), so it is what a decision about the trial (pruning) may rest on; pushed progress
-is for display. Of a trial only pod 0 (global rank 0) prints evaluations, and of a Job
-that retried only its latest pod is the trial's current run. A log is read bounded: at
-most `LOG_BYTES` from its start (the trial's start event names its step budget) and, when
-it is longer, its last `TAIL_LINES` lines too (the latest evaluations); `read_curve`
-keeps each step once and thins the rest.
+is for display. Of a trial only pod 0 (global rank 0) prints evaluations. A Job that
+retried (a pod preempted, evicted, failed) has one pod 0 an attempt, each a part of the
+curve: they are read oldest first into one `CurveReader` (a new attempt's start discards
+what the earlier one evaluated beyond where it resumed: the SDK's business), so a curve
+restarted keeps its first part. A log is read bounded: at most `ATTEMPTS_MAX` attempts
+(the first and the latest), `LOG_BYTES` shared among them from each start (the trial's
+start event names its step budget) and, when one is longer, its last `TAIL_LINES` lines
+too (the latest evaluations); the reader keeps each step once and thins the rest.
 
 `get` reads with the user's kubeconfig, the operator with its service account: both need
 `get` on `pods/log` and `list` on pods, nothing more.
@@ -32,13 +35,18 @@ from scalingstudy.cluster.manifests import (
 )
 from scalingstudy.cluster.observe import controlled_by, parse_time
 from scalingstudy.curve_rows import CurveTrial
-from scalingstudy_sdk.curve import Curve, read_curve
+from scalingstudy_sdk.curve import Curve, CurveReader
 
 log = logging.getLogger("scalingstudy.operator")
 
-#: The most of a log's start read, and of its end when it is longer.
+#: The most of a trial's logs' starts read (shared by its attempts), and of an attempt's
+#: end when it is longer.
 LOG_BYTES = 1 << 20
 TAIL_LINES = 2000
+#: The most attempts (pods 0 of one Job) whose logs are read: the first and the latest.
+ATTEMPTS_MAX = 8
+#: The least of an attempt's log start read however many attempts share `LOG_BYTES`.
+ATTEMPT_BYTES_MIN = 64 << 10
 #: (connect, read) seconds of one log read: a node that does not answer costs a pass
 #: this much, not the minute of other requests.
 LOG_TIMEOUT = (5.0, 20.0)
@@ -62,15 +70,34 @@ def _of_job(pod: Obj, job_uid: str | None, job_name: str | None) -> bool:
     )
 
 
-def pod_zero(
-    pods: Iterable[Obj], job_uid: str | None = None, job_name: str | None = None
-) -> Obj | None:
-    """The pod whose log is the trial's curve: pod 0 (rank 0; a Job of one pod has no
-    index), the latest made (a retried Job's current run), of the trial's Job only: by
-    its uid when known (`controlled_by`: labels can be copied by anyone), else by the
-    controller reference's name. None: no such pod (not started, or gone)."""
+def pods_zero(
+    pods: Iterable[Obj], job_uid: str | None = None, job_name: str | None = None,
+    limit: int = ATTEMPTS_MAX,
+) -> list[Obj]:  # fmt: skip
+    """The pods whose logs are the trial's curve, oldest first: pod 0 (rank 0; a Job of
+    one pod has no index) of every attempt of the trial's Job only: by its uid when known
+    (`controlled_by`: labels can be copied by anyone), else by the controller reference's
+    name. At most ``limit``: the first attempt (the curve's start) and the latest ones.
+    Empty: no such pod (not started, or gone)."""
     own = [p for p in pods if _index(p) in (None, "0") and _of_job(p, job_uid, job_name)]
-    return max(own, key=_created) if own else None
+    own.sort(key=lambda p: (_created(p), p.get("metadata", {}).get("name") or ""))
+    if len(own) <= limit:
+        return own
+    return [own[0], *own[len(own) - (limit - 1) :]] if limit > 1 else own[-1:]
+
+
+def attempt_bytes(attempts: int) -> int:
+    """The start read of each of ``attempts`` logs: `LOG_BYTES` shared, with a floor."""
+    return max(LOG_BYTES // max(attempts, 1), ATTEMPT_BYTES_MIN)
+
+
+def curve_of(attempts: Iterable[Sequence[str]]) -> Curve:
+    """One curve of a trial's attempts' log lines, fed oldest first to one reader."""
+    reader = CurveReader()
+    for lines in attempts:
+        for line in lines:
+            reader.add(line)
+    return reader.curve()
 
 
 def pods_by_trial(pods: Iterable[Obj]) -> dict[str, list[Obj]]:
@@ -128,22 +155,31 @@ class PodLogs:
         return combined(head, tail)
 
     def curve(self, namespace: str, pod: str) -> Curve | None:
+        """One pod's curve; None: no log to read."""
         lines = self.lines(namespace, pod)
-        return None if lines is None else read_curve(lines)
+        return None if lines is None else curve_of([lines])
+
+    def trial_curve(self, namespace: str, pods: Sequence[Obj]) -> Curve | None:
+        """The curve of a trial's attempts (`pods_zero`, oldest first); None: no log read."""
+        limit = attempt_bytes(len(pods))
+        read = [self.lines(namespace, p["metadata"]["name"], limit) for p in pods]
+        logs = [lines for lines in read if lines is not None]
+        return curve_of(logs) if logs else None
 
 
 def trial_curves(
     logs: PodLogs, namespace: str, pods: Sequence[Obj], trials: Iterable[str]
 ) -> dict[str, Curve]:
-    """The curves of ``trials`` read from their pod 0's log (by the controller reference's
-    name: what `get` can see without reading Jobs); a trial without a pod has none."""
+    """The curves of ``trials`` read from their pods 0's logs (by the controller
+    reference's name: what `get` can see without reading Jobs); a trial without a pod has
+    none."""
     by_trial = pods_by_trial(pods)
     out: dict[str, Curve] = {}
     for trial in trials:
-        pod = pod_zero(by_trial.get(trial, ()), job_name=trial)
-        if pod is None:
+        attempts = pods_zero(by_trial.get(trial, ()), job_name=trial)
+        if not attempts:
             continue
-        curve = logs.curve(namespace, pod["metadata"]["name"])
+        curve = logs.trial_curve(namespace, attempts)
         if curve is not None:
             out[trial] = curve
     return out

@@ -3,11 +3,13 @@ call the pure rule (`pruning.decide`), and write each decision on the trial's Jo
 anything else (`pruning_pass.py` says why that order is restart-safe).
 
 Only studies with ``spec.design.pruning.enabled`` are judged, each at most every
-`PRUNE_INTERVAL` seconds; a finished trial's log is read once (cached by its Job's uid).
-What the Pushgateway holds of a running trial's progress (group
+`PRUNE_INTERVAL` seconds. Only running trials' logs are read every time; of a finished
+trial the rule uses its recorded final and, to calibrate its forecasts, the curve of one
+that succeeded: that log is read once (cached by its Job's uid, bounded), a failed or
+pruned trial's never. What the Pushgateway holds of a running trial's progress (group
 ``job="scalingstudy-progress"``) is never an input: it is only compared with the log, and
-a disagreement is counted in ``scalingstudy_result_mismatches_total`` with a Warning
-Event, as a result that disagrees with its termination message is.
+each disagreement is counted in ``scalingstudy_result_mismatches_total``, with at most one
+Warning Event a study a pass (a forger pushing many steps writes one Event, not many).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from scalingstudy.cluster.kube import ApiError, Kube
 from scalingstudy.cluster.manifests import LABEL_STUDY, Obj, StudyRef
 from scalingstudy.cluster.metrics import OperatorMetrics
 from scalingstudy.cluster.observe import JobState
-from scalingstudy.cluster.pod_logs import PodLogs, pod_zero, pods_by_trial
+from scalingstudy.cluster.pod_logs import PodLogs, pods_by_trial, pods_zero
 from scalingstudy.cluster.prometheus import (
     PREFIX,
     Prometheus,
@@ -69,16 +71,6 @@ def pruned_event(records: Sequence[TrialRecord]) -> Event:
     return Event("Normal", EventReason.TRIALS_PRUNED, message)
 
 
-def forged_event(f: pp.Forged) -> Event:
-    return Event(
-        "Warning",
-        EventReason.RESULT_MISMATCH,
-        f"{f.trial}: its log says validation_loss = {f.log_value:.6g} at step {f.step}, the "
-        f"pushed progress says {f.pushed_value:.6g}; pruning reads only the log (the "
-        "Pushgateway accepts pushes from anyone who can reach it)",
-    )
-
-
 class Pruner:
     def __init__(
         self, kube: Kube, prometheus: Prometheus, metrics: OperatorMetrics,
@@ -88,10 +80,10 @@ class Pruner:
         self.logs = PodLogs(kube)
         self.interval = interval
         self.last: dict[tuple[str, str], float] = {}
-        #: Curves of finished trials, by (namespace, study) then Job uid: read once.
-        self.finished: dict[tuple[str, str], dict[str, Curve]] = {}
-        #: Disagreements already counted (trial, step): each is counted once.
-        self.counted: dict[tuple[str, str], set[tuple[str, int]]] = {}
+        #: Curves of succeeded trials, by (namespace, study) then Job uid: read once.
+        self.finished: dict[tuple[str, str], dict[str, tuple[str, Curve]]] = {}
+        #: Per running trial, the step of the forgery last counted (`pp.unseen`).
+        self.counted: dict[tuple[str, str], dict[str, int]] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         for memo in (self.last, self.finished, self.counted):
@@ -102,16 +94,22 @@ class Pruner:
         recorded: Mapping[str, TrialRecord],
     ) -> PruneStep:  # fmt: skip
         """Record what Jobs already carry, then judge the running trials when due."""
-        carried = pp.to_record(jobs, recorded)
         settings = spec.design.pruning
         live = pp.running(jobs, recorded) if settings.enabled else []
         key = (ref.namespace, ref.name)
         wait = self.last.get(key, -1e9) + self.interval - time.monotonic()
+        due = bool(live) and wait <= 0
+        pods = self._pods(ref) if due or pp.unsettled(jobs, recorded) else {}
+        # Pods unknown: an annotated trial may have finished by itself; it waits a pass.
+        ended = (pp.ended_by_itself(jobs, recorded, pods) if pods is not None
+                 else {j.trial for j in jobs if j.pruned is not None})  # fmt: skip
+        carried = pp.to_record(jobs, recorded, ended)
         new: list[TrialRecord] = []
         events: list[Event] = []
-        if live and wait <= 0:
+        if due:
             self.last[key] = time.monotonic()
-            new, events = self._judge(ref, spec, jobs, live, recorded)
+        if due and pods is not None:
+            new, events = self._judge(ref, spec, jobs, live, recorded, pods)
         records = [*carried, *new]
         gone = {r.trial for r in records}
         delete = pp.to_delete(jobs, recorded) + sorted(
@@ -122,18 +120,27 @@ class Pruner:
         wake = (max(wait, 0.0) or self.interval) if live else None
         return PruneStep(tuple(records), tuple(sorted(set(delete))), tuple(events), wake)
 
+    def _pods(self, ref: StudyRef) -> dict[str, list[Obj]] | None:
+        """The study's pods by trial; None: they cannot be listed (pruning waits)."""
+        try:
+            return pods_by_trial(self.kube.list_pods(ref.namespace, f"{LABEL_STUDY}={ref.name}"))
+        except ApiError as exc:
+            log.warning("%s/%s: pruning waits: the trials' pods cannot be listed: %s",
+                        ref.namespace, ref.name, exc)  # fmt: skip
+            return None
+
     def _judge(
         self, ref: StudyRef, spec: ScalingStudySpec, jobs: Sequence[JobState],
         live: Sequence[JobState], recorded: Mapping[str, TrialRecord],
+        pods: Mapping[str, Sequence[Obj]],
     ) -> tuple[list[TrialRecord], list[Event]]:  # fmt: skip
         try:
-            pods = pods_by_trial(self.kube.list_pods(ref.namespace, f"{LABEL_STUDY}={ref.name}"))
             curves = self._curves(ref, jobs, live, recorded, pods)
         except ApiError as exc:  # e.g. a role without pods/log: pruning waits, nothing else
             log.warning("%s/%s: pruning waits: the trials' logs cannot be read: %s",
                         ref.namespace, ref.name, exc)  # fmt: skip
             return [], []
-        events = self._check_progress(ref, curves)
+        events = self._check_progress(ref, curves, {j.trial for j in live})
         prunes = pp.judge(spec, live, recorded, curves)
         by_trial = {j.trial: j for j in live}
         out: list[TrialRecord] = []
@@ -142,7 +149,12 @@ class Pruner:
             ran = (None if job.started is None
                    else (dt.datetime.now(dt.UTC) - job.started).total_seconds())  # fmt: skip
             mark = pp.mark_of(prune, curves.get(prune.trial, Curve()), ran)
-            if not self._annotate(ref, job, mark):
+            fresh = self._annotate(ref, job, mark)
+            if fresh is None:
+                continue
+            if pp.completed(fresh, pods.get(job.trial, ())):  # its result wins: collected
+                log.info("%s/%s: %s finished before it was pruned", ref.namespace, ref.name,
+                         job.trial)  # fmt: skip
                 continue
             record = pp.pruned_record(job, mark)
             if record is not None:
@@ -154,48 +166,57 @@ class Pruner:
         self, ref: StudyRef, jobs: Sequence[JobState], live: Sequence[JobState],
         recorded: Mapping[str, TrialRecord], pods: Mapping[str, Sequence[Obj]],
     ) -> dict[str, Curve]:  # fmt: skip
-        """Running trials' curves, read now; finished ones', read once."""
-        cache = self.finished.setdefault((ref.namespace, ref.name), {})
+        """Running trials' curves, read now; succeeded ones', read once (`pp.to_read_once`)."""
         out: dict[str, Curve] = {}
-        done = {j.trial: j for j in jobs if j.trial in recorded and j.uid}
-        for job in [*live, *done.values()]:
-            if job.uid in cache:
-                out[job.trial] = cache[job.uid]
-                continue
-            pod = pod_zero(pods.get(job.trial, ()), job_uid=job.uid)
-            curve = None if pod is None else self.logs.curve(ref.namespace, pod["metadata"]["name"])
-            if curve is None:
-                continue
-            out[job.trial] = curve
-            if job.trial in done and recorded[job.trial].status == "Succeeded":
-                cache[job.uid] = curve
+        for job in live:
+            attempts = pods_zero(pods.get(job.trial, ()), job_uid=job.uid)
+            curve = self.logs.trial_curve(ref.namespace, attempts) if attempts else None
+            if curve is not None:
+                out[job.trial] = curve
+        key = (ref.namespace, ref.name)
+        cache = dict(self.finished.get(key, {}))
+        for job in pp.to_read_once(jobs, recorded, cache):
+            attempts = pods_zero(pods.get(job.trial, ()), job_uid=job.uid)
+            # No pod left: no curve, for good. A log its node did not serve: next pass.
+            curve = self.logs.trial_curve(ref.namespace, attempts) if attempts else Curve()
+            if curve is not None:
+                cache[job.uid] = (job.trial, curve)
+        self.finished[key] = pp.kept_curves(cache, recorded)
+        for trial, curve in self.finished[key].values():
+            if curve.points:
+                out.setdefault(trial, curve)
         return out
 
-    def _annotate(self, ref: StudyRef, job: JobState, mark: pp.PruneMark) -> bool:
-        """Write the decision on the Job (of that uid only); False: the Job is gone or
-        is another one now, so nothing was decided."""
+    def _annotate(self, ref: StudyRef, job: JobState, mark: pp.PruneMark) -> Obj | None:
+        """Write the decision on the Job (of that uid only) and return the Job as it is
+        now (the PATCH's answer); None: the Job is gone or is another one now, so nothing
+        was decided."""
         path = f"/apis/batch/v1/namespaces/{ref.namespace}/jobs/{job.name}"
         annotations = {pp.PRUNED_ANNOTATION: mark.to_annotation()}
         body = {"metadata": {"uid": job.uid, "annotations": annotations}}
         try:
-            status, _ = self.kube.request("PATCH", path, body=body,
-                                          content_type="application/merge-patch+json",
-                                          ok=(200, 404, 409))  # fmt: skip
+            status, fresh = self.kube.request("PATCH", path, body=body,
+                                              content_type="application/merge-patch+json",
+                                              ok=(200, 404, 409))  # fmt: skip
         except ApiError as exc:
             log.warning("%s/%s: cannot mark %s pruned: %s", ref.namespace, ref.name, job.name,
                         exc.detail)  # fmt: skip
-            return False
-        return status == 200
+            return None
+        return fresh if status == 200 else None
 
-    def _check_progress(self, ref: StudyRef, curves: Mapping[str, Curve]) -> list[Event]:
-        """Compare pushed progress with the logs; count each disagreement once."""
+    def _check_progress(
+        self, ref: StudyRef, curves: Mapping[str, Curve], live: set[str]
+    ) -> list[Event]:
+        """Compare pushed progress with the running trials' logs; count each disagreement
+        once, in one Event a pass."""
         pushed = self._pushed(ref)
-        seen = self.counted.setdefault((ref.namespace, ref.name), set())
-        fresh = [f for f in pp.forged(pushed, curves) if (f.trial, f.step) not in seen]
-        seen.update((f.trial, f.step) for f in fresh)
+        key = (ref.namespace, ref.name)
+        found = pp.forged(pushed, {t: c for t, c in curves.items() if t in live})
+        fresh, self.counted[key] = pp.unseen(found, self.counted.get(key, {}), live)
         if fresh:
             self.metrics.result_mismatches.labels(ref.namespace, ref.name).inc(len(fresh))
-        return [forged_event(f) for f in fresh]
+        event = pp.forged_event(fresh)
+        return [] if event is None else [event]
 
     def _pushed(self, ref: StudyRef) -> dict[str, dict[str, float]]:
         if not self.prometheus.url:

@@ -8,6 +8,16 @@ each annotated Job that status does hold, so a restart at any point between thes
 records the trial once, never retries it, and never prunes it twice; the annotation
 carries the compact curve, so no curve is lost when the pod goes before status is written.
 
+A trial that finished by itself wins over a decision. The Jobs a pass judges were listed
+before the logs were read (seconds, at times), so a trial may have finished meanwhile: the
+Job the annotation's PATCH answers (fresh) and the pass's pods say so (`completed`), and
+such a trial is not recorded Pruned, now or by a later pass (`to_record` skips a Job that
+succeeded, or whose pod 0 exited 0): its result is collected as any finished Job's is,
+as the local runner records a trial that finished before its SIGTERM as Succeeded. A Job
+being deleted is never recorded from its annotation: it is deleted only once status held
+its record, so a trial whose record was dropped since (its decision lapsed: the rival it
+could not beat failed or is no longer planned) is not pruned again by its old Job.
+
 Forgery. A decision rests only on curves read from each trial's own pod log. What the
 Pushgateway holds (anyone who can reach it may push) is compared with the log at the same
 step: a disagreement is counted, as a result that disagrees with its termination message
@@ -18,13 +28,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from scalingstudy.cluster.collect import AGREE_REL
+from scalingstudy.cluster.manifests import COMPLETION_INDEX, Obj
 from scalingstudy.cluster.observe import PRUNED_ANNOTATION as PRUNED_ANNOTATION
-from scalingstudy.cluster.observe import JobState
+from scalingstudy.cluster.observe import JobState, controlled_by, job_state, pod_outcome
+from scalingstudy.cluster.reasons import Event, EventReason
 from scalingstudy.pruning import Competitor, Prune, decide
 from scalingstudy.records import TrialRecord, compact_curve
 from scalingstudy.spec import ScalingStudySpec
@@ -37,16 +49,22 @@ PRUNE_INTERVAL = 10.0
 @dataclass(frozen=True)
 class PruneMark:
     """A pruning decision as its Job carries it: where the trial stopped, why, how long
-    it had run, and its compact curve ([step, validation loss] pairs)."""
+    it had run, its compact curve ([step, validation loss] pairs), and the competitor it
+    could not beat (so a restart before status is written keeps what makes the decision
+    lapse: `scheduling.lapsed_prunes`)."""
 
     step: int
     message: str
     seconds: float | None
     curve: tuple[tuple[float, float], ...]
+    against: str | None = None
 
     def to_annotation(self) -> str:
-        body = {"step": self.step, "message": self.message, "seconds": self.seconds,
-                "curve": [list(p) for p in self.curve]}  # fmt: skip
+        body: dict[str, Any] = {"step": self.step, "message": self.message,
+                                "seconds": self.seconds,
+                                "curve": [list(p) for p in self.curve]}  # fmt: skip
+        if self.against is not None:
+            body["against"] = self.against
         return json.dumps(body, separators=(",", ":"))
 
     @classmethod
@@ -56,9 +74,10 @@ class PruneMark:
         try:
             raw: Any = json.loads(text)
             curve = tuple((float(s), float(v)) for s, v in raw.get("curve") or [])
-            seconds = raw.get("seconds")
+            seconds, against = raw.get("seconds"), raw.get("against")
             return cls(int(raw["step"]), str(raw.get("message") or "pruned"),
-                       None if seconds is None else float(seconds), curve)  # fmt: skip
+                       None if seconds is None else float(seconds), curve,
+                       None if against is None else str(against))  # fmt: skip
         except (ValueError, TypeError, KeyError, AttributeError):
             return cls(0, "pruned (the Job's prune annotation could not be read)", None, ())
 
@@ -67,8 +86,9 @@ class PruneMark:
 
 
 def mark_of(prune: Prune, curve: Curve, seconds: float | None) -> PruneMark:
+    """``against``: the rule's `Prune` names the rival it lost to (a rule without it: None)."""
     pairs = tuple((float(s), float(v)) for s, v in compact_curve(curve))
-    return PruneMark(prune.step, prune.message, seconds, pairs)
+    return PruneMark(prune.step, prune.message, seconds, pairs, getattr(prune, "against", None))
 
 
 def pruned_record(job: JobState, mark: PruneMark) -> TrialRecord | None:
@@ -76,7 +96,8 @@ def pruned_record(job: JobState, mark: PruneMark) -> TrialRecord | None:
     trial = job.as_trial
     if trial is None:
         return None
-    return TrialRecord.pruned(trial, mark.step, mark.message, mark.as_curve(), mark.seconds)
+    return TrialRecord.pruned(trial, mark.step, mark.message, mark.as_curve(), mark.seconds,
+                              against=mark.against)  # fmt: skip
 
 
 def marked(jobs: Iterable[JobState]) -> dict[str, PruneMark]:
@@ -84,11 +105,63 @@ def marked(jobs: Iterable[JobState]) -> dict[str, PruneMark]:
     return {j.trial: PruneMark.from_annotation(j.pruned) for j in jobs if j.pruned is not None}
 
 
-def to_record(jobs: Sequence[JobState], recorded: Mapping[str, TrialRecord]) -> list[TrialRecord]:
-    """Pruned records of the annotated Jobs that status does not hold yet."""
+def pod_zero_succeeded(job_uid: str, pods: Iterable[Obj]) -> bool:
+    """Whether pod 0 (rank 0: its result is the trial's) of the Job of that uid has
+    terminated with exit code 0: the trial finished, whatever the Job says yet."""
+    for pod in pods:
+        index = (pod.get("metadata", {}).get("annotations") or {}).get(COMPLETION_INDEX)
+        if index not in (None, "0") or not controlled_by(pod, job_uid):
+            continue
+        outcome = pod_outcome(pod)
+        if outcome is not None and outcome.exit_code == 0:
+            return True
+    return False
+
+
+def completed(job: Obj, pods: Iterable[Obj]) -> bool:
+    """Whether a Job (as an API answer has it: the annotation's PATCH answers the Job as it
+    is now) finished by itself: Complete, a pod succeeded, or its pod 0 exited 0."""
+    state = job_state(job)
+    succeeded = (job.get("status") or {}).get("succeeded") or 0
+    return state.phase == "succeeded" or succeeded > 0 or pod_zero_succeeded(state.uid, pods)
+
+
+def ended_by_itself(
+    jobs: Sequence[JobState], recorded: Mapping[str, TrialRecord],
+    pods: Mapping[str, Sequence[Obj]],
+) -> set[str]:  # fmt: skip
+    """Annotated Jobs not recorded yet whose pod 0 exited 0 (the Job may not say Complete
+    yet): trials that finished before the decision reached them (pods by trial)."""
+    return {
+        j.trial
+        for j in jobs
+        if j.pruned is not None and j.trial not in recorded and j.phase != "succeeded"
+        and pod_zero_succeeded(j.uid, pods.get(j.trial, ()))
+    }  # fmt: skip
+
+
+def unsettled(jobs: Sequence[JobState], recorded: Mapping[str, TrialRecord]) -> bool:
+    """Whether an annotated Job awaits its record (the pass then lists pods: the trial may
+    have finished by itself, `ended_by_itself`)."""
+    return any(
+        j.pruned is not None and j.trial not in recorded and j.phase != "succeeded"
+        and not j.deleting
+        for j in jobs
+    )  # fmt: skip
+
+
+def to_record(
+    jobs: Sequence[JobState], recorded: Mapping[str, TrialRecord],
+    finished: Collection[str] = (),
+) -> list[TrialRecord]:  # fmt: skip
+    """Pruned records of the annotated Jobs that status does not hold yet, except a Job
+    that succeeded or being deleted, and the trials in ``finished`` (`ended_by_itself`):
+    see the module's doc."""
     marks = marked(jobs)
     out = []
     for job in jobs:
+        if job.phase == "succeeded" or job.deleting or job.trial in finished:
+            continue
         if job.trial in marks and job.trial not in recorded:
             record = pruned_record(job, marks[job.trial])
             if record is not None:
@@ -132,9 +205,51 @@ def competitors(
                               curves.get(t.name, Curve()), None, True))  # fmt: skip
     for r in records.values():
         if r.status == "Succeeded" and r.loss is not None:
+            read = curves.get(r.trial)
+            curve = read if read is not None and read.points else _record_curve(r)
             out.append(Competitor(r.trial, r.data_size, r.model_size, r.seed, r.learning_rate,
-                                  curves.get(r.trial, Curve()), r.loss, False))  # fmt: skip
+                                  curve, r.loss, False))  # fmt: skip
     return out
+
+
+def _record_curve(record: TrialRecord) -> Curve:
+    """The compact curve a record keeps, if any (a curve read from a log is preferred)."""
+    pairs = record.curve or []
+    return Curve(tuple(CurvePoint(step=int(s), validation_loss=v) for s, v in pairs))
+
+
+#: Finished trials' curves a study's pruning keeps (read once each; thinned curves).
+FINISHED_CURVES_MAX = 2000
+
+
+def to_read_once(
+    jobs: Sequence[JobState], recorded: Mapping[str, TrialRecord], cached: Collection[str]
+) -> list[JobState]:
+    """The finished trials whose log is read, once: those recorded Succeeded (the rule
+    calibrates its forecasts on their curves and recorded finals), by Job uid, not read
+    yet. A trial that failed or was pruned competes with no one and calibrates nothing
+    (a pruned one's curve is in its record), so its log is never read."""
+    return [
+        j
+        for j in jobs
+        if j.uid and j.uid not in cached
+        and (r := recorded.get(j.trial)) is not None and r.status == "Succeeded"
+    ]  # fmt: skip
+
+
+def kept_curves(
+    cache: Mapping[str, tuple[str, Curve]], recorded: Mapping[str, TrialRecord],
+    limit: int = FINISHED_CURVES_MAX,
+) -> dict[str, tuple[str, Curve]]:  # fmt: skip
+    """The cache (Job uid -> (trial, curve)) less the trials no longer recorded Succeeded
+    (a spec edit, a study re-run), the oldest first out beyond ``limit``: bounded."""
+    kept = [(uid, v) for uid, v in cache.items()
+            if (r := recorded.get(v[0])) is not None and r.status == "Succeeded"]  # fmt: skip
+    return dict(kept[-limit:] if limit > 0 else [])
+
+
+#: Trials a forged-progress Event names (the others are counted).
+FORGED_NAMED = 5
 
 
 def judge(
@@ -156,6 +271,38 @@ class Forged:
     step: int
     log_value: float
     pushed_value: float
+
+
+def unseen(
+    found: Sequence[Forged], seen: Mapping[str, int], live: Collection[str]
+) -> tuple[list[Forged], dict[str, int]]:
+    """The forgeries not counted yet, and what to remember: the step last counted of each
+    running trial (the progress group holds one latest evaluation a trial, so a sample read
+    again is not counted again; a trial that ended is forgotten: memory stays bounded)."""
+    fresh = [f for f in found if seen.get(f.trial) != f.step]
+    kept = {t: s for t, s in seen.items() if t in live}
+    kept.update({f.trial: f.step for f in fresh})
+    return fresh, kept
+
+
+def forged_event(fresh: Sequence[Forged]) -> Event | None:
+    """One Warning Event for a pass's forgeries, however many (each counted in the
+    metric): how many, and the first few trials with what each source says."""
+    if not fresh:
+        return None
+    named = "; ".join(
+        f"{f.trial} at step {f.step}: log {f.log_value:.6g}, pushed {f.pushed_value:.6g}"
+        for f in fresh[:FORGED_NAMED]
+    )
+    more = len(fresh) - FORGED_NAMED
+    tail = f"; and {more} more" if more > 0 else ""
+    return Event(
+        "Warning",
+        EventReason.RESULT_MISMATCH,
+        f"{len(fresh)} pushed evaluation(s) disagree with the trials' own logs: {named}{tail}."
+        " Pruning reads only the log (the Pushgateway accepts pushes from anyone who can "
+        "reach it)",
+    )
 
 
 def forged(pushed: Mapping[str, Mapping[str, float]], curves: Mapping[str, Curve]) -> list[Forged]:

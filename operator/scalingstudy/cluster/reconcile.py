@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 from scalingstudy.cluster.observe import JobState
 from scalingstudy.planning.plan import Plan, Trial
-from scalingstudy.planning.scheduling import schedule
+from scalingstudy.planning.scheduling import lapsed_prunes, schedule
 from scalingstudy.results import fit_options, fittable
 from scalingstudy.spec import ScalingStudySpec
 from scalingstudy.status import (
@@ -71,8 +71,16 @@ def fit_settings(spec: ScalingStudySpec) -> str:
 
 
 def to_collect(jobs: Sequence[JobState], recorded: Mapping[str, TrialRecord]) -> list[JobState]:
-    """Finished Jobs whose result is not in status yet: the shell reads these results."""
-    return [j for j in jobs if j.phase in ("succeeded", "failed") and j.trial not in recorded]
+    """Finished Jobs whose result is not in status yet: the shell reads these results. A
+    pruned trial's Job being deleted has none to give (it is deleted once status holds its
+    Pruned record; if that record is gone since, its decision lapsed and the trial is
+    trained again by a new Job): collected, it would be a failure of the killed pod."""
+    return [
+        j
+        for j in jobs
+        if j.phase in ("succeeded", "failed") and j.trial not in recorded
+        and not (j.pruned is not None and j.deleting)
+    ]  # fmt: skip
 
 
 def merged(
@@ -84,6 +92,20 @@ def merged(
     new = [r for r in collected if r.trial not in records]
     records.update({r.trial: r for r in new})
     return records, new
+
+
+def without_lapsed(
+    plan: Plan, records: dict[str, TrialRecord], new: list[TrialRecord]
+) -> tuple[dict[str, TrialRecord], list[TrialRecord]]:
+    """The records less the Pruned ones whose decision lapsed (`lapsed_prunes`: the rival
+    failed or is no longer planned): status stops holding them and the trial is started
+    again, by a new Job once its pruned Job is gone (`decide` creates no Job whose name a
+    Job still holds, one being deleted included: it waits)."""
+    lapsed = set(lapsed_prunes(plan, records))
+    if not lapsed:
+        return records, new
+    kept = {t: r for t, r in records.items() if t not in lapsed}
+    return kept, [r for r in new if r.trial not in lapsed]
 
 
 def active_trials(jobs: Sequence[JobState], records: Mapping[str, TrialRecord]) -> set[str]:
@@ -118,7 +140,7 @@ def decide(
     Running Jobs of trials no longer planned (a spec change, a stopped adaptive study)
     are deleted.
     """
-    records, new = merged(recorded, collected)
+    records, new = without_lapsed(plan, *merged(recorded, collected))
     by_trial = {j.trial: j for j in jobs}
     active = active_trials(jobs, records)
     # Finished Jobs whose result could not be read yet (waiting for a scrape) hold no slot
