@@ -20,7 +20,14 @@ from pathlib import Path
 import pytest
 
 from scalingstudy_sdk import Trial, contract
-from scalingstudy_sdk.curve import MAX_POINTS, CurvePoint, read_curve, thin
+from scalingstudy_sdk.curve import (
+    HELD_POINTS,
+    MAX_POINTS,
+    CurvePoint,
+    CurveReader,
+    read_curve,
+    thin,
+)
 from scalingstudy_sdk.progress import ProgressPush
 from tests.training import run_trainer
 
@@ -258,3 +265,42 @@ def test_a_callbacks_diverged_evaluation_is_a_non_finite_point_of_its_curve(
     curve = read_curve(capsys.readouterr().out.splitlines())
     assert [p.step for p in curve.points] == [10, 20] and curve.step_budget == 100
     assert math.isnan(curve.points[1].validation_loss or 0.0) and curve.best() == 2.0
+
+
+# ------------------------------------------------------------------ attempts in one log
+def test_an_attempt_resumed_from_a_checkpoint_continues_the_curve() -> None:
+    """The runner appends each attempt to the trial's log: a resumed attempt keeps the
+    points up to where it resumed and drops the abandoned ones after (review, issue 38)."""
+    first = [line(s, 10.0 / s) for s in range(10, 80, 10)]  # ran to step 70, then stopped
+    start = json.dumps({"event": "start", "step_budget": 200, "resumed_from_step": 50})
+    second = [line(s, 9.0 / s) for s in range(60, 110, 10)]
+    curve = read_curve([*first, start, *second])
+    assert [p.step for p in curve.points] == list(range(10, 110, 10))
+    assert [p.validation_loss for p in curve.points][:5] == [10.0 / s for s in range(10, 60, 10)]
+    assert curve.points[5].validation_loss == 9.0 / 60 and curve.step_budget == 200
+
+
+def test_a_fresh_attempt_replaces_the_failed_one_it_follows() -> None:
+    """A retry from scratch (a start event at step 0, or a new process's SDK run token)
+    drops every point of the attempt before it."""
+    failed = [line(s, 5.0, run="a") for s in range(10, 90, 10)]
+    retry = [line(s, 1.0, run="b") for s in range(10, 40, 10)]
+    assert [p.validation_loss for p in read_curve([*failed, *retry]).points] == [1.0] * 3
+    fresh = json.dumps({"event": "start", "resumed_from_step": 0})
+    plain = [line(s, 1.0) for s in range(10, 40, 10)]
+    assert [p.step for p in read_curve([*failed, fresh, *plain]).points] == [10, 20, 30]
+
+
+def test_a_million_evaluations_are_read_in_bounded_memory() -> None:
+    reader = CurveReader()
+    for s in range(1, 50_001):
+        reader.add(line(s, 1.0 + 1.0 / s))
+        assert len(reader.by_step) <= HELD_POINTS
+    curve = reader.curve()
+    assert curve.points[0].step == 1 and curve.points[-1].step == 50_000
+    assert len(curve.points) <= MAX_POINTS
+
+
+def test_a_budget_that_is_not_positive_is_no_budget() -> None:
+    assert read_curve([line(1, 1.0, step_budget=-1), line(2, math.nan)]).step_budget is None
+    assert read_curve([line(1, 1.0, step_budget=0)]).step_budget is None

@@ -164,7 +164,7 @@ def test_the_prune_says_why_and_where() -> None:
     bad = lambda s: 5.0 + 100 / s  # noqa: E731
     out = decide([trial("bad", bad, 610), trial("winner", lambda s: 0.1, BUDGET, final=0.1)], ON)
     assert out == [
-        Prune("bad", 600, pytest.approx(5.0 + 100 / 600), out[0].message)  # type: ignore[arg-type]
+        Prune("bad", 600, pytest.approx(5.0 + 100 / 600), out[0].message, "winner")  # type: ignore[arg-type]
     ]
     assert (
         "up to step 600 of 1000" in out[0].message and "winner's final loss 0.1" in out[0].message

@@ -4,10 +4,14 @@ after all and is trained again (review of issue 38)."""
 
 from __future__ import annotations
 
+import math
+
 from scalingstudy.planning.plan import Plan
 from scalingstudy.planning.scheduling import lapsed_prunes, schedule
+from scalingstudy.pruning import Competitor, decide
 from scalingstudy.records import TrialRecord
 from scalingstudy.spec import parse_spec
+from scalingstudy.spec.pruning import PruningSpec
 from scalingstudy_sdk.curve import Curve, CurvePoint
 
 SPEC = {
@@ -86,3 +90,20 @@ def test_a_decision_without_a_named_rival_stands() -> None:
     names = _by_rate(plan, 100)
     pruned = _pruned(plan, names[0.1], against=None)
     assert lapsed_prunes(plan, {pruned.trial: pruned}) == []
+
+
+def _running(name: str, losses: list[float], lr: float) -> Competitor:
+    points = tuple(CurvePoint(10 * (i + 1), validation_loss=v) for i, v in enumerate(losses))
+    return Competitor(name, 100, 4, 0, lr, Curve(points, 100), None, True)
+
+
+def test_a_diverged_trial_that_already_beats_its_rivals_is_not_stopped() -> None:
+    """It reached 0.949 before one NaN; the rival has shown 2.49 at best: its trainer
+    reports its lowest finite evaluation, so it is the slot's winner, not a loser."""
+    on = PruningSpec(enabled=True)
+    winner = _running("w", [2.0, 1.5, 1.2, 0.949, math.nan], 0.1)
+    rival = _running("r", [3.0, 2.8, 2.6, 2.5, 2.49], 0.01)
+    assert decide([winner, rival], on) == []
+    loser = _running("w", [3.5, 3.2, 3.1, 3.0, math.nan], 0.1)
+    [stopped] = decide([loser, rival], on)
+    assert (stopped.trial, stopped.against) == ("w", "r")

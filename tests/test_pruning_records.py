@@ -111,7 +111,8 @@ def test_the_pruning_settings_round_trip_through_the_crd() -> None:
     schema = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     pruning = schema["properties"]["spec"]["properties"]["design"]["properties"]["pruning"]
     assert set(pruning["properties"]) == {
-        "enabled", "rungs", "confidence", "minEvaluations", "compareModelSizes"
+        "enabled", "rungs", "confidence", "minEvaluations", "compareModelSizes",
+        "minCalibrationTrials",
     }  # fmt: skip
     assert all(p.get("description") for p in pruning["properties"].values())
     committed = yaml.safe_load((ROOT / "crds" / "scalingstudies.yaml").read_text())

@@ -84,6 +84,21 @@ CASES: list[Any] = [
         {"design": {"strategy": "adaptive", "stopWhen": {"betaIntervalWidth": 0.1}}},
         True,
     ),
+    # Pruning (issue 38): rungs increase strictly; curves are validation loss, so the
+    # metric must be; an IsoFLOP study's trials of one data size do not compete.
+    ("pruning rungs", {"design": {"pruning": {"enabled": True, "rungs": [0.3, 0.5]}}}, True),
+    ("pruning rungs unsorted", {"design": {"pruning": {"rungs": [0.5, 0.3]}}}, False),
+    ("pruning rungs repeated", {"design": {"pruning": {"rungs": [0.3, 0.3]}}}, False),
+    (
+        "pruning needs validation_loss",
+        {"metric": {"name": "error_rate"}, "design": {"pruning": {"enabled": True}}},
+        False,
+    ),
+    (
+        "isoflop pruning",
+        _isoflop({"values": [1e11, 3e11, 1e12]}, pruning={"enabled": True}),
+        False,
+    ),
     # workloadPriorityClassName becomes a label value: at most 63 characters.
     ("priority class 63", {"queueName": "q", "workloadPriorityClassName": "p" * 63}, True),
     ("priority class 64", {"queueName": "q", "workloadPriorityClassName": "p" * 64}, False),

@@ -16,10 +16,22 @@ from types import FrameType
 from typing import Any
 
 from scalingstudy_sdk import contract
-from scalingstudy_sdk.curve import EVAL_EVENT
+from scalingstudy_sdk.curve import EVAL_EVENT, RUN_FIELD
 from scalingstudy_sdk.order import Order
 from scalingstudy_sdk.progress import ProgressPush
 from scalingstudy_sdk.report import PushgatewayError, pushgateway_url, redacted, report_result
+
+_RUNS: dict[int, str] = {}
+
+
+def run_token() -> str:
+    """This process's attempt of the trial, in its evaluation lines: a retry (a new
+    process) is told apart from the attempt before it when both are in one log. Per
+    process id, so a forked process gets its own."""
+    pid = os.getpid()
+    if pid not in _RUNS:
+        _RUNS[pid] = f"{pid}.{time.time_ns()}"
+    return _RUNS[pid]
 
 
 class TrialError(ValueError):
@@ -218,7 +230,8 @@ class Trial:
         named = {"step": step, "validation_loss": validation_loss, "train_loss": train_loss,
                  "samples_seen": samples_seen, "step_budget": step_budget}  # fmt: skip
         line = {k: v for k, v in named.items() if v is not None} | fields
-        print(json.dumps({"ts": round(time.time(), 3), "event": EVAL_EVENT, **line}), flush=True)
+        stamp = {"ts": round(time.time(), 3), "event": EVAL_EVENT, RUN_FIELD: run_token()}
+        print(json.dumps({**stamp, **line}), flush=True)
         self._push.offer(line)
 
     @property

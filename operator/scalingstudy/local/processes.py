@@ -39,6 +39,8 @@ class Running:
     stderr_path: Path
     started: float
     handles: tuple[IO[bytes], ...]
+    signalled: bool = False
+    """The runner sent it SIGTERM to stop it (pruning): what it writes after is partial."""
 
     def close(self) -> None:
         for h in self.handles:
@@ -116,7 +118,10 @@ def start(
     built-in trainer's, else a fresh process of ``command``."""
     result_file.unlink(missing_ok=True)
     stdout_path, stderr_path = logs / f"{trial.name}.log", logs / f"{trial.name}.stderr"
-    stdout_path.write_bytes(b"")
+    # The log is appended to: it is the trial's curve, and an attempt resumed from a
+    # checkpoint continues it (the curve reader drops an earlier attempt's points past
+    # where the next resumed). stderr is this attempt's: a failure's message is its tail.
+    stdout_path.touch()
     stderr_path.write_bytes(b"")
     args = builtin_args(command)
     if warm is not None and args is not None:

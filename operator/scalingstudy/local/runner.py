@@ -36,7 +36,7 @@ from scalingstudy.local.warm import WarmStarter
 from scalingstudy.planning.design import Design, design
 from scalingstudy.planning.dry_run import describe
 from scalingstudy.planning.plan import Plan, Trial, plan_trials
-from scalingstudy.planning.scheduling import schedule
+from scalingstudy.planning.scheduling import lapsed_prunes, schedule
 from scalingstudy.records import with_current_names
 from scalingstudy.render.output import write_study_output
 from scalingstudy.results import stage_fit
@@ -77,6 +77,10 @@ def _finish(
     running.close()
     duration = time.monotonic() - running.started
     code = running.process.wait()
+    if prune is not None and running.signalled:
+        # Stopped by its SIGTERM: a result written on the way out is a partial run's.
+        return TrialRecord.pruned(running.trial, prune.step, prune.message, curve or Curve(),
+                                  duration, prune.against)  # fmt: skip
     if code == 0:
         try:
             text = running.result_file.read_text(encoding="utf-8")
@@ -92,7 +96,7 @@ def _finish(
                 return TrialRecord.failed(running.trial, REASON_BAD_RESULT, str(exc), duration)
     if prune is not None:
         return TrialRecord.pruned(running.trial, prune.step, prune.message, curve or Curve(),
-                                  duration)  # fmt: skip
+                                  duration, prune.against)  # fmt: skip
     return TrialRecord.failed(
         running.trial, exit_reason(code), processes.tail(running.stderr_path), duration
     )
@@ -261,6 +265,8 @@ class _Loop:
                     )
                     continue
                 plan = chosen.plan
+                if self._retrain_lapsed(plan):
+                    continue
                 # A stopped adaptive study no longer plans the next stage's trials: cancel.
                 cancelled = [n for n in running if n not in plan]
                 processes.stop_all([running.pop(n) for n in cancelled])
@@ -328,7 +334,8 @@ class _Loop:
         from scalingstudy.pruning import decide
 
         finished = list(plan.relevant(self.records).values())
-        running = {n: r.trial for n, r in self.running.items()}
+        # A pruned trial on its way out is no one's rival any more.
+        running = {n: r.trial for n, r in self.running.items() if n not in self.pruned}
         table = competitors(finished, self.finished_curves(finished), running, self.live)
         # The built-in trainer reports its lowest evaluation: its best so far bounds its final.
         lowest = not self.spec.trainer.command
@@ -342,13 +349,27 @@ class _Loop:
         record is written again when it ends, with its full duration (or its result, if
         it finished before the signal landed)."""
         running = self.running[prune.trial]
+        if running.process.poll() is not None:
+            return  # it ended first: its own outcome is recorded as it is
         ran = time.monotonic() - running.started
         curve = self.live.get(prune.trial, Curve())
+        against = prune.against
         self.store.record(TrialRecord.pruned(running.trial, prune.step, prune.message, curve,
-                                             ran))  # fmt: skip
+                                             ran, against))  # fmt: skip
         self.pruned[prune.trial] = prune
         self.pruned_since[prune.trial] = time.monotonic()
+        running.signalled = True
         processes.signal_trial(running, signal.SIGTERM)
+
+    def _retrain_lapsed(self, plan: Plan) -> bool:
+        """Forget the Pruned records whose decision no longer stands (its rival failed or
+        left the plan: `lapsed_prunes`), so the trial is trained again; whether any."""
+        lapsed = [n for n in lapsed_prunes(plan, self.records) if n not in self.running]
+        for name in lapsed:
+            self.store.forget(name)
+            self.records.pop(name)
+            self.curves.pop(name, None)
+        return bool(lapsed)
 
     def _kill_pruned_stragglers(self) -> None:
         """SIGKILL a pruned trial still running ``PRUNED_KILL_SECONDS`` after its SIGTERM

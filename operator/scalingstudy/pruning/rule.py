@@ -59,6 +59,9 @@ class Prune:
     step: int
     best_loss: float | None
     message: str
+    against: str | None = None
+    """The competitor it could not beat: the decision stands while that trial is planned
+    and has not failed (`scheduling.lapsed_prunes`)."""
 
 
 @dataclass(frozen=True)
@@ -214,8 +217,7 @@ def _judge(
         return None  # T itself is the slot's best bound: it is what the others meet
     step = t.curve.last_step or 0
     if _diverged(t.curve):
-        why = f"its loss is not finite (diverged); {best.trial} has {best.kind} {best.value:.4g}"
-        return Prune(t.trial, step, t.curve.best(), why)
+        return _diverged_prune(t, rivals)
     judged = _optimistic(t, rung[1], ctx)
     if judged is None:
         return None
@@ -226,8 +228,34 @@ def _judge(
         t.trial, step, t.curve.best(),
         f"cannot win its slot: its final loss is at least {low:.4g} "
         f"({ctx.settings.confidence:.0%} lower bound {how} of {t.curve.step_budget}), "
-        f"above {best.trial}'s {best.kind} {best.value:.4g}",
+        f"above {best.trial}'s {best.kind} {best.value:.4g}", best.trial,
     )  # fmt: skip
+
+
+def _seen(c: Competitor) -> float | None:
+    """The lowest loss a rival has shown: its recorded final, or a running (finite)
+    trial's best evaluation so far."""
+    if c.final is not None and math.isfinite(c.final):
+        return c.final
+    if c.running and not _diverged(c.curve):
+        return c.curve.best()
+    return None
+
+
+def _diverged_prune(t: Competitor, rivals: Sequence[Competitor]) -> Prune | None:
+    """A diverged trial is stopped at once, unless what it evaluated before diverging
+    still beats every rival (a trainer reports its lowest finite evaluation: the built-in
+    trainer and the SDK's callbacks do): its loss will not come back, and nothing is
+    learnt by letting it run. If the rival it lost to fails later, the decision lapses."""
+    shown = sorted((v, c.trial) for c in rivals if (v := _seen(c)) is not None)
+    had = t.curve.best()
+    if not shown or (had is not None and had <= shown[0][0]):
+        return None
+    value, rival = shown[0]
+    why = f"its loss is not finite (diverged); {rival} has shown {value:.4g}"
+    if had is not None:
+        why += f", below the {had:.4g} it reached before"
+    return Prune(t.trial, t.curve.last_step or 0, had, why, rival)
 
 
 def _against_running(t: Competitor, rivals: Sequence[Competitor], ctx: _Context) -> Prune | None:
@@ -248,7 +276,7 @@ def _against_running(t: Competitor, rivals: Sequence[Competitor], ctx: _Context)
             f"cannot win its slot: its predicted final {own.mean:.4g} is above {c.trial}'s "
             f"{theirs.mean:.4g} by more than {-d:.3g} in log loss, the "
             f"{ctx.settings.confidence:.0%} bound of the difference of two forecasts' "
-            f"errors ({own.trials} finished trials' backtests)",
+            f"errors ({own.trials} finished trials' backtests)", c.trial,
         )  # fmt: skip
     return None
 

@@ -211,6 +211,12 @@ class ComputeBudgets(SpecModel):
         return geometric(self.min, self.max, self.factor, MAX_BUDGETS)
 
 
+_ISOFLOP_PRUNING = (
+    "pruning needs strategy grid or adaptive: an IsoFLOP study's trials of one data size "
+    "belong to different compute budgets and do not compete"
+)
+
+
 class DesignSpec(SpecModel):
     """Which trials a study trains."""
 
@@ -235,6 +241,11 @@ class DesignSpec(SpecModel):
                 cel(
                     "(self.strategy == 'isoflop') == has(self.computeBudgets)",
                     "strategy: isoflop needs computeBudgets (and computeBudgets needs it)",
+                ),
+                cel(
+                    "self.strategy != 'isoflop' || !has(self.pruning) || "
+                    "!has(self.pruning.enabled) || !self.pruning.enabled",
+                    _ISOFLOP_PRUNING,
                 ),
             ]
         }
@@ -284,6 +295,8 @@ class DesignSpec(SpecModel):
             raise ValueError("extendModelSizes needs strategy: adaptive")
         if (self.strategy == "isoflop") != (self.compute_budgets is not None):
             raise ValueError("strategy: isoflop needs computeBudgets (and computeBudgets needs it)")
+        if self.strategy == "isoflop" and self.pruning.enabled:
+            raise ValueError(_ISOFLOP_PRUNING)
         if (self.max_model_size is not None) != self.extend_model_sizes:
             raise ValueError(
                 "extendModelSizes: true needs maxModelSize (and maxModelSize needs it)"

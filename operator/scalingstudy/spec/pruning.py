@@ -27,7 +27,9 @@ class PruningSpec(SpecModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    "!has(self.rungs) || self.rungs.all(r, r > 0.0 && r < 1.0)",
+                    "!has(self.rungs) || (self.rungs.all(r, r > 0.0 && r < 1.0) && "
+                    "self.rungs.isSorted() && "
+                    "self.rungs.all(r, self.rungs.filter(x, x == r).size() == 1))",
                     _RUNGS_ORDER,
                 )
             ]
