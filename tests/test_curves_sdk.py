@@ -304,3 +304,36 @@ def test_a_million_evaluations_are_read_in_bounded_memory() -> None:
 def test_a_budget_that_is_not_positive_is_no_budget() -> None:
     assert read_curve([line(1, 1.0, step_budget=-1), line(2, math.nan)]).step_budget is None
     assert read_curve([line(1, 1.0, step_budget=0)]).step_budget is None
+
+
+def test_a_gateway_that_answers_a_byte_at_a_time_does_not_hold_training() -> None:
+    """A push waits for ``timeout`` at most, however slowly the peer answers (urllib's
+    timeout is per read: a byte every second would hold it for minutes); the hanging
+    attempt is a failure and no second one starts beside it (review, issue 38)."""
+    release = threading.Event()
+    connections: list[socket.socket] = []
+
+    def drip(server: socket.socket) -> None:
+        conn, _ = server.accept()
+        connections.append(conn)
+        conn.recv(65536)
+        for byte in b"HTTP/1.1 200 OK\r\n":
+            if release.wait(0.5):
+                break
+            conn.sendall(bytes([byte]))
+        conn.close()
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        threading.Thread(target=drip, args=(server,), daemon=True).start()
+        now = [0.0]
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        push = ProgressPush({**ENV, "SCALINGSTUDY_PUSHGATEWAY": address},
+                            timeout=0.5, clock=lambda: now[0])  # fmt: skip
+        assert not push.offer({"step": 1, "validation_loss": 1.0})
+        assert not release.is_set() and push.sender is not None and push.sender.is_alive()
+        assert push.failed == 1 and push.pushed == 0  # given up while the peer still drips
+        now[0] = 100.0
+        assert not push.offer({"step": 2, "validation_loss": 0.9})  # not beside the hanging one
+        assert len(connections) == 1
+        release.set()
+        push.sender.join(5)

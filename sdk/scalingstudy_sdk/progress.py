@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -52,6 +53,7 @@ class ProgressPush:
         self.pending: dict[str, float] | None = None
         self.pushed = 0
         self.failed = 0
+        self.sender: threading.Thread | None = None
 
     @property
     def enabled(self) -> bool:
@@ -74,18 +76,35 @@ class ProgressPush:
         return self.enabled and self.pending is not None and self._push()
 
     def _push(self) -> bool:
+        """One attempt, in a thread that training waits on for ``timeout`` at most (a
+        gateway that answers a byte at a time, or a name that takes long to resolve,
+        would hold a plain request far longer): past it the attempt is a failure and the
+        thread is left to end on its own; none starts beside one still hanging."""
         values, self.pending = self.pending or {}, None
         self.last_attempt = self.clock()
-        try:
-            url = group_url(self.gateway, contract.PROGRESS_PUSH_JOB, self.env)
-            put_group(url, exposition(values, self.env, which="Latest"), self.timeout)
-        except Exception as exc:  # progress must never cost the trial
-            self.failed += 1
-            if self.failed == 1:
-                print(json.dumps({"event": "progress_push_failed",
-                                  "gateway": redacted(self.gateway),
-                                  "error": f"{type(exc).__name__}: {exc}"}),
-                      file=sys.stderr, flush=True)  # fmt: skip
+        if self.sender is not None and self.sender.is_alive():
             return False
-        self.pushed += 1
-        return True
+        outcome: list[BaseException | None] = []
+
+        def send() -> None:
+            try:
+                url = group_url(self.gateway, contract.PROGRESS_PUSH_JOB, self.env)
+                put_group(url, exposition(values, self.env, which="Latest"), self.timeout)
+                outcome.append(None)
+            except Exception as exc:  # progress must never cost the trial
+                outcome.append(exc)
+
+        self.sender = threading.Thread(target=send, name="progress-push", daemon=True)
+        self.sender.start()
+        self.sender.join(self.timeout)
+        if outcome and outcome[0] is None:
+            self.pushed += 1
+            return True
+        error = outcome[0] if outcome else TimeoutError(f"no answer within {self.timeout} s")
+        self.failed += 1
+        if self.failed == 1:
+            print(json.dumps({"event": "progress_push_failed",
+                              "gateway": redacted(self.gateway),
+                              "error": f"{type(error).__name__}: {error}"}),
+                  file=sys.stderr, flush=True)  # fmt: skip
+        return False
