@@ -4,6 +4,7 @@ curve, curves.csv's rows, and the pruning pass (`cluster/pruning_pass.py`)."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import json
 import subprocess
@@ -319,6 +320,8 @@ def test_an_annotated_job_that_completed_is_collected_and_its_result_wins() -> N
     assert pp.to_record([done], {}) == []
     assert pp.to_delete([done], {}) == []
     assert to_collect([done], {}) == [done]
+    failed = dataclasses.replace(job_state(_job_obj("t")), phase="failed")
+    assert to_collect([failed], {}) == []  # the decision's: recorded Pruned, never Failed
     policy = CollectPolicy("validation_loss", wait_for_scrape=False, grace_seconds=0.0)
     pods = {"t": [_ended_pod("t", 0, json.dumps({"validation_loss": 1.25}))]}
     found = collect([done], pods, {}, dt.datetime.now(dt.UTC), policy)

@@ -198,6 +198,11 @@ def _check_outcome(
         assert sum(f"{trial} at step" in m for m in pruned_msgs) == 1, pruned_msgs
     forged = [e for e in events if e["reason"] == "ResultMismatch"]
     assert any(names[(100, SLOW)] in e["message"] for e in forged), forged
+    # One forged sample, read pass after pass: counted once by each operator process (the
+    # test restarts it once), in one Event each.
+    pushed = [e for e in forged if "pushed evaluation(s)" in e["message"]]
+    assert 1 <= sum(e.get("count") or 1 for e in pushed) <= 2, pushed
+    assert all(e["message"].startswith("1 pushed evaluation(s)") for e in pushed), pushed
 
 
 def _check_curves_csv(

@@ -71,15 +71,17 @@ def fit_settings(spec: ScalingStudySpec) -> str:
 
 
 def to_collect(jobs: Sequence[JobState], recorded: Mapping[str, TrialRecord]) -> list[JobState]:
-    """Finished Jobs whose result is not in status yet: the shell reads these results. A
-    pruned trial's Job being deleted has none to give (it is deleted once status holds its
-    Pruned record; if that record is gone since, its decision lapsed and the trial is
-    trained again by a new Job): collected, it would be a failure of the killed pod."""
+    """Finished Jobs whose result is not in status yet: the shell reads these results. Of
+    a Job that carries a pruning decision only a success is a result (the trial finished
+    before the decision reached it: its result wins); one that failed is its decision's
+    (`pruning_pass.to_record`), and one being deleted has none to give (it is deleted once
+    status holds its Pruned record; if that record is gone since, the decision lapsed and
+    a new Job trains the trial): collected, either would be a failure of a killed pod."""
     return [
         j
         for j in jobs
         if j.phase in ("succeeded", "failed") and j.trial not in recorded
-        and not (j.pruned is not None and j.deleting)
+        and (j.pruned is None or (j.phase == "succeeded" and not j.deleting))
     ]  # fmt: skip
 
 
