@@ -420,3 +420,6 @@ def test_a_decision_carries_its_rival_through_the_jobs_annotation() -> None:
     [record] = pp.to_record([_job("bad", rate=1.0, pruned=mark.to_annotation())], {})
     assert record.pruned_against == "rival"
     assert pp.mark_of(Prune("bad", 30, 2.8, "x"), _curve(3.0), None).against is None
+    rival = pp.mark_of(Prune("bad", 30, 2.8, "x", against="rival"), _curve(3.0), None)
+    judged = pp.pruned_record(_job("bad", rate=1.0), rival)
+    assert judged is not None and judged.pruned_against == "rival"

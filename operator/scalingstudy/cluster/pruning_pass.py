@@ -86,9 +86,9 @@ class PruneMark:
 
 
 def mark_of(prune: Prune, curve: Curve, seconds: float | None) -> PruneMark:
-    """``against``: the rule's `Prune` names the rival it lost to (a rule without it: None)."""
+    """The mark of a decision, with the rival it lost to (`Prune.against`)."""
     pairs = tuple((float(s), float(v)) for s, v in compact_curve(curve))
-    return PruneMark(prune.step, prune.message, seconds, pairs, getattr(prune, "against", None))
+    return PruneMark(prune.step, prune.message, seconds, pairs, prune.against)
 
 
 def pruned_record(job: JobState, mark: PruneMark) -> TrialRecord | None:
