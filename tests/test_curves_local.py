@@ -369,3 +369,66 @@ def test_run_says_how_many_trials_were_pruned(tmp_path: Path) -> None:
     done = run_cli("run", str(_sweep(tmp_path)), "--out", str(out), "--quiet")
     assert "3/6 trials succeeded, 0 failed, 3 pruned;" in done.stdout, done.stdout + done.stderr
     assert set(PRUNED) <= {n for n, s in _statuses(out).items() if s == "Pruned"}
+
+
+RIVALS = """
+import math, os, signal, sys, time
+from pathlib import Path
+from scalingstudy_sdk import Trial
+trial = Trial.from_env_or_exit()
+marks = Path(os.environ["MARKS"])
+if trial.learning_rate < 0.05:  # the rival: learns well, then crashes at its end
+    for step in range(10, 101, 10):
+        trial.progress(step=step, validation_loss=1.0 + 1.0 / step, step_budget=100)
+    stopped = marks / (trial.name.replace("l0p01", "l0p1") + ".stopped")
+    for _ in range(600):  # it crashes once the other rate was stopped against it
+        if stopped.exists():
+            break
+        time.sleep(0.1)
+    sys.exit(3)
+marker = marks / trial.name
+if marker.exists():  # trained again: this time it ends normally
+    for step in range(10, 101, 10):
+        trial.progress(step=step, validation_loss=2.0 + 1.0 / step, step_budget=100)
+    trial.report(validation_loss=2.01, parameters=4)
+    sys.exit(0)
+marker.touch()
+def partial(signum, frame):  # a trainer that reports what it has when it is stopped
+    trial.report(validation_loss=3.0, parameters=4)
+    (marks / (trial.name + ".stopped")).touch()
+    sys.exit(0)
+signal.signal(signal.SIGTERM, partial)
+for step in range(10, 31, 10):
+    trial.progress(step=step, validation_loss=3.0 if step < 30 else math.nan, step_budget=100)
+time.sleep(60)  # never stopped: the test fails on its records, not on a hang
+sys.exit(1)
+"""
+
+
+def test_a_pruned_trial_is_trained_again_when_the_rival_it_lost_to_fails(tmp_path: Path) -> None:
+    """The diverged rate is pruned against the one that learns; its result written on the
+    way out is a partial run's, so it is recorded Pruned. Then that rival crashes: the
+    decision lapses and the pruned rate is trained again, to the end (review, issue 38)."""
+    script, marks = tmp_path / "trainer.py", tmp_path / "marks"
+    script.write_text(RIVALS)
+    marks.mkdir()
+    spec = {
+        "task": {"name": "rivals"},
+        "trainer": {"command": [sys.executable, str(script)],
+                    "env": [{"name": "MARKS", "value": str(marks)}]},
+        "dataSizes": {"values": [100, 200, 400]}, "modelSizes": {"values": [4]},
+        "learningRates": {"values": [0.01, 0.1]}, "maxFailedTrials": 5, "parallelism": 2,
+        "design": {"pruning": {"enabled": True}}, "fit": {"bootstrap": 20},
+    }  # fmt: skip
+    out = tmp_path / "out"
+    seen: list[tuple[str, str, float | None]] = []
+    outcome = run_study(
+        load_study(_write_study(tmp_path, "rivals", spec)), out, workers=2, progress=False,
+        on_record=lambda r: seen.append((r.trial, r.status, r.loss)),
+    )  # fmt: skip
+    for d in (100, 200, 400):
+        name = f"rivals-d{d}-m4-l0p1-s0"
+        mine = [(status, loss) for trial, status, loss in seen if trial == name]
+        assert mine == [("Pruned", None), ("Succeeded", 2.01)], (name, seen)
+        assert outcome.records[name].loss == 2.01
+        assert outcome.records[f"rivals-d{d}-m4-l0p01-s0"].status == "Failed"
