@@ -118,7 +118,7 @@ def _live_curve(cluster: Cluster, namespace: str, trial: str, since: float) -> l
     return list(dict.fromkeys(values))  # distinct, in time order
 
 
-@pytest.mark.slow(150)
+@pytest.mark.slow(75)
 def test_pruning_on_the_cluster_from_the_pods_own_logs(
     cluster: Cluster, namespace: str, operator_factory: Any, tmp_path: Path
 ) -> None:

@@ -245,7 +245,7 @@ CHECKS = (
 )
 
 
-@pytest.mark.slow(40)
+@pytest.mark.slow(50)
 def test_every_panel_shows_the_studys_data(study: StudyData) -> None:
     failed = []
     for check in CHECKS:

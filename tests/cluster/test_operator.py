@@ -86,7 +86,7 @@ def job_creations(c: Cluster, ns: str, *, unanswered: bool = False) -> collectio
     return made
 
 
-@pytest.mark.slow(90)
+@pytest.mark.slow(200)
 def test_quickstart_example_end_to_end(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
     """The example file under the operator the chart installs (issue 40): its pod run
     in-cluster on the chart's service account and RBAC alone (any 403 in its log fails),
