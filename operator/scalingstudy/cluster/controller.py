@@ -130,6 +130,8 @@ class Controller:
         self.create_blocks: dict[Key, CreateBlock] = {}
         #: A study's fit input that raised, and the error: not run again unchanged.
         self.failed_fits: dict[Key, tuple[str, str]] = {}
+        #: The uid each study's memories above belong to.
+        self.uids: dict[Key, str] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         """The study is gone: drop what this process remembers of it."""
@@ -142,6 +144,17 @@ class Controller:
         self.failed_fits.pop((namespace, name), None)
         self.create_blocks.pop((namespace, name), None)
         self.taken.pop((namespace, name), None)
+        self.uids.pop((namespace, name), None)
+
+    def _same_study(self, namespace: str, name: str, uid: str) -> None:
+        """A study deleted and created again under its name while this process missed the
+        deletion (it was down, or the watch lost it) is another study: it starts with
+        nothing its predecessor left in memory (backoffs, blocks, fit notes, caches)."""
+        known = self.uids.get((namespace, name))
+        if known is not None and known != uid:
+            log.info("%s/%s is a new study (uid %s, was %s)", namespace, name, uid, known)
+            self.forget(namespace, name)
+        self.uids[(namespace, name)] = uid
 
     def reconcile(self, namespace: str, name: str) -> Wake:  # one pass, in a thread
         obj = self.kube.get_study(namespace, name)
@@ -149,6 +162,7 @@ class Controller:
             return Wake(False)
         meta, raw = obj["metadata"], obj.get("status") or {}
         ref, generation = StudyRef(name, namespace, meta["uid"]), int(meta.get("generation", 0))
+        self._same_study(namespace, name, ref.uid)
         version = str(meta.get("resourceVersion") or "")
         before = ScalingStudyStatus.lenient(raw)
         try:
