@@ -145,6 +145,7 @@ class Controller:
         self.create_blocks.pop((namespace, name), None)
         self.taken.pop((namespace, name), None)
         self.uids.pop((namespace, name), None)
+        self.kube.forget_events(namespace, name)
 
     def _same_study(self, namespace: str, name: str, uid: str) -> None:
         """A study deleted and created again under its name while this process missed the
@@ -223,6 +224,9 @@ class Controller:
         block_wake = self._blocked((namespace, name), configured.refused or acted.blocked,
                                    bool(create or configured.refused), known_block)  # fmt: skip
         self.metrics.observe_study(namespace, name, after)
+        # Events folded into a held one are written once their window has passed, even
+        # when the study has nothing new to say.
+        self.kube.flush_events(ref)
         return Wake(True, _sooner(found.wake_in, tried.wake_in, design_wake, create_wait,
                                   block_wake, pruned.wake_in))  # fmt: skip
 

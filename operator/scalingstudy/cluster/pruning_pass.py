@@ -37,7 +37,7 @@ from scalingstudy.cluster.manifests import COMPLETION_INDEX, Obj
 from scalingstudy.cluster.observe import PRUNED_ANNOTATION as PRUNED_ANNOTATION
 from scalingstudy.cluster.observe import JobState, controlled_by, job_state, pod_outcome
 from scalingstudy.cluster.reasons import Event, EventReason
-from scalingstudy.pruning import Competitor, Prune, decide
+from scalingstudy.pruning.decision import Competitor, Prune
 from scalingstudy.records import TrialRecord, compact_curve
 from scalingstudy.spec import ScalingStudySpec
 from scalingstudy_sdk.curve import Curve, CurvePoint
@@ -260,6 +260,8 @@ def judge(
     runner asks: the built-in trainer (no custom command) reports its lowest evaluation,
     so its best so far bounds its final."""
     table = competitors(live, records, curves)
+    from scalingstudy.pruning import decide  # the forecast's numpy: only where pruning runs
+
     return decide(table, spec.design.pruning, final_is_lowest=not spec.trainer.command)
 
 

@@ -31,37 +31,10 @@ from statistics import NormalDist
 from scalingstudy.pruning.calibration import Calibration, calibrate, forecast_at
 from scalingstudy.pruning.calibration import finite as _finite
 from scalingstudy.pruning.curvefit import Forecast, forecast
+from scalingstudy.pruning.decision import Competitor as Competitor
+from scalingstudy.pruning.decision import Prune as Prune
 from scalingstudy.spec.pruning import PruningSpec
 from scalingstudy_sdk.curve import Curve, CurvePoint
-
-
-@dataclass(frozen=True)
-class Competitor:
-    """One trial of a study as pruning sees it: where it sits, its curve from its own
-    log, and its recorded final once finished."""
-
-    trial: str
-    data_size: int
-    model_size: int
-    seed: int
-    learning_rate: float | None
-    curve: Curve
-    final: float | None
-    """A finished trial's recorded loss; None while running (or pruned, or failed)."""
-    running: bool
-
-
-@dataclass(frozen=True)
-class Prune:
-    """A trial to stop, and why (one line)."""
-
-    trial: str
-    step: int
-    best_loss: float | None
-    message: str
-    against: str | None = None
-    """The competitor it could not beat: the decision stands while that trial is planned
-    and has not failed (`scheduling.lapsed_prunes`)."""
 
 
 @dataclass(frozen=True)
