@@ -267,7 +267,7 @@ def test_planned_trial_names_are_distinct_over_random_budget_ranges() -> None:
     data-size bounds from 1: a study is refused or its trials have distinct names, one
     per planned cell, and the fit groups them into exactly the planned budgets."""
     from scalingstudy.planning.isoflop import compute_of
-    from scalingstudy.spec.design import group_budgets
+    from scalingstudy.spec.isoflop_grid import group_budgets
 
     rng = np.random.default_rng(7)
     planned = 0

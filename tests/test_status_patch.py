@@ -64,7 +64,8 @@ READ = {
         {"type": "Progressing", "status": "True", "reason": "TrialsRunning",
          "lastTransitionTime": "2026-12-06T15:17:33Z", "observedGeneration": 1},
     ],
-    "trials": {"total": 3, "pending": 0, "queued": 0, "running": 1, "succeeded": 2, "failed": 0},
+    "trials": {"total": 3, "pending": 0, "queued": 0, "running": 1, "succeeded": 2, "failed": 0,
+               "pruned": 0},
     "progress": "2/3",
     "results": [
         {"trial": f"s-d100-m2-s{seed}", "dataSize": 100, "modelSize": 2, "seed": seed,

@@ -33,7 +33,8 @@ from scalingstudy.fitting.report import (
 )
 
 # One grouping of trials into budgets: the plan refuses budgets it would merge.
-from scalingstudy.spec.design import BUDGET_TOLERANCE_DECADES, group_budgets
+from scalingstudy.spec.design import BUDGET_TOLERANCE_DECADES
+from scalingstudy.spec.isoflop_grid import group_budgets
 
 #: Trials each side of the lowest one that the parabola of a budget is fitted to: far
 #: from the optimum the loss is not a parabola in log N, and its vertex would follow

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from scalingstudy.spec import ScalingStudySpec
-from scalingstudy.spec.design import IsoflopCell, IsoflopPlan, isoflop_cells
+from scalingstudy.spec.isoflop_grid import IsoflopCell, IsoflopPlan, isoflop_cells
 
 __all__ = [
     "PARAMETER_TOLERANCE",

@@ -10,7 +10,7 @@ import numpy as np
 
 from scalingstudy.fitting import Point
 from scalingstudy.fitting.report import ComputeOptimalReport
-from scalingstudy.spec.design import group_budgets
+from scalingstudy.spec.isoflop_grid import group_budgets
 
 
 def isoflop_curves(ax: Any, points: Sequence[Point], co: ComputeOptimalReport, cmap: Any) -> None:

@@ -39,8 +39,9 @@ from scalingstudy.spec.base import (
     SpecModel,
     cel,
 )
-from scalingstudy.spec.design import Budget, DesignSpec, StopWhen, isoflop_cells
+from scalingstudy.spec.design import Budget, DesignSpec, StopWhen
 from scalingstudy.spec.grid import ModelSizeGrid, SizeGrid
+from scalingstudy.spec.isoflop_grid import isoflop_cells
 from scalingstudy.spec.parameters import builtin_parameters
 from scalingstudy.spec.pod import (
     EnvVar,
@@ -52,30 +53,17 @@ from scalingstudy.spec.pod import (
     VolumeMount,
 )
 from scalingstudy.spec.problems import UniqueKeyLoader, describe, dotted, line_of, yaml_problem
-from scalingstudy.spec.training import EarlyStopping, FitSpec, MetricSpec, TaskSpec, TrainingSpec
-
-# --------------------------------------------------------------------------- study
-
-#: Pruning compares a running trial's validation-loss curve with its competitors'
-#: recorded finals: those must be the same quantity (issue 38, like with like).
-PRUNING_METRIC = (
-    "design.pruning.enabled needs metric.name validation_loss: pruning forecasts "
-    "validation-loss curves and compares them with the competitors' final metric"
+from scalingstudy.spec.pruning import PRUNING_METRIC as PRUNING_METRIC
+from scalingstudy.spec.training import (
+    EarlyStopping,
+    FitSpec,
+    LearningRates,
+    MetricSpec,
+    TaskSpec,
+    TrainingSpec,
 )
 
-
-class LearningRates(SpecModel):
-    """A sweep: every trial once per learning rate; per data size and model size the best
-    one is kept (as the best model size is kept per data size)."""
-
-    values: list[Annotated[float, Field(gt=0, le=10)]] = Field(min_length=2, max_length=16)
-    """Peak learning rates to try (each replaces training.learningRate)."""
-
-    @model_validator(mode="after")
-    def _distinct(self) -> LearningRates:
-        if len(set(self.values)) != len(self.values):
-            raise ValueError(f"values must not repeat (got {self.values})")
-        return self
+# --------------------------------------------------------------------------- study
 
 
 class ScalingStudySpec(SpecModel):

@@ -14,6 +14,14 @@ DEFAULT_PRUNING_RUNGS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 _RUNGS_ORDER = "pruning.rungs must increase strictly, each in (0, 1)"
 
 
+#: Pruning compares a running trial's validation-loss curve with its competitors'
+#: recorded finals: those must be the same quantity (issue 38, like with like).
+PRUNING_METRIC = (
+    "design.pruning.enabled needs metric.name validation_loss: pruning forecasts "
+    "validation-loss curves and compares them with the competitors' final metric"
+)
+
+
 class PruningSpec(SpecModel):
     """Stop trials that cannot win their slot (docs/pruning.md): a running trial whose
     predicted final loss, with an uncertainty backtested on its own partial curve, is

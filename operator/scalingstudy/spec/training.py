@@ -286,3 +286,17 @@ class FitSpec(SpecModel):
     """Data sizes to predict the loss at (default: 10 times the largest data size)."""
     target_loss: Annotated[float, Field(gt=0)] | None = None
     """Report the data size needed to reach this loss."""
+
+
+class LearningRates(SpecModel):
+    """A sweep: every trial once per learning rate; per data size and model size the best
+    one is kept (as the best model size is kept per data size)."""
+
+    values: list[Annotated[float, Field(gt=0, le=10)]] = Field(min_length=2, max_length=16)
+    """Peak learning rates to try (each replaces training.learningRate)."""
+
+    @model_validator(mode="after")
+    def _distinct(self) -> LearningRates:
+        if len(set(self.values)) != len(self.values):
+            raise ValueError(f"values must not repeat (got {self.values})")
+        return self
