@@ -69,6 +69,23 @@ def test_progress_events_of_many_passes_are_one_request_until_the_study_ends(
     assert kube.requests["POST"] == 3
 
 
+def test_an_operator_that_stops_writes_what_it_held(
+    api: tuple[Kube, list[dict[str, Any]]],
+) -> None:
+    """A rollout or SIGTERM ends the process: what the window held is written on the way
+    out, not lost with it (review of issue 40)."""
+    kube, posted = api
+    for i in range(3):
+        kube.emit(STUDY, TrialsEvent.of("Normal", EventReason.TRIALS_SUCCEEDED, [f"s-{i}"]), "t")
+    assert len(posted) == 1
+    kube.flush_all_events()
+    assert [(e["reason"], e["count"]) for e in posted] == [
+        ("TrialsSucceeded", 1), ("TrialsSucceeded", 2)
+    ]  # fmt: skip
+    kube.flush_all_events()
+    assert len(posted) == 2  # written once
+
+
 def test_a_forgotten_study_holds_nothing(api: tuple[Kube, list[dict[str, Any]]]) -> None:
     kube, posted = api
     kube.emit(STUDY, TrialsEvent.of("Normal", EventReason.TRIALS_STARTED, ["a"]), "t0")

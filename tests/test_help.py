@@ -92,3 +92,25 @@ def test_operator_without_cluster_configuration_says_where_it_looked(
     assert "KUBERNETES_SERVICE_HOST" in err
     assert f"kubeconfig at {missing}" in err
     assert "--kubeconfig" in err
+
+
+@pytest.mark.parametrize("command", [["operator", "--all-namespaces"], ["get", "quickstart"]])
+def test_a_malformed_kubeconfig_is_one_line_not_a_traceback(
+    command: list[str],
+    tmp_path: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A kubeconfig that is not YAML (a truncated file) used to end `get` and the operator
+    in the YAML parser's traceback (review of issue 40)."""
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    broken = f"{tmp_path}/kubeconfig"
+    with open(broken, "w") as f:
+        f.write("apiVersion: v1\nclusters: [\n")
+    monkeypatch.setenv("KUBECONFIG", broken)
+    with pytest.raises(SystemExit) as exit_:
+        main(command)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"no usable kubeconfig at {broken}" in err and "Traceback" not in err

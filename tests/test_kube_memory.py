@@ -24,8 +24,10 @@ def job(i: int) -> dict[str, Any]:
     """A Job about the size of a real trial's (9 KB, half of it managedFields)."""
     fields = {f"f:field{k}": {"f:value": {}, "f:other": {}} for k in range(60)}
     return {
-        "metadata": {"name": f"s-{i}", "labels": {"scalingstudy.io/study": "s"},
-                     "managedFields": [{"manager": "m", "fieldsV1": fields}]},
+        "metadata": {"name": f"s-{i}", "uid": f"u-{i}", "resourceVersion": str(i),
+                     "labels": {"scalingstudy.io/study": "s"},
+                     "managedFields": [{"manager": "m", "operation": "Update",
+                                        "fieldsV1": fields}]},
         "spec": {"template": {"spec": {"containers": [{"name": "t", "env": [
             {"name": f"E{k}", "value": "x" * 20} for k in range(40)]}]}}},
         "status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]},
@@ -117,6 +119,22 @@ def test_managed_fields_are_dropped_as_each_object_is_parsed(api: tuple[Kube, An
     assert len(jobs) == LIST_PAGE and all("managedFields" not in j["metadata"] for j in jobs)
     assert jobs[0]["spec"] == job(0)["spec"] and jobs[0]["status"] == job(0)["status"]
     assert read < 0.75 * whole, (read, whole)
+
+
+def test_a_users_own_key_named_managed_fields_is_data_and_stays() -> None:
+    """Only an object's metadata loses its managedFields: a task option, affinity or volume
+    attribute of that name is the user's (review of issue 40)."""
+    from scalingstudy.cluster.kube import _without_managed_fields
+
+    raw = json.dumps({"metadata": {"uid": "u", "managedFields": [{"manager": "m",
+                                                                  "operation": "Apply"}]},
+                      "data": {"task.json": "{}"},
+                      "spec": {"options": {"managedFields": ["mine"]},
+                               "volume": {"uid": "v", "managedFields": [{"k": 1}]}}})  # fmt: skip
+    obj = json.loads(raw, object_hook=_without_managed_fields)
+    assert "managedFields" not in obj["metadata"]
+    assert obj["spec"]["options"]["managedFields"] == ["mine"]
+    assert obj["spec"]["volume"]["managedFields"] == [{"k": 1}]
 
 
 def test_writes_ask_for_metadata_alone_in_their_answer(api: tuple[Kube, Any]) -> None:

@@ -179,7 +179,10 @@ def test_install_and_least_privilege(cluster: Cluster, namespace: str, scope: st
     assert _can(cluster, sa, "delete", "services", namespace)
     assert not _can(cluster, sa, "update", "services", namespace)
     assert not _can(cluster, sa, "get", "services", namespace)
-    # Leader election: its Lease in the release namespace, nothing else of the kind.
-    assert _can(cluster, sa, "update", "leases", namespace)
-    assert not _can(cluster, sa, "delete", "leases", namespace)
+    # Leader election: its own Lease in the release namespace, by name; no other
+    # controller's Lease there (review of issue 40), none deleted.
+    assert _can(cluster, sa, "update", f"leases/{release}-scalingstudy", namespace)
+    assert _can(cluster, sa, "get", f"leases/{release}-scalingstudy", namespace)
+    assert not _can(cluster, sa, "update", "leases/kube-controller-manager", namespace)
+    assert not _can(cluster, sa, "delete", f"leases/{release}-scalingstudy", namespace)
     assert _can(cluster, sa, "create", "jobs", other) == (scope == "cluster")

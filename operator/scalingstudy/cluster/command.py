@@ -18,17 +18,19 @@ def cluster_config_problem(kubeconfig: str | None) -> str | None:
     places it looked (a pod's service account, then the kubeconfig), so an operator
     started on a machine without a cluster says what to provide instead of ending in
     the client's ConfigException traceback. Reads files only; no request is made."""
+    import yaml
     from kubernetes import config
 
     from scalingstudy.cluster.kube import load_config
 
     try:
         load_config(kubeconfig)
-    except (config.ConfigException, OSError) as exc:
+    except (config.ConfigException, OSError, yaml.YAMLError, TypeError, ValueError) as exc:
         path = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
         return (
             "no cluster configuration: not in a pod (no KUBERNETES_SERVICE_HOST and "
-            f"{SERVICE_ACCOUNT_TOKEN}) and no usable kubeconfig at {path} ({exc}); "
+            f"{SERVICE_ACCOUNT_TOKEN}) and no usable kubeconfig at {path} "
+            f"({' '.join(str(exc).split())}); "
             "give --kubeconfig FILE or set KUBECONFIG"
         )
     return None

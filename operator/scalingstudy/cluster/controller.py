@@ -21,7 +21,7 @@ from scalingstudy.cluster.blocked import CreateBlock
 from scalingstudy.cluster.collect import Collected
 from scalingstudy.cluster.fitproc import request_of, run_fit
 from scalingstudy.cluster.gather import Gatherer
-from scalingstudy.cluster.kube import Kube
+from scalingstudy.cluster.kube import ApiError, Kube
 from scalingstudy.cluster.manifests import JobSettings, StudyRef
 from scalingstudy.cluster.metrics import OperatorMetrics
 from scalingstudy.cluster.observe import JobState
@@ -226,7 +226,10 @@ class Controller:
         self.metrics.observe_study(namespace, name, after)
         # Events folded into a held one are written once their window has passed, even
         # when the study has nothing new to say.
-        self.kube.flush_events(ref)
+        try:
+            self.kube.flush_events(ref)
+        except ApiError as exc:  # Events are a courtesy: a refused one costs no pass
+            log.warning("%s/%s: Event not written: %s", namespace, name, exc)
         return Wake(True, _sooner(found.wake_in, tried.wake_in, design_wake, create_wait,
                                   block_wake, pruned.wake_in))  # fmt: skip
 

@@ -54,12 +54,15 @@ def cmd_get(args: argparse.Namespace) -> int:
     import urllib3
     from kubernetes import config
 
+    from scalingstudy.cluster.command import cluster_config_problem
     from scalingstudy.cluster.kube import ApiError, Kube, load_config
     from scalingstudy.render.output import print_summary, write_study_output
     from scalingstudy.results import planned_records
     from scalingstudy.spec import SpecError, parse_spec
     from scalingstudy.status import ScalingStudyStatus
 
+    if problem := cluster_config_problem(args.kubeconfig):  # one line, never a traceback
+        fail(problem)
     namespace = args.namespace or _context_namespace(args.kubeconfig)
     try:
         kube = Kube(load_config(args.kubeconfig), user_agent="scalingstudy-get")

@@ -9,6 +9,8 @@ request is counted by verb (benchmarks and the operator's metrics use the counts
 from __future__ import annotations
 
 import json
+import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -23,6 +25,8 @@ from scalingstudy.cluster.manifests import Obj, StudyRef
 from scalingstudy.cluster.reasons import Event
 from scalingstudy.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
+log = logging.getLogger("scalingstudy.operator")
+
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
 #: Objects per page of a list: a page of 250 Jobs is 2 MB of JSON and 9 MB parsed (half of
 #: it managedFields, now dropped as it is parsed), the largest thing a pass held; 100
@@ -36,9 +40,18 @@ REQUEST_TIMEOUT = (10.0, 60.0)
 
 
 def _without_managed_fields(obj: Obj) -> Obj:
-    """An object as it is parsed, without its managedFields: half of a Job's JSON, which
-    the operator never reads, dropped before the next object is parsed."""
-    obj.pop("managedFields", None)
+    """An object as it is parsed, without its metadata's managedFields: half of a Job's
+    JSON, which the operator never reads, dropped before the next object is parsed. Only
+    an object's metadata (it has a uid or resourceVersion, and its managedFields are the
+    server's entries): a user's own key of that name (task options, a volume's
+    attributes) is data and stays."""
+    fields = obj.get("managedFields")
+    if (
+        isinstance(fields, list)
+        and ("uid" in obj or "resourceVersion" in obj)
+        and all(isinstance(f, dict) and "manager" in f and "operation" in f for f in fields)
+    ):
+        del obj["managedFields"]
     return obj
 
 
@@ -242,6 +255,18 @@ class Kube:
                 return
             self._folds[study], writes = flush(held, time.monotonic())
         self._create_events(study, writes)
+
+    def flush_all_events(self) -> None:
+        """Write every study's held Events now, window or not: the operator is stopping
+        (a rollout, SIGTERM), and what it held would go with it. A refusal is logged."""
+        with self._fold_lock:
+            held, self._folds = self._folds, {}
+        for study, slots in held.items():
+            _, writes = flush(slots, math.inf)
+            try:
+                self._create_events(study, writes)
+            except ApiError as exc:
+                log.warning("%s/%s: held Events not written: %s", study.namespace, study.name, exc)
 
     def forget_events(self, namespace: str, name: str) -> None:
         """The study is gone: what was held of it goes too."""

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +60,9 @@ def identity() -> str:
     return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
 
 
-def build_registry(workers: StudyWorkers, namespaced: bool) -> kopf.OperatorRegistry:
+def build_registry(
+    workers: StudyWorkers, namespaced: bool, on_stop: Callable[[], None] | None = None
+) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
@@ -96,6 +98,8 @@ def build_registry(workers: StudyWorkers, namespaced: bool) -> kopf.OperatorRegi
     @kopf.on.cleanup(registry=registry)
     async def shutdown(**_: Any) -> None:
         await workers.stop()
+        if on_stop is not None:  # after the last pass: nothing new is held after it
+            on_stop()
 
     return registry
 
@@ -128,7 +132,9 @@ async def serve(options: OperatorOptions) -> None:
     sweeper = asyncio.create_task(sweep_forever(kube, prometheus, served, config.sweep_seconds))
     try:
         await kopf.operator(
-            registry=build_registry(workers, namespaced=not options.all_namespaces),
+            registry=build_registry(
+                workers, namespaced=not options.all_namespaces, on_stop=kube.flush_all_events
+            ),
             standalone=True,
             clusterwide=options.all_namespaces,
             namespaces=list(options.namespaces),
