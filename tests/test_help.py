@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from pathlib import Path
 
 import pytest
 
@@ -105,8 +106,7 @@ def test_a_malformed_kubeconfig_is_one_line_not_a_traceback(
     in the YAML parser's traceback (review of issue 40)."""
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     broken = f"{tmp_path}/kubeconfig"
-    with open(broken, "w") as f:
-        f.write("apiVersion: v1\nclusters: [\n")
+    Path(broken).write_text("apiVersion: v1\nclusters: [\n")
     monkeypatch.setenv("KUBECONFIG", broken)
     with pytest.raises(SystemExit) as exit_:
         main(command)
