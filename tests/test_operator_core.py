@@ -835,6 +835,30 @@ def test_a_prometheus_outage_delays_a_pushgateway_only_result_and_never_fails_it
     assert late.records[0].status == "Failed"
 
 
+def test_trials_that_wait_for_a_prometheus_that_does_not_answer_are_said_in_status() -> None:
+    """An outage that lasts (Prometheus down for good, a wrong URL) kept Pushgateway-only
+    trials waiting with no word in status: the study looked stuck for no reason. The wait
+    is now said in its Progressing condition, with Prometheus's error (issue 42)."""
+    policy = CollectPolicy("validation_loss", True, 5.0, reachable=False,
+                           unreachable_because="connection refused")  # fmt: skip
+    down = collect([finished_job("succeeded")], {TRIAL: []}, {}, NOW, policy)
+    assert down.waiting_for_prometheus == (TRIAL,)
+    note = down.waiting_note()
+    assert note is not None and TRIAL in note and "connection refused" in note
+    assert "1 finished trial(s)" in note
+    from scalingstudy.cluster.status_builder import build_status
+    from scalingstudy.status import ScalingStudyStatus
+
+    planned = Plan.of("demo", spec())
+    p = pass_of(planned, [], {}, [])
+    status = build_status(p, 1, ScalingStudyStatus(), None, None, "t", fit_note=note)
+    progressing = next(c for c in status.conditions if c.type == "Progressing")
+    assert progressing.status == "True" and progressing.message == note
+    answered = collect([finished_job("succeeded")], {TRIAL: []}, {}, NOW,
+                       CollectPolicy("validation_loss", True, 5.0))  # fmt: skip
+    assert answered.waiting_for_prometheus == () and answered.waiting_note() is None
+
+
 def test_a_taken_job_name_does_not_keep_the_other_trials_from_starting() -> None:
     """Review of issue 42: with parallelism 1, a trial whose Job name another owner holds
     was picked first on every pass and nothing else ever started. A name found taken is

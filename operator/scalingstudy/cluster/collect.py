@@ -59,6 +59,8 @@ class CollectPolicy:
     #: window runs from the later of the Job's end and this, so a trial that finished
     #: during an outage gets its full window once Prometheus is back.
     answering_since: dt.datetime | None = None
+    #: Why Prometheus did not answer this pass (its error), when it did not.
+    unreachable_because: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,24 @@ class Collected:
     records: tuple[TrialRecord, ...]
     mismatches: tuple[Mismatch, ...]
     wake_in: float | None
+    #: Succeeded trials without a termination message that wait for a Prometheus that
+    #: does not answer, and its error: the study says so (`waiting_note`) instead of
+    #: waiting in silence while the outage lasts.
+    waiting_for_prometheus: tuple[str, ...] = ()
+    prometheus_error: str | None = None
+
+    def waiting_note(self) -> str | None:
+        """One line for the study's Progressing condition, or None."""
+        waiting = self.waiting_for_prometheus
+        if not waiting:
+            return None
+        more = f" and {len(waiting) - 3} more" if len(waiting) > 3 else ""
+        shown = ", ".join(waiting[:3]) + more
+        why = f": {self.prometheus_error}" if self.prometheus_error else ""
+        return (
+            f"{len(waiting)} finished trial(s) ({shown}) left no termination message and "
+            f"wait for their pushed result in Prometheus, which does not answer{why}"
+        )
 
 
 def _fresh(job: JobState, values: Mapping[str, float]) -> bool:
@@ -152,6 +172,7 @@ def collect(
     Job of the same name, or a copy with the labels, says nothing of this Job's run."""
     records: list[TrialRecord] = []
     mismatches: list[Mismatch] = []
+    waiting: list[str] = []
     wake_in: float | None = None
     for job in done:
         trial = job.as_trial
@@ -169,7 +190,10 @@ def collect(
             mismatches.append(mismatch)
         if wait is not None:
             wake_in = wait if wake_in is None else min(wake_in, wait)
-    return Collected(tuple(records), tuple(mismatches), wake_in)
+            if not policy.reachable:
+                waiting.append(job.trial)
+    return Collected(tuple(records), tuple(mismatches), wake_in, tuple(sorted(waiting)),
+                     policy.unreachable_because if waiting else None)  # fmt: skip
 
 
 def mismatch_events(mismatches: Sequence[Mismatch], metric: str) -> list[Event]:

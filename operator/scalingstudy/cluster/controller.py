@@ -108,6 +108,12 @@ def _events(
 CHANGED_RETRY_SECONDS = 1.0
 
 
+def _notes(*notes: str | None) -> str | None:
+    """What a study waits for, said in its Progressing condition (several: one line)."""
+    said = [n for n in notes if n]
+    return "; ".join(said) or None
+
+
 def _sooner(*waits: float | None) -> float | None:
     return min((w for w in waits if w is not None), default=None)
 
@@ -199,7 +205,8 @@ class Controller:
         held = blocked.condition(stuck, before.conditions, generation, now, configured.conflict,
                                  known_block)  # fmt: skip
         built = build_status(p, generation, before, tried.fit or before.fit, tried.error, now,
-                             [held], chosen.status, refusal, tried.note)  # fmt: skip
+                             [held], chosen.status, refusal,
+                             _notes(tried.note, found.waiting_note()))  # fmt: skip
         after = within_limit(built, generation, now, self.config.status_bytes_max)
         # Results reach status before anything else happens: a crash after this line
         # loses nothing, and one before it only repeats the collection.

@@ -45,11 +45,11 @@ class Gatherer:
         samples to cross-check them and for when no pod can tell."""
         if not done:
             return Collected((), (), None), []
-        samples, reachable = _samples(self.prometheus, ref, done)
+        samples, reachable, error = _samples(self.prometheus, ref, done)
         # Only a succeeded Job waits for a scrape, and then Prometheus was asked.
         waits = bool(self.prometheus.url) and self.pushgateway
         policy = CollectPolicy(spec.metric.name, waits, self.result_grace, reachable,
-                               self.prometheus.answering_since)  # fmt: skip
+                               self.prometheus.answering_since, error)  # fmt: skip
         pods: dict[str, list[Obj]] = {}
         names = sorted(j.trial for j in done)
         for i in range(0, len(names), POD_SELECTOR_CHUNK):
@@ -73,15 +73,15 @@ class Gatherer:
 
 def _samples(
     prometheus: Prometheus, ref: StudyRef, done: Sequence[JobState]
-) -> tuple[Samples, bool]:
-    """Prometheus's samples of the study, and whether it answered."""
+) -> tuple[Samples, bool, str | None]:
+    """Prometheus's samples of the study, whether it answered, and its error if not."""
     if not prometheus.url or not any(j.phase == "succeeded" for j in done):
-        return {}, False
+        return {}, False, None
     try:
-        return prometheus.study_results(ref.namespace, ref.name), True
+        return prometheus.study_results(ref.namespace, ref.name), True, None
     except PrometheusUnavailableError as exc:
         log.warning("%s/%s: %s; using termination messages", ref.namespace, ref.name, exc)
-        return {}, False
+        return {}, False, str(exc)
 
 
 def _owned_by(job: Obj, uid: str) -> bool:
