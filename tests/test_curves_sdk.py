@@ -317,8 +317,9 @@ def test_a_gateway_that_answers_a_byte_at_a_time_does_not_hold_training() -> Non
         conn, _ = server.accept()
         connections.append(conn)
         conn.recv(65536)
-        for byte in b"HTTP/1.1 200 OK\r\n":
-            if release.wait(0.5):
+        answer = b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"y" * 2000
+        for byte in answer:  # a byte every 0.1 s: no single read waits out the timeout
+            if release.wait(0.1):
                 break
             conn.sendall(bytes([byte]))
         conn.close()

@@ -68,8 +68,10 @@ def test_forged_pushes_are_not_recorded_and_their_groups_are_deleted(
     mismatch = [e for e in events(cluster, namespace, "forged") if e["reason"] == "ResultMismatch"]
     assert any(quiet in e["message"] and "0.000123" in e["message"] for e in mismatch), mismatch
     assert all(e["type"] == "Warning" for e in mismatch)
-    # Every group carrying the study's labels went with its trial, the extra one too.
-    assert groups_of(cluster, namespace, "forged") == []
+    # Every group carrying the study's labels went with its trial, the extra one too (the
+    # last trial's just after the status that records it: results reach status first).
+    wait_until("the study's push groups to go with their trials",
+               lambda: groups_of(cluster, namespace, "forged") == [], timeout=30)  # fmt: skip
     metrics = httpx.get(f"http://127.0.0.1:{op.metrics_port}/metrics").text
     line = f'scalingstudy_result_mismatches_total{{namespace="{namespace}",study="forged"}}'
     assert any(row.startswith(line) and float(row.split()[-1]) >= 1 for row in metrics.splitlines())
