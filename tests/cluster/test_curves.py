@@ -123,7 +123,7 @@ def test_pruning_on_the_cluster_from_the_pods_own_logs(
     cluster: Cluster, namespace: str, operator_factory: Any, tmp_path: Path
 ) -> None:
     started = time.time()
-    op: Operator = operator_factory(namespace)
+    op: Operator = operator_factory(namespace, extra=["--sweep-interval=3"])
     op.start()
     names = _names()
     # The slow starter of the smallest data size pushes no progress of its own: the
@@ -159,6 +159,12 @@ def test_pruning_on_the_cluster_from_the_pods_own_logs(
     # Recorded trials are not running: their live progress leaves the Pushgateway (the
     # forged group too); Prometheus keeps the history read above.
     wait_until("no progress group left", lambda: not _progress_groups(cluster, namespace),
+               timeout=30)  # fmt: skip
+    # A push that lands after its trial was recorded (a pruned trial's trainer flushes its
+    # last evaluation as its Job is deleted) is swept too: the panel shows running trials.
+    _forge(cluster, namespace, names[(100, SLOW)])
+    assert _progress_groups(cluster, namespace)
+    wait_until("the late push swept", lambda: not _progress_groups(cluster, namespace),
                timeout=30)  # fmt: skip
 
 

@@ -1,7 +1,7 @@
 """What one pass writes to the cluster: the status (one writer), then the study's
 ConfigMap, Jobs and Services created and deleted, Pushgateway groups of recorded trials
-deleted, Events emitted; and the sweep of Pushgateway groups of studies deleted while
-no operator ran."""
+deleted, Events emitted; and the sweep of Pushgateway groups nothing will read (of studies
+deleted while no operator ran, progress pushed after a trial was recorded)."""
 
 from __future__ import annotations
 
@@ -31,10 +31,14 @@ from scalingstudy.cluster.study_events import started_event
 from scalingstudy.contract import PROGRESS_PUSH_JOB, PUSH_JOB
 from scalingstudy.planning.cost import trial_devices
 from scalingstudy.planning.plan import Trial
+from scalingstudy.records import with_current_names
 from scalingstudy.spec import ScalingStudySpec
 from scalingstudy.status import ScalingStudyStatus
 
 log = logging.getLogger("scalingstudy.operator")
+
+#: The Pushgateway jobs the trainers push under: results and live progress.
+PUSH_JOBS = (PUSH_JOB, PROGRESS_PUSH_JOB)
 
 
 def now_rfc3339() -> str:
@@ -115,10 +119,9 @@ class Actor:
         self.metrics.record_trials(ref.namespace, ref.name, p.new_records, trial_devices(spec))
         if p.new_records:
             recorded = {rec.trial for rec in p.new_records}
-            self.prometheus.delete_groups(ref.namespace, ref.name, recorded)
             # A recorded trial is not running: its last pushed evaluation leaves the
-            # dashboard's panel of running trials (Prometheus keeps the history).
-            self.prometheus.delete_groups(ref.namespace, ref.name, recorded, PROGRESS_PUSH_JOB)
+            # dashboard's panel of running trials too (Prometheus keeps the history).
+            self.prometheus.delete_groups(ref.namespace, ref.name, recorded, PUSH_JOBS)
         for job_name in sorted({*p.delete, *pruned}):
             self.kube.delete_job(ref.namespace, job_name)
         if spec.trainer.nodes > 1:  # a trial's rendezvous Service outlives it for nothing
@@ -197,16 +200,38 @@ class Actor:
 def sweep_pushgateway(
     kube: Kube, prometheus: Prometheus, namespaces: Collection[str] | None
 ) -> int:
-    """Delete the Pushgateway groups of studies that no longer exist (deleted while no
-    operator ran) in the served namespaces (None: all). Returns how many went."""
-    jobs = (PUSH_JOB, PROGRESS_PUSH_JOB)
-    groups = [g for g in prometheus.push_groups() if g.get("job") in jobs]
-    studies = {(g.get("namespace", ""), g.get("study", "")) for g in groups}
-    deleted = 0
-    for namespace, name in sorted(studies):
-        if namespaces is not None and namespace not in namespaces:
+    """Pushgateway housekeeping in the served namespaces (None: all): the groups of
+    studies that no longer exist (deleted while no operator ran), and the progress groups
+    of trials their study has recorded (a pod may push its last evaluation after that:
+    a pruned trial's trainer does as its Job is deleted). Returns how many went."""
+    groups = [g for g in prometheus.push_groups() if g.get("job") in PUSH_JOBS]
+    recorded: dict[tuple[str, str], frozenset[str] | None] = {}
+    for namespace, name in sorted({(g.get("namespace", ""), g.get("study", "")) for g in groups}):
+        if not (namespace and name) or (namespaces is not None and namespace not in namespaces):
             continue
-        if namespace and name and kube.get_study(namespace, name) is None:
-            deleted += prometheus.delete_groups(namespace, name)
-            deleted += prometheus.delete_groups(namespace, name, job=PROGRESS_PUSH_JOB)
-    return deleted
+        obj = kube.get_study(namespace, name)
+        recorded[(namespace, name)] = None if obj is None else recorded_trials(name, obj)
+    return prometheus.delete_each(stale_groups(groups, recorded))
+
+
+def recorded_trials(name: str, obj: Mapping[str, Any]) -> frozenset[str]:
+    """The trials a study's status records, by the names their Jobs and groups carry."""
+    status = ScalingStudyStatus.lenient(obj.get("status") or {})
+    return frozenset(with_current_names(name, status.results))
+
+
+def stale_groups(
+    groups: Sequence[Mapping[str, str]],
+    recorded: Mapping[tuple[str, str], frozenset[str] | None],
+) -> list[Mapping[str, str]]:
+    """Of ``groups``, those of the studies in ``recorded`` that nothing will read: every
+    group of a study that is gone (None), and the progress groups of recorded trials."""
+    stale: list[Mapping[str, str]] = []
+    for g in groups:
+        key = (g.get("namespace", ""), g.get("study", ""))
+        if key not in recorded:
+            continue
+        trials = recorded[key]
+        if trials is None or (g.get("job") == PROGRESS_PUSH_JOB and g.get("trial") in trials):
+            stale.append(g)
+    return stale

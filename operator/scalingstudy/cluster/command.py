@@ -86,6 +86,12 @@ def add_operator_command(sub: Any) -> None:
              "study, in seconds (default: %(default)s)",
     )  # fmt: skip
     op.add_argument(
+        "--sweep-interval", type=float, default=60.0,
+        help="delete Pushgateway groups nothing will read (of deleted studies, progress "
+             "pushed after its trial was recorded) this often, in seconds (default: "
+             "%(default)s)",
+    )  # fmt: skip
+    op.add_argument(
         "--result-grace", type=float, default=15.0,
         help="seconds a finished trial without a termination message waits for "
              "Prometheus (default: %(default)s)",
@@ -184,6 +190,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
                 resync_seconds=args.resync_seconds,
                 fit_interval=args.fit_interval,
                 prune_interval=args.prune_interval,
+                sweep_seconds=args.sweep_interval,
                 result_grace=args.result_grace,
                 blocked_after=args.blocked_after,
                 status_bytes_max=args.max_status_bytes,

@@ -69,8 +69,9 @@ class ControllerConfig:
     #: How long a finished trial without a termination message waits for Prometheus to
     #: scrape its pushed result before it is recorded as failed (a few scrape intervals).
     result_grace: float = 15.0
-    #: How often Pushgateway groups of deleted studies are looked for.
-    sweep_seconds: float = 300.0
+    #: How often Pushgateway groups nothing will read are looked for (of deleted studies;
+    #: progress a pod pushed after its trial was recorded).
+    sweep_seconds: float = 60.0
     #: How long a Job may have no pod before the study says its trials are blocked.
     blocked_after: float = 60.0
     #: What a study may ask of the cluster (the admission policy's rules, checked again).

@@ -170,14 +170,21 @@ class Prometheus:
         namespace: str,
         study: str,
         trials: Collection[str] | None = None,
-        job: str = PUSH_JOB,
+        jobs: Collection[str] = (PUSH_JOB,),
     ) -> int:
-        """Delete every group under ``job`` that carries the study's labels (of the given
+        """Delete every group under ``jobs`` that carries the study's labels (of the given
         trials only, when given), whatever other labels it has: a group pushed with an
-        extra label is not the trainer's and must not outlive the trial. Returns how many
-        went."""
+        extra label is not the trainer's and must not outlive the trial. One listing of
+        the gateway. Returns how many went."""
+        listed = self.push_groups()
+        return self.delete_each(
+            [g for job in jobs for g in study_groups(listed, namespace, study, trials, job)]
+        )
+
+    def delete_each(self, groups: Iterable[Mapping[str, str]]) -> int:
+        """Delete these groups (by their full grouping labels); how many went."""
         deleted = 0
-        for labels in study_groups(self.push_groups(), namespace, study, trials, job):
+        for labels in groups:
             try:
                 r = self.http.delete(f"{self.pushgateway}/metrics/{group_path(labels)}")
             except httpx.HTTPError:

@@ -156,14 +156,15 @@ def _lost() -> None:
 async def sweep_forever(
     kube: Kube, prometheus: Prometheus, served: set[str] | None, every: float
 ) -> None:
-    """At start and then every ``every`` seconds: forget the Pushgateway groups of studies
-    that were deleted while no operator watched (their Jobs went with them, the groups
-    would stay forever)."""
+    """At start and then every ``every`` seconds: forget the Pushgateway groups nothing
+    will read (of studies deleted while no operator watched, whose groups would stay
+    forever; progress pushed after its trial was recorded, which the dashboard would show
+    as running)."""
     while True:
         try:
             gone = await asyncio.to_thread(sweep_pushgateway, kube, prometheus, served)
             if gone:
-                log.info("deleted %d Pushgateway group(s) of studies that no longer exist", gone)
+                log.info("deleted %d Pushgateway group(s) nothing will read", gone)
         except Exception:  # the sweep is housekeeping: never let it stop the operator
             log.exception("Pushgateway sweep failed; retrying later")
         await asyncio.sleep(every)
