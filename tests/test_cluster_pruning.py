@@ -265,6 +265,7 @@ def test_the_chart_lets_the_operator_read_pod_logs_and_annotate_jobs_only() -> N
         assert verbs["pods/log"] == {"get"}
         assert verbs["jobs"] == {"list", "watch", "create", "delete", "patch"}
         assert verbs["pods"] == {"list"}
+        assert verbs["workloads"] == {"list"}  # Kueue's: time admitted before a preemption
 
 
 # -- A: a trial that finished by itself is collected, never recorded Pruned ------------

@@ -192,3 +192,73 @@ def test_a_cpu_studys_plan_speaks_of_cpu_hours(tmp_path: Path) -> None:
     assert cost.startswith("expected cost of the full grid: ") and "CPU-hours" in cost
     assert "(spent so far " in cost and "GPU-hours" not in again.stdout
     assert "design grid: plans 3 trials now" in again.stdout
+
+
+def test_time_admitted_before_a_preemption_is_spent_in_status_metrics_and_budget() -> None:
+    """A Kueue preemption restarts the Job's start time: its record's duration is the last
+    attempt only, and the Workload's accumulated admitted time is what it misses."""
+    from scalingstudy.cluster.observe import KUEUE_JOB_UID, admitted_before
+
+    workloads = [
+        {"metadata": {"labels": {KUEUE_JOB_UID: "u1"}},
+         "status": {"accumulatedPastExecutionTimeSeconds": 600}},  # v1beta2
+        {"metadata": {"labels": {KUEUE_JOB_UID: "u2"}},
+         "status": {"accumulatedPastExexcutionTimeSeconds": 30}},  # v1beta1's spelling
+        {"metadata": {"labels": {KUEUE_JOB_UID: "u3"}}, "status": {}},  # never preempted
+        {"metadata": {}, "status": {"accumulatedPastExecutionTimeSeconds": 9}},  # not a Job's
+    ]  # fmt: skip
+    assert admitted_before(workloads) == {"u1": 600.0, "u2": 30.0}
+
+    gpus = {"resources": {"limits": {"nvidia.com/gpu": 2}}}
+    doc = _spec_doc(gpus, budget={"deviceHours": 1})
+    spec = parse_spec(doc)
+    trial = plan_trials("s", spec)[0]
+    plain = TrialRecord.succeeded(trial, TrialResult(loss=1.0, parameters=200), 900.0)
+    preempted = plain.model_copy(update={"earlier_seconds": 600.0})
+    assert preempted.seconds_used == 1500.0
+    status = design("s", spec, {trial.name: preempted}, set(), {}).status
+    assert status.device_seconds == status.gpu_seconds == 3000.0  # (900 + 600) s x 2 GPUs
+    # without the Workload's time the same trial spent 1,800
+    assert design("s", spec, {trial.name: plain}, set(), {}).status.device_seconds == 1800.0
+    metrics = OperatorMetrics(CollectorRegistry())
+    metrics.record_trials("ns", "s", [preempted], trial_devices(spec))
+    labels = {"namespace": "ns", "study": "s"}
+    assert (
+        metrics.registry.get_sample_value("scalingstudy_trial_gpu_seconds_total", labels) == 3000.0
+    )
+    assert "earlierSeconds" in preempted.to_json() and "earlier_seconds" not in plain.csv_row()
+
+
+def test_a_run_deleted_while_it_ran_is_spent_once_and_the_same_on_every_pass() -> None:
+    """A spec edit drops a running trial: the pass that deletes its Job writes the run
+    into status.design.cancelled (by Job uid), and its time counts from that pass on."""
+    import datetime as dt
+
+    from scalingstudy.cluster.observe import JobState
+    from scalingstudy.cluster.reconcile import cancelled_runs
+    from scalingstudy.planning.design import with_cancelled
+
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    now = start + dt.timedelta(seconds=300)
+    jobs = [
+        JobState("s-a", "s-a", "active", started=start, uid="u-a"),
+        JobState("s-b", "s-b", "queued", uid="u-b"),  # never ran: nothing spent
+        JobState("s-c", "s-c", "active", started=start, uid="u-c"),  # kept: not deleted
+    ]
+    runs = cancelled_runs({"s-a", "s-b"}, jobs, (), now)
+    assert [(r.trial, r.job_uid, r.seconds) for r in runs] == [("s-a", "u-a", 300.0)]
+    assert cancelled_runs({"s-a"}, jobs, {"u-a"}, now) == ()  # counted once, by uid
+
+    doc = _spec_doc({"nodes": 2, "resources": {"limits": {"nvidia.com/gpu": 1}}})
+    spec = parse_spec(doc)
+    first = _finished(doc, 100.0)
+    this_pass = with_cancelled(first.status, runs, spec)
+    assert this_pass.device_seconds == first.status.device_seconds + 600.0  # 300 s x 2 GPUs
+    assert this_pass.gpu_seconds == this_pass.device_seconds
+    grid = plan_trials("s", spec)[:1]
+    result = TrialResult(loss=1.0, parameters=100 * grid[0].model_size)  # as _finished's
+    records = {grid[0].name: TrialRecord.succeeded(grid[0], result, 100.0)}
+    next_pass = design("s", spec, records, set(), {}, this_pass.cancelled).status
+    assert next_pass == this_pass
+    assert ScalingStudyStatus(design=next_pass).to_json()["design"]["cancelled"] == [
+        {"trial": "s-a", "jobUid": "u-a", "seconds": 300.0}]  # fmt: skip

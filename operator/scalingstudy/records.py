@@ -39,7 +39,11 @@ class TrialRecord(ResultFields, TrialCoordinates):
     """Outcome. Pruned: stopped because it could not win its slot (docs/pruning.md);
     never retried, not a failure, left out of the fit."""
     duration_seconds: float | None = None
-    """Wall time of the trial."""
+    """Wall time of the trial's last attempt."""
+    earlier_seconds: float | None = None
+    """Wall time its earlier attempts held their devices and left no result: admitted
+    before a Kueue preemption (the Job's start time restarts when it resumes). Counted in
+    the spend, with durationSeconds."""
     reason: str | None = None
     """Why a trial failed (exit code, OOMKilled, DeadlineExceeded, ...), or Pruned."""
     message: str | None = None
@@ -116,6 +120,11 @@ class TrialRecord(ResultFields, TrialCoordinates):
             duration_seconds=_seconds(duration),
         )
 
+    @property
+    def seconds_used(self) -> float:
+        """Wall time of all its attempts (0 when unknown): what the spend counts."""
+        return (self.duration_seconds or 0.0) + (self.earlier_seconds or 0.0)
+
     def to_json(self) -> dict[str, Any]:
         """camelCase, without empty fields: the shape of a status.results row."""
         return self.model_dump(by_alias=True, exclude_none=True)
@@ -137,6 +146,7 @@ CSV_COLUMNS = tuple(
     # A pruned trial's fields: results.csv lists succeeded trials only (curves.csv and the
     # records keep pruned ones).
     and f not in ("best_loss", "pruned_at_step", "pruned_against", "curve")
+    and f != "earlier_seconds"  # the spend's, in the records and status
 )
 
 #: Points of a pruned trial's curve kept in its record (status.results stays small).

@@ -202,6 +202,18 @@ class LearningRateChoice(_Status):
     """It is the smallest or largest tried: the optimum may lie beyond the sweep."""
 
 
+class CancelledRun(_Status):
+    """A trial's Job deleted while it ran because the plan no longer holds the trial (a
+    spec edit dropped its value, the design stopped it): its time was spent all the same."""
+
+    trial: str
+    """Trial (and Job) name."""
+    job_uid: str
+    """The Job's uid: each run counts once, whatever passes or restarts see it again."""
+    seconds: float
+    """Wall time from the Job's start until the operator deleted it."""
+
+
 class DesignStatus(_Status):
     """What the study's design chose and spent, against the full grid."""
 
@@ -220,8 +232,9 @@ class DesignStatus(_Status):
     """What deviceSeconds and the budget count: gpu when the trials request GPUs
     (nvidia.com/gpu), else cpu (the cpu each pod requests, else its limit, else 1)."""
     device_seconds: float = 0.0
-    """Device-seconds of finished trials: duration times the devices of all their pods
-    (GPUs or CPUs, see device)."""
+    """Device-seconds of finished trials (every attempt: also the time admitted before a
+    Kueue preemption) and of cancelled runs: wall time times the devices of all their
+    pods (GPUs or CPUs, see device)."""
     grid_gpu_seconds: float | None = None
     """Estimated GPU-seconds of the full grid (gridDeviceSeconds on a GPU study, 0 on a
     CPU study)."""
@@ -247,6 +260,8 @@ class DesignStatus(_Status):
     learning_rates: list[LearningRateChoice] = Field(default_factory=list)
     """In a learning-rate sweep, the winner per data size and model size (the fit uses
     only the winners' results)."""
+    cancelled: list[CancelledRun] = Field(default_factory=list)
+    """Runs the operator deleted before they ended; counted in deviceSeconds."""
 
 
 class ScalingStudyStatus(_Status):

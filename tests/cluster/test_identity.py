@@ -89,3 +89,36 @@ def test_editing_the_rates_creates_jobs_only_for_new_values(
     _check_rows(status, [0.001, 0.0025])
     assert status["fit"]["basedOnResults"] == 12
     assert len(job_creations(cluster, namespace)) == 18
+    # Add a slow value, then remove it while its trials run: their Jobs are deleted, and
+    # the time they ran is spent (status.design.cancelled, by Job uid, once each).
+    spent = status["design"]["deviceSeconds"]
+    slow = _doc([0.001, 0.0025, 0.0005])
+    slow["spec"]["trainer"]["env"] += [{"name": "TRIAL_SECONDS", "value": "120"}]
+    cluster.apply(slow, namespace)
+
+    def running() -> dict[str, str]:
+        jobs = [j for j in cluster.items("jobs", namespace)
+                if j["metadata"]["labels"].get("scalingstudy.io/learning-rate") == "0.0005"
+                and j["status"].get("startTime") and j["status"].get("active")]  # fmt: skip
+        return {j["metadata"]["name"]: j["metadata"]["uid"] for j in jobs}
+
+    started = wait_until("trials of the slow value running", running, timeout=60)
+    cluster.apply(_doc([0.001, 0.0025]), namespace)
+    status = _settled(cluster, namespace, [0.001, 0.0025])
+    wait_until("the slow Jobs deleted", lambda: not running(), timeout=60)
+
+    def cancelled_runs() -> list[dict[str, Any]] | None:
+        return _status_of(cluster, namespace)["design"].get("cancelled") or None
+
+    cancelled = wait_until("the cancelled runs in status", cancelled_runs)
+    assert {c["jobUid"] for c in cancelled} >= set(started.values())
+    assert len({c["jobUid"] for c in cancelled}) == len(cancelled)  # each run once
+    assert all("-l0p0005-" in c["trial"] for c in cancelled), cancelled
+    design = _status_of(cluster, namespace)["design"]
+    assert design["deviceSeconds"] == pytest.approx(
+        spent + sum(c["seconds"] for c in design["cancelled"]), abs=0.5)  # fmt: skip
+    assert sum(c["seconds"] for c in design["cancelled"]) > 0
+
+
+def _status_of(cluster: Cluster, namespace: str) -> dict[str, Any]:
+    return dict(cluster.get("scalingstudy", "ident", namespace).get("status") or {})

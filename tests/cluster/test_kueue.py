@@ -199,6 +199,14 @@ def test_a_higher_priority_workload_preempts_trials_that_finish_once_where_they_
         start = next(e for e in pods[1] if e["event"] == "start")
         assert start["resumed_from_step"] == (stopped[0]["step"] if checkpoints else 0)
         assert rows[victim]["steps"] == 5000
+        # The time it was admitted before the preemption (its Workload's; the Job's start
+        # time restarted) is spent too, in status and the budget's count.
+        assert rows[victim].get("earlierSeconds", 0) >= 1, rows[victim]
+    for name in CHECKPOINTS:
+        status = _status(cluster, name, ns)
+        gpus = sum(r["durationSeconds"] + r.get("earlierSeconds", 0)
+                   for r in status["results"])  # fmt: skip
+        assert status["design"]["gpuSeconds"] == pytest.approx(gpus, abs=0.5), name
     # Resumed or restarted, each trial ends where one uninterrupted run ends. The study
     # without checkpoints ran each of its trials from step 0 to the end in one pod (a
     # victim's second pod started at 0, asserted above), with the same seed and data as

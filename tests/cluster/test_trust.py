@@ -4,6 +4,7 @@ real control plane, Pushgateway and Prometheus."""
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -58,6 +59,19 @@ def test_forged_pushes_are_not_recorded_and_their_groups_are_deleted(
     # pushing trial with an extra grouping label (it survives the trainer's own push).
     push(cluster, {**base, "trial": quiet}, 0.000123)
     push(cluster, {**base, "trial": pushing, "zzz": "x"}, 0.000321)
+    # A pod with the trial's labels that its Job does not control (a user's copy, or one
+    # left by an earlier Job of the name) ends first with a forged result: never taken.
+    stale = {"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": "stale-copy", "labels": {"scalingstudy.io/study": "forged",
+                                         "scalingstudy.io/trial": pushing}},
+        "spec": {"restartPolicy": "Never", "containers": [{
+            "name": "trainer", "image": "busybox", "command": [sys.executable, "-c", (
+                "import sys; open(sys.argv[1], 'w').write("
+                "'{\"validation_loss\": 0.0001, \"parameters\": 4}')"),
+                "/dev/termination-log"]}]}}  # fmt: skip
+    assert cluster.apply(stale, namespace).returncode == 0
+    wait_until("the stale pod to end", lambda: (cluster.get("pod", "stale-copy", namespace)
+               .get("status", {}).get("phase") == "Succeeded"), timeout=60)  # fmt: skip
     status = finished(cluster, "forged", namespace, timeout=120)
     assert status["phase"] == "Succeeded", status.get("conditions")
     rows = {r["trial"]: r for r in status["results"]}

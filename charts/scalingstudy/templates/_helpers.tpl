@@ -53,6 +53,11 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]
+# The time a trial was admitted before a Kueue preemption (its Workload keeps it; the
+# Job's start time restarts) counts in the spend.
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads"]
+  verbs: ["list"]
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "create"]

@@ -6,6 +6,7 @@ reads and `actions.py` writes the cluster. When passes run is `workers.py`'s bus
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import time
@@ -32,6 +33,7 @@ from scalingstudy.cluster.reasons import ConditionReason, Event, Refusal, Stop
 from scalingstudy.cluster.reconcile import (
     Pass,
     active_trials,
+    cancelled_runs,
     decide,
     fit_due,
     fit_settings,
@@ -49,7 +51,8 @@ from scalingstudy.cluster.study_events import design_events, status_events
 from scalingstudy.cluster.workers import Key, Wake
 from scalingstudy.contract import STATUS_BYTES_MAX
 from scalingstudy.fitting import FitError, FitUnavailableError
-from scalingstudy.planning.design import Design, design
+from scalingstudy.planning.cost import trial_devices
+from scalingstudy.planning.design import Design, design, with_cancelled
 from scalingstudy.records import with_current_names
 from scalingstudy.results import fit_input, stage_fit
 from scalingstudy.spec import ScalingStudySpec, SpecError, parse_spec
@@ -194,6 +197,12 @@ class Controller:
         p = decide(chosen.plan, jobs, recorded, collected, parallelism=spec.parallelism,
                    max_failed=spec.max_failed_trials, fit=before.fit, more=chosen.more,
                    settings=fit_settings(spec), deferred=taken)  # fmt: skip
+        # Jobs deleted while they run (the plan dropped their trials) spent their time.
+        ledger = chosen.status.cancelled
+        cancelled = cancelled_runs(p.delete, jobs, {c.job_uid for c in ledger},
+                                   dt.datetime.now(dt.UTC))  # fmt: skip
+        design_status = (with_cancelled(chosen.status, cancelled, spec) if cancelled
+                         else chosen.status)  # fmt: skip
         tried = self._maybe_fit((namespace, name), spec, p, fit_settings(spec))
         create_wait = self.retries.wait((namespace, name, "create"), time.monotonic())
         configured = (self.actor.configure(ref, spec)
@@ -206,7 +215,7 @@ class Controller:
         held = blocked.condition(stuck, before.conditions, generation, now, configured.conflict,
                                  known_block)  # fmt: skip
         built = build_status(p, generation, before, tried.fit or before.fit, tried.error, now,
-                             [held], chosen.status, refusal,
+                             [held], design_status, refusal,
                              _notes(tried.note, found.waiting_note()))  # fmt: skip
         after = within_limit(built, generation, now, self.config.status_bytes_max)
         # Results reach status before anything else happens: a crash after this line
@@ -215,6 +224,7 @@ class Controller:
         if version_after is None:  # the study changed, or is another one now: start over
             log.info("%s/%s changed during its pass; passing it again", namespace, name)
             return Wake(True, CHANGED_RETRY_SECONDS)
+        self.metrics.record_cancelled(namespace, name, cancelled, trial_devices(spec))
         events = [*pruned.events, *found_events,
                   *_events(p, spec, before, after, tried.fit is not None, held)]  # fmt: skip
         if refusal is not None and is_new_refusal(before, generation, refusal):
@@ -283,8 +293,9 @@ class Controller:
         records, _ = merged(recorded, found)
         active = active_trials(jobs, records)
         fits = {f.data_size: f for f in (before.design.stage_fits if before.design else [])}
+        ledger = before.design.cancelled if before.design else []
         for _ in range(len(spec.data_sizes.sizes()) + 1):  # a bound, not a retry
-            chosen = design(ref.name, spec, records, active, fits)
+            chosen = design(ref.name, spec, records, active, fits, ledger)
             if chosen.fit_needed is None:
                 break
             key = (ref.namespace, ref.name, chosen.fit_needed)

@@ -183,6 +183,21 @@ class Kube:
         items: list[Obj] = obj.get("items", [])
         return items
 
+    def list_workloads(self, namespace: str, selector: str) -> list[Obj] | None:
+        """Kueue's Workloads (v1beta2, else v1beta1); None where Kueue is not installed
+        or the operator may not list them."""
+        for version in ("v1beta2", "v1beta1"):
+            path = f"/apis/kueue.x-k8s.io/{version}/namespaces/{namespace}/workloads"
+            status, obj = self.request(
+                "GET", path, query={"labelSelector": selector}, ok=(200, 403, 404)
+            )
+            if status == 200:
+                items: list[Obj] = obj.get("items", [])
+                return items
+            if status == 403:
+                return None
+        return None
+
     def list_events(self, namespace: str, field_selector: str) -> list[Obj]:
         _, obj = self.request(
             "GET", f"/api/v1/namespaces/{namespace}/events", query={"fieldSelector": field_selector}

@@ -19,7 +19,13 @@ from prometheus_client import (
 
 from scalingstudy.fitting.report import LearningCurve, ModelSizeLaw
 from scalingstudy.planning.cost import Devices
-from scalingstudy.status import ScalingStudyStatus, StopReason, TrialCounts, TrialRecord
+from scalingstudy.status import (
+    CancelledRun,
+    ScalingStudyStatus,
+    StopReason,
+    TrialCounts,
+    TrialRecord,
+)
 
 STATES = ("pending", "queued", "running", "succeeded", "failed", "pruned")
 DEVICES = ("gpu", "cpu")
@@ -208,10 +214,20 @@ class OperatorMetrics:
             self.trial_seconds.labels(namespace, study, rec.status).observe(rec.duration_seconds)
             if not held.count:
                 continue
-            used = held.count * rec.duration_seconds
+            used = held.count * rec.seconds_used  # earlier (preempted) attempts too
             if held.kind == "gpu":
                 self.gpu_seconds.labels(namespace, study).inc(used)
             self.device_seconds.labels(namespace, study, held.kind).inc(used)
+
+    def record_cancelled(
+        self, namespace: str, study: str, runs: Iterable[CancelledRun], devices: Devices
+    ) -> None:
+        """Runs deleted before they ended (status.design.cancelled): device time spent."""
+        for run in runs:
+            used = devices.count * run.seconds
+            if devices.kind == "gpu":
+                self.gpu_seconds.labels(namespace, study).inc(used)
+            self.device_seconds.labels(namespace, study, devices.kind).inc(used)
 
     def pass_done(self, seconds: float, requests: Mapping[str, int]) -> None:
         """A reconcile pass ended: its duration, and the API requests made since the last."""

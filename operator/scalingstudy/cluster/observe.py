@@ -190,3 +190,23 @@ def failure_reason(job: JobState, outcome: ContainerEnd | None) -> tuple[str, st
         if outcome.message.strip():
             parts.append(outcome.message.strip()[-1000:])
     return reason, "; ".join(p for p in parts if p)
+
+
+#: The label Kueue puts on a Job's Workload: the Job's uid.
+KUEUE_JOB_UID = "kueue.x-k8s.io/job-uid"
+
+
+def admitted_before(workloads: Iterable[Obj]) -> dict[str, float]:
+    """Seconds each Job (by uid) was admitted before its Kueue preemptions: the Workload
+    adds an admission's length to ``accumulatedPastExecutionTimeSeconds`` (v1beta1 spells
+    it ``accumulatedPastExexcutionTimeSeconds``) when it takes the admission back, and the
+    Job's own start time restarts on resume, so this is the time its record misses."""
+    out: dict[str, float] = {}
+    for wl in workloads:
+        uid = ((wl.get("metadata") or {}).get("labels") or {}).get(KUEUE_JOB_UID)
+        status = wl.get("status") or {}
+        seconds = status.get("accumulatedPastExecutionTimeSeconds",
+                             status.get("accumulatedPastExexcutionTimeSeconds"))  # fmt: skip
+        if uid and isinstance(seconds, int | float) and seconds > 0:
+            out[uid] = float(seconds)
+    return out

@@ -9,6 +9,7 @@ pass, so a restarted operator picks up exactly where the last one stopped.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from collections.abc import Collection, Mapping, Sequence
@@ -20,6 +21,7 @@ from scalingstudy.planning.scheduling import lapsed_prunes, schedule
 from scalingstudy.results import fit_options, fittable
 from scalingstudy.spec import ScalingStudySpec
 from scalingstudy.status import (
+    CancelledRun,
     FitStatus,
     TrialCounts,
     TrialRecord,
@@ -201,3 +203,17 @@ def fit_due(p: Pass, since_last_fit: float, interval: float) -> tuple[bool, floa
     if p.final or p.stale_fit or since_last_fit >= interval:
         return True, None
     return False, interval - since_last_fit
+
+
+def cancelled_runs(
+    delete: Collection[str], jobs: Sequence[JobState], counted: Collection[str], now: dt.datetime
+) -> tuple[CancelledRun, ...]:
+    """The runs of the Jobs this pass deletes while they run (``delete``: trials the plan
+    no longer holds), each Job once (``counted``: uids already in status)."""
+    return tuple(
+        CancelledRun(trial=j.trial, job_uid=j.uid,
+                     seconds=round(max((now - j.started).total_seconds(), 0.0), 3))
+        for j in jobs
+        if j.name in delete and j.phase == "active" and j.started is not None
+        and j.uid and j.uid not in counted
+    )  # fmt: skip

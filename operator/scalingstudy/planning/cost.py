@@ -95,8 +95,9 @@ def gpus_per_trial(spec: ScalingStudySpec) -> float:
 
 
 def measured(record: TrialRecord, devices: float) -> float:
-    """A finished trial's device-seconds (0 when its duration is unknown)."""
-    return (record.duration_seconds or 0.0) * devices
+    """A finished trial's device-seconds, earlier attempts included (0 when its duration
+    is unknown)."""
+    return record.seconds_used * devices
 
 
 @dataclass(frozen=True)

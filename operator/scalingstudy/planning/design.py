@@ -14,7 +14,14 @@ from scalingstudy.planning.isoflop import isoflop_plan
 from scalingstudy.planning.plan import Plan, Trial, plan_trials
 from scalingstudy.results import best_learning_rates
 from scalingstudy.spec import ScalingStudySpec
-from scalingstudy.status import DesignStatus, StageFit, StageWindow, StopReason, TrialRecord
+from scalingstudy.status import (
+    CancelledRun,
+    DesignStatus,
+    StageFit,
+    StageWindow,
+    StopReason,
+    TrialRecord,
+)
 
 
 @dataclass(frozen=True)
@@ -102,8 +109,10 @@ def design(
     records: Mapping[str, TrialRecord],
     active: Collection[str],
     fits: Mapping[int, StageFit],
+    cancelled: Sequence[CancelledRun] = (),
 ) -> Design:
-    """The decision of this moment (see the module's description)."""
+    """The decision of this moment (see the module's description). ``cancelled``: runs
+    deleted before they ended (status.design.cancelled), spent all the same."""
     grid = plan_trials(study, spec)
     want = _wanted(study, spec, records, fits, grid)
     kind = trial_devices(spec)
@@ -117,7 +126,8 @@ def design(
            if (r.trial in names if spec.design.isoflop else r.data_size in data_sizes)
            and r.model_size in sizes and r.seed < seeds]  # fmt: skip
     cost = CostModel.fitted(ran, devices, sizes)
-    spent = sum(measured(r, devices) for r in ran)
+    lost = sum(c.seconds for c in cancelled) * devices
+    spent = sum(measured(r, devices) for r in ran) + lost
 
     def expected(t: Trial) -> float:
         """Device-seconds a trial is expected to take (0 while no cost is known)."""
@@ -138,7 +148,7 @@ def design(
     started = {r.trial for r in ran} | set(active)
     estimate = None
     if cost is not None:
-        estimate = sum(
+        estimate = lost + sum(
             measured(records[t.name], devices) if t.name in records else expected(t) for t in grid
         )
     status = DesignStatus(
@@ -152,9 +162,23 @@ def design(
         out_of_range=list(isoflop_plan(spec).skipped) if spec.design.isoflop else [],
         stage_fits=[fits[d] for d in sorted(fits)] if spec.design.adaptive else [],
         learning_rates=best_learning_rates(records[t.name] for t in kept if t.name in records),
+        cancelled=list(cancelled),
     )
     return Design(Plan(tuple(kept)), more or want.fit_needed is not None, want.fit_needed,
                   reason, status, want.prefix, frozenset(names))  # fmt: skip
+
+
+def with_cancelled(
+    status: DesignStatus, runs: Sequence[CancelledRun], spec: ScalingStudySpec
+) -> DesignStatus:
+    """The status once ``runs`` (deleted by this pass, after the design was made) are
+    spent too: the same sums `design` makes of them on the next pass."""
+    kind = trial_devices(spec)
+    lost = sum(c.seconds for c in runs) * kind.count
+    grid = status.grid_device_seconds
+    spend = _spend(kind, status.device_seconds + lost, None if grid is None else grid + lost,
+                   status.budget_device_seconds)  # fmt: skip
+    return status.model_copy(update={**spend, "cancelled": [*status.cancelled, *runs]})
 
 
 def _spend(
