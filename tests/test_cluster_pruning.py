@@ -424,3 +424,26 @@ def test_a_decision_carries_its_rival_through_the_jobs_annotation() -> None:
     rival = pp.mark_of(Prune("bad", 30, 2.8, "x", against="rival"), _curve(3.0), None)
     judged = pp.pruned_record(_job("bad", rate=1.0), rival)
     assert judged is not None and judged.pruned_against == "rival"
+
+
+def test_a_pod_is_a_trials_only_when_its_labels_say_so_in_full() -> None:
+    """`of_pod` and `job_state` read the same labels (observe.label_coordinates and
+    label_rate); a pod whose rate label is not a number is no trial's, a Job keeps it."""
+    from scalingstudy.cluster.manifests import LABEL_LEARNING_RATE
+    from scalingstudy.cluster.observe import job_state
+    from scalingstudy.cluster.pod_logs import of_pod
+
+    labels = {LABEL_TRIAL: "t", LABEL_DATA_SIZE: "100", LABEL_MODEL_SIZE: "4", LABEL_SEED: "0"}
+
+    def pod(**changed: str | None) -> dict[str, Any]:
+        merged = {k: v for k, v in {**labels, **changed}.items() if v is not None}
+        return {"metadata": {"name": "t", "labels": merged}, "spec": {}, "status": {}}
+
+    found = of_pod(pod(**{LABEL_LEARNING_RATE: "0.01"}))
+    assert found is not None and (found.data_size, found.learning_rate) == (100, 0.01)
+    plain = of_pod(pod())
+    assert plain is not None and plain.learning_rate is None
+    for broken in ({LABEL_LEARNING_RATE: "x"}, {LABEL_SEED: "a"}, {LABEL_TRIAL: None}):
+        assert of_pod(pod(**broken)) is None, broken
+    job = job_state(pod(**{LABEL_LEARNING_RATE: "x"}))
+    assert job.coordinates == (100, 4, 0) and job.learning_rate is None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -73,6 +73,25 @@ def _condition(job: Obj, kind: str) -> Obj | None:
     return None
 
 
+def label_coordinates(labels: Mapping[str, str]) -> tuple[int, int, int] | None:
+    """(data size, model size, seed) as a trial's Job or pod labels say; None when a
+    label is missing or not a number."""
+    try:
+        return (int(labels[LABEL_DATA_SIZE]), int(labels[LABEL_MODEL_SIZE]),
+                int(labels[LABEL_SEED]))  # fmt: skip
+    except (KeyError, ValueError):
+        return None
+
+
+def label_rate(labels: Mapping[str, str]) -> float | None:
+    """The swept learning rate a trial's labels carry; None without one, or when it is
+    not a number (the caller decides whether that makes the object no trial's)."""
+    try:
+        return float(labels[LABEL_LEARNING_RATE]) if LABEL_LEARNING_RATE in labels else None
+    except ValueError:
+        return None
+
+
 def job_state(job: Obj) -> JobState:
     """Complete/Failed are terminal; a suspended Job without active pods is queued (Kueue
     has not admitted it, or took it back) and never counts as failed."""
@@ -80,16 +99,8 @@ def job_state(job: Obj) -> JobState:
     trial = meta.get("labels", {}).get(LABEL_TRIAL, meta["name"])
     started = parse_time(status.get("startTime"))
     labels = meta.get("labels", {})
-    try:
-        coords: tuple[int, int, int] | None = (
-            int(labels[LABEL_DATA_SIZE]), int(labels[LABEL_MODEL_SIZE]), int(labels[LABEL_SEED])
-        )  # fmt: skip
-    except (KeyError, ValueError):
-        coords = None
-    try:
-        rate = float(labels[LABEL_LEARNING_RATE]) if LABEL_LEARNING_RATE in labels else None
-    except ValueError:
-        rate = None
+    coords = label_coordinates(labels)
+    rate = label_rate(labels)
     counts = ("active", "ready", "terminating", "succeeded", "failed")
     common = {"trial": trial, "name": meta["name"], "started": started,
               "deleting": bool(meta.get("deletionTimestamp")), "coordinates": coords,

@@ -26,14 +26,11 @@ from scalingstudy.cluster.kube import ApiError, Kube
 from scalingstudy.cluster.manifests import (
     COMPLETION_INDEX,
     CONTAINER,
-    LABEL_DATA_SIZE,
     LABEL_LEARNING_RATE,
-    LABEL_MODEL_SIZE,
-    LABEL_SEED,
     LABEL_TRIAL,
     Obj,
 )
-from scalingstudy.cluster.observe import controlled_by, parse_time
+from scalingstudy.cluster.observe import controlled_by, label_coordinates, label_rate, parse_time
 from scalingstudy.curve_rows import CurveTrial
 from scalingstudy_sdk.curve import Curve, CurveReader
 
@@ -186,13 +183,15 @@ def trial_curves(
 
 
 def of_pod(pod: Obj) -> CurveTrial | None:
-    """A running trial as its pod's labels place it (None: not a trial's pod)."""
+    """A running trial as its pod's labels place it (None: not a trial's pod; unlike a
+    Job, a pod with a rate label that is not a number is none)."""
     labels = pod.get("metadata", {}).get("labels") or {}
-    try:
-        rate = labels.get(LABEL_LEARNING_RATE)
-        return CurveTrial(
-            labels[LABEL_TRIAL], int(labels[LABEL_DATA_SIZE]), int(labels[LABEL_MODEL_SIZE]),
-            int(labels[LABEL_SEED]), None if rate is None else float(rate), "Running",
-        )  # fmt: skip
-    except (KeyError, ValueError):
+    coords = label_coordinates(labels)
+    rate = label_rate(labels)
+    if (
+        LABEL_TRIAL not in labels
+        or coords is None
+        or (LABEL_LEARNING_RATE in labels and rate is None)
+    ):
         return None
+    return CurveTrial(labels[LABEL_TRIAL], *coords, rate, "Running")
