@@ -57,6 +57,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -183,8 +184,12 @@ def _by_name(runs: Sequence[Run]) -> dict[str, Run]:
     return {r.trial: r for r in runs}
 
 
-def product_rule(settings: PruningSpec, lowest: bool) -> Rule:
-    return lambda competitors, _step: decide(competitors, settings, final_is_lowest=lowest)
+def product_rule(
+    settings: PruningSpec, lowest: bool, prior: Sequence[dict[float, float]] | None = None
+) -> Rule:
+    return lambda competitors, _step: decide(
+        competitors, settings, final_is_lowest=lowest, prior=prior
+    )
 
 
 def median_rule(settings: PruningSpec, compare_model_sizes: bool) -> Rule:
@@ -216,6 +221,189 @@ def median_rule(settings: PruningSpec, compare_model_sizes: bool) -> Rule:
 
 def _best_until(curve: Curve, step: int) -> float | None:
     return Curve(tuple(p for p in curve.points if p.step <= step)).best()
+
+
+# ---------------------------------------------------------------- where compute goes
+#: Why a loser kept running past the first rung, in the order a reason is read.
+REASONS = ("best bound", "size neighbour", "uncalibrated", "not confident")
+
+
+class Tagged:
+    """The product's rule, and for every running trial at every decision the reason it
+    was not stopped (`REASONS`), read with the rule's own parts: a breakdown of where
+    the compute goes (``--breakdown``)."""
+
+    def __init__(
+        self, settings: PruningSpec, lowest: bool, prior: Sequence[dict[float, float]] = ()
+    ) -> None:
+        self.settings, self.lowest, self.prior = settings, lowest, prior
+        self.tags: dict[tuple[str, int], str] = {}
+
+    def __call__(self, competitors: Sequence[Competitor], _step: int) -> list[Prune]:
+        from statistics import NormalDist
+
+        from scalingstudy.pruning import rule as r
+
+        out = decide(competitors, self.settings, final_is_lowest=self.lowest, prior=self.prior)
+        stopped = {p.trial for p in out}
+        everyone = sorted(competitors, key=lambda c: c.trial)
+        z = NormalDist().inv_cdf(self.settings.confidence)
+        ctx = r._Context(
+            z, self.settings, self.lowest, r.study_calibration(everyone, self.settings, self.prior)
+        )
+        bounds = {c.trial: r.pessimistic(c, ctx) for c in everyone}
+        for t in everyone:
+            if not t.running or t.trial in stopped or (rung := r._rung(t, self.settings)) is None:
+                continue
+            rivals = r._rivals(t, everyone, bounds, self.settings)
+            slot = [c for c in everyone if c.data_size == t.data_size and c.seed == t.seed]
+            if self.settings.compare_model_sizes and len(rivals) < len(slot) - 1:
+                why = "size neighbour"
+            else:
+                known = [b for c in rivals if (b := bounds[c.trial]) is not None]
+                own = bounds[t.trial]
+                best = min(known, key=lambda b: (b.value, b.trial)) if known else None
+                if best is None or (
+                    own is not None and (own.value, own.trial) <= (best.value, best.trial)
+                ):
+                    why = "best bound"
+                elif ctx.calibration.bounds(rung[0], self.settings.confidence) is None:
+                    why = "uncalibrated"
+                else:
+                    why = "not confident"
+            self.tags[(t.trial, t.curve.last_step or 0)] = why
+        return out
+
+
+def breakdown(family: Family, settings: PruningSpec, workers: int) -> dict[str, float]:
+    """Shares of the unpruned compute: the slots' winners, the losers before the first
+    rung, the losers after it that were stopped later (latency), and those kept running
+    by each reason in `REASONS`."""
+    tagged = Tagged(settings, family.final_is_lowest)
+    stopped: dict[str, int] = {}
+    for study in sorted({r.study for r in family.runs}):
+        stopped.update(replay([r for r in family.runs if r.study == study], tagged, workers))
+    winners = _winners(family)
+    first = settings.rungs[0]
+    full = sum(r.cost_per_step * r.end for r in family.runs)
+    out = dict.fromkeys(("winners", "losers < first rung", *REASONS, "untagged"), 0.0)
+    for r in family.runs:
+        end = stopped.get(r.trial, r.end)
+        if r.trial in winners:
+            out["winners"] += r.cost_per_step * end
+            continue
+        prev = 0
+        for p in r.points:
+            if p.step > end:
+                break
+            span = (p.step - prev) * r.cost_per_step
+            if prev < first * r.budget:
+                out["losers < first rung"] += span
+            else:
+                out[tagged.tags.get((r.trial, prev), "untagged")] += span
+            prev = p.step
+    return {k: v / full for k, v in out.items()}
+
+
+def _winners(family: Family) -> set[str]:
+    slots: dict[tuple[int, ...], list[Run]] = {}
+    for r in family.runs:
+        slots.setdefault(_slot(r, family), []).append(r)
+    out = set()
+    for runs in slots.values():
+        finals = [
+            (r.final, r.trial) for r in runs if r.final is not None and math.isfinite(r.final)
+        ]
+        if finals:
+            out.add(min(finals)[1])
+    return out
+
+
+def oracle(family: Family, first: float, keep_neighbours: bool) -> float:
+    """The compute of a rule that knows every final: each slot's winner (and, with
+    ``keep_neighbours``, the winner's neighbouring model sizes, which the model-size law
+    reads) to its end, every other trial to ``first`` of its budget."""
+    keep = _winners(family)
+    if keep_neighbours:
+        by = _by_name(family.runs)
+        for w in list(keep):
+            sizes = sorted(
+                {r.model_size for r in family.runs if _slot(r, family) == _slot(by[w], family)}
+            )
+            i = sizes.index(by[w].model_size)
+            near = {sizes[j] for j in (i - 1, i + 1) if 0 <= j < len(sizes)}
+            keep |= {
+                r.trial
+                for r in family.runs
+                if _slot(r, family) == _slot(by[w], family)
+                and r.model_size in near
+                and r.learning_rate == by[w].learning_rate
+            }
+    spent = sum(
+        r.cost_per_step * (r.end if r.trial in keep else min(r.end, first * r.budget))
+        for r in family.runs
+    )
+    return spent / sum(r.cost_per_step * r.end for r in family.runs)
+
+
+def forecast_limited(family: Family, rungs: Sequence[float], confidence: float) -> float:
+    """A bound for any rule that judges forecasts: every slot's winner is known and
+    finished (its final exact), the forecasts' errors at each rung are known exactly (the
+    family's own backtests, pooled), and a loser is stopped at the first rung where its
+    forecast times exp(lower quantile of those errors) is above the winner's final."""
+    from scalingstudy.pruning.calibration import backtest, forecast_at, lower_quantile, rung_step
+
+    errors: dict[float, list[float]] = {r: [] for r in rungs}
+    for r in family.runs:
+        if r.final is not None and math.isfinite(r.final):
+            for rung, e in backtest(Curve(r.points, r.budget), r.final, tuple(rungs), 5):
+                errors[rung].append(e)
+    low = {k: lower_quantile(tuple(sorted(v)), confidence) for k, v in errors.items() if len(v) > 1}
+    winners, by_slot = _winners(family), {}
+    for r in family.runs:
+        if r.trial in winners:
+            by_slot[_slot(r, family)] = r.final
+    spent = 0.0
+    for r in family.runs:
+        end = r.end
+        best = by_slot.get(_slot(r, family))
+        if r.trial not in winners and best is not None:
+            for rung in rungs:
+                fc = forecast_at(Curve(r.points, r.budget), rung_step(rung, r.budget), 5)
+                diverged = any(p.validation_loss is None or not math.isfinite(p.validation_loss)
+                               for p in r.points if p.step <= rung * r.budget)  # fmt: skip
+                if diverged or (
+                    fc is not None and rung in low and fc.mean * math.exp(low[rung]) > best
+                ):
+                    end = min(end, rung_step(rung, r.budget))
+                    break
+        spent += r.cost_per_step * end
+    return spent / sum(r.cost_per_step * r.end for r in family.runs)
+
+
+def leaders(family: Family, at: float) -> float:
+    """The share of slots whose eventual winner is not the best curve at ``at`` of the
+    budget (its evaluation there, smoothed over its last three): curves that cross later."""
+    slots: dict[tuple[int, ...], list[Run]] = {}
+    for r in family.runs:
+        slots.setdefault(_slot(r, family), []).append(r)
+    winners, crossed, total = _winners(family), 0, 0
+    for runs in slots.values():
+        now = []
+        for r in runs:
+            seen = [
+                p.validation_loss
+                for p in r.points
+                if p.step <= at * r.budget
+                and p.validation_loss is not None
+                and math.isfinite(p.validation_loss)
+            ]
+            if seen:
+                now.append((statistics.mean(seen[-3:]), r.trial))
+        if len(now) > 1 and any(t in winners for _, t in now):
+            total += 1
+            crossed += min(now)[1] not in winners
+    return crossed / max(total, 1)
 
 
 # ---------------------------------------------------------------- scoring
@@ -281,11 +469,16 @@ def unpruned_fits(family: Family) -> dict[int, FitReport | None]:
     return {k: _fit(_records([r for r in family.runs if r.study == k], {})) for k in studies}
 
 
-def score(family: Family, rule: Rule, workers: int, bases: dict[int, FitReport | None]) -> Score:
-    """The rule replayed on every study of the family, ``workers`` trials at once."""
+def score(
+    family: Family, rule: Rule | Callable[[int], Rule], workers: int,
+    bases: dict[int, FitReport | None], per_study: bool = False,
+) -> Score:  # fmt: skip
+    """The rule replayed on every study of the family, ``workers`` trials at once
+    (``per_study``: ``rule`` makes each study's rule from its number)."""
     stopped: dict[str, int] = {}
     for study in sorted({r.study for r in family.runs}):
-        stopped.update(replay([r for r in family.runs if r.study == study], rule, workers))
+        own = cast("Callable[[int], Rule]", rule)(study) if per_study else cast(Rule, rule)
+        stopped.update(replay([r for r in family.runs if r.study == study], own, workers))
     spent = sum(r.cost_per_step * stopped.get(r.trial, r.end) for r in family.runs)
     full = sum(r.cost_per_step * r.end for r in family.runs)
     slots: dict[tuple[int, ...], list[Run]] = {}
@@ -475,9 +668,100 @@ def _recorded_noise(runs: Sequence[Run]) -> float:
     return statistics.median(spreads) if spreads else 0.0
 
 
+# ---------------------------------------------------------------- a prior of real curves
+LANG = Path("/work/shared/data/learning-curves/benchmark.lang.csv")
+PRIOR = DATA / "prior_errors.csv"
+#: The fractions of the budget the prior's errors are measured at.
+GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))
+
+
+def lang_curves(path: Path) -> dict[str, tuple[Curve, float]]:
+    """The LM and NMT learning curves of the scaling benchmark of Alabdulmohsin,
+    Neyshabur and Zhai ("Revisiting Neural Scaling Laws in Language and Vision", NeurIPS
+    2022, its benchmark.lang.csv): whole curves (fitted and held-out points, duplicate
+    rows dropped), each with its budget (its last x, examples seen) and its final (the
+    loss there). Its BIG-Bench curves are left out: few-shot error rates, not a loss."""
+    by: dict[tuple[str, str], dict[int, float]] = {}
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            if row["Domain"] in ("LM", "NMT"):
+                key = (row["Domain"].lower(), row["Model"])
+                by.setdefault(key, {})[round(float(row["Seen Examples"]))] = float(row["Loss"])
+    out = {}
+    for (domain, model), values in sorted(by.items()):
+        steps = sorted(values)
+        points = tuple(CurvePoint(step=s, validation_loss=values[s]) for s in steps)
+        out[f"{domain}:{model}"] = (Curve(points, steps[-1]), values[steps[-1]])
+    return out
+
+
+def make_prior(lang: Path) -> int:
+    """Every real curve's backtest (`calibration.backtest`: log(final) - log(forecast)
+    from its curve up to each fraction in GRID) into prior_errors.csv: the recorded CPU
+    study's 54 curves (source cpu) and the benchmark's 5 LM and 5 NMT curves."""
+    from scalingstudy.pruning.calibration import backtest
+
+    curves: list[tuple[str, str, Curve, float]] = []
+    recorded = recorded_family()
+    assert recorded is not None
+    for r in recorded.runs:
+        if r.final is not None:
+            curves.append(("cpu", r.trial, Curve(r.points, r.budget), r.final))
+    for name, (curve, final) in lang_curves(lang).items():
+        curves.append((name.split(":")[0], name, curve, final))
+    n = 0
+    with PRIOR.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(("source", "curve", "fraction", "log_error"))
+        for source, name, curve, final in curves:
+            errors = backtest(curve, final, GRID, 5)
+            n += bool(errors)
+            writer.writerows((source, name, g, f"{e:.5f}") for g, e in errors)
+    return n
+
+
+def prior_errors(rungs: Sequence[float], exclude: Sequence[str] = ()) -> list[dict[float, float]]:
+    """Per real curve of prior_errors.csv (but the sources in ``exclude``), its error at
+    each of ``rungs``: the one measured at the largest grid fraction at or below the rung
+    (an earlier forecast, a wider error); none below the grid."""
+    by: dict[tuple[str, str], dict[float, float]] = {}
+    with PRIOR.open() as f:
+        for row in csv.DictReader(f):
+            if row["source"] not in exclude:
+                by.setdefault((row["source"], row["curve"]), {})[float(row["fraction"])] = float(
+                    row["log_error"]
+                )
+    out = []
+    for _, at in sorted(by.items()):
+        mine = {}
+        for rung in rungs:
+            below = [g for g in GRID if g <= rung + 1e-9 and g in at]
+            if below:
+                mine[rung] = at[below[-1]]
+        if mine:
+            out.append(mine)
+    return out
+
+
+def nmt_family() -> Family | None:
+    """The 5 translation learning curves of the scaling benchmark (lang_curves) as one
+    slot of 5 competitors (architectures in place of learning rates; loss against
+    examples seen, doubling, 10-11 points; one cost per example): real curves that cross.
+    Its 5 LM curves are left out: each is normalised by its own first loss, so they do
+    not compete."""
+    if not LANG.exists():
+        return None
+    nmt = [(n, c, f) for n, (c, f) in lang_curves(LANG).items() if n.startswith("nmt:")]
+    runs = [
+        Run(0, name, 1, 1, 0, float(k + 1), curve.points, curve.step_budget or 0, final, 1.0)
+        for k, (name, curve, final) in enumerate(nmt)
+    ]
+    return Family("real NMT curves", "rates", tuple(runs), 0.0, False, False)
+
+
 # ---------------------------------------------------------------- table
 def families(studies: int) -> list[Family]:
-    out = [f for f in (recorded_family(),) if f is not None]
+    out = [f for f in (recorded_family(), nmt_family()) if f is not None]
     out += [
         rate_family("rates-crossing", "constant", studies),
         rate_family("rates-annealed", "annealed", studies),
@@ -485,6 +769,56 @@ def families(studies: int) -> list[Family]:
         sizes_family(studies),
     ]
     return out
+
+
+def matched_prior(family: Family, rungs: Sequence[float]) -> Callable[[int], Rule]:
+    """An upper bound on what any prior calibration could give: each study's rule gets,
+    as its prior, the backtests of the same family's other studies (the recorded family,
+    one study: its own trials, in-sample)."""
+    from scalingstudy.pruning.calibration import backtest
+
+    errors = {
+        r.trial: dict(backtest(Curve(r.points, r.budget), r.final, tuple(rungs), 5))
+        for r in family.runs
+        if r.final is not None and math.isfinite(r.final)
+    }
+    studies = {r.trial: r.study for r in family.runs}
+    several = len(set(studies.values())) > 1
+
+    def make(study: int) -> Rule:
+        prior = [e for t, e in sorted(errors.items()) if e and (studies[t] != study or not several)]
+        settings = PruningSpec(enabled=True, rungs=list(rungs),
+                               compare_model_sizes=family.compare_model_sizes)  # fmt: skip
+        return product_rule(settings, family.final_is_lowest, prior)
+
+    return make
+
+
+def print_breakdown(args: argparse.Namespace, settings: PruningSpec) -> int:
+    """Per family: the oracle's compute at first rungs 0.1 and 0.2, the slots whose
+    winner is not ahead at those points, and where the product rule's compute goes."""
+    for family in families(args.studies):
+        if args.only and args.only not in family.name:
+            continue
+        own = settings.model_copy(update={"compare_model_sizes": family.compare_model_sizes})
+        sizes = family.compare_model_sizes
+        line = f"{family.name}: oracle at 0.1 / 0.2: {oracle(family, 0.1, False):.0%} / "
+        line += f"{oracle(family, 0.2, False):.0%}"
+        if sizes:
+            line += " (keeping the best size's neighbours "
+            line += f"{oracle(family, 0.1, True):.0%} / {oracle(family, 0.2, True):.0%})"
+        line += f"; winner not ahead at 0.1 / 0.2 / 0.5: {leaders(family, 0.1):.0%} / "
+        line += f"{leaders(family, 0.2):.0%} / {leaders(family, 0.5):.0%} of slots"
+        print(line, flush=True)
+        early = [0.1, 0.15, *[r for r in own.rungs if r > 0.15]]
+        print(f"  forecast-limited bound (rungs from {own.rungs[0]} / from 0.1): "
+              f"{forecast_limited(family, own.rungs, own.confidence):.0%} / "
+              f"{forecast_limited(family, early, own.confidence):.0%}", flush=True)  # fmt: skip
+        for w in (int(x) for x in args.workers.split(",")):
+            parts = breakdown(family, own, w)
+            print(f"  {w} workers: " + ", ".join(f"{k} {v:.0%}" for k, v in parts.items())
+                  + f" (total {sum(parts.values()):.0%})", flush=True)  # fmt: skip
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -495,14 +829,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--calibrate-after", type=int, help="minCalibrationTrials")
     parser.add_argument("--v1", action="store_true", help="also the uncalibrated rule (v1)")
     parser.add_argument("--record", type=Path, help="thin RUN_DIR's curves into curves.csv")
+    parser.add_argument(
+        "--make-prior",
+        nargs="?",
+        const=LANG,
+        type=Path,
+        metavar="LANG_CSV",
+        help="write the real curves' backtests (prior_errors.csv)",
+    )
+    parser.add_argument("--prior", action="store_true", help="also v2 with a prior of real curves")
+    parser.add_argument(
+        "--matched",
+        action="store_true",
+        help="also v2 with the family's other studies as its prior",
+    )
+    parser.add_argument("--rungs", help="rungs, comma-separated (default: the spec's)")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="where the compute goes, and the bounds"
+    )
     args = parser.parse_args(argv)
     if args.record:
         print(f"recorded {record(args.record)} trials into {CURVES}")
+        return 0
+    if args.make_prior:
+        print(f"wrote {make_prior(args.make_prior)} curves' backtests into {PRIOR}")
         return 0
     started = time.monotonic()
     settings = PruningSpec(enabled=True)
     if args.calibrate_after:
         settings = settings.model_copy(update={"min_calibration_trials": args.calibrate_after})
+    if args.rungs:
+        settings = settings.model_copy(update={"rungs": [float(x) for x in args.rungs.split(",")]})
+    if args.breakdown:
+        return print_breakdown(args, settings)
     print(f"settings: rungs {settings.rungs}, confidence {settings.confidence}, "
           f"minEvaluations {settings.min_evaluations}, minCalibrationTrials "
           f"{settings.min_calibration_trials}")  # fmt: skip
@@ -519,10 +878,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("v2", product_rule(own, family.final_is_lowest)),
             ("median", median_rule(own, family.compare_model_sizes)),
         ]
+        if args.prior:
+            # A family of real curves is judged without its own curves in the prior.
+            own_source = {"recorded (CPU study)": "cpu", "real NMT curves": "nmt"}
+            leave_out = (own_source[family.name],) if family.name in own_source else ()
+            prior = prior_errors(own.rungs, leave_out)
+            rules.insert(1, ("real prior", product_rule(own, family.final_is_lowest, prior)))
         if args.v1:
             rules.insert(1, ("v1", product_rule(v1, family.final_is_lowest)))
         for (label, rule), w in itertools.product(rules, workers):
             s = score(family, rule, w, bases)
+            if label == "v2" and args.matched:
+                m = score(family, matched_prior(family, own.rungs), w, bases, per_study=True)
+                print(f"{family.name:22} {'matched prior, ' + str(w):18} {m.compute:8.0%} "
+                      f"{m.kept:>6}/{m.slots:<5} {m.kept / max(m.slots, 1):4.0%} "
+                      f"{m.lost_beyond_noise:>10} {m.pruned:>7} {m.stop:>6} {m.beta_g:>10} "
+                      f"{m.beta_p:>10}", flush=True)  # fmt: skip
             name = f"{label}, {w} workers"
             print(f"{family.name:22} {name:18} {s.compute:8.0%} {s.kept:>6}/{s.slots:<5} "
                   f"{s.kept / max(s.slots, 1):4.0%} {s.lost_beyond_noise:>10} {s.pruned:>7} "

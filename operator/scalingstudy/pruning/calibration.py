@@ -86,18 +86,31 @@ def backtest(
 @dataclass(frozen=True)
 class Calibration:
     """The log errors of the study's finished forecasts: per rung (sorted), and per
-    finished trial (its error at each rung it reached, for the comparisons of pairs)."""
+    finished trial (its error at each rung it reached, for the comparisons of pairs);
+    with a prior (prior.py), its curves' errors pooled in at a rung where the study has
+    fewer than ``minimum`` of its own."""
 
     errors: Mapping[float, tuple[float, ...]]
     minimum: int
     """Errors a rung needs before its interval is used (minCalibrationTrials)."""
     per_trial: tuple[Mapping[float, float], ...] = ()
+    own: Mapping[float, int] = field(default_factory=dict)
+    """The study's own finished trials at each rung (the rest of ``errors`` is the
+    prior's); empty: all are the study's."""
+    prior: tuple[Mapping[float, float], ...] = ()
     _pairs: dict[tuple[float, float, float], float] = field(
         default_factory=dict, compare=False, repr=False
     )
 
     def trials(self, rung: float) -> int:
-        return len(self.errors.get(rung, ()))
+        """The study's own finished trials that reached ``rung``."""
+        return self.own.get(rung, len(self.errors.get(rung, ())))
+
+    def describe(self, rung: float) -> str:
+        """Whose backtests bound a forecast at ``rung``, for a decision's message."""
+        own, n = self.trials(rung), len(self.errors.get(rung, ()))
+        mine = f"{own} finished trials'"
+        return f"{mine} backtests" if n == own else f"{mine} and {n - own} prior curves' backtests"
 
     def bounds(self, rung: float, confidence: float) -> tuple[float, float] | None:
         """The (lower, upper) log-error bounds at ``rung``, each one-sided at
@@ -112,20 +125,27 @@ class Calibration:
     def difference(self, rung: float, other: float, confidence: float) -> float | None:
         """A lower bound, at ``confidence``, on e_T - e_C: the error of a forecast at
         ``rung`` less that of another trial's forecast at ``other``, from every ordered
-        pair of distinct finished trials. One bound on the difference, not two bounds
-        added: two one-sided 99% bounds together are far surer than 99%, and errors
-        that the study's trials share (a schedule's anneal) cancel in it. None with
-        fewer than ``minimum`` trials at either rung."""
-        if min(self.trials(rung), self.trials(other)) < max(self.minimum, 2):
+        pair of distinct finished trials (and prior curves, where the study has fewer
+        than ``minimum`` of its own at either rung). One bound on the difference, not two
+        bounds added: two one-sided 99% bounds together are far surer than 99%, and
+        errors that the study's trials share (a schedule's anneal) cancel in it. None
+        with fewer than ``minimum`` errors at either rung."""
+        if min(len(self.errors.get(rung, ())), len(self.errors.get(other, ()))) < max(
+            self.minimum, 2
+        ):
             return None
         key = (rung, other, confidence)
         if key not in self._pairs:
-            step = max(1, math.ceil(len(self.per_trial) / MAX_PAIR_TRIALS))
+            pooled = min(self.trials(rung), self.trials(other)) < self.minimum
+            everyone = self.per_trial + (self.prior if pooled else ())
+            step = max(1, math.ceil(len(everyone) / MAX_PAIR_TRIALS))
             diffs = sorted(
                 a[rung] - b[other]
-                for a, b in itertools.permutations(self.per_trial[::step], 2)
+                for a, b in itertools.permutations(everyone[::step], 2)
                 if rung in a and other in b
             )
+            if len(diffs) < 2:
+                return None
             self._pairs[key] = lower_quantile(diffs, confidence)
         return self._pairs[key]
 
@@ -145,10 +165,14 @@ def lower_quantile(errors: Sequence[float], confidence: float) -> float:
 
 def calibrate(
     finished: Sequence[tuple[Curve, float]], rungs: Sequence[float], min_evaluations: int,
-    minimum: int,
+    minimum: int, prior: Sequence[Mapping[float, float]] = (),
 ) -> Calibration:  # fmt: skip
     """The calibration from the finished trials' curves and recorded finals (in any
-    order: the errors are sorted)."""
+    order: the errors are sorted). ``prior``: other curves' errors per rung (an earlier
+    study of the same task, say; docs/pruning.md), pooled with the study's own at a rung
+    where fewer than ``minimum`` of its own reached it (and in the pairs of a
+    difference), so a forecast there is bounded before the study calibrates; from
+    ``minimum`` on, the study's own errors alone."""
     per: dict[float, list[float]] = {r: [] for r in rungs}
     trials = []
     for curve, final in finished:
@@ -157,4 +181,10 @@ def calibrate(
             per[rung].append(error)
         if errors:
             trials.append(dict(errors))
-    return Calibration({r: tuple(sorted(e)) for r, e in per.items()}, minimum, tuple(trials))
+    own = {r: len(e) for r, e in per.items()}
+    if prior:
+        for rung, pooled in per.items():
+            if len(pooled) < minimum:
+                pooled.extend(e[rung] for e in prior if rung in e)
+    return Calibration({r: tuple(sorted(e)) for r, e in per.items()}, minimum, tuple(trials),
+                       own, tuple(prior))  # fmt: skip

@@ -24,7 +24,7 @@ conservative one; a competitor is bounded at its own last rung passed the same w
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -78,6 +78,8 @@ class _Calibrated:
     lower: float
     upper: float
     trials: int
+    why: str
+    """Whose backtests bound it (`Calibration.describe`)."""
 
 
 def _calibrated(c: Competitor, ctx: _Context) -> _Calibrated | None:
@@ -94,7 +96,7 @@ def _calibrated(c: Competitor, ctx: _Context) -> _Calibrated | None:
     low, high = bounds
     trials = ctx.calibration.trials(fraction)
     return _Calibrated(fraction, fc.mean, fc.mean * math.exp(low), fc.mean * math.exp(high),
-                       trials)  # fmt: skip
+                       trials, ctx.calibration.describe(fraction))  # fmt: skip
 
 
 def pessimistic(c: Competitor, ctx: _Context) -> _Bound | None:
@@ -111,9 +113,8 @@ def pessimistic(c: Competitor, ctx: _Context) -> _Bound | None:
     budget = c.curve.step_budget
     calibrated = _calibrated(c, ctx)
     if calibrated is not None:
-        n = calibrated.trials
-        bounds.append(_Bound(calibrated.upper, c.trial, f"predicted final (upper bound, {n} "
-                             "finished trials' backtests)"))  # fmt: skip
+        bounds.append(_Bound(calibrated.upper, c.trial, "predicted final (upper bound, "
+                             f"{calibrated.why})"))  # fmt: skip
     elif budget and len(_finite(c.curve.points)) >= ctx.settings.min_evaluations:
         fc = _forecast_of(c.curve.points, budget)
         if fc is not None:
@@ -142,7 +143,7 @@ def _optimistic(c: Competitor, rung: int, ctx: _Context) -> tuple[float, str] | 
     calibrated = _calibrated(c, ctx)
     if calibrated is not None:
         low = calibrated.lower
-        why = f"from {calibrated.trials} finished trials' backtests at step {rung}"
+        why = f"from {calibrated.why} at step {rung}"
     else:
         fc = _forecast_of(seen, c.curve.step_budget)
         if fc is None:
@@ -249,25 +250,33 @@ def _against_running(t: Competitor, rivals: Sequence[Competitor], ctx: _Context)
             f"cannot win its slot: its predicted final {own.mean:.4g} is above {c.trial}'s "
             f"{theirs.mean:.4g} by more than {-d:.3g} in log loss, the "
             f"{ctx.settings.confidence:.0%} bound of the difference of two forecasts' "
-            f"errors ({own.trials} finished trials' backtests)", c.trial,
+            f"errors ({own.why})", c.trial,
         )  # fmt: skip
     return None
 
 
-def study_calibration(competitors: Sequence[Competitor], settings: PruningSpec) -> Calibration:
+def study_calibration(
+    competitors: Sequence[Competitor], settings: PruningSpec,
+    prior: Sequence[Mapping[float, float]] = (),
+) -> Calibration:  # fmt: skip
     """The calibration from every finished trial of the study with a recorded loss and a
-    curve (any slot: the forecast's errors are the study's, not the slot's)."""
+    curve (any slot: the forecast's errors are the study's, not the slot's), with
+    ``prior``'s errors pooled in where the study has too few of its own."""
     finished = [
         (c.curve, c.final)
         for c in sorted(competitors, key=lambda c: c.trial)
         if c.final is not None and math.isfinite(c.final) and c.curve.step_budget
     ]
     return calibrate(finished, settings.rungs, settings.min_evaluations,
-                     settings.min_calibration_trials)  # fmt: skip
+                     settings.min_calibration_trials, prior)  # fmt: skip
 
 
 def decide(
-    competitors: Sequence[Competitor], settings: PruningSpec, *, final_is_lowest: bool = False
+    competitors: Sequence[Competitor],
+    settings: PruningSpec,
+    *,
+    final_is_lowest: bool = False,
+    prior: Sequence[Mapping[float, float]] | None = None,
 ) -> list[Prune]:
     """The running trials to stop now, in trial-name order. ``final_is_lowest``: the
     trainer reports its lowest evaluation as its result (the built-in trainer does), so a
@@ -276,7 +285,7 @@ def decide(
         return []
     z = NormalDist().inv_cdf(settings.confidence)
     everyone = sorted(competitors, key=lambda c: c.trial)
-    ctx = _Context(z, settings, final_is_lowest, study_calibration(everyone, settings))
+    ctx = _Context(z, settings, final_is_lowest, study_calibration(everyone, settings, prior or ()))
     bounds = {c.trial: pessimistic(c, ctx) for c in everyone}
     out = []
     for t in everyone:
