@@ -250,3 +250,53 @@ def test_a_trial_of_two_pods_is_one_workload_admitted_whole(
     assert len(workloads) == 3
     assert all([ps["count"] for ps in w["spec"]["podSets"]] == [2] for w in workloads)
     assert set(job_creations(cluster, ns).values()) == {1}
+
+
+@pytest.mark.slow(40)
+def test_a_pruned_trial_gives_its_quota_back_while_its_rivals_run(
+    cluster: Cluster, kueue_namespace: str, operator_factory: Any
+) -> None:
+    """Issue 38: a trial stopped by pruning leaves Kueue's quota at once (its Job goes, and
+    its Workload with it), not when its rivals end. The trainer is the control-plane
+    pruning test's (`tests/curves_trainer.py`: known curves, one clearly worse rate)."""
+    from tests.cluster.test_curves import BAD, FAST
+    from tests.cluster.test_curves import _spec as curves_spec
+
+    ns = kueue_namespace
+    assert cluster.apply(yaml.safe_dump_all(queues(ns, gpus=6)), ns).returncode == 0
+    op: Operator = operator_factory(ns, extra=["--prune-interval=2"])
+    op.start()
+    doc = curves_spec("none")
+    spec = doc["spec"]
+    spec.update(learningRates={"values": [FAST, BAD]}, queueName="gpus", parallelism=6)
+    spec["trainer"]["resources"] = GPU
+    spec["trainer"]["env"] = [{**e, "value": "0.5"} if e["name"] == "EVAL_SECONDS" else e
+                              for e in spec["trainer"]["env"]]  # fmt: skip
+    wait_until("the garbage collector to know studies", lambda: _gc_knows(cluster), timeout=60)
+    assert cluster.apply(doc, ns).returncode == 0
+    wait_until("all six trials admitted", lambda: _admitted(cluster, ns) == 6, timeout=60)
+
+    def rates_running() -> list[float]:
+        return sorted(float(j["metadata"]["labels"]["scalingstudy.io/learning-rate"])
+                      for j in cluster.items("jobs", ns) if j["status"].get("active"))  # fmt: skip
+
+    def pruned() -> list[str]:
+        rows = _status(cluster, "curves", ns).get("results") or []
+        found = sorted(r["trial"] for r in rows if r["status"] == "Pruned")
+        return found if len(found) == 3 else []
+
+    bad = wait_until("the clearly worse rate pruned in every slot", pruned, timeout=60)
+    assert bad == [f"curves-d{d}-m4-l1p0-s0" for d in (100, 200, 400)], bad
+    # Their quota is back while their rivals still train (20 s each, not run out yet).
+    wait_until("the pruned trials' quota released", lambda: _admitted(cluster, ns) == 3,
+               timeout=10)  # fmt: skip
+    assert rates_running() == [FAST] * 3, _state(cluster, ns)
+
+
+def _gc_knows(cluster: Cluster) -> bool:
+    """Whether the control plane's garbage collector has found the ScalingStudy kind: it
+    looks for kinds every 30 s, and until it knows the owner of a trial's Job it deletes
+    no dependent of it (a deleted Job's Workload, which holds its quota, stays). A real
+    cluster's knows it from the chart's install on."""
+    log = cluster.dir / "logs" / "kube-controller-manager.log"
+    return 'evaluator" resource="scalingstudies.scalingstudy.io"' in log.read_text()
