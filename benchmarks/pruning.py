@@ -24,6 +24,8 @@ and calibrate the larger ones, as in `scalingstudy run --workers W` or a cluster
 parallelism W.
 
 Families:
+- real NMT curves: the 5 translation learning curves of that benchmark as one slot of 5
+  competitors (read from shared/data/learning-curves where it is there);
 - recorded: a real CPU study (benchmarks/data/pruning/study.yaml: a 3-rate sweep of the
   built-in teacher-student task, 6 data sizes x 3 widths, early stopping on), its curves
   read from the trials' own logs and thinned into benchmarks/data/pruning/curves.csv;
@@ -39,8 +41,16 @@ Goals (issue 38): at most 50% of the unpruned compute on 3-rate sweeps, at most 
 model-size grids, the winner kept in at least 95% of slots and in every slot whose
 finals differ by more than the noise, the exponents inside the unpruned intervals.
 
+--prior adds v2 with a prior of real curves' forecast errors (prior_errors.csv, written
+by --make-prior from the recorded study and the LM and NMT curves of a published
+benchmark), --matched v2 with each synthetic study's family's other studies as its prior
+(the best prior there can be); --breakdown prints, per family, the oracle's compute, how
+often the winner is behind at a rung, a forecast-limited bound and where v2's compute goes
+(docs/pruning.md, "How far from the goals").
+
 Usage: python benchmarks/pruning.py [--studies 10] [--workers 2,6] [--only NAME] [--v1]
-       [--calibrate-after N] [--record RUN_DIR]
+       [--prior] [--matched] [--rungs R,R,...] [--calibrate-after N] [--breakdown]
+       [--record RUN_DIR] [--make-prior [LANG_CSV]]
 """
 
 from __future__ import annotations
@@ -821,6 +831,12 @@ def print_breakdown(args: argparse.Namespace, settings: PruningSpec) -> int:
     return 0
 
 
+def _row(family: str, rule: str, s: Score) -> None:
+    print(f"{family:22} {rule:20} {s.compute:8.0%} {s.kept:>6}/{s.slots:<5} "
+          f"{s.kept / max(s.slots, 1):4.0%} {s.lost_beyond_noise:>10} {s.pruned:>7} "
+          f"{s.stop:>6} {s.beta_g:>10} {s.beta_p:>10}", flush=True)  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--studies", type=int, default=10, help="studies per synthetic family")
@@ -865,7 +881,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"settings: rungs {settings.rungs}, confidence {settings.confidence}, "
           f"minEvaluations {settings.min_evaluations}, minCalibrationTrials "
           f"{settings.min_calibration_trials}")  # fmt: skip
-    print(f"{'family':22} {'rule':18} {'compute':>8} {'winner kept':>16} {'lost>noise':>10} "
+    print(f"{'family':22} {'rule':20} {'compute':>8} {'winner kept':>16} {'lost>noise':>10} "
           f"{'pruned':>7} {'stop@':>6} {'beta_g in':>10} {'beta_p in':>10}")  # fmt: skip
     workers = [int(w) for w in args.workers.split(",")]
     for family in families(args.studies):
@@ -887,17 +903,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.v1:
             rules.insert(1, ("v1", product_rule(v1, family.final_is_lowest)))
         for (label, rule), w in itertools.product(rules, workers):
-            s = score(family, rule, w, bases)
+            _row(family.name, f"{label}, {w} workers", score(family, rule, w, bases))
             if label == "v2" and args.matched:
                 m = score(family, matched_prior(family, own.rungs), w, bases, per_study=True)
-                print(f"{family.name:22} {'matched prior, ' + str(w):18} {m.compute:8.0%} "
-                      f"{m.kept:>6}/{m.slots:<5} {m.kept / max(m.slots, 1):4.0%} "
-                      f"{m.lost_beyond_noise:>10} {m.pruned:>7} {m.stop:>6} {m.beta_g:>10} "
-                      f"{m.beta_p:>10}", flush=True)  # fmt: skip
-            name = f"{label}, {w} workers"
-            print(f"{family.name:22} {name:18} {s.compute:8.0%} {s.kept:>6}/{s.slots:<5} "
-                  f"{s.kept / max(s.slots, 1):4.0%} {s.lost_beyond_noise:>10} {s.pruned:>7} "
-                  f"{s.stop:>6} {s.beta_g:>10} {s.beta_p:>10}", flush=True)  # fmt: skip
+                _row(family.name, f"matched prior, {w}", m)
         print(f"{'':22} {len(family.runs)} trials; evaluation noise {family.noise:.2g}; "
               f"{family.kind}")  # fmt: skip
     print(f"({time.monotonic() - started:.0f} s)")

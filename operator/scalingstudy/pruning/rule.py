@@ -280,7 +280,10 @@ def decide(
 ) -> list[Prune]:
     """The running trials to stop now, in trial-name order. ``final_is_lowest``: the
     trainer reports its lowest evaluation as its result (the built-in trainer does), so a
-    running trial's best so far bounds its final from above. Nothing when disabled."""
+    running trial's best so far bounds its final from above. ``prior``: other curves'
+    forecast errors per rung, pooled with the study's own where it has fewer than
+    minCalibrationTrials (`calibration.calibrate`; the runner and the operator pass none:
+    docs/pruning.md). Nothing when disabled."""
     if not settings.enabled:
         return []
     z = NormalDist().inv_cdf(settings.confidence)
