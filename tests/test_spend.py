@@ -39,6 +39,10 @@ def _spec_doc(trainer: dict[str, Any] | None = None, **design_spec: Any) -> dict
     }
 
 
+def _result(model_size: int) -> TrialResult:
+    return TrialResult(loss=1.0, parameters=100 * model_size)
+
+
 def _finished(spec_doc: dict[str, Any], seconds: float, count: int = 1) -> Design:
     """The design once the first ``count`` grid trials finished in ``seconds`` each."""
     spec = parse_spec(spec_doc)
@@ -197,8 +201,10 @@ def test_a_cpu_studys_plan_speaks_of_cpu_hours(tmp_path: Path) -> None:
 def test_time_admitted_before_a_preemption_is_spent_in_status_metrics_and_budget() -> None:
     """A Kueue preemption restarts the Job's start time: its record's duration is the last
     attempt only, and the Workload's accumulated admitted time is what it misses."""
-    from scalingstudy.cluster.observe import KUEUE_JOB_UID, admitted_before
+    from scalingstudy.cluster.observe import KUEUE_JOB_UID, Admitted, JobState, with_earlier
+    from scalingstudy.cluster.observe import admitted_before as read
 
+    finished = {"type": "Admitted", "status": "False", "reason": "Finished"}
     workloads = [
         {"metadata": {"labels": {KUEUE_JOB_UID: "u1"}},
          "status": {"accumulatedPastExecutionTimeSeconds": 600}},  # v1beta2
@@ -206,59 +212,91 @@ def test_time_admitted_before_a_preemption_is_spent_in_status_metrics_and_budget
          "status": {"accumulatedPastExexcutionTimeSeconds": 30}},  # v1beta1's spelling
         {"metadata": {"labels": {KUEUE_JOB_UID: "u3"}}, "status": {}},  # never preempted
         {"metadata": {}, "status": {"accumulatedPastExecutionTimeSeconds": 9}},  # not a Job's
+        # a Kueue that adds the last admission when the Workload finishes
+        {"metadata": {"labels": {KUEUE_JOB_UID: "u4"}},
+         "status": {"accumulatedPastExecutionTimeSeconds": 1000, "conditions": [finished]}},
     ]  # fmt: skip
-    assert admitted_before(workloads) == {"u1": 600.0, "u2": 30.0}
+    seen = read(workloads)
+    assert seen == {"u1": Admitted(600.0), "u2": Admitted(30.0), "u4": Admitted(1000.0, True)}
+    assert seen["u4"].before_last(900.0) == 100.0 and seen["u1"].before_last(900.0) == 600.0
 
     gpus = {"resources": {"limits": {"nvidia.com/gpu": 2}}}
     doc = _spec_doc(gpus, budget={"deviceHours": 1})
     spec = parse_spec(doc)
-    trial = plan_trials("s", spec)[0]
-    plain = TrialRecord.succeeded(trial, TrialResult(loss=1.0, parameters=200), 900.0)
-    preempted = plain.model_copy(update={"earlier_seconds": 600.0})
-    assert preempted.seconds_used == 1500.0
-    status = design("s", spec, {trial.name: preempted}, set(), {}).status
+    first, second = plan_trials("s", spec)[:2]
+    plain = TrialRecord.succeeded(first, TrialResult(loss=1.0, parameters=200), 900.0)
+    other = TrialRecord.succeeded(second, TrialResult(loss=1.0, parameters=200), 900.0)
+    jobs = [JobState(first.name, first.name, "succeeded", uid="u1"),
+            JobState(second.name, second.name, "succeeded", uid="u3")]  # fmt: skip
+    preempted, untouched = with_earlier([plain, other], jobs, seen)
+    assert preempted.earlier_seconds == 600.0 and preempted.seconds_used == 1500.0
+    assert untouched == other  # never preempted: no earlierSeconds
+    status = design("s", spec, {first.name: preempted}, set(), {}).status
     assert status.device_seconds == status.gpu_seconds == 3000.0  # (900 + 600) s x 2 GPUs
     # without the Workload's time the same trial spent 1,800
-    assert design("s", spec, {trial.name: plain}, set(), {}).status.device_seconds == 1800.0
+    assert design("s", spec, {first.name: plain}, set(), {}).status.device_seconds == 1800.0
+    # the cost model prices a trial from a whole uninterrupted run, not a preempted one's
+    assert status.grid_device_seconds is None
     metrics = OperatorMetrics(CollectorRegistry())
     metrics.record_trials("ns", "s", [preempted], trial_devices(spec))
     labels = {"namespace": "ns", "study": "s"}
-    assert (
-        metrics.registry.get_sample_value("scalingstudy_trial_gpu_seconds_total", labels) == 3000.0
-    )
+    used = metrics.registry.get_sample_value("scalingstudy_trial_gpu_seconds_total", labels)
+    assert used == 3000.0
     assert "earlierSeconds" in preempted.to_json() and "earlier_seconds" not in plain.csv_row()
 
 
-def test_a_run_deleted_while_it_ran_is_spent_once_and_the_same_on_every_pass() -> None:
+def test_a_run_deleted_while_it_ran_is_spent_once_and_leaves_status_small() -> None:
     """A spec edit drops a running trial: the pass that deletes its Job writes the run
-    into status.design.cancelled (by Job uid), and its time counts from that pass on."""
+    into status.design.cancelled (by Job uid) and counts it at once; once its Job is gone
+    the entry folds into cancelledSeconds."""
     import datetime as dt
 
-    from scalingstudy.cluster.observe import JobState
-    from scalingstudy.cluster.reconcile import cancelled_runs
-    from scalingstudy.planning.design import with_cancelled
+    from scalingstudy.cluster.observe import Admitted, JobState
+    from scalingstudy.cluster.reconcile import cancelled_runs, open_ledger
 
     start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     now = start + dt.timedelta(seconds=300)
     jobs = [
         JobState("s-a", "s-a", "active", started=start, uid="u-a"),
-        JobState("s-b", "s-b", "queued", uid="u-b"),  # never ran: nothing spent
+        JobState("s-b", "s-b", "queued", uid="u-b"),  # never admitted: nothing spent
+        JobState("s-p", "s-p", "queued", uid="u-p"),  # preempted, then dropped while queued
         JobState("s-c", "s-c", "active", started=start, uid="u-c"),  # kept: not deleted
     ]
-    runs = cancelled_runs({"s-a", "s-b"}, jobs, (), now)
-    assert [(r.trial, r.job_uid, r.seconds) for r in runs] == [("s-a", "u-a", 300.0)]
-    assert cancelled_runs({"s-a"}, jobs, {"u-a"}, now) == ()  # counted once, by uid
+    admitted = {"u-p": Admitted(120.0), "u-a": Admitted(50.0)}
+    runs = cancelled_runs({"s-a", "s-b", "s-p"}, jobs, (), now, admitted)
+    assert [(r.trial, r.job_uid, r.seconds) for r in runs] == [
+        ("s-a", "u-a", 350.0), ("s-p", "u-p", 120.0)]  # fmt: skip
+    assert cancelled_runs({"s-a"}, jobs, {"u-a"}, now, {}) == ()  # counted once, by uid
 
     doc = _spec_doc({"nodes": 2, "resources": {"limits": {"nvidia.com/gpu": 1}}})
     spec = parse_spec(doc)
-    first = _finished(doc, 100.0)
-    this_pass = with_cancelled(first.status, runs, spec)
-    assert this_pass.device_seconds == first.status.device_seconds + 600.0  # 300 s x 2 GPUs
-    assert this_pass.gpu_seconds == this_pass.device_seconds
     grid = plan_trials("s", spec)[:1]
-    result = TrialResult(loss=1.0, parameters=100 * grid[0].model_size)  # as _finished's
+    result = TrialResult(loss=1.0, parameters=100 * grid[0].model_size)
     records = {grid[0].name: TrialRecord.succeeded(grid[0], result, 100.0)}
-    next_pass = design("s", spec, records, set(), {}, this_pass.cancelled).status
-    assert next_pass == this_pass
-    assert ScalingStudyStatus(design=next_pass).to_json()["design"]["cancelled"] == [
-        {"trial": "s-a", "jobUid": "u-a", "seconds": 300.0}]  # fmt: skip
+    plain = design("s", spec, records, set(), {}).status
+    kept = design("s", spec, records, set(), {}, runs).status
+    assert kept.device_seconds == plain.device_seconds + 940.0  # 470 s x 2 GPUs
+    assert kept.budget_device_seconds is None and kept.cancelled == list(runs)
+    # the next pass: s-a's Job is gone, s-p's still listed: s-a folds, s-p stays by uid
+    ledger, folded = open_ledger(kept, [jobs[2], jobs[3]])
+    assert [c.job_uid for c in ledger] == ["u-p"] and folded == 350.0
+    later = design("s", spec, records, set(), {}, ledger, folded).status
+    assert later.device_seconds == kept.device_seconds and later.cancelled_seconds == 350.0
+    assert ScalingStudyStatus(design=later).to_json()["design"]["cancelled"] == [
+        {"trial": "s-p", "jobUid": "u-p", "seconds": 120.0}]  # fmt: skip
+
+
+def test_the_budget_counts_cancelled_runs() -> None:
+    """A run deleted before it ended spent the budget as a finished trial does."""
+    from scalingstudy.status import CancelledRun
+
+    doc = _spec_doc({}, budget={"deviceHours": 1})
+    roomy = _finished(doc, 900.0, count=2)  # 1,800 of 3,600 CPU-seconds spent
+    assert len(roomy.plan) > 2  # room for more trials
+    spec = parse_spec(doc)
+    grid = plan_trials("s", spec)[:2]
+    records = {t.name: TrialRecord.succeeded(t, _result(t.model_size), 900.0) for t in grid}
+    lost = [CancelledRun(trial="s-gone", job_uid="u", seconds=1500.0)]
+    spent = design("s", spec, records, set(), {}, lost)
+    assert spent.stop_reason == "BudgetSpent" and len(spent.plan) == 2
+    assert spent.status.device_seconds == 3300.0

@@ -261,7 +261,11 @@ class DesignStatus(_Status):
     """In a learning-rate sweep, the winner per data size and model size (the fit uses
     only the winners' results)."""
     cancelled: list[CancelledRun] = Field(default_factory=list)
-    """Runs the operator deleted before they ended; counted in deviceSeconds."""
+    """Runs the operator deleted before they ended whose Jobs are still listed; counted
+    in deviceSeconds."""
+    cancelled_seconds: float = 0.0
+    """Wall time of the cancelled runs whose Jobs are gone (their entries leave
+    cancelled then, so status stays small); counted in deviceSeconds."""
 
 
 class ScalingStudyStatus(_Status):

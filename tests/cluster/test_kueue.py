@@ -202,6 +202,8 @@ def test_a_higher_priority_workload_preempts_trials_that_finish_once_where_they_
         # The time it was admitted before the preemption (its Workload's; the Job's start
         # time restarted) is spent too, in status and the budget's count.
         assert rows[victim].get("earlierSeconds", 0) >= 1, rows[victim]
+    for trial in set(rows) - set(victims):  # queued until the victims' end: never admitted
+        assert "earlierSeconds" not in rows[trial], rows[trial]
     for name in CHECKPOINTS:
         status = _status(cluster, name, ns)
         gpus = sum(r["durationSeconds"] + r.get("earlierSeconds", 0)

@@ -73,6 +73,10 @@ def test_forged_pushes_are_not_recorded_and_their_groups_are_deleted(
     wait_until("the stale pod to end", lambda: (cluster.get("pod", "stale-copy", namespace)
                .get("status", {}).get("phase") == "Succeeded"), timeout=60)  # fmt: skip
     status = finished(cluster, "forged", namespace, timeout=120)
+    # The copy ended before the trial did: its result was there to be taken, and was not.
+    copy_end = cluster.get("pod", "stale-copy", namespace)["status"]["containerStatuses"][0]
+    job = cluster.get("job", pushing, namespace)
+    assert copy_end["state"]["terminated"]["finishedAt"] <= job["status"]["completionTime"]
     assert status["phase"] == "Succeeded", status.get("conditions")
     rows = {r["trial"]: r for r in status["results"]}
     for trial, data in ((quiet, 100), (pushing, 200)):

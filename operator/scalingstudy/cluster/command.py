@@ -36,6 +36,17 @@ def cluster_config_problem(kubeconfig: str | None) -> str | None:
     return None
 
 
+def _seconds(text: str) -> float:
+    """A period in seconds: a number above 0 (0 or less would spin a loop)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
@@ -73,20 +84,20 @@ def add_operator_command(sub: Any) -> None:
         help="default: the in-cluster service account, else KUBECONFIG or ~/.kube/config",
     )  # fmt: skip
     op.add_argument(
-        "--resync-seconds", type=float, default=30.0,
+        "--resync-seconds", type=_seconds, default=30.0,
         help="pass over every study this often, events or not (default: %(default)s)",
     )  # fmt: skip
     op.add_argument(
-        "--fit-interval", type=float, default=10.0,
+        "--fit-interval", type=_seconds, default=10.0,
         help="refit a study at most this often, in seconds (default: %(default)s)",
     )  # fmt: skip
     op.add_argument(
-        "--prune-interval", type=float, default=10.0,
+        "--prune-interval", type=_seconds, default=10.0,
         help="read running trials' logs to prune (design.pruning) at most this often per "
              "study, in seconds (default: %(default)s)",
     )  # fmt: skip
     op.add_argument(
-        "--sweep-interval", type=float, default=60.0,
+        "--sweep-interval", type=_seconds, default=60.0,
         help="delete Pushgateway groups nothing will read (of deleted studies, progress "
              "pushed after its trial was recorded) this often, in seconds (default: "
              "%(default)s)",
@@ -120,17 +131,17 @@ def _add_leader_options(op: argparse.ArgumentParser) -> None:
     lead.add_argument("--leader-election-id", default="scalingstudy-operator",
                       help="name of the Lease (default: %(default)s)")  # fmt: skip
     lead.add_argument(
-        "--lease-duration", type=float, default=15.0,
+        "--lease-duration", type=_seconds, default=15.0,
         help="seconds a Lease not renewed stays held: how long a standby waits before it "
              "takes over (default: %(default)s)",
     )  # fmt: skip
     lead.add_argument(
-        "--renew-deadline", type=float, default=10.0,
+        "--renew-deadline", type=_seconds, default=10.0,
         help="seconds the leader keeps trying to renew before it stops acting "
              "(below --lease-duration; default: %(default)s)",
     )  # fmt: skip
     lead.add_argument(
-        "--retry-period", type=float, default=2.0,
+        "--retry-period", type=_seconds, default=2.0,
         help="seconds between tries to take or renew the Lease (default: %(default)s)",
     )  # fmt: skip
 

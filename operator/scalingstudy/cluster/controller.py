@@ -25,7 +25,7 @@ from scalingstudy.cluster.gather import Gatherer
 from scalingstudy.cluster.kube import ApiError, Kube
 from scalingstudy.cluster.manifests import JobSettings, StudyRef
 from scalingstudy.cluster.metrics import OperatorMetrics
-from scalingstudy.cluster.observe import JobState
+from scalingstudy.cluster.observe import JobState, with_earlier
 from scalingstudy.cluster.prometheus import Prometheus
 from scalingstudy.cluster.pruner import Pruner, PruneStep
 from scalingstudy.cluster.pruning_pass import PRUNE_INTERVAL
@@ -38,6 +38,7 @@ from scalingstudy.cluster.reconcile import (
     fit_due,
     fit_settings,
     merged,
+    open_ledger,
     to_collect,
 )
 from scalingstudy.cluster.status_builder import (
@@ -52,11 +53,18 @@ from scalingstudy.cluster.workers import Key, Wake
 from scalingstudy.contract import STATUS_BYTES_MAX
 from scalingstudy.fitting import FitError, FitUnavailableError
 from scalingstudy.planning.cost import trial_devices
-from scalingstudy.planning.design import Design, design, with_cancelled
+from scalingstudy.planning.design import Design, design
 from scalingstudy.records import with_current_names
 from scalingstudy.results import fit_input, stage_fit
 from scalingstudy.spec import ScalingStudySpec, SpecError, parse_spec
-from scalingstudy.status import Condition, FitStatus, ScalingStudyStatus, TrialRecord
+from scalingstudy.status import (
+    CancelledRun,
+    Condition,
+    FitStatus,
+    ScalingStudyStatus,
+    StageFit,
+    TrialRecord,
+)
 
 log = logging.getLogger("scalingstudy.operator")
 
@@ -84,6 +92,15 @@ class ControllerConfig:
     status_bytes_max: int = STATUS_BYTES_MAX
     #: How often a study with pruning on has its running trials' logs read and judged.
     prune_interval: float = PRUNE_INTERVAL
+
+
+@dataclass(frozen=True)
+class Spent:
+    """Cancelled runs the design counts: those kept by Job uid, and the seconds of those
+    whose Jobs are gone (`reconcile.open_ledger`)."""
+
+    runs: Sequence[CancelledRun]
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -190,19 +207,40 @@ class Controller:
                    else held_refusal(before, generation))  # fmt: skip
         recorded = with_current_names(name, before.results)  # older names: same trials
         jobs = self.gather.jobs(ref)
-        pruned, found, found_events = self._finished(ref, spec, jobs, recorded)
+        # Runs already counted as cancelled are only deleted (again, after a crash or a
+        # failed delete): never pruned or collected, so their time counts once.
+        ledger, folded = open_ledger(before.design, jobs)
+        counted = {c.job_uid for c in ledger}
+        live = [j for j in jobs if j.uid not in counted]
+        pruned, found, found_events = self._finished(ref, spec, live, recorded)
         collected = [*pruned.records, *found.records]
-        chosen, design_wake = self._design(ref, spec, before, recorded, collected, jobs)
+        if spec.queue_name and collected:  # the time admitted before a Kueue preemption
+            done = {r.trial for r in collected}
+            admitted = self.gather.admitted_before(ref, [j for j in jobs if j.trial in done])
+            collected = with_earlier(collected, jobs, admitted)
+        spent = Spent(ledger, folded)
+        chosen, design_wake = self._design(ref, spec, before, recorded, collected, jobs, spent)
         taken = self.taken.get((namespace, name), frozenset())
-        p = decide(chosen.plan, jobs, recorded, collected, parallelism=spec.parallelism,
-                   max_failed=spec.max_failed_trials, fit=before.fit, more=chosen.more,
-                   settings=fit_settings(spec), deferred=taken)  # fmt: skip
-        # Jobs deleted while they run (the plan dropped their trials) spent their time.
-        ledger = chosen.status.cancelled
-        cancelled = cancelled_runs(p.delete, jobs, {c.job_uid for c in ledger},
-                                   dt.datetime.now(dt.UTC))  # fmt: skip
-        design_status = (with_cancelled(chosen.status, cancelled, spec) if cancelled
-                         else chosen.status)  # fmt: skip
+
+        def decided(chosen: Design) -> Pass:
+            return decide(chosen.plan, jobs, recorded, collected, parallelism=spec.parallelism,
+                          max_failed=spec.max_failed_trials, fit=before.fit, more=chosen.more,
+                          settings=fit_settings(spec), deferred=taken)  # fmt: skip
+
+        p = decided(chosen)
+        # Jobs this pass deletes before they end (the plan dropped their trials) spent
+        # their time: the design is made again with it, so the budget sees it now.
+        dropped = [j for j in jobs if j.name in p.delete and j.uid not in counted]
+        admitted = (self.gather.admitted_before(ref, dropped) if spec.queue_name and dropped
+                    else {})  # fmt: skip
+        cancelled = cancelled_runs(p.delete, jobs, counted, dt.datetime.now(dt.UTC), admitted)
+        if cancelled:
+            spent = Spent([*ledger, *cancelled], folded)
+            fits = {f.data_size: f for f in chosen.status.stage_fits}
+            chosen, design_wake = self._design(ref, spec, before, recorded, collected, jobs,
+                                               spent, fits)  # fmt: skip
+            p = decided(chosen)
+        design_status = chosen.status
         tried = self._maybe_fit((namespace, name), spec, p, fit_settings(spec))
         create_wait = self.retries.wait((namespace, name, "create"), time.monotonic())
         configured = (self.actor.configure(ref, spec)
@@ -286,16 +324,18 @@ class Controller:
     def _design(
         self, ref: StudyRef, spec: ScalingStudySpec, before: ScalingStudyStatus,
         recorded: dict[str, TrialRecord], found: Sequence[TrialRecord], jobs: Sequence[JobState],
+        spent: Spent, known: Mapping[int, StageFit] | None = None,
     ) -> tuple[Design, float | None]:  # fmt: skip
         """The design's decision after the stage fits it asks for (kept in
-        status.design, so each is made once), and when to come back for a fit that ran
-        to no answer: the design then waits for it, as the local runner would."""
+        status.design, so each is made once; ``known``: those this pass has already),
+        and when to come back for a fit that ran to no answer: the design then waits for
+        it, as the local runner would."""
         records, _ = merged(recorded, found)
         active = active_trials(jobs, records)
-        fits = {f.data_size: f for f in (before.design.stage_fits if before.design else [])}
-        ledger = before.design.cancelled if before.design else []
+        stored = before.design.stage_fits if before.design else []
+        fits = dict(known) if known is not None else {f.data_size: f for f in stored}
         for _ in range(len(spec.data_sizes.sizes()) + 1):  # a bound, not a retry
-            chosen = design(ref.name, spec, records, active, fits, ledger)
+            chosen = design(ref.name, spec, records, active, fits, spent.runs, spent.seconds)
             if chosen.fit_needed is None:
                 break
             key = (ref.namespace, ref.name, chosen.fit_needed)

@@ -7,17 +7,21 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
 
 from scalingstudy.cluster import blocked
 from scalingstudy.cluster.collect import Collected, CollectPolicy, Samples, collect, mismatch_events
-from scalingstudy.cluster.kube import Kube
+from scalingstudy.cluster.kube import ApiError, Kube
 from scalingstudy.cluster.manifests import LABEL_STUDY, LABEL_TRIAL, Obj, StudyRef
 from scalingstudy.cluster.metrics import OperatorMetrics
-from scalingstudy.cluster.observe import KUEUE_JOB_UID, JobState, admitted_before, job_state
+from scalingstudy.cluster.observe import (
+    KUEUE_JOB_UID,
+    Admitted,
+    JobState,
+    admitted_before,
+    job_state,
+)
 from scalingstudy.cluster.prometheus import Prometheus, PrometheusUnavailableError
 from scalingstudy.cluster.reasons import Event
-from scalingstudy.records import TrialRecord
 from scalingstudy.spec import ScalingStudySpec
 
 log = logging.getLogger("scalingstudy.operator")
@@ -61,34 +65,29 @@ class Gatherer:
                 pods.setdefault(pod["metadata"]["labels"].get(LABEL_TRIAL, ""), []).append(pod)
         found = collect(done, pods, samples, dt.datetime.now(dt.UTC), policy)
         self.metrics.result_mismatches.labels(ref.namespace, ref.name).inc(len(found.mismatches))
-        if spec.queue_name and found.records:
-            found = replace(found, records=self._with_preempted_time(ref, done, found.records))
         return found, mismatch_events(found.mismatches, spec.metric.name)
 
-    def _with_preempted_time(
-        self, ref: StudyRef, done: Sequence[JobState], records: tuple[TrialRecord, ...]
-    ) -> tuple[TrialRecord, ...]:
-        """The records with the time their Jobs were admitted before a Kueue preemption
-        (`observe.admitted_before`), read from the Workloads of their Jobs; as they were
-        where Kueue cannot be read."""
-        uids = {j.trial: j.uid for j in done if j.uid}
-        wanted = sorted({uids[r.trial] for r in records if r.trial in uids})
-        before: dict[str, float] = {}
+    def admitted_before(self, ref: StudyRef, jobs: Sequence[JobState]) -> dict[str, Admitted]:
+        """What Kueue's Workloads of these Jobs say of the time each was admitted before
+        a preemption (`observe.admitted_before`), by Job uid; {} where Kueue cannot be
+        read (said once a pass: the spend then misses that time)."""
+        wanted = sorted({j.uid for j in jobs if j.uid})
+        out: dict[str, Admitted] = {}
         for i in range(0, len(wanted), POD_SELECTOR_CHUNK):
             chunk = ",".join(wanted[i : i + POD_SELECTOR_CHUNK])
-            listed = self.kube.list_workloads(ref.namespace, f"{KUEUE_JOB_UID} in ({chunk})")
+            try:
+                listed = self.kube.list_workloads(ref.namespace, f"{KUEUE_JOB_UID} in ({chunk})")
+            except ApiError as exc:
+                listed, why = None, str(exc)
+            else:
+                why = "Kueue is not installed, or the operator may not list its Workloads"
             if listed is None:
-                log.warning(
-                    "%s/%s: Kueue Workloads cannot be read: time admitted before a "
-                    "preemption is not counted in the spend", ref.namespace, ref.name,
-                )  # fmt: skip
-                return records
-            before |= admitted_before(listed)
-        return tuple(
-            r.model_copy(update={"earlier_seconds": round(before[uids[r.trial]], 3)})
-            if uids.get(r.trial) in before else r
-            for r in records
-        )  # fmt: skip
+                log.warning("%s/%s: Kueue Workloads cannot be read (%s): time admitted "
+                            "before a preemption is not counted in the spend",
+                            ref.namespace, ref.name, why)  # fmt: skip
+                return out
+            out |= admitted_before(listed)
+        return out
 
     def blocked(self, ref: StudyRef, jobs: Sequence[JobState]) -> list[blocked.Blocked]:
         """Jobs without a pod past the grace period, with the Job controller's reason."""

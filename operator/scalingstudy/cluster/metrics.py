@@ -209,10 +209,11 @@ class OperatorMetrics:
         held = devices if isinstance(devices, Devices) else Devices("gpu", float(devices))
         for rec in records:
             self.result_source.labels(rec.source or "none").inc()
-            if rec.duration_seconds is None:
-                continue
-            self.trial_seconds.labels(namespace, study, rec.status).observe(rec.duration_seconds)
-            if not held.count:
+            if rec.duration_seconds is not None:
+                self.trial_seconds.labels(namespace, study, rec.status).observe(
+                    rec.duration_seconds
+                )
+            if not held.count or not rec.seconds_used:
                 continue
             used = held.count * rec.seconds_used  # earlier (preempted) attempts too
             if held.kind == "gpu":

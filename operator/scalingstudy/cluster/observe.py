@@ -19,6 +19,7 @@ from scalingstudy.cluster.manifests import (
 )
 from scalingstudy.contract import EXIT_REASONS
 from scalingstudy.planning.plan import Trial
+from scalingstudy.records import TrialRecord
 from scalingstudy.spec import GROUP
 
 #: The annotation a pruned trial's Job carries (the decision, as JSON: `pruning_pass`).
@@ -207,17 +208,50 @@ def failure_reason(job: JobState, outcome: ContainerEnd | None) -> tuple[str, st
 KUEUE_JOB_UID = "kueue.x-k8s.io/job-uid"
 
 
-def admitted_before(workloads: Iterable[Obj]) -> dict[str, float]:
-    """Seconds each Job (by uid) was admitted before its Kueue preemptions: the Workload
-    adds an admission's length to ``accumulatedPastExecutionTimeSeconds`` (v1beta1 spells
-    it ``accumulatedPastExexcutionTimeSeconds``) when it takes the admission back, and the
+@dataclass(frozen=True)
+class Admitted:
+    """What a Job's Workload says of its past admissions: the seconds Kueue accumulated,
+    and whether they include the last one (a Kueue that takes a finished Workload's
+    admission back adds it too; v0.17 does not)."""
+
+    seconds: float
+    includes_last: bool = False
+
+    def before_last(self, last: float | None) -> float:
+        """The time admitted before the last attempt, which lasted ``last`` seconds."""
+        if self.includes_last:
+            return max(self.seconds - (last or 0.0), 0.0)
+        return self.seconds
+
+
+def admitted_before(workloads: Iterable[Obj]) -> dict[str, Admitted]:
+    """Each Job's (by uid) time admitted before its Kueue preemptions: the Workload adds
+    an admission's length to ``accumulatedPastExecutionTimeSeconds`` (v1beta1 spells it
+    ``accumulatedPastExexcutionTimeSeconds``) when it takes the admission back, and the
     Job's own start time restarts on resume, so this is the time its record misses."""
-    out: dict[str, float] = {}
+    out: dict[str, Admitted] = {}
     for wl in workloads:
         uid = ((wl.get("metadata") or {}).get("labels") or {}).get(KUEUE_JOB_UID)
         status = wl.get("status") or {}
         seconds = status.get("accumulatedPastExecutionTimeSeconds",
                              status.get("accumulatedPastExexcutionTimeSeconds"))  # fmt: skip
-        if uid and isinstance(seconds, int | float) and seconds > 0:
-            out[uid] = float(seconds)
+        if not uid or not isinstance(seconds, int | float) or seconds <= 0:
+            continue
+        admitted: Obj = next((c for c in status.get("conditions") or []
+                              if c.get("type") == "Admitted"), {})  # fmt: skip
+        finished = admitted.get("status") == "False" and admitted.get("reason") == "Finished"
+        out[uid] = Admitted(float(seconds) + out.get(uid, Admitted(0.0)).seconds, finished)
+    return out
+
+
+def with_earlier(
+    records: Iterable[TrialRecord], jobs: Iterable[JobState], admitted: Mapping[str, Admitted]
+) -> list[TrialRecord]:
+    """The records with the time their Jobs were admitted before a Kueue preemption."""
+    uids = {j.trial: j.uid for j in jobs if j.uid}
+    out = []
+    for r in records:
+        seen = admitted.get(uids.get(r.trial, ""))
+        earlier = seen.before_last(r.duration_seconds) if seen else 0.0
+        out.append(r.model_copy(update={"earlier_seconds": round(earlier, 3)}) if earlier else r)
     return out

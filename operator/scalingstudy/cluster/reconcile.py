@@ -15,13 +15,14 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-from scalingstudy.cluster.observe import JobState
+from scalingstudy.cluster.observe import Admitted, JobState
 from scalingstudy.planning.plan import Plan, Trial
 from scalingstudy.planning.scheduling import lapsed_prunes, schedule
 from scalingstudy.results import fit_options, fittable
 from scalingstudy.spec import ScalingStudySpec
 from scalingstudy.status import (
     CancelledRun,
+    DesignStatus,
     FitStatus,
     TrialCounts,
     TrialRecord,
@@ -206,14 +207,38 @@ def fit_due(p: Pass, since_last_fit: float, interval: float) -> tuple[bool, floa
 
 
 def cancelled_runs(
-    delete: Collection[str], jobs: Sequence[JobState], counted: Collection[str], now: dt.datetime
+    delete: Collection[str],
+    jobs: Sequence[JobState],
+    counted: Collection[str],
+    now: dt.datetime,
+    admitted: Mapping[str, Admitted],
 ) -> tuple[CancelledRun, ...]:
-    """The runs of the Jobs this pass deletes while they run (``delete``: trials the plan
-    no longer holds), each Job once (``counted``: uids already in status)."""
-    return tuple(
-        CancelledRun(trial=j.trial, job_uid=j.uid,
-                     seconds=round(max((now - j.started).total_seconds(), 0.0), 3))
-        for j in jobs
-        if j.name in delete and j.phase == "active" and j.started is not None
-        and j.uid and j.uid not in counted
-    )  # fmt: skip
+    """The runs of the Jobs this pass deletes before they end (``delete``: trials the
+    plan no longer holds), each Job once (``counted``: uids already in status): the time
+    since it started, and what Kueue says it was admitted before a preemption (a queued
+    Job may have run before it was preempted)."""
+    runs = []
+    for j in jobs:
+        if j.name not in delete or not j.uid or j.uid in counted:
+            continue
+        ran = 0.0
+        if j.phase == "active" and j.started is not None:
+            ran = max((now - j.started).total_seconds(), 0.0)
+        seen = admitted.get(j.uid)
+        seconds = ran + (seen.before_last(None) if seen else 0.0)
+        if seconds > 0:
+            runs.append(CancelledRun(trial=j.trial, job_uid=j.uid, seconds=round(seconds, 3)))
+    return tuple(runs)
+
+
+def open_ledger(
+    design: DesignStatus | None, jobs: Sequence[JobState]
+) -> tuple[list[CancelledRun], float]:
+    """The cancelled runs status keeps by Job uid (those whose Jobs are still listed: a
+    pass may see one again until it is gone), and the seconds of those gone, folded."""
+    if design is None:
+        return [], 0.0
+    listed = {j.uid for j in jobs}
+    kept = [c for c in design.cancelled if c.job_uid in listed]
+    gone = sum(c.seconds for c in design.cancelled if c.job_uid not in listed)
+    return kept, design.cancelled_seconds + gone

@@ -122,12 +122,14 @@ class CostModel:
         """From finished trials with a duration; ``sizes`` maps a model size to its
         parameter count (the knob itself where none was reported). None without any. A
         pruned trial's duration counts in the spend, not here: it ran only part of its
-        budget, so it would price a whole trial too low."""
+        budget, so it would price a whole trial too low; nor a preempted one's (its last
+        attempt may have resumed from a checkpoint, its earlier ones may have repeated
+        work)."""
         rows = [
             (math.log(r.data_size), math.log(sizes.get(r.model_size, r.model_size)),
-             math.log(measured(r, devices)))
+             math.log((r.duration_seconds or 0.0) * devices))
             for r in records
-            if (r.duration_seconds or 0) > 0 and r.status != "Pruned"
+            if (r.duration_seconds or 0) > 0 and r.status != "Pruned" and not r.earlier_seconds
         ]  # fmt: skip
         if not rows:
             return None

@@ -110,9 +110,11 @@ def design(
     active: Collection[str],
     fits: Mapping[int, StageFit],
     cancelled: Sequence[CancelledRun] = (),
+    cancelled_seconds: float = 0.0,
 ) -> Design:
-    """The decision of this moment (see the module's description). ``cancelled``: runs
-    deleted before they ended (status.design.cancelled), spent all the same."""
+    """The decision of this moment (see the module's description). ``cancelled`` and
+    ``cancelled_seconds``: runs deleted before they ended (status.design.cancelled and
+    cancelledSeconds), spent all the same."""
     grid = plan_trials(study, spec)
     want = _wanted(study, spec, records, fits, grid)
     kind = trial_devices(spec)
@@ -126,7 +128,7 @@ def design(
            if (r.trial in names if spec.design.isoflop else r.data_size in data_sizes)
            and r.model_size in sizes and r.seed < seeds]  # fmt: skip
     cost = CostModel.fitted(ran, devices, sizes)
-    lost = sum(c.seconds for c in cancelled) * devices
+    lost = (cancelled_seconds + sum(c.seconds for c in cancelled)) * devices
     spent = sum(measured(r, devices) for r in ran) + lost
 
     def expected(t: Trial) -> float:
@@ -163,22 +165,10 @@ def design(
         stage_fits=[fits[d] for d in sorted(fits)] if spec.design.adaptive else [],
         learning_rates=best_learning_rates(records[t.name] for t in kept if t.name in records),
         cancelled=list(cancelled),
+        cancelled_seconds=round(cancelled_seconds, 3),
     )
     return Design(Plan(tuple(kept)), more or want.fit_needed is not None, want.fit_needed,
                   reason, status, want.prefix, frozenset(names))  # fmt: skip
-
-
-def with_cancelled(
-    status: DesignStatus, runs: Sequence[CancelledRun], spec: ScalingStudySpec
-) -> DesignStatus:
-    """The status once ``runs`` (deleted by this pass, after the design was made) are
-    spent too: the same sums `design` makes of them on the next pass."""
-    kind = trial_devices(spec)
-    lost = sum(c.seconds for c in runs) * kind.count
-    grid = status.grid_device_seconds
-    spend = _spend(kind, status.device_seconds + lost, None if grid is None else grid + lost,
-                   status.budget_device_seconds)  # fmt: skip
-    return status.model_copy(update={**spend, "cancelled": [*status.cancelled, *runs]})
 
 
 def _spend(
