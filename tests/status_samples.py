@@ -53,9 +53,11 @@ def largest_status() -> ScalingStudyStatus:
     """The largest status a study can have: MAX_TRIALS trials, every one failed with the
     longest name, the largest coordinates, the longest reason and a message of the worst
     kind (multi-byte characters and newlines), and the full fit."""
+    from scalingstudy.cluster.reconcile import LEDGER_MAX
     from scalingstudy.contract import REASON_BYTES
     from scalingstudy.planning.plan import MAX_NAME, Trial
     from scalingstudy.spec import MAX_TRIALS
+    from scalingstudy.status import CancelledRun, DesignStatus
 
     full = full_status()
     rows = []
@@ -64,4 +66,11 @@ def largest_status() -> ScalingStudyStatus:
         trial = Trial(2**53 - i, 2**53 - 1, 31, name=name)
         rows.append(TrialRecord.failed(trial, "R" * 200, ("é\n\x07" * 400) + "the end", 86_399.999))
     assert len(rows[0].reason or "") == REASON_BYTES
-    return full.model_copy(update={"results": rows})
+    # Every row preempted before (earlierSeconds), and the most cancelled runs kept.
+    rows = [r.model_copy(update={"earlier_seconds": 86_399.999}) for r in rows]
+    runs = [CancelledRun(trial=f"{i:05d}-" + "x" * (MAX_NAME - 6), job_uid="u" * 36,
+                         seconds=86_399.999) for i in range(LEDGER_MAX)]  # fmt: skip
+    design = DesignStatus(strategy="grid", trials_started=MAX_TRIALS, grid_trials=MAX_TRIALS,
+                          trials_skipped=0, gpu_seconds=1e12, cancelled=runs,
+                          cancelled_seconds=1e12)  # fmt: skip
+    return full.model_copy(update={"results": rows, "design": design})

@@ -300,3 +300,14 @@ def test_the_budget_counts_cancelled_runs() -> None:
     spent = design("s", spec, records, set(), {}, lost)
     assert spent.stop_reason == "BudgetSpent" and len(spent.plan) == 2
     assert spent.status.device_seconds == 3300.0
+
+
+def test_the_cancelled_ledger_is_bounded_and_loses_no_second() -> None:
+    from scalingstudy.cluster.reconcile import LEDGER_MAX, bounded_ledger
+    from scalingstudy.status import CancelledRun
+
+    runs = [CancelledRun(trial=f"t{i}", job_uid=f"u{i}", seconds=1.0) for i in range(250)]
+    kept, folded = bounded_ledger(runs, 10.0)
+    assert len(kept) == LEDGER_MAX and kept[-1].job_uid == "u249"  # the newest kept
+    assert folded + sum(c.seconds for c in kept) == 260.0
+    assert bounded_ledger(runs[:3], 0.0) == (runs[:3], 0.0)

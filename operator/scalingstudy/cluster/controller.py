@@ -33,6 +33,7 @@ from scalingstudy.cluster.reasons import ConditionReason, Event, Refusal, Stop
 from scalingstudy.cluster.reconcile import (
     Pass,
     active_trials,
+    bounded_ledger,
     cancelled_runs,
     decide,
     fit_due,
@@ -235,7 +236,7 @@ class Controller:
                     else {})  # fmt: skip
         cancelled = cancelled_runs(p.delete, jobs, counted, dt.datetime.now(dt.UTC), admitted)
         if cancelled:
-            spent = Spent([*ledger, *cancelled], folded)
+            spent = Spent(*bounded_ledger([*ledger, *cancelled], folded))
             fits = {f.data_size: f for f in chosen.status.stage_fits}
             chosen, design_wake = self._design(ref, spec, before, recorded, collected, jobs,
                                                spent, fits)  # fmt: skip

@@ -231,6 +231,18 @@ def cancelled_runs(
     return tuple(runs)
 
 
+#: Cancelled runs status keeps by Job uid at most (about 140 bytes each): beyond it the
+#: oldest fold into cancelledSeconds at once, so the largest status still fits; they
+#: could then be counted again only if the operator died before deleting their Jobs.
+LEDGER_MAX = 200
+
+
+def bounded_ledger(runs: Sequence[CancelledRun], folded: float) -> tuple[list[CancelledRun], float]:
+    """At most LEDGER_MAX runs kept by uid (the newest), the rest's seconds folded."""
+    cut = max(len(runs) - LEDGER_MAX, 0)
+    return list(runs[cut:]), folded + sum(c.seconds for c in runs[:cut])
+
+
 def open_ledger(
     design: DesignStatus | None, jobs: Sequence[JobState]
 ) -> tuple[list[CancelledRun], float]:
