@@ -447,3 +447,31 @@ def test_a_trial_of_several_processes_runs_locally_with_the_same_results(tmp_pat
     assert losses[0].keys() == losses[1].keys()
     for trial, loss in losses[0].items():
         assert losses[1][trial] == pytest.approx(loss, rel=1e-3)
+
+
+@pytest.mark.slow(35)
+def test_trials_a_stop_cancels_are_spent_locally_as_on_the_cluster(tmp_path: Path) -> None:
+    """An adaptive study that stops while the next stage's trials run: `run` stops them
+    and counts their time (design.json's cancelled runs, in deviceSeconds), as the
+    operator does; a resumed run keeps it (cancelledSeconds)."""
+    study = _adaptive_study(tmp_path, stopWhen={"betaIntervalWidth": 5.0, "minDataSizes": 4})
+    doc = yaml.safe_load(study.read_text())
+    doc["spec"]["trainer"]["env"].append({"name": "TRIAL_SECONDS", "value": "1.5"})
+    study.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "out"
+    result = run_cli("run", str(study), "--out", str(out), "--workers", "6")
+    assert result.returncode == 0, result.stderr
+    design = json.loads((out / "design.json").read_text())
+    assert design["stopReason"] == "TargetReached", design
+    cancelled = design.get("cancelled") or []
+    assert cancelled, design  # the next stage had started: its trials were stopped
+    assert all(1.0 <= c["seconds"] < 30 for c in cancelled), cancelled
+    records = [json.loads(f.read_text()) for f in (out / "trials").glob("*.json")]
+    finished = sum(r["durationSeconds"] for r in records)  # also those left out of the fit
+    lost = sum(c["seconds"] for c in cancelled)
+    assert design["deviceSeconds"] == pytest.approx(finished + lost, abs=0.2)
+    again = run_cli("run", str(study), "--out", str(out), "--workers", "6")
+    assert again.returncode == 0, again.stderr
+    resumed = json.loads((out / "design.json").read_text())
+    assert resumed["cancelledSeconds"] == pytest.approx(lost, abs=0.01)
+    assert resumed["deviceSeconds"] == pytest.approx(design["deviceSeconds"], abs=0.2)

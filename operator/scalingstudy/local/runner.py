@@ -12,6 +12,7 @@ import math
 import os
 import signal
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,7 @@ from scalingstudy.records import with_current_names
 from scalingstudy.render.output import write_study_output
 from scalingstudy.results import stage_fit
 from scalingstudy.spec import ScalingStudy, ScalingStudySpec, spec_digest_fields
-from scalingstudy.status import DesignStatus, StageFit, TrialRecord
+from scalingstudy.status import CancelledRun, DesignStatus, StageFit, TrialRecord
 from scalingstudy.trial_env import trial_environment
 from scalingstudy_sdk.curve import Curve
 
@@ -206,7 +207,8 @@ def run_study(
         records = _resumable(store, name)
         launch = TrialLauncher(study, store, workers or default_workers(), warm_start, starter)
         try:
-            loop = _Loop(name, spec, store, records, workers or default_workers(), on_record)
+            loop = _Loop(name, spec, store, records, workers or default_workers(), on_record,
+                         cancelled_seconds=_cancelled_before(store.root))  # fmt: skip
             chosen = loop.run(launch, progress)
         finally:
             launch.close()
@@ -222,6 +224,16 @@ def run_study(
         )
         _conclude(outcome, spec, store, name, loop.finished_curves(outcome.records.values()))
     return outcome
+
+
+def _cancelled_before(root: Path) -> float:
+    """The seconds of the runs earlier runs on this folder stopped as the design no longer
+    planned them (their design.json; 0 where there is none or it cannot be read)."""
+    try:
+        earlier = DesignStatus.model_validate_json((root / "design.json").read_bytes())
+    except (OSError, ValueError):
+        return 0.0
+    return earlier.cancelled_seconds + sum(c.seconds for c in earlier.cancelled)
 
 
 @dataclass
@@ -249,6 +261,10 @@ class _Loop:
     pruned_since: dict[str, float] = field(default_factory=dict)
     """When each pruned trial was sent SIGTERM."""
     last_look: float = -math.inf
+    cancelled: list[CancelledRun] = field(default_factory=list)
+    """Trials this run stopped because the design no longer plans them: spent all the same."""
+    cancelled_seconds: float = 0.0
+    """The seconds of the runs earlier runs on this folder cancelled (their design.json)."""
 
     def run(self, launch: TrialLauncher, progress: bool) -> Design:
         """Until the design is finished or the study failed: the last decision."""
@@ -258,7 +274,8 @@ class _Loop:
                    dynamic_ncols=True)  # fmt: skip
         try:
             while True:
-                chosen = design(self.name, spec, self.records, running.keys(), self.fits)
+                chosen = design(self.name, spec, self.records, running.keys(), self.fits,
+                                self.cancelled, self.cancelled_seconds)  # fmt: skip
                 if chosen.fit_needed is not None:
                     self.fits[chosen.fit_needed] = stage_fit(
                         chosen.prefix, spec, chosen.fit_needed, fit_points
@@ -269,9 +286,15 @@ class _Loop:
                     continue
                 # A stopped adaptive study no longer plans the next stage's trials: cancel.
                 cancelled = [n for n in running if n not in plan]
-                processes.stop_all([running.pop(n) for n in cancelled])
-                for n in cancelled:
+                stopped = [running.pop(n) for n in cancelled]
+                processes.stop_all(stopped)
+                for n, r in zip(cancelled, stopped, strict=True):
                     self.followers.pop(n, None)
+                    seconds = round(time.monotonic() - r.started, 3)
+                    self.cancelled.append(CancelledRun(trial=n, job_uid=f"local-{uuid.uuid4()}",
+                                                       seconds=seconds))  # fmt: skip
+                if cancelled:  # decided again with their time spent
+                    continue
                 decision = schedule(plan, self.records, running.keys(), self.workers,
                                     spec.max_failed_trials)  # fmt: skip
                 if decision.failed or (decision.finished and not chosen.more):
