@@ -154,34 +154,58 @@ def replay(runs: Sequence[Run], rule: Rule, workers: int) -> dict[str, int]:
     each evaluation arriving at its start time + steps x cost per step (so a cheaper or
     earlier trial finishes first and calibrates the later ones); the rule is asked after
     every evaluation with the whole study (running trials' curves so far, finished
-    trials' curves and finals, stopped trials). The step at which each stopped trial was
-    stopped."""
+    trials' curves and finals, stopped trials). A decision lapses when its rival fails
+    (a run without a final: it diverged), and the stopped trial is trained on from where
+    it stopped (its checkpoint), as `scheduling.lapsed_prunes` has the runner do. The step
+    at which each trial that stays stopped was stopped."""
     queue = plan_order(runs)[::-1]
     running: dict[str, tuple[Run, float, int]] = {}  # trial -> (run, start, next point)
     done: dict[str, Run] = {}
     stopped: dict[str, int] = {}
+    against: dict[str, str | None] = {}
+    resume: dict[str, int] = {}  # lapsed trial -> the index of the point it stopped at
     now = 0.0
     while queue or running:
         while queue and len(running) < workers:
             r = queue.pop()
-            running[r.trial] = (r, now, 0)
+            if r.trial in resume:  # go on from the checkpoint at the step it stopped
+                i = resume.pop(r.trial)
+                step = r.points[i].step if i >= 0 else 0
+                running[r.trial] = (r, now - step * r.cost_per_step, i + 1)
+            else:
+                running[r.trial] = (r, now, 0)
         name = min(running, key=lambda n: (_due(running[n]), n))
         r, start, k = running[name]
         now = _due(running[name])
         if k + 1 >= len(r.points):
             del running[name]
             done[name] = r
+            if r.final is None:  # failed: the decisions against it lapse
+                for n in sorted(n for n in stopped if against.get(n) == name):
+                    lapsed = _by_name(runs)[n]
+                    resume[n] = max(
+                        (i for i, q in enumerate(lapsed.points) if q.step <= stopped[n]), default=-1
+                    )
+                    del stopped[n]
+                    queue.append(lapsed)
         else:
             running[name] = (r, start, k + 1)
         table = [_competitor(d, d.end, "finished") for d in done.values()]
         table += [_competitor(d, stopped[n], "stopped") for n, d in _by_name(runs).items()
                   if n in stopped]  # fmt: skip
-        table += [_competitor(x, x.points[i].step, "running") for x, _, i in running.values()]
+        # A running trial's curve: the evaluations that have arrived (before its next).
+        table += [_competitor(x, _arrived(x, i), "running") for x, _, i in running.values()]
         for prune in rule(table, 0):
             if prune.trial in running:
                 x, _, i = running.pop(prune.trial)
-                stopped[prune.trial] = x.points[i].step
+                stopped[prune.trial] = _arrived(x, i)
+                against[prune.trial] = prune.against
     return stopped
+
+
+def _arrived(run: Run, following: int) -> int:
+    """The step of a running trial's last evaluation that has arrived (0: none yet)."""
+    return run.points[following - 1].step if following > 0 else 0
 
 
 def _due(entry: tuple[Run, float, int]) -> float:

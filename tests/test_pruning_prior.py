@@ -14,8 +14,9 @@ from types import ModuleType
 
 import pytest
 
-from scalingstudy.pruning import decide, study_calibration
+from scalingstudy.pruning import Competitor, Prune, decide, study_calibration
 from scalingstudy.pruning.calibration import backtest, calibrate
+from scalingstudy_sdk.curve import CurvePoint
 from tests.test_pruning_v2 import BUDGET, ON, annealed, history, trial
 
 
@@ -106,3 +107,31 @@ def test_where_the_compute_goes_adds_up_to_what_the_rule_spent(bench: ModuleType
     # better than the oracle.
     bound = bench.forecast_limited(family, settings.rungs, settings.confidence)
     assert bench.oracle(family, 0.2, False) <= bound <= spent + 1e-9
+
+
+def test_the_replay_trains_a_trial_on_when_the_rival_it_was_stopped_against_fails(
+    bench: ModuleType,
+) -> None:
+    # As the runner does (scheduling.lapsed_prunes): "good" is stopped against "bad" at
+    # its fifth evaluation; "bad" then diverges (no final), so "good" goes on from there.
+    steps = range(100, 1001, 100)
+
+    def run(name: str, final: float | None) -> object:
+        points = tuple(CurvePoint(step=s, validation_loss=1.0 + 1 / s) for s in steps)
+        return bench.Run(0, name, 1, 1, 0, 0.01, points, 1000, final, 1.0)
+
+    good, bad = run("good", 1.0), run("bad", None)
+
+    def rule(table: list[Competitor], _step: int) -> list[Prune]:
+        return [
+            Prune("good", c.curve.last_step or 0, None, "test", "bad")
+            for c in table
+            if c.trial == "good" and c.running and c.curve.last_step == 500
+        ]
+
+    assert bench.replay([good, bad], rule, 2) == {}
+    spent = bench.score(bench.Family("f", "rates", (good, bad), 0.0, False, False), rule, 2,
+                        {0: None})  # fmt: skip
+    assert spent.compute == pytest.approx(1.0) and spent.kept == 1
+    # A rival that finishes keeps the decision.
+    assert bench.replay([good, run("bad", 1.1)], rule, 2) == {"good": 500}
