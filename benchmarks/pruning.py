@@ -703,7 +703,8 @@ def _recorded_noise(runs: Sequence[Run]) -> float:
 
 
 # ---------------------------------------------------------------- a prior of real curves
-LANG = Path("/work/shared/data/learning-curves/benchmark.lang.csv")
+#: The published benchmark's curves, in the shared folder beside the repository.
+LANG = Path(__file__).resolve().parents[2] / "shared/data/learning-curves/benchmark.lang.csv"
 PRIOR = DATA / "prior_errors.csv"
 #: The fractions of the budget the prior's errors are measured at.
 GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))
