@@ -18,7 +18,7 @@ from scalingstudy.contract import TrialResult
 from scalingstudy.planning.cost import trial_devices
 from scalingstudy.planning.design import Design, design
 from scalingstudy.planning.dry_run import describe
-from scalingstudy.planning.plan import plan_trials
+from scalingstudy.planning.plan import Trial, plan_trials
 from scalingstudy.render.table import design_line
 from scalingstudy.spec import SpecError, parse_spec, parse_study
 from scalingstudy.status import ScalingStudyStatus, TrialRecord
@@ -204,7 +204,8 @@ def test_time_admitted_before_a_preemption_is_spent_in_status_metrics_and_budget
     from scalingstudy.cluster.observe import KUEUE_JOB_UID, Admitted, JobState, with_earlier
     from scalingstudy.cluster.observe import admitted_before as read
 
-    finished = {"type": "Admitted", "status": "False", "reason": "Finished"}
+    finished = [{"type": "Admitted", "status": "False", "reason": "NoReservation"},
+                {"type": "Finished", "status": "True"}]  # fmt: skip
     workloads = [
         {"metadata": {"labels": {KUEUE_JOB_UID: "u1"}},
          "status": {"accumulatedPastExecutionTimeSeconds": 600}},  # v1beta2
@@ -214,7 +215,7 @@ def test_time_admitted_before_a_preemption_is_spent_in_status_metrics_and_budget
         {"metadata": {}, "status": {"accumulatedPastExecutionTimeSeconds": 9}},  # not a Job's
         # a Kueue that adds the last admission when the Workload finishes
         {"metadata": {"labels": {KUEUE_JOB_UID: "u4"}},
-         "status": {"accumulatedPastExecutionTimeSeconds": 1000, "conditions": [finished]}},
+         "status": {"accumulatedPastExecutionTimeSeconds": 1000, "conditions": finished}},
     ]  # fmt: skip
     seen = read(workloads)
     assert seen == {"u1": Admitted(600.0), "u2": Admitted(30.0), "u4": Admitted(1000.0, True)}
@@ -235,8 +236,11 @@ def test_time_admitted_before_a_preemption_is_spent_in_status_metrics_and_budget
     assert status.device_seconds == status.gpu_seconds == 3000.0  # (900 + 600) s x 2 GPUs
     # without the Workload's time the same trial spent 1,800
     assert design("s", spec, {first.name: plain}, set(), {}).status.device_seconds == 1800.0
-    # the cost model prices a trial from a whole uninterrupted run, not a preempted one's
-    assert status.grid_device_seconds is None
+    # the others are priced from its last attempt (no uninterrupted run to price from),
+    # as if it had not been preempted: the grid estimate differs by the 1,200 spent before
+    unpreempted = design("s", spec, {first.name: plain}, set(), {}).status
+    assert status.grid_device_seconds is not None and unpreempted.grid_device_seconds
+    assert status.grid_device_seconds - unpreempted.grid_device_seconds == 1200.0
     metrics = OperatorMetrics(CollectorRegistry())
     metrics.record_trials("ns", "s", [preempted], trial_devices(spec))
     labels = {"namespace": "ns", "study": "s"}
@@ -311,3 +315,25 @@ def test_the_cancelled_ledger_is_bounded_and_loses_no_second() -> None:
     assert len(kept) == LEDGER_MAX and kept[-1].job_uid == "u249"  # the newest kept
     assert folded + sum(c.seconds for c in kept) == 260.0
     assert bounded_ledger(runs[:3], 0.0) == (runs[:3], 0.0)
+
+
+def test_spend_counts_trials_an_edit_dropped_and_pruned_runs_trained_again() -> None:
+    """Spend as the trials used it: a finished trial of a data size an edit removed still
+    counts (as the metrics, which counted it when it ended), and so does the pruned run of
+    a trial whose decision lapsed and which is trained again (its record leaves status)."""
+    from scalingstudy.planning.scheduling import lapsed_runs
+    from scalingstudy.status import CancelledRun
+
+    doc = _spec_doc({})
+    spec = parse_spec(doc)
+    kept_trial = plan_trials("s", spec)[0]
+    kept = TrialRecord.succeeded(kept_trial, _result(kept_trial.model_size), 100.0)
+    dropped = TrialRecord.succeeded(
+        Trial(800, 2, 0, name="s-d800-m2-s0"), _result(2), 1000.0)  # fmt: skip
+    both = design("s", spec, {kept.trial: kept, dropped.trial: dropped}, set(), {}).status
+    assert both.device_seconds == 1100.0
+    assert both.grid_device_seconds is not None and both.grid_device_seconds >= 1100.0
+    pruned = kept.model_copy(update={"status": "Pruned", "pruned_at_step": 40,
+                                     "duration_seconds": 30.0, "earlier_seconds": 5.0})  # fmt: skip
+    key = f"lapsed:{kept.trial}:40"
+    assert lapsed_runs([pruned]) == [CancelledRun(trial=kept.trial, job_uid=key, seconds=35.0)]

@@ -211,7 +211,9 @@ class CancelledRun(_Status):
     job_uid: str
     """The Job's uid: each run counts once, whatever passes or restarts see it again."""
     seconds: float
-    """Wall time from the Job's start until the operator deleted it."""
+    """Wall time from the Job's start until the operator deleted it, and what Kueue
+    admitted it before a preemption; or, for a pruned trial trained again (its rival
+    failed or left the plan), the time its pruned run used."""
 
 
 class DesignStatus(_Status):

@@ -112,8 +112,9 @@ class Actor:
         create: Sequence[Trial], pruned: Sequence[str] = (),
     ) -> Acted:  # fmt: skip
         """After status is written: Pushgateway clean-up, deletions (``pruned``: Jobs of
-        trials status now records as pruned; background propagation, so their pods get
-        SIGTERM and Kueue frees their quota), the Jobs of ``create``, Events. Says when
+        trials status now records as pruned, and of runs it counts as cancelled;
+        background propagation, so their pods get SIGTERM and Kueue frees their quota),
+        the Jobs of ``create``, Events. Says when
         the API server refused a Job as invalid or forbidden (nothing more is created
         then) or a Job name is held by a Job not the study's."""
         self.metrics.record_trials(ref.namespace, ref.name, p.new_records, trial_devices(spec))

@@ -55,6 +55,7 @@ from scalingstudy.contract import STATUS_BYTES_MAX
 from scalingstudy.fitting import FitError, FitUnavailableError
 from scalingstudy.planning.cost import trial_devices
 from scalingstudy.planning.design import Design, design
+from scalingstudy.planning.scheduling import lapsed_runs
 from scalingstudy.records import with_current_names
 from scalingstudy.results import fit_input, stage_fit
 from scalingstudy.spec import ScalingStudySpec, SpecError, parse_spec
@@ -235,8 +236,15 @@ class Controller:
         admitted = (self.gather.admitted_before(ref, dropped) if spec.queue_name and dropped
                     else {})  # fmt: skip
         cancelled = cancelled_runs(p.delete, jobs, counted, dt.datetime.now(dt.UTC), admitted)
-        if cancelled:
-            spent = Spent(*bounded_ledger([*ledger, *cancelled], folded))
+        # A pruned trial trained again (its decision lapsed) leaves status: its pruned
+        # run's time stays spent.
+        lapsed = [r for t, r in merged(recorded, collected)[0].items() if t not in p.records]
+        if cancelled or lapsed:
+            gone = {r.trial for r in lapsed}
+            recorded = {t: r for t, r in recorded.items() if t not in gone}
+            collected = [r for r in collected if r.trial not in gone]
+            runs = [*ledger, *cancelled, *lapsed_runs(lapsed)]
+            spent = Spent(*bounded_ledger(runs, folded))
             fits = {f.data_size: f for f in chosen.status.stage_fits}
             chosen, design_wake = self._design(ref, spec, before, recorded, collected, jobs,
                                                spent, fits)  # fmt: skip
@@ -272,7 +280,10 @@ class Controller:
         # A status that says Failed (refused, too many failures, too large) starts nothing.
         ready = configured.ready and create_wait is None
         create = p.create if after.phase != "Failed" and ready else ()
-        acted = self.actor.act(ref, spec, p, events, create, pruned.delete)
+        # A Job whose run is counted as cancelled goes, whatever the plan says now (a
+        # revert may plan its trial again: a new Job trains it).
+        recount = [j.name for j in jobs if j.uid in counted and not j.deleting]
+        acted = self.actor.act(ref, spec, p, events, create, [*pruned.delete, *recount])
         # A name found taken is tried after the others until it is tried again.
         tried_now = {t.name for t in create}
         self.taken[(namespace, name)] = frozenset((taken - tried_now) | set(acted.taken))

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from scalingstudy.cluster import blocked
 from scalingstudy.cluster.collect import Collected, CollectPolicy, Samples, collect, mismatch_events
-from scalingstudy.cluster.kube import ApiError, Kube
+from scalingstudy.cluster.kube import Kube
 from scalingstudy.cluster.manifests import LABEL_STUDY, LABEL_TRIAL, Obj, StudyRef
 from scalingstudy.cluster.metrics import OperatorMetrics
 from scalingstudy.cluster.observe import (
@@ -69,22 +69,21 @@ class Gatherer:
 
     def admitted_before(self, ref: StudyRef, jobs: Sequence[JobState]) -> dict[str, Admitted]:
         """What Kueue's Workloads of these Jobs say of the time each was admitted before
-        a preemption (`observe.admitted_before`), by Job uid; {} where Kueue cannot be
-        read (said once a pass: the spend then misses that time)."""
+        a preemption (`observe.admitted_before`), by Job uid; {} where Kueue is absent or
+        forbidden (said: the spend then misses that time)."""
         wanted = sorted({j.uid for j in jobs if j.uid})
         out: dict[str, Admitted] = {}
         for i in range(0, len(wanted), POD_SELECTOR_CHUNK):
             chunk = ",".join(wanted[i : i + POD_SELECTOR_CHUNK])
-            try:
-                listed = self.kube.list_workloads(ref.namespace, f"{KUEUE_JOB_UID} in ({chunk})")
-            except ApiError as exc:
-                listed, why = None, str(exc)
-            else:
-                why = "Kueue is not installed, or the operator may not list its Workloads"
+            # An error the API server may not repeat fails the pass (retried: the Jobs
+            # and their Workloads are still there); only an absent or forbidden Kueue
+            # costs the time.
+            listed = self.kube.list_workloads(ref.namespace, f"{KUEUE_JOB_UID} in ({chunk})")
             if listed is None:
-                log.warning("%s/%s: Kueue Workloads cannot be read (%s): time admitted "
-                            "before a preemption is not counted in the spend",
-                            ref.namespace, ref.name, why)  # fmt: skip
+                log.warning("%s/%s: Kueue Workloads cannot be read (Kueue is not installed, "
+                            "or the operator may not list them): time admitted before a "
+                            "preemption is not counted in the spend",
+                            ref.namespace, ref.name)  # fmt: skip
                 return out
             out |= admitted_before(listed)
         return out

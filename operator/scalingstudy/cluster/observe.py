@@ -237,9 +237,9 @@ def admitted_before(workloads: Iterable[Obj]) -> dict[str, Admitted]:
                              status.get("accumulatedPastExexcutionTimeSeconds"))  # fmt: skip
         if not uid or not isinstance(seconds, int | float) or seconds <= 0:
             continue
-        admitted: Obj = next((c for c in status.get("conditions") or []
-                              if c.get("type") == "Admitted"), {})  # fmt: skip
-        finished = admitted.get("status") == "False" and admitted.get("reason") == "Finished"
+        state = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+        # A Kueue that takes a finished Workload's admission back adds that one too.
+        finished = state.get("Finished") == "True" and state.get("Admitted") == "False"
         out[uid] = Admitted(float(seconds) + out.get(uid, Admitted(0.0)).seconds, finished)
     return out
 

@@ -221,8 +221,8 @@ def cancelled_runs(
     for j in jobs:
         if j.name not in delete or not j.uid or j.uid in counted:
             continue
-        ran = 0.0
-        if j.phase == "active" and j.started is not None:
+        ran = 0.0  # a Job whose pods were never made (a quota, a webhook) used nothing
+        if j.phase == "active" and j.started is not None and j.has_pods:
             ran = max((now - j.started).total_seconds(), 0.0)
         seen = admitted.get(j.uid)
         seconds = ran + (seen.before_last(None) if seen else 0.0)

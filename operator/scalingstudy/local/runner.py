@@ -37,7 +37,7 @@ from scalingstudy.local.warm import WarmStarter
 from scalingstudy.planning.design import Design, design
 from scalingstudy.planning.dry_run import describe
 from scalingstudy.planning.plan import Plan, Trial, plan_trials
-from scalingstudy.planning.scheduling import lapsed_prunes, schedule
+from scalingstudy.planning.scheduling import lapsed_prunes, lapsed_runs, schedule
 from scalingstudy.records import with_current_names
 from scalingstudy.render.output import write_study_output
 from scalingstudy.results import stage_fit
@@ -388,6 +388,7 @@ class _Loop:
         """Forget the Pruned records whose decision no longer stands (its rival failed or
         left the plan: `lapsed_prunes`), so the trial is trained again; whether any."""
         lapsed = [n for n in lapsed_prunes(plan, self.records) if n not in self.running]
+        self.cancelled += lapsed_runs([self.records[n] for n in lapsed])  # still spent
         for name in lapsed:
             self.store.forget(name)
             self.records.pop(name)

@@ -125,11 +125,14 @@ class CostModel:
         budget, so it would price a whole trial too low; nor a preempted one's (its last
         attempt may have resumed from a checkpoint, its earlier ones may have repeated
         work)."""
+        timed = [r for r in records if (r.duration_seconds or 0) > 0 and r.status != "Pruned"]
+        # Uninterrupted runs price a trial; where every one was preempted, their last
+        # attempts do (a lower bound, better than no price: a budget would start all).
+        clean = [r for r in timed if not r.earlier_seconds] or timed
         rows = [
             (math.log(r.data_size), math.log(sizes.get(r.model_size, r.model_size)),
              math.log((r.duration_seconds or 0.0) * devices))
-            for r in records
-            if (r.duration_seconds or 0) > 0 and r.status != "Pruned" and not r.earlier_seconds
+            for r in clean
         ]  # fmt: skip
         if not rows:
             return None

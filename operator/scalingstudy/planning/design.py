@@ -120,16 +120,19 @@ def design(
     kind = trial_devices(spec)
     devices = kind.count
     sizes = parameter_counts(records.values(), spec.model_size_candidates())
-    # What the study spent: every trial of its sizes that ran, also one a stop left out
-    # of the plan (not a trial of an earlier spec's sizes).
+    # The trials of its sizes that ran, also one a stop left out of the plan (not a trial
+    # of an earlier spec's sizes): what prices the rest, and trialsStarted.
     data_sizes, seeds = set(spec.data_sizes.sizes()), spec.seeds
     names = {t.name for t in grid}
     ran = [r for r in records.values()
            if (r.trial in names if spec.design.isoflop else r.data_size in data_sizes)
            and r.model_size in sizes and r.seed < seeds]  # fmt: skip
     cost = CostModel.fitted(ran, devices, sizes)
+    # Spent: every run, as the trials used it: also trials an edit has since dropped from
+    # the grid (their records stay), and runs deleted before they ended.
     lost = (cancelled_seconds + sum(c.seconds for c in cancelled)) * devices
-    spent = sum(measured(r, devices) for r in ran) + lost
+    lost += sum(measured(r, devices) for r in records.values() if r.trial not in names)
+    spent = sum(measured(r, devices) for r in records.values() if r.trial in names) + lost
 
     def expected(t: Trial) -> float:
         """Device-seconds a trial is expected to take (0 while no cost is known)."""

@@ -3,11 +3,11 @@ whether the study is done or has failed. Pure: observed state in, schedule out."
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from scalingstudy.planning.plan import Plan, Trial
-from scalingstudy.status import TrialRecord
+from scalingstudy.status import CancelledRun, TrialRecord
 
 
 @dataclass(frozen=True)
@@ -73,3 +73,13 @@ def schedule(
         t for t in waiting if t.name in deferred
     ]
     return Schedule(tuple(order[:room]), not waiting and not running, None)
+
+
+def lapsed_runs(records: Sequence[TrialRecord]) -> list[CancelledRun]:
+    """Pruned records whose decision lapsed, as spent runs: the trial is trained again
+    and its record leaves status, the time its pruned run used does not."""
+    return [
+        CancelledRun(trial=r.trial, job_uid=f"lapsed:{r.trial}:{r.pruned_at_step}",
+                     seconds=round(r.seconds_used, 3))
+        for r in records if r.seconds_used > 0
+    ]  # fmt: skip
