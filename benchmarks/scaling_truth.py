@@ -10,7 +10,8 @@ cost is P * D (a fixed number of epochs), reported as its duration in the benchm
 simulated clock.
 
 As a program: SCALING_TRUTH (JSON of `Truth`) picks the truth, TRIAL_SECONDS how long a
-trial sleeps; the loss carries the truth's seeded noise, and in a learning-rate sweep
+trial sleeps (TRIAL_SECONDS_AT, JSON {data size: seconds}, for some sizes); the loss
+carries the truth's seeded noise, and in a learning-rate sweep
 (SCALINGSTUDY_LEARNING_RATE) a penalty away from the best rate of the model size.
 """
 
@@ -122,7 +123,8 @@ def main() -> int:
     data = int(os.environ["SCALINGSTUDY_DATA_SIZE"])
     model = int(os.environ["SCALINGSTUDY_MODEL_SIZE"])
     seed = int(os.environ["SCALINGSTUDY_SEED"])
-    time.sleep(float(os.environ.get("TRIAL_SECONDS", "0")))
+    per_size = json.loads(os.environ.get("TRIAL_SECONDS_AT", "{}"))
+    time.sleep(float(per_size.get(str(data), os.environ.get("TRIAL_SECONDS", "0"))))
     rate = os.environ.get("SCALINGSTUDY_LEARNING_RATE")
     loss = truth.loss(model, data, seed) * truth.learning_rate_penalty(
         model, float(rate) if rate else None

@@ -53,7 +53,7 @@ def largest_status() -> ScalingStudyStatus:
     """The largest status a study can have: MAX_TRIALS trials, every one failed with the
     longest name, the largest coordinates, the longest reason and a message of the worst
     kind (multi-byte characters and newlines), and the full fit."""
-    from scalingstudy.cluster.reconcile import LEDGER_MAX
+    from scalingstudy.cluster.spend import LEDGER_MAX
     from scalingstudy.contract import REASON_BYTES
     from scalingstudy.planning.plan import MAX_NAME, Trial
     from scalingstudy.spec import MAX_TRIALS

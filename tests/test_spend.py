@@ -256,7 +256,7 @@ def test_a_run_deleted_while_it_ran_is_spent_once_and_leaves_status_small() -> N
     import datetime as dt
 
     from scalingstudy.cluster.observe import Admitted, JobState
-    from scalingstudy.cluster.reconcile import cancelled_runs, open_ledger
+    from scalingstudy.cluster.spend import cancelled_runs, open_ledger
 
     start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     now = start + dt.timedelta(seconds=300)
@@ -307,7 +307,7 @@ def test_the_budget_counts_cancelled_runs() -> None:
 
 
 def test_the_cancelled_ledger_is_bounded_and_loses_no_second() -> None:
-    from scalingstudy.cluster.reconcile import LEDGER_MAX, bounded_ledger
+    from scalingstudy.cluster.spend import LEDGER_MAX, bounded_ledger
     from scalingstudy.status import CancelledRun
 
     runs = [CancelledRun(trial=f"t{i}", job_uid=f"u{i}", seconds=1.0) for i in range(250)]

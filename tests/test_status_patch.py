@@ -75,7 +75,8 @@ READ = {
     ],
     "design": {"strategy": "grid", "trialsStarted": 3, "gridTrials": 3, "trialsSkipped": 0,
                "gpuSeconds": 0, "device": "cpu", "deviceSeconds": 2, "windows": [],
-               "outOfRange": [], "stageFits": [], "learningRates": []},
+               "outOfRange": [], "stageFits": [], "learningRates": [], "cancelled": [],
+               "cancelledSeconds": 0.0},
 }  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scalingstudy.admission import AdmissionRules, violations
-from scalingstudy.cluster import blocked
+from scalingstudy.cluster import blocked, spend
 from scalingstudy.cluster.actions import Actor, Configured, now_rfc3339
 from scalingstudy.cluster.backoff import Backoff
 from scalingstudy.cluster.blocked import CreateBlock
@@ -33,13 +33,10 @@ from scalingstudy.cluster.reasons import ConditionReason, Event, Refusal, Stop
 from scalingstudy.cluster.reconcile import (
     Pass,
     active_trials,
-    bounded_ledger,
-    cancelled_runs,
     decide,
     fit_due,
     fit_settings,
     merged,
-    open_ledger,
     to_collect,
 )
 from scalingstudy.cluster.status_builder import (
@@ -60,7 +57,6 @@ from scalingstudy.records import with_current_names
 from scalingstudy.results import fit_input, stage_fit
 from scalingstudy.spec import ScalingStudySpec, SpecError, parse_spec
 from scalingstudy.status import (
-    CancelledRun,
     Condition,
     FitStatus,
     ScalingStudyStatus,
@@ -94,15 +90,6 @@ class ControllerConfig:
     status_bytes_max: int = STATUS_BYTES_MAX
     #: How often a study with pruning on has its running trials' logs read and judged.
     prune_interval: float = PRUNE_INTERVAL
-
-
-@dataclass(frozen=True)
-class Spent:
-    """Cancelled runs the design counts: those kept by Job uid, and the seconds of those
-    whose Jobs are gone (`reconcile.open_ledger`)."""
-
-    runs: Sequence[CancelledRun]
-    seconds: float
 
 
 @dataclass(frozen=True)
@@ -211,16 +198,15 @@ class Controller:
         jobs = self.gather.jobs(ref)
         # Runs already counted as cancelled are only deleted (again, after a crash or a
         # failed delete): never pruned or collected, so their time counts once.
-        ledger, folded = open_ledger(before.design, jobs)
+        ledger, folded = spend.open_ledger(before.design, jobs)
         counted = {c.job_uid for c in ledger}
         live = [j for j in jobs if j.uid not in counted]
         pruned, found, found_events = self._finished(ref, spec, live, recorded)
         collected = [*pruned.records, *found.records]
-        if spec.queue_name and collected:  # the time admitted before a Kueue preemption
-            done = {r.trial for r in collected}
-            admitted = self.gather.admitted_before(ref, [j for j in jobs if j.trial in done])
-            collected = with_earlier(collected, jobs, admitted)
-        spent = Spent(ledger, folded)
+        done = {r.trial for r in collected}  # with the time admitted before a preemption
+        earlier = self.gather.admitted_before(ref, spec, [j for j in jobs if j.trial in done])
+        collected = with_earlier(collected, jobs, earlier)
+        spent = spend.Spent(ledger, folded)
         chosen, design_wake = self._design(ref, spec, before, recorded, collected, jobs, spent)
         taken = self.taken.get((namespace, name), frozenset())
 
@@ -233,23 +219,21 @@ class Controller:
         # Jobs this pass deletes before they end (the plan dropped their trials) spent
         # their time: the design is made again with it, so the budget sees it now.
         dropped = [j for j in jobs if j.name in p.delete and j.uid not in counted]
-        admitted = (self.gather.admitted_before(ref, dropped) if spec.queue_name and dropped
-                    else {})  # fmt: skip
-        cancelled = cancelled_runs(p.delete, jobs, counted, dt.datetime.now(dt.UTC), admitted)
+        admitted = self.gather.admitted_before(ref, spec, dropped)
+        cancelled = spend.cancelled_runs(p.delete, jobs, counted, dt.datetime.now(dt.UTC), admitted)
         # A pruned trial trained again (its decision lapsed) leaves status: its pruned
         # run's time stays spent.
-        lapsed = [r for t, r in merged(recorded, collected)[0].items() if t not in p.records]
+        lapsed = spend.lapsed_records(recorded, collected, p.records)
         if cancelled or lapsed:
-            gone = {r.trial for r in lapsed}
-            recorded = {t: r for t, r in recorded.items() if t not in gone}
-            collected = [r for r in collected if r.trial not in gone]
-            runs = [*ledger, *cancelled, *lapsed_runs(lapsed)]
-            spent = Spent(*bounded_ledger(runs, folded))
+            recorded = {t: r for t, r in recorded.items() if t in p.records}
+            collected = [r for r in collected if r.trial in p.records]
+            spent = spend.Spent(
+                *spend.bounded_ledger([*ledger, *cancelled, *lapsed_runs(lapsed)], folded)
+            )
             fits = {f.data_size: f for f in chosen.status.stage_fits}
             chosen, design_wake = self._design(ref, spec, before, recorded, collected, jobs,
                                                spent, fits)  # fmt: skip
             p = decided(chosen)
-        design_status = chosen.status
         tried = self._maybe_fit((namespace, name), spec, p, fit_settings(spec))
         create_wait = self.retries.wait((namespace, name, "create"), time.monotonic())
         configured = (self.actor.configure(ref, spec)
@@ -262,7 +246,7 @@ class Controller:
         held = blocked.condition(stuck, before.conditions, generation, now, configured.conflict,
                                  known_block)  # fmt: skip
         built = build_status(p, generation, before, tried.fit or before.fit, tried.error, now,
-                             [held], design_status, refusal,
+                             [held], chosen.status, refusal,
                              _notes(tried.note, found.waiting_note()))  # fmt: skip
         after = within_limit(built, generation, now, self.config.status_bytes_max)
         # Results reach status before anything else happens: a crash after this line
@@ -280,10 +264,8 @@ class Controller:
         # A status that says Failed (refused, too many failures, too large) starts nothing.
         ready = configured.ready and create_wait is None
         create = p.create if after.phase != "Failed" and ready else ()
-        # A Job whose run is counted as cancelled goes, whatever the plan says now (a
-        # revert may plan its trial again: a new Job trains it).
-        recount = [j.name for j in jobs if j.uid in counted and not j.deleting]
-        acted = self.actor.act(ref, spec, p, events, create, [*pruned.delete, *recount])
+        acted = self.actor.act(ref, spec, p, events, create,
+                               [*pruned.delete, *spend.counted_jobs(jobs, counted)])  # fmt: skip
         # A name found taken is tried after the others until it is tried again.
         tried_now = {t.name for t in create}
         self.taken[(namespace, name)] = frozenset((taken - tried_now) | set(acted.taken))
@@ -336,7 +318,7 @@ class Controller:
     def _design(
         self, ref: StudyRef, spec: ScalingStudySpec, before: ScalingStudyStatus,
         recorded: dict[str, TrialRecord], found: Sequence[TrialRecord], jobs: Sequence[JobState],
-        spent: Spent, known: Mapping[int, StageFit] | None = None,
+        spent: spend.Spent, known: Mapping[int, StageFit] | None = None,
     ) -> tuple[Design, float | None]:  # fmt: skip
         """The design's decision after the stage fits it asks for (kept in
         status.design, so each is made once; ``known``: those this pass has already),

@@ -67,11 +67,14 @@ class Gatherer:
         self.metrics.result_mismatches.labels(ref.namespace, ref.name).inc(len(found.mismatches))
         return found, mismatch_events(found.mismatches, spec.metric.name)
 
-    def admitted_before(self, ref: StudyRef, jobs: Sequence[JobState]) -> dict[str, Admitted]:
+    def admitted_before(
+        self, ref: StudyRef, spec: ScalingStudySpec, jobs: Sequence[JobState]
+    ) -> dict[str, Admitted]:
         """What Kueue's Workloads of these Jobs say of the time each was admitted before
-        a preemption (`observe.admitted_before`), by Job uid; {} where Kueue is absent or
-        forbidden (said: the spend then misses that time)."""
-        wanted = sorted({j.uid for j in jobs if j.uid})
+        a preemption (`observe.admitted_before`), by Job uid: nothing is asked of a study
+        without a queue; {} where Kueue is absent or forbidden (said: the spend then
+        misses that time)."""
+        wanted = sorted({j.uid for j in jobs if j.uid}) if spec.queue_name else []
         out: dict[str, Admitted] = {}
         for i in range(0, len(wanted), POD_SELECTOR_CHUNK):
             chunk = ",".join(wanted[i : i + POD_SELECTOR_CHUNK])

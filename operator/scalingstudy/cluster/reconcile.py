@@ -9,20 +9,17 @@ pass, so a restarted operator picks up exactly where the last one stopped.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-from scalingstudy.cluster.observe import Admitted, JobState
+from scalingstudy.cluster.observe import JobState
 from scalingstudy.planning.plan import Plan, Trial
 from scalingstudy.planning.scheduling import lapsed_prunes, schedule
 from scalingstudy.results import fit_options, fittable
 from scalingstudy.spec import ScalingStudySpec
 from scalingstudy.status import (
-    CancelledRun,
-    DesignStatus,
     FitStatus,
     TrialCounts,
     TrialRecord,
@@ -204,53 +201,3 @@ def fit_due(p: Pass, since_last_fit: float, interval: float) -> tuple[bool, floa
     if p.final or p.stale_fit or since_last_fit >= interval:
         return True, None
     return False, interval - since_last_fit
-
-
-def cancelled_runs(
-    delete: Collection[str],
-    jobs: Sequence[JobState],
-    counted: Collection[str],
-    now: dt.datetime,
-    admitted: Mapping[str, Admitted],
-) -> tuple[CancelledRun, ...]:
-    """The runs of the Jobs this pass deletes before they end (``delete``: trials the
-    plan no longer holds), each Job once (``counted``: uids already in status): the time
-    since it started, and what Kueue says it was admitted before a preemption (a queued
-    Job may have run before it was preempted)."""
-    runs = []
-    for j in jobs:
-        if j.name not in delete or not j.uid or j.uid in counted:
-            continue
-        ran = 0.0  # a Job whose pods were never made (a quota, a webhook) used nothing
-        if j.phase == "active" and j.started is not None and j.has_pods:
-            ran = max((now - j.started).total_seconds(), 0.0)
-        seen = admitted.get(j.uid)
-        seconds = ran + (seen.before_last(None) if seen else 0.0)
-        if seconds > 0:
-            runs.append(CancelledRun(trial=j.trial, job_uid=j.uid, seconds=round(seconds, 3)))
-    return tuple(runs)
-
-
-#: Cancelled runs status keeps by Job uid at most (about 140 bytes each): beyond it the
-#: oldest fold into cancelledSeconds at once, so the largest status still fits; they
-#: could then be counted again only if the operator died before deleting their Jobs.
-LEDGER_MAX = 200
-
-
-def bounded_ledger(runs: Sequence[CancelledRun], folded: float) -> tuple[list[CancelledRun], float]:
-    """At most LEDGER_MAX runs kept by uid (the newest), the rest's seconds folded."""
-    cut = max(len(runs) - LEDGER_MAX, 0)
-    return list(runs[cut:]), folded + sum(c.seconds for c in runs[:cut])
-
-
-def open_ledger(
-    design: DesignStatus | None, jobs: Sequence[JobState]
-) -> tuple[list[CancelledRun], float]:
-    """The cancelled runs status keeps by Job uid (those whose Jobs are still listed: a
-    pass may see one again until it is gone), and the seconds of those gone, folded."""
-    if design is None:
-        return [], 0.0
-    listed = {j.uid for j in jobs}
-    kept = [c for c in design.cancelled if c.job_uid in listed]
-    gone = sum(c.seconds for c in design.cancelled if c.job_uid not in listed)
-    return kept, design.cancelled_seconds + gone

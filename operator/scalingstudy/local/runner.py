@@ -20,12 +20,6 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from scalingstudy.contract import (
-    REASON_BAD_RESULT,
-    ResultError,
-    exit_reason,
-    parse_result,
-)
 from scalingstudy.curve_rows import compact_curve
 from scalingstudy.fitting import fit_points
 from scalingstudy.fitting.report import FitReport
@@ -33,6 +27,7 @@ from scalingstudy.local import processes
 from scalingstudy.local.curve_logs import LogFollower, read_log_curve
 from scalingstudy.local.live_curves import best_so_far, competitors, pruning_settings
 from scalingstudy.local.store import ResultStore
+from scalingstudy.local.trial_end import ended
 from scalingstudy.local.warm import WarmStarter
 from scalingstudy.planning.design import Design, design
 from scalingstudy.planning.dry_run import describe
@@ -67,40 +62,6 @@ class LocalRun:
     ran: int
     design: DesignStatus | None = None
     files: dict[str, Path] = field(default_factory=dict)
-
-
-def _finish(
-    running: processes.Running, metric: str, prune: Prune | None = None,
-    curve: Curve | None = None,
-) -> TrialRecord:  # fmt: skip
-    """Turn an ended process into a record: its result file, or why it failed, or (a
-    trial the runner stopped by pruning that did not finish first) Pruned."""
-    running.close()
-    duration = time.monotonic() - running.started
-    code = running.process.wait()
-    if prune is not None and running.signalled:
-        # Stopped by its SIGTERM: a result written on the way out is a partial run's.
-        return TrialRecord.pruned(running.trial, prune.step, prune.message, curve or Curve(),
-                                  duration, prune.against)  # fmt: skip
-    if code == 0:
-        try:
-            text = running.result_file.read_text(encoding="utf-8")
-            return TrialRecord.succeeded(running.trial, parse_result(text, metric), duration)
-        except FileNotFoundError:
-            if prune is None:
-                return TrialRecord.failed(
-                    running.trial, REASON_BAD_RESULT,
-                    "trainer exited 0 but wrote no result file", duration,
-                )  # fmt: skip
-        except ResultError as exc:
-            if prune is None:
-                return TrialRecord.failed(running.trial, REASON_BAD_RESULT, str(exc), duration)
-    if prune is not None:
-        return TrialRecord.pruned(running.trial, prune.step, prune.message, curve or Curve(),
-                                  duration, prune.against)  # fmt: skip
-    return TrialRecord.failed(
-        running.trial, exit_reason(code), processes.tail(running.stderr_path), duration
-    )
 
 
 def default_workers() -> int:
@@ -208,7 +169,7 @@ def run_study(
         launch = TrialLauncher(study, store, workers or default_workers(), warm_start, starter)
         try:
             loop = _Loop(name, spec, store, records, workers or default_workers(), on_record,
-                         cancelled_seconds=_cancelled_before(store.root))  # fmt: skip
+                         cancelled_seconds=store.cancelled_before())  # fmt: skip
             chosen = loop.run(launch, progress)
         finally:
             launch.close()
@@ -224,16 +185,6 @@ def run_study(
         )
         _conclude(outcome, spec, store, name, loop.finished_curves(outcome.records.values()))
     return outcome
-
-
-def _cancelled_before(root: Path) -> float:
-    """The seconds of the runs earlier runs on this folder stopped as the design no longer
-    planned them (their design.json; 0 where there is none or it cannot be read)."""
-    try:
-        earlier = DesignStatus.model_validate_json((root / "design.json").read_bytes())
-    except (OSError, ValueError):
-        return 0.0
-    return earlier.cancelled_seconds + sum(c.seconds for c in earlier.cancelled)
 
 
 @dataclass
@@ -285,15 +236,16 @@ class _Loop:
                 if self._retrain_lapsed(plan):
                     continue
                 # A stopped adaptive study no longer plans the next stage's trials: cancel.
-                cancelled = [n for n in running if n not in plan]
-                stopped = [running.pop(n) for n in cancelled]
+                stopped = [running.pop(n) for n in list(running) if n not in plan]
                 processes.stop_all(stopped)
-                for n, r in zip(cancelled, stopped, strict=True):
-                    self.followers.pop(n, None)
-                    seconds = round(time.monotonic() - r.started, 3)
-                    self.cancelled.append(CancelledRun(trial=n, job_uid=f"local-{uuid.uuid4()}",
-                                                       seconds=seconds))  # fmt: skip
-                if cancelled:  # decided again with their time spent
+                for r in stopped:  # their time is spent: decided again with it
+                    self.followers.pop(r.trial.name, None)
+                    used = round(time.monotonic() - r.started, 3)
+                    key = f"local-{uuid.uuid4()}"
+                    self.cancelled.append(
+                        CancelledRun(trial=r.trial.name, job_uid=key, seconds=used)
+                    )
+                if stopped:
                     continue
                 decision = schedule(plan, self.records, running.keys(), self.workers,
                                     spec.max_failed_trials)  # fmt: skip
@@ -323,7 +275,7 @@ class _Loop:
             self.live.pop(trial_name, None)
             if curve is not None:
                 self.curves[trial_name] = curve
-            rec = _finish(self.running.pop(trial_name), self.spec.metric.name,
+            rec = ended(self.running.pop(trial_name), self.spec.metric.name,
                           self.pruned.pop(trial_name, None), curve)  # fmt: skip
             self.pruned_since.pop(trial_name, None)
             self.store.record(rec)

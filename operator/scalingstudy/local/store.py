@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from scalingstudy.status import TrialRecord
+from scalingstudy.status import DesignStatus, TrialRecord
 from scalingstudy_sdk.atomic import write_atomic
 
 _log = logging.getLogger(__name__)
@@ -152,6 +152,15 @@ class ResultStore:
 
     def record(self, rec: TrialRecord) -> None:
         write_atomic(self.trials_dir / f"{rec.trial}.json", json.dumps(rec.to_json(), indent=1))
+
+    def cancelled_before(self) -> float:
+        """The seconds of the runs earlier runs on this folder stopped as the design no
+        longer planned them (their design.json; 0 where there is none or it is unread)."""
+        try:
+            earlier = DesignStatus.model_validate_json((self.root / "design.json").read_bytes())
+        except (OSError, ValueError):
+            return 0.0
+        return earlier.cancelled_seconds + sum(c.seconds for c in earlier.cancelled)
 
     def forget(self, trial: str) -> None:
         (self.trials_dir / f"{trial}.json").unlink(missing_ok=True)
