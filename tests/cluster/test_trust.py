@@ -52,15 +52,9 @@ def test_forged_pushes_are_not_recorded_and_their_groups_are_deleted(
         {"name": "NO_PUSH_TRIALS", "value": quiet},  # the contract allows not pushing
     ]
     assert cluster.apply(doc, namespace).returncode == 0
-    wait_until("both first trials to start", lambda: started(cluster, namespace, quiet)
-               and started(cluster, namespace, pushing), timeout=60)  # fmt: skip
-    base = {"job": "scalingstudy", "namespace": namespace, "study": "forged"}
-    # A sample for a running trial whose trainer never pushes, and one in a group of the
-    # pushing trial with an extra grouping label (it survives the trainer's own push).
-    push(cluster, {**base, "trial": quiet}, 0.000123)
-    push(cluster, {**base, "trial": pushing, "zzz": "x"}, 0.000321)
     # A pod with the trial's labels that its Job does not control (a user's copy, or one
-    # left by an earlier Job of the name) ends first with a forged result: never taken.
+    # left by an earlier Job of the name), made before the trial's own pod, ends first
+    # with a forged result: never taken.
     stale = {"apiVersion": "v1", "kind": "Pod", "metadata": {
         "name": "stale-copy", "labels": {"scalingstudy.io/study": "forged",
                                          "scalingstudy.io/trial": pushing}},
@@ -70,6 +64,13 @@ def test_forged_pushes_are_not_recorded_and_their_groups_are_deleted(
                 "'{\"validation_loss\": 0.0001, \"parameters\": 4}')"),
                 "/dev/termination-log"]}]}}  # fmt: skip
     assert cluster.apply(stale, namespace).returncode == 0
+    wait_until("both first trials to start", lambda: started(cluster, namespace, quiet)
+               and started(cluster, namespace, pushing), timeout=60)  # fmt: skip
+    base = {"job": "scalingstudy", "namespace": namespace, "study": "forged"}
+    # A sample for a running trial whose trainer never pushes, and one in a group of the
+    # pushing trial with an extra grouping label (it survives the trainer's own push).
+    push(cluster, {**base, "trial": quiet}, 0.000123)
+    push(cluster, {**base, "trial": pushing, "zzz": "x"}, 0.000321)
     wait_until("the stale pod to end", lambda: (cluster.get("pod", "stale-copy", namespace)
                .get("status", {}).get("phase") == "Succeeded"), timeout=60)  # fmt: skip
     status = finished(cluster, "forged", namespace, timeout=120)
