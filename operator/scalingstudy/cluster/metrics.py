@@ -213,22 +213,23 @@ class OperatorMetrics:
                 self.trial_seconds.labels(namespace, study, rec.status).observe(
                     rec.duration_seconds
                 )
-            if not held.count or not rec.seconds_used:
-                continue
-            used = held.count * rec.seconds_used  # earlier (preempted) attempts too
-            if held.kind == "gpu":
-                self.gpu_seconds.labels(namespace, study).inc(used)
-            self.device_seconds.labels(namespace, study, held.kind).inc(used)
+            self._spent(namespace, study, held, rec.seconds_used)  # earlier attempts too
 
     def record_cancelled(
         self, namespace: str, study: str, runs: Iterable[CancelledRun], devices: Devices
     ) -> None:
         """Runs deleted before they ended (status.design.cancelled): device time spent."""
         for run in runs:
-            used = devices.count * run.seconds
-            if devices.kind == "gpu":
-                self.gpu_seconds.labels(namespace, study).inc(used)
-            self.device_seconds.labels(namespace, study, devices.kind).inc(used)
+            self._spent(namespace, study, devices, run.seconds)
+
+    def _spent(self, namespace: str, study: str, devices: Devices, seconds: float) -> None:
+        """Wall ``seconds`` on ``devices``: device-seconds, and GPU-seconds on GPUs."""
+        used = devices.count * seconds
+        if not used:
+            return
+        if devices.kind == "gpu":
+            self.gpu_seconds.labels(namespace, study).inc(used)
+        self.device_seconds.labels(namespace, study, devices.kind).inc(used)
 
     def pass_done(self, seconds: float, requests: Mapping[str, int]) -> None:
         """A reconcile pass ended: its duration, and the API requests made since the last."""

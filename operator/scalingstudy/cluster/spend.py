@@ -10,6 +10,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from scalingstudy.cluster.observe import Admitted, JobState
+from scalingstudy.cluster.reconcile import merged
 from scalingstudy.status import CancelledRun, DesignStatus, TrialRecord
 
 
@@ -27,8 +28,7 @@ def lapsed_records(
 ) -> list[TrialRecord]:
     """The records a pass drops (``kept``: those it keeps): Pruned ones whose decision
     lapsed (`reconcile.without_lapsed`); their runs stay spent."""
-    every = {**recorded, **{r.trial: r for r in collected}}
-    return [r for t, r in every.items() if t not in kept]
+    return [r for t, r in merged(recorded, collected)[0].items() if t not in kept]
 
 
 def cancelled_runs(
