@@ -337,3 +337,29 @@ def test_spend_counts_trials_an_edit_dropped_and_pruned_runs_trained_again() -> 
                                      "duration_seconds": 30.0, "earlier_seconds": 5.0})  # fmt: skip
     key = f"lapsed:{kept.trial}:40"
     assert lapsed_runs([pruned]) == [CancelledRun(trial=kept.trial, job_uid=key, seconds=35.0)]
+
+
+def test_a_job_already_going_and_a_relapsed_prune_with_its_job_listed_count_once() -> None:
+    """Review: a Job that is being deleted was deleted, and counted, by an earlier pass
+    (its entry may have folded since); a lapsed pruned run whose Job is still listed is
+    kept by that Job's uid, so the next pass keeps the Job out of pruning and collection."""
+    import datetime as dt
+
+    from scalingstudy.cluster.observe import JobState
+    from scalingstudy.cluster.spend import cancelled_runs, open_ledger
+    from scalingstudy.planning.scheduling import lapsed_runs
+    from scalingstudy.status import DesignStatus
+
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    going = JobState("s-a", "s-a", "active", started=start, uid="u-a", deleting=True)
+    assert cancelled_runs({"s-a"}, [going], (), start + dt.timedelta(seconds=60), {}) == ()
+    spec = parse_spec(_spec_doc({}))
+    trial = plan_trials("s", spec)[0]
+    pruned = TrialRecord.succeeded(trial, _result(trial.model_size), 30.0).model_copy(
+        update={"status": "Pruned", "pruned_at_step": 40})  # fmt: skip
+    run = lapsed_runs([pruned], {trial.name: "u-job"})[0]
+    assert run.job_uid == "u-job" and lapsed_runs([pruned])[0].job_uid.startswith("lapsed:")
+    listed = [JobState(trial.name, trial.name, "active", started=start, uid="u-job")]
+    design_status = DesignStatus(strategy="grid", trials_started=1, grid_trials=1,
+                                 trials_skipped=0, gpu_seconds=0.0, cancelled=[run])  # fmt: skip
+    assert open_ledger(design_status, listed) == ([run], 0.0)  # kept, by uid, while listed

@@ -224,12 +224,13 @@ class Controller:
         # A pruned trial trained again (its decision lapsed) leaves status: its pruned
         # run's time stays spent.
         lapsed = spend.lapsed_records(recorded, collected, p.records)
+        relapsed = lapsed_runs(lapsed, {j.trial: j.uid for j in jobs if not j.deleting})
+        # Those recorded Pruned by this very pass never reached the metrics.
+        unmetered = [*cancelled, *(c for c in relapsed if c.trial not in recorded)]
         if cancelled or lapsed:
             recorded = {t: r for t, r in recorded.items() if t in p.records}
             collected = [r for r in collected if r.trial in p.records]
-            spent = spend.Spent(
-                *spend.bounded_ledger([*ledger, *cancelled, *lapsed_runs(lapsed)], folded)
-            )
+            spent = spend.Spent(*spend.bounded_ledger([*ledger, *cancelled, *relapsed], folded))
             fits = {f.data_size: f for f in chosen.status.stage_fits}
             chosen, design_wake = self._design(ref, spec, before, recorded, collected, jobs,
                                                spent, fits)  # fmt: skip
@@ -255,7 +256,7 @@ class Controller:
         if version_after is None:  # the study changed, or is another one now: start over
             log.info("%s/%s changed during its pass; passing it again", namespace, name)
             return Wake(True, CHANGED_RETRY_SECONDS)
-        self.metrics.record_cancelled(namespace, name, cancelled, trial_devices(spec))
+        self.metrics.record_cancelled(namespace, name, unmetered, trial_devices(spec))
         events = [*pruned.events, *found_events,
                   *_events(p, spec, before, after, tried.fit is not None, held)]  # fmt: skip
         if refusal is not None and is_new_refusal(before, generation, refusal):

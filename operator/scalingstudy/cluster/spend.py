@@ -44,8 +44,8 @@ def cancelled_runs(
     Job may have run before it was preempted)."""
     runs = []
     for j in jobs:
-        if j.name not in delete or not j.uid or j.uid in counted:
-            continue
+        if j.name not in delete or not j.uid or j.uid in counted or j.deleting:
+            continue  # a Job already going was deleted, and counted, by an earlier pass
         ran = 0.0  # a Job whose pods were never made (a quota, a webhook) used nothing
         if j.phase == "active" and j.started is not None and j.has_pods:
             ran = max((now - j.started).total_seconds(), 0.0)

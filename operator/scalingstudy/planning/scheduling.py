@@ -75,11 +75,15 @@ def schedule(
     return Schedule(tuple(order[:room]), not waiting and not running, None)
 
 
-def lapsed_runs(records: Sequence[TrialRecord]) -> list[CancelledRun]:
+def lapsed_runs(
+    records: Sequence[TrialRecord], uids: Mapping[str, str] | None = None
+) -> list[CancelledRun]:
     """Pruned records whose decision lapsed, as spent runs: the trial is trained again
-    and its record leaves status, the time its pruned run used does not."""
+    and its record leaves status, the time its pruned run used does not. Keyed by the
+    pruned Job's uid where it is still listed (``uids``: by trial), so that a pass that
+    sees that Job again counts the run once."""
     return [
-        CancelledRun(trial=r.trial, job_uid=f"lapsed:{r.trial}:{r.pruned_at_step}",
-                     seconds=round(r.seconds_used, 3))
+        CancelledRun(trial=r.trial, seconds=round(r.seconds_used, 3),
+                     job_uid=(uids or {}).get(r.trial) or f"lapsed:{r.trial}:{r.pruned_at_step}")
         for r in records if r.seconds_used > 0
     ]  # fmt: skip
