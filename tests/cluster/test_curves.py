@@ -139,8 +139,13 @@ def test_pruning_on_the_cluster_from_the_pods_own_logs(
     _forge(cluster, namespace, names[(100, SLOW)])
     wait_until("the forged curve counted", lambda: _mismatches(op, namespace) >= 1, timeout=60)
     bad = {names[(d, BAD)] for d in (100, 200, 400)}
-    wait_until("the clearly worse trials pruned",
-               lambda: bad <= set(_pruned(cluster, namespace)), timeout=90)  # fmt: skip
+    # The Event is written after the status that records the trials: wait for both, or
+    # the kill below can land between them (Events are at most once, like client-go's).
+    wait_until(
+        "the clearly worse trials pruned and said",
+        lambda: bad <= set(_pruned(cluster, namespace)) and bad <= _said_pruned(cluster, namespace),
+        timeout=90,
+    )
     op.kill()  # mid-study: the slow and fast starters still run
     # As if the operator had died right after writing a decision on a Job: the next one
     # records the trial from the Job alone, deletes it, and never starts it again.
@@ -166,6 +171,13 @@ def test_pruning_on_the_cluster_from_the_pods_own_logs(
     assert _progress_groups(cluster, namespace)
     wait_until("the late push swept", lambda: not _progress_groups(cluster, namespace),
                timeout=30)  # fmt: skip
+
+
+def _said_pruned(cluster: Cluster, namespace: str) -> set[str]:
+    """The trials a TrialsPruned Event names with where they stopped."""
+    messages = [e["message"] for e in cluster.items("events", namespace)
+                if e["reason"] == "TrialsPruned"]  # fmt: skip
+    return {t for t in _names().values() if any(f"{t} at step" in m for m in messages)}
 
 
 def _progress_groups(cluster: Cluster, namespace: str) -> list[dict[str, str]]:
