@@ -171,6 +171,7 @@ def test_progress_goes_to_the_progress_group_and_the_result_to_its_own(
     assert gauges(body) == {
         "scalingstudy_trial_validation_loss": 2.0, "scalingstudy_trial_train_loss": 2.2,
         "scalingstudy_trial_step": 10.0, "scalingstudy_trial_samples_seen": 640.0,
+        contract.CURVE_GAUGE: 2.0,
     }  # fmt: skip
     assert 'data_size="64",model_size="8",seed="0"' in body
     trial.progress(step=20, validation_loss=1.5)  # throttled: held for the end
@@ -178,6 +179,10 @@ def test_progress_goes_to_the_progress_group_and_the_result_to_its_own(
     assert gateway.jobs() == [contract.PROGRESS_PUSH_JOB, contract.PROGRESS_PUSH_JOB,
                               contract.PUSH_JOB]  # fmt: skip
     assert gauges(gateway.pushes[1][2])["scalingstudy_trial_step"] == 20.0
+    # The curve so far rides with each progress push (the step panel), never the result.
+    assert [ln.split("step=", 1)[1] for ln in gateway.pushes[1][2].splitlines()
+            if ln.startswith(contract.CURVE_GAUGE)] == ['"10"} 2.0', '"20"} 1.5']  # fmt: skip
+    assert contract.CURVE_GAUGE not in gateway.pushes[2][2]
     # The printed lines are the curve: read back as the trial saw it.
     curve = read_curve(capsys.readouterr().out.splitlines())
     assert [(p.step, p.validation_loss) for p in curve.points] == [(10, 2.0), (20, 1.5)]

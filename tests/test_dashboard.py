@@ -21,6 +21,7 @@ import yaml
 
 from scalingstudy.cluster.metrics import OperatorMetrics
 from scalingstudy.contract import TRIAL_GAUGES
+from scalingstudy_sdk.contract import CURVE_GAUGE
 from tests.conftest import ROOT
 
 CHART = ROOT / "charts" / "scalingstudy"
@@ -31,7 +32,7 @@ FOREIGN = {"up", "time"}  # Prometheus' own
 
 
 def exported_metrics() -> set[str]:
-    names = set(TRIAL_GAUGES.values())
+    names = {*TRIAL_GAUGES.values(), CURVE_GAUGE}
     for family in OperatorMetrics().registry.collect():
         names.update(sample.name for sample in family.samples)
         names.add(family.name)
@@ -100,7 +101,7 @@ def test_dashboard_has_the_promised_panels() -> None:
     titles = " | ".join(p["title"].lower() for p in DASHBOARD["panels"])
     for words in ("trials by state", "validation loss vs data size", "beta_g over time",
                   "beta_p over time", "trial duration", "device-hours", "operator",
-                  "running trials (live curves)", "budget"):  # fmt: skip
+                  "running trials (live curves)", "validation loss vs step", "budget"):  # fmt: skip
         assert words in titles, words
     names = {v["name"] for v in DASHBOARD["templating"]["list"]}
     assert {"namespace", "study"} <= names
@@ -154,7 +155,7 @@ def test_dashboard_decodes_strictly_under_grafanas_schema(tmp_path: Path) -> Non
     report = grafana_check(DASHBOARD, tmp_path)
     assert findings(report, "strict-decode") + findings(report, "validate") == []
     decoded = {p["id"]: p for p in report["panels"]}
-    assert len(decoded) == len(DASHBOARD["panels"]) == 16
+    assert len(decoded) == len(DASHBOARD["panels"]) == 17
     for panel in DASHBOARD["panels"]:
         mine = decoded[panel["id"]]
         assert (mine["type"], mine["title"]) == (panel["type"], panel["title"])

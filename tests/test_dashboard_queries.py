@@ -22,6 +22,7 @@ DASHBOARD = json.loads((ROOT / "charts/scalingstudy/dashboards/scalingstudy.json
 VARIABLES = {"$__rate_interval": "5m", "$__range": "1h", "$namespace": "ml", "$study": "demo"}
 LOSS = "scalingstudy_trial_validation_loss"
 SIZES = 'data_size="100",model_size="4",seed="0"'
+CURVE = "scalingstudy_curve_validation_loss"
 
 #: Trial "done" has its result (job scalingstudy) and its last progress push; "running"
 #: pushes progress and is also scraped from its pod by the PodMonitor; a neighbour study
@@ -37,6 +38,14 @@ SERIES = {
     f'trial="running",{SIZES}}}': "2-0.125x20",
     f'{LOSS}{{job="scalingstudy-progress",namespace="ml",study="other",trial="o",{SIZES}}}':
         "3x20",
+    # A running trial's pushed curve: step 10 was thinned away after 5 minutes, step 20
+    # stays; the neighbour study's curve must not show.
+    f'{CURVE}{{job="scalingstudy-progress",namespace="ml",study="demo",trial="running",'
+    f'step="10",{SIZES}}}': "2x5",
+    f'{CURVE}{{job="scalingstudy-progress",namespace="ml",study="demo",trial="running",'
+    f'step="20",{SIZES}}}': "1.5x20",
+    f'{CURVE}{{job="scalingstudy-progress",namespace="ml",study="other",trial="o",'
+    f'step="20",{SIZES}}}': "3x20",
     'scalingstudy_design_device_seconds{namespace="ml",study="demo",device="cpu"}': "0+300x20",
     'scalingstudy_design_grid_device_seconds{namespace="ml",study="demo",device="cpu"}': "72000x20",
     'scalingstudy_design_budget_device_seconds{namespace="ml",study="demo",device="cpu"}':
@@ -136,3 +145,16 @@ def test_a_query_that_mixes_progress_into_results_is_caught(tmp_path: Path) -> N
     assert mixed != query("Validation loss vs data size")
     out = evaluate([case(mixed, [(RESULT, 0.5)])], tmp_path)
     assert out.returncode != 0 and "running" in out.stdout + out.stderr
+
+
+def test_step_panel_shows_each_point_of_the_studys_curves(tmp_path: Path) -> None:
+    """Every step pushed in the time range, at its last value (a thinned-away step too:
+    it was a real evaluation), with the labels the panel partitions and plots by."""
+    step = query("Validation loss vs step")
+    labels = (
+        f'__name__="{CURVE}",job="scalingstudy-progress",namespace="ml",study="demo",'
+        f'trial="running",{SIZES}'
+    )
+    out = evaluate([case(step, [(f'{{{labels},step="10"}}', 2.0),
+                                (f'{{{labels},step="20"}}', 1.5)])], tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr

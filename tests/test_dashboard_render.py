@@ -31,7 +31,8 @@ def test_grafanas_variables_as_grafana_sets_them() -> None:
 
 def sample_labels(panel: dict[str, object], i: int) -> dict[str, str]:
     if panel["type"] == "xychart":
-        return {"data_size": str(100 * 2**i), "model_size": str(4 * (1 + i % 2))}
+        return {"data_size": str(100 * 2**i), "model_size": str(4 * (1 + i % 2)),
+                "step": str(10 * (i + 1)), "trial": f"t{i % 2}"}  # fmt: skip
     return {"state": f"s{i}", "phase": "Running", "reason": "AllDataSizes", "verb": "get"}
 
 

@@ -84,6 +84,13 @@ PUSH_JOB = "scalingstudy"
 PROGRESS_PUSH_JOB = "scalingstudy-progress"
 #: Progress is pushed at most once per this many seconds (and the last one at the end).
 PROGRESS_PUSH_SECONDS = 10.0
+#: A running trial's curve so far, one sample per kept evaluation, labelled with its
+#: ``step`` (the dashboard's loss-against-step panel): in the progress group and on the
+#: built-in trainer's /metrics, outside the ``scalingstudy_trial_`` names the operator reads.
+CURVE_GAUGE = "scalingstudy_curve_validation_loss"
+#: At most about this many evaluations of one trial are kept on that gauge (thinned by
+#: halving, so the steps kept stay the same from one push to the next), and its latest.
+CURVE_POINTS = 32
 #: Progress key -> result key of its gauge (an evaluation's ``step`` is a result's ``steps``).
 PROGRESS_GAUGE_KEYS = {
     "validation_loss": "validation_loss",

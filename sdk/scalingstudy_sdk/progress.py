@@ -15,11 +15,18 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from scalingstudy_sdk import contract
-from scalingstudy_sdk.report import exposition, group_url, put_group, redacted
+from scalingstudy_sdk.report import (
+    exposition,
+    group_url,
+    number,
+    put_group,
+    redacted,
+    size_labels,
+)
 
 #: The longest one progress push may take (connect and answer): training waits for it.
 PROGRESS_TIMEOUT_SECONDS = 2.0
@@ -34,6 +41,62 @@ def progress_values(fields: Mapping[str, Any]) -> dict[str, float]:
         if isinstance(value, int | float) and not isinstance(value, bool):
             out[result_key] = float(value)
     return out
+
+
+class StepCurve:
+    """A running trial's (step, validation loss) pairs for the dashboard, bounded: the
+    evaluations whose index is a multiple of a stride that doubles each time more than
+    ``limit`` are kept (every other kept one is dropped), and the latest. A step once
+    dropped is never kept again, so a scraper sees few series come and go."""
+
+    def __init__(self, limit: int = contract.CURVE_POINTS) -> None:
+        self.limit = max(limit, 2)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.stride, self.seen = 1, 0
+        self.kept: list[tuple[int, float]] = []
+        self.latest: tuple[int, float] | None = None
+
+    def add(self, fields: Mapping[str, Any]) -> None:
+        """One evaluation (ignored without an integer step and a numeric loss)."""
+        step, loss = fields.get("step"), fields.get(contract.METRIC)
+        if not isinstance(step, int) or isinstance(step, bool):
+            return
+        if not isinstance(loss, int | float) or isinstance(loss, bool):
+            return
+        if self.latest is not None and step < self.latest[0]:  # a new run from the start
+            self._reset()
+        point = (step, float(loss))
+        if self.seen % self.stride == 0:
+            self.kept = [p for p in self.kept if p[0] != step] + [point]
+            if len(self.kept) > self.limit:
+                self.kept, self.stride = self.kept[::2], self.stride * 2
+        self.seen += 1
+        self.latest = point
+
+    def points(self) -> list[tuple[int, float]]:
+        """The kept pairs in step order, each step once, ending with the latest."""
+        by_step = dict(self.kept)
+        if self.latest is not None:
+            by_step[self.latest[0]] = self.latest[1]
+        return sorted(by_step.items())
+
+
+def curve_exposition(points: Iterable[tuple[int, float]], env: Mapping[str, str]) -> str:
+    """`StepCurve.points` as `contract.CURVE_GAUGE` samples in Prometheus' text format."""
+    points = list(points)
+    if not points:
+        return ""
+    labels = size_labels(env)
+    lines = [
+        f"# HELP {contract.CURVE_GAUGE} Validation loss of a running scaling-study "
+        "trial at each step (a thinned curve)",
+        f"# TYPE {contract.CURVE_GAUGE} gauge",
+    ]
+    lines += [f'{contract.CURVE_GAUGE}{{{labels},step="{step}"}} {number(loss)}'
+              for step, loss in points]  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 class ProgressPush:
@@ -54,6 +117,7 @@ class ProgressPush:
         self.pushed = 0
         self.failed = 0
         self.sender: threading.Thread | None = None
+        self.curve = StepCurve()
 
     @property
     def enabled(self) -> bool:
@@ -65,6 +129,7 @@ class ProgressPush:
         values = progress_values(fields)
         if not self.enabled or not values:
             return False
+        self.curve.add(fields)
         self.pending = values
         if self.clock() - self.last_attempt < self.interval:
             return False
@@ -81,6 +146,7 @@ class ProgressPush:
         would hold a plain request far longer): past it the attempt is a failure and the
         thread is left to end on its own; none starts beside one still hanging."""
         values, self.pending = self.pending or {}, None
+        points = self.curve.points()
         self.last_attempt = self.clock()
         if self.sender is not None and self.sender.is_alive():
             return False
@@ -89,7 +155,8 @@ class ProgressPush:
         def send() -> None:
             try:
                 url = group_url(self.gateway, contract.PROGRESS_PUSH_JOB, self.env)
-                put_group(url, exposition(values, self.env, which="Latest"), self.timeout)
+                text = exposition(values, self.env, which="Latest")
+                put_group(url, text + curve_exposition(points, self.env), self.timeout)
                 outcome.append(None)
             except Exception as exc:  # progress must never cost the trial
                 outcome.append(exc)

@@ -45,14 +45,19 @@ def _path_part(name: str, value: str) -> str:
     return f"/{name}@base64/{encoded}"
 
 
-def exposition(result: Mapping[str, Any], env: Mapping[str, str], which: str = "Final") -> str:
-    """The result's gauges in Prometheus' text format, labelled with the trial's sizes
-    (``which`` says in their help whether they are final or the latest evaluation's)."""
-    labels = ",".join(
+def size_labels(env: Mapping[str, str]) -> str:
+    """The labels every trial gauge carries besides its push group's (text format)."""
+    return ",".join(
         f'{key}="{_label(env.get(var, ""))}"'
         for key, var in (("data_size", contract.ENV_DATA_SIZE),
                          ("model_size", contract.ENV_MODEL_SIZE), ("seed", contract.ENV_SEED))
     )  # fmt: skip
+
+
+def exposition(result: Mapping[str, Any], env: Mapping[str, str], which: str = "Final") -> str:
+    """The result's gauges in Prometheus' text format, labelled with the trial's sizes
+    (``which`` says in their help whether they are final or the latest evaluation's)."""
+    labels = size_labels(env)
     gauges = dict(contract.TRIAL_GAUGES)
     custom = env.get(contract.ENV_METRIC, "")
     if custom and custom not in gauges:
@@ -64,12 +69,12 @@ def exposition(result: Mapping[str, Any], env: Mapping[str, str], which: str = "
             lines += [
                 f"# HELP {metric} {which} {key} of a scaling-study trial",
                 f"# TYPE {metric} gauge",
-                f"{metric}{{{labels}}} {_number(float(value))}",
+                f"{metric}{{{labels}}} {number(float(value))}",
             ]
     return "\n".join(lines) + "\n"
 
 
-def _number(value: float) -> str:
+def number(value: float) -> str:
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):

@@ -234,6 +234,23 @@ def check_the_live_panel_shows_running_trials_progress(study: StudyData) -> None
         assert s.times[-1] < last_step, f"{trial}'s progress is still shown after its result"
 
 
+def check_the_step_panel_shows_each_trials_evaluations(study: StudyData) -> None:
+    """Each point is an evaluation the trainer made, at its step: dashboard_trainer.py's
+    k-th of 4 evaluations is at step 100 k with loss final * (1 + (400 - step) / 400),
+    where final is the result the status recorded; at least one trial's curve shows its
+    points past the first (pushed with the trainer's last progress, at its end)."""
+    results = {r["trial"]: r["loss"] for r in study.status["results"]}
+    points = study.series("Validation loss vs step")
+    assert points
+    steps: dict[str, set[int]] = {}
+    for s in points:
+        trial, step = s.labels["trial"], int(s.labels["step"])
+        assert step in (100, 200, 300, 400), s.labels
+        assert last(s) == pytest.approx(results[trial] * (1 + (400 - step) / 400), rel=1e-6)
+        steps.setdefault(trial, set()).add(step)
+    assert max(len(v) for v in steps.values()) == 4, steps
+
+
 CHECKS = (
     check_every_panel_shows_data,
     check_the_stats_equal_the_status,
@@ -242,6 +259,7 @@ CHECKS = (
     check_the_exponents_over_time_end_at_the_status_fit,
     check_the_learning_curve_shows_recorded_results_only,
     check_the_live_panel_shows_running_trials_progress,
+    check_the_step_panel_shows_each_trials_evaluations,
 )
 
 

@@ -138,21 +138,41 @@ def _fills(panel: dict[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
+def _xychart_fields(panel: dict[str, Any]) -> tuple[str, str, bool]:
+    """As Grafana reads the panel: the x field (its series mapping), the label each series
+    is partitioned by (its partitionByValues transformation) and whether x is on a log
+    scale (the defaults' scale unless an override by the x field's name says otherwise)."""
+    x = panel["options"]["series"][0]["x"]["matcher"]["options"]
+    (by,) = next(t["options"]["fields"] for t in panel["transformations"]
+                 if t["id"] == "partitionByValues")  # fmt: skip
+    scale = panel["fieldConfig"]["defaults"]["custom"]["scaleDistribution"]["type"]
+    for override in panel["fieldConfig"].get("overrides", []):
+        if override["matcher"] == {"id": "byName", "options": x}:
+            for prop in override["properties"]:
+                if prop["id"] == "custom.scaleDistribution":
+                    scale = prop["value"]["type"]
+    return x, by, scale == "log"
+
+
 def _xychart(ax: Axes, d: PanelData) -> None:
-    by_size: dict[str, list[tuple[float, float]]] = {}
+    x, by, log_x = _xychart_fields(d.panel)
+    parts: dict[str, list[tuple[float, float]]] = {}
     for t in d.targets:
         for s in t.series:
-            size = s.labels.get("model_size", "?")
-            by_size.setdefault(size, []).append((float(s.labels["data_size"]), s.values[-1]))
-    for size in sorted(by_size, key=lambda v: float(v) if v.replace(".", "").isdigit() else 0):
-        points = sorted(by_size[size])
-        ax.scatter([p[0] for p in points], [p[1] for p in points], s=18, label=f"model_size={size}")
-    if not by_size:
+            part = s.labels.get(by, "?")
+            parts.setdefault(part, []).append((float(s.labels[x]), s.values[-1]))
+    for part in sorted(parts, key=lambda v: float(v) if v.replace(".", "").isdigit() else v):
+        points = sorted(parts[part])
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3,
+                linestyle="none", label=f"{by}={part}")  # fmt: skip
+    if not parts:
         ax.text(0.5, 0.5, "No data", ha="center", transform=ax.transAxes, color="grey")
         return
-    ax.set_xscale("log")
+    if log_x:
+        ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("data_size", fontsize=8)
+    ax.set_xlabel(x, fontsize=8)
     ax.set_ylabel("validation loss", fontsize=8)
-    ax.legend(fontsize=8)
+    if len(parts) <= 12:  # a line per trial of a large study: the legend would hide it
+        ax.legend(fontsize=6 if len(parts) > 6 else 8)
     ax.tick_params(labelsize=8)

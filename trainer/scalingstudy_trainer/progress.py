@@ -14,6 +14,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from scalingstudy import contract
+from scalingstudy_sdk import contract as sdk_contract
+from scalingstudy_sdk.progress import StepCurve
 
 LABELS = {
     "namespace": contract.ENV_NAMESPACE,
@@ -42,6 +44,10 @@ class Progress:
         self.throughput = gauge(
             "samples_per_second", "Training throughput since the last evaluation"
         )
+        self.curve = Gauge(sdk_contract.CURVE_GAUGE, "Validation loss at each step (thinned)",
+                           [*names, "step"], registry=self.registry)  # fmt: skip
+        self.steps = StepCurve()
+        self.shown: set[int] = set()
         self.started = time.monotonic()
 
     def serve(self, port: int) -> bool:
@@ -65,6 +71,7 @@ class Progress:
         for gauge, value in values.items():
             if isinstance(value, int | float):
                 gauge.labels(**self.labels).set(float(value))
+        self._show_curve(fields)
         rate = fields.get("samples_per_second")
         if not isinstance(rate, int | float):  # a trainer that logs no rate: the mean so far
             seen = fields.get("samples_seen")
@@ -72,3 +79,13 @@ class Progress:
             rate = seen / elapsed if isinstance(seen, int | float) and elapsed > 0 else None
         if rate is not None:
             self.throughput.labels(**self.labels).set(float(rate))
+
+    def _show_curve(self, fields: Mapping[str, Any]) -> None:
+        """The curve gauge holds the steps `StepCurve` keeps, as the push does."""
+        self.steps.add(fields)
+        points = dict(self.steps.points())
+        for step in self.shown - set(points):
+            self.curve.remove(*self.labels.values(), str(step))
+        for step, loss in points.items():
+            self.curve.labels(**self.labels, step=str(step)).set(loss)
+        self.shown = set(points)
