@@ -10,20 +10,26 @@ deterministic fit, so its numbers are the status's.
 curves.csv holds every evaluation of each trial, read from its pod 0's log through the API
 server (`pod_logs.py`: the one channel only the trial writes; it needs `list` on pods and
 `get` on pods/log), or, for a pruned trial whose pod is gone, from the compact curve its
-record keeps. Without those rights the rest is written and it says so.
+record keeps. Without those rights the rest is written and it says so. A trial's pods are
+those of the Job that holds its name now, by uid (it lists the study's Jobs): a Job
+deleted and made again under the same name (a lapsed pruned trial trained again, a spec
+edit, a user) can leave its pods behind, and their logs are another run's. Without `list`
+on Jobs it reads them by the Job's name, as before, and says so.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from scalingstudy.records import TrialRecord
 from scalingstudy.usage import fail
 
 if TYPE_CHECKING:
     from scalingstudy.cluster.kube import Kube
+    from scalingstudy.cluster.manifests import Obj
+    from scalingstudy.cluster.pod_logs import JobIdentity
     from scalingstudy.curve_rows import CurveTrial
     from scalingstudy_sdk.curve import Curve
 
@@ -80,11 +86,12 @@ def cmd_get(args: argparse.Namespace) -> int:
     status = ScalingStudyStatus.lenient(obj.get("status") or {})
     out = Path(args.out or f"scalingstudy-{args.study}")
     planned = planned_records(args.study, spec, status.results)
-    curves, running, problem = _curves(kube, namespace, args.study, planned)
+    uid = str((obj.get("metadata") or {}).get("uid") or "")
+    read = _curves(kube, namespace, args.study, uid, planned)
     written = write_study_output(
         out, args.study, spec, planned, status.design,
         f"cluster study {namespace}/{args.study}, phase {status.phase or 'unknown'}",
-        curves=curves, running=running,
+        curves=read.curves, running=read.running,
     )  # fmt: skip
     ok = sum(r.status == "Succeeded" for r in planned)
     left_out = len(status.results) - len(planned)
@@ -93,38 +100,84 @@ def cmd_get(args: argparse.Namespace) -> int:
           + (f"; {left_out} recorded trial(s) the spec no longer plans are left out"
              if left_out else ""))  # fmt: skip
     print_summary(written, status.design)
-    if problem:
-        print(f"pod logs could not be read ({problem}): curves.csv holds only the curves "
-              "kept in status")  # fmt: skip
+    if read.problem:
+        print(f"pod logs could not be read ({read.problem}): curves.csv holds only the "
+              "curves kept in status")  # fmt: skip
+    elif read.by_name:
+        print(f"Jobs could not be listed ({read.by_name}): curves.csv read each trial's "
+              "pods by its Job's name, so pods an earlier Job of that name left may be "
+              "read into its curve")  # fmt: skip
     return 0
 
 
+class CurvesRead(NamedTuple):
+    """What `_curves` read: each trial's curve, the running trials (not yet recorded), why
+    pod logs could not be read (None: they were), and why Jobs could not be listed (None:
+    they were, and pods were told by their Job's uid; else by its name)."""
+
+    curves: dict[str, Curve]
+    running: list[CurveTrial]
+    problem: str | None
+    by_name: str | None
+
+
 def _curves(
-    kube: Kube, namespace: str, study: str, planned: list[TrialRecord]
-) -> tuple[dict[str, Curve], list[CurveTrial], str | None]:
+    kube: Kube, namespace: str, study: str, study_uid: str, planned: list[TrialRecord]
+) -> CurvesRead:
     """Each trial's curve from its pod 0's log (the recorded trials' and the running
-    ones'), a pruned trial whose pod is gone from its record's compact curve; the running
-    trials as their pods place them; and why pod logs could not be read, if so."""
+    ones'; `pod_logs.trial_attempts` says which pods are a trial's), a pruned trial whose
+    pod is gone, or whose gone Job's log is another run's, from its record's compact
+    curve; the running trials as their pods place them. Jobs forbidden (403): pods by
+    the Job's name, said; any other refusal is as pod logs refused: the kept curves."""
     from scalingstudy.cluster.kube import ApiError
     from scalingstudy.cluster.manifests import LABEL_STUDY
     from scalingstudy.cluster.pod_logs import PodLogs, of_pod, trial_curves
     from scalingstudy.curve_rows import compact_curve
 
+    kept = {r.trial: c for r in planned if (c := compact_curve(r)) is not None}
     names = {r.trial for r in planned}
     running: list[CurveTrial] = []
-    problem = None
+    problem = by_name = None
     try:
+        identity, by_name = _job_identity(kube, namespace, study, study_uid)
         pods = kube.list_pods(namespace, f"{LABEL_STUDY}={study}")
-        for pod in pods:
+        for pod in _live(pods, identity):
             trial = of_pod(pod)
             if trial is not None and trial.trial not in names:
                 names.add(trial.trial)
                 running.append(trial)
-        curves = trial_curves(PodLogs(kube), namespace, pods, sorted(names))
+        curves = trial_curves(PodLogs(kube), namespace, pods, sorted(names), identity, kept)
     except ApiError as exc:
         problem, curves = exc.detail, {}
-    for record in planned:
-        kept = compact_curve(record)
-        if record.trial not in curves and kept is not None:
-            curves[record.trial] = kept
-    return curves, running, problem
+    for name, curve in kept.items():
+        curves.setdefault(name, curve)
+    return CurvesRead(curves, running, problem, by_name)
+
+
+def _job_identity(
+    kube: Kube, namespace: str, study: str, study_uid: str
+) -> tuple[JobIdentity | None, str | None]:
+    """The study's Jobs by name and uid; (None, why) where listing them is forbidden."""
+    from scalingstudy.cluster.kube import ApiError
+    from scalingstudy.cluster.manifests import LABEL_STUDY
+    from scalingstudy.cluster.pod_logs import job_identity
+
+    try:
+        return job_identity(kube.list_jobs(namespace, f"{LABEL_STUDY}={study}"), study_uid), None
+    except ApiError as exc:
+        if exc.status != 403:
+            raise
+        return None, exc.detail
+
+
+def _live(pods: list[Obj], identity: JobIdentity | None) -> list[Obj]:
+    """The pods that may place a running trial: those of a Job that exists now (a pod a
+    deleted Job left is no trial running); every pod where Jobs were not listed."""
+    if identity is None:
+        return pods
+    uids = set(identity.current.values())
+    return [
+        p for p in pods
+        if any(o.get("controller") and o.get("uid") in uids
+               for o in p.get("metadata", {}).get("ownerReferences") or [])
+    ]  # fmt: skip

@@ -12,14 +12,18 @@ start event names its step budget) and, when one is longer, its last `TAIL_LINES
 too (the latest evaluations); the reader keeps each step once and thins the rest.
 
 `get` reads with the user's kubeconfig, the operator with its service account: both need
-`get` on `pods/log` and `list` on pods, nothing more.
+`get` on `pods/log` and `list` on pods; `get` also lists the study's Jobs, to read each
+trial's pods by its Job's uid (`JobIdentity`), and without that right reads them by the
+Job's name.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from scalingstudy.cluster.kube import ApiError, Kube
@@ -164,21 +168,95 @@ class PodLogs:
         return curve_of(logs) if logs else None
 
 
+@dataclass(frozen=True)
+class JobIdentity:
+    """Which Job is each trial's now, as `get` listed them: ``current`` maps a trial (its
+    Job's name) to the uid of the study's Job of that name; ``listed`` holds every listed
+    Job's uid (an earlier study's of the same name that garbage collection has not
+    removed yet included), so that its pods are never taken for a gone Job's."""
+
+    current: Mapping[str, str]
+    listed: frozenset[str]
+
+
+def job_identity(jobs: Iterable[Obj], study_uid: str) -> JobIdentity:
+    """The identity of the listed Jobs; only those the study (by uid) controls are its
+    trials' (the operator's own test, `Gatherer.jobs`)."""
+    current: dict[str, str] = {}
+    listed: set[str] = set()
+    for job in jobs:
+        meta = job.get("metadata") or {}
+        uid, name = meta.get("uid"), meta.get("name")
+        if not uid:
+            continue
+        listed.add(uid)
+        if name and controlled_by(job, study_uid):
+            current[name] = uid
+    return JobIdentity(current, frozenset(listed))
+
+
+def gone_jobs(pods: Iterable[Obj], trial: str, identity: JobIdentity) -> set[str]:
+    """The uids of the Jobs named ``trial`` that control some of ``pods`` and are no longer
+    listed: runs of the trial whose Job was deleted (pruned, a spec edit, a user)."""
+    owners = (o for p in pods for o in p.get("metadata", {}).get("ownerReferences") or [])
+    uids = {
+        str(o.get("uid") or "")
+        for o in owners
+        if o.get("controller") and o.get("kind") == "Job" and o.get("name") == trial
+    }
+    return {u for u in uids if u and u not in identity.listed}
+
+
+def trial_attempts(
+    trial: str, pods: Sequence[Obj], identity: JobIdentity | None
+) -> tuple[list[Obj], bool]:
+    """The pods 0 whose logs are ``trial``'s curve for `get`, and whether they are a gone
+    Job's. Jobs not listed (``identity`` None): by the controller reference's name, as
+    before `get` listed Jobs. The trial's Job listed: its pods only, by uid, so pods an
+    earlier Job of that name left (terminating, orphaned) are never merged into its
+    curve. Its Job gone: the pods of the one gone Job that controls any of them; none
+    when two or more did (which run the record is cannot be told)."""
+    if identity is None:
+        return pods_zero(pods, job_name=trial), False
+    uid = identity.current.get(trial)
+    if uid:
+        return pods_zero(pods, job_uid=uid), False
+    gone = gone_jobs(pods, trial, identity)
+    return (pods_zero(pods, job_uid=gone.pop()) if len(gone) == 1 else []), True
+
+
+def same_run(curve: Curve, kept: Curve) -> bool:
+    """Whether a log's curve can be the run a record's compact curve was kept from: they
+    share at least one step, and at each shared step the same validation loss (the
+    compact curve is that run's own points, thinned, keeping its first)."""
+    losses = {p.step: p.validation_loss for p in curve.points if p.validation_loss is not None}
+    shared = [(losses[p.step], p.validation_loss) for p in kept.points if p.step in losses]
+    return bool(shared) and all(
+        b is not None and math.isclose(a, b, rel_tol=1e-9) for a, b in shared
+    )
+
+
 def trial_curves(
-    logs: PodLogs, namespace: str, pods: Sequence[Obj], trials: Iterable[str]
-) -> dict[str, Curve]:
-    """The curves of ``trials`` read from their pods 0's logs (by the controller
-    reference's name: what `get` can see without reading Jobs); a trial without a pod has
-    none."""
+    logs: PodLogs, namespace: str, pods: Sequence[Obj], trials: Iterable[str],
+    identity: JobIdentity | None = None, kept: Mapping[str, Curve] | None = None,
+) -> dict[str, Curve]:  # fmt: skip
+    """The curves of ``trials`` read from their pods 0's logs (`trial_attempts`: by the
+    trial's current Job's uid, by name when Jobs were not listed); a trial without a
+    pod has none. A gone Job's curve that contradicts the compact curve the trial's
+    record ``kept`` (`same_run`) is another run's and is left out: the record's wins."""
     by_trial = pods_by_trial(pods)
     out: dict[str, Curve] = {}
     for trial in trials:
-        attempts = pods_zero(by_trial.get(trial, ()), job_name=trial)
+        attempts, gone = trial_attempts(trial, by_trial.get(trial, ()), identity)
         if not attempts:
             continue
         curve = logs.trial_curve(namespace, attempts)
-        if curve is not None:
-            out[trial] = curve
+        if curve is None:
+            continue
+        record = (kept or {}).get(trial)
+        if gone and record is not None and not same_run(curve, record):
+            continue
+        out[trial] = curve
     return out
 
 
