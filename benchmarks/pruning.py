@@ -48,9 +48,17 @@ benchmark), --matched v2 with each synthetic study's family's other studies as i
 often the winner is behind at a rung, a forecast-limited bound and where v2's compute goes
 (docs/pruning.md, "How far from the goals").
 
+--seeds N replays the synthetic families with N seeds per arm: each family's replicate
+studies grouped N at a time as the seeds of one study (so seeds differ as much as the
+generator's studies do), through the rule across seeds (arms, the product's default) and
+the per-seed rule (each seed's slot on its own, the rule before arms), and prints the
+compute spent and the share of cells (a study's (data size, model size) for a sweep, its
+data size for a model-size grid) whose mean-chosen rate (or size) of the unpruned study
+survives with every seed, and whose pick from the pruned study's results is the same.
+
 Usage: python benchmarks/pruning.py [--studies 10] [--workers 2,6] [--only NAME] [--v1]
        [--prior] [--matched] [--rungs R,R,...] [--calibrate-after N] [--breakdown]
-       [--record RUN_DIR] [--make-prior [LANG_CSV]]
+       [--record RUN_DIR] [--make-prior [LANG_CSV]] [--seeds N]
 """
 
 from __future__ import annotations
@@ -64,8 +72,8 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import cast
 
@@ -74,6 +82,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from scalingstudy.fitting import FitOptions, fit_points
 from scalingstudy.fitting.report import FitReport
 from scalingstudy.pruning import Competitor, Prune, decide
+from scalingstudy.pruning.arms import mean
 from scalingstudy.results import points_of
 from scalingstudy.spec.pruning import PruningSpec
 from scalingstudy.status import TrialRecord
@@ -219,10 +228,11 @@ def _by_name(runs: Sequence[Run]) -> dict[str, Run]:
 
 
 def product_rule(
-    settings: PruningSpec, lowest: bool, prior: Sequence[dict[float, float]] | None = None
-) -> Rule:
+    settings: PruningSpec, lowest: bool, prior: Sequence[dict[float, float]] | None = None,
+    across_seeds: bool = True,
+) -> Rule:  # fmt: skip
     return lambda competitors, _step: decide(
-        competitors, settings, final_is_lowest=lowest, prior=prior
+        competitors, settings, final_is_lowest=lowest, prior=prior, across_seeds=across_seeds
     )
 
 
@@ -856,6 +866,93 @@ def print_breakdown(args: argparse.Namespace, settings: PruningSpec) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- several seeds
+def seeded(family: Family, n: int) -> Family:
+    """The family's replicate studies grouped ``n`` at a time as one study's seeds:
+    seed k of study s is replicate s * n + k (left-over replicates are dropped)."""
+    whole = (max(r.study for r in family.runs) + 1) // n * n
+    runs = [replace(r, study=r.study // n, seed=r.study % n) for r in family.runs]
+    return replace(family, runs=tuple(r for r in runs if r.study * n + r.seed < whole))
+
+
+def _cell(r: Run, family: Family) -> tuple[tuple[int, ...], float]:
+    """The cell the product picks in and the arm picked: the rate of a (data size,
+    model size) of a sweep, the model size of a data size of a grid."""
+    if family.compare_model_sizes:
+        return (r.study, r.data_size), float(r.model_size)
+    return (r.study, r.data_size, r.model_size), r.learning_rate or 0.0
+
+
+def picks(family: Family, stopped: Collection[str]) -> dict[tuple[int, ...], float]:
+    """Each cell's pick from the results the product keeps (succeeded trials: a pruned
+    one has no loss): the lowest mean log loss over seeds for a rate, mean loss for a
+    model size (`best_rate_per_cell`, `best_from_cells`)."""
+    return {
+        cell: min(means, key=lambda a: (means[a], a))
+        for cell, means in _means(family, stopped).items()
+    }
+
+
+def _means(family: Family, stopped: Collection[str]) -> dict[tuple[int, ...], dict[float, float]]:
+    """Each cell's arms' means over their succeeded seeds (log losses for rates)."""
+    finals: dict[tuple[int, ...], dict[float, list[float]]] = {}
+    for r in family.runs:
+        if r.trial not in stopped and r.final is not None and math.isfinite(r.final):
+            cell, arm = _cell(r, family)
+            finals.setdefault(cell, {}).setdefault(arm, []).append(r.final)
+    log = not family.compare_model_sizes
+    return {c: {a: mean(v, log) for a, v in arms.items()} for c, arms in finals.items()}
+
+
+def _arms(family: Family) -> dict[tuple[tuple[int, ...], float], list[str]]:
+    """Each (cell, arm)'s trials, one per seed."""
+    out: dict[tuple[tuple[int, ...], float], list[str]] = {}
+    for r in family.runs:
+        out.setdefault(_cell(r, family), []).append(r.trial)
+    return out
+
+
+def seeds_row(family: Family, settings: PruningSpec, across: bool, workers: int) -> str:
+    """One line of --seeds: the family replayed by the rule across seeds or per seed."""
+    rule = product_rule(settings, family.final_is_lowest, across_seeds=across)
+    stopped: dict[str, int] = {}
+    for study in sorted({r.study for r in family.runs}):
+        stopped.update(replay([r for r in family.runs if r.study == study], rule, workers))
+    spent = sum(r.cost_per_step * stopped.get(r.trial, r.end) for r in family.runs)
+    full = sum(r.cost_per_step * r.end for r in family.runs)
+    truth, after, arms = picks(family, ()), picks(family, stopped), _arms(family)
+    alive = sum(all(t not in stopped for t in arms[(c, a)]) for c, a in truth.items())
+    same = sum(after.get(c) == a for c, a in truth.items())
+    unpruned = _means(family, ())
+    lost = sum(
+        after.get(c) != a
+        and unpruned[c].get(after.get(c) or -1.0, math.inf) - unpruned[c][a] > family.noise
+        for c, a in truth.items()
+    )
+    split = sum(0 < sum(t in stopped for t in ts) < len(ts) for ts in arms.values())
+    label = f"{'across seeds' if across else 'per seed'}, {workers} workers"
+    n = len(truth)
+    return (f"{family.name:22} {label:22} {spent / full:8.0%} {alive:>7}/{n:<6} "
+            f"{same:>5}/{n:<4} {lost:>10} {split:>10} {len(stopped):>7}")  # fmt: skip
+
+
+def print_seeds(args: argparse.Namespace, settings: PruningSpec) -> int:
+    """Across seeds against per seed, on the synthetic families with ``args.seeds``
+    seeds per arm."""
+    print(f"{'family':22} {'rule':22} {'compute':>8} {'pick survives':>14} "
+          f"{'same pick':>10} {'lost>noise':>10} {'split arms':>10} {'pruned':>7}")  # fmt: skip
+    workers = [int(x) for x in args.workers.split(",")]
+    for family in families(args.studies):
+        if family.name.startswith(("recorded", "real")) or (args.only or "") not in family.name:
+            continue
+        family = seeded(family, args.seeds)
+        own = settings.model_copy(update={"compare_model_sizes": family.compare_model_sizes})
+        for across, w in itertools.product((True, False), workers):
+            print(seeds_row(family, own, across, w), flush=True)
+        print(f"{'':22} {len(family.runs)} trials, {args.seeds} seeds an arm", flush=True)
+    return 0
+
+
 def _row(family: str, rule: str, s: Score) -> None:
     print(f"{family:22} {rule:20} {s.compute:8.0%} {s.kept:>6}/{s.slots:<5} "
           f"{s.kept / max(s.slots, 1):4.0%} {s.lost_beyond_noise:>10} {s.pruned:>7} "
@@ -888,6 +985,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--breakdown", action="store_true", help="where the compute goes, and the bounds"
     )
+    parser.add_argument("--seeds", type=int, help="N seeds an arm: across seeds vs per seed")
     args = parser.parse_args(argv)
     if args.record:
         print(f"recorded {record(args.record)} trials into {CURVES}")
@@ -903,6 +1001,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings.model_copy(update={"rungs": [float(x) for x in args.rungs.split(",")]})
     if args.breakdown:
         return print_breakdown(args, settings)
+    if args.seeds:
+        return print_seeds(args, settings)
     print(f"settings: rungs {settings.rungs}, confidence {settings.confidence}, "
           f"minEvaluations {settings.min_evaluations}, minCalibrationTrials "
           f"{settings.min_calibration_trials}")  # fmt: skip

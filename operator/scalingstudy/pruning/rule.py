@@ -19,6 +19,10 @@ Rule v2 (calibration.py): once ``minCalibrationTrials`` finished trials of the s
 reached a rung, a forecast made at that rung has the interval their backtests measured
 (the empirical quantiles of log(final / forecast)) instead of the curve's own
 conservative one; a competitor is bounded at its own last rung passed the same way.
+
+Across seeds (arms.py): in a study of several seeds the unit that competes is an arm, one
+(data size, model size, learning rate) over every planned seed, judged by the means of
+these same per-trial bounds; a study of one seed is judged exactly as above.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
+from scalingstudy.pruning.arms import SeedBound, decide_arms
 from scalingstudy.pruning.calibration import Calibration, calibrate, forecast_at
 from scalingstudy.pruning.calibration import finite as _finite
 from scalingstudy.pruning.curvefit import Forecast, forecast
@@ -255,6 +260,26 @@ def _against_running(t: Competitor, rivals: Sequence[Competitor], ctx: _Context)
     return None
 
 
+def _seed_bound(c: Competitor, own: _Bound | None, ctx: _Context) -> SeedBound:
+    """One trial's bounds for its arm's means: its pessimistic final, and its recorded
+    final once finished or, running past the first rung, the same lower bound a trial
+    of one seed is judged by. A diverged trial's final is the lowest finite evaluation
+    it reached where the trainer reports its lowest; otherwise it will fail."""
+    pess = None if own is None else own.value
+    if c.final is not None and math.isfinite(c.final):
+        return SeedBound(c, pess, c.final)
+    rung = _rung(c, ctx.settings) if c.running else None
+    if rung is None:
+        return SeedBound(c, pess, None)
+    if _diverged(c.curve):
+        best = c.curve.best()
+        if ctx.lowest and best is not None:
+            return SeedBound(c, pess, best)
+        return SeedBound(c, pess, None, fails=True)
+    judged = _optimistic(c, rung[1], ctx)
+    return SeedBound(c, pess, None if judged is None else judged[0])
+
+
 def study_calibration(
     competitors: Sequence[Competitor], settings: PruningSpec,
     prior: Sequence[Mapping[float, float]] = (),
@@ -277,19 +302,28 @@ def decide(
     *,
     final_is_lowest: bool = False,
     prior: Sequence[Mapping[float, float]] | None = None,
+    seeds: Sequence[int] | None = None,
+    across_seeds: bool = True,
 ) -> list[Prune]:
     """The running trials to stop now, in trial-name order. ``final_is_lowest``: the
     trainer reports its lowest evaluation as its result (the built-in trainer does), so a
     running trial's best so far bounds its final from above. ``prior``: other curves'
     forecast errors per rung, pooled with the study's own where it has fewer than
     minCalibrationTrials (`calibration.calibrate`; the runner and the operator pass none:
-    docs/pruning.md). Nothing when disabled."""
+    docs/pruning.md). ``seeds``: the seeds the study plans (default: every seed among
+    ``competitors``); with several, arms across seeds compete (arms.py) unless
+    ``across_seeds`` is False (each seed's slot on its own: the rule before arms, kept for
+    the benchmark's contrast). Nothing when disabled."""
     if not settings.enabled:
         return []
     z = NormalDist().inv_cdf(settings.confidence)
     everyone = sorted(competitors, key=lambda c: c.trial)
     ctx = _Context(z, settings, final_is_lowest, study_calibration(everyone, settings, prior or ()))
     bounds = {c.trial: pessimistic(c, ctx) for c in everyone}
+    planned = sorted(set(seeds) if seeds else {c.seed for c in everyone})
+    if across_seeds and len(planned) > 1:
+        seeded = [_seed_bound(c, bounds[c.trial], ctx) for c in everyone]
+        return decide_arms(seeded, planned, settings.compare_model_sizes, settings.confidence)
     out = []
     for t in everyone:
         if not t.running or t.final is not None or not t.curve.step_budget:
