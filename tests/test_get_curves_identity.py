@@ -34,6 +34,8 @@ from scalingstudy.spec import parse_spec
 from scalingstudy_sdk.curve import Curve, CurvePoint
 
 STUDY, STUDY_UID, NS = "s", "study-uid", "ns"
+#: The study object's metadata: made before every pod of these tests.
+META = {"uid": STUDY_UID, "creationTimestamp": "2025-12-31T00:00:00Z"}
 SPEC = {"task": {"name": "teacher-student"},
         "dataSizes": {"values": [100, 200, 400]}, "modelSizes": {"values": [4]}}  # fmt: skip
 
@@ -138,7 +140,7 @@ def test_a_job_made_again_has_only_its_own_pods_logs_in_its_curve(old_created: s
     """Whether the old Job's pod is older (orphaned) or listed after the new one."""
     old = _pod("t1-old", "t1", "old-uid", old_created)
     api = FakeApi([_job("t1", "new-uid")], [old, NEW], LOGS)
-    read = _curves(_kube(api), NS, STUDY, STUDY_UID, [_succeeded("t1")])
+    read = _curves(_kube(api), NS, STUDY, META, [_succeeded("t1")])
     assert _losses(read.curves["t1"]) == [5.0, 4.0]
     assert api.logs_read == ["t1-new"]  # the old run's log is not even read
     assert read.problem is None and read.by_name is None
@@ -150,7 +152,7 @@ def test_a_pod_a_deleted_job_left_is_no_running_trial() -> None:
     left = _pod("t3-a", "t3", "t3-gone-uid", "2026-01-01T00:00:00Z")
     logs = {"t2-a": _log([3.0]), "t3-a": _log([2.0])}
     api = FakeApi([_job("t2", "t2-uid")], [live, left], logs)
-    read = _curves(_kube(api), NS, STUDY, STUDY_UID, [])
+    read = _curves(_kube(api), NS, STUDY, META, [])
     assert [t.trial for t in read.running] == ["t2"]
     assert set(read.curves) == {"t2"} and api.logs_read == ["t2-a"]
 
@@ -159,14 +161,14 @@ def test_a_job_of_an_earlier_study_of_the_same_name_is_not_the_trials() -> None:
     """Its Job is listed (garbage collection has not removed it yet) but not owned by this
     study: neither current nor gone, so its pods are not read."""
     api = FakeApi([_job("t1", "old-uid", study_uid="earlier-study")], [OLD], LOGS)
-    read = _curves(_kube(api), NS, STUDY, STUDY_UID, [_succeeded("t1")])
+    read = _curves(_kube(api), NS, STUDY, META, [_succeeded("t1")])
     assert read.curves == {} and api.logs_read == []
 
 
 # -- Jobs that cannot be listed ------------------------------------------------------------
 def test_jobs_forbidden_falls_back_to_the_jobs_name_and_says_so() -> None:
     api = FakeApi([], [OLD, NEW], LOGS, jobs_status=403)
-    read = _curves(_kube(api), NS, STUDY, STUDY_UID, [_succeeded("t1")])
+    read = _curves(_kube(api), NS, STUDY, META, [_succeeded("t1")])
     assert read.by_name is not None and "forbidden" in read.by_name
     assert read.problem is None
     assert sorted(api.logs_read) == ["t1-new", "t1-old"]  # as before: by name
@@ -176,7 +178,7 @@ def test_jobs_forbidden_falls_back_to_the_jobs_name_and_says_so() -> None:
 def test_another_refusal_to_list_jobs_is_as_pod_logs_refused() -> None:
     kept = [[10.0, 7.5], [20.0, 7.0]]
     api = FakeApi([], [OLD, NEW], LOGS, jobs_status=500)
-    read = _curves(_kube(api), NS, STUDY, STUDY_UID, [_pruned("t1", kept)])
+    read = _curves(_kube(api), NS, STUDY, META, [_pruned("t1", kept)])
     assert read.problem is not None and read.by_name is None
     assert _losses(read.curves["t1"]) == [7.5, 7.0] and api.logs_read == []
 
@@ -215,7 +217,7 @@ def test_get_says_when_it_read_pods_by_name(
 ) -> None:
     printed, rows = _run_get(monkeypatch, tmp_path, capsys, jobs_status=403)
     assert "Jobs could not be listed (" in printed and "forbidden" in printed
-    assert "by its Job's name" in printed and "pod logs could not be read" not in printed
+    assert "by its Job's name" in printed and "could not be read" not in printed
     assert len(rows) == 4  # the merged curve: old steps 10..40, the new run's 10, 20 over them
 
     printed, rows = _run_get(monkeypatch, tmp_path, capsys, jobs_status=200)
@@ -226,17 +228,17 @@ def test_get_says_when_it_read_pods_by_name(
 # -- the Job gone ---------------------------------------------------------------------------
 def test_a_gone_jobs_pods_are_read_when_they_are_one_runs() -> None:
     api = FakeApi([], [OLD], LOGS)
-    read = _curves(_kube(api), NS, STUDY, STUDY_UID, [_succeeded("t1")])
+    read = _curves(_kube(api), NS, STUDY, META, [_succeeded("t1")])
     assert _losses(read.curves["t1"]) == [9.0, 8.0, 7.0, 6.0]
 
 
 def test_pods_of_two_gone_jobs_are_not_guessed_between() -> None:
     """Without a record's curve: no curve; with one: the record's (the certain run)."""
     api = FakeApi([], [OLD, NEW], LOGS)
-    read = _curves(_kube(api), NS, STUDY, STUDY_UID, [_succeeded("t1")])
+    read = _curves(_kube(api), NS, STUDY, META, [_succeeded("t1")])
     assert read.curves == {} and api.logs_read == []
     kept = [[10.0, 5.0], [20.0, 4.0]]
-    read = _curves(_kube(FakeApi([], [OLD, NEW], LOGS)), NS, STUDY, STUDY_UID,
+    read = _curves(_kube(FakeApi([], [OLD, NEW], LOGS)), NS, STUDY, META,
                    [_pruned("t1", kept)])  # fmt: skip
     assert _losses(read.curves["t1"]) == [5.0, 4.0]
 
@@ -245,10 +247,10 @@ def test_a_gone_jobs_log_is_read_only_when_it_agrees_with_the_records_curve() ->
     """A pruned trial's Job deleted, its pod terminating: the log (every evaluation) when
     it is the recorded run, the record's compact curve when it is another run's."""
     same = [[10.0, 9.0], [30.0, 7.0]]  # thinned from the old run's log
-    read = _curves(_kube(FakeApi([], [OLD], LOGS)), NS, STUDY, STUDY_UID, [_pruned("t1", same)])
+    read = _curves(_kube(FakeApi([], [OLD], LOGS)), NS, STUDY, META, [_pruned("t1", same)])
     assert _losses(read.curves["t1"]) == [9.0, 8.0, 7.0, 6.0]
     other = [[10.0, 5.0], [20.0, 4.0]]  # the recorded run was another one
-    read = _curves(_kube(FakeApi([], [OLD], LOGS)), NS, STUDY, STUDY_UID, [_pruned("t1", other)])
+    read = _curves(_kube(FakeApi([], [OLD], LOGS)), NS, STUDY, META, [_pruned("t1", other)])
     assert _losses(read.curves["t1"]) == [5.0, 4.0]
 
 
@@ -261,3 +263,13 @@ def test_same_run_needs_a_shared_step_and_agreement_at_each() -> None:
     assert not same_run(log, curve((10, 9.0), (30, 6.5)))  # one step disagrees
     assert not same_run(log, curve((40, 6.0)))  # nothing shared: cannot tell
     assert not same_run(Curve(), curve((10, 9.0)))
+
+
+def test_a_gone_jobs_pods_made_before_the_study_are_an_earlier_studys() -> None:
+    """A study deleted and made again under the same name can leave pods (orphaned, or
+    still terminating): a gone Job's pod made before this study is never its trial's."""
+    later = {**META, "creationTimestamp": "2026-01-01T00:30:00Z"}  # after OLD was made
+    read = _curves(_kube(FakeApi([], [OLD], LOGS)), NS, STUDY, later, [_succeeded("t1")])
+    assert read.curves == {}
+    read = _curves(_kube(FakeApi([], [OLD], LOGS)), NS, STUDY, META, [_succeeded("t1")])
+    assert _losses(read.curves["t1"]) == [9.0, 8.0, 7.0, 6.0]

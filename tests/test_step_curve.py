@@ -25,21 +25,39 @@ def evaluation(step: int) -> dict[str, object]:
 
 def test_a_long_run_keeps_a_bounded_spread_curve_whose_steps_never_come_back() -> None:
     curve = StepCurve(limit=8)
+    ever: set[int] = set()
     gone: set[int] = set()
     shown: set[int] = set()
     for step in range(0, 10_000, 7):
         curve.add(evaluation(step))
         points = curve.points()
         now = {s for s, _ in points}
-        assert len(points) <= 8 + 1 and points[-1] == (step, 10.0 / (1 + step))
-        assert [s for s, _ in points] == sorted(now)
+        assert len(points) <= 8 and [s for s, _ in points] == sorted(now)
         gone |= shown - now
-        assert not (gone & (now - {step})), "a step dropped earlier is shown again"
+        assert not (gone & now), "a step dropped earlier is shown again"
         shown = now
-    kept = [s for s, _ in curve.points()][:-1]
+        ever |= now
+    # Series a scraper ever sees: half the limit more per halving (logarithmic in the
+    # evaluations), not one per push.
+    halvings = math.ceil(math.log2(len(range(0, 10_000, 7)) / 8))
+    assert len(ever) <= 8 + 4 * halvings, len(ever)
+    kept = [s for s, _ in curve.points()]
     assert kept[0] == 0 and len(kept) >= 4  # the start, and spread over the run
-    gaps = {b - a for a, b in itertools.pairwise(kept)}
-    assert len(gaps) == 1, kept  # evenly spaced: every stride-th evaluation
+    assert len({b - a for a, b in itertools.pairwise(kept)}) == 1, kept  # every stride-th
+    # At the end the latest joins them: the panel shows where the trial stopped.
+    assert curve.points(final=True)[-1] == (9996, 10.0 / 9997)
+
+
+def test_repeated_steps_replace_and_keep_the_spacing_and_whole_floats_count() -> None:
+    once, twice = StepCurve(limit=4), StepCurve(limit=4)
+    for step in range(0, 100, 5):
+        once.add(evaluation(step))
+        twice.add({"step": float(step), "validation_loss": 99.0})  # a float step, whole
+        twice.add(evaluation(step))  # the same step again: replaces the first
+    assert once.points() == twice.points()
+    assert once.points(final=True) == twice.points(final=True)
+    twice.add({"step": 95.5, "validation_loss": 1.0})  # not a step: ignored
+    assert twice.points(final=True) == once.points(final=True)
 
 
 def test_a_new_run_from_the_start_replaces_the_curve_and_bad_fields_are_ignored() -> None:
@@ -49,11 +67,11 @@ def test_a_new_run_from_the_start_replaces_the_curve_and_bad_fields_are_ignored(
     for bad in ({"step": "40", "validation_loss": 1.0}, {"step": True, "validation_loss": 1.0},
                 {"step": 40, "validation_loss": None}, {"step": 40}):  # fmt: skip
         curve.add(bad)
-    assert [s for s, _ in curve.points()] == [10, 20, 30]
+    assert [s for s, _ in curve.points(final=True)] == [10, 20, 30]
     curve.add({"step": 40, "validation_loss": math.nan})  # diverged: shown as it was
-    assert math.isnan(curve.points()[-1][1])
+    assert math.isnan(curve.points(final=True)[-1][1])
     curve.add(evaluation(5))  # a retry that started over
-    assert curve.points() == [(5, 10.0 / 6)]
+    assert curve.points(final=True) == [(5, 10.0 / 6)]
 
 
 def test_the_exposition_is_one_sample_per_step_with_the_trials_sizes() -> None:
@@ -78,5 +96,8 @@ def test_the_trainers_metrics_show_the_same_points_and_drop_the_thinned_ones() -
         for m in re.finditer(rf'^{contract.CURVE_GAUGE}{{[^}}]*step="(\d+)"', text, re.M)
     )
     assert found == [s for s, _ in sketch.points()]
-    assert len(found) <= contract.CURVE_POINTS + 1 and found[-1] == 1990
+    assert 3 <= len(found) <= contract.CURVE_POINTS and found[0] == 0
     assert 'trial="demo-d64-m8-s0"' in text
+    progress.on_event("eval", evaluation(5))  # a run that started over: its curve alone
+    text = generate_latest(progress.registry).decode()
+    assert re.findall(rf'^{contract.CURVE_GAUGE}{{[^}}]*step="(\d+)"', text, re.M) == ["5"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import sys
 import threading
 import time
@@ -43,11 +44,26 @@ def progress_values(fields: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
+def _whole(value: Any) -> int | None:
+    """A step as an int: an integer, or a float (numpy's too) with no fraction."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        x = float(value)
+        return int(x) if math.isfinite(x) and x.is_integer() else None
+    return None
+
+
 class StepCurve:
     """A running trial's (step, validation loss) pairs for the dashboard, bounded: the
     evaluations whose index is a multiple of a stride that doubles each time more than
-    ``limit`` are kept (every other kept one is dropped), and the latest. A step once
-    dropped is never kept again, so a scraper sees few series come and go."""
+    ``limit`` are kept (every other kept one is dropped). Only kept steps are shown while
+    the trial runs, and a step once dropped is never kept again, so the series a scraper
+    ever sees of a trial grow with the log of its evaluations (``limit`` and half of it
+    more per halving: 32 and 10,000 evaluations, about 170), not one per push; the
+    latest evaluation joins them at the end (`points`)."""
 
     def __init__(self, limit: int = contract.CURVE_POINTS) -> None:
         self.limit = max(limit, 2)
@@ -59,28 +75,35 @@ class StepCurve:
         self.latest: tuple[int, float] | None = None
 
     def add(self, fields: Mapping[str, Any]) -> None:
-        """One evaluation (ignored without an integer step and a numeric loss)."""
-        step, loss = fields.get("step"), fields.get(contract.METRIC)
-        if not isinstance(step, int) or isinstance(step, bool):
+        """One evaluation (ignored without a whole step and a numeric loss). Another at
+        the latest one's step replaces it; a step below it starts a new run."""
+        step, loss = _whole(fields.get("step")), fields.get(contract.METRIC)
+        if step is None or not isinstance(loss, numbers.Real) or isinstance(loss, bool):
             return
-        if not isinstance(loss, int | float) or isinstance(loss, bool):
-            return
-        if self.latest is not None and step < self.latest[0]:  # a new run from the start
-            self._reset()
         point = (step, float(loss))
+        if self.latest is not None and step <= self.latest[0]:
+            if step == self.latest[0]:
+                self.latest = point
+                if self.kept and self.kept[-1][0] == step:
+                    self.kept[-1] = point
+                return
+            self._reset()
         if self.seen % self.stride == 0:
-            self.kept = [p for p in self.kept if p[0] != step] + [point]
+            self.kept.append(point)
             if len(self.kept) > self.limit:
                 self.kept, self.stride = self.kept[::2], self.stride * 2
         self.seen += 1
         self.latest = point
 
-    def points(self) -> list[tuple[int, float]]:
-        """The kept pairs in step order, each step once, ending with the latest."""
-        by_step = dict(self.kept)
-        if self.latest is not None:
-            by_step[self.latest[0]] = self.latest[1]
-        return sorted(by_step.items())
+    def points(self, final: bool = False) -> list[tuple[int, float]]:
+        """The kept pairs in step order; ``final`` (training ended): with the latest."""
+        if final and self.latest is not None and self.latest not in self.kept:
+            return [*self.kept, self.latest]
+        return list(self.kept)
+
+    def ends_shown(self, shown: list[tuple[int, float]]) -> bool:
+        """Whether ``shown`` ends with the latest evaluation."""
+        return self.latest is None or (bool(shown) and shown[-1] == self.latest)
 
 
 def curve_exposition(points: Iterable[tuple[int, float]], env: Mapping[str, str]) -> str:
@@ -114,6 +137,9 @@ class ProgressPush:
         self.interval, self.timeout, self.clock = interval, timeout, clock
         self.last_attempt = -math.inf
         self.pending: dict[str, float] | None = None
+        #: The latest evaluation's gauges, and the curve points last pushed.
+        self.values: dict[str, float] = {}
+        self.shown: list[tuple[int, float]] = []
         self.pushed = 0
         self.failed = 0
         self.sender: threading.Thread | None = None
@@ -130,23 +156,27 @@ class ProgressPush:
         if not self.enabled or not values:
             return False
         self.curve.add(fields)
-        self.pending = values
+        self.pending = self.values = values
         if self.clock() - self.last_attempt < self.interval:
             return False
         return self._push()
 
     def flush(self) -> bool:
-        """Push the latest evaluation the throttle held back (the end of training: the
-        dashboard shows where the trial stopped). Whether one was pushed."""
-        return self.enabled and self.pending is not None and self._push()
+        """Push the latest evaluation the throttle held back, and the curve with it
+        (the end of training: the dashboard shows where the trial stopped). Whether one
+        was pushed."""
+        if not self.enabled or not self.values:
+            return False
+        held = self.pending is not None or not self.curve.ends_shown(self.shown)
+        return held and self._push(final=True)
 
-    def _push(self) -> bool:
+    def _push(self, final: bool = False) -> bool:
         """One attempt, in a thread that training waits on for ``timeout`` at most (a
         gateway that answers a byte at a time, or a name that takes long to resolve,
         would hold a plain request far longer): past it the attempt is a failure and the
         thread is left to end on its own; none starts beside one still hanging."""
-        values, self.pending = self.pending or {}, None
-        points = self.curve.points()
+        values, self.pending = self.values, None
+        points = self.curve.points(final)
         self.last_attempt = self.clock()
         if self.sender is not None and self.sender.is_alive():
             return False
@@ -166,6 +196,7 @@ class ProgressPush:
         self.sender.join(self.timeout)
         if outcome and outcome[0] is None:
             self.pushed += 1
+            self.shown = points
             return True
         error = outcome[0] if outcome else TimeoutError(f"no answer within {self.timeout} s")
         self.failed += 1

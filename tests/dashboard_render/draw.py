@@ -154,6 +154,14 @@ def _xychart_fields(panel: dict[str, Any]) -> tuple[str, str, bool]:
     return x, by, scale == "log"
 
 
+def _label_order(value: str) -> tuple[int, float, str]:
+    """Numbers first, by value; then other labels, by text."""
+    try:
+        return (0, float(value), "")
+    except ValueError:
+        return (1, 0.0, value)
+
+
 def _xychart(ax: Axes, d: PanelData) -> None:
     x, by, log_x = _xychart_fields(d.panel)
     parts: dict[str, list[tuple[float, float]]] = {}
@@ -161,7 +169,7 @@ def _xychart(ax: Axes, d: PanelData) -> None:
         for s in t.series:
             part = s.labels.get(by, "?")
             parts.setdefault(part, []).append((float(s.labels[x]), s.values[-1]))
-    for part in sorted(parts, key=lambda v: float(v) if v.replace(".", "").isdigit() else v):
+    for part in sorted(parts, key=_label_order):
         points = sorted(parts[part])
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3,
                 linestyle="none", label=f"{by}={part}")  # fmt: skip

@@ -86,8 +86,7 @@ def cmd_get(args: argparse.Namespace) -> int:
     status = ScalingStudyStatus.lenient(obj.get("status") or {})
     out = Path(args.out or f"scalingstudy-{args.study}")
     planned = planned_records(args.study, spec, status.results)
-    uid = str((obj.get("metadata") or {}).get("uid") or "")
-    read = _curves(kube, namespace, args.study, uid, planned)
+    read = _curves(kube, namespace, args.study, obj.get("metadata") or {}, planned)
     written = write_study_output(
         out, args.study, spec, planned, status.design,
         f"cluster study {namespace}/{args.study}, phase {status.phase or 'unknown'}",
@@ -101,7 +100,7 @@ def cmd_get(args: argparse.Namespace) -> int:
              if left_out else ""))  # fmt: skip
     print_summary(written, status.design)
     if read.problem:
-        print(f"pod logs could not be read ({read.problem}): curves.csv holds only the "
+        print(f"the trials' pods could not be read ({read.problem}): curves.csv holds only the "
               "curves kept in status")  # fmt: skip
     elif read.by_name:
         print(f"Jobs could not be listed ({read.by_name}): curves.csv read each trial's "
@@ -122,7 +121,7 @@ class CurvesRead(NamedTuple):
 
 
 def _curves(
-    kube: Kube, namespace: str, study: str, study_uid: str, planned: list[TrialRecord]
+    kube: Kube, namespace: str, study: str, meta: Obj, planned: list[TrialRecord]
 ) -> CurvesRead:
     """Each trial's curve from its pod 0's log (the recorded trials' and the running
     ones'; `pod_logs.trial_attempts` says which pods are a trial's), a pruned trial whose
@@ -139,8 +138,10 @@ def _curves(
     running: list[CurveTrial] = []
     problem = by_name = None
     try:
-        identity, by_name = _job_identity(kube, namespace, study, study_uid)
+        # Pods first: a Job made after them is not seen (its pods were not listed either);
+        # one deleted after them is really gone.
         pods = kube.list_pods(namespace, f"{LABEL_STUDY}={study}")
+        identity, by_name = _job_identity(kube, namespace, study, meta)
         for pod in _live(pods, identity):
             trial = of_pod(pod)
             if trial is not None and trial.trial not in names:
@@ -155,19 +156,23 @@ def _curves(
 
 
 def _job_identity(
-    kube: Kube, namespace: str, study: str, study_uid: str
+    kube: Kube, namespace: str, study: str, meta: Obj
 ) -> tuple[JobIdentity | None, str | None]:
-    """The study's Jobs by name and uid; (None, why) where listing them is forbidden."""
+    """The study's Jobs by name and uid; (None, why) where listing them is forbidden. Any
+    other refusal raises, said as the Jobs' (not the pod logs')."""
     from scalingstudy.cluster.kube import ApiError
     from scalingstudy.cluster.manifests import LABEL_STUDY
+    from scalingstudy.cluster.observe import parse_time
     from scalingstudy.cluster.pod_logs import job_identity
 
+    uid, since = str(meta.get("uid") or ""), parse_time(meta.get("creationTimestamp"))
     try:
-        return job_identity(kube.list_jobs(namespace, f"{LABEL_STUDY}={study}"), study_uid), None
+        jobs = list(kube.list_jobs(namespace, f"{LABEL_STUDY}={study}"))
     except ApiError as exc:
         if exc.status != 403:
-            raise
+            raise ApiError(exc.status, "list", "jobs", f"Jobs not listed: {exc.detail}") from exc
         return None, exc.detail
+    return job_identity(jobs, uid, since), None
 
 
 def _live(pods: list[Obj], identity: JobIdentity | None) -> list[Obj]:

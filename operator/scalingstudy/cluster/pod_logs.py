@@ -177,11 +177,16 @@ class JobIdentity:
 
     current: Mapping[str, str]
     listed: frozenset[str]
+    since: dt.datetime | None = None
+    """The study's creation: a pod made before it is an earlier study's of the same name
+    (orphaned, or still terminating), never a gone Job of this one."""
 
 
-def job_identity(jobs: Iterable[Obj], study_uid: str) -> JobIdentity:
+def job_identity(
+    jobs: Iterable[Obj], study_uid: str, since: dt.datetime | None = None
+) -> JobIdentity:
     """The identity of the listed Jobs; only those the study (by uid) controls are its
-    trials' (the operator's own test, `Gatherer.jobs`)."""
+    trials' (the operator's own test, `Gatherer.jobs`); ``since``: the study's creation."""
     current: dict[str, str] = {}
     listed: set[str] = set()
     for job in jobs:
@@ -192,7 +197,7 @@ def job_identity(jobs: Iterable[Obj], study_uid: str) -> JobIdentity:
         listed.add(uid)
         if name and controlled_by(job, study_uid):
             current[name] = uid
-    return JobIdentity(current, frozenset(listed))
+    return JobIdentity(current, frozenset(listed), since)
 
 
 def gone_jobs(pods: Iterable[Obj], trial: str, identity: JobIdentity) -> set[str]:
@@ -214,13 +219,16 @@ def trial_attempts(
     Job's. Jobs not listed (``identity`` None): by the controller reference's name, as
     before `get` listed Jobs. The trial's Job listed: its pods only, by uid, so pods an
     earlier Job of that name left (terminating, orphaned) are never merged into its
-    curve. Its Job gone: the pods of the one gone Job that controls any of them; none
-    when two or more did (which run the record is cannot be told)."""
+    curve. Its Job gone: the pods of the one gone Job that controls any of them made
+    since the study was (an earlier study of the same name left the others); none when
+    two or more did (which run the record is cannot be told)."""
     if identity is None:
         return pods_zero(pods, job_name=trial), False
     uid = identity.current.get(trial)
     if uid:
         return pods_zero(pods, job_uid=uid), False
+    if identity.since is not None:
+        pods = [p for p in pods if _created(p) >= identity.since]
     gone = gone_jobs(pods, trial, identity)
     return (pods_zero(pods, job_uid=gone.pop()) if len(gone) == 1 else []), True
 
