@@ -107,3 +107,17 @@ def test_a_diverged_trial_that_already_beats_its_rivals_is_not_stopped() -> None
     loser = _running("w", [3.5, 3.2, 3.1, 3.0, math.nan], 0.1)
     [stopped] = decide([loser, rival], on)
     assert (stopped.trial, stopped.against) == ("w", "r")
+
+
+def test_a_lapse_in_one_seed_trains_every_pruned_seed_of_the_arm_again() -> None:
+    """Seeds of one arm were pruned together on their mean: the failure of the rival's
+    seed 1 lapses the pruned arm's seed 0 too (else its mean would rest on seed 1)."""
+    plan = Plan.of("s", parse_spec({**SPEC, "seeds": 2}))
+    name = {(t.data_size, t.learning_rate, t.seed): t.name for t in plan}
+    pruned = [_pruned(plan, name[(100, 0.1, s)], against=name[(100, 0.01, s)]) for s in (0, 1)]
+    other = _pruned(plan, name[(200, 0.1, 1)], against=name[(200, 0.01, 1)])  # another arm
+    records = {r.trial: r for r in [*pruned, other]}
+    assert lapsed_prunes(plan, records) == []
+    failed = _done(plan, name[(100, 0.01, 1)], "Failed")
+    records[failed.trial] = failed
+    assert lapsed_prunes(plan, records) == sorted(r.trial for r in pruned)

@@ -258,11 +258,13 @@ def judge(
 ) -> list[Prune]:  # fmt: skip
     """The running trials to stop, by the study's pruning settings, exactly as the local
     runner asks: the built-in trainer (no custom command) reports its lowest evaluation,
-    so its best so far bounds its final."""
+    so its best so far bounds its final; every planned seed of an arm must have started
+    before the arm is judged (`pruning.arms`)."""
     table = competitors(live, records, curves)
     from scalingstudy.pruning import decide  # the forecast's numpy: only where pruning runs
 
-    return decide(table, spec.design.pruning, final_is_lowest=not spec.trainer.command)
+    return decide(table, spec.design.pruning, final_is_lowest=not spec.trainer.command,
+                  seeds=range(spec.seeds))  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -314,7 +314,7 @@ class _Loop:
         table = competitors(finished, self.finished_curves(finished), running, self.live)
         # The built-in trainer reports its lowest evaluation: its best so far bounds its final.
         lowest = not self.spec.trainer.command
-        for prune in decide(table, settings, final_is_lowest=lowest):
+        for prune in decide(table, settings, final_is_lowest=lowest, seeds=range(self.spec.seeds)):
             if prune.trial in self.running and prune.trial not in self.pruned:
                 self._stop_pruned(prune)
 

@@ -26,9 +26,13 @@ def lapsed_prunes(plan: Plan, records: Mapping[str, TrialRecord]) -> list[str]:
     has failed, or is no longer planned (a spec edit dropped its value). Such a trial
     may be the slot's winner after all, so its record is dropped and it is trained again
     (from its checkpoint where the trainer kept one). A competitor that was itself pruned
-    keeps the decision: it lost to a third that beats both."""
-    lapsed = []
-    for name, r in plan.relevant(records).items():
+    keeps the decision: it lost to a third that beats both. Seeds of one arm (data size,
+    model size, rate) were pruned together, on their mean (`pruning.arms`): when one's
+    decision lapses, all the arm's pruned seeds are trained again, so that its mean
+    never rests on a subset of them."""
+    relevant = plan.relevant(records)
+    lapsed: set[tuple[int, int, float | None]] = set()
+    for r in relevant.values():
         rival = r.pruned_against
         if r.status != "Pruned" or rival is None:
             continue
@@ -36,8 +40,12 @@ def lapsed_prunes(plan: Plan, records: Mapping[str, TrialRecord]) -> list[str]:
         if rival not in plan.names or (
             rival_record is not None and rival_record.status == "Failed"
         ):
-            lapsed.append(name)
-    return sorted(lapsed)
+            lapsed.add(_arm(r))
+    return sorted(n for n, r in relevant.items() if r.status == "Pruned" and _arm(r) in lapsed)
+
+
+def _arm(r: TrialRecord) -> tuple[int, int, float | None]:
+    return (r.data_size, r.model_size, r.learning_rate)
 
 
 def schedule(
