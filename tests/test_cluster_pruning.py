@@ -44,6 +44,7 @@ from scalingstudy.render.curves_html import TrialLine
 from scalingstudy.render.output import write_curves_csv
 from scalingstudy.spec import parse_spec
 from scalingstudy.status import ScalingStudyStatus
+from scalingstudy_sdk.contract import CURVE_GAUGE
 from scalingstudy_sdk.curve import Curve, CurvePoint
 from tests.harness import cluster as harness
 
@@ -369,7 +370,29 @@ def test_a_flood_of_forged_pushes_writes_one_event_and_forgets_ended_trials() ->
     again, seen = pp.unseen(found, seen, {f.trial for f in found})
     assert again == []  # the same samples read again: not counted twice
     moved, seen = pp.unseen([pp.Forged("t00", 30, 2.0, 9.0)], seen, {"t00"})
-    assert [f.step for f in moved] == [30] and seen == {"t00": 30}  # ended trials forgotten
+    assert [f.step for f in moved] == [30] and seen == {"t00": {20, 30}}  # ended: forgotten
+    # A forged curve point at a step counted already (the same evaluation) is not again.
+    assert pp.unseen([pp.Forged("t00", 20, 2.0, 9.0)], seen, {"t00"})[0] == []
+
+
+def test_a_pushed_curve_point_the_log_contradicts_is_forged() -> None:
+    """The curve the progress push carries (the step panel's) is checked as the latest
+    evaluation is: at each step the log has; other metrics and bad labels are skipped."""
+
+    def sample(trial: str, step: str, value: str, name: str = CURVE_GAUGE) -> dict[str, Any]:
+        return {"metric": {"__name__": name, "trial": trial, "step": step},
+                "value": [0, value]}  # fmt: skip
+
+    answer = {"status": "success", "data": {"resultType": "vector", "result": [
+        sample("t1", "10", "3.0"), sample("t1", "20", "9.0"), sample("t1", "70", "9.0"),
+        sample("t1", "x", "9.0"), sample("t2", "10", "3.0"),
+        sample("t1", "10", "1.0", name="scalingstudy_trial_validation_loss"),
+    ]}}  # fmt: skip
+    points = pp.pushed_curves(answer)
+    assert points == {"t1": {10: 3.0, 20: 9.0, 70: 9.0}, "t2": {10: 3.0}}
+    curves = {"t1": _curve(3.0, 2.0), "t2": _curve(3.0)}
+    assert pp.forged_points(points, curves) == [pp.Forged("t1", 20, 2.0, 9.0)]
+    assert pp.pushed_curves({"data": {"result": "no vector"}}) == {}
 
 
 # -- E: a pruned trial whose rival failed, or is no longer planned, is trained again ---

@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -39,6 +40,7 @@ from scalingstudy.cluster.reasons import Event, EventReason
 from scalingstudy.contract import PROGRESS_PUSH_JOB
 from scalingstudy.records import TrialRecord
 from scalingstudy.spec import ScalingStudySpec
+from scalingstudy_sdk.contract import CURVE_GAUGE
 from scalingstudy_sdk.curve import Curve
 
 log = logging.getLogger("scalingstudy.operator")
@@ -56,9 +58,10 @@ class PruneStep:
 
 
 def progress_query(namespace: str, study: str) -> str:
-    """The latest pushed progress of a study's running trials (display only)."""
+    """The pushed progress of a study's running trials (display only): the latest
+    evaluation's gauges and the curve so far."""
     return (
-        f'{{__name__=~"{PREFIX}.+",job="{PROGRESS_PUSH_JOB}",'
+        f'{{__name__=~"{PREFIX}.+|{CURVE_GAUGE}",job="{PROGRESS_PUSH_JOB}",'
         f"namespace={promql_string(namespace)},study={promql_string(study)}}}"
     )
 
@@ -82,8 +85,8 @@ class Pruner:
         self.last: dict[tuple[str, str], float] = {}
         #: Curves of succeeded trials, by (namespace, study) then Job uid: read once.
         self.finished: dict[tuple[str, str], dict[str, tuple[str, Curve]]] = {}
-        #: Per running trial, the step of the forgery last counted (`pp.unseen`).
-        self.counted: dict[tuple[str, str], dict[str, int]] = {}
+        #: Per running trial, the steps of the forgeries counted (`pp.unseen`).
+        self.counted: dict[tuple[str, str], dict[str, frozenset[int]]] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         for memo in (self.last, self.finished, self.counted):
@@ -209,16 +212,19 @@ class Pruner:
     ) -> list[Event]:
         """Compare pushed progress with the running trials' logs; count each disagreement
         once, in one Event a pass."""
-        pushed = self._pushed(ref)
+        answer = self._pushed(ref)
         key = (ref.namespace, ref.name)
-        found = pp.forged(pushed, {t: c for t, c in curves.items() if t in live})
+        own = {t: c for t, c in curves.items() if t in live}
+        found = [*pp.forged(samples_by_trial(answer), own),
+                 *pp.forged_points(pp.pushed_curves(answer), own)]  # fmt: skip
         fresh, self.counted[key] = pp.unseen(found, self.counted.get(key, {}), live)
         if fresh:
             self.metrics.result_mismatches.labels(ref.namespace, ref.name).inc(len(fresh))
         event = pp.forged_event(fresh)
         return [] if event is None else [event]
 
-    def _pushed(self, ref: StudyRef) -> dict[str, dict[str, float]]:
+    def _pushed(self, ref: StudyRef) -> Any:
+        """Prometheus' answer to `progress_query` (empty where it has none to give)."""
         if not self.prometheus.url:
             return {}
         query = progress_query(ref.namespace, ref.name)
@@ -226,7 +232,9 @@ class Pruner:
             r = self.prometheus.http.post(f"{self.prometheus.url}/api/v1/query",
                                           data={"query": query})  # fmt: skip
             r.raise_for_status()
-            return samples_by_trial(r.json())
+            answer = r.json()
+            samples_by_trial(answer)  # an answer that is no instant vector: none to read
+            return answer
         except (httpx.HTTPError, ValueError, PrometheusUnavailableError) as exc:
             log.info("%s/%s: pushed progress not read: %s", ref.namespace, ref.name, exc)
             return {}

@@ -40,6 +40,7 @@ from scalingstudy.cluster.reasons import Event, EventReason
 from scalingstudy.pruning.decision import Competitor, Prune
 from scalingstudy.records import TrialRecord, compact_curve
 from scalingstudy.spec import ScalingStudySpec
+from scalingstudy_sdk.contract import CURVE_GAUGE
 from scalingstudy_sdk.curve import Curve, CurvePoint
 
 #: At most this often (seconds) a study's running trials' logs are read and judged.
@@ -278,14 +279,18 @@ class Forged:
 
 
 def unseen(
-    found: Sequence[Forged], seen: Mapping[str, int], live: Collection[str]
-) -> tuple[list[Forged], dict[str, int]]:
-    """The forgeries not counted yet, and what to remember: the step last counted of each
-    running trial (the progress group holds one latest evaluation a trial, so a sample read
-    again is not counted again; a trial that ended is forgotten: memory stays bounded)."""
-    fresh = [f for f in found if seen.get(f.trial) != f.step]
+    found: Sequence[Forged], seen: Mapping[str, frozenset[int]], live: Collection[str]
+) -> tuple[list[Forged], dict[str, frozenset[int]]]:
+    """The forgeries not counted yet, and what to remember: the steps counted of each
+    running trial (the progress group holds a trial's latest evaluation and its thinned
+    curve, read again each pass: a forged evaluation, latest or curve point, counts once;
+    a trial that ended is forgotten, and a curve's steps are bounded: memory stays so)."""
+    fresh: list[Forged] = []
     kept = {t: s for t, s in seen.items() if t in live}
-    kept.update({f.trial: f.step for f in fresh})
+    for f in found:
+        if f.step not in kept.get(f.trial, frozenset()):
+            fresh.append(f)
+            kept[f.trial] = kept.get(f.trial, frozenset()) | {f.step}
     return fresh, kept
 
 
@@ -307,6 +312,38 @@ def forged_event(fresh: Sequence[Forged]) -> Event | None:
         " Pruning reads only the log (the Pushgateway accepts pushes from anyone who can "
         "reach it)",
     )
+
+
+def pushed_curves(answer: Any) -> dict[str, dict[int, float]]:
+    """The pushed curve points (`contract.CURVE_GAUGE`, by trial and step) in an
+    instant-vector answer (pure); samples without a whole step or a number are skipped."""
+    data = answer.get("data") if isinstance(answer, dict) else None
+    result = data.get("result") if isinstance(data, dict) else None
+    out: dict[str, dict[int, float]] = {}
+    for sample in result if isinstance(result, list) else ():
+        labels = sample.get("metric") if isinstance(sample, dict) else None
+        if not isinstance(labels, dict) or labels.get("__name__") != CURVE_GAUGE:
+            continue
+        trial, step = labels.get("trial"), str(labels.get("step", ""))
+        try:
+            value = float(sample["value"][1])
+        except (KeyError, IndexError, TypeError, ValueError):
+            continue
+        if isinstance(trial, str) and trial and step.isdigit():
+            out.setdefault(trial, {})[int(step)] = value
+    return out
+
+
+def forged_points(
+    pushed: Mapping[str, Mapping[int, float]], curves: Mapping[str, Curve]
+) -> list[Forged]:
+    """Pushed curve points that disagree with the trial's log at their step (as
+    `forged`, for each point)."""
+    out: list[Forged] = []
+    for trial, points in sorted(pushed.items()):
+        for step, value in sorted(points.items()):
+            out += forged({trial: {"steps": float(step), "validation_loss": value}}, curves)
+    return out
 
 
 def forged(pushed: Mapping[str, Mapping[str, float]], curves: Mapping[str, Curve]) -> list[Forged]:
