@@ -901,7 +901,8 @@ def _means(family: Family, stopped: Collection[str]) -> dict[tuple[int, ...], di
             cell, arm = _cell(r, family)
             finals.setdefault(cell, {}).setdefault(arm, []).append(r.final)
     log = not family.compare_model_sizes
-    return {c: {a: mean(v, log) for a, v in arms.items()} for c, arms in finals.items()}
+    return {c: {a: mean(v, log, optimistic=True) or 0.0 for a, v in arms.items()}
+            for c, arms in finals.items()}  # fmt: skip
 
 
 def _arms(family: Family) -> dict[tuple[tuple[int, ...], float], list[str]]:

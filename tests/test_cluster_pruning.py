@@ -241,8 +241,8 @@ def test_the_built_in_trainers_best_so_far_bounds_its_final_as_locally() -> None
     live = [_job("bad", rate=1.0), _job("new", rate=0.1)]
     curves = {"bad": _curve(*[3.0 - 0.001 * i for i in range(12)], budget=200),
               "new": _curve(1.0, 0.9, budget=200)}  # fmt: skip
-    assert [p.trial for p in pp.judge(builtin, live, {}, curves)] == ["bad"]
-    assert pp.judge(custom, live, {}, curves) == []
+    assert [p.trial for p in pp.judge("s", builtin, live, {}, curves)] == ["bad"]
+    assert pp.judge("s", custom, live, {}, curves) == []
 
 
 def _rules(*values: str) -> list[dict[str, Any]]:

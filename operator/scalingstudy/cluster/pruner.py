@@ -144,7 +144,7 @@ class Pruner:
                         ref.namespace, ref.name, exc)  # fmt: skip
             return [], []
         events = self._check_progress(ref, curves, {j.trial for j in live})
-        prunes = pp.judge(spec, live, recorded, curves)
+        prunes = pp.judge(ref.name, spec, live, recorded, curves)
         by_trial = {j.trial: j for j in live}
         out: list[TrialRecord] = []
         for prune in prunes:

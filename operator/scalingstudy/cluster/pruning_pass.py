@@ -39,6 +39,7 @@ from scalingstudy.cluster.observe import JobState, controlled_by, job_state, pod
 from scalingstudy.cluster.reasons import Event, EventReason
 from scalingstudy.pruning.decision import Competitor, Prune
 from scalingstudy.records import TrialRecord, compact_curve
+from scalingstudy.results import planned_records
 from scalingstudy.spec import ScalingStudySpec
 from scalingstudy_sdk.contract import CURVE_GAUGE
 from scalingstudy_sdk.curve import Curve, CurvePoint
@@ -254,18 +255,21 @@ FORGED_NAMED = 5
 
 
 def judge(
-    spec: ScalingStudySpec, live: Sequence[JobState], records: Mapping[str, TrialRecord],
-    curves: Mapping[str, Curve],
+    study: str, spec: ScalingStudySpec, live: Sequence[JobState],
+    records: Mapping[str, TrialRecord], curves: Mapping[str, Curve],
 ) -> list[Prune]:  # fmt: skip
     """The running trials to stop, by the study's pruning settings, exactly as the local
     runner asks: the built-in trainer (no custom command) reports its lowest evaluation,
     so its best so far bounds its final; every planned seed of an arm must have started
-    before the arm is judged (`pruning.arms`)."""
-    table = competitors(live, records, curves)
+    before the arm is judged (`pruning.arms`). Only the records of trials the spec plans
+    now compete (`planned_records`, as the runner's): a value an edit removed is no one's
+    rival."""
+    planned = {r.trial: r for r in planned_records(study, spec, records.values())}
+    table = competitors(live, planned, curves)
     from scalingstudy.pruning import decide  # the forecast's numpy: only where pruning runs
 
     return decide(table, spec.design.pruning, final_is_lowest=not spec.trainer.command,
-                  seeds=range(spec.seeds))  # fmt: skip
+                  seeds=range(spec.seeds), every_seed_planned=not spec.design.adaptive)  # fmt: skip
 
 
 @dataclass(frozen=True)

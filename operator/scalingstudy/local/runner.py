@@ -314,7 +314,9 @@ class _Loop:
         table = competitors(finished, self.finished_curves(finished), running, self.live)
         # The built-in trainer reports its lowest evaluation: its best so far bounds its final.
         lowest = not self.spec.trainer.command
-        for prune in decide(table, settings, final_is_lowest=lowest, seeds=range(self.spec.seeds)):
+        seeds, every = range(self.spec.seeds), not self.spec.design.adaptive
+        for prune in decide(table, settings, final_is_lowest=lowest, seeds=seeds,
+                            every_seed_planned=every):  # fmt: skip
             if prune.trial in self.running and prune.trial not in self.pruned:
                 self._stop_pruned(prune)
 

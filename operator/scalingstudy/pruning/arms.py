@@ -24,7 +24,9 @@ sorted, so the same inputs in any order give the same decision.
 - A diverged running seed: where the trainer reports its lowest evaluation, that lowest
   finite evaluation is its final (the loss will not come back); otherwise it will fail
   and the product's mean leaves it out, so the arm is judged on its other seeds (an arm
-  whose every seed will fail cannot win: any counting rival arm stops it).
+  whose every seed will fail cannot win: any counting rival arm stops it), and the seed
+  itself is stopped at its first rung beside a rival arm that bounds its final.
+- Model sizes compete as arms only without a rate sweep (`_rivals`).
 """
 
 from __future__ import annotations
@@ -62,11 +64,14 @@ def _order(key: ArmKey) -> tuple[int, int, float]:
     return (key[0], key[1], -1.0 if key[2] is None else key[2])
 
 
-def mean(values: Sequence[float], log: bool) -> float:
+def mean(values: Sequence[float], log: bool, optimistic: bool = False) -> float | None:
     """The mean the product compares: of log losses (as a geometric mean, so it reads
-    as a loss) over rates, of losses over model sizes; arithmetic where a value is not
-    positive (a log mean has none)."""
-    if log and all(v > 0 for v in values):
+    as a loss) over rates, of losses over model sizes. A bound that is not positive has
+    no log: an optimistic mean is then 0 (such an arm may still win), a pessimistic one
+    None (it bounds nothing)."""
+    if log and any(v <= 0 for v in values):
+        return 0.0 if optimistic else None
+    if log:
         return math.exp(math.fsum(math.log(v) for v in values) / len(values))
     return math.fsum(values) / len(values)
 
@@ -98,39 +103,47 @@ class Arm:
         if not self.complete or any(b.optimistic is None and not b.fails for b in self.members):
             return None
         values = [b.optimistic for b in self.members if not b.fails and b.optimistic is not None]
-        return mean(values, log) if values else math.inf
+        return mean(values, log, optimistic=True) if values else math.inf
 
     def finished(self, log: bool) -> float | None:
         """The mean of its finished seeds' finals: what the product's mean rests on once
         the others are pruned (they have no loss); None without a finished seed."""
         finals = [b.competitor.final for b in self.members if b.competitor.final is not None]
-        return mean(finals, log) if finals else None
+        return mean(finals, log, optimistic=True) if finals else None
 
     @property
     def running(self) -> list[Competitor]:
         return [b.competitor for b in self.members if b.competitor.running]
 
 
-def arms(bounds: Sequence[SeedBound], seeds: Sequence[int]) -> list[Arm]:
-    """The study's arms, sorted; an arm is complete when it has a trial of every seed in
-    ``seeds`` (the study's planned seeds)."""
+def arms(bounds: Sequence[SeedBound], seeds: Sequence[int], every_seed: bool = True) -> list[Arm]:
+    """The study's arms, sorted, of its planned ``seeds`` only (a seed an edit removed
+    is out of the product's mean, so out of the arm's). ``every_seed``: every arm plans
+    every seed (a grid), so an arm is complete once it has a trial of each; an adaptive
+    design plans extra seeds only for the sizes it keeps, later: there an arm is the
+    seeds it has."""
     grouped: dict[ArmKey, dict[int, SeedBound]] = {}
-    for b in sorted(bounds, key=lambda b: b.competitor.trial):
-        grouped.setdefault(arm_of(b.competitor), {}).setdefault(b.competitor.seed, b)
     planned = set(seeds)
+    for b in sorted(bounds, key=lambda b: b.competitor.trial):
+        if b.competitor.seed in planned:
+            grouped.setdefault(arm_of(b.competitor), {}).setdefault(b.competitor.seed, b)
     return [
-        Arm(key, tuple(by_seed[s] for s in sorted(by_seed)), planned <= set(by_seed))
+        Arm(key, tuple(by_seed[s] for s in sorted(by_seed)),
+            planned <= set(by_seed) or not every_seed)
         for key, by_seed in sorted(grouped.items(), key=lambda kv: _order(kv[0]))
-    ]
+    ]  # fmt: skip
 
 
 def _rivals(a: Arm, everyone: Sequence[Arm], compare_model_sizes: bool) -> list[Arm]:
     """An arm's rival arms: the other rates of its (data size, model size) and, where
     model sizes compete, the other arms of its data size, except for a model size next
-    to the best one (by the arms' pessimistic mean loss), kept for the model-size law."""
+    to the best one (by the arms' pessimistic mean loss), kept for the model-size law.
+    Model sizes compete only where each has one arm: with a rate sweep a size's loss is
+    the mean loss of the rate its mean log loss picks, which no one arm's bound bounds
+    (a rate that is not the pick can have the lower mean loss)."""
     slot = [b for b in everyone if b.key[0] == a.key[0]]
     same_size = [b for b in slot if b.key[1] == a.key[1] and b.key != a.key]
-    if not compare_model_sizes:
+    if not compare_model_sizes or len({b.key[1] for b in slot}) < len(slot):
         return same_size
     known = [(v, _order(b.key), b.key[1]) for b in slot if (v := b.pessimistic(False)) is not None]
     if known:
@@ -157,7 +170,7 @@ def _judge(a: Arm, rivals: Sequence[Arm], confidence: float) -> tuple[Arm, str] 
     finished = a.finished(log)
     if low is None or low <= best or (finished is not None and finished <= best):
         return None
-    which = "mean log loss" if log else "mean loss"
+    which = "geometric-mean loss" if log else "mean loss"
     return rival, (
         f"cannot win its slot across seeds: arm {a.name}'s {which} is at least {low:.4g} "
         f"({confidence:.0%} lower bounds of its running seeds, finals of its finished "
@@ -171,15 +184,33 @@ def _against(rival: Arm, seed: int) -> str:
     return same[0] if same else rival.members[0].competitor.trial
 
 
+def _diverged(a: Arm, rivals: Sequence[Arm]) -> list[Prune]:
+    """The running seeds of ``a`` that diverged and will fail (no lowest evaluation
+    reported), stopped at their first rung beside a rival arm that bounds its final, as
+    a diverged trial of one seed is: the product's mean leaves a failed trial out as it
+    does a pruned one, and nothing is learnt by letting it run."""
+    known = sorted((v, _order(r.key), r) for r in rivals
+                   if (v := r.pessimistic(r.key[1] == a.key[1])) is not None)  # fmt: skip
+    if not known:
+        return []
+    rival = known[0][2]
+    return [
+        Prune(b.competitor.trial, b.competitor.curve.last_step or 0, b.competitor.curve.best(),
+              f"its loss is not finite (diverged); arm {rival.name} bounds its final",
+              _against(rival, b.competitor.seed))
+        for b in a.members if b.fails and b.competitor.running
+    ]  # fmt: skip
+
+
 def decide_arms(
     bounds: Sequence[SeedBound], seeds: Sequence[int], compare_model_sizes: bool,
-    confidence: float,
+    confidence: float, every_seed: bool = True,
 ) -> list[Prune]:  # fmt: skip
-    """The running trials to stop: every running seed of each arm that cannot win, in
-    trial-name order. An arm is never stopped in the same decision as the arm it loses
-    to (where the two means of rates and sizes order arms differently, the rival is
-    kept), so the last arm is never stopped."""
-    everyone = arms(bounds, seeds)
+    """The running trials to stop: every running seed of each arm that cannot win, and
+    the diverged seeds that will fail, in trial-name order. An arm is never stopped in
+    the same decision as the arm it loses to (where the two means of rates and sizes
+    order arms differently, the rival is kept), so the last arm is never stopped."""
+    everyone = arms(bounds, seeds, every_seed)
     lost: dict[ArmKey, tuple[Arm, str]] = {}
     for a in everyone:
         judged = _judge(a, _rivals(a, everyone, compare_model_sizes), confidence)
@@ -199,4 +230,7 @@ def decide_arms(
         for rival, why in [lost[a.key]]
         for c in a.running
     ]  # fmt: skip
+    for a in everyone:
+        if a.key not in lost:
+            out += _diverged(a, _rivals(a, everyone, compare_model_sizes))
     return sorted(out, key=lambda p: p.trial)

@@ -304,6 +304,7 @@ def decide(
     prior: Sequence[Mapping[float, float]] | None = None,
     seeds: Sequence[int] | None = None,
     across_seeds: bool = True,
+    every_seed_planned: bool = True,
 ) -> list[Prune]:
     """The running trials to stop now, in trial-name order. ``final_is_lowest``: the
     trainer reports its lowest evaluation as its result (the built-in trainer does), so a
@@ -311,19 +312,23 @@ def decide(
     forecast errors per rung, pooled with the study's own where it has fewer than
     minCalibrationTrials (`calibration.calibrate`; the runner and the operator pass none:
     docs/pruning.md). ``seeds``: the seeds the study plans (default: every seed among
-    ``competitors``); with several, arms across seeds compete (arms.py) unless
-    ``across_seeds`` is False (each seed's slot on its own: the rule before arms, kept for
-    the benchmark's contrast). Nothing when disabled."""
+    ``competitors``; a competitor of another seed, which an edit removed, is left out);
+    with several, arms across seeds compete (arms.py) unless ``across_seeds`` is False
+    (each seed's slot on its own: the rule before arms, kept for the benchmark's
+    contrast). ``every_seed_planned``: every arm plans every seed (a grid; False for an
+    adaptive design, which adds seeds to the sizes it keeps). Nothing when disabled."""
     if not settings.enabled:
         return []
     z = NormalDist().inv_cdf(settings.confidence)
-    everyone = sorted(competitors, key=lambda c: c.trial)
+    everyone = sorted((c for c in competitors if seeds is None or c.seed in seeds),
+                      key=lambda c: c.trial)  # fmt: skip
     ctx = _Context(z, settings, final_is_lowest, study_calibration(everyone, settings, prior or ()))
     bounds = {c.trial: pessimistic(c, ctx) for c in everyone}
     planned = sorted(set(seeds) if seeds else {c.seed for c in everyone})
     if across_seeds and len(planned) > 1:
         seeded = [_seed_bound(c, bounds[c.trial], ctx) for c in everyone]
-        return decide_arms(seeded, planned, settings.compare_model_sizes, settings.confidence)
+        return decide_arms(seeded, planned, settings.compare_model_sizes, settings.confidence,
+                           every_seed_planned)  # fmt: skip
     out = []
     for t in everyone:
         if not t.running or t.final is not None or not t.curve.step_budget:

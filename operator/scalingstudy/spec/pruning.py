@@ -27,8 +27,9 @@ class PruningSpec(SpecModel):
     predicted final loss, with an uncertainty backtested on its own partial curve, is
     worse with high confidence than the best competitor's pessimistic final; once enough
     trials finished, the uncertainty is the spread of the study's own forecast errors.
-    Competitors are the learning rates of one (data size, model size, seed) and the model
-    sizes of one (data size, seed). Needs metric.name validation_loss. Off by default:
+    Competitors are the learning rates of one (data size, model size) and the model sizes
+    of one data size; with several seeds each rate or size is judged by the mean over its
+    seeds, as the results pick it. Needs metric.name validation_loss. Off by default:
     benchmarks/pruning.py measures what it saves and whether it keeps every winner."""
 
     model_config = ConfigDict(
@@ -63,9 +64,10 @@ class PruningSpec(SpecModel):
     made there: from then on a forecast's interval is the empirical spread of the
     study's own forecast errors, not the curve's conservative one (docs/pruning.md)."""
     compare_model_sizes: bool = True
-    """Also compare the model sizes of one (data size, seed), not only the learning rates
-    of one (data size, model size, seed). False keeps every model size to its end (the
-    joint fit in model size and data reads them all)."""
+    """Also compare the model sizes of one data size, not only the learning rates of one
+    (data size, model size) (with several seeds and a rate sweep, only the rates: a size's
+    loss is then its picked rate's). False keeps every model size to its end (the joint
+    fit in model size and data reads them all)."""
 
     @model_validator(mode="after")
     def _ordered(self) -> PruningSpec:

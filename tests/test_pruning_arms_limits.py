@@ -1,0 +1,116 @@
+"""Where arms across seeds must not prune (review of issue 38's seeds change): the
+product's winner when rates and sizes are both swept, an adaptive design's one-seed arms,
+a seed an edit removed, a bound that is not positive; and where they must (the product's
+geometric mean, a chain of arms, a diverged seed). Real curves through the real rule."""
+
+from __future__ import annotations
+
+from scalingstudy.cluster import pruning_pass as pp
+from scalingstudy.cluster.observe import JobState
+from scalingstudy.fitting.points import Point, best_from_cells, best_rate_per_cell, cells
+from scalingstudy.planning.plan import trial_name
+from scalingstudy.pruning import decide
+from scalingstudy.pruning.arms import mean
+from scalingstudy.records import TrialRecord
+from scalingstudy.spec import parse_spec
+from tests.test_cluster_pruning import _curve
+from tests.test_pruning import ON
+from tests.test_pruning_seeds import RATES_ONLY, done, settled, trial
+
+
+def product_pick(finals: dict[tuple[int, float], list[float]]) -> tuple[int, float]:
+    """The (model size, rate) the product keeps at data size 1000, as the fit picks it."""
+    rows = [((1000.0, float(m)), lr, v) for (m, lr), vs in finals.items() for v in vs]
+    best = best_rate_per_cell(rows)
+    points = [Point(1000.0, v, float(m), str(i)) for (m, lr), vs in finals.items()
+              if best[(1000.0, float(m))] == lr for i, v in enumerate(vs)]  # fmt: skip
+    (pick,) = best_from_cells(cells(points))
+    size = int(pick.model_size or 0)
+    return size, best[(1000.0, float(size))]
+
+
+def test_with_rates_and_sizes_swept_the_products_winner_is_not_pruned_across_sizes() -> None:
+    """Size 16's rate by mean log loss is 0.02 (finals 0.20, 0.70: its size's loss is
+    0.45), though rate 0.01's mean loss is 0.40; size 4 at rate 0.01 settles at 0.42 and
+    is the product's winner. No arm of size 16 bounds size 16's loss: sizes do not
+    compete here, rates still do."""
+    finals = {(16, 0.01): [0.40, 0.40], (16, 0.02): [0.20, 0.70], (8, 0.01): [0.50, 0.50],
+              (8, 0.02): [0.55, 0.55], (4, 0.02): [0.60, 0.60]}  # fmt: skip
+    table = [done(f"m{m}-{lr}-s{s}", v, lr=lr, seed=s, model=m)
+             for (m, lr), vs in finals.items() for s, v in enumerate(vs)]  # fmt: skip
+    table += [trial(f"m4-0.01-s{s}", settled(0.42, 2 + s), 900, lr=0.01, seed=s, model=4)
+              for s in (0, 1)]  # fmt: skip
+    assert product_pick({**finals, (4, 0.01): [0.42, 0.42]}) == (4, 0.01)
+    assert not any(p.trial.startswith("m4-0.01") for p in decide(table, ON, seeds=range(2)))
+    # A hopeless rate of one size still loses to its own size's rates.
+    table.append(trial("m8-0.05-s0", settled(0.9, 5), 900, lr=0.05, seed=0, model=8))
+    table.append(trial("m8-0.05-s1", settled(0.9, 6), 900, lr=0.05, seed=1, model=8))
+    out = decide(table, ON, seeds=range(2))
+    assert [p.trial for p in out] == ["m8-0.05-s0", "m8-0.05-s1"], out
+
+
+def test_an_adaptive_designs_one_seed_arms_are_judged() -> None:
+    """An adaptive stage trains seed 0 of every size and adds seeds only to the best two
+    later: its arms are the seeds they have, so the hopeless size is stopped; a grid's
+    arm waits for its unstarted seed."""
+    table = [done(f"m{m}-s0", 0.3 + 0.01 * m, lr=None, seed=0, model=m) for m in (4, 8)]
+    table += [done("m16-s0", 0.5, lr=None, seed=0, model=16),
+              trial("m32-s0", lambda s: 5.0 + 100 / s, 600, lr=None, seed=0, model=32)]  # fmt: skip
+    adaptive = decide(table, ON, seeds=range(2), every_seed_planned=False)
+    assert [p.trial for p in adaptive] == ["m32-s0"]
+    assert decide(table, ON, seeds=range(2)) == []
+
+
+def test_a_seed_the_spec_no_longer_plans_is_no_part_of_any_arm_on_the_cluster() -> None:
+    """seeds edited from 3 to 2: status keeps seed 2's result, which would pull the
+    rival's mean to 0.30 and stop the product's pick (0.30 < the planned 0.40)."""
+    spec = parse_spec({"task": {"name": "teacher-student"},
+                       "dataSizes": {"values": [100, 200, 400]}, "modelSizes": {"values": [4]},
+                       "learningRates": {"values": [0.1, 1.0]}, "seeds": 2,
+                       "design": {"pruning": {"enabled": True}}})  # fmt: skip
+
+    def name(seed: int, rate: float) -> str:
+        return trial_name("s", 100, 4, seed, rate)
+
+    records = {name(s, 0.1): TrialRecord(trial=name(s, 0.1), data_size=100, model_size=4,
+                                         seed=s, learning_rate=0.1, status="Succeeded",
+                                         loss=loss)
+               for s, loss in ((0, 0.40), (1, 0.40), (2, 0.10))}  # fmt: skip
+    live = [JobState(trial=name(s, 1.0), name=name(s, 1.0), phase="active",
+                     coordinates=(100, 4, s), learning_rate=1.0, uid=f"u{s}")
+            for s in (0, 1)]  # fmt: skip
+    flat = [0.30 + 0.0001 * (12 - i) for i in range(12)]
+    curves = {j.trial: _curve(*flat) for j in live}
+    assert pp.judge("s", spec, live, records, curves) == []
+    del records[name(0, 0.1)]  # a rival arm without a planned seed bounds nothing
+    assert pp.judge("s", spec, live, records, curves) == []
+
+
+def test_a_bound_that_is_not_positive_has_no_log_mean() -> None:
+    assert mean([-0.01, 1.0], True, optimistic=True) == 0.0  # may still win
+    assert mean([-0.01, 1.0], True) is None  # bounds nothing
+    assert mean([0.25, 1.0], True) == 0.5 and mean([0.25, 1.0], False) == 0.625
+
+
+def test_rates_are_compared_by_the_products_geometric_mean() -> None:
+    """The rival's finals 0.2 and 0.8: geometric mean 0.4, arithmetic 0.5; a rate that
+    settles at 0.45 loses by the product's rule (mean log loss), though not by the
+    arithmetic mean."""
+    table = [done("a-s0", 0.2, lr=0.01, seed=0), done("a-s1", 0.8, lr=0.01, seed=1),
+             trial("b-s0", settled(0.45, 2), 900, lr=0.1, seed=0),
+             trial("b-s1", settled(0.45, 3), 900, lr=0.1, seed=1)]  # fmt: skip
+    out = decide(table, RATES_ONLY)
+    assert [p.trial for p in out] == ["b-s0", "b-s1"] and "geometric-mean" in out[0].message
+
+
+def test_no_arm_is_stopped_against_an_arm_stopped_in_the_same_decision() -> None:
+    """Three rates, two running behind a finished one: each stopped arm names a rival
+    that goes on (the last arm standing is never stopped)."""
+    table = [done("a-s0", 0.30, lr=0.01, seed=0), done("a-s1", 0.30, lr=0.01, seed=1),
+             trial("b-s0", settled(0.50, 2), 900, lr=0.1, seed=0),
+             trial("b-s1", settled(0.50, 3), 900, lr=0.1, seed=1),
+             trial("c-s0", settled(0.80, 4), 900, lr=1.0, seed=0),
+             trial("c-s1", settled(0.80, 5), 900, lr=1.0, seed=1)]  # fmt: skip
+    out = {p.trial: p.against for p in decide(table, RATES_ONLY)}
+    assert set(out) >= {"b-s0", "b-s1"} and out["b-s0"] == "a-s0", out
+    assert all(against not in out for against in out.values()), out
