@@ -24,8 +24,10 @@ sorted, so the same inputs in any order give the same decision.
 - A diverged running seed: where the trainer reports its lowest evaluation, that lowest
   finite evaluation is its final (the loss will not come back); otherwise it will fail
   and the product's mean leaves it out, so the arm is judged on its other seeds (an arm
-  whose every seed will fail cannot win: any counting rival arm stops it), and the seed
-  itself is stopped at its first rung beside a rival arm that bounds its final.
+  whose every seed will fail cannot win: any counting rival arm stops it). It is not
+  stopped on its own: a stopped seed has no bound, so its arm could not be judged again
+  (its other seeds would run to their end), while a running one that will fail leaves the
+  arm judgeable (benchmarks/pruning.py: stopping it saved no compute and split arms).
 - Model sizes compete as arms only without a rate sweep (`_rivals`).
 """
 
@@ -184,32 +186,14 @@ def _against(rival: Arm, seed: int) -> str:
     return same[0] if same else rival.members[0].competitor.trial
 
 
-def _diverged(a: Arm, rivals: Sequence[Arm]) -> list[Prune]:
-    """The running seeds of ``a`` that diverged and will fail (no lowest evaluation
-    reported), stopped at their first rung beside a rival arm that bounds its final, as
-    a diverged trial of one seed is: the product's mean leaves a failed trial out as it
-    does a pruned one, and nothing is learnt by letting it run."""
-    known = sorted((v, _order(r.key), r) for r in rivals
-                   if (v := r.pessimistic(r.key[1] == a.key[1])) is not None)  # fmt: skip
-    if not known:
-        return []
-    rival = known[0][2]
-    return [
-        Prune(b.competitor.trial, b.competitor.curve.last_step or 0, b.competitor.curve.best(),
-              f"its loss is not finite (diverged); arm {rival.name} bounds its final",
-              _against(rival, b.competitor.seed))
-        for b in a.members if b.fails and b.competitor.running
-    ]  # fmt: skip
-
-
 def decide_arms(
     bounds: Sequence[SeedBound], seeds: Sequence[int], compare_model_sizes: bool,
     confidence: float, every_seed: bool = True,
 ) -> list[Prune]:  # fmt: skip
-    """The running trials to stop: every running seed of each arm that cannot win, and
-    the diverged seeds that will fail, in trial-name order. An arm is never stopped in
-    the same decision as the arm it loses to (where the two means of rates and sizes
-    order arms differently, the rival is kept), so the last arm is never stopped."""
+    """The running trials to stop: every running seed of each arm that cannot win, in
+    trial-name order. An arm is never stopped in the same decision as the arm it loses
+    to (where the two means of rates and sizes order arms differently, the rival is
+    kept), so the last arm is never stopped."""
     everyone = arms(bounds, seeds, every_seed)
     lost: dict[ArmKey, tuple[Arm, str]] = {}
     for a in everyone:
@@ -230,7 +214,4 @@ def decide_arms(
         for rival, why in [lost[a.key]]
         for c in a.running
     ]  # fmt: skip
-    for a in everyone:
-        if a.key not in lost:
-            out += _diverged(a, _rivals(a, everyone, compare_model_sizes))
     return sorted(out, key=lambda p: p.trial)
