@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -26,6 +28,18 @@ def pytest_configure(config: pytest.Config) -> None:
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if worker.startswith("gw") and 1 < workers <= len(cores):
         os.sched_setaffinity(0, cores[int(worker[2:]) % workers :: workers])
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    """benchmarks/pruning.py as a module (not a package): its replay and families."""
+    path = ROOT / "benchmarks" / "pruning.py"
+    spec = importlib.util.spec_from_file_location("pruning_benchmark", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture

@@ -5,11 +5,8 @@ through the real rule; no mocks."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import random
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -76,17 +73,6 @@ def test_a_decision_with_a_prior_does_not_depend_on_any_order() -> None:
 
 
 # ---------------------------------------------------------------- the benchmark's bounds
-@pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "pruning.py"
-    spec = importlib.util.spec_from_file_location("pruning_benchmark", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_oracle_of_a_three_rate_sweep_is_one_whole_trial_and_two_first_rungs(
     bench: ModuleType,
 ) -> None:

@@ -5,15 +5,10 @@ mocks."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import random
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from types import ModuleType
-
-import pytest
 
 from scalingstudy.pruning import Competitor, decide
 from scalingstudy.pruning.arms import mean
@@ -197,17 +192,6 @@ def test_the_decision_does_not_depend_on_the_order_of_the_competitors() -> None:
 
 
 # ---------------------------------------------------------------- the benchmark's seeds
-@pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "pruning.py"
-    spec = importlib.util.spec_from_file_location("pruning_benchmark_seeds", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_benchmark_groups_replicate_studies_as_seeds_and_picks_by_the_mean(
     bench: ModuleType,
 ) -> None:
