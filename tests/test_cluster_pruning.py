@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from scalingstudy import curve_rows
+from scalingstudy.cluster import forgery
 from scalingstudy.cluster import pruning_pass as pp
 from scalingstudy.cluster.collect import CollectPolicy, collect
 from scalingstudy.cluster.manifests import (
@@ -37,7 +38,7 @@ from scalingstudy.cluster.pruner import pruned_event
 from scalingstudy.cluster.reconcile import decide, to_collect
 from scalingstudy.cluster.status_builder import build_status
 from scalingstudy.contract import TrialResult
-from scalingstudy.planning.plan import Plan, Trial
+from scalingstudy.planning.plan import Plan, Trial, trial_name
 from scalingstudy.pruning import Prune
 from scalingstudy.records import TrialRecord
 from scalingstudy.render.curves_html import TrialLine
@@ -173,15 +174,17 @@ def test_an_unreadable_decision_still_records_the_trial_pruned() -> None:
     assert record.status == "Pruned" and "could not be read" in (record.message or "")
 
 
-def test_only_running_and_succeeded_trials_compete() -> None:
+def test_failed_and_pruned_trials_compete_with_no_final_as_locally() -> None:
+    """A failed (or pruned) trial bounds no one; it is still its arm's seed, so an arm
+    with one is not judged (the runner's competitors hold it the same way)."""
     ok = TrialRecord.succeeded(Trial(100, 4, 0, name="ok", learning_rate=0.1),
                                TrialResult(loss=2.0), 5.0)  # fmt: skip
     failed = TrialRecord.failed(Trial(100, 4, 0, name="bad", learning_rate=1.0), "X", "", 1.0)
     out = pp.competitors([_job("run", rate=0.3)], {"ok": ok, "bad": failed},
-                         {"run": _curve(2.5), "ok": _curve(2.1)})  # fmt: skip
-    assert [(c.trial, c.running, c.final) for c in out] == [("run", True, None),
-                                                            ("ok", False, 2.0)]  # fmt: skip
-    assert out[1].curve == _curve(2.1)
+                         {"run": _curve(2.5), "ok": _curve(2.1), "bad": _curve(9.0)})  # fmt: skip
+    assert [(c.trial, c.running, c.final) for c in out] == [
+        ("run", True, None), ("ok", False, 2.0), ("bad", False, None)]  # fmt: skip
+    assert out[1].curve == _curve(2.1) and out[2].curve == Curve()
 
 
 def test_pushed_progress_that_the_log_contradicts_is_forged() -> None:
@@ -192,7 +195,7 @@ def test_pushed_progress_that_the_log_contradicts_is_forged() -> None:
         "t3": {"steps": 50.0, "validation_loss": 9.0},  # a step the log lacks: unknown
         "t4": {"steps": 10.0, "validation_loss": 9.0},  # no log read
     }
-    assert pp.forged(pushed, curves) == [pp.Forged("t1", 20, 2.0, 9.0)]
+    assert forgery.forged(pushed, curves) == [forgery.Forged("t1", 20, 2.0, 9.0)]
 
 
 def test_a_pruned_trial_is_finished_not_failed_and_not_started_again() -> None:
@@ -238,10 +241,11 @@ def test_the_built_in_trainers_best_so_far_bounds_its_final_as_locally() -> None
            "design": {"pruning": {"enabled": True}}}  # fmt: skip
     builtin = parse_spec(doc)
     custom = parse_spec({**doc, "trainer": {"command": ["train"]}})
-    live = [_job("bad", rate=1.0), _job("new", rate=0.1)]
-    curves = {"bad": _curve(*[3.0 - 0.001 * i for i in range(12)], budget=200),
-              "new": _curve(1.0, 0.9, budget=200)}  # fmt: skip
-    assert [p.trial for p in pp.judge("s", builtin, live, {}, curves)] == ["bad"]
+    bad, new = trial_name("s", 100, 4, 0, 1.0), trial_name("s", 100, 4, 0, 0.1)
+    live = [_job(bad, rate=1.0), _job(new, rate=0.1)]
+    curves = {bad: _curve(*[3.0 - 0.001 * i for i in range(12)], budget=200),
+              new: _curve(1.0, 0.9, budget=200)}  # fmt: skip
+    assert [p.trial for p in pp.judge("s", builtin, live, {}, curves)] == [bad]
     assert pp.judge("s", custom, live, {}, curves) == []
 
 
@@ -358,21 +362,21 @@ def test_a_succeeded_trial_without_a_read_curve_competes_with_its_record() -> No
 
 # -- C: a forged flood is one Event a pass, every forgery counted, memory bounded ------
 def test_a_flood_of_forged_pushes_writes_one_event_and_forgets_ended_trials() -> None:
-    found = [pp.Forged(f"t{i:02d}", 20, 2.0, 9.0) for i in range(30)]
-    fresh, seen = pp.unseen(found, {}, {f.trial for f in found})
+    found = [forgery.Forged(f"t{i:02d}", 20, 2.0, 9.0) for i in range(30)]
+    fresh, seen = forgery.unseen(found, {}, {f.trial for f in found})
     assert len(fresh) == 30
-    event = pp.forged_event(fresh)
+    event = forgery.forged_event(fresh)
     assert event is not None and event.reason == "ResultMismatch" and event.type == "Warning"
     assert event.message.startswith("30 pushed evaluation(s)")
     assert "t00 at step 20" in event.message and "t04" in event.message
     assert "t05" not in event.message and "and 25 more" in event.message
-    assert pp.forged_event([]) is None
-    again, seen = pp.unseen(found, seen, {f.trial for f in found})
+    assert forgery.forged_event([]) is None
+    again, seen = forgery.unseen(found, seen, {f.trial for f in found})
     assert again == []  # the same samples read again: not counted twice
-    moved, seen = pp.unseen([pp.Forged("t00", 30, 2.0, 9.0)], seen, {"t00"})
+    moved, seen = forgery.unseen([forgery.Forged("t00", 30, 2.0, 9.0)], seen, {"t00"})
     assert [f.step for f in moved] == [30] and seen == {"t00": {20, 30}}  # ended: forgotten
     # A forged curve point at a step counted already (the same evaluation) is not again.
-    assert pp.unseen([pp.Forged("t00", 20, 2.0, 9.0)], seen, {"t00"})[0] == []
+    assert forgery.unseen([forgery.Forged("t00", 20, 2.0, 9.0)], seen, {"t00"})[0] == []
 
 
 def test_a_pushed_curve_point_the_log_contradicts_is_forged() -> None:
@@ -388,11 +392,39 @@ def test_a_pushed_curve_point_the_log_contradicts_is_forged() -> None:
         sample("t1", "x", "9.0"), sample("t2", "10", "3.0"),
         sample("t1", "10", "1.0", name="scalingstudy_trial_validation_loss"),
     ]}}  # fmt: skip
-    points = pp.pushed_curves(answer)
+    answer["data"]["result"] += [sample("t1", "²", "9.0"), sample("t1", "9" * 5000, "9.0")]
+    points = forgery.pushed_curves(answer)  # a step that is no ASCII number, or too long: skipped
     assert points == {"t1": {10: 3.0, 20: 9.0, 70: 9.0}, "t2": {10: 3.0}}
     curves = {"t1": _curve(3.0, 2.0), "t2": _curve(3.0)}
-    assert pp.forged_points(points, curves) == [pp.Forged("t1", 20, 2.0, 9.0)]
-    assert pp.pushed_curves({"data": {"result": "no vector"}}) == {}
+    latest = {
+        "t1": {"steps": 20.0, "validation_loss": 2.0},
+        "t2": {"steps": 10.0, "validation_loss": 3.0},
+    }
+    assert forgery.forged_points(points, latest, curves) == [forgery.Forged("t1", 20, 2.0, 9.0)]
+    assert forgery.pushed_curves({"data": {"result": "no vector"}}) == {}
+    # A latest the log contradicts (counted by `forged`), or does not have yet: the push may
+    # be an earlier attempt's, whose points the retry evaluated again: its curve is not read.
+    for now in ({"steps": 20.0, "validation_loss": 9.0}, {"steps": 50.0, "validation_loss": 1.0}):
+        assert forgery.forged_points(points, {"t1": now}, curves) == []
+    # A flood of pushed points costs at most CURVE_COMPARED comparisons a trial.
+    flood = {"t1": {10 * (i + 1): 9.0 for i in range(100_000)}}
+    now = {"t1": {"steps": 20.0, "validation_loss": 1.0}}
+    found = forgery.forged_points(flood, now, {"t1": _curve(*[1.0] * 200)})
+    assert len(found) == forgery.CURVE_COMPARED
+
+
+def test_pruning_without_prometheus_or_while_it_is_down_counts_nothing_and_judges() -> None:
+    """No --prometheus-url, or one that does not answer: no pushed progress is known (and
+    nothing raises: the pass goes on to judge the trials from their logs)."""
+    from scalingstudy.cluster.manifests import StudyRef
+    from scalingstudy.cluster.metrics import OperatorMetrics
+    from scalingstudy.cluster.prometheus import Prometheus
+    from scalingstudy.cluster.pruner import Pruner
+
+    ref = StudyRef("s", "ns", "uid")
+    for url in ("", "http://127.0.0.1:9"):
+        pruner = Pruner(None, Prometheus(url, timeout=0.5), OperatorMetrics())  # type: ignore[arg-type]
+        assert pruner._check_progress(ref, {"t1": _curve(3.0, 2.0)}, {"t1"}) == []
 
 
 # -- E: a pruned trial whose rival failed, or is no longer planned, is trained again ---

@@ -5,12 +5,15 @@ geometric mean, a chain of arms, a diverged seed). Real curves through the real 
 
 from __future__ import annotations
 
+import math
+
 from scalingstudy.cluster import pruning_pass as pp
 from scalingstudy.cluster.observe import JobState
 from scalingstudy.fitting.points import Point, best_from_cells, best_rate_per_cell, cells
 from scalingstudy.planning.plan import trial_name
 from scalingstudy.pruning import decide
 from scalingstudy.pruning.arms import mean
+from scalingstudy.pruning.decision import judged_seeds
 from scalingstudy.records import TrialRecord
 from scalingstudy.spec import parse_spec
 from tests.test_cluster_pruning import _curve
@@ -49,15 +52,21 @@ def test_with_rates_and_sizes_swept_the_products_winner_is_not_pruned_across_siz
     assert [p.trial for p in out] == ["m8-0.05-s0", "m8-0.05-s1"], out
 
 
-def test_an_adaptive_designs_one_seed_arms_are_judged() -> None:
-    """An adaptive stage trains seed 0 of every size and adds seeds only to the best two
-    later: its arms are the seeds they have, so the hopeless size is stopped; a grid's
-    arm waits for its unstarted seed."""
+def test_an_adaptive_design_is_judged_on_seed_0_and_its_extra_seeds_run_on() -> None:
+    """An adaptive stage trains seed 0 of every size and adds seeds to the two it keeps,
+    later (queued, so not seen): seed 0 is judged as a study of one seed, and an extra
+    seed is neither judged nor anyone's rival; a grid's arm waits for its unstarted seed."""
+    spec = parse_spec({"task": {"name": "teacher-student"},
+                       "dataSizes": {"values": [100, 200, 400]},
+                       "modelSizes": {"values": [4, 8, 16, 32]}, "seeds": 2,
+                       "design": {"strategy": "adaptive",
+                                  "pruning": {"enabled": True}}})  # fmt: skip
+    assert judged_seeds(spec) == ([0], False)
     table = [done(f"m{m}-s0", 0.3 + 0.01 * m, lr=None, seed=0, model=m) for m in (4, 8)]
     table += [done("m16-s0", 0.5, lr=None, seed=0, model=16),
-              trial("m32-s0", lambda s: 5.0 + 100 / s, 600, lr=None, seed=0, model=32)]  # fmt: skip
-    adaptive = decide(table, ON, seeds=range(2), every_seed_planned=False)
-    assert [p.trial for p in adaptive] == ["m32-s0"]
+              trial("m32-s0", lambda s: 5.0 + 100 / s, 600, lr=None, seed=0, model=32),
+              trial("m8-s1", lambda s: 9.0 + 100 / s, 600, lr=None, seed=1, model=8)]  # fmt: skip
+    assert [p.trial for p in decide(table, ON, seeds=[0])] == ["m32-s0"]
     assert decide(table, ON, seeds=range(2)) == []
 
 
@@ -84,6 +93,28 @@ def test_a_seed_the_spec_no_longer_plans_is_no_part_of_any_arm_on_the_cluster() 
     assert pp.judge("s", spec, live, records, curves) == []
     del records[name(0, 0.1)]  # a rival arm without a planned seed bounds nothing
     assert pp.judge("s", spec, live, records, curves) == []
+
+
+def test_a_value_an_edit_removed_is_no_rival_on_the_cluster_running_or_recorded() -> None:
+    """Rate 0.01 was removed from the spec: its finished record and its still-running Job
+    (deleted by this pass, after pruning ran) are no one's rival; rate 1.0 runs on."""
+    doc = {"task": {"name": "teacher-student"}, "dataSizes": {"values": [100, 200, 400]},
+           "modelSizes": {"values": [4]}, "learningRates": {"values": [0.1, 1.0]},
+           "design": {"pruning": {"enabled": True}}}  # fmt: skip
+    spec = parse_spec(doc)
+    gone, kept = trial_name("s", 100, 4, 0, 0.01), trial_name("s", 100, 4, 0, 1.0)
+    job = JobState(trial=kept, name=kept, phase="active", coordinates=(100, 4, 0),
+                   learning_rate=1.0, uid="u1")  # fmt: skip
+    rival = JobState(trial=gone, name=gone, phase="active", coordinates=(100, 4, 0),
+                     learning_rate=0.01, uid="u0")  # fmt: skip
+    record = TrialRecord(trial=gone, data_size=100, model_size=4, seed=0, learning_rate=0.01,
+                         status="Succeeded", loss=0.1)  # fmt: skip
+    curves = {kept: _curve(*[0.9 + 0.0001 * (12 - i) for i in range(12)]),
+              gone: _curve(*[0.1 + 0.0001 * (12 - i) for i in range(12)])}  # fmt: skip
+    assert pp.judge("s", spec, [job], {gone: record}, curves) == []
+    assert pp.judge("s", spec, [job, rival], {}, curves) == []
+    planned = parse_spec({**doc, "learningRates": {"values": [0.01, 0.1, 1.0]}})
+    assert [p.trial for p in pp.judge("s", planned, [job], {gone: record}, curves)] == [kept]
 
 
 def test_a_bound_that_is_not_positive_has_no_log_mean() -> None:
@@ -114,3 +145,30 @@ def test_no_arm_is_stopped_against_an_arm_stopped_in_the_same_decision() -> None
     out = {p.trial: p.against for p in decide(table, RATES_ONLY)}
     assert set(out) >= {"b-s0", "b-s1"} and out["b-s0"] == "a-s0", out
     assert all(against not in out for against in out.values()), out
+
+
+def test_a_diverged_seed_may_report_its_best_evaluation_so_its_arm_is_read_both_ways() -> None:
+    """A custom trainer on the SDK's callbacks reports the best finite evaluation even
+    after a NaN: arm a's seed 0 reached 0.25 before diverging, its seed 1 settles at 0.33;
+    with 0.25 its geometric mean (0.287) is below b's (0.305): a is not stopped."""
+    table = [done("b-s0", 0.30, lr=0.03, seed=0), done("b-s1", 0.31, lr=0.03, seed=1),
+             trial("a-s0", lambda s: 0.24 + 5.0 / s if s < 500 else math.nan, 600,
+                   lr=0.01, seed=0),
+             trial("a-s1", settled(0.33, 4), 600, lr=0.01, seed=1)]  # fmt: skip
+    assert decide(table, RATES_ONLY) == []
+    # Had it diverged above b's mean, the arm cannot win either way.
+    table[2] = trial("a-s0", lambda s: 0.6 + 5.0 / s if s < 500 else math.nan, 600,
+                     lr=0.01, seed=0)  # fmt: skip
+    assert [p.trial for p in decide(table, RATES_ONLY)] == ["a-s0", "a-s1"]
+
+
+def test_whether_sizes_compete_across_seeds_is_the_specs_not_what_is_present() -> None:
+    """With rates swept, sizes do not compete even while only one rate of each size is
+    present (the others pruned, failed or queued: the cluster and the runner see that
+    differently); a study without a sweep compares them."""
+    table = [done(f"m16-s{s}", 0.30, lr=0.01, seed=s, model=16) for s in (0, 1)]
+    table += [trial(f"m4-s{s}", settled(0.9, s), 900, lr=0.01, seed=s, model=4) for s in (0, 1)]
+    table += [done(f"m8-s{s}", 0.5, lr=0.01, seed=s, model=8) for s in (0, 1)]
+    assert decide(table, ON, seeds=range(2), rates_swept=True) == []
+    stopped = decide(table, ON, seeds=range(2), rates_swept=False)
+    assert [p.trial for p in stopped] == ["m4-s0", "m4-s1"]

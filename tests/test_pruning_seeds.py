@@ -123,9 +123,9 @@ def test_never_the_last_arm_nor_the_arm_it_loses_to() -> None:
 
 def test_model_sizes_compete_as_arms_and_the_best_sizes_neighbours_are_kept() -> None:
     bad = lambda s: 5.0 + 100 / s  # noqa: E731
-    table = [done(f"win-s{k}", 0.1, lr=0.01, seed=k, model=64) for k in (0, 1)]
-    table += [trial(f"near-s{k}", bad, 600, lr=0.02, seed=k, model=16) for k in (0, 1)]
-    table += [trial(f"far-s{k}", bad, 600, lr=0.03, seed=k, model=4) for k in (0, 1)]
+    table = [done(f"win-s{k}", 0.1, lr=None, seed=k, model=64) for k in (0, 1)]  # no sweep
+    table += [trial(f"near-s{k}", bad, 600, lr=None, seed=k, model=16) for k in (0, 1)]
+    table += [trial(f"far-s{k}", bad, 600, lr=None, seed=k, model=4) for k in (0, 1)]
     assert [p.trial for p in decide(table, ON)] == ["far-s0", "far-s1"]
     assert "mean loss" in decide(table, ON)[0].message  # model sizes: the mean loss
     assert decide(table, RATES_ONLY) == []

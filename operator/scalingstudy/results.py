@@ -88,16 +88,21 @@ def planned_records(
     the run's record files) but out of the fit. An adaptive design plans more than the
     listed grid (extra seeds, model sizes it extends to): there a record counts while its
     data size, learning rate and model size are still ones the spec allows."""
-    kept = list(records)
+    planned = planned_trial(study, spec)
+    return [r for r in records if planned(r.trial, r.data_size, r.model_size, r.learning_rate)]
+
+
+def planned_trial(study: str, spec: ScalingStudySpec) -> Callable[[str, int, int, float | None],
+                                                                   bool]:  # fmt: skip
+    """Whether the spec plans a trial now, by (name, data size, model size, rate): the
+    test `planned_records` applies to records, for what is not a record yet (a running
+    Job whose value an edit removed is no one's rival either)."""
     if not spec.design.adaptive:
         names = {t.name for t in plan_trials(study, spec)}
-        return [r for r in kept if r.trial in names]
+        return lambda name, *_: name in names
     sizes, models = set(spec.data_sizes.sizes()), set(spec.model_size_candidates())
     rates = set(spec.learning_rate_values())
-    return [
-        r for r in kept
-        if r.data_size in sizes and r.learning_rate in rates and r.model_size in models
-    ]  # fmt: skip
+    return lambda _, d, m, lr: d in sizes and m in models and lr in rates
 
 
 def fit_options(spec: ScalingStudySpec) -> FitOptions:

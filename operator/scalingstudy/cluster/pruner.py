@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from scalingstudy.cluster import forgery
 from scalingstudy.cluster import pruning_pass as pp
 from scalingstudy.cluster.kube import ApiError, Kube
 from scalingstudy.cluster.manifests import LABEL_STUDY, Obj, StudyRef
@@ -57,6 +58,10 @@ class PruneStep:
     wake_in: float | None = None
 
 
+#: An instant-vector answer with no sample.
+EMPTY_VECTOR = {"status": "success", "data": {"resultType": "vector", "result": []}}
+
+
 def progress_query(namespace: str, study: str) -> str:
     """The pushed progress of a study's running trials (display only): the latest
     evaluation's gauges and the curve so far."""
@@ -85,7 +90,7 @@ class Pruner:
         self.last: dict[tuple[str, str], float] = {}
         #: Curves of succeeded trials, by (namespace, study) then Job uid: read once.
         self.finished: dict[tuple[str, str], dict[str, tuple[str, Curve]]] = {}
-        #: Per running trial, the steps of the forgeries counted (`pp.unseen`).
+        #: Per running trial, the steps of the forgeries counted (`forgery.unseen`).
         self.counted: dict[tuple[str, str], dict[str, frozenset[int]]] = {}
 
     def forget(self, namespace: str, name: str) -> None:
@@ -215,18 +220,20 @@ class Pruner:
         answer = self._pushed(ref)
         key = (ref.namespace, ref.name)
         own = {t: c for t, c in curves.items() if t in live}
-        found = [*pp.forged(samples_by_trial(answer), own),
-                 *pp.forged_points(pp.pushed_curves(answer), own)]  # fmt: skip
-        fresh, self.counted[key] = pp.unseen(found, self.counted.get(key, {}), live)
+        latest = samples_by_trial(answer)
+        points = forgery.pushed_curves(answer)
+        found = [*forgery.forged(latest, own), *forgery.forged_points(points, latest, own)]
+        fresh, self.counted[key] = forgery.unseen(found, self.counted.get(key, {}), live)
         if fresh:
             self.metrics.result_mismatches.labels(ref.namespace, ref.name).inc(len(fresh))
-        event = pp.forged_event(fresh)
+        event = forgery.forged_event(fresh)
         return [] if event is None else [event]
 
     def _pushed(self, ref: StudyRef) -> Any:
-        """Prometheus' answer to `progress_query` (empty where it has none to give)."""
+        """Prometheus' answer to `progress_query`: an instant vector, empty where there
+        is no Prometheus or it could not answer (nothing pushed is known, none counted)."""
         if not self.prometheus.url:
-            return {}
+            return EMPTY_VECTOR
         query = progress_query(ref.namespace, ref.name)
         try:
             r = self.prometheus.http.post(f"{self.prometheus.url}/api/v1/query",
@@ -237,4 +244,4 @@ class Pruner:
             return answer
         except (httpx.HTTPError, ValueError, PrometheusUnavailableError) as exc:
             log.info("%s/%s: pushed progress not read: %s", ref.namespace, ref.name, exc)
-            return {}
+            return EMPTY_VECTOR

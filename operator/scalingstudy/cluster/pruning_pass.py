@@ -27,21 +27,17 @@ is (`collect.Mismatch`), and changes nothing.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from scalingstudy.cluster.collect import AGREE_REL
 from scalingstudy.cluster.manifests import COMPLETION_INDEX, Obj
 from scalingstudy.cluster.observe import PRUNED_ANNOTATION as PRUNED_ANNOTATION
 from scalingstudy.cluster.observe import JobState, controlled_by, job_state, pod_outcome
-from scalingstudy.cluster.reasons import Event, EventReason
-from scalingstudy.pruning.decision import Competitor, Prune
+from scalingstudy.pruning.decision import Competitor, Prune, judged_seeds
 from scalingstudy.records import TrialRecord, compact_curve
-from scalingstudy.results import planned_records
+from scalingstudy.results import planned_trial
 from scalingstudy.spec import ScalingStudySpec
-from scalingstudy_sdk.contract import CURVE_GAUGE
 from scalingstudy_sdk.curve import Curve, CurvePoint
 
 #: At most this often (seconds) a study's running trials' logs are read and judged.
@@ -197,20 +193,25 @@ def competitors(
     live: Sequence[JobState], records: Mapping[str, TrialRecord], curves: Mapping[str, Curve]
 ) -> list[Competitor]:
     """Everyone a running trial may compete with: the running trials (their curves so
-    far) and the trials that finished with a result (their recorded loss, and their curve
-    when it could be read). Failed and pruned trials compete with no one."""
+    far) and the finished ones: with a result, their recorded loss and their curve when
+    it could be read; failed or pruned, no final (they bound no one, and a seed of an arm
+    that has none keeps the arm from being judged: the runner's `competitors` too)."""
     out = []
+    running = set()
     for job in live:
         t = job.as_trial
         assert t is not None  # `running` keeps only trials
+        running.add(t.name)
         out.append(Competitor(t.name, t.data_size, t.model_size, t.seed, t.learning_rate,
                               curves.get(t.name, Curve()), None, True))  # fmt: skip
     for r in records.values():
-        if r.status == "Succeeded" and r.loss is not None:
-            read = curves.get(r.trial)
-            curve = read if read is not None and read.points else _record_curve(r)
-            out.append(Competitor(r.trial, r.data_size, r.model_size, r.seed, r.learning_rate,
-                                  curve, r.loss, False))  # fmt: skip
+        if r.trial in running:
+            continue
+        ok = r.status == "Succeeded" and r.loss is not None
+        read = curves.get(r.trial)
+        curve = read if read is not None and read.points else _record_curve(r)
+        out.append(Competitor(r.trial, r.data_size, r.model_size, r.seed, r.learning_rate,
+                              curve if ok else Curve(), r.loss if ok else None, False))  # fmt: skip
     return out
 
 
@@ -250,10 +251,6 @@ def kept_curves(
     return dict(kept[-limit:] if limit > 0 else [])
 
 
-#: Trials a forged-progress Event names (the others are counted).
-FORGED_NAMED = 5
-
-
 def judge(
     study: str, spec: ScalingStudySpec, live: Sequence[JobState],
     records: Mapping[str, TrialRecord], curves: Mapping[str, Curve],
@@ -262,108 +259,16 @@ def judge(
     runner asks: the built-in trainer (no custom command) reports its lowest evaluation,
     so its best so far bounds its final; every planned seed of an arm must have started
     before the arm is judged (`pruning.arms`). Only the records of trials the spec plans
-    now compete (`planned_records`, as the runner's): a value an edit removed is no one's
+    now compete (`results.planned_trial`, as the runner's): a value an edit removed is no one's
     rival."""
-    planned = {r.trial: r for r in planned_records(study, spec, records.values())}
-    table = competitors(live, planned, curves)
+    planned = planned_trial(study, spec)
+    kept = {r.trial: r for r in records.values()
+            if planned(r.trial, r.data_size, r.model_size, r.learning_rate)}  # fmt: skip
+    now = [j for j in live if (t := j.as_trial) is not None
+           and planned(t.name, t.data_size, t.model_size, t.learning_rate)]  # fmt: skip
+    table = competitors(now, kept, curves)
     from scalingstudy.pruning import decide  # the forecast's numpy: only where pruning runs
 
+    seeds, swept = judged_seeds(spec)
     return decide(table, spec.design.pruning, final_is_lowest=not spec.trainer.command,
-                  seeds=range(spec.seeds), every_seed_planned=not spec.design.adaptive)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Forged:
-    """Pushed progress of a running trial that its own log contradicts at the same step."""
-
-    trial: str
-    step: int
-    log_value: float
-    pushed_value: float
-
-
-def unseen(
-    found: Sequence[Forged], seen: Mapping[str, frozenset[int]], live: Collection[str]
-) -> tuple[list[Forged], dict[str, frozenset[int]]]:
-    """The forgeries not counted yet, and what to remember: the steps counted of each
-    running trial (the progress group holds a trial's latest evaluation and its thinned
-    curve, read again each pass: a forged evaluation, latest or curve point, counts once;
-    a trial that ended is forgotten, and a curve's steps are bounded: memory stays so)."""
-    fresh: list[Forged] = []
-    kept = {t: s for t, s in seen.items() if t in live}
-    for f in found:
-        if f.step not in kept.get(f.trial, frozenset()):
-            fresh.append(f)
-            kept[f.trial] = kept.get(f.trial, frozenset()) | {f.step}
-    return fresh, kept
-
-
-def forged_event(fresh: Sequence[Forged]) -> Event | None:
-    """One Warning Event for a pass's forgeries, however many (each counted in the
-    metric): how many, and the first few trials with what each source says."""
-    if not fresh:
-        return None
-    named = "; ".join(
-        f"{f.trial} at step {f.step}: log {f.log_value:.6g}, pushed {f.pushed_value:.6g}"
-        for f in fresh[:FORGED_NAMED]
-    )
-    more = len(fresh) - FORGED_NAMED
-    tail = f"; and {more} more" if more > 0 else ""
-    return Event(
-        "Warning",
-        EventReason.RESULT_MISMATCH,
-        f"{len(fresh)} pushed evaluation(s) disagree with the trials' own logs: {named}{tail}."
-        " Pruning reads only the log (the Pushgateway accepts pushes from anyone who can "
-        "reach it)",
-    )
-
-
-def pushed_curves(answer: Any) -> dict[str, dict[int, float]]:
-    """The pushed curve points (`contract.CURVE_GAUGE`, by trial and step) in an
-    instant-vector answer (pure); samples without a whole step or a number are skipped."""
-    data = answer.get("data") if isinstance(answer, dict) else None
-    result = data.get("result") if isinstance(data, dict) else None
-    out: dict[str, dict[int, float]] = {}
-    for sample in result if isinstance(result, list) else ():
-        labels = sample.get("metric") if isinstance(sample, dict) else None
-        if not isinstance(labels, dict) or labels.get("__name__") != CURVE_GAUGE:
-            continue
-        trial, step = labels.get("trial"), str(labels.get("step", ""))
-        try:
-            value = float(sample["value"][1])
-        except (KeyError, IndexError, TypeError, ValueError):
-            continue
-        if isinstance(trial, str) and trial and step.isdigit():
-            out.setdefault(trial, {})[int(step)] = value
-    return out
-
-
-def forged_points(
-    pushed: Mapping[str, Mapping[int, float]], curves: Mapping[str, Curve]
-) -> list[Forged]:
-    """Pushed curve points that disagree with the trial's log at their step (as
-    `forged`, for each point)."""
-    out: list[Forged] = []
-    for trial, points in sorted(pushed.items()):
-        for step, value in sorted(points.items()):
-            out += forged({trial: {"steps": float(step), "validation_loss": value}}, curves)
-    return out
-
-
-def forged(pushed: Mapping[str, Mapping[str, float]], curves: Mapping[str, Curve]) -> list[Forged]:
-    """Pushed latest evaluations (by trial: ``steps`` and ``validation_loss``, as the
-    progress group's gauges read) that disagree with the trial's log at that step. A step
-    the log does not have (yet) is not compared: it proves nothing either way."""
-    out = []
-    for trial, values in sorted(pushed.items()):
-        curve, step, value = curves.get(trial), values.get("steps"), values.get("validation_loss")
-        if curve is None or step is None or value is None or not math.isfinite(step):
-            continue
-        logged = next((p.validation_loss for p in curve.points if p.step == int(step)), None)
-        if logged is None or not math.isfinite(logged):
-            continue
-        if not math.isfinite(value) or abs(logged - value) > AGREE_REL * max(
-            abs(logged), abs(value)
-        ):
-            out.append(Forged(trial, int(step), logged, value))
-    return out
+                  seeds=seeds, rates_swept=swept)  # fmt: skip

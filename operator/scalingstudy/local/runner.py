@@ -307,6 +307,7 @@ class _Loop:
         if settings is None:
             return
         from scalingstudy.pruning import decide
+        from scalingstudy.pruning.decision import judged_seeds
 
         finished = list(plan.relevant(self.records).values())
         # A pruned trial on its way out is no one's rival any more.
@@ -314,9 +315,9 @@ class _Loop:
         table = competitors(finished, self.finished_curves(finished), running, self.live)
         # The built-in trainer reports its lowest evaluation: its best so far bounds its final.
         lowest = not self.spec.trainer.command
-        seeds, every = range(self.spec.seeds), not self.spec.design.adaptive
+        seeds, swept = judged_seeds(self.spec)
         for prune in decide(table, settings, final_is_lowest=lowest, seeds=seeds,
-                            every_seed_planned=every):  # fmt: skip
+                            rates_swept=swept):  # fmt: skip
             if prune.trial in self.running and prune.trial not in self.pruned:
                 self._stop_pruned(prune)
 

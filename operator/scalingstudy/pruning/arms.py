@@ -22,13 +22,14 @@ sorted, so the same inputs in any order give the same decision.
 - Means: over rates of one model size the product compares mean log loss (a geometric
   mean of the finals), over model sizes the mean loss; a rival is compared by its own.
 - A diverged running seed: where the trainer reports its lowest evaluation, that lowest
-  finite evaluation is its final (the loss will not come back); otherwise it will fail
-  and the product's mean leaves it out, so the arm is judged on its other seeds (an arm
-  whose every seed will fail cannot win: any counting rival arm stops it). It is not
+  finite evaluation is its final (the loss will not come back); otherwise it fails (the
+  product's mean leaves it out) or its result is that lowest evaluation (the SDK's
+  callbacks report it), so the arm's optimistic mean is the lower of the two (an arm
+  whose every seed fails cannot win: any counting rival arm stops it). It is not
   stopped on its own: a stopped seed has no bound, so its arm could not be judged again
   (its other seeds would run to their end), while a running one that will fail leaves the
   arm judgeable (benchmarks/pruning.py: stopping it saved no compute and split arms).
-- Model sizes compete as arms only without a rate sweep (`_rivals`).
+- Model sizes compete as arms only in a study that sweeps no rates (`_rivals`).
 """
 
 from __future__ import annotations
@@ -52,10 +53,12 @@ class SeedBound:
     """Its worst plausible final (rule.pessimistic); None: it bounds nothing."""
     optimistic: float | None
     """Its best plausible final: its recorded final once finished, a running trial's
-    lower bound at its last rung; None: it cannot be judged yet."""
+    lower bound at its last rung; None: it cannot be judged yet. A seed that ``fails``:
+    its best finite evaluation (None before one)."""
     fails: bool = False
-    """Diverged under a trainer that does not report its lowest evaluation: it will
-    fail, and the product's mean leaves it out."""
+    """Diverged under a trainer not known to report its lowest evaluation: it fails
+    (the product's mean leaves it out), or its result is its best evaluation (the SDK's
+    callbacks report that): the arm's optimistic mean is the lower of the two."""
 
 
 def arm_of(c: Competitor) -> ArmKey:
@@ -90,7 +93,8 @@ class Arm:
     def name(self) -> str:
         d, m, lr = self.key
         rate = "" if lr is None else f", learning rate {lr:g}"
-        return f"(data size {d}, model size {m}{rate}; {len(self.members)} seeds)"
+        seeds = len(self.members)
+        return f"(data size {d}, model size {m}{rate}; {seeds} seed{'s' if seeds != 1 else ''})"
 
     def pessimistic(self, log: bool) -> float | None:
         """The mean of its seeds' pessimistic finals; None unless every seed has one."""
@@ -100,12 +104,17 @@ class Arm:
         return mean([v for v in values if v is not None], log)
 
     def optimistic(self, log: bool) -> float | None:
-        """The mean of its seeds' optimistic finals (a seed that will fail left out; inf
-        when all will); None unless every seed has one."""
+        """The mean of its seeds' optimistic finals, the lower of: diverged seeds left
+        out (they fail; inf when every seed does) and counted at their best evaluation;
+        None unless every seed that does not diverge has one."""
         if not self.complete or any(b.optimistic is None and not b.fails for b in self.members):
             return None
-        values = [b.optimistic for b in self.members if not b.fails and b.optimistic is not None]
-        return mean(values, log, optimistic=True) if values else math.inf
+        sure = [b.optimistic for b in self.members if not b.fails and b.optimistic is not None]
+        best = [b.optimistic for b in self.members if b.fails and b.optimistic is not None]
+        means = [mean(sure, log, optimistic=True) if sure else math.inf]
+        if best:
+            means.append(mean(sure + best, log, optimistic=True))
+        return min(m for m in means if m is not None)
 
     def finished(self, log: bool) -> float | None:
         """The mean of its finished seeds' finals: what the product's mean rests on once
@@ -118,20 +127,18 @@ class Arm:
         return [b.competitor for b in self.members if b.competitor.running]
 
 
-def arms(bounds: Sequence[SeedBound], seeds: Sequence[int], every_seed: bool = True) -> list[Arm]:
+def arms(bounds: Sequence[SeedBound], seeds: Sequence[int]) -> list[Arm]:
     """The study's arms, sorted, of its planned ``seeds`` only (a seed an edit removed
-    is out of the product's mean, so out of the arm's). ``every_seed``: every arm plans
-    every seed (a grid), so an arm is complete once it has a trial of each; an adaptive
-    design plans extra seeds only for the sizes it keeps, later: there an arm is the
-    seeds it has."""
+    is out of the product's mean, so out of the arm's); an arm is complete once it has a
+    trial of each (an adaptive design is judged on seed 0 alone:
+    `decision.judged_seeds`)."""
     grouped: dict[ArmKey, dict[int, SeedBound]] = {}
     planned = set(seeds)
     for b in sorted(bounds, key=lambda b: b.competitor.trial):
         if b.competitor.seed in planned:
             grouped.setdefault(arm_of(b.competitor), {}).setdefault(b.competitor.seed, b)
     return [
-        Arm(key, tuple(by_seed[s] for s in sorted(by_seed)),
-            planned <= set(by_seed) or not every_seed)
+        Arm(key, tuple(by_seed[s] for s in sorted(by_seed)), planned <= set(by_seed))
         for key, by_seed in sorted(grouped.items(), key=lambda kv: _order(kv[0]))
     ]  # fmt: skip
 
@@ -140,12 +147,12 @@ def _rivals(a: Arm, everyone: Sequence[Arm], compare_model_sizes: bool) -> list[
     """An arm's rival arms: the other rates of its (data size, model size) and, where
     model sizes compete, the other arms of its data size, except for a model size next
     to the best one (by the arms' pessimistic mean loss), kept for the model-size law.
-    Model sizes compete only where each has one arm: with a rate sweep a size's loss is
-    the mean loss of the rate its mean log loss picks, which no one arm's bound bounds
-    (a rate that is not the pick can have the lower mean loss)."""
+    The caller turns ``compare_model_sizes`` off for a study that sweeps rates: a size's
+    loss is then the mean loss of the rate its mean log loss picks, which no one arm's
+    bound bounds (a rate that is not the pick can have the lower mean loss)."""
     slot = [b for b in everyone if b.key[0] == a.key[0]]
     same_size = [b for b in slot if b.key[1] == a.key[1] and b.key != a.key]
-    if not compare_model_sizes or len({b.key[1] for b in slot}) < len(slot):
+    if not compare_model_sizes:
         return same_size
     known = [(v, _order(b.key), b.key[1]) for b in slot if (v := b.pessimistic(False)) is not None]
     if known:
@@ -188,13 +195,13 @@ def _against(rival: Arm, seed: int) -> str:
 
 def decide_arms(
     bounds: Sequence[SeedBound], seeds: Sequence[int], compare_model_sizes: bool,
-    confidence: float, every_seed: bool = True,
+    confidence: float,
 ) -> list[Prune]:  # fmt: skip
     """The running trials to stop: every running seed of each arm that cannot win, in
     trial-name order. An arm is never stopped in the same decision as the arm it loses
     to (where the two means of rates and sizes order arms differently, the rival is
     kept), so the last arm is never stopped."""
-    everyone = arms(bounds, seeds, every_seed)
+    everyone = arms(bounds, seeds)
     lost: dict[ArmKey, tuple[Arm, str]] = {}
     for a in everyone:
         judged = _judge(a, _rivals(a, everyone, compare_model_sizes), confidence)

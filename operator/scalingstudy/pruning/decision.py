@@ -5,8 +5,12 @@ stays small; `decide` is imported where it runs)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from scalingstudy_sdk.curve import Curve
+
+if TYPE_CHECKING:
+    from scalingstudy.spec import ScalingStudySpec
 
 
 @dataclass(frozen=True)
@@ -36,3 +40,13 @@ class Prune:
     against: str | None = None
     """The competitor it could not beat: the decision stands while that trial is planned
     and has not failed (`scheduling.lapsed_prunes`)."""
+
+
+def judged_seeds(spec: ScalingStudySpec) -> tuple[list[int], bool]:
+    """How both executors ask `decide` to treat seeds: the seeds judged (a grid's arms
+    over every planned seed; an adaptive design, which adds seeds to the sizes it keeps
+    later, so a queued seed is not seen, on seed 0 alone, the one every arm plans: its
+    extra seeds run to their end), and whether rates are swept (then sizes do not
+    compete across seeds: `pruning.arms`)."""
+    seeds = [0] if spec.design.adaptive else list(range(spec.seeds))
+    return seeds, len(spec.learning_rate_values()) > 1

@@ -275,7 +275,9 @@ def _seed_bound(c: Competitor, own: _Bound | None, ctx: _Context) -> SeedBound:
         best = c.curve.best()
         if ctx.lowest and best is not None:
             return SeedBound(c, pess, best)
-        return SeedBound(c, pess, None, fails=True)
+        # It fails, or (a trainer that reports its best finite evaluation: the SDK's
+        # callbacks) its result is the best it reached: the arm's mean is read both ways.
+        return SeedBound(c, pess, best, fails=True)
     judged = _optimistic(c, rung[1], ctx)
     return SeedBound(c, pess, None if judged is None else judged[0])
 
@@ -304,7 +306,7 @@ def decide(
     prior: Sequence[Mapping[float, float]] | None = None,
     seeds: Sequence[int] | None = None,
     across_seeds: bool = True,
-    every_seed_planned: bool = True,
+    rates_swept: bool | None = None,
 ) -> list[Prune]:
     """The running trials to stop now, in trial-name order. ``final_is_lowest``: the
     trainer reports its lowest evaluation as its result (the built-in trainer does), so a
@@ -315,8 +317,9 @@ def decide(
     ``competitors``; a competitor of another seed, which an edit removed, is left out);
     with several, arms across seeds compete (arms.py) unless ``across_seeds`` is False
     (each seed's slot on its own: the rule before arms, kept for the benchmark's
-    contrast). ``every_seed_planned``: every arm plans every seed (a grid; False for an
-    adaptive design, which adds seeds to the sizes it keeps). Nothing when disabled."""
+    contrast). ``rates_swept``: the study sweeps learning rates (then model sizes do not
+    compete across seeds; default: more than one rate among ``competitors``). Nothing
+    when disabled."""
     if not settings.enabled:
         return []
     z = NormalDist().inv_cdf(settings.confidence)
@@ -327,8 +330,10 @@ def decide(
     planned = sorted(set(seeds) if seeds else {c.seed for c in everyone})
     if across_seeds and len(planned) > 1:
         seeded = [_seed_bound(c, bounds[c.trial], ctx) for c in everyone]
-        return decide_arms(seeded, planned, settings.compare_model_sizes, settings.confidence,
-                           every_seed_planned)  # fmt: skip
+        swept = (len({c.learning_rate for c in everyone}) > 1 if rates_swept is None
+                 else rates_swept)  # fmt: skip
+        sizes = settings.compare_model_sizes and not swept
+        return decide_arms(seeded, planned, sizes, settings.confidence)
     out = []
     for t in everyone:
         if not t.running or t.final is not None or not t.curve.step_budget:
