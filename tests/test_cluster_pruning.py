@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from scalingstudy import curve_rows
@@ -502,3 +503,24 @@ def test_a_pod_is_a_trials_only_when_its_labels_say_so_in_full() -> None:
         assert of_pod(pod(**broken)) is None, broken
     job = job_state(pod(**{LABEL_LEARNING_RATE: "x"}))
     assert job.coordinates == (100, 4, 0) and job.learning_rate is None
+
+
+def test_a_push_from_before_the_attempt_began_is_an_earlier_attempts() -> None:
+    """Prometheus holds the evicted attempt's last push until it scrapes the retry's
+    first: its latest (and curve) are not compared with the retry's log."""
+    pushed = {"t1": {"steps": 50.0, "validation_loss": 2.5, "push_time_seconds": 100.0},
+              "t2": {"steps": 50.0, "validation_loss": 2.5, "push_time_seconds": 300.0},
+              "t3": {"steps": 50.0, "validation_loss": 2.5}}  # fmt: skip
+    assert set(forgery.current(pushed, {"t1": 200.0, "t2": 200.0, "t3": 200.0})) == {"t2", "t3"}
+
+
+def test_every_prometheus_query_shares_the_circuit_breaker() -> None:
+    """A Prometheus that failed is not asked again before the breaker's wait (a hanging
+    one would cost every pruning pass its timeout)."""
+    from scalingstudy.cluster.prometheus import Prometheus, PrometheusUnavailableError
+
+    prometheus = Prometheus("http://127.0.0.1:9", timeout=0.5)
+    with pytest.raises(PrometheusUnavailableError, match="query failed"):
+        prometheus.instant("up")
+    with pytest.raises(PrometheusUnavailableError, match="failed recently"):
+        prometheus.study_results("ns", "s")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from scalingstudy.cluster import pruning_pass as pp
 from scalingstudy.cluster.observe import JobState
 from scalingstudy.fitting.points import Point, best_from_cells, best_rate_per_cell, cells
@@ -52,22 +54,17 @@ def test_with_rates_and_sizes_swept_the_products_winner_is_not_pruned_across_siz
     assert [p.trial for p in out] == ["m8-0.05-s0", "m8-0.05-s1"], out
 
 
-def test_an_adaptive_design_is_judged_on_seed_0_and_its_extra_seeds_run_on() -> None:
-    """An adaptive stage trains seed 0 of every size and adds seeds to the two it keeps,
-    later (queued, so not seen): seed 0 is judged as a study of one seed, and an extra
-    seed is neither judged nor anyone's rival; a grid's arm waits for its unstarted seed."""
-    spec = parse_spec({"task": {"name": "teacher-student"},
-                       "dataSizes": {"values": [100, 200, 400]},
-                       "modelSizes": {"values": [4, 8, 16, 32]}, "seeds": 2,
-                       "design": {"strategy": "adaptive",
-                                  "pruning": {"enabled": True}}})  # fmt: skip
-    assert judged_seeds(spec) == ([0], False)
-    table = [done(f"m{m}-s0", 0.3 + 0.01 * m, lr=None, seed=0, model=m) for m in (4, 8)]
-    table += [done("m16-s0", 0.5, lr=None, seed=0, model=16),
-              trial("m32-s0", lambda s: 5.0 + 100 / s, 600, lr=None, seed=0, model=32),
-              trial("m8-s1", lambda s: 9.0 + 100 / s, 600, lr=None, seed=1, model=8)]  # fmt: skip
-    assert [p.trial for p in decide(table, ON, seeds=[0])] == ["m32-s0"]
-    assert decide(table, ON, seeds=range(2)) == []
+def test_an_adaptive_design_prunes_with_one_seed_only() -> None:
+    """An adaptive design gives extra seeds to the sizes it keeps, later: no pass could see
+    a size's mean over its seeds (a rival judged on a lucky seed 0 stopped the size the
+    results pick). Pruning there needs seeds: 1, refused otherwise with the reason."""
+    doc = {"task": {"name": "teacher-student"}, "dataSizes": {"values": [100, 200, 400]},
+           "modelSizes": {"values": [4, 8, 16, 32]},
+           "design": {"strategy": "adaptive", "pruning": {"enabled": True}}}  # fmt: skip
+    assert judged_seeds(parse_spec(doc)) == ([0], False)
+    with pytest.raises(ValueError, match=r"needs seeds: 1.*got seeds 2"):
+        parse_spec({**doc, "seeds": 2})
+    assert parse_spec({**doc, "seeds": 2, "design": {"strategy": "adaptive"}}).seeds == 2
 
 
 def test_a_seed_the_spec_no_longer_plans_is_no_part_of_any_arm_on_the_cluster() -> None:
@@ -172,3 +169,39 @@ def test_whether_sizes_compete_across_seeds_is_the_specs_not_what_is_present() -
     assert decide(table, ON, seeds=range(2), rates_swept=True) == []
     stopped = decide(table, ON, seeds=range(2), rates_swept=False)
     assert [p.trial for p in stopped] == ["m4-s0", "m4-s1"]
+
+
+def test_a_failed_size_between_is_no_neighbour_of_the_best() -> None:
+    """The model-size law reads the best size's nearest sizes with a result: with size 8
+    failed, size 4 is size 16's neighbour and is kept (one seed, no sweep)."""
+    from scalingstudy.pruning import Competitor
+    from scalingstudy_sdk.curve import Curve
+
+    table = [done("m16", 0.3, lr=None, seed=0, model=16),
+             Competitor("m8", 1000, 8, 0, None, Curve(), None, False),  # failed
+             trial("m4", lambda s: 5.0 + 100 / s, 600, lr=None, seed=0, model=4)]  # fmt: skip
+    assert decide(table, ON) == []
+    table[1] = done("m8", 0.5, lr=None, seed=0, model=8)  # size 8 finished: 4 is no neighbour
+    assert [p.trial for p in decide(table, ON)] == ["m4"]
+
+
+def test_the_executors_take_the_rate_sweep_from_the_spec() -> None:
+    """Through the operator's `judge`: two seeds, sizes 4 and 16 at one rate each present
+    (the sweep's other rates not started): sizes do not compete, as the spec sweeps."""
+    doc = {"task": {"name": "teacher-student"}, "dataSizes": {"values": [100, 200, 400]},
+           "modelSizes": {"values": [4, 8, 16]}, "learningRates": {"values": [0.1, 1.0]},
+           "seeds": 2, "design": {"pruning": {"enabled": True}}}  # fmt: skip
+    spec = parse_spec(doc)
+    assert judged_seeds(spec) == ([0, 1], True)
+    records = {(n := trial_name("s", 100, m, s, 0.1)): TrialRecord(
+        trial=n, data_size=100, model_size=m, seed=s, learning_rate=0.1, status="Succeeded",
+        loss=loss) for m, loss in ((16, 0.1), (8, 0.2)) for s in (0, 1)}  # fmt: skip
+    live = [JobState(trial=(n := trial_name("s", 100, 4, s, 0.1)), name=n, phase="active",
+                     coordinates=(100, 4, s), learning_rate=0.1, uid=f"u{s}")
+            for s in (0, 1)]  # fmt: skip
+    curves = {j.trial: _curve(*[0.9 + 0.0001 * (12 - i) for i in range(12)]) for j in live}
+    assert pp.judge("s", spec, live, records, curves) == []
+    # Not vacuous: told the study sweeps no rates, the same competitors stop size 4.
+    table = pp.competitors(live, records, curves)
+    stopped = decide(table, spec.design.pruning, seeds=[0, 1], rates_swept=False)
+    assert [p.trial for p in stopped] == [j.trial for j in live]

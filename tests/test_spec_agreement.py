@@ -95,6 +95,16 @@ CASES: list[Any] = [
         False,
     ),
     (
+        "adaptive pruning of several seeds",
+        {"seeds": 2, "design": {"strategy": "adaptive", "pruning": {"enabled": True}}},
+        False,
+    ),
+    (
+        "adaptive pruning of one seed",
+        {"seeds": 1, "design": {"strategy": "adaptive", "pruning": {"enabled": True}}},
+        True,
+    ),
+    (
         "isoflop pruning",
         _isoflop({"values": [1e11, 3e11, 1e12]}, pruning={"enabled": True}),
         False,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scalingstudy.cluster.collect import AGREE_REL
+from scalingstudy.cluster.prometheus import PUSH_TIME
 from scalingstudy.cluster.reasons import Event, EventReason
 from scalingstudy_sdk.contract import CURVE_GAUGE, CURVE_POINTS
 from scalingstudy_sdk.curve import Curve
@@ -28,6 +29,17 @@ class Forged:
     step: int
     log_value: float
     pushed_value: float
+
+
+def current(
+    pushed: Mapping[str, Mapping[str, float]], since: Mapping[str, float]
+) -> dict[str, Mapping[str, float]]:
+    """The trials' pushed progress from their current attempts: a group last pushed
+    (``push_time_seconds``) before the attempt began is an earlier attempt's, which
+    Prometheus holds until it scrapes the retry's first push; the retry may have
+    evaluated that step again, to a slightly different loss. Not compared, not counted."""
+    return {t: v for t, v in pushed.items()
+            if v.get(PUSH_TIME, math.inf) >= since.get(t, -math.inf)}  # fmt: skip
 
 
 def unseen(

@@ -126,6 +126,12 @@ class Prometheus:
         self.answering_since: dt.datetime | None = None
 
     def study_results(self, namespace: str, study: str) -> dict[str, dict[str, float]]:
+        return samples_by_trial(self.instant(study_query(namespace, study)))
+
+    def instant(self, query: str) -> Any:
+        """An instant query's answer, an instant vector (`samples_by_trial` reads it),
+        through the circuit breaker every query shares: a Prometheus that hangs costs
+        one timeout, then none until the breaker's wait has passed."""
         if not self.url:
             raise PrometheusUnavailableError("no --prometheus-url configured")
         now = time.monotonic()
@@ -134,15 +140,13 @@ class Prometheus:
                 f"Prometheus failed recently; next try in {self.retry_at - now:.0f} s"
             )
         try:
-            r = self.http.post(
-                f"{self.url}/api/v1/query", data={"query": study_query(namespace, study)}
-            )
+            r = self.http.post(f"{self.url}/api/v1/query", data={"query": query})
             r.raise_for_status()
             body = r.json()
             if not isinstance(body, dict) or body.get("status") != "success":
                 error = body.get("error") if isinstance(body, dict) else body
                 raise PrometheusUnavailableError(f"Prometheus query failed: {error}")
-            samples = samples_by_trial(body)
+            samples_by_trial(body)  # an answer that is no instant vector fails here
         except (httpx.HTTPError, ValueError, PrometheusUnavailableError) as exc:
             self.backoff = min(max(2 * self.backoff, BREAKER_MIN), BREAKER_MAX)
             self.retry_at = time.monotonic() + self.backoff
@@ -152,7 +156,7 @@ class Prometheus:
             raise PrometheusUnavailableError(f"Prometheus query failed: {exc}") from None
         self.backoff, self.retry_at = 0.0, 0.0
         self.answering_since = self.answering_since or dt.datetime.now(dt.UTC)
-        return samples
+        return body
 
     def push_groups(self) -> list[dict[str, str]]:
         """The grouping labels of every group on the Pushgateway ([] when unreachable)."""

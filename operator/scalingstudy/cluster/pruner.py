@@ -21,17 +21,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from scalingstudy.cluster import forgery
 from scalingstudy.cluster import pruning_pass as pp
 from scalingstudy.cluster.kube import ApiError, Kube
 from scalingstudy.cluster.manifests import LABEL_STUDY, Obj, StudyRef
 from scalingstudy.cluster.metrics import OperatorMetrics
-from scalingstudy.cluster.observe import JobState
+from scalingstudy.cluster.observe import JobState, parse_time
 from scalingstudy.cluster.pod_logs import PodLogs, pods_by_trial, pods_zero
 from scalingstudy.cluster.prometheus import (
     PREFIX,
+    PUSH_TIME,
     Prometheus,
     PrometheusUnavailableError,
     promql_string,
@@ -66,7 +65,7 @@ def progress_query(namespace: str, study: str) -> str:
     """The pushed progress of a study's running trials (display only): the latest
     evaluation's gauges and the curve so far."""
     return (
-        f'{{__name__=~"{PREFIX}.+|{CURVE_GAUGE}",job="{PROGRESS_PUSH_JOB}",'
+        f'{{__name__=~"{PREFIX}.+|{CURVE_GAUGE}|{PUSH_TIME}",job="{PROGRESS_PUSH_JOB}",'
         f"namespace={promql_string(namespace)},study={promql_string(study)}}}"
     )
 
@@ -148,7 +147,7 @@ class Pruner:
             log.warning("%s/%s: pruning waits: the trials' logs cannot be read: %s",
                         ref.namespace, ref.name, exc)  # fmt: skip
             return [], []
-        events = self._check_progress(ref, curves, {j.trial for j in live})
+        events = self._check_progress(ref, curves, {j.trial for j in live}, _since(live, pods))
         prunes = pp.judge(ref.name, spec, live, recorded, curves)
         by_trial = {j.trial: j for j in live}
         out: list[TrialRecord] = []
@@ -213,14 +212,15 @@ class Pruner:
         return fresh if status == 200 else None
 
     def _check_progress(
-        self, ref: StudyRef, curves: Mapping[str, Curve], live: set[str]
-    ) -> list[Event]:
+        self, ref: StudyRef, curves: Mapping[str, Curve], live: set[str],
+        since: Mapping[str, float] | None = None,
+    ) -> list[Event]:  # fmt: skip
         """Compare pushed progress with the running trials' logs; count each disagreement
         once, in one Event a pass."""
         answer = self._pushed(ref)
         key = (ref.namespace, ref.name)
         own = {t: c for t, c in curves.items() if t in live}
-        latest = samples_by_trial(answer)
+        latest = forgery.current(samples_by_trial(answer), since or {})
         points = forgery.pushed_curves(answer)
         found = [*forgery.forged(latest, own), *forgery.forged_points(points, latest, own)]
         fresh, self.counted[key] = forgery.unseen(found, self.counted.get(key, {}), live)
@@ -232,16 +232,21 @@ class Pruner:
     def _pushed(self, ref: StudyRef) -> Any:
         """Prometheus' answer to `progress_query`: an instant vector, empty where there
         is no Prometheus or it could not answer (nothing pushed is known, none counted)."""
-        if not self.prometheus.url:
-            return EMPTY_VECTOR
-        query = progress_query(ref.namespace, ref.name)
         try:
-            r = self.prometheus.http.post(f"{self.prometheus.url}/api/v1/query",
-                                          data={"query": query})  # fmt: skip
-            r.raise_for_status()
-            answer = r.json()
-            samples_by_trial(answer)  # an answer that is no instant vector: none to read
-            return answer
-        except (httpx.HTTPError, ValueError, PrometheusUnavailableError) as exc:
+            return self.prometheus.instant(progress_query(ref.namespace, ref.name))
+        except PrometheusUnavailableError as exc:
             log.info("%s/%s: pushed progress not read: %s", ref.namespace, ref.name, exc)
             return EMPTY_VECTOR
+
+
+def _since(live: Sequence[JobState], pods: Mapping[str, Sequence[Obj]]) -> dict[str, float]:
+    """When each running trial's current attempt began (its latest pod 0's creation, epoch
+    seconds): a push from before it is an earlier attempt's."""
+    out = {}
+    for job in live:
+        attempts = pods_zero(pods.get(job.trial, ()), job_uid=job.uid)
+        meta = attempts[-1].get("metadata", {}) if attempts else {}
+        made = parse_time(meta.get("creationTimestamp"))
+        if made is not None:
+            out[job.trial] = made.timestamp()
+    return out

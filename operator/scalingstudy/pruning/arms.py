@@ -156,7 +156,8 @@ def _rivals(a: Arm, everyone: Sequence[Arm], compare_model_sizes: bool) -> list[
         return same_size
     known = [(v, _order(b.key), b.key[1]) for b in slot if (v := b.pessimistic(False)) is not None]
     if known:
-        sizes = sorted({b.key[1] for b in slot})
+        # The sizes that can still end with a result: the law's neighbours are those.
+        sizes = sorted({b.key[1] for b in slot if b.running or b.finished(False) is not None})
         if abs(sizes.index(a.key[1]) - sizes.index(min(known)[2])) == 1:
             return same_size
     return [b for b in slot if b.key != a.key]

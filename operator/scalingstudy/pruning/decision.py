@@ -43,10 +43,7 @@ class Prune:
 
 
 def judged_seeds(spec: ScalingStudySpec) -> tuple[list[int], bool]:
-    """How both executors ask `decide` to treat seeds: the seeds judged (a grid's arms
-    over every planned seed; an adaptive design, which adds seeds to the sizes it keeps
-    later, so a queued seed is not seen, on seed 0 alone, the one every arm plans: its
-    extra seeds run to their end), and whether rates are swept (then sizes do not
-    compete across seeds: `pruning.arms`)."""
-    seeds = [0] if spec.design.adaptive else list(range(spec.seeds))
-    return seeds, len(spec.learning_rate_values()) > 1
+    """What both executors tell `decide` of a study: its planned seeds (an adaptive design
+    prunes only with one: `spec.pruning.PRUNING_ADAPTIVE_SEEDS`), and whether it sweeps
+    rates (then model sizes do not compete across seeds: `pruning.arms`)."""
+    return list(range(spec.seeds)), len(spec.learning_rate_values()) > 1

@@ -53,7 +53,9 @@ from scalingstudy.spec.pod import (
     VolumeMount,
 )
 from scalingstudy.spec.problems import UniqueKeyLoader, describe, dotted, line_of, yaml_problem
+from scalingstudy.spec.pruning import PRUNING_ADAPTIVE_SEEDS as PRUNING_ADAPTIVE_SEEDS
 from scalingstudy.spec.pruning import PRUNING_METRIC as PRUNING_METRIC
+from scalingstudy.spec.pruning import STUDY_PRUNING_RULES, pruning_problem
 from scalingstudy.spec.training import (
     EarlyStopping,
     FitSpec,
@@ -108,13 +110,7 @@ class ScalingStudySpec(SpecModel):
                     "!has(self.design.strategy) || self.design.strategy != 'adaptive'",
                     "learningRates (a sweep) needs design.strategy: grid",
                 ),
-                cel(
-                    "!has(self.design) || !has(self.design.pruning) || "
-                    "!has(self.design.pruning.enabled) || !self.design.pruning.enabled || "
-                    "!has(self.metric) || !has(self.metric.name) || "
-                    "self.metric.name == 'validation_loss'",
-                    PRUNING_METRIC,
-                ),
+                *STUDY_PRUNING_RULES,
                 cel(
                     "!has(self.dataSizes.values) || !has(self.modelSizes.values) || "
                     "size(self.dataSizes.values) * size(self.modelSizes.values) * self.seeds"
@@ -174,8 +170,7 @@ class ScalingStudySpec(SpecModel):
             )
         if self.learning_rates is not None and design.adaptive:
             raise ValueError("learningRates (a sweep) needs design.strategy: grid")
-        if design.pruning.enabled and self.metric.name != "validation_loss":
-            raise ValueError(f"{PRUNING_METRIC} (got metric.name {self.metric.name})")
+        pruning_problem(design.pruning.enabled, design.adaptive, self.metric.name, self.seeds)
         if self.workload_priority_class_name and not self.queue_name:
             raise ValueError(
                 "workloadPriorityClassName (a Kueue WorkloadPriorityClass) needs queueName"

@@ -21,6 +21,41 @@ PRUNING_METRIC = (
     "validation-loss curves and compares them with the competitors' final metric"
 )
 
+#: An adaptive design gives extra seeds to the sizes it keeps, later: no pass sees a
+#: size's whole mean over seeds, which is what the results pick by (docs/pruning.md).
+PRUNING_ADAPTIVE_SEEDS = (
+    "design.pruning.enabled with design.strategy adaptive needs seeds: 1: the design adds "
+    "seeds to the model sizes it keeps later, so no pruning decision could see a size's "
+    "mean over its seeds, which the results pick by"
+)
+
+#: The study-level rules of pruning (they read the metric, the strategy and the seeds),
+#: in the CRD as CEL and in `pruning_problem` for the spec model.
+STUDY_PRUNING_RULES = [
+    cel(
+        "!has(self.design) || !has(self.design.pruning) || "
+        "!has(self.design.pruning.enabled) || !self.design.pruning.enabled || "
+        "!has(self.metric) || !has(self.metric.name) || "
+        "self.metric.name == 'validation_loss'",
+        PRUNING_METRIC,
+    ),
+    cel(
+        "!has(self.design) || !has(self.design.pruning) || "
+        "!has(self.design.pruning.enabled) || !self.design.pruning.enabled || "
+        "!has(self.design.strategy) || self.design.strategy != 'adaptive' || "
+        "!has(self.seeds) || self.seeds == 1",
+        PRUNING_ADAPTIVE_SEEDS,
+    ),
+]
+
+
+def pruning_problem(enabled: bool, adaptive: bool, metric: str, seeds: int) -> None:
+    """`STUDY_PRUNING_RULES` for the spec model: ValueError naming the value."""
+    if enabled and metric != "validation_loss":
+        raise ValueError(f"{PRUNING_METRIC} (got metric.name {metric})")
+    if enabled and adaptive and seeds > 1:
+        raise ValueError(f"{PRUNING_ADAPTIVE_SEEDS} (got seeds {seeds})")
+
 
 class PruningSpec(SpecModel):
     """Stop trials that cannot win their slot (docs/pruning.md): a running trial whose
