@@ -517,10 +517,29 @@ def test_a_push_from_before_the_attempt_began_is_an_earlier_attempts() -> None:
 def test_every_prometheus_query_shares_the_circuit_breaker() -> None:
     """A Prometheus that failed is not asked again before the breaker's wait (a hanging
     one would cost every pruning pass its timeout)."""
+    from scalingstudy.cluster.manifests import StudyRef
+    from scalingstudy.cluster.metrics import OperatorMetrics
     from scalingstudy.cluster.prometheus import Prometheus, PrometheusUnavailableError
+    from scalingstudy.cluster.pruner import Pruner
 
     prometheus = Prometheus("http://127.0.0.1:9", timeout=0.5)
-    with pytest.raises(PrometheusUnavailableError, match="query failed"):
-        prometheus.instant("up")
+    pruner = Pruner(None, prometheus, OperatorMetrics())  # type: ignore[arg-type]
+    assert pruner._check_progress(StudyRef("s", "ns", "u"), {}, set()) == []
+    assert prometheus.retry_at > 0  # the pruning query opened the breaker ...
     with pytest.raises(PrometheusUnavailableError, match="failed recently"):
-        prometheus.study_results("ns", "s")
+        prometheus.study_results("ns", "s")  # ... which the results' query then meets
+
+
+def test_a_trials_attempt_begins_with_its_latest_pod_of_its_own_job() -> None:
+    from scalingstudy.cluster.pruner import _since
+
+    def pod(name: str, uid: str, made: str) -> dict[str, Any]:
+        owner = {"kind": "Job", "name": "t1", "uid": uid, "controller": True}
+        return {"metadata": {"name": name, "creationTimestamp": made,
+                             "ownerReferences": [owner]}}  # fmt: skip
+
+    pods = {"t1": [pod("a", "uid-t1", "2026-01-01T00:00:00Z"),
+                   pod("b", "uid-t1", "2026-01-01T00:10:00Z"),
+                   pod("c", "other", "2026-01-01T00:20:00Z")]}  # fmt: skip
+    since = _since([_job("t1", rate=0.1)], pods)
+    assert since == {"t1": dt.datetime(2026, 1, 1, 0, 10, tzinfo=dt.UTC).timestamp()}

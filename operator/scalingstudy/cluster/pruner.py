@@ -232,6 +232,8 @@ class Pruner:
     def _pushed(self, ref: StudyRef) -> Any:
         """Prometheus' answer to `progress_query`: an instant vector, empty where there
         is no Prometheus or it could not answer (nothing pushed is known, none counted)."""
+        if not self.prometheus.url:
+            return EMPTY_VECTOR
         try:
             return self.prometheus.instant(progress_query(ref.namespace, ref.name))
         except PrometheusUnavailableError as exc:

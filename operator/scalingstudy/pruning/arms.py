@@ -130,8 +130,7 @@ class Arm:
 def arms(bounds: Sequence[SeedBound], seeds: Sequence[int]) -> list[Arm]:
     """The study's arms, sorted, of its planned ``seeds`` only (a seed an edit removed
     is out of the product's mean, so out of the arm's); an arm is complete once it has a
-    trial of each (an adaptive design is judged on seed 0 alone:
-    `decision.judged_seeds`)."""
+    trial of each (an adaptive design prunes only with one seed: `spec.pruning`)."""
     grouped: dict[ArmKey, dict[int, SeedBound]] = {}
     planned = set(seeds)
     for b in sorted(bounds, key=lambda b: b.competitor.trial):
@@ -157,7 +156,8 @@ def _rivals(a: Arm, everyone: Sequence[Arm], compare_model_sizes: bool) -> list[
     known = [(v, _order(b.key), b.key[1]) for b in slot if (v := b.pessimistic(False)) is not None]
     if known:
         # The sizes that can still end with a result: the law's neighbours are those.
-        sizes = sorted({b.key[1] for b in slot if b.running or b.finished(False) is not None})
+        sizes = sorted({b.key[1] for b in slot if b.running or b.finished(False) is not None}
+                       | {a.key[1]})  # fmt: skip
         if abs(sizes.index(a.key[1]) - sizes.index(min(known)[2])) == 1:
             return same_size
     return [b for b in slot if b.key != a.key]
@@ -205,6 +205,8 @@ def decide_arms(
     everyone = arms(bounds, seeds)
     lost: dict[ArmKey, tuple[Arm, str]] = {}
     for a in everyone:
+        if not a.running:  # nothing to stop (an arm all of whose seeds failed, say)
+            continue
         judged = _judge(a, _rivals(a, everyone, compare_model_sizes), confidence)
         if judged is not None:
             lost[a.key] = judged

@@ -175,7 +175,8 @@ def _rivals(
     known = [(b.value, b.trial, c.model_size) for c in slot if (b := bounds[c.trial]) is not None]
     if known:
         # The sizes that can still end with a result: the law's neighbours are those.
-        sizes = sorted({c.model_size for c in slot if c.running or c.final is not None})
+        sizes = sorted({c.model_size for c in slot if c.running or c.final is not None}
+                       | {t.model_size})  # fmt: skip
         best = sizes.index(min(known)[2])
         if abs(sizes.index(t.model_size) - best) == 1:
             return same_size
