@@ -378,6 +378,11 @@ def test_a_flood_of_forged_pushes_writes_one_event_and_forgets_ended_trials() ->
     assert [f.step for f in moved] == [30] and seen == {"t00": {20, 30}}  # ended: forgotten
     # A forged curve point at a step counted already (the same evaluation) is not again.
     assert forgery.unseen([forgery.Forged("t00", 20, 2.0, 9.0)], seen, {"t00"})[0] == []
+    # A flood of forged steps: every one counted, the memory bounded (the highest kept).
+    flood = [forgery.Forged("t00", s, 2.0, 9.0) for s in range(10_000)]
+    fresh, seen = forgery.unseen(flood, seen, {"t00"})
+    assert len(fresh) == 10_000 - 2 and len(seen["t00"]) == forgery.SEEN_MAX
+    assert max(seen["t00"]) == 9_999
 
 
 def test_a_pushed_curve_point_the_log_contradicts_is_forged() -> None:

@@ -19,6 +19,12 @@ from scalingstudy_sdk.curve import Curve
 
 #: Trials a forged-progress Event names (the others are counted).
 FORGED_NAMED = 5
+#: A pushed curve's step label longer than this is no step (nor an int Python parses).
+STEP_DIGITS = 18
+#: At most this many pushed curve points of a trial are compared with its log.
+CURVE_COMPARED = 2 * CURVE_POINTS + 1
+#: At most this many counted steps of one running trial are remembered (`unseen`).
+SEEN_MAX = 8 * CURVE_COMPARED
 
 
 @dataclass(frozen=True)
@@ -48,13 +54,16 @@ def unseen(
     """The forgeries not counted yet, and what to remember: the steps counted of each
     running trial (the progress group holds a trial's latest evaluation and its thinned
     curve, read again each pass: a forged evaluation, latest or curve point, counts once;
-    a trial that ended is forgotten, and a curve's steps are bounded: memory stays so)."""
+    a trial that ended is forgotten, and at most `SEEN_MAX` steps of one are kept, the
+    highest: a flood of forged steps over a long run costs bounded memory, at worst an
+    old forgery counted again)."""
     fresh: list[Forged] = []
     kept = {t: s for t, s in seen.items() if t in live}
     for f in found:
         if f.step not in kept.get(f.trial, frozenset()):
             fresh.append(f)
-            kept[f.trial] = kept.get(f.trial, frozenset()) | {f.step}
+            steps = sorted(kept.get(f.trial, frozenset()) | {f.step})
+            kept[f.trial] = frozenset(steps[-SEEN_MAX:])
     return fresh, kept
 
 
@@ -76,12 +85,6 @@ def forged_event(fresh: Sequence[Forged]) -> Event | None:
         " Pruning reads only the log (the Pushgateway accepts pushes from anyone who can "
         "reach it)",
     )
-
-
-#: A pushed curve's step label longer than this is no step (nor an int Python parses).
-STEP_DIGITS = 18
-#: At most this many pushed curve points of a trial are compared with its log.
-CURVE_COMPARED = 2 * CURVE_POINTS + 1
 
 
 def pushed_curves(answer: Any) -> dict[str, dict[int, float]]:
