@@ -253,3 +253,20 @@ def test_a_size_whose_every_seed_ended_without_a_result_is_judged_around() -> No
         now = {**records, **{r.trial: r for r in ended}}
         rest = [j for j in live if j.coordinates is not None and j.coordinates[1] == 8]
         assert pp.judge("s", spec, rest, now, curves) == []
+
+
+def test_absurd_but_finite_losses_fail_no_pass() -> None:
+    """A trainer's loss may blow up to 1e160 without going non-finite, or report a final
+    of 1e60: forecasts, backtests and means must not overflow (it failed the operator's
+    pass and `scalingstudy run`); such bounds bound nothing."""
+    from scalingstudy.spec.pruning import PruningSpec
+
+    exploding = trial("b", lambda s: 10.0 ** min(s / 3.0, 300.0), 600, lr=None, seed=0)
+    assert decide([done("a", 0.3, lr=None, seed=0), exploding], ON) is not None
+    strict = PruningSpec(enabled=True, confidence=0.999, min_calibration_trials=2)
+    table = [done("f0", 0.3, lr=None, seed=0), done("fx", 1e60, lr=None, seed=0, model=16),
+             trial("r", settled(0.5, 1), 600, lr=None, seed=0, model=4)]  # fmt: skip
+    assert decide(table, strict) is not None
+    sizes = [done(f"m4s{s}", 1e308, lr=None, seed=s, model=4) for s in (0, 1)]
+    sizes += [trial(f"m8s{s}", settled(0.5, s), 600, lr=None, seed=s, model=8) for s in (0, 1)]
+    assert decide(sizes, ON) == []

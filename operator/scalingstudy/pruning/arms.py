@@ -72,13 +72,13 @@ def _order(key: ArmKey) -> tuple[int, int, float]:
 def mean(values: Sequence[float], log: bool, optimistic: bool = False) -> float | None:
     """The mean the product compares: of log losses (as a geometric mean, so it reads
     as a loss) over rates, of losses over model sizes. A bound that is not positive has
-    no log: an optimistic mean is then 0 (such an arm may still win), a pessimistic one
-    None (it bounds nothing)."""
-    if log and any(v <= 0 for v in values):
+    no log, and one that is not finite (absurd losses) no mean: an optimistic mean is
+    then 0 (such an arm may still win), a pessimistic one None (it bounds nothing)."""
+    if not all(math.isfinite(v) for v in values) or (log and any(v <= 0 for v in values)):
         return 0.0 if optimistic else None
     if log:
         return math.exp(math.fsum(math.log(v) for v in values) / len(values))
-    return math.fsum(values) / len(values)
+    return math.fsum(v / len(values) for v in values)  # no overflow on huge losses
 
 
 @dataclass(frozen=True)

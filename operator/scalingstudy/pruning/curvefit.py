@@ -159,7 +159,7 @@ def forecast(steps: tuple[int, ...], losses: tuple[float, ...], budget: int) -> 
     backtest = _backtest_error(xs, ys, law, horizon)
     slope = abs(law.a * law.b) / law.scale  # |dy/ds| at the last point (scale = its step)
     straight = SLOPE_SHARE * slope * (horizon - xs[-1])
-    sigma = math.sqrt(law.residual_spread**2 + backtest**2 + straight**2)
+    sigma = math.hypot(law.residual_spread, backtest, straight)  # no overflow on huge losses
     spacing = (xs[-1] - xs[0]) / max(len(xs) - 1, 1) or xs[-1]
     left = math.ceil((horizon - xs[-1]) / spacing)
     return Forecast(mean, sigma, horizon, len(xs), law.residual_spread, left)

@@ -41,6 +41,10 @@ from scalingstudy.pruning.decision import Prune as Prune
 from scalingstudy.spec.pruning import PruningSpec
 from scalingstudy_sdk.curve import Curve, CurvePoint
 
+#: A backtested log error beyond this (a factor of e^700) bounds nothing: past it exp
+#: overflows, and no trainer's loss is that far off its forecast but by a bug.
+MAX_LOG_ERROR = 700.0
+
 
 @dataclass(frozen=True)
 class _Bound:
@@ -100,6 +104,8 @@ def _calibrated(c: Competitor, ctx: _Context) -> _Calibrated | None:
         return None
     low, high = bounds
     trials = ctx.calibration.trials(fraction)
+    if max(abs(low), abs(high)) > MAX_LOG_ERROR:  # a trainer's absurd loss: no bound
+        return None
     return _Calibrated(fraction, fc.mean, fc.mean * math.exp(low), fc.mean * math.exp(high),
                        trials, ctx.calibration.describe(fraction))  # fmt: skip
 
