@@ -76,12 +76,19 @@ def dashboard_study() -> dict[str, Any]:
     return doc
 
 
-def scraped_after(prometheus: str, moment: float) -> bool:
-    """Prometheus has scraped the operator since ``moment``."""
+def scraped_after(prometheus: str, moment: float, job: str = "scalingstudy") -> bool:
+    """Prometheus has scraped ``job`` (the operator's, or the Pushgateway's) since
+    ``moment``."""
     answer = httpx.get(
-        f"{prometheus}/api/v1/query", params={"query": 'timestamp(up{job="scalingstudy"})'}
+        f"{prometheus}/api/v1/query", params={"query": f'timestamp(up{{job="{job}"}})'}
     ).json()["data"]["result"]
     return bool(answer) and float(answer[0]["value"][1]) > moment
+
+
+def progress_groups(cluster: Cluster, namespace: str) -> list[dict[str, str]]:
+    groups = httpx.get(f"{cluster.env['PUSHGATEWAY_URL']}/api/v1/metrics").json()["data"]
+    return [g["labels"] for g in groups if g["labels"].get("job") == "scalingstudy-progress"
+            and g["labels"].get("namespace") == namespace]  # fmt: skip
 
 
 def run_study(cluster: Cluster, namespace: str, operator: Operator, prometheus: str) -> StudyData:
@@ -103,6 +110,14 @@ def run_study(cluster: Cluster, namespace: str, operator: Operator, prometheus: 
     read = time.time()
     wait_until("a scrape of the operator after the status was read",
                lambda: scraped_after(prometheus, read + SCRAPE_SECONDS), timeout=30)  # fmt: skip
+    # The operator deletes a recorded trial's progress group after writing its status: the
+    # live panel ends only once Prometheus has scraped the Pushgateway without it.
+    wait_until("the progress groups deleted", lambda: not progress_groups(cluster, namespace),
+               timeout=90)  # fmt: skip
+    gone = time.time()
+    wait_until("a scrape of the Pushgateway without them",
+               lambda: scraped_after(prometheus, gone + SCRAPE_SECONDS, "pushgateway"),
+               timeout=30)  # fmt: skip
     end = time.time()
     window = Window(start, end, max(SCRAPE_SECONDS, (end - start) / 240), SCRAPE_SECONDS)
     return StudyData(status, fetch(prometheus, DASHBOARD, window, namespace, STUDY), window)
