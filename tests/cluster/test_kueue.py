@@ -272,7 +272,10 @@ def test_a_pruned_trial_gives_its_quota_back_while_its_rivals_run(
     spec = doc["spec"]
     spec.update(learningRates={"values": [FAST, BAD]}, queueName="gpus", parallelism=6)
     spec["trainer"]["resources"] = GPU
-    spec["trainer"]["env"] = [{**e, "value": "0.5"} if e["name"] == "EVAL_SECONDS" else e
+    # 0.75 s an evaluation: a rival trains 30 s, pruning decides at about 9 s, and the
+    # garbage collector (slow to resync after an earlier test stopped the API server) has
+    # the rest to free the pruned trials' quota while the rivals still hold theirs.
+    spec["trainer"]["env"] = [{**e, "value": "0.75"} if e["name"] == "EVAL_SECONDS" else e
                               for e in spec["trainer"]["env"]]  # fmt: skip
     wait_until("the garbage collector to know studies", lambda: _gc_knows(cluster), timeout=60)
     assert cluster.apply(doc, ns).returncode == 0
@@ -289,9 +292,11 @@ def test_a_pruned_trial_gives_its_quota_back_while_its_rivals_run(
 
     bad = wait_until("the clearly worse rate pruned in every slot", pruned, timeout=60)
     assert bad == [f"curves-d{d}-m4-l1p0-s0" for d in (100, 200, 400)], bad
-    # Their quota is back while their rivals still train (20 s each, not run out yet).
-    wait_until("the pruned trials' quota released", lambda: _admitted(cluster, ns) == 3,
-               timeout=10)  # fmt: skip
+    # Their quota is back while their rivals still train (30 s each, not run out yet): the
+    # three admitted are the rivals, running.
+    wait_until("the pruned trials' quota released while their rivals run",
+               lambda: _admitted(cluster, ns) == 3 and rates_running() == [FAST] * 3,
+               timeout=18)  # fmt: skip
     assert rates_running() == [FAST] * 3, _state(cluster, ns)
 
 
