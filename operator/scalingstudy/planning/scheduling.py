@@ -7,6 +7,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from scalingstudy.planning.plan import Plan, Trial
+from scalingstudy.pruning.arms import ArmKey, arm_of
 from scalingstudy.status import CancelledRun, TrialRecord
 
 
@@ -31,7 +32,7 @@ def lapsed_prunes(plan: Plan, records: Mapping[str, TrialRecord]) -> list[str]:
     decision lapses, all the arm's pruned seeds are trained again, so that its mean
     never rests on a subset of them."""
     relevant = plan.relevant(records)
-    lapsed: set[tuple[int, int, float | None]] = set()
+    lapsed: set[ArmKey] = set()
     for r in relevant.values():
         rival = r.pruned_against
         if r.status != "Pruned" or rival is None:
@@ -40,12 +41,8 @@ def lapsed_prunes(plan: Plan, records: Mapping[str, TrialRecord]) -> list[str]:
         if rival not in plan.names or (
             rival_record is not None and rival_record.status == "Failed"
         ):
-            lapsed.add(_arm(r))
-    return sorted(n for n, r in relevant.items() if r.status == "Pruned" and _arm(r) in lapsed)
-
-
-def _arm(r: TrialRecord) -> tuple[int, int, float | None]:
-    return (r.data_size, r.model_size, r.learning_rate)
+            lapsed.add(arm_of(r))
+    return sorted(n for n, r in relevant.items() if r.status == "Pruned" and arm_of(r) in lapsed)
 
 
 def schedule(

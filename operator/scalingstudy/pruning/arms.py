@@ -35,8 +35,9 @@ sorted, so the same inputs in any order give the same decision.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from scalingstudy.pruning.decision import Competitor, Prune
 
@@ -61,8 +62,28 @@ class SeedBound:
     callbacks report that): the arm's optimistic mean is the lower of the two."""
 
 
-def arm_of(c: Competitor) -> ArmKey:
+class Placed(Protocol):
+    """Anything placed in the grid: a competitor, a trial's record."""
+
+    @property
+    def data_size(self) -> int: ...
+    @property
+    def model_size(self) -> int: ...
+    @property
+    def learning_rate(self) -> float | None: ...
+
+
+def arm_of(c: Placed) -> ArmKey:
+    """The arm a trial belongs to (its seeds are the arm's members)."""
     return (c.data_size, c.model_size, c.learning_rate)
+
+
+def next_to_best(with_result: Iterable[int], size: int, best: int) -> bool:
+    """Whether model size ``size`` is next to ``best`` among the sizes that can still end
+    with a result (the two always count): the model-size law reads the continuous
+    optimum from the best size's nearest sizes with a result, so those are kept."""
+    sizes = sorted({*with_result, size, best})
+    return abs(sizes.index(size) - sizes.index(best)) == 1
 
 
 def _order(key: ArmKey) -> tuple[int, int, float]:
@@ -154,19 +175,14 @@ def _rivals(a: Arm, everyone: Sequence[Arm], compare_model_sizes: bool) -> list[
     if not compare_model_sizes:
         return same_size
     known = [(v, _order(b.key), b.key[1]) for b in slot if (v := b.pessimistic(False)) is not None]
-    if known:
-        # The sizes that can still end with a result: the law's neighbours are those.
-        sizes = sorted({b.key[1] for b in slot if b.running or b.finished(False) is not None}
-                       | {a.key[1]})  # fmt: skip
-        if abs(sizes.index(a.key[1]) - sizes.index(min(known)[2])) == 1:
-            return same_size
+    resulting = (b.key[1] for b in slot if b.running or b.finished(False) is not None)
+    if known and next_to_best(resulting, a.key[1], min(known)[2]):
+        return same_size
     return [b for b in slot if b.key != a.key]
 
 
 def _judge(a: Arm, rivals: Sequence[Arm], confidence: float) -> tuple[Arm, str] | None:
-    """The rival arm ``a`` cannot beat, and why; None where it may still win."""
-    if not a.running:
-        return None
+    """The rival arm ``a`` (running) cannot beat, and why; None where it may still win."""
     known = [(v, _order(r.key), r) for r in rivals
              if (v := r.pessimistic(r.key[1] == a.key[1])) is not None]  # fmt: skip
     if not known:

@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
-from scalingstudy.pruning.arms import SeedBound, decide_arms
+from scalingstudy.pruning.arms import SeedBound, decide_arms, next_to_best
 from scalingstudy.pruning.calibration import Calibration, calibrate, forecast_at
 from scalingstudy.pruning.calibration import finite as _finite
 from scalingstudy.pruning.curvefit import Forecast, forecast
@@ -179,13 +179,9 @@ def _rivals(
     if not settings.compare_model_sizes:
         return same_size
     known = [(b.value, b.trial, c.model_size) for c in slot if (b := bounds[c.trial]) is not None]
-    if known:
-        # The sizes that can still end with a result: the law's neighbours are those.
-        sizes = sorted({c.model_size for c in slot if c.running or c.final is not None}
-                       | {t.model_size})  # fmt: skip
-        best = sizes.index(min(known)[2])
-        if abs(sizes.index(t.model_size) - best) == 1:
-            return same_size
+    resulting = (c.model_size for c in slot if c.running or c.final is not None)
+    if known and next_to_best(resulting, t.model_size, min(known)[2]):
+        return same_size
     return [c for c in slot if c.trial != t.trial]
 
 
