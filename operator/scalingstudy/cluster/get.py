@@ -178,11 +178,9 @@ def _job_identity(
 def _live(pods: list[Obj], identity: JobIdentity | None) -> list[Obj]:
     """The pods that may place a running trial: those of a Job that exists now (a pod a
     deleted Job left is no trial running); every pod where Jobs were not listed."""
+    from scalingstudy.cluster.observe import controller_of
+
     if identity is None:
         return pods
     uids = set(identity.current.values())
-    return [
-        p for p in pods
-        if any(o.get("controller") and o.get("uid") in uids
-               for o in p.get("metadata", {}).get("ownerReferences") or [])
-    ]  # fmt: skip
+    return [p for p in pods if (controller_of(p) or {}).get("uid") in uids]

@@ -129,12 +129,17 @@ def job_state(job: Obj) -> JobState:
     return JobState(phase="active", **common)
 
 
+def controller_of(obj: Obj) -> Obj | None:
+    """``obj``'s controller reference (the API server allows one), or None."""
+    owners = obj.get("metadata", {}).get("ownerReferences") or []
+    return next((o for o in owners if o.get("controller")), None)
+
+
 def controlled_by(obj: Obj, uid: str) -> bool:
     """Whether ``obj`` (a pod) is controlled by the object of that uid (a trial's Job):
     labels can be copied by anyone and outlive a Job deleted and made again under the
     same name; the controller reference is set by the Job controller and names one Job."""
-    owners = obj.get("metadata", {}).get("ownerReferences") or []
-    return bool(uid) and any(o.get("controller") and o.get("uid") == uid for o in owners)
+    return bool(uid) and (controller_of(obj) or {}).get("uid") == uid
 
 
 @dataclass(frozen=True)

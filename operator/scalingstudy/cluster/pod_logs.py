@@ -34,7 +34,13 @@ from scalingstudy.cluster.manifests import (
     LABEL_TRIAL,
     Obj,
 )
-from scalingstudy.cluster.observe import controlled_by, label_coordinates, label_rate, parse_time
+from scalingstudy.cluster.observe import (
+    controlled_by,
+    controller_of,
+    label_coordinates,
+    label_rate,
+    parse_time,
+)
 from scalingstudy.curve_rows import CurveTrial
 from scalingstudy_sdk.curve import Curve, CurveReader
 
@@ -62,13 +68,16 @@ def _created(pod: Obj) -> dt.datetime:
     return stamp or dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
+def _job_controller(pod: Obj, name: str) -> Obj | None:
+    """The pod's controller reference where it is a Job named ``name``."""
+    owner = controller_of(pod)
+    return owner if owner and owner.get("kind") == "Job" and owner.get("name") == name else None
+
+
 def _of_job(pod: Obj, job_uid: str | None, job_name: str | None) -> bool:
     if job_uid:
         return controlled_by(pod, job_uid)
-    owners = pod.get("metadata", {}).get("ownerReferences") or []
-    return any(
-        o.get("controller") and o.get("kind") == "Job" and o.get("name") == job_name for o in owners
-    )
+    return job_name is not None and _job_controller(pod, job_name) is not None
 
 
 def pods_zero(
@@ -203,12 +212,7 @@ def job_identity(
 def gone_jobs(pods: Iterable[Obj], trial: str, identity: JobIdentity) -> set[str]:
     """The uids of the Jobs named ``trial`` that control some of ``pods`` and are no longer
     listed: runs of the trial whose Job was deleted (pruned, a spec edit, a user)."""
-    owners = (o for p in pods for o in p.get("metadata", {}).get("ownerReferences") or [])
-    uids = {
-        str(o.get("uid") or "")
-        for o in owners
-        if o.get("controller") and o.get("kind") == "Job" and o.get("name") == trial
-    }
+    uids = {str(o.get("uid") or "") for p in pods if (o := _job_controller(p, trial))}
     return {u for u in uids if u and u not in identity.listed}
 
 

@@ -208,10 +208,10 @@ def competitors(
         if r.trial in running:
             continue
         ok = r.status == "Succeeded" and r.loss is not None
-        read = curves.get(r.trial)
-        curve = read if read is not None and read.points else _record_curve(r)
+        read = curves.get(r.trial) if ok else None
+        curve = read if read is not None and read.points else _record_curve(r) if ok else Curve()
         out.append(Competitor(r.trial, r.data_size, r.model_size, r.seed, r.learning_rate,
-                              curve if ok else Curve(), r.loss if ok else None, False))  # fmt: skip
+                              curve, r.loss if ok else None, False))  # fmt: skip
     return out
 
 
