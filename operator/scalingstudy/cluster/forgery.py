@@ -123,10 +123,11 @@ def forged_points(
     out: list[Forged] = []
     for trial, points in sorted(pushed.items()):
         curve, now = curves.get(trial), latest.get(trial, {})
-        if curve is None or not now or forged({trial: now}, curves):
+        if curve is None:
             continue
-        if _logged(curve, now.get("steps")) is None:
-            continue
+        logged, pushed_now = _logged(curve, now.get("steps")), now.get("validation_loss")
+        if logged is None or pushed_now is None or not _agree(logged, pushed_now):
+            continue  # the latest is not the log's (yet), or disagrees: `forged` counts it
         losses = {p.step: p.validation_loss for p in curve.points}
         for step, value in sorted(points.items())[:CURVE_COMPARED]:
             found = _disagrees(trial, step, losses.get(step), value)
@@ -145,11 +146,14 @@ def _logged(curve: Curve, step: float | None) -> float | None:
 
 def _disagrees(trial: str, step: int, logged: float | None, value: float) -> Forged | None:
     """A pushed value against the log's at one step (a step the log lacks: unknown)."""
-    if logged is None or not math.isfinite(logged):
+    if logged is None or not math.isfinite(logged) or _agree(logged, value):
         return None
-    if not math.isfinite(value) or abs(logged - value) > AGREE_REL * max(abs(logged), abs(value)):
-        return Forged(trial, step, logged, value)
-    return None
+    return Forged(trial, step, logged, value)
+
+
+def _agree(logged: float, value: float) -> bool:
+    """A pushed value is the log's (to the agreement of a result's two copies)."""
+    return math.isfinite(value) and abs(logged - value) <= AGREE_REL * max(abs(logged), abs(value))
 
 
 def forged(pushed: Mapping[str, Mapping[str, float]], curves: Mapping[str, Curve]) -> list[Forged]:
