@@ -412,6 +412,9 @@ def test_a_pushed_curve_point_the_log_contradicts_is_forged() -> None:
     # be an earlier attempt's, whose points the retry evaluated again: its curve is not read.
     for now in ({"steps": 20.0, "validation_loss": 9.0}, {"steps": 50.0, "validation_loss": 1.0}):
         assert forgery.forged_points(points, {"t1": now}, curves) == []
+    # A latest pushed without its loss (its step is the log's): the points are compared.
+    assert forgery.forged_points(points, {"t1": {"steps": 20.0}}, curves) == [
+        forgery.Forged("t1", 20, 2.0, 9.0)]  # fmt: skip
     # A flood of pushed points costs at most CURVE_COMPARED comparisons a trial.
     flood = {"t1": {10 * (i + 1): 9.0 for i in range(100_000)}}
     now = {"t1": {"steps": 20.0, "validation_loss": 1.0}}

@@ -126,7 +126,7 @@ def forged_points(
         if curve is None:
             continue
         logged, pushed_now = _logged(curve, now.get("steps")), now.get("validation_loss")
-        if logged is None or pushed_now is None or not _agree(logged, pushed_now):
+        if logged is None or (pushed_now is not None and not _agree(logged, pushed_now)):
             continue  # the latest is not the log's (yet), or disagrees: `forged` counts it
         losses = {p.step: p.validation_loss for p in curve.points}
         for step, value in sorted(points.items())[:CURVE_COMPARED]:
